@@ -1,0 +1,172 @@
+/*
+ * core/internal.h — internal interfaces between the files of libenvdb.
+ * Nothing here is exported: every symbol has the `envdbi_` prefix and hidden
+ * visibility.  Each section names the file that implements it.
+ */
+#ifndef ENVDB_INTERNAL_H
+#define ENVDB_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <envdb/adapter.h>
+#include <envdb/encryptor.h>
+#include <envdb/envdb.h>
+
+/* ------------------------------------------------------------------------ */
+/* error.c — thread-local last error                                          */
+/* ------------------------------------------------------------------------ */
+
+/** Set the calling thread's last error and return `status`.  `native` may be
+ * NULL.  The message must never contain a secret. */
+int envdbi_error(int status, const char *native, const char *fmt, ...) ENVDB_PRINTF(3, 4);
+/** Prepend context ("env acme/prod: ") to the current last error message and
+ * return its status. */
+int envdbi_error_prefix(const char *fmt, ...) ENVDB_PRINTF(1, 2);
+/** Log a line to stderr when `level` is at or below the configured level
+ * (ENVDB_LOG_LEVEL: error, warning (default), info, debug). */
+void envdbi_log(int level, const char *fmt, ...) ENVDB_PRINTF(2, 3);
+
+/* ------------------------------------------------------------------------ */
+/* secmem.c — secure memory (libsodium guarded allocations)                   */
+/* ------------------------------------------------------------------------ */
+
+/** Locked, guarded, zeroed on free.  NULL on failure. */
+void *envdbi_secure_alloc(size_t size);
+void envdbi_secure_free(void *ptr);
+
+/** A secret in secure memory: data is NUL-terminated, len excludes the NUL. */
+typedef struct envdbi_secret {
+	char *data;
+	size_t len;
+} envdbi_secret;
+/** Copy `len` bytes into a new secret; NULL on failure. */
+envdbi_secret *envdbi_secret_new(const void *data, size_t len);
+void envdbi_secret_free(envdbi_secret *s);
+
+/* ------------------------------------------------------------------------ */
+/* manifest.c — the YAML manifest                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct envdbi_kv {
+	char *key;
+	char *value;
+	int line, column; /* 1-based position of the value in the manifest */
+} envdbi_kv;
+
+typedef struct envdbi_plugin_spec {
+	char *name;
+	uint32_t kind;    /* envdb_plugin_kind */
+	char *path;       /* as written; resolved by the loader */
+	bool critical;    /* default true */
+	envdbi_kv *config;
+	size_t n_config;
+	int line, column;
+} envdbi_plugin_spec;
+
+typedef struct envdbi_manifest {
+	char *path;              /* the manifest file, absolute */
+	char *dir;               /* its directory, absolute */
+	char *control_plane;     /* absolute path of the control-plane file */
+	char *plugin_dir;        /* absolute, or NULL for the compiled-in one */
+	/* defaults */
+	char *default_driver;    /* adapter plugin name */
+	char *default_region;
+	char *default_plan;
+	int64_t default_storage_mb;
+	char *default_encryptor; /* encryptor plugin name */
+	/* provisioning */
+	int64_t lease_seconds;        /* intent lease, default 300 */
+	int64_t delete_grace_seconds; /* physical drop delay, default 7 days */
+	/* credentials */
+	int64_t rotation_overlap_seconds; /* default 3600 */
+	/* resolve */
+	int64_t cache_size;      /* entries, default 10000; 0 disables */
+	int64_t cache_ttl_ms;    /* default 30000 */
+	/* control plane */
+	int64_t busy_timeout_ms; /* default 5000 */
+	/* legacy v4 shim */
+	bool legacy_shim;        /* default true */
+	char *legacy_encryptor;  /* encryptor plugin name for v4 tokens, or NULL */
+	envdbi_plugin_spec *plugins;
+	size_t n_plugins;
+} envdbi_manifest;
+
+/** Parse and validate a manifest.  On error returns ENVDB_ERR_CONFIG (or
+ * ENVDB_ERR_IO) with a message "FILE:LINE:COLUMN: KEY.PATH: cause". */
+int envdbi_manifest_load(envdbi_manifest **out, const char *path);
+void envdbi_manifest_free(envdbi_manifest *m);
+
+/* ------------------------------------------------------------------------ */
+/* loader.c (the only file that includes <ltdl.h>) and host.c                 */
+/* ------------------------------------------------------------------------ */
+
+typedef struct envdbi_plugin envdbi_plugin;
+typedef struct envdbi_plugins envdbi_plugins;
+
+/** Load, validate and init every plugin of the manifest.  A critical plugin
+ * that fails aborts loading (everything loaded so far is unloaded); a
+ * non-critical one is skipped with a warning.  The plugin directory is the
+ * manifest's plugin_dir, else $ENVDB_PLUGIN_DIR, else the compiled-in one. */
+int envdbi_plugins_load(envdbi_plugins **out, const envdbi_manifest *m);
+void envdbi_plugins_free(envdbi_plugins *set);
+size_t envdbi_plugins_count(const envdbi_plugins *set);
+envdbi_plugin *envdbi_plugins_at(const envdbi_plugins *set, size_t i);
+/** NULL when no loaded plugin has that name and kind (kind 0: any kind). */
+envdbi_plugin *envdbi_plugins_find(const envdbi_plugins *set, const char *name, uint32_t kind);
+
+const char *envdbi_plugin_name(const envdbi_plugin *p);
+const char *envdbi_plugin_path(const envdbi_plugin *p);
+const envdb_plugin_descriptor *envdbi_plugin_descriptor(const envdbi_plugin *p);
+uint64_t envdbi_plugin_capabilities(const envdbi_plugin *p);
+
+/*
+ * Calls into plugins (host.c).  Each call: sets the operation deadline,
+ * serializes on the instance unless the plugin is thread-safe, answers
+ * ENVDB_ERR_NOT_SUPPORTED for a NULL slot, retries ENVDB_ERR_BUFFER_TOO_SMALL
+ * with larger buffers, and on failure leaves the plugin's report in the last
+ * error prefixed with "plugin NAME: ".  Returned strings are malloc'd and
+ * owned by the caller (free()); secrets are envdbi_secret (secure memory).
+ */
+int envdbi_adapter_database_name(envdbi_plugin *p, const char *environment_id, char **name);
+int envdbi_adapter_create(envdbi_plugin *p, const envdb_create_request *req, char **url,
+			  char **metadata);
+int envdbi_adapter_drop(envdbi_plugin *p, const envdb_db_ref *db);
+int envdbi_adapter_mint(envdbi_plugin *p, const envdb_db_ref *db, const envdb_mint_request *req,
+			envdbi_secret **secret, char **handle);
+int envdbi_adapter_revoke(envdbi_plugin *p, const envdb_db_ref *db, uint32_t authorization,
+			  const char *handle);
+int envdbi_adapter_probe(envdbi_plugin *p, const envdb_db_ref *db, const envdbi_secret *secret);
+/** All names in *names (array and strings malloc'd; free with envdbi_strv_free). */
+int envdbi_adapter_list(envdbi_plugin *p, char ***names, size_t *n);
+
+int envdbi_encryptor_current_key(envdbi_plugin *p, char **key_id);
+int envdbi_encryptor_encrypt(envdbi_plugin *p, const envdbi_secret *pt, const void *aad,
+			     size_t aad_len, char **ct, char **key_id);
+int envdbi_encryptor_decrypt(envdbi_plugin *p, const char *ct, const void *aad, size_t aad_len,
+			     envdbi_secret **pt);
+int envdbi_encryptor_key_of(envdbi_plugin *p, const char *ct, char **key_id);
+int envdbi_encryptor_rewrap(envdbi_plugin *p, const char *ct, const void *aad, size_t aad_len,
+			    char **ct_out, char **key_id);
+int envdbi_encryptor_key_list(envdbi_plugin *p, envdb_encryptor_key_cb cb, void *cb_ctx);
+int envdbi_encryptor_key_generate(envdbi_plugin *p, int make_current, char **key_id);
+
+void envdbi_strv_free(char **v, size_t n);
+
+/* ------------------------------------------------------------------------ */
+/* context.c — struct envdb_ctx                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef struct envdbi_store envdbi_store;   /* store.c (control plane) */
+typedef struct envdbi_cache envdbi_cache;   /* resolve.c */
+
+struct envdb_ctx {
+	envdbi_manifest *manifest;
+	envdbi_plugins *plugins;
+	envdbi_store *store;   /* NULL with ENVDB_OPEN_NO_STORE */
+	envdbi_cache *cache;   /* NULL when disabled or without a store */
+	envdbi_plugin *encryptor; /* manifest default_encryptor, may be NULL */
+};
+
+#endif /* ENVDB_INTERNAL_H */
