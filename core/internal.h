@@ -27,6 +27,13 @@ int envdbi_error_prefix(const char *fmt, ...) ENVDB_PRINTF(1, 2);
 /** Log a line to stderr when `level` is at or below the configured level
  * (ENVDB_LOG_LEVEL: error, warning (default), info, debug). */
 void envdbi_log(int level, const char *fmt, ...) ENVDB_PRINTF(2, 3);
+/** va_list forms of the two above. */
+int envdbi_error_v(int status, const char *native, const char *fmt, va_list ap)
+	ENVDB_PRINTF(3, 0);
+void envdbi_log_v(int level, const char *fmt, va_list ap) ENVDB_PRINTF(2, 0);
+/** A per-thread counter bumped by every envdbi_error(): a caller compares it
+ * before and after a call to know whether the callee reported anything. */
+unsigned envdbi_error_generation(void);
 
 /* ------------------------------------------------------------------------ */
 /* secmem.c — secure memory (libsodium guarded allocations)                   */
@@ -44,6 +51,9 @@ typedef struct envdbi_secret {
 /** Copy `len` bytes into a new secret; NULL on failure. */
 envdbi_secret *envdbi_secret_new(const void *data, size_t len);
 void envdbi_secret_free(envdbi_secret *s);
+/** sodium_init() once per process; ENVDB_ERR_GENERIC (reported) on failure.
+ * Every file using libsodium calls this before its first use. */
+int envdbi_sodium_init(void);
 
 /* ------------------------------------------------------------------------ */
 /* manifest.c — the YAML manifest                                             */
@@ -53,6 +63,7 @@ typedef struct envdbi_kv {
 	char *key;
 	char *value;
 	int line, column; /* 1-based position of the value in the manifest */
+	int key_line, key_column; /* 1-based position of the key */
 } envdbi_kv;
 
 typedef struct envdbi_plugin_spec {
@@ -110,6 +121,13 @@ typedef struct envdbi_plugins envdbi_plugins;
  * non-critical one is skipped with a warning.  The plugin directory is the
  * manifest's plugin_dir, else $ENVDB_PLUGIN_DIR, else the compiled-in one. */
 int envdbi_plugins_load(envdbi_plugins **out, const envdbi_manifest *m);
+/** Flags of envdbi_plugins_load_ex(). */
+enum envdbi_load_flags {
+	/** Open and validate every plugin (descriptor, configuration, secret
+	 * references) but do not call init: `envdb manifest check`. */
+	ENVDBI_LOAD_NO_INIT = 1u << 0
+};
+int envdbi_plugins_load_ex(envdbi_plugins **out, const envdbi_manifest *m, unsigned flags);
 void envdbi_plugins_free(envdbi_plugins *set);
 size_t envdbi_plugins_count(const envdbi_plugins *set);
 envdbi_plugin *envdbi_plugins_at(const envdbi_plugins *set, size_t i);
@@ -120,6 +138,16 @@ const char *envdbi_plugin_name(const envdbi_plugin *p);
 const char *envdbi_plugin_path(const envdbi_plugin *p);
 const envdb_plugin_descriptor *envdbi_plugin_descriptor(const envdbi_plugin *p);
 uint64_t envdbi_plugin_capabilities(const envdbi_plugin *p);
+uint32_t envdbi_plugin_kind(const envdbi_plugin *p);
+/** The directory plugins of `m` are loaded from (manifest plugin_dir, else
+ * $ENVDB_PLUGIN_DIR, else the compiled-in ENVDB_PLUGIN_DIR).  Static or
+ * owned by m / the environment; do not free. */
+const char *envdbi_plugin_dir(const envdbi_manifest *m);
+
+/** Per-call deadline of calls into plugins, in milliseconds (default 30000;
+ * 0 means no deadline).  Process-wide; thread-safe. */
+void envdbi_host_set_call_timeout_ms(int64_t ms);
+int64_t envdbi_host_call_timeout_ms(void);
 
 /*
  * Calls into plugins (host.c).  Each call: sets the operation deadline,
@@ -168,5 +196,47 @@ struct envdb_ctx {
 	envdbi_cache *cache;   /* NULL when disabled or without a store */
 	envdbi_plugin *encryptor; /* manifest default_encryptor, may be NULL */
 };
+
+/* ------------------------------------------------------------------------ */
+/* credential.c, provision.c — shared by provisioning, rotation, resolve,    */
+/* reconcile and the migration                                                */
+/* ------------------------------------------------------------------------ */
+
+/** The loaded adapter plugin named `driver`; ENVDB_ERR_NOT_FOUND (reported:
+ * "driver NAME: no adapter plugin of that name is loaded") otherwise. */
+int envdbi_adapter_find(envdbi_plugin **out, envdb_ctx *ctx, const char *driver);
+
+/** The context's encryptor; ENVDB_ERR_CONFIG (reported, naming `what`)
+ * when the manifest configures none. */
+int envdbi_encryptor_get(envdbi_plugin **out, envdb_ctx *ctx, const char *what);
+
+/** Seal `secret` for credential row `c` with the AAD of
+ * envdb_credential_aad(c->id, c->environment_database_id); replaces
+ * c->secret_ciphertext and c->key_id (malloc'd, owned by c). */
+int envdbi_credential_seal(envdb_ctx *ctx, envdb_credential *c, const envdbi_secret *secret);
+
+/** Open the ciphertext of row `c`; *out in secure memory (caller frees with
+ * envdbi_secret_free).  ENVDB_ERR_INTEGRITY when the ciphertext is not
+ * bound to this row. */
+int envdbi_credential_open(envdbi_secret **out, envdb_ctx *ctx, const envdb_credential *c);
+
+/** Revoke credential `c` of database `db` at the backend (when the adapter
+ * has ENVDB_ADAPTER_CAP_REVOKE), then move its row from `from_status` to
+ * "revoked" (compare-and-set).  `failpoint` names the failpoint between the
+ * two steps.  Does not invalidate the cache. */
+int envdbi_credential_retire(envdb_ctx *ctx, const envdb_database *db, const envdb_credential *c,
+			     const char *from_status, const char *failpoint);
+
+/** Finish a deletion intent (env has pending_database_name/pending_driver):
+ * drop the physical database, then delete every row of the environment.
+ * `failpoint` names the failpoint between the two. */
+int envdbi_env_delete_finish(envdb_ctx *ctx, const envdb_environment *env,
+			     const char *failpoint);
+
+/** Roll back a provisioning intent: claim it (provisioning → failed unless
+ * already failed), drop its pending database, delete its row.  `failpoint`
+ * names the failpoint between the drop and the row deletion. */
+int envdbi_env_rollback_intent(envdb_ctx *ctx, const envdb_environment *env,
+			       const char *failpoint);
 
 #endif /* ENVDB_INTERNAL_H */

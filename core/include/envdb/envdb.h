@@ -62,7 +62,13 @@ enum envdb_open_flags {
 	 * (for `envdb plugins`, `envdb key ...`, `envdb manifest check`). */
 	ENVDB_OPEN_NO_STORE = 1u << 0,
 	/** Create the control-plane file if it does not exist (`envdb init`). */
-	ENVDB_OPEN_CREATE = 1u << 1
+	ENVDB_OPEN_CREATE = 1u << 1,
+	/** Validate only (`envdb manifest check`): parse the manifest, open
+	 * every plugin and check its descriptor, its configuration and its
+	 * secret references, but call no plugin's init and open no control
+	 * plane.  The context can list plugins (envdb_plugin_get) and nothing
+	 * else.  Implies ENVDB_OPEN_NO_STORE. */
+	ENVDB_OPEN_CHECK_ONLY = 1u << 2
 };
 
 /**
@@ -99,8 +105,665 @@ ENVDB_EXPORT size_t envdb_plugin_count(const envdb_ctx *ctx);
 /** Fill *info for the i-th loaded plugin (info->struct_size set by the caller). */
 ENVDB_EXPORT int envdb_plugin_get(envdb_plugin_info *info, const envdb_ctx *ctx, size_t i);
 
+/** Path of the manifest the context was opened from (absolute), and the
+ * directory plugins are loaded from.  Owned by the context. */
+ENVDB_EXPORT const char *envdb_manifest_path(const envdb_ctx *ctx);
+ENVDB_EXPORT const char *envdb_plugin_dir(const envdb_ctx *ctx);
+/** Path of the control-plane file the manifest names (absolute; whether or
+ * not the context opened it).  Owned by the context. */
+ENVDB_EXPORT const char *envdb_control_plane_path(const envdb_ctx *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Keys of an encryptor (core/keys.c)                                        */
+/* ------------------------------------------------------------------------ */
+
+/** Receives one key: id (borrowed for the call), whether it is the key new
+ * ciphertexts are sealed with, creation time (epoch seconds, 0 unknown).
+ * Return 0 to continue. */
+typedef int (*envdb_key_cb)(void *cb_ctx, const char *key_id, int is_current,
+			    int64_t created_at);
+
+/**
+ * List the keys of encryptor plugin `encryptor` (borrowed; NULL: the
+ * manifest's default encryptor).  ENVDB_ERR_NOT_FOUND when there is no such
+ * loaded encryptor, ENVDB_ERR_NOT_SUPPORTED when it cannot manage keys.
+ */
+ENVDB_EXPORT int envdb_key_list(envdb_ctx *ctx, const char *encryptor, envdb_key_cb cb,
+				void *cb_ctx);
+
+/**
+ * Create a key in encryptor `encryptor` (NULL: the default one); make it
+ * the current key when make_current is non-zero (a rotation: existing
+ * ciphertexts stay readable, `rewrap` moves them).  On success *key_id is
+ * the new key's id, owned by the caller: envdb_free().
+ */
+ENVDB_EXPORT int envdb_key_generate(char **key_id, envdb_ctx *ctx, const char *encryptor,
+				    int make_current);
+
+/** The id of the key new ciphertexts are sealed with; *key_id owned by the
+ * caller: envdb_free(). */
+ENVDB_EXPORT int envdb_key_current(char **key_id, envdb_ctx *ctx, const char *encryptor);
+
 /* ---- control plane API: appended below by core/ (environments, ---------- */
 /* ---- credentials, members, resolve, reconcile, check, schema) ----------- */
+
+/* ------------------------------------------------------------------------ */
+/* Control-plane records (core/store.c, core/schema.c)                       */
+/* ------------------------------------------------------------------------ */
+/*
+ * The records below are the control-plane objects as the library returns
+ * them (DESIGN.md §2).  They are allocated by the library, owned by the
+ * caller and released with the matching *_free() function (NULL allowed).
+ * Because only the library allocates them, they may grow at their end in a
+ * later minor version; callers never allocate or copy them by value.
+ *
+ * Conventions of every record:
+ *  - ids are UUID v4 in lowercase text ("3f0c...-...");
+ *  - enum fields are lowercase text holding one of the values documented at
+ *    the field (`envdb schema` lists them, generated from the same table);
+ *  - timestamps are integer seconds since the Unix epoch, 0 meaning "none";
+ *  - booleans are int 0/1;
+ *  - optional text fields are NULL when absent; metadata is a JSON object
+ *    text ("{}" when empty).
+ * Introduced in libenvdb 0.1.
+ */
+
+/** sys_environment: one environment of an organization. */
+typedef struct envdb_environment {
+	char *id;
+	char *organization_id;
+	char *slug;            /**< ^[a-z0-9][a-z0-9-]{0,62}$, unique per organization */
+	char *display_name;
+	char *env_type;        /**< production, sandbox, development, test, staging,
+				    preview, trial */
+	int is_default;        /**< at most one per organization (not archived/failed) */
+	char *region;          /**< NULL when unspecified */
+	char *plan;            /**< free, starter, pro, enterprise, custom */
+	char *status;          /**< provisioning, active, suspended, archived, failed,
+				    migrating */
+	char *created_by;
+	int64_t created_at;
+	int64_t updated_at;
+	char *metadata;        /**< JSON object text */
+	/* provisioning intent (DESIGN.md §4) */
+	int64_t lease_expires_at;     /**< intent lease while provisioning/deleting, or 0 */
+	char *pending_database_name;  /**< physical name being created/dropped, or NULL */
+	char *pending_driver;         /**< adapter plugin name of that database, or NULL */
+	int64_t delete_after;         /**< physical drop not before this time, or 0 */
+} envdb_environment;
+
+/** sys_environment_database: the one physical database of an environment. */
+typedef struct envdb_database {
+	char *id;
+	char *environment_id;  /**< unique: exactly one database per environment */
+	char *database_name;   /**< unique, immutable */
+	char *database_url;    /**< never contains a secret */
+	char *driver;          /**< adapter plugin name */
+	char *region;          /**< NULL when unspecified */
+	int64_t storage_limit_mb; /**< > 0 */
+	int64_t provisioned_at;
+	int64_t last_accessed_at; /**< 0 when never */
+	char *metadata;        /**< JSON object text of driver details */
+} envdb_database;
+
+/** sys_database_credential: one credential of a database, encrypted. */
+typedef struct envdb_credential {
+	char *id;
+	char *environment_database_id;
+	char *secret_ciphertext; /**< encryptor output (never plaintext); bound to
+				      id and environment_database_id as AAD */
+	char *key_id;            /**< encryption_key_id that sealed it */
+	char *handle;            /**< adapter's non-secret credential id (role
+				      name, token id) or "" */
+	char *authorization;     /**< full_access, read_only */
+	char *status;            /**< active, rotating, revoked */
+	int64_t created_at;
+	int64_t expires_at;      /**< 0 when it does not expire */
+	int64_t revoked_at;      /**< 0 unless revoked */
+} envdb_credential;
+
+/** sys_environment_member: a user's role in one environment. */
+typedef struct envdb_member {
+	char *id;
+	char *environment_id;
+	char *user_id;
+	char *role;            /**< owner, admin, maker, reader, guest */
+	char *invited_by;      /**< NULL when unknown */
+	int64_t created_at;
+	int64_t updated_at;
+} envdb_member;
+
+ENVDB_EXPORT void envdb_environment_free(envdb_environment *e);
+ENVDB_EXPORT void envdb_database_free(envdb_database *d);
+ENVDB_EXPORT void envdb_credential_free(envdb_credential *c);
+ENVDB_EXPORT void envdb_member_free(envdb_member *m);
+/** Free an array of `n` records as returned by a *_list() function
+ * (each element and the array itself).  NULL allowed. */
+ENVDB_EXPORT void envdb_environment_list_free(envdb_environment **v, size_t n);
+ENVDB_EXPORT void envdb_database_list_free(envdb_database **v, size_t n);
+ENVDB_EXPORT void envdb_credential_list_free(envdb_credential **v, size_t n);
+ENVDB_EXPORT void envdb_member_list_free(envdb_member **v, size_t n);
+
+/** Free memory the library returned as a plain allocation (JSON text, ...).
+ * NULL allowed. */
+ENVDB_EXPORT void envdb_free(void *p);
+
+/* ------------------------------------------------------------------------ */
+/* Members (core/member.c)                                                   */
+/* ------------------------------------------------------------------------ */
+
+enum envdb_member_add_flags {
+	/** If the user is already a member, change their role (and invited_by)
+	 * instead of failing with ENVDB_ERR_EXISTS. */
+	ENVDB_MEMBER_UPDATE = 1u << 0
+};
+
+/** Options of envdb_member_add(). */
+typedef struct envdb_member_opts {
+	size_t struct_size;
+	const char *invited_by; /**< user id of the inviter, or NULL */
+	unsigned flags;         /**< envdb_member_add_flags */
+} envdb_member_opts;
+#define ENVDB_MEMBER_OPTS_INIT { sizeof(envdb_member_opts), NULL, 0 }
+
+/**
+ * Add `user_id` to environment ORGANIZATION/SLUG with `role` (owner, admin,
+ * maker, reader, guest).  All strings borrowed.  `opts` may be NULL.
+ * Returns ENVDB_ERR_EXISTS when the user is already a member (unless
+ * ENVDB_MEMBER_UPDATE), ENVDB_ERR_NOT_FOUND for an unknown environment,
+ * ENVDB_ERR_INVALID for a bad role or empty user id, ENVDB_ERR_STATE for an
+ * archived or failed environment.  Invalidates the resolve cache of the
+ * environment.  Thread-safe.
+ */
+ENVDB_EXPORT int envdb_member_add(envdb_ctx *ctx, const char *organization_id, const char *slug,
+				  const char *user_id, const char *role,
+				  const envdb_member_opts *opts);
+
+/** Remove `user_id` from ORGANIZATION/SLUG.  ENVDB_ERR_NOT_FOUND when the
+ * environment or the membership does not exist.  Invalidates the resolve
+ * cache of the environment. */
+ENVDB_EXPORT int envdb_member_remove(envdb_ctx *ctx, const char *organization_id,
+				     const char *slug, const char *user_id);
+
+/** The members of ORGANIZATION/SLUG ordered by user id.  On success *out (an
+ * array of *n records, possibly empty with *out NULL) is owned by the caller:
+ * envdb_member_list_free(). */
+ENVDB_EXPORT int envdb_member_list(envdb_member ***out, size_t *n, envdb_ctx *ctx,
+				   const char *organization_id, const char *slug);
+
+/* ------------------------------------------------------------------------ */
+/* Invariant check and schema (core/check.c, core/schema.c)                  */
+/* ------------------------------------------------------------------------ */
+
+/** One invariant violation found by envdb_check(). */
+typedef struct envdb_violation {
+	char *object;    /**< e.g. "sys_environment" */
+	char *invariant; /**< short stable name, e.g. "one_default_per_org" */
+	char *row_ids;   /**< offending row ids, comma-separated ("" if none) */
+	char *message;   /**< human-readable detail, never a secret */
+} envdb_violation;
+
+ENVDB_EXPORT void envdb_violation_list_free(envdb_violation **v, size_t n);
+
+/**
+ * Verify every invariant of DESIGN.md §3 on the control-plane data and the
+ * physical schema.  Returns 0 when the check ran (whatever it found): *out
+ * holds *n violations (0 when all hold; *out NULL then), owned by the
+ * caller (envdb_violation_list_free()).  A non-zero return means the check
+ * could not run.  Read-only.
+ */
+ENVDB_EXPORT int envdb_check(envdb_violation ***out, size_t *n, envdb_ctx *ctx);
+
+/**
+ * The object definitions as JSON: {"version":N,"objects":[{"name",
+ * "description","legacy","fields":[{"name","type","description","required",
+ * "default","values","references","immutable"}],"indexes":[{"name",
+ * "columns","unique","where","description"}]}]}.  `ctx` may be NULL: then
+ * every object, including the legacy ones, is listed; otherwise only those
+ * registered by its manifest.  *out is owned by the caller: envdb_free().
+ */
+ENVDB_EXPORT int envdb_schema_json(char **out, const envdb_ctx *ctx);
+
+/** The same as a readable text table (what `envdb schema` prints).  *out is
+ * owned by the caller: envdb_free(). */
+ENVDB_EXPORT int envdb_schema_text(char **out, const envdb_ctx *ctx);
+
+/* ---- C2: provisioning, credentials, resolve, reconcile below ------------ */
+
+/* ------------------------------------------------------------------------ */
+/* Environments: provisioning, archive, delete (core/provision.c)            */
+/* ------------------------------------------------------------------------ */
+/*
+ * Provisioning is crash-safe (DESIGN.md §4).  The steps are:
+ *  1. validate (slug, env type, plan, driver loaded, encryptor configured,
+ *     default rules);
+ *  2. commit the environment row with status "provisioning", a lease
+ *     (manifest provisioning.lease_seconds) and the physical database name
+ *     derived from the environment id by the adapter (pending_database_name,
+ *     pending_driver): the intent is durable before anything external;
+ *  3. the adapter creates the database and mints a full_access credential
+ *     (and a read_only one when the adapter has ENVDB_ADAPTER_CAP_READ_ONLY);
+ *  4. the secrets are sealed by the encryptor with the associated data
+ *     described at envdb_credential_aad();
+ *  5. one transaction inserts the database and credential rows and the
+ *     creator as "owner" member, clears the intent and moves the environment
+ *     from "provisioning" to "active".
+ * On a failure after step 2 the physical database is dropped and the intent
+ * row deleted (so the slug is free again), and the error of the failing step
+ * is returned.  If even the compensating drop fails, the intent stays with
+ * an expired lease and `envdb reconcile --apply` finishes the rollback.
+ * A process killed at any point leaves an intent that reconcile rolls back
+ * once its lease expired.  Concurrent provisioning of the same slug or of a
+ * second default is decided by the store's unique indexes when the intent
+ * is committed: exactly one wins, the others get ENVDB_ERR_EXISTS before
+ * they touched any backend.
+ */
+
+/** Options of envdb_env_provision() and envdb_org_provision(). */
+typedef struct envdb_provision_opts {
+	size_t struct_size;
+	/** production, sandbox, development, test, staging, preview, trial.
+	 * Required by envdb_env_provision(); envdb_org_provision() defaults to
+	 * "production". */
+	const char *env_type;
+	const char *display_name; /**< NULL: the slug */
+	const char *driver;       /**< adapter plugin name; NULL: manifest default */
+	const char *region;       /**< NULL: manifest default (may be none) */
+	const char *plan;         /**< NULL: manifest default, else "free" */
+	int64_t storage_limit_mb; /**< 0: manifest default */
+	/** Make it the organization's default environment (at most one that is
+	 * not archived or failed; envdb_org_provision() always sets it). */
+	int is_default;
+	/** User id of the creator; becomes the environment's owner member.
+	 * Required (the CLI defaults it to the login name). */
+	const char *created_by;
+	const char *metadata;     /**< JSON object text, or NULL for "{}" */
+} envdb_provision_opts;
+#define ENVDB_PROVISION_OPTS_INIT \
+	{ sizeof(envdb_provision_opts), NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL }
+
+/**
+ * Provision environment ORGANIZATION/SLUG (steps above).  All strings
+ * borrowed.  On success, if `out` is not NULL, *out receives the active
+ * environment (owned by the caller: envdb_environment_free()).
+ * Returns ENVDB_ERR_INVALID (bad slug, type, plan, storage limit, metadata,
+ * missing created_by), ENVDB_ERR_NOT_FOUND (driver not loaded),
+ * ENVDB_ERR_CONFIG (no encryptor configured), ENVDB_ERR_EXISTS (slug taken,
+ * or a second default), or the status of the failing adapter, encryptor or
+ * store step (after compensation).  Thread-safe.
+ */
+ENVDB_EXPORT int envdb_env_provision(envdb_environment **out, envdb_ctx *ctx,
+				     const char *organization_id, const char *slug,
+				     const envdb_provision_opts *opts);
+
+/**
+ * Provision an organization: its default environment SLUG (NULL: "prod"),
+ * of type opts->env_type (NULL: "production"), always the default; the
+ * other options as envdb_env_provision() (`opts` is required: created_by
+ * is).  Fails with ENVDB_ERR_EXISTS "organization ORG: already has a default
+ * environment (SLUG)" when the organization already has one.
+ */
+ENVDB_EXPORT int envdb_org_provision(envdb_environment **out, envdb_ctx *ctx,
+				     const char *organization_id, const char *slug,
+				     const envdb_provision_opts *opts);
+
+/** Environment ORGANIZATION/SLUG.  *out owned by the caller
+ * (envdb_environment_free()).  ENVDB_ERR_NOT_FOUND. */
+ENVDB_EXPORT int envdb_env_get(envdb_environment **out, envdb_ctx *ctx,
+			       const char *organization_id, const char *slug);
+
+/** Environments of one organization (NULL: every organization), ordered by
+ * organization and slug.  *out: *n records (NULL when none), owned by the
+ * caller (envdb_environment_list_free()). */
+ENVDB_EXPORT int envdb_env_list(envdb_environment ***out, size_t *n, envdb_ctx *ctx,
+				const char *organization_id);
+
+/** The database row of ORGANIZATION/SLUG (owned by the caller:
+ * envdb_database_free()).  ENVDB_ERR_NOT_FOUND when the environment has
+ * none (provisioning, failed). */
+ENVDB_EXPORT int envdb_env_database(envdb_database **out, envdb_ctx *ctx,
+				    const char *organization_id, const char *slug);
+
+/** Archive ORGANIZATION/SLUG: it stops resolving (ENVDB_ERR_STATE) and
+ * gives up its default slot; its physical database and rows are kept.
+ * ENVDB_ERR_STATE when it is provisioning or already archived. */
+ENVDB_EXPORT int envdb_env_archive(envdb_ctx *ctx, const char *organization_id,
+				   const char *slug);
+
+enum envdb_env_delete_flags {
+	/** Drop the physical database now instead of after the grace period. */
+	ENVDB_DELETE_NOW = 1u << 0
+};
+
+/**
+ * Delete ORGANIZATION/SLUG.  The environment is archived at once (it stops
+ * resolving) with delete_after = now + manifest
+ * provisioning.delete_grace_seconds; the physical database is dropped and
+ * every row (database, credentials, members, environment) deleted once the
+ * grace period ended, by `envdb reconcile --apply`.  With ENVDB_DELETE_NOW
+ * the drop and the row deletion happen during the call.  A crash at any
+ * point leaves a deletion that reconcile completes.  ENVDB_ERR_STATE while
+ * the environment is provisioning.
+ */
+ENVDB_EXPORT int envdb_env_delete(envdb_ctx *ctx, const char *organization_id, const char *slug,
+				  unsigned flags);
+
+/* ------------------------------------------------------------------------ */
+/* Credentials (core/credential.c)                                           */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * The associated data a credential's ciphertext is bound to, exactly:
+ *     "envdb-credential-v1" 0x00 CREDENTIAL_ID 0x00 ENVIRONMENT_DATABASE_ID
+ * where both ids are their 36-byte lowercase UUID text (19 + 1 + 36 + 1 +
+ * 36 = 93 bytes, no terminator).  A ciphertext copied to another credential
+ * row or another database fails to decrypt with ENVDB_ERR_INTEGRITY.
+ * Writes the AAD into `aad` (at least ENVDB_CREDENTIAL_AAD_MAX bytes) and
+ * its length into *len.  ENVDB_ERR_INVALID when an id is not a UUID.
+ */
+#define ENVDB_CREDENTIAL_AAD_MAX 96
+ENVDB_EXPORT int envdb_credential_aad(unsigned char *aad, size_t *len,
+				      const char *credential_id,
+				      const char *environment_database_id);
+
+/** Options of envdb_cred_rotate(). */
+typedef struct envdb_rotate_opts {
+	size_t struct_size;
+	/** How long the previous credential stays valid ("rotating"), in
+	 * seconds; < 0: manifest credentials.rotation_overlap_seconds; 0: it is
+	 * revoked at once. */
+	int64_t overlap_seconds;
+	/** Lifetime of the new credential in seconds; 0: it does not expire. */
+	int64_t expires_in_seconds;
+	/** "full_access" or "read_only"; NULL: every authorization that has an
+	 * active credential. */
+	const char *authorization;
+} envdb_rotate_opts;
+#define ENVDB_ROTATE_OPTS_INIT { sizeof(envdb_rotate_opts), -1, 0, NULL }
+
+/**
+ * Rotate the credentials of ORGANIZATION/SLUG: mint new ones (passing the
+ * current handle as previous_handle), seal them, and in one transaction make
+ * each new one "active" and its predecessor "rotating" until now + overlap
+ * (its expires_at is lowered to the window end).  A credential still
+ * rotating from an earlier rotation is revoked.  Revocations at the backend
+ * (adapters with ENVDB_ADAPTER_CAP_REVOKE) happen after the commit.  The
+ * resolve cache of the environment is invalidated.  ENVDB_ERR_STATE unless
+ * the environment is active.  `opts` may be NULL.
+ */
+ENVDB_EXPORT int envdb_cred_rotate(envdb_ctx *ctx, const char *organization_id, const char *slug,
+				   const envdb_rotate_opts *opts);
+
+/** Complete the rotations of ORGANIZATION/SLUG now: every "rotating"
+ * credential is revoked at the backend (where the adapter can) and then
+ * marked "revoked".  *revoked (may be NULL) receives the count. */
+ENVDB_EXPORT int envdb_cred_complete(size_t *revoked, envdb_ctx *ctx,
+				     const char *organization_id, const char *slug);
+
+/** Revoke one credential of ORGANIZATION/SLUG by id (backend first, then the
+ * row).  The active full_access credential of an active environment cannot
+ * be revoked (ENVDB_ERR_STATE: rotate with overlap 0 instead). */
+ENVDB_EXPORT int envdb_cred_revoke(envdb_ctx *ctx, const char *organization_id,
+				   const char *slug, const char *credential_id);
+
+/** The credentials of ORGANIZATION/SLUG (every status), ordered by creation.
+ * Ciphertexts only, never a secret.  *out owned by the caller
+ * (envdb_credential_list_free()). */
+ENVDB_EXPORT int envdb_cred_list(envdb_credential ***out, size_t *n, envdb_ctx *ctx,
+				 const char *organization_id, const char *slug);
+
+/** Counts of envdb_key_rewrap(). */
+typedef struct envdb_rewrap_report {
+	size_t struct_size;
+	size_t total;           /**< credentials examined */
+	size_t already_current; /**< already sealed with the current key */
+	size_t rewrapped;       /**< re-sealed (or, in a dry run, that would be) */
+	size_t failed;          /**< could not be re-sealed (the first error is
+				     in envdb_error_last(), the call fails) */
+} envdb_rewrap_report;
+#define ENVDB_REWRAP_REPORT_INIT { sizeof(envdb_rewrap_report), 0, 0, 0, 0 }
+
+enum envdb_rewrap_flags {
+	/** Count only; change nothing. */
+	ENVDB_REWRAP_DRY_RUN = 1u << 0
+};
+
+/**
+ * Re-seal every credential (every status) under the encryptor's current
+ * key, each row in its own transaction (a concurrent change of the row wins
+ * and the row is examined again next time).  Uses the encryptor's rewrap
+ * when it has ENVDB_ENCRYPTOR_CAP_REWRAP, else decrypt + encrypt in secure
+ * memory.  `report` (caller-owned, struct_size set) receives the counts,
+ * also on failure.
+ */
+ENVDB_EXPORT int envdb_key_rewrap(envdb_rewrap_report *report, envdb_ctx *ctx, unsigned flags);
+
+/* ------------------------------------------------------------------------ */
+/* Resolve (core/resolve.c)                                                  */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * What a data-plane router needs to reach one environment for one user.
+ * Allocated by the library as ONE block of secure memory (locked, guarded,
+ * wiped when freed) holding the struct and every string; owned by the
+ * caller and released with envdb_connection_free().  All strings are
+ * NUL-terminated and valid until then.
+ */
+typedef struct envdb_connection {
+	size_t struct_size;
+	const char *environment_id;
+	const char *organization_id;
+	const char *slug;
+	const char *driver;          /**< adapter plugin name */
+	const char *database_name;
+	const char *database_url;    /**< never contains the secret */
+	const char *role;            /**< the user's member role */
+	const char *authorization;   /**< full_access or read_only */
+	const char *credential_id;
+	const char *secret;          /**< the decrypted credential */
+	size_t secret_len;
+	int64_t expires_at;          /**< of the credential; 0: none */
+	/** During a rotation's overlap window: the previous credential of the
+	 * same authorization ("rotating"), still accepted until
+	 * previous_expires_at; NULL otherwise. */
+	const char *previous_credential_id;
+	const char *previous_secret;
+	size_t previous_secret_len;
+	int64_t previous_expires_at;
+} envdb_connection;
+
+/**
+ * Resolve ORGANIZATION/SLUG for `user_id`.  Owners, admins and makers get
+ * the full_access credential, readers and guests the read_only one.
+ * Returns ENVDB_ERR_NOT_FOUND (no such environment), ENVDB_ERR_PERMISSION
+ * (not a member), ENVDB_ERR_STATE (environment not active: provisioning,
+ * archived, suspended, failed, migrating), ENVDB_ERR_NOT_SUPPORTED (a
+ * reader/guest and the driver cannot mint read-only credentials: never full
+ * access instead), ENVDB_ERR_AUTH (the credential expired, or none is
+ * active), ENVDB_ERR_INTEGRITY (the ciphertext does not open with its row's
+ * associated data).  Results are cached (manifest resolve.cache_size and
+ * cache_ttl_ms; invalidated by rotation, membership and status changes made
+ * through this context); a cache hit runs no SQL.  last_accessed_at of the
+ * database is written at most once a minute per database (and flushed when
+ * the context closes).  Thread-safe.
+ */
+ENVDB_EXPORT int envdb_resolve(envdb_connection **out, envdb_ctx *ctx,
+			       const char *organization_id, const char *slug,
+			       const char *user_id);
+
+/** Wipe and release a connection.  NULL allowed. */
+ENVDB_EXPORT void envdb_connection_free(envdb_connection *conn);
+
+/* ------------------------------------------------------------------------ */
+/* Reconcile (core/reconcile.c)                                              */
+/* ------------------------------------------------------------------------ */
+
+/** One finding of envdb_reconcile().  Strings owned by the report. */
+typedef struct envdb_reconcile_item {
+	/** "intent" (provisioning whose lease expired), "deletion" (grace
+	 * ended), "rotation" (overlap window ended), "orphan" (physical
+	 * database without a row), "missing" (row without a physical
+	 * database: reported only). */
+	const char *kind;
+	const char *driver;        /**< adapter plugin, or NULL */
+	const char *database_name; /**< physical name, or NULL */
+	const char *object_id;     /**< environment or credential id, or NULL */
+	const char *label;         /**< "acme/prod", or NULL */
+	/** What was done: "rolled back", "deleted", "revoked", "dropped";
+	 * without ENVDB_RECONCILE_APPLY: "would roll back", ...; or "failed",
+	 * "none" (missing: nothing reconcile can do). */
+	const char *action;
+	int status;                /**< 0, or the error of the action */
+	const char *message;       /**< error detail when status != 0, else NULL */
+} envdb_reconcile_item;
+
+/** The result of envdb_reconcile().  Owned by the caller:
+ * envdb_reconcile_report_free(). */
+typedef struct envdb_reconcile_report {
+	size_t struct_size;
+	int applied;               /**< 1 when run with ENVDB_RECONCILE_APPLY */
+	envdb_reconcile_item *items;
+	size_t n_items;
+	size_t n_failed;           /**< items whose action failed */
+} envdb_reconcile_report;
+
+enum envdb_reconcile_flags {
+	/** Act; without it reconcile only reports and changes nothing. */
+	ENVDB_RECONCILE_APPLY = 1u << 0
+};
+
+/**
+ * Find (and with ENVDB_RECONCILE_APPLY repair) what interrupted or delayed
+ * work left: provisioning intents whose lease expired (their database is
+ * dropped and the intent deleted), deletions whose grace period ended
+ * (dropped, rows deleted), rotations whose window ended (revoked at the
+ * backend, then marked revoked), physical databases of adapters with
+ * ENVDB_ADAPTER_CAP_LIST that have no row and no live intent (dropped), and
+ * rows whose physical database such an adapter does not list (reported).
+ * Returns 0 when it ran (even if some actions failed: see n_failed); *out
+ * owned by the caller.
+ */
+ENVDB_EXPORT int envdb_reconcile(envdb_reconcile_report **out, envdb_ctx *ctx, unsigned flags);
+ENVDB_EXPORT void envdb_reconcile_report_free(envdb_reconcile_report *r);
+
+
+/* ------------------------------------------------------------------------ */
+/* Migration v4 -> v5 (core/migrate.c; procedure in core/MIGRATION.md)        */
+/* ------------------------------------------------------------------------ */
+
+/** What happened to one organization. */
+enum envdb_migrate_outcome {
+	/** Every pending legacy row became an environment (in a dry run: would). */
+	ENVDB_MIGRATE_MIGRATED = 1,
+	/** Nothing left to do: migrated by an earlier run. */
+	ENVDB_MIGRATE_ALREADY = 2,
+	/** The v5 data of the organization stands in the way (a default
+	 * environment the migration did not create, a taken slug or database
+	 * name); nothing of it was changed. */
+	ENVDB_MIGRATE_CONFLICT = 3,
+	/** A legacy row cannot be migrated (token does not decrypt, unknown URL
+	 * scheme, no token, a store error); nothing of it was changed. */
+	ENVDB_MIGRATE_FAILED = 4,
+	/** Only archived or failed legacy rows: left as they are. */
+	ENVDB_MIGRATE_SKIPPED = 5
+};
+
+/** A short constant name of an outcome ("migrated", "already", "conflict",
+ * "failed", "skipped"; "unknown" otherwise). */
+ENVDB_EXPORT const char *envdb_migrate_outcome_str(int outcome);
+
+/** One environment made from one legacy row. */
+typedef struct envdb_migrate_env {
+	char *legacy_id;       /**< sys_tenant_database.id */
+	char *database_name;   /**< reused physical database */
+	char *driver;          /**< from the URL scheme */
+	char *slug;            /**< "prod", "prod-2", ... */
+	int is_default;
+	char *environment_id;  /**< new environment; NULL in a dry run */
+	size_t packages_repointed;
+} envdb_migrate_env;
+
+/** One organization the run looked at (organizations already migrated
+ * before the run are counted in the totals, not listed). */
+typedef struct envdb_migrate_org {
+	char *organization_id;
+	int outcome;            /**< envdb_migrate_outcome */
+	char *reason;           /**< conflict/failed/skipped: why (never a secret);
+				     NULL otherwise */
+	envdb_migrate_env *envs; /**< migrated: the environments made */
+	size_t n_envs;
+	size_t rows_left;       /**< archived/failed v4 rows left as they are */
+} envdb_migrate_org;
+
+/** Progress of a run, passed to envdb_migrate_opts.progress after every
+ * committed batch.  Borrowed for the call. */
+typedef struct envdb_migrate_progress {
+	size_t struct_size;
+	size_t orgs_done;       /**< organizations looked at so far */
+	size_t orgs_total;      /**< organizations with rows to look at */
+	size_t rows_done;       /**< legacy rows migrated so far */
+	int64_t elapsed_ms;
+} envdb_migrate_progress;
+typedef void (*envdb_migrate_progress_fn)(void *cb_ctx, const envdb_migrate_progress *p);
+
+/** Options of envdb_migrate_v4_to_v5(). */
+typedef struct envdb_migrate_opts {
+	size_t struct_size;
+	/** Run everything, then roll every batch back: the report says what a
+	 * real run would do and the control plane is not changed. */
+	int dry_run;
+	/** Organizations per committed batch; 0: 256. */
+	size_t batch;
+	/** Encryptor plugin holding the v4 keys; NULL: the manifest's
+	 * legacy.encryptor, else defaults.encryptor. */
+	const char *legacy_encryptor;
+	/** User recorded as created_by and made owner of every migrated
+	 * environment; NULL: created_by "v4-migration" and no member. */
+	const char *by;
+	envdb_migrate_progress_fn progress; /**< may be NULL */
+	void *progress_ctx;
+} envdb_migrate_opts;
+#define ENVDB_MIGRATE_OPTS_INIT { sizeof(envdb_migrate_opts), 0, 0, NULL, NULL, NULL, NULL }
+
+/** The result of a run.  Owned by the caller: envdb_migrate_report_free(). */
+typedef struct envdb_migrate_report {
+	size_t struct_size;
+	int dry_run;
+	size_t organizations;   /**< organizations in the legacy registry */
+	size_t migrated, already, conflicts, failed, skipped; /**< organizations */
+	size_t rows_migrated;   /**< legacy rows that became environments */
+	size_t packages_repointed;
+	int64_t elapsed_ms;
+	envdb_migrate_org *orgs; /**< every organization the run looked at, in
+				      organization order */
+	size_t n_orgs;
+	/** 0, or the error that stopped the run early (the control plane
+	 * failed); everything reported above was done (committed) before it. */
+	int stopped_status;
+	char *stopped_message;
+} envdb_migrate_report;
+
+/**
+ * Migrate the legacy v4 registry (sys_tenant_database) of the context's
+ * control plane to v5 environments (DESIGN.md §7, core/MIGRATION.md): each
+ * organization in one transaction, batches of organizations per commit,
+ * safe to interrupt and re-run.  `opts` may be NULL.
+ *
+ * Returns 0 when the run went through, whatever the organizations'
+ * outcomes (see the report's conflicts and failed); *out is owned by the
+ * caller.  ENVDB_ERR_CONFIG when the manifest does not register the legacy
+ * objects (legacy.register_shim: false) or when no legacy or current
+ * encryptor is loaded, ENVDB_ERR_INVALID for an empty `by`,
+ * ENVDB_ERR_MISUSE for a context without a control plane.  When the
+ * control plane fails in the middle of a run (busy, I/O), the status is
+ * returned AND *out holds the report of what was done before (with
+ * stopped_status set), so nothing goes unreported.  Not to be run
+ * concurrently with itself on one control plane (the second run waits for
+ * the first one's batches and finds less to do, which is safe).
+ */
+ENVDB_EXPORT int envdb_migrate_v4_to_v5(envdb_migrate_report **out, envdb_ctx *ctx,
+					const envdb_migrate_opts *opts);
+ENVDB_EXPORT void envdb_migrate_report_free(envdb_migrate_report *r);
 
 #ifdef __cplusplus
 }

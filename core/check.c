@@ -1,0 +1,354 @@
+/*
+ * core/check.c — `envdb check`: verify every invariant of DESIGN.md §3 on
+ * the data of the control plane, whatever the store let in (another
+ * process, a manual edit, a restore of an old file, dropped indexes).
+ *
+ * Most checks are generated from the object definitions (schema.h): the
+ * field rules of every row, every unique index (duplicates are searched in
+ * the data, not trusted to the physical index), every reference, and the
+ * physical schema against the definitions.  The cross-object invariants
+ * (an active environment has its database and one active full_access
+ * credential, no provisioning intent past its lease) are written out below.
+ * Read-only: nothing is repaired here (envdb reconcile repairs intents).
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "schema.h"
+#include "store.h"
+
+typedef struct vlist {
+	envdb_violation **v;
+	size_t n, cap;
+	bool failed; /* out of memory */
+} vlist;
+
+static void add(vlist *l, const char *object, const char *invariant, const char *ids,
+		const char *fmt, ...) ENVDB_PRINTF(5, 6);
+static void add(vlist *l, const char *object, const char *invariant, const char *ids,
+		const char *fmt, ...)
+{
+	envdb_violation *v = NULL;
+	va_list ap;
+	if (l->failed)
+		return;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		envdb_violation **nv = realloc(l->v, cap * sizeof *nv);
+		if (nv == NULL)
+			goto fail;
+		l->v = nv;
+		l->cap = cap;
+	}
+	if ((v = calloc(1, sizeof *v)) == NULL)
+		goto fail;
+	va_start(ap, fmt);
+	int r = vasprintf(&v->message, fmt, ap);
+	va_end(ap);
+	if (r < 0) {
+		v->message = NULL;
+		goto fail;
+	}
+	if ((v->object = strdup(object)) == NULL || (v->invariant = strdup(invariant)) == NULL ||
+	    (v->row_ids = strdup(ids ? ids : "")) == NULL)
+		goto fail;
+	l->v[l->n++] = v;
+	return;
+fail:
+	if (v != NULL) {
+		free(v->object);
+		free(v->invariant);
+		free(v->row_ids);
+		free(v->message);
+		free(v);
+	}
+	l->failed = true;
+}
+
+void envdb_violation_list_free(envdb_violation **v, size_t n)
+{
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i] == NULL)
+			continue;
+		free(v[i]->object);
+		free(v[i]->invariant);
+		free(v[i]->row_ids);
+		free(v[i]->message);
+		free(v[i]);
+	}
+	free(v);
+}
+
+static const char *nz(const char *s)
+{
+	return s ? s : "(null)";
+}
+
+/* How a row is named in messages; into buf. */
+static const char *row_label(char *buf, size_t len, const envdbi_object_def *o, const void *rec)
+{
+	if (o == ENVDBI_OBJ_ENVIRONMENT) {
+		const envdb_environment *e = rec;
+		snprintf(buf, len, "environment %s/%s", nz(e->organization_id), nz(e->slug));
+	} else if (o == ENVDBI_OBJ_DATABASE) {
+		const envdb_database *d = rec;
+		snprintf(buf, len, "database %s", nz(d->database_name));
+	} else if (o == ENVDBI_OBJ_MEMBER) {
+		const envdb_member *m = rec;
+		snprintf(buf, len, "member %s of environment %s", nz(m->user_id),
+			 nz(m->environment_id));
+	} else if (o == ENVDBI_OBJ_TENANT_DB) {
+		const envdbi_tenant_db_row *t = rec;
+		snprintf(buf, len, "legacy tenant database %s", nz(t->database_name));
+	} else {
+		const envdbi_field_def *pk = envdbi_schema_primary(o);
+		snprintf(buf, len, "%s %s", o->label, nz(envdbi_field_cstr(pk, rec)));
+	}
+	return buf;
+}
+
+static bool json_object_ok(const char *s)
+{
+	json_error_t err;
+	json_t *j = json_loads(s, 0, &err);
+	bool ok = j != NULL && json_is_object(j);
+	json_decref(j);
+	return ok;
+}
+
+/* ---- per-row field rules (generated from the definitions) --------------- */
+
+typedef struct scan_ctx {
+	vlist *l;
+} scan_ctx;
+
+static int check_row(void *cb_ctx, const envdbi_object_def *o, const void *rec)
+{
+	vlist *l = ((scan_ctx *)cb_ctx)->l;
+	const char *id = envdbi_field_cstr(envdbi_schema_primary(o), rec);
+	char label[256];
+	row_label(label, sizeof label, o, rec);
+	for (size_t i = 0; i < o->n_fields; i++) {
+		const envdbi_field_def *f = &o->fields[i];
+		bool sealed = f->type == ENVDBI_FT_CIPHERTEXT ||
+			      (o == ENVDBI_OBJ_CREDENTIAL && strcmp(f->name, "encryption_key_id") == 0);
+		if (!envdbi_ftype_is_text(f->type)) {
+			int64_t v = envdbi_field_int(f, rec);
+			if (f->type == ENVDBI_FT_TIME && f->required && v <= 0)
+				add(l, o->name, "required", id, "%s: %s is missing", label, f->name);
+			else if ((f->flags & ENVDBI_FF_POSITIVE) && v <= 0)
+				add(l, o->name, "positive", id, "%s: %s must be > 0 (is %lld)", label,
+				    f->name, (long long)v);
+			else if (f->type == ENVDBI_FT_BOOL && v != 0 && v != 1)
+				add(l, o->name, "enum_value", id, "%s: %s must be 0 or 1", label,
+				    f->name);
+			continue;
+		}
+		const char *v = envdbi_field_cstr(f, rec);
+		if (v == NULL || (v[0] == '\0' && f->required && f->type != ENVDBI_FT_TEXT) ||
+		    (v[0] == '\0' && sealed)) {
+			if (sealed)
+				add(l, o->name, "ciphertext_sealed", id, "%s: %s is missing", label,
+				    f->name);
+			else if (f->required)
+				add(l, o->name, "required", id, "%s: %s is missing", label, f->name);
+			continue;
+		}
+		switch (f->type) {
+		case ENVDBI_FT_UUID:
+		case ENVDBI_FT_REF:
+			if (!envdbi_uuid_valid(v))
+				add(l, o->name, "uuid_format", id, "%s: %s '%s' is not a UUID", label,
+				    f->name, v);
+			break;
+		case ENVDBI_FT_SLUG:
+			if (!envdbi_slug_valid(v))
+				add(l, o->name, "slug_pattern", id,
+				    "%s: slug '%s' does not match ^[a-z0-9][a-z0-9-]{0,62}$", label, v);
+			break;
+		case ENVDBI_FT_ENUM:
+			if (!envdbi_schema_enum_ok(f, v)) {
+				envdbi_strbuf b = ENVDBI_STRBUF_INIT;
+				for (const char *const *e = f->enum_values; *e; e++)
+					envdbi_strbuf_printf(&b, "%s%s", e == f->enum_values ? "" : ", ",
+							     *e);
+				add(l, o->name, "enum_value", id, "%s: %s '%s' is not one of %s", label,
+				    f->name, v, b.data ? b.data : "");
+				envdbi_strbuf_free(&b);
+			}
+			break;
+		case ENVDBI_FT_JSON:
+			if (!json_object_ok(v))
+				add(l, o->name, "json_object", id, "%s: %s is not a JSON object", label,
+				    f->name);
+			break;
+		case ENVDBI_FT_CIPHERTEXT:
+			/* never print the value: it may be a plaintext secret */
+			if (!envdbi_ciphertext_plausible(v))
+				add(l, o->name, "ciphertext_sealed", id,
+				    "%s: %s does not look like encryptor output (plaintext secret?)",
+				    label, f->name);
+			break;
+		default:
+			break;
+		}
+	}
+	return 0;
+}
+
+/* ---- uniqueness and references (generated) ------------------------------ */
+
+static void on_dup(void *cb_ctx, const envdbi_object_def *o, const envdbi_index_def *ix,
+		   const char *key, const char *ids)
+{
+	envdbi_strbuf cols = ENVDBI_STRBUF_INIT;
+	for (size_t c = 0; c < ENVDBI_MAX_INDEX_COLUMNS && ix->columns[c]; c++)
+		envdbi_strbuf_printf(&cols, "%s%s", c ? ", " : "", ix->columns[c]);
+	add(cb_ctx, o->name, ix->invariant, ids, "%s: broken rule '%s': rows %s share (%s) = %s",
+	    o->name, ix->description, nz(ids), cols.data ? cols.data : "", nz(key));
+	envdbi_strbuf_free(&cols);
+}
+
+static void on_dangling(void *cb_ctx, const envdbi_object_def *o, const envdbi_field_def *f,
+			const char *row_id, const char *missing_id)
+{
+	add(cb_ctx, o->name, "dangling_reference", row_id,
+	    "%s %s: %s names %s %s, which does not exist (orphan row)", o->label, nz(row_id),
+	    f->name, f->ref, nz(missing_id));
+}
+
+static void on_schema(void *cb_ctx, const char *object, const char *what, const char *message)
+{
+	add(cb_ctx, object, "schema_matches_definitions", "", "%s: %s", object, message);
+	(void)what;
+}
+
+/* ---- cross-object invariants -------------------------------------------- */
+
+static bool status_needs_database(const char *status)
+{
+	return status != NULL && (strcmp(status, "active") == 0 ||
+				  strcmp(status, "suspended") == 0 || strcmp(status, "migrating") == 0);
+}
+
+static int check_environments(vlist *l, envdbi_store *s)
+{
+	envdb_environment **envs = NULL;
+	envdb_database **dbs = NULL;
+	envdb_credential **creds = NULL;
+	size_t ne = 0, nd = 0, nc = 0;
+	envdbi_cred_filter cf = ENVDBI_CRED_FILTER_INIT;
+	int64_t now = envdbi_now();
+	int rc;
+
+	cf.status = "active";
+	cf.authorization = "full_access";
+	if ((rc = envdbi_store_env_list(s, &envs, &ne, NULL)) != 0 ||
+	    (rc = envdbi_store_db_list(s, &dbs, &nd)) != 0 ||
+	    (rc = envdbi_store_cred_list(s, &creds, &nc, &cf)) != 0)
+		goto out;
+	for (size_t i = 0; i < ne; i++) {
+		const envdb_environment *e = envs[i];
+		const envdb_database *db = NULL;
+		size_t active_fa = 0;
+		for (size_t k = 0; k < nd; k++)
+			if (dbs[k]->environment_id && e->id &&
+			    strcmp(dbs[k]->environment_id, e->id) == 0) {
+				db = dbs[k];
+				break;
+			}
+		if (status_needs_database(e->status) && db == NULL)
+			add(l, "sys_environment", "database_per_active_environment", e->id,
+			    "environment %s/%s: status %s but it has no database row",
+			    nz(e->organization_id), nz(e->slug), e->status);
+		if (db != NULL && db->id != NULL)
+			for (size_t k = 0; k < nc; k++)
+				if (creds[k]->environment_database_id &&
+				    strcmp(creds[k]->environment_database_id, db->id) == 0)
+					active_fa++;
+		if (e->status != NULL && strcmp(e->status, "active") == 0 && db != NULL &&
+		    active_fa == 0)
+			add(l, "sys_environment", "active_full_access", e->id,
+			    "environment %s/%s: active but database %s has no active full_access credential",
+			    nz(e->organization_id), nz(e->slug), nz(db->database_name));
+		if (e->status != NULL && strcmp(e->status, "provisioning") == 0) {
+			if (e->lease_expires_at <= 0)
+				add(l, "sys_environment", "provisioning_lease", e->id,
+				    "environment %s/%s: provisioning without a lease", nz(e->organization_id),
+				    nz(e->slug));
+			else if (e->lease_expires_at < now)
+				add(l, "sys_environment", "provisioning_lease", e->id,
+				    "environment %s/%s: still provisioning %lld s after its lease expired (run envdb reconcile)",
+				    nz(e->organization_id), nz(e->slug),
+				    (long long)(now - e->lease_expires_at));
+		}
+	}
+out:
+	envdb_environment_list_free(envs, ne);
+	envdb_database_list_free(dbs, nd);
+	envdb_credential_list_free(creds, nc);
+	return rc;
+}
+
+int envdbi_check_store(envdb_violation ***out, size_t *n, envdbi_store *s)
+{
+	vlist l = {NULL, 0, 0, false};
+	scan_ctx sc = {&l};
+	int rc = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (envdbi_schema_validate(envdbi_schema_objects, envdbi_schema_n_objects) != 0)
+		add(&l, "definitions", "definition_valid", "", "%s", envdb_error_last()->message);
+	if ((rc = envdbi_store_verify_schema(s, on_schema, &l)) != 0)
+		goto out;
+	for (size_t i = 0; i < envdbi_schema_n_objects; i++) {
+		const envdbi_object_def *o = &envdbi_schema_objects[i];
+		if (o->legacy && !envdbi_store_legacy(s))
+			continue;
+		if ((rc = envdbi_store_scan(s, o, check_row, &sc)) != 0)
+			goto out;
+		for (size_t k = 0; k < o->n_indexes; k++)
+			if (o->indexes[k].unique &&
+			    (rc = envdbi_store_find_duplicates(s, o, &o->indexes[k], on_dup, &l)) != 0)
+				goto out;
+		if ((rc = envdbi_store_find_dangling(s, o, on_dangling, &l)) != 0)
+			goto out;
+	}
+	if ((rc = check_environments(&l, s)) != 0)
+		goto out;
+	if (l.failed) {
+		rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "check: out of memory");
+		goto out;
+	}
+	*out = l.v;
+	*n = l.n;
+	l.v = NULL;
+	l.n = 0;
+out:
+	envdb_violation_list_free(l.v, l.n);
+	return rc;
+}
+
+int envdb_check(envdb_violation ***out, size_t *n, envdb_ctx *ctx)
+{
+	if (out == NULL || n == NULL || ctx == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "check: NULL argument");
+	*out = NULL;
+	*n = 0;
+	if (ctx->store == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
+				    "check: the context was opened without a control plane");
+	int rc = envdbi_check_store(out, n, ctx->store);
+	if (rc != 0)
+		envdbi_error_prefix("check: ");
+	return rc;
+}

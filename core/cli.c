@@ -1,0 +1,567 @@
+/*
+ * core/cli.c — the envdb command: global options, the ONE dispatch table,
+ * help, and the helpers every command shares (declared in core/cli.h).
+ *
+ *   envdb [--manifest FILE] [--json] COMMAND [SUBCOMMAND] [ARGS]
+ *
+ * To add a command, add a row to `commands` below and its handler in your
+ * own core/cli_<group>.c (see cli.h).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#ifndef ENVDB_SYSCONF_DIR
+#define ENVDB_SYSCONF_DIR "/etc/envdb"
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* The dispatch table: one row per command; `envdb --help` lists them all.   */
+/* Rows of one command word stay together, in the order help shows them.     */
+/* ------------------------------------------------------------------------ */
+
+static const envdb_cli_command commands[] = {
+	/* plugin host, manifest, keys (cli_host.c) */
+	{"init", NULL, envdb_cli_init, "[DIR] [--plugin-dir DIR]",
+	 "create DIR/envdb.yaml, the control plane, the keyring with a first key, and "
+	 "DIR/environments (idempotent; never overwrites)"},
+	{"plugins", NULL, envdb_cli_plugins, "",
+	 "list the loaded plugins: name, kind, version, ABI, capabilities, path"},
+	{"manifest", "check", envdb_cli_manifest_check, "[FILE]",
+	 "validate a manifest and the descriptor and configuration of each plugin"},
+	{"key", "list", envdb_cli_key_list, "[--encryptor NAME]",
+	 "list the keys of the (default) encryptor"},
+	{"key", "generate", envdb_cli_key_generate, "[--encryptor NAME] [--current]",
+	 "create a key (the current one with --current)"},
+	{"key", "rotate", envdb_cli_key_rotate, "[--encryptor NAME]",
+	 "create a key and make it current (then `rewrap` re-encrypts credentials)"},
+	/* environments, credentials, resolve, reconcile (cli_env.c) */
+	{"key", "rewrap", envdb_cli_key_rewrap, "[--dry-run]",
+	 "re-encrypt every credential under the current key (counts: total, already current, "
+	 "rewrapped)"},
+	{"org", "provision", envdb_cli_org_provision,
+	 "ORG [--slug prod] [--type production] [--by USER] [--driver D] [--region R] [--plan P] "
+	 "[--storage-mb N]",
+	 "provision an organization: its default environment, USER (default: you) its owner"},
+	{"env", "provision", envdb_cli_env_provision,
+	 "ORG SLUG --type T [--default] [--by USER] [--driver D] [--region R] [--plan P] "
+	 "[--storage-mb N]",
+	 "provision an environment with its own database; USER (default: you) is its owner"},
+	{"env", "list", envdb_cli_env_list, "[ORG]", "list environments"},
+	{"env", "show", envdb_cli_env_show, "ORG/SLUG",
+	 "show an environment, its database, credentials (never secrets) and members"},
+	{"env", "archive", envdb_cli_env_archive, "ORG/SLUG",
+	 "archive an environment: it stops resolving, its database is kept"},
+	{"env", "delete", envdb_cli_env_delete, "ORG/SLUG [--now]",
+	 "delete an environment: its database is dropped after the grace period (or --now)"},
+	{"cred", "rotate", envdb_cli_cred_rotate,
+	 "ORG/SLUG [--overlap DURATION] [--expires DURATION] [--authorization A]",
+	 "mint new credentials; the previous ones stay valid for the overlap (30s, 15m, 2h, 1d)"},
+	{"cred", "complete", envdb_cli_cred_complete, "ORG/SLUG",
+	 "end the overlap now: revoke the rotating credentials"},
+	{"cred", "list", envdb_cli_cred_list, "ORG/SLUG", "list credentials (never secrets)"},
+	{"cred", "revoke", envdb_cli_cred_revoke, "ORG/SLUG CREDENTIAL_ID",
+	 "revoke one credential (not the active full_access one: rotate instead)"},
+	{"resolve", NULL, envdb_cli_resolve, "ORG/SLUG --user USER [--reveal]",
+	 "driver, URL and credential of the user's authorization (the secret only with --reveal)"},
+	{"reconcile", NULL, envdb_cli_reconcile, "[--apply]",
+	 "find interrupted or due work and orphan databases; --apply repairs"},
+	/* v4 -> v5 migration (cli_migrate.c) */
+	{"migrate", "v4-to-v5", envdb_cli_migrate_v4_to_v5,
+	 "[--dry-run] [--batch N] [--legacy-encryptor NAME] [--by USER]",
+	 "turn every legacy v4 tenant database into a default prod environment (same physical "
+	 "database); idempotent, one transaction per organization"},
+};
+
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+/* ------------------------------------------------------------------------ */
+/* Exit statuses                                                             */
+/* ------------------------------------------------------------------------ */
+
+int envdb_cli_exit_status(int status)
+{
+	switch (status) {
+	case ENVDB_OK:
+		return EX_OK;
+	case ENVDB_ERR_NOT_FOUND:
+	case ENVDB_ERR_EXISTS:
+	case ENVDB_ERR_INVALID:
+	case ENVDB_ERR_STATE:
+	case ENVDB_ERR_INTEGRITY:
+		return EX_DATAERR;
+	case ENVDB_ERR_AUTH:
+	case ENVDB_ERR_PERMISSION:
+		return EX_NOPERM;
+	case ENVDB_ERR_UNAVAILABLE:
+	case ENVDB_ERR_NOT_SUPPORTED:
+		return EX_UNAVAILABLE;
+	case ENVDB_ERR_TIMEOUT:
+	case ENVDB_ERR_BUSY:
+		return EX_TEMPFAIL;
+	case ENVDB_ERR_NOMEM:
+		return EX_OSERR;
+	case ENVDB_ERR_IO:
+		return EX_IOERR;
+	case ENVDB_ERR_CONFIG:
+	case ENVDB_ERR_ABI:
+		return EX_CONFIG;
+	case ENVDB_ERR_MISUSE:
+	case ENVDB_ERR_BUFFER_TOO_SMALL:
+	case ENVDB_ERR_GENERIC:
+	default:
+		return EX_SOFTWARE;
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Output and errors                                                         */
+/* ------------------------------------------------------------------------ */
+
+static void verror(const char *prefix, const char *fmt, va_list ap) ENVDB_PRINTF(2, 0);
+
+static void verror(const char *prefix, const char *fmt, va_list ap)
+{
+	char msg[4096];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	fprintf(stderr, "envdb: %s%s\n", prefix ? prefix : "", msg);
+}
+
+void envdb_cli_error(envdb_cli *cli, const char *fmt, ...)
+{
+	va_list ap;
+
+	(void)cli;
+	va_start(ap, fmt);
+	verror(NULL, fmt, ap);
+	va_end(ap);
+}
+
+void envdb_cli_print(envdb_cli *cli, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (cli->json)
+		return;
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+}
+
+int envdb_cli_json_print(envdb_cli *cli, json_t *doc)
+{
+	if (doc == NULL) {
+		envdb_cli_error(cli, "out of memory building the JSON output");
+		return EX_SOFTWARE;
+	}
+	if (cli->emitted) {
+		json_decref(doc);
+		envdb_cli_error(cli, "internal error: a second JSON document");
+		return EX_SOFTWARE;
+	}
+	cli->emitted = true;
+	json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	fputc('\n', stdout);
+	fflush(stdout);
+	json_decref(doc);
+	return EX_OK;
+}
+
+static void json_error_doc(envdb_cli *cli, int status, int code, const char *message,
+			   const char *native)
+{
+	json_t *err;
+
+	if (!cli->json || cli->emitted)
+		return;
+	err = json_pack("{s:s, s:i, s:i, s:s}", "status", envdb_status_str(status), "code",
+			status, "exit", code, "message", message);
+	if (err != NULL && native != NULL)
+		json_object_set_new(err, "native_code", json_string(native));
+	envdb_cli_json_print(cli, json_pack("{s:o}", "error", err));
+}
+
+static const char *command_words(const envdb_cli *cli, char *buf, size_t cap)
+{
+	if (cli->command == NULL)
+		return "";
+	snprintf(buf, cap, "%s%s%s", cli->command->name, cli->command->sub ? " " : "",
+		 cli->command->sub ? cli->command->sub : "");
+	return buf;
+}
+
+int envdb_cli_fail(envdb_cli *cli, int status)
+{
+	const envdb_error *e = envdb_error_last();
+	const char *msg = e->message[0] ? e->message : envdb_status_str(status);
+	int code = envdb_cli_exit_status(status);
+
+	fprintf(stderr, "envdb: %s\n", msg);
+	json_error_doc(cli, status, code, msg, e->native_code);
+	return code;
+}
+
+int envdb_cli_fail_msg(envdb_cli *cli, int status, const char *fmt, ...)
+{
+	char msg[4096];
+	va_list ap;
+	int code = envdb_cli_exit_status(status);
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "envdb: %s\n", msg);
+	json_error_doc(cli, status, code, msg, NULL);
+	return code;
+}
+
+int envdb_cli_usage(envdb_cli *cli, const char *fmt, ...)
+{
+	char msg[2048], words[128];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	command_words(cli, words, sizeof(words));
+	if (cli->command != NULL)
+		fprintf(stderr, "envdb: %s: %s\nusage: envdb %s%s%s\n", words, msg, words,
+			cli->command->args[0] ? " " : "", cli->command->args);
+	else
+		fprintf(stderr, "envdb: %s\n(see envdb --help)\n", msg);
+	if (cli->json && !cli->emitted) {
+		json_t *err = json_pack("{s:s, s:i, s:i, s:s}", "status", "usage", "code",
+					ENVDB_ERR_MISUSE, "exit", EX_USAGE, "message", msg);
+		envdb_cli_json_print(cli, json_pack("{s:o}", "error", err));
+	}
+	return EX_USAGE;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Arguments                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static const envdb_cli_opt *find_opt(const envdb_cli_opt *opts, const char *name, size_t len)
+{
+	for (; opts != NULL && opts->name != NULL; opts++)
+		if (strlen(opts->name) == len && strncmp(opts->name, name, len) == 0)
+			return opts;
+	return NULL;
+}
+
+int envdb_cli_parse(envdb_cli *cli, int argc, char **argv, const envdb_cli_opt *opts,
+		    envdb_cli_args *pos, int min_pos, int max_pos)
+{
+	bool options = true;
+	int i;
+
+	pos->n = 0;
+	for (i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		if (options && strcmp(a, "--") == 0) {
+			options = false;
+			continue;
+		}
+		if (options && a[0] == '-' && a[1] != '\0') {
+			const char *name = a + (a[1] == '-' ? 2 : 1);
+			const char *eq = strchr(name, '=');
+			size_t len = eq ? (size_t)(eq - name) : strlen(name);
+			const envdb_cli_opt *o = a[1] == '-' ? find_opt(opts, name, len) : NULL;
+			const char *value = eq ? eq + 1 : NULL;
+
+			if (o == NULL)
+				return envdb_cli_usage(cli, "unknown option %s", a);
+			if (o->type == ENVDB_CLI_FLAG) {
+				if (value != NULL)
+					return envdb_cli_usage(cli, "option --%s takes no value",
+							       o->name);
+				*(bool *)o->out = true;
+				continue;
+			}
+			if (value == NULL) {
+				if (i + 1 >= argc)
+					return envdb_cli_usage(cli, "option --%s needs a value",
+							       o->name);
+				value = argv[++i];
+			}
+			if (o->type == ENVDB_CLI_INT) {
+				char *end;
+				long long v;
+				errno = 0;
+				v = strtoll(value, &end, 10);
+				if (errno != 0 || end == value || *end != '\0')
+					return envdb_cli_usage(cli,
+							       "option --%s: '%s' is not an integer",
+							       o->name, value);
+				*(int64_t *)o->out = v;
+			} else {
+				*(const char **)o->out = value;
+			}
+			continue;
+		}
+		if (pos->n >= max_pos || pos->n >= ENVDB_CLI_MAX_ARGS)
+			return envdb_cli_usage(cli, "unexpected argument '%s'", a);
+		pos->v[pos->n++] = argv[i];
+	}
+	if (pos->n < min_pos)
+		return envdb_cli_usage(cli, "missing argument%s", min_pos - pos->n > 1 ? "s" : "");
+	return EX_OK;
+}
+
+int envdb_cli_env_ref_parse(envdb_cli *cli, envdb_cli_env_ref *out, const char *arg)
+{
+	const char *slash = arg ? strchr(arg, '/') : NULL;
+	size_t org_len, i;
+
+	if (slash == NULL || slash == arg || slash[1] == '\0' || strchr(slash + 1, '/') != NULL)
+		return envdb_cli_usage(cli, "'%s' is not ORG/SLUG (e.g. acme/prod)",
+				       arg ? arg : "");
+	for (i = 0; arg[i]; i++)
+		if (arg[i] == ' ' || arg[i] == '\t' || arg[i] == '\n' || arg[i] == '\r')
+			return envdb_cli_usage(cli, "'%s': ORG/SLUG contains whitespace", arg);
+	org_len = (size_t)(slash - arg);
+	if (org_len >= sizeof(out->org) || strlen(slash + 1) >= sizeof(out->slug))
+		return envdb_cli_usage(cli, "'%s': ORG/SLUG is too long", arg);
+	memcpy(out->org, arg, org_len);
+	out->org[org_len] = '\0';
+	snprintf(out->slug, sizeof(out->slug), "%s", slash + 1);
+	return EX_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Manifest and context                                                      */
+/* ------------------------------------------------------------------------ */
+
+static bool file_exists(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0;
+}
+
+int envdb_cli_manifest(envdb_cli *cli, const char **path)
+{
+	const char *env = getenv("ENVDB_MANIFEST");
+	const char *sys = ENVDB_SYSCONF_DIR "/envdb.yaml";
+
+	if (cli->manifest_opt != NULL) {
+		*path = cli->manifest_opt;
+		return EX_OK;
+	}
+	if (env != NULL && env[0] != '\0') {
+		*path = env;
+		return EX_OK;
+	}
+	if (file_exists("envdb.yaml")) {
+		snprintf(cli->manifest_buf, sizeof(cli->manifest_buf), "envdb.yaml");
+		*path = cli->manifest_buf;
+		return EX_OK;
+	}
+	if (file_exists(sys)) {
+		*path = sys;
+		return EX_OK;
+	}
+	return envdb_cli_fail_msg(cli, ENVDB_ERR_CONFIG,
+				  "no manifest: give --manifest FILE, set ENVDB_MANIFEST, or run "
+				  "`envdb init` (looked for ./envdb.yaml and %s)",
+				  sys);
+}
+
+int envdb_cli_open(envdb_cli *cli, envdb_ctx **ctx, unsigned flags)
+{
+	const char *path = NULL;
+	int rc;
+
+	*ctx = NULL;
+	if ((rc = envdb_cli_manifest(cli, &path)) != EX_OK)
+		return rc;
+	rc = envdb_open(ctx, path, flags);
+	if (rc != ENVDB_OK)
+		return envdb_cli_fail(cli, rc);
+	return EX_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Help and version                                                          */
+/* ------------------------------------------------------------------------ */
+
+static void usage_line(char *buf, size_t cap, const envdb_cli_command *c)
+{
+	snprintf(buf, cap, "%s%s%s%s%s", c->name, c->sub ? " " : "", c->sub ? c->sub : "",
+		 c->args[0] ? " " : "", c->args);
+}
+
+static int print_help(envdb_cli *cli, const char *only)
+{
+	char line[256];
+	size_t i, width = 0, shown = 0;
+
+	for (i = 0; i < N_COMMANDS; i++) {
+		usage_line(line, sizeof(line), &commands[i]);
+		if (strlen(line) > width)
+			width = strlen(line);
+		if (only == NULL || strcmp(commands[i].name, only) == 0)
+			shown++;
+	}
+	if (shown == 0)
+		return envdb_cli_usage(cli, "unknown command '%s'", only);
+	if (cli->json) {
+		json_t *list = json_array();
+		for (i = 0; i < N_COMMANDS; i++) {
+			if (only != NULL && strcmp(commands[i].name, only) != 0)
+				continue;
+			usage_line(line, sizeof(line), &commands[i]);
+			json_array_append_new(
+				list, json_pack("{s:s, s:s?, s:s, s:s}", "command", commands[i].name,
+						"subcommand", commands[i].sub, "usage", line, "help",
+						commands[i].help));
+		}
+		return envdb_cli_json_print(cli, json_pack("{s:o}", "commands", list));
+	}
+	printf("usage: envdb [--manifest FILE] [--json] COMMAND [ARGS]\n\ncommands:\n");
+	for (i = 0; i < N_COMMANDS; i++) {
+		if (only != NULL && strcmp(commands[i].name, only) != 0)
+			continue;
+		usage_line(line, sizeof(line), &commands[i]);
+		printf("  %-*s  %s\n", (int)width, line, commands[i].help);
+	}
+	printf("\noptions:\n"
+	       "  --manifest FILE  the manifest (else $ENVDB_MANIFEST, else ./envdb.yaml,\n"
+	       "                   else %s/envdb.yaml)\n"
+	       "  --json           print exactly one JSON document on stdout\n"
+	       "  --help           this help (COMMAND --help: that command's)\n"
+	       "  --version        version of envdb and of the plugin ABI\n"
+	       "\nexit status: 0 success, 64 usage, 65 bad data (not found, exists, invalid),\n"
+	       "  69 unavailable or not supported, 70 internal error, 71 out of memory,\n"
+	       "  74 i/o error, 75 timeout or busy (retry), 77 permission, 78 configuration\n",
+	       ENVDB_SYSCONF_DIR);
+	return EX_OK;
+}
+
+static int print_version(envdb_cli *cli)
+{
+	if (cli->json)
+		return envdb_cli_json_print(
+			cli, json_pack("{s:s, s:{s:i, s:i}}", "version", envdb_version(), "plugin_abi",
+				       "major", ENVDB_ABI_MAJOR, "minor", ENVDB_ABI_MINOR));
+	printf("envdb %s (plugin ABI %d.%d)\n", envdb_version(), ENVDB_ABI_MAJOR, ENVDB_ABI_MINOR);
+	return EX_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* main                                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Take --json, --manifest FILE / --manifest=FILE and --help out of argv
+ * (up to "--"), wherever they are.  Returns 0 or EX_USAGE. */
+static int take_global_options(envdb_cli *cli, int *argc, char **argv, bool *help)
+{
+	int i, out = 0;
+	bool options = true;
+
+	for (i = 0; i < *argc; i++) {
+		char *a = argv[i];
+		if (options && strcmp(a, "--") == 0)
+			options = false;
+		if (!options) {
+			argv[out++] = a;
+			continue;
+		}
+		if (strcmp(a, "--json") == 0) {
+			cli->json = true;
+		} else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			*help = true;
+		} else if (strcmp(a, "--manifest") == 0) {
+			if (i + 1 >= *argc)
+				return envdb_cli_usage(cli, "option --manifest needs a FILE");
+			cli->manifest_opt = argv[++i];
+		} else if (strncmp(a, "--manifest=", 11) == 0) {
+			cli->manifest_opt = a + 11;
+		} else {
+			argv[out++] = a;
+		}
+	}
+	*argc = out;
+	argv[out] = NULL;
+	return EX_OK;
+}
+
+int main(int argc, char **argv)
+{
+	envdb_cli cli;
+	const envdb_cli_command *row = NULL;
+	bool help = false, known = false;
+	int n = argc - 1, rc;
+	char **args = argv + 1;
+	size_t i;
+
+	memset(&cli, 0, sizeof(cli));
+	if ((rc = take_global_options(&cli, &n, args, &help)) != EX_OK)
+		return rc;
+	if (n > 0 && (strcmp(args[0], "--version") == 0 || strcmp(args[0], "-V") == 0 ||
+		      strcmp(args[0], "version") == 0))
+		return print_version(&cli);
+	if (n > 0 && strcmp(args[0], "help") == 0)
+		return print_help(&cli, n > 1 ? args[1] : NULL);
+	if (n == 0) {
+		if (help)
+			return print_help(&cli, NULL);
+		return envdb_cli_usage(&cli, "no command given");
+	}
+	if (args[0][0] == '-')
+		return envdb_cli_usage(&cli, "unknown option %s", args[0]);
+
+	for (i = 0; i < N_COMMANDS; i++) {
+		if (strcmp(commands[i].name, args[0]) != 0)
+			continue;
+		known = true;
+		if (commands[i].sub != NULL && n > 1 && strcmp(commands[i].sub, args[1]) == 0) {
+			row = &commands[i];
+			break;
+		}
+		if (commands[i].sub == NULL && row == NULL)
+			row = &commands[i];
+	}
+	if (!known)
+		return envdb_cli_usage(&cli, "unknown command '%s'", args[0]);
+	if (help)
+		return print_help(&cli, args[0]);
+	if (row == NULL) {
+		char subs[512];
+		size_t used = 0;
+		subs[0] = '\0';
+		for (i = 0; i < N_COMMANDS; i++)
+			if (strcmp(commands[i].name, args[0]) == 0 && commands[i].sub &&
+			    used < sizeof(subs)) {
+				int w = snprintf(subs + used, sizeof(subs) - used, "%s%s",
+						 used ? ", " : "", commands[i].sub);
+				if (w > 0)
+					used += (size_t)w;
+			}
+		if (n > 1)
+			return envdb_cli_usage(&cli, "%s: unknown subcommand '%s' (one of: %s)",
+					       args[0], args[1], subs);
+		return envdb_cli_usage(&cli, "%s: a subcommand is needed (one of: %s)", args[0],
+				       subs);
+	}
+	cli.command = row;
+	if (row->sub != NULL)
+		rc = row->run(&cli, n - 2, args + 2);
+	else
+		rc = row->run(&cli, n - 1, args + 1);
+	fflush(stdout);
+	if (ferror(stdout)) {
+		fprintf(stderr, "envdb: cannot write the output: %s\n", strerror(errno));
+		if (rc == EX_OK)
+			rc = EX_IOERR;
+	}
+	return rc;
+}

@@ -1,0 +1,834 @@
+/*
+ * core/cli_env.c — the envdb commands over environments and credentials:
+ * org provision, env provision/list/show/archive/delete, cred
+ * rotate/complete/list/revoke, resolve, reconcile and key rewrap.  Thin
+ * wrappers over the public API; every command prints text, or one JSON
+ * document with --json.  No secret is printed unless `resolve --reveal`.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/* ------------------------------------------------------------------------ */
+/* Helpers                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* The login name of the caller, for --by. */
+static const char *login_name(void)
+{
+	struct passwd *pw = getpwuid(geteuid());
+	const char *env;
+
+	if (pw != NULL && pw->pw_name != NULL && pw->pw_name[0] != '\0')
+		return pw->pw_name;
+	env = getenv("LOGNAME");
+	if (env == NULL || *env == '\0')
+		env = getenv("USER");
+	return env != NULL && *env != '\0' ? env : NULL;
+}
+
+/* "90", "30s", "15m", "2h", "1d" → seconds.  0 on success, -1 when bad. */
+static int parse_duration(int64_t *out, const char *s)
+{
+	char *end;
+	long long v;
+	int64_t mult = 1;
+
+	if (s == NULL || *s == '\0' || *s == '-' || *s == '+')
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s)
+		return -1;
+	if (*end != '\0') {
+		if (end[1] != '\0')
+			return -1;
+		switch (*end) {
+		case 's':
+			mult = 1;
+			break;
+		case 'm':
+			mult = 60;
+			break;
+		case 'h':
+			mult = 3600;
+			break;
+		case 'd':
+			mult = 86400;
+			break;
+		default:
+			return -1;
+		}
+	}
+	if (v < 0 || v > INT64_MAX / mult / 2)
+		return -1;
+	*out = (int64_t)v * mult;
+	return 0;
+}
+
+static const char *fmt_time(char *buf, size_t cap, int64_t t)
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+
+	if (t == 0)
+		return "-";
+	if (gmtime_r(&tt, &tm) == NULL || strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, cap, "%lld", (long long)t);
+	return buf;
+}
+
+static json_t *json_str_or_null(const char *s)
+{
+	return s ? json_string(s) : json_null();
+}
+
+static json_t *json_time(int64_t t)
+{
+	return t ? json_integer(t) : json_null();
+}
+
+static json_t *env_json(const envdb_environment *e)
+{
+	json_t *o = json_object();
+	json_t *meta;
+
+	if (o == NULL)
+		return NULL;
+	json_object_set_new(o, "id", json_string(e->id));
+	json_object_set_new(o, "organization_id", json_string(e->organization_id));
+	json_object_set_new(o, "slug", json_string(e->slug));
+	json_object_set_new(o, "display_name", json_str_or_null(e->display_name));
+	json_object_set_new(o, "env_type", json_str_or_null(e->env_type));
+	json_object_set_new(o, "is_default", json_boolean(e->is_default));
+	json_object_set_new(o, "region", json_str_or_null(e->region));
+	json_object_set_new(o, "plan", json_str_or_null(e->plan));
+	json_object_set_new(o, "status", json_str_or_null(e->status));
+	json_object_set_new(o, "created_by", json_str_or_null(e->created_by));
+	json_object_set_new(o, "created_at", json_time(e->created_at));
+	json_object_set_new(o, "updated_at", json_time(e->updated_at));
+	meta = e->metadata ? json_loads(e->metadata, 0, NULL) : NULL;
+	json_object_set_new(o, "metadata", meta ? meta : json_object());
+	json_object_set_new(o, "lease_expires_at", json_time(e->lease_expires_at));
+	json_object_set_new(o, "pending_database_name", json_str_or_null(e->pending_database_name));
+	json_object_set_new(o, "pending_driver", json_str_or_null(e->pending_driver));
+	json_object_set_new(o, "delete_after", json_time(e->delete_after));
+	return o;
+}
+
+static json_t *db_json(const envdb_database *d)
+{
+	json_t *o = json_object();
+	json_t *meta;
+
+	if (o == NULL)
+		return NULL;
+	json_object_set_new(o, "id", json_string(d->id));
+	json_object_set_new(o, "environment_id", json_string(d->environment_id));
+	json_object_set_new(o, "database_name", json_string(d->database_name));
+	json_object_set_new(o, "database_url", json_str_or_null(d->database_url));
+	json_object_set_new(o, "driver", json_str_or_null(d->driver));
+	json_object_set_new(o, "region", json_str_or_null(d->region));
+	json_object_set_new(o, "storage_limit_mb", json_integer(d->storage_limit_mb));
+	json_object_set_new(o, "provisioned_at", json_time(d->provisioned_at));
+	json_object_set_new(o, "last_accessed_at", json_time(d->last_accessed_at));
+	meta = d->metadata ? json_loads(d->metadata, 0, NULL) : NULL;
+	json_object_set_new(o, "metadata", meta ? meta : json_object());
+	return o;
+}
+
+/* A credential without its ciphertext (useless to a reader of the output). */
+static json_t *cred_json(const envdb_credential *c)
+{
+	json_t *o = json_object();
+
+	if (o == NULL)
+		return NULL;
+	json_object_set_new(o, "id", json_string(c->id));
+	json_object_set_new(o, "environment_database_id", json_string(c->environment_database_id));
+	json_object_set_new(o, "authorization", json_str_or_null(c->authorization));
+	json_object_set_new(o, "status", json_str_or_null(c->status));
+	json_object_set_new(o, "handle", json_str_or_null(c->handle));
+	json_object_set_new(o, "encryption_key_id", json_str_or_null(c->key_id));
+	json_object_set_new(o, "created_at", json_time(c->created_at));
+	json_object_set_new(o, "expires_at", json_time(c->expires_at));
+	json_object_set_new(o, "revoked_at", json_time(c->revoked_at));
+	return o;
+}
+
+static void print_env_line(envdb_cli *cli, const envdb_environment *e)
+{
+	envdb_cli_print(cli, "%s/%s\t%s\t%s\t%s%s\n", e->organization_id, e->slug,
+			e->env_type ? e->env_type : "-", e->status ? e->status : "-",
+			e->plan ? e->plan : "-", e->is_default ? "\tdefault" : "");
+}
+
+/* ------------------------------------------------------------------------ */
+/* org provision, env provision                                              */
+/* ------------------------------------------------------------------------ */
+
+typedef struct prov_cli_opts {
+	const char *slug, *type, *by, *driver, *region, *plan, *display_name, *metadata;
+	int64_t storage_mb;
+	bool is_default;
+} prov_cli_opts;
+
+static int provision_finish(envdb_cli *cli, envdb_ctx *ctx, int rc, envdb_environment *env)
+{
+	envdb_database *db = NULL;
+	int ex;
+
+	if (rc != ENVDB_OK) {
+		ex = envdb_cli_fail(cli, rc);
+		envdb_close(ctx);
+		return ex;
+	}
+	(void)envdb_env_database(&db, ctx, env->organization_id, env->slug);
+	if (cli->json) {
+		json_t *doc = json_pack("{s:o}", "environment", env_json(env));
+
+		if (doc != NULL && db != NULL)
+			json_object_set_new(doc, "database", db_json(db));
+		ex = envdb_cli_json_print(cli, doc);
+	} else {
+		envdb_cli_print(cli, "provisioned %s/%s (%s, %s)%s\n", env->organization_id,
+				env->slug, env->env_type, env->id, env->is_default ? " default" : "");
+		if (db != NULL)
+			envdb_cli_print(cli, "database %s via %s: %s\n", db->database_name, db->driver,
+					db->database_url);
+		envdb_cli_print(cli, "owner %s\n", env->created_by);
+		ex = EX_OK;
+	}
+	envdb_database_free(db);
+	envdb_environment_free(env);
+	envdb_close(ctx);
+	return ex;
+}
+
+static int provision_cmd(envdb_cli *cli, int argc, char **argv, bool org_mode)
+{
+	prov_cli_opts o;
+	envdb_cli_opt org_opts[] = {
+		{"slug", ENVDB_CLI_STRING, &o.slug},
+		{"type", ENVDB_CLI_STRING, &o.type},
+		{"by", ENVDB_CLI_STRING, &o.by},
+		{"driver", ENVDB_CLI_STRING, &o.driver},
+		{"region", ENVDB_CLI_STRING, &o.region},
+		{"plan", ENVDB_CLI_STRING, &o.plan},
+		{"storage-mb", ENVDB_CLI_INT, &o.storage_mb},
+		{"display-name", ENVDB_CLI_STRING, &o.display_name},
+		{"metadata", ENVDB_CLI_STRING, &o.metadata},
+		{NULL, 0, NULL},
+	};
+	envdb_cli_opt env_opts[] = {
+		{"type", ENVDB_CLI_STRING, &o.type},
+		{"default", ENVDB_CLI_FLAG, &o.is_default},
+		{"by", ENVDB_CLI_STRING, &o.by},
+		{"driver", ENVDB_CLI_STRING, &o.driver},
+		{"region", ENVDB_CLI_STRING, &o.region},
+		{"plan", ENVDB_CLI_STRING, &o.plan},
+		{"storage-mb", ENVDB_CLI_INT, &o.storage_mb},
+		{"display-name", ENVDB_CLI_STRING, &o.display_name},
+		{"metadata", ENVDB_CLI_STRING, &o.metadata},
+		{NULL, 0, NULL},
+	};
+	envdb_provision_opts po = ENVDB_PROVISION_OPTS_INIT;
+	envdb_environment *env = NULL;
+	envdb_cli_args pos;
+	envdb_ctx *ctx = NULL;
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	rc = envdb_cli_parse(cli, argc, argv, org_mode ? org_opts : env_opts, &pos,
+			     org_mode ? 1 : 2, org_mode ? 1 : 2);
+	if (rc != EX_OK)
+		return rc;
+	if (!org_mode && o.type == NULL)
+		return envdb_cli_usage(cli, "--type is required (production, sandbox, development, "
+					    "test, staging, preview, trial)");
+	if (o.storage_mb < 0)
+		return envdb_cli_usage(cli, "--storage-mb must be positive");
+	if (o.by == NULL && (o.by = login_name()) == NULL)
+		return envdb_cli_usage(cli, "cannot tell who you are: give --by USER");
+	po.env_type = o.type;
+	po.display_name = o.display_name;
+	po.driver = o.driver;
+	po.region = o.region;
+	po.plan = o.plan;
+	po.storage_limit_mb = o.storage_mb;
+	po.is_default = o.is_default;
+	po.created_by = o.by;
+	po.metadata = o.metadata;
+	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+		return rc;
+	if (org_mode)
+		rc = envdb_org_provision(&env, ctx, pos.v[0], o.slug, &po);
+	else
+		rc = envdb_env_provision(&env, ctx, pos.v[0], pos.v[1], &po);
+	return provision_finish(cli, ctx, rc, env);
+}
+
+int envdb_cli_org_provision(envdb_cli *cli, int argc, char **argv)
+{
+	return provision_cmd(cli, argc, argv, true);
+}
+
+int envdb_cli_env_provision(envdb_cli *cli, int argc, char **argv)
+{
+	return provision_cmd(cli, argc, argv, false);
+}
+
+/* ------------------------------------------------------------------------ */
+/* env list, show, archive, delete                                           */
+/* ------------------------------------------------------------------------ */
+
+int envdb_cli_env_list(envdb_cli *cli, int argc, char **argv)
+{
+	envdb_environment **v = NULL;
+	envdb_cli_args pos;
+	envdb_ctx *ctx = NULL;
+	size_t n = 0, i;
+	int rc;
+
+	if ((rc = envdb_cli_parse(cli, argc, argv, NULL, &pos, 0, 1)) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+		return rc;
+	rc = envdb_env_list(&v, &n, ctx, pos.n > 0 ? pos.v[0] : NULL);
+	if (rc != ENVDB_OK) {
+		rc = envdb_cli_fail(cli, rc);
+		goto out;
+	}
+	if (cli->json) {
+		json_t *arr = json_array();
+
+		for (i = 0; i < n; i++)
+			json_array_append_new(arr, env_json(v[i]));
+		rc = envdb_cli_json_print(cli, json_pack("{s:o}", "environments", arr));
+	} else {
+		for (i = 0; i < n; i++)
+			print_env_line(cli, v[i]);
+		if (n == 0)
+			envdb_cli_error(cli, "no environments%s%s", pos.n ? " in organization " : "",
+					pos.n ? pos.v[0] : "");
+		rc = EX_OK;
+	}
+out:
+	envdb_environment_list_free(v, n);
+	envdb_close(ctx);
+	return rc;
+}
+
+int envdb_cli_env_show(envdb_cli *cli, int argc, char **argv)
+{
+	envdb_environment *env = NULL;
+	envdb_database *db = NULL;
+	envdb_credential **creds = NULL;
+	envdb_member **mem = NULL;
+	size_t n_creds = 0, n_mem = 0, i;
+	envdb_cli_env_ref ref;
+	envdb_cli_args pos;
+	envdb_ctx *ctx = NULL;
+	char t1[32], t2[32];
+	int rc;
+
+	if ((rc = envdb_cli_parse(cli, argc, argv, NULL, &pos, 1, 1)) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_env_ref_parse(cli, &ref, pos.v[0])) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+		return rc;
+	if ((rc = envdb_env_get(&env, ctx, ref.org, ref.slug)) != ENVDB_OK) {
+		rc = envdb_cli_fail(cli, rc);
+		goto out;
+	}
+	(void)envdb_env_database(&db, ctx, ref.org, ref.slug);
+	(void)envdb_cred_list(&creds, &n_creds, ctx, ref.org, ref.slug);
+	(void)envdb_member_list(&mem, &n_mem, ctx, ref.org, ref.slug);
+	envdb_error_clear();
+	if (cli->json) {
+		json_t *doc = json_pack("{s:o}", "environment", env_json(env));
+		json_t *ca = json_array(), *ma = json_array();
+
+		json_object_set_new(doc, "database", db ? db_json(db) : json_null());
+		for (i = 0; i < n_creds; i++)
+			json_array_append_new(ca, cred_json(creds[i]));
+		for (i = 0; i < n_mem; i++)
+			json_array_append_new(ma, json_pack("{s:s, s:s, s:s?}", "user_id",
+							    mem[i]->user_id, "role", mem[i]->role,
+							    "invited_by", mem[i]->invited_by));
+		json_object_set_new(doc, "credentials", ca);
+		json_object_set_new(doc, "members", ma);
+		rc = envdb_cli_json_print(cli, doc);
+		goto out;
+	}
+	envdb_cli_print(cli, "environment  %s/%s\n", env->organization_id, env->slug);
+	envdb_cli_print(cli, "id           %s\n", env->id);
+	envdb_cli_print(cli, "name         %s\n", env->display_name ? env->display_name : "-");
+	envdb_cli_print(cli, "type         %s%s\n", env->env_type, env->is_default ? " (default)" : "");
+	envdb_cli_print(cli, "status       %s\n", env->status);
+	envdb_cli_print(cli, "plan         %s\n", env->plan ? env->plan : "-");
+	envdb_cli_print(cli, "region       %s\n", env->region ? env->region : "-");
+	envdb_cli_print(cli, "created      %s by %s\n", fmt_time(t1, sizeof(t1), env->created_at),
+			env->created_by ? env->created_by : "-");
+	if (env->delete_after)
+		envdb_cli_print(cli, "deleted at   %s (physical drop)\n",
+				fmt_time(t1, sizeof(t1), env->delete_after));
+	if (env->lease_expires_at)
+		envdb_cli_print(cli, "lease until  %s\n", fmt_time(t1, sizeof(t1),
+								   env->lease_expires_at));
+	if (db != NULL) {
+		envdb_cli_print(cli, "database     %s (%s)\n", db->database_name, db->driver);
+		envdb_cli_print(cli, "url          %s\n", db->database_url);
+		envdb_cli_print(cli, "storage      %lld MiB\n", (long long)db->storage_limit_mb);
+		envdb_cli_print(cli, "accessed     %s\n",
+				fmt_time(t1, sizeof(t1), db->last_accessed_at));
+	}
+	for (i = 0; i < n_creds; i++)
+		envdb_cli_print(cli, "credential   %s %s %s created %s expires %s\n", creds[i]->id,
+				creds[i]->authorization, creds[i]->status,
+				fmt_time(t1, sizeof(t1), creds[i]->created_at),
+				fmt_time(t2, sizeof(t2), creds[i]->expires_at));
+	for (i = 0; i < n_mem; i++)
+		envdb_cli_print(cli, "member       %s %s\n", mem[i]->user_id, mem[i]->role);
+	rc = EX_OK;
+out:
+	envdb_member_list_free(mem, n_mem);
+	envdb_credential_list_free(creds, n_creds);
+	envdb_database_free(db);
+	envdb_environment_free(env);
+	envdb_close(ctx);
+	return rc;
+}
+
+/* Shared shape of the commands that act on one ORG/SLUG and print a line. */
+static int env_action(envdb_cli *cli, int argc, char **argv, const char *verb, bool now_opt)
+{
+	envdb_cli_opt opts[] = {
+		{"now", ENVDB_CLI_FLAG, NULL},
+		{NULL, 0, NULL},
+	};
+	envdb_cli_env_ref ref;
+	envdb_cli_args pos;
+	envdb_ctx *ctx = NULL;
+	envdb_environment *env = NULL;
+	bool now = false;
+	int rc;
+
+	opts[0].out = &now;
+	if ((rc = envdb_cli_parse(cli, argc, argv, now_opt ? opts : NULL, &pos, 1, 1)) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_env_ref_parse(cli, &ref, pos.v[0])) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+		return rc;
+	if (strcmp(verb, "archive") == 0)
+		rc = envdb_env_archive(ctx, ref.org, ref.slug);
+	else
+		rc = envdb_env_delete(ctx, ref.org, ref.slug, now ? ENVDB_DELETE_NOW : 0);
+	if (rc != ENVDB_OK) {
+		rc = envdb_cli_fail(cli, rc);
+		goto out;
+	}
+	(void)envdb_env_get(&env, ctx, ref.org, ref.slug);
+	envdb_error_clear();
+	if (cli->json) {
+		rc = envdb_cli_json_print(cli, json_pack("{s:s, s:s, s:s, s:o}", "environment",
+							 pos.v[0], "action", verb, "result",
+							 env == NULL ? "deleted"
+								     : env->delete_after ? "pending deletion"
+											 : "archived",
+							 "state", env ? env_json(env) : json_null()));
+	} else {
+		char t[32];
+
+		if (env == NULL)
+			envdb_cli_print(cli, "deleted %s (database dropped)\n", pos.v[0]);
+		else if (env->delete_after)
+			envdb_cli_print(cli, "archived %s; its database is dropped after %s "
+					     "(envdb reconcile --apply)\n",
+					pos.v[0], fmt_time(t, sizeof(t), env->delete_after));
+		else
+			envdb_cli_print(cli, "archived %s (database kept)\n", pos.v[0]);
+		rc = EX_OK;
+	}
+out:
+	envdb_environment_free(env);
+	envdb_close(ctx);
+	return rc;
+}
+
+int envdb_cli_env_archive(envdb_cli *cli, int argc, char **argv)
+{
+	return env_action(cli, argc, argv, "archive", false);
+}
+
+int envdb_cli_env_delete(envdb_cli *cli, int argc, char **argv)
+{
+	return env_action(cli, argc, argv, "delete", true);
+}
+
+/* ------------------------------------------------------------------------ */
+/* cred rotate, complete, list, revoke                                       */
+/* ------------------------------------------------------------------------ */
+
+static int print_creds(envdb_cli *cli, envdb_ctx *ctx, const envdb_cli_env_ref *ref,
+		       const char *what, json_t *extra)
+{
+	envdb_credential **v = NULL;
+	size_t n = 0, i;
+	char t1[32], t2[32];
+	int rc;
+
+	rc = envdb_cred_list(&v, &n, ctx, ref->org, ref->slug);
+	if (rc != ENVDB_OK) {
+		json_decref(extra);
+		return envdb_cli_fail(cli, rc);
+	}
+	if (cli->json) {
+		json_t *arr = json_array();
+		json_t *doc = extra ? extra : json_object();
+
+		for (i = 0; i < n; i++)
+			json_array_append_new(arr, cred_json(v[i]));
+		json_object_set_new(doc, "environment", json_sprintf("%s/%s", ref->org, ref->slug));
+		json_object_set_new(doc, "credentials", arr);
+		rc = envdb_cli_json_print(cli, doc);
+	} else {
+		json_decref(extra);
+		if (what != NULL)
+			envdb_cli_print(cli, "%s\n", what);
+		for (i = 0; i < n; i++)
+			envdb_cli_print(cli, "%s\t%s\t%s\tcreated %s\texpires %s\n", v[i]->id,
+					v[i]->authorization, v[i]->status,
+					fmt_time(t1, sizeof(t1), v[i]->created_at),
+					fmt_time(t2, sizeof(t2), v[i]->expires_at));
+		rc = EX_OK;
+	}
+	envdb_credential_list_free(v, n);
+	return rc;
+}
+
+int envdb_cli_cred_rotate(envdb_cli *cli, int argc, char **argv)
+{
+	const char *overlap = NULL, *expires = NULL, *auth = NULL;
+	envdb_cli_opt opts[] = {
+		{"overlap", ENVDB_CLI_STRING, &overlap},
+		{"expires", ENVDB_CLI_STRING, &expires},
+		{"authorization", ENVDB_CLI_STRING, &auth},
+		{NULL, 0, NULL},
+	};
+	envdb_rotate_opts ro = ENVDB_ROTATE_OPTS_INIT;
+	envdb_cli_env_ref ref;
+	envdb_cli_args pos;
+	envdb_ctx *ctx = NULL;
+	char msg[640];
+	int rc;
+
+	if ((rc = envdb_cli_parse(cli, argc, argv, opts, &pos, 1, 1)) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_env_ref_parse(cli, &ref, pos.v[0])) != EX_OK)
+		return rc;
+	if (overlap != NULL && parse_duration(&ro.overlap_seconds, overlap) != 0)
+		return envdb_cli_usage(cli, "--overlap %s: not a duration (30s, 15m, 2h, 1d)",
+				       overlap);
+	if (expires != NULL && parse_duration(&ro.expires_in_seconds, expires) != 0)
+		return envdb_cli_usage(cli, "--expires %s: not a duration (30s, 15m, 2h, 1d)",
+				       expires);
+	ro.authorization = auth;
+	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+		return rc;
+	rc = envdb_cred_rotate(ctx, ref.org, ref.slug, &ro);
+	if (rc != ENVDB_OK) {
+		rc = envdb_cli_fail(cli, rc);
+	} else {
+		snprintf(msg, sizeof(msg), "rotated %s/%s", ref.org, ref.slug);
+		rc = print_creds(cli, ctx, &ref, msg, json_pack("{s:s}", "action", "rotate"));
+	}
+	envdb_close(ctx);
+	return rc;
+}
+
+int envdb_cli_cred_complete(envdb_cli *cli, int argc, char **argv)
+{
+	envdb_cli_env_ref ref;
+	envdb_cli_args pos;
+	envdb_ctx *ctx = NULL;
+	size_t revoked = 0;
+	char msg[640];
+	int rc;
+
+	if ((rc = envdb_cli_parse(cli, argc, argv, NULL, &pos, 1, 1)) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_env_ref_parse(cli, &ref, pos.v[0])) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+		return rc;
+	rc = envdb_cred_complete(&revoked, ctx, ref.org, ref.slug);
+	if (rc != ENVDB_OK) {
+		rc = envdb_cli_fail(cli, rc);
+	} else {
+		snprintf(msg, sizeof(msg), "completed rotation of %s/%s: %zu credential%s revoked",
+			 ref.org, ref.slug, revoked, revoked == 1 ? "" : "s");
+		rc = print_creds(cli, ctx, &ref, msg,
+				 json_pack("{s:s, s:I}", "action", "complete", "revoked",
+					   (json_int_t)revoked));
+	}
+	envdb_close(ctx);
+	return rc;
+}
+
+int envdb_cli_cred_list(envdb_cli *cli, int argc, char **argv)
+{
+	envdb_cli_env_ref ref;
+	envdb_cli_args pos;
+	envdb_ctx *ctx = NULL;
+	int rc;
+
+	if ((rc = envdb_cli_parse(cli, argc, argv, NULL, &pos, 1, 1)) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_env_ref_parse(cli, &ref, pos.v[0])) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+		return rc;
+	rc = print_creds(cli, ctx, &ref, NULL, NULL);
+	envdb_close(ctx);
+	return rc;
+}
+
+int envdb_cli_cred_revoke(envdb_cli *cli, int argc, char **argv)
+{
+	envdb_cli_env_ref ref;
+	envdb_cli_args pos;
+	envdb_ctx *ctx = NULL;
+	char msg[640];
+	int rc;
+
+	if ((rc = envdb_cli_parse(cli, argc, argv, NULL, &pos, 2, 2)) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_env_ref_parse(cli, &ref, pos.v[0])) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+		return rc;
+	rc = envdb_cred_revoke(ctx, ref.org, ref.slug, pos.v[1]);
+	if (rc != ENVDB_OK) {
+		rc = envdb_cli_fail(cli, rc);
+	} else {
+		snprintf(msg, sizeof(msg), "revoked credential %s", pos.v[1]);
+		rc = print_creds(cli, ctx, &ref, msg, json_pack("{s:s}", "action", "revoke"));
+	}
+	envdb_close(ctx);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* resolve                                                                   */
+/* ------------------------------------------------------------------------ */
+
+int envdb_cli_resolve(envdb_cli *cli, int argc, char **argv)
+{
+	const char *user = NULL;
+	bool reveal = false;
+	envdb_cli_opt opts[] = {
+		{"user", ENVDB_CLI_STRING, &user},
+		{"reveal", ENVDB_CLI_FLAG, &reveal},
+		{NULL, 0, NULL},
+	};
+	envdb_connection *conn = NULL;
+	envdb_cli_env_ref ref;
+	envdb_cli_args pos;
+	envdb_ctx *ctx = NULL;
+	char t[32];
+	int rc;
+
+	if ((rc = envdb_cli_parse(cli, argc, argv, opts, &pos, 1, 1)) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_env_ref_parse(cli, &ref, pos.v[0])) != EX_OK)
+		return rc;
+	if (user == NULL && (user = login_name()) == NULL)
+		return envdb_cli_usage(cli, "--user USER is required");
+	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+		return rc;
+	rc = envdb_resolve(&conn, ctx, ref.org, ref.slug, user);
+	if (rc != ENVDB_OK) {
+		rc = envdb_cli_fail(cli, rc);
+		goto out;
+	}
+	if (cli->json) {
+		json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+					"environment", pos.v[0], "environment_id",
+					conn->environment_id, "user", user, "role", conn->role,
+					"driver", conn->driver, "database_name", conn->database_name,
+					"database_url", conn->database_url, "authorization",
+					conn->authorization, "credential_id", conn->credential_id);
+
+		if (doc != NULL) {
+			json_object_set_new(doc, "expires_at", json_time(conn->expires_at));
+			if (reveal)
+				json_object_set_new(doc, "secret",
+						    json_stringn(conn->secret, conn->secret_len));
+			if (conn->previous_credential_id != NULL) {
+				json_t *prev = json_pack("{s:s, s:o}", "credential_id",
+							 conn->previous_credential_id, "expires_at",
+							 json_time(conn->previous_expires_at));
+
+				if (prev != NULL && reveal)
+					json_object_set_new(prev, "secret",
+							    json_stringn(conn->previous_secret,
+									 conn->previous_secret_len));
+				json_object_set_new(doc, "previous", prev);
+			}
+		}
+		rc = envdb_cli_json_print(cli, doc);
+		goto out;
+	}
+	envdb_cli_print(cli, "environment    %s (%s)\n", pos.v[0], conn->environment_id);
+	envdb_cli_print(cli, "user           %s (%s)\n", user, conn->role);
+	envdb_cli_print(cli, "driver         %s\n", conn->driver);
+	envdb_cli_print(cli, "database       %s\n", conn->database_name);
+	envdb_cli_print(cli, "url            %s\n", conn->database_url);
+	envdb_cli_print(cli, "authorization  %s\n", conn->authorization);
+	envdb_cli_print(cli, "credential     %s (expires %s)\n", conn->credential_id,
+			fmt_time(t, sizeof(t), conn->expires_at));
+	envdb_cli_print(cli, "secret         %s\n",
+			reveal ? conn->secret : "(hidden; --reveal prints it)");
+	if (conn->previous_credential_id != NULL) {
+		envdb_cli_print(cli, "previous       %s (rotating until %s)\n",
+				conn->previous_credential_id,
+				fmt_time(t, sizeof(t), conn->previous_expires_at));
+		if (reveal)
+			envdb_cli_print(cli, "previous secret %s\n", conn->previous_secret);
+	}
+	rc = EX_OK;
+out:
+	envdb_connection_free(conn);
+	envdb_close(ctx);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* reconcile, key rewrap                                                     */
+/* ------------------------------------------------------------------------ */
+
+int envdb_cli_reconcile(envdb_cli *cli, int argc, char **argv)
+{
+	bool apply = false;
+	envdb_cli_opt opts[] = {
+		{"apply", ENVDB_CLI_FLAG, &apply},
+		{NULL, 0, NULL},
+	};
+	envdb_reconcile_report *r = NULL;
+	envdb_cli_args pos;
+	envdb_ctx *ctx = NULL;
+	int first_failed = ENVDB_OK;
+	size_t i;
+	int rc;
+
+	if ((rc = envdb_cli_parse(cli, argc, argv, opts, &pos, 0, 0)) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+		return rc;
+	rc = envdb_reconcile(&r, ctx, apply ? ENVDB_RECONCILE_APPLY : 0);
+	if (rc != ENVDB_OK) {
+		rc = envdb_cli_fail(cli, rc);
+		goto out;
+	}
+	for (i = 0; i < r->n_items && first_failed == ENVDB_OK; i++)
+		first_failed = r->items[i].status;
+	if (cli->json) {
+		json_t *arr = json_array();
+
+		for (i = 0; i < r->n_items; i++) {
+			const envdb_reconcile_item *it = &r->items[i];
+			json_t *o = json_pack("{s:s, s:s}", "kind", it->kind, "action", it->action);
+
+			json_object_set_new(o, "driver", json_str_or_null(it->driver));
+			json_object_set_new(o, "database_name", json_str_or_null(it->database_name));
+			json_object_set_new(o, "object_id", json_str_or_null(it->object_id));
+			json_object_set_new(o, "environment", json_str_or_null(it->label));
+			if (it->status != ENVDB_OK) {
+				json_object_set_new(o, "status", json_string(envdb_status_str(it->status)));
+				json_object_set_new(o, "message", json_str_or_null(it->message));
+			}
+			json_array_append_new(arr, o);
+		}
+		rc = envdb_cli_json_print(cli, json_pack("{s:b, s:o, s:I}", "applied", r->applied,
+							 "items", arr, "failed",
+							 (json_int_t)r->n_failed));
+	} else {
+		for (i = 0; i < r->n_items; i++) {
+			const envdb_reconcile_item *it = &r->items[i];
+
+			envdb_cli_print(cli, "%-8s %-14s %s%s%s%s%s%s%s\n", it->kind, it->action,
+					it->label ? it->label : "",
+					it->label && it->database_name ? " " : "",
+					it->database_name ? it->database_name : "",
+					it->driver ? " (" : "", it->driver ? it->driver : "",
+					it->driver ? ")" : "",
+					it->object_id && !it->label ? it->object_id : "");
+			if (it->status != ENVDB_OK)
+				envdb_cli_error(cli, "%s: %s", it->kind, it->message ? it->message : "");
+		}
+		if (r->n_items == 0)
+			envdb_cli_print(cli, "nothing to reconcile\n");
+		else if (!r->applied)
+			envdb_cli_print(cli, "(dry run: nothing changed; --apply acts)\n");
+		rc = EX_OK;
+	}
+	if (r->n_failed > 0)
+		rc = envdb_cli_fail_msg(cli, first_failed,
+					"reconcile: %zu of %zu items need attention", r->n_failed,
+					r->n_items);
+out:
+	envdb_reconcile_report_free(r);
+	envdb_close(ctx);
+	return rc;
+}
+
+int envdb_cli_key_rewrap(envdb_cli *cli, int argc, char **argv)
+{
+	bool dry = false;
+	envdb_cli_opt opts[] = {
+		{"dry-run", ENVDB_CLI_FLAG, &dry},
+		{NULL, 0, NULL},
+	};
+	envdb_rewrap_report rep = ENVDB_REWRAP_REPORT_INIT;
+	envdb_cli_args pos;
+	envdb_ctx *ctx = NULL;
+	int rc, ex;
+
+	if ((rc = envdb_cli_parse(cli, argc, argv, opts, &pos, 0, 0)) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+		return rc;
+	rc = envdb_key_rewrap(&rep, ctx, dry ? ENVDB_REWRAP_DRY_RUN : 0);
+	if (cli->json && (rc == ENVDB_OK || rep.total > 0)) {
+		json_t *doc = json_pack("{s:b, s:I, s:I, s:I, s:I}", "dry_run", dry, "total",
+					(json_int_t)rep.total, "already_current",
+					(json_int_t)rep.already_current, dry ? "would_rewrap" : "rewrapped",
+					(json_int_t)rep.rewrapped, "failed", (json_int_t)rep.failed);
+
+		if (rc != ENVDB_OK && doc != NULL)
+			json_object_set_new(doc, "error",
+					    json_string(envdb_error_last()->message));
+		ex = envdb_cli_json_print(cli, doc);
+	} else {
+		envdb_cli_print(cli, "%s: %zu credentials, %zu already under the current key, %zu %s, "
+				     "%zu failed\n",
+				dry ? "rewrap (dry run)" : "rewrap", rep.total, rep.already_current,
+				rep.rewrapped, dry ? "would be rewrapped" : "rewrapped", rep.failed);
+		ex = EX_OK;
+	}
+	if (rc != ENVDB_OK)
+		ex = envdb_cli_fail(cli, rc);
+	envdb_close(ctx);
+	return ex;
+}

@@ -1,0 +1,714 @@
+/*
+ * core/credential.c — credentials (DESIGN.md §5): sealing and opening
+ * secrets bound to their row, rotation with an overlap window, completion,
+ * revocation, listing, and the rewrap of every credential under the
+ * current key.
+ *
+ * Order of effects, chosen so that a crash never leaves a row claiming
+ * something the backend does not do:
+ *  - rotation: mint at the backend, seal, then one transaction makes the
+ *    new credentials active and their predecessors rotating.  A failure
+ *    before the commit revokes what was minted (where the adapter can).  A
+ *    process killed between mint and commit leaves a credential at the
+ *    backend that no row names; it gives no access anyone knows the secret
+ *    of, and dropping the database removes it.
+ *  - revocation: revoke at the backend first, then mark the row revoked; a
+ *    crash in between leaves a "rotating" row that reconcile (or the next
+ *    `cred complete`) revokes again, which adapters treat as success.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "failpoint.h"
+#include "internal.h"
+#include "resolve.h"
+#include "schema.h"
+#include "store.h"
+
+#define AAD_TAG "envdb-credential-v1"
+
+/* ------------------------------------------------------------------------ */
+/* Lookup helpers                                                            */
+/* ------------------------------------------------------------------------ */
+
+int envdbi_adapter_find(envdbi_plugin **out, envdb_ctx *ctx, const char *driver)
+{
+	envdbi_plugin *p;
+
+	*out = NULL;
+	if (driver == NULL || *driver == '\0')
+		return envdbi_error(ENVDB_ERR_INVALID, NULL,
+				    "driver: no driver given and the manifest names no default");
+	p = envdbi_plugins_find(ctx->plugins, driver, ENVDB_PLUGIN_ADAPTER);
+	if (p == NULL)
+		return envdbi_error(ENVDB_ERR_NOT_FOUND, NULL,
+				    "driver %s: no adapter plugin of that name is loaded", driver);
+	*out = p;
+	return ENVDB_OK;
+}
+
+int envdbi_encryptor_get(envdbi_plugin **out, envdb_ctx *ctx, const char *what)
+{
+	*out = ctx->encryptor;
+	if (ctx->encryptor == NULL)
+		return envdbi_error(ENVDB_ERR_CONFIG, NULL,
+				    "%s: the manifest configures no encryptor (defaults.encryptor)",
+				    what);
+	return ENVDB_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sealing                                                                   */
+/* ------------------------------------------------------------------------ */
+
+int envdb_credential_aad(unsigned char *aad, size_t *len, const char *credential_id,
+			 const char *environment_database_id)
+{
+	size_t n = 0;
+
+	if (aad == NULL || len == NULL || credential_id == NULL || environment_database_id == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "credential aad: missing argument");
+	if (!envdbi_uuid_valid(credential_id) || !envdbi_uuid_valid(environment_database_id))
+		return envdbi_error(ENVDB_ERR_INVALID, NULL,
+				    "credential %s: aad: credential and database ids must be uuids",
+				    credential_id);
+	memcpy(aad, AAD_TAG, sizeof(AAD_TAG)); /* with its NUL */
+	n = sizeof(AAD_TAG);
+	memcpy(aad + n, credential_id, 36);
+	n += 36;
+	aad[n++] = 0;
+	memcpy(aad + n, environment_database_id, 36);
+	n += 36;
+	*len = n;
+	return ENVDB_OK;
+}
+
+int envdbi_credential_seal(envdb_ctx *ctx, envdb_credential *c, const envdbi_secret *secret)
+{
+	unsigned char aad[ENVDB_CREDENTIAL_AAD_MAX];
+	envdbi_plugin *enc;
+	char *ct = NULL, *key_id = NULL;
+	size_t aad_len;
+	int rc;
+
+	if ((rc = envdbi_encryptor_get(&enc, ctx, "seal credential")) != ENVDB_OK)
+		return rc;
+	if ((rc = envdb_credential_aad(aad, &aad_len, c->id, c->environment_database_id)) != 0)
+		return rc;
+	rc = envdbi_encryptor_encrypt(enc, secret, aad, aad_len, &ct, &key_id);
+	if (rc != ENVDB_OK)
+		return envdbi_error_prefix("credential %s: encrypt: ", c->id);
+	free(c->secret_ciphertext);
+	free(c->key_id);
+	c->secret_ciphertext = ct;
+	c->key_id = key_id;
+	return ENVDB_OK;
+}
+
+int envdbi_credential_open(envdbi_secret **out, envdb_ctx *ctx, const envdb_credential *c)
+{
+	unsigned char aad[ENVDB_CREDENTIAL_AAD_MAX];
+	envdbi_plugin *enc;
+	size_t aad_len;
+	int rc;
+
+	*out = NULL;
+	if ((rc = envdbi_encryptor_get(&enc, ctx, "open credential")) != ENVDB_OK)
+		return rc;
+	if ((rc = envdb_credential_aad(aad, &aad_len, c->id, c->environment_database_id)) != 0)
+		return rc;
+	rc = envdbi_encryptor_decrypt(enc, c->secret_ciphertext, aad, aad_len, out);
+	if (rc != ENVDB_OK)
+		return envdbi_error_prefix("credential %s: decrypt: ", c->id);
+	return ENVDB_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Environment lookup shared by the public functions                         */
+/* ------------------------------------------------------------------------ */
+
+static int need_store(envdb_ctx *ctx, const char *org, const char *slug, const char *op)
+{
+	if (ctx == NULL || org == NULL || slug == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "%s: missing argument", op);
+	if (ctx->store == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
+				    "%s %s/%s: the context has no control plane open", op, org, slug);
+	return ENVDB_OK;
+}
+
+/* The environment and its database; *db NULL (and 0 returned) when the
+ * environment has none and `need_db` is false. */
+static int env_and_db(envdb_environment **env, envdb_database **db, envdb_ctx *ctx,
+		      const char *org, const char *slug, bool need_db, const char *op)
+{
+	int rc;
+
+	*env = NULL;
+	*db = NULL;
+	if ((rc = envdbi_store_env_get_by_slug(ctx->store, env, org, slug)) != ENVDB_OK)
+		return envdbi_error_prefix("%s: ", op);
+	rc = envdbi_store_db_get_by_env(ctx->store, db, (*env)->id);
+	if (rc == ENVDB_ERR_NOT_FOUND && !need_db)
+		return ENVDB_OK;
+	if (rc == ENVDB_ERR_NOT_FOUND)
+		rc = envdbi_error(ENVDB_ERR_STATE, NULL,
+				  "%s %s/%s: the environment has no database (status %s)", op, org,
+				  slug, (*env)->status);
+	if (rc != ENVDB_OK) {
+		envdb_environment_free(*env);
+		*env = NULL;
+	}
+	return rc;
+}
+
+static void db_ref_of(envdb_db_ref *ref, const envdb_database *db)
+{
+	memset(ref, 0, sizeof(*ref));
+	ref->struct_size = sizeof(*ref);
+	ref->environment_id = db->environment_id;
+	ref->database_name = db->database_name;
+	ref->url = db->database_url;
+	ref->metadata = db->metadata;
+}
+
+static uint32_t auth_code(const char *authorization)
+{
+	return strcmp(authorization, "read_only") == 0 ? ENVDB_AUTH_READ_ONLY
+						       : ENVDB_AUTH_FULL_ACCESS;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Revocation                                                                */
+/* ------------------------------------------------------------------------ */
+
+int envdbi_credential_retire(envdb_ctx *ctx, const envdb_database *db, const envdb_credential *c,
+			     const char *from_status, const char *failpoint)
+{
+	envdbi_plugin *adapter;
+	envdb_db_ref ref;
+	int rc;
+
+	if ((rc = envdbi_adapter_find(&adapter, ctx, db->driver)) != ENVDB_OK)
+		return envdbi_error_prefix("revoke credential %s: ", c->id);
+	db_ref_of(&ref, db);
+	if ((envdbi_plugin_capabilities(adapter) & ENVDB_ADAPTER_CAP_REVOKE) && c->handle != NULL &&
+	    *c->handle != '\0') {
+		rc = envdbi_adapter_revoke(adapter, &ref, auth_code(c->authorization), c->handle);
+		if (rc != ENVDB_OK)
+			return envdbi_error_prefix("revoke credential %s of database %s: ", c->id,
+						   db->database_name);
+	}
+	if (failpoint != NULL && (rc = ENVDB_FAILPOINT(failpoint)) != ENVDB_OK)
+		return rc;
+	rc = envdbi_store_cred_set_status(ctx->store, c->id, from_status, "revoked");
+	if (rc != ENVDB_OK)
+		return envdbi_error_prefix("revoke credential %s: ", c->id);
+	return ENVDB_OK;
+}
+
+/* Revoke every rotating credential of `db` (optionally of one
+ * authorization); counts into *n. */
+static int retire_rotating(size_t *n, envdb_ctx *ctx, const envdb_database *db,
+			   const char *authorization, const char *failpoint)
+{
+	envdbi_cred_filter f = ENVDBI_CRED_FILTER_INIT;
+	envdb_credential **v = NULL;
+	size_t nv = 0, i;
+	int rc;
+
+	f.environment_database_id = db->id;
+	f.authorization = authorization;
+	f.status = "rotating";
+	if ((rc = envdbi_store_cred_list(ctx->store, &v, &nv, &f)) != ENVDB_OK)
+		return rc;
+	for (i = 0; i < nv && rc == ENVDB_OK; i++) {
+		rc = envdbi_credential_retire(ctx, db, v[i], "rotating", failpoint);
+		if (rc == ENVDB_OK && n != NULL)
+			(*n)++;
+	}
+	envdb_credential_list_free(v, nv);
+	return rc;
+}
+
+int envdb_cred_complete(size_t *revoked, envdb_ctx *ctx, const char *organization_id,
+			const char *slug)
+{
+	envdb_environment *env = NULL;
+	envdb_database *db = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (revoked != NULL)
+		*revoked = 0;
+	if ((rc = need_store(ctx, organization_id, slug, "complete rotation")) != ENVDB_OK)
+		return rc;
+	rc = env_and_db(&env, &db, ctx, organization_id, slug, true, "complete rotation");
+	if (rc != ENVDB_OK)
+		return rc;
+	rc = retire_rotating(&n, ctx, db, NULL, "complete.after_revoke");
+	if (n > 0)
+		envdbi_cache_invalidate_env(ctx->cache, env->id);
+	if (rc != ENVDB_OK)
+		envdbi_error_prefix("complete rotation %s/%s: ", organization_id, slug);
+	if (revoked != NULL)
+		*revoked = n;
+	envdb_environment_free(env);
+	envdb_database_free(db);
+	return rc;
+}
+
+int envdb_cred_revoke(envdb_ctx *ctx, const char *organization_id, const char *slug,
+		      const char *credential_id)
+{
+	envdb_environment *env = NULL;
+	envdb_database *db = NULL;
+	envdb_credential *c = NULL;
+	int rc;
+
+	if ((rc = need_store(ctx, organization_id, slug, "revoke credential")) != ENVDB_OK)
+		return rc;
+	if (credential_id == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "revoke credential: missing id");
+	rc = env_and_db(&env, &db, ctx, organization_id, slug, true, "revoke credential");
+	if (rc != ENVDB_OK)
+		return rc;
+	rc = envdbi_store_cred_get(ctx->store, &c, credential_id);
+	if (rc == ENVDB_OK && strcmp(c->environment_database_id, db->id) != 0)
+		rc = envdbi_error(ENVDB_ERR_NOT_FOUND, NULL,
+				  "revoke credential %s: not a credential of %s/%s", credential_id,
+				  organization_id, slug);
+	if (rc != ENVDB_OK)
+		goto out;
+	if (strcmp(c->status, "revoked") == 0)
+		goto out; /* already done */
+	if (strcmp(c->status, "active") == 0 && strcmp(c->authorization, "full_access") == 0 &&
+	    strcmp(env->status, "active") == 0) {
+		rc = envdbi_error(ENVDB_ERR_STATE, NULL,
+				  "revoke credential %s of %s/%s: it is the active full_access "
+				  "credential of an active environment; rotate with overlap 0 instead",
+				  credential_id, organization_id, slug);
+		goto out;
+	}
+	rc = envdbi_credential_retire(ctx, db, c, c->status, "complete.after_revoke");
+	envdbi_cache_invalidate_env(ctx->cache, env->id);
+out:
+	envdb_credential_free(c);
+	envdb_environment_free(env);
+	envdb_database_free(db);
+	return rc;
+}
+
+int envdb_cred_list(envdb_credential ***out, size_t *n, envdb_ctx *ctx,
+		    const char *organization_id, const char *slug)
+{
+	envdbi_cred_filter f = ENVDBI_CRED_FILTER_INIT;
+	envdb_environment *env = NULL;
+	envdb_database *db = NULL;
+	int rc;
+
+	if (out == NULL || n == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "list credentials: missing argument");
+	*out = NULL;
+	*n = 0;
+	if ((rc = need_store(ctx, organization_id, slug, "list credentials")) != ENVDB_OK)
+		return rc;
+	rc = env_and_db(&env, &db, ctx, organization_id, slug, false, "list credentials");
+	if (rc != ENVDB_OK || db == NULL)
+		goto out;
+	f.environment_database_id = db->id;
+	rc = envdbi_store_cred_list(ctx->store, out, n, &f);
+out:
+	envdb_environment_free(env);
+	envdb_database_free(db);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Rotation                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct rotation {
+	envdb_credential *old;   /* the active one being replaced */
+	envdb_credential *fresh; /* its successor, sealed */
+	envdbi_secret *secret;   /* fresh's secret until sealed */
+} rotation;
+
+/* Revoke at the backend what a failed rotation minted. */
+static void rotation_undo(envdb_ctx *ctx, envdbi_plugin *adapter, const envdb_database *db,
+			  rotation *r, size_t n)
+{
+	envdb_db_ref ref;
+	size_t i;
+
+	if (!(envdbi_plugin_capabilities(adapter) & ENVDB_ADAPTER_CAP_REVOKE))
+		return;
+	db_ref_of(&ref, db);
+	for (i = 0; i < n; i++) {
+		if (r[i].fresh == NULL || r[i].fresh->handle == NULL || *r[i].fresh->handle == '\0')
+			continue;
+		if (envdbi_adapter_revoke(adapter, &ref, auth_code(r[i].fresh->authorization),
+					  r[i].fresh->handle) != ENVDB_OK)
+			envdbi_log(ENVDB_LOG_WARNING,
+				   "rotate %s: credential %s minted by the failed rotation could not "
+				   "be revoked at the backend: %s",
+				   db->database_name, r[i].fresh->id, envdb_error_last()->message);
+	}
+}
+
+static int rotation_commit(envdb_ctx *ctx, rotation *r, size_t n, int64_t window_end)
+{
+	envdbi_store *s = ctx->store;
+	size_t i;
+	int rc;
+
+	if ((rc = envdbi_store_begin(s)) != ENVDB_OK)
+		return rc;
+	for (i = 0; i < n; i++) {
+		envdb_credential *cur = NULL;
+
+		/* Re-read under the write lock: a concurrent rotation wins. */
+		rc = envdbi_store_cred_get(s, &cur, r[i].old->id);
+		if (rc == ENVDB_OK && strcmp(cur->status, "active") != 0)
+			rc = envdbi_error(ENVDB_ERR_STATE, NULL,
+					  "credential %s: became %s during the rotation (a concurrent "
+					  "rotation won)",
+					  cur->id, cur->status);
+		if (rc == ENVDB_OK) {
+			free(cur->status);
+			cur->status = strdup("rotating");
+			if (cur->status == NULL)
+				rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "rotate: out of memory");
+			else if (cur->expires_at == 0 || cur->expires_at > window_end)
+				cur->expires_at = window_end;
+		}
+		if (rc == ENVDB_OK)
+			rc = envdbi_store_cred_update(s, cur);
+		envdb_credential_free(cur);
+		if (rc == ENVDB_OK)
+			rc = envdbi_store_cred_insert(s, r[i].fresh, NULL);
+		if (rc != ENVDB_OK)
+			goto fail;
+	}
+	if ((rc = ENVDB_FAILPOINT("rotate.commit")) != ENVDB_OK)
+		goto fail;
+	return envdbi_store_commit(s);
+fail:
+	envdbi_store_rollback(s);
+	return rc;
+}
+
+int envdb_cred_rotate(envdb_ctx *ctx, const char *organization_id, const char *slug,
+		      const envdb_rotate_opts *opts)
+{
+	envdb_rotate_opts o = ENVDB_ROTATE_OPTS_INIT;
+	envdbi_cred_filter f = ENVDBI_CRED_FILTER_INIT;
+	envdb_environment *env = NULL;
+	envdb_database *db = NULL;
+	envdb_credential **act = NULL;
+	envdbi_plugin *adapter = NULL, *enc;
+	rotation *r = NULL;
+	size_t n_act = 0, i, n_retired = 0;
+	envdb_db_ref ref;
+	int64_t now, window_end;
+	int rc;
+
+	if ((rc = need_store(ctx, organization_id, slug, "rotate")) != ENVDB_OK)
+		return rc;
+	if (opts != NULL) {
+		if (opts->struct_size < sizeof(envdb_rotate_opts))
+			return envdbi_error(ENVDB_ERR_MISUSE, NULL, "rotate: bad options struct_size");
+		o = *opts;
+	}
+	if (o.overlap_seconds < 0)
+		o.overlap_seconds = ctx->manifest->rotation_overlap_seconds;
+	if (o.expires_in_seconds < 0)
+		return envdbi_error(ENVDB_ERR_INVALID, NULL,
+				    "rotate %s/%s: negative credential lifetime", organization_id,
+				    slug);
+	if (o.authorization != NULL && strcmp(o.authorization, "full_access") != 0 &&
+	    strcmp(o.authorization, "read_only") != 0)
+		return envdbi_error(ENVDB_ERR_INVALID, NULL,
+				    "rotate %s/%s: authorization %s is neither full_access nor "
+				    "read_only",
+				    organization_id, slug, o.authorization);
+	if ((rc = envdbi_encryptor_get(&enc, ctx, "rotate")) != ENVDB_OK)
+		return rc;
+	rc = env_and_db(&env, &db, ctx, organization_id, slug, true, "rotate");
+	if (rc != ENVDB_OK)
+		return rc;
+	if (strcmp(env->status, "active") != 0) {
+		rc = envdbi_error(ENVDB_ERR_STATE, NULL,
+				  "rotate %s/%s: environment is %s; only active environments rotate",
+				  organization_id, slug, env->status);
+		goto out;
+	}
+	if ((rc = envdbi_adapter_find(&adapter, ctx, db->driver)) != ENVDB_OK) {
+		envdbi_error_prefix("rotate %s/%s: ", organization_id, slug);
+		goto out;
+	}
+	if (o.overlap_seconds > 0 &&
+	    !(envdbi_plugin_capabilities(adapter) & ENVDB_ADAPTER_CAP_ROTATE_OVERLAP)) {
+		rc = envdbi_error(ENVDB_ERR_NOT_SUPPORTED, NULL,
+				  "rotate %s/%s: driver %s cannot keep the previous credential "
+				  "working during an overlap; rotate with overlap 0",
+				  organization_id, slug, db->driver);
+		goto out;
+	}
+	/* An earlier rotation still in its window ends now. */
+	rc = retire_rotating(&n_retired, ctx, db, o.authorization, "complete.after_revoke");
+	if (n_retired > 0)
+		envdbi_cache_invalidate_env(ctx->cache, env->id);
+	if (rc != ENVDB_OK) {
+		envdbi_error_prefix("rotate %s/%s: completing the previous rotation: ",
+				    organization_id, slug);
+		goto out;
+	}
+
+	f.environment_database_id = db->id;
+	f.authorization = o.authorization;
+	f.status = "active";
+	if ((rc = envdbi_store_cred_list(ctx->store, &act, &n_act, &f)) != ENVDB_OK)
+		goto out;
+	if (n_act == 0) {
+		rc = envdbi_error(ENVDB_ERR_NOT_FOUND, NULL,
+				  "rotate %s/%s: no active %s credential to rotate", organization_id,
+				  slug, o.authorization ? o.authorization : "");
+		goto out;
+	}
+	r = calloc(n_act, sizeof(*r));
+	if (r == NULL) {
+		rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "rotate: out of memory");
+		goto out;
+	}
+	now = envdbi_now();
+	db_ref_of(&ref, db);
+	for (i = 0; i < n_act; i++) {
+		envdb_mint_request req;
+		envdb_credential *c;
+		char id[37];
+
+		r[i].old = act[i];
+		c = r[i].fresh = calloc(1, sizeof(*c));
+		if (c == NULL) {
+			rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "rotate: out of memory");
+			goto undo;
+		}
+		envdbi_uuid_new(id);
+		c->id = strdup(id);
+		c->environment_database_id = strdup(db->id);
+		c->authorization = strdup(act[i]->authorization);
+		c->status = strdup("active");
+		if (!c->id || !c->environment_database_id || !c->authorization || !c->status) {
+			rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "rotate: out of memory");
+			goto undo;
+		}
+		c->created_at = now;
+		c->expires_at = o.expires_in_seconds > 0 ? now + o.expires_in_seconds : 0;
+		memset(&req, 0, sizeof(req));
+		req.struct_size = sizeof(req);
+		req.credential_id = c->id;
+		req.authorization = auth_code(c->authorization);
+		req.expires_at = c->expires_at;
+		req.previous_handle = act[i]->handle;
+		rc = envdbi_adapter_mint(adapter, &ref, &req, &r[i].secret, &c->handle);
+		if (rc != ENVDB_OK) {
+			envdbi_error_prefix("rotate %s/%s: mint %s: ", organization_id, slug,
+					    c->authorization);
+			goto undo;
+		}
+	}
+	if ((rc = ENVDB_FAILPOINT("rotate.after_mint")) != ENVDB_OK)
+		goto undo;
+	for (i = 0; i < n_act; i++) {
+		if ((rc = ENVDB_FAILPOINT("rotate.encrypt")) != ENVDB_OK)
+			goto undo;
+		if ((rc = envdbi_credential_seal(ctx, r[i].fresh, r[i].secret)) != ENVDB_OK) {
+			envdbi_error_prefix("rotate %s/%s: ", organization_id, slug);
+			goto undo;
+		}
+		envdbi_secret_free(r[i].secret);
+		r[i].secret = NULL;
+	}
+	window_end = now + o.overlap_seconds;
+	if ((rc = rotation_commit(ctx, r, n_act, window_end)) != ENVDB_OK) {
+		envdbi_error_prefix("rotate %s/%s: ", organization_id, slug);
+		goto undo;
+	}
+	envdbi_cache_invalidate_env(ctx->cache, env->id);
+	if ((rc = ENVDB_FAILPOINT("rotate.after_commit")) != ENVDB_OK)
+		goto out;
+	if (o.overlap_seconds == 0) {
+		rc = retire_rotating(NULL, ctx, db, o.authorization, "complete.after_revoke");
+		envdbi_cache_invalidate_env(ctx->cache, env->id);
+		if (rc != ENVDB_OK)
+			envdbi_error_prefix("rotate %s/%s: the new credential is active but the "
+					    "previous one is not revoked yet (envdb cred complete): ",
+					    organization_id, slug);
+	}
+	goto out;
+undo:
+	{
+		/* Keep the failing step's error over the compensation's. */
+		const envdb_error *le = envdb_error_last();
+		int st = le->status ? le->status : rc;
+		char *msg = strdup(le->message);
+
+		rotation_undo(ctx, adapter, db, r, n_act);
+		if (msg != NULL) {
+			envdbi_error(st, NULL, "%s", msg);
+			free(msg);
+		}
+	}
+out:
+	if (r != NULL) {
+		for (i = 0; i < n_act; i++) {
+			envdbi_secret_free(r[i].secret);
+			envdb_credential_free(r[i].fresh);
+		}
+		free(r);
+	}
+	envdb_credential_list_free(act, n_act);
+	envdb_environment_free(env);
+	envdb_database_free(db);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Rewrap                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Re-seal one ciphertext under the current key: the encryptor's rewrap when
+ * it has one, else decrypt + encrypt in secure memory. */
+static int reseal(envdb_ctx *ctx, envdbi_plugin *enc, const envdb_credential *c, char **ct,
+		  char **key_id)
+{
+	unsigned char aad[ENVDB_CREDENTIAL_AAD_MAX];
+	envdbi_secret *pt = NULL;
+	size_t aad_len;
+	int rc;
+
+	if ((rc = envdb_credential_aad(aad, &aad_len, c->id, c->environment_database_id)) != 0)
+		return rc;
+	if (envdbi_plugin_capabilities(enc) & ENVDB_ENCRYPTOR_CAP_REWRAP)
+		return envdbi_encryptor_rewrap(enc, c->secret_ciphertext, aad, aad_len, ct, key_id);
+	rc = envdbi_encryptor_decrypt(enc, c->secret_ciphertext, aad, aad_len, &pt);
+	if (rc == ENVDB_OK)
+		rc = envdbi_encryptor_encrypt(enc, pt, aad, aad_len, ct, key_id);
+	envdbi_secret_free(pt);
+	return rc;
+}
+
+/* Write the new ciphertext unless the row changed since it was read. */
+static int rewrap_store(envdb_ctx *ctx, const envdb_credential *seen, const char *ct,
+			const char *key_id, bool *changed)
+{
+	envdbi_store *s = ctx->store;
+	envdb_credential *cur = NULL;
+	int rc;
+
+	*changed = false;
+	if ((rc = envdbi_store_begin(s)) != ENVDB_OK)
+		return rc;
+	rc = envdbi_store_cred_get(s, &cur, seen->id);
+	if (rc == ENVDB_ERR_NOT_FOUND) {
+		*changed = true; /* deleted meanwhile: nothing to do */
+		rc = ENVDB_OK;
+		goto done;
+	}
+	if (rc != ENVDB_OK)
+		goto done;
+	if (strcmp(cur->secret_ciphertext, seen->secret_ciphertext) != 0) {
+		*changed = true;
+		goto done;
+	}
+	free(cur->secret_ciphertext);
+	free(cur->key_id);
+	cur->secret_ciphertext = strdup(ct);
+	cur->key_id = strdup(key_id);
+	if (cur->secret_ciphertext == NULL || cur->key_id == NULL)
+		rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "rewrap: out of memory");
+	else
+		rc = envdbi_store_cred_update(s, cur);
+done:
+	envdb_credential_free(cur);
+	if (rc != ENVDB_OK) {
+		envdbi_store_rollback(s);
+		return rc;
+	}
+	return envdbi_store_commit(s);
+}
+
+int envdb_key_rewrap(envdb_rewrap_report *report, envdb_ctx *ctx, unsigned flags)
+{
+	envdb_credential **v = NULL;
+	envdbi_plugin *enc;
+	char *current = NULL, *first_msg = NULL;
+	const char *first_id = NULL;
+	size_t n = 0, i;
+	int rc, first_rc = ENVDB_OK;
+
+	if (report == NULL || report->struct_size < sizeof(*report) || ctx == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "rewrap: missing argument");
+	report->total = report->already_current = report->rewrapped = report->failed = 0;
+	if (ctx->store == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
+				    "rewrap: the context has no control plane open");
+	if ((rc = envdbi_encryptor_get(&enc, ctx, "rewrap")) != ENVDB_OK)
+		return rc;
+	if ((rc = envdbi_encryptor_current_key(enc, &current)) != ENVDB_OK)
+		return envdbi_error_prefix("rewrap: current key: ");
+	if ((rc = envdbi_store_cred_list(ctx->store, &v, &n, NULL)) != ENVDB_OK)
+		goto out;
+	for (i = 0; i < n; i++) {
+		const envdb_credential *c = v[i];
+		char *key = NULL, *ct = NULL, *key_id = NULL;
+		bool changed = false;
+
+		report->total++;
+		rc = envdbi_encryptor_key_of(enc, c->secret_ciphertext, &key);
+		if (rc == ENVDB_OK && strcmp(key, current) == 0) {
+			report->already_current++;
+		} else if (rc == ENVDB_OK && (flags & ENVDB_REWRAP_DRY_RUN)) {
+			report->rewrapped++;
+		} else if (rc == ENVDB_OK) {
+			rc = reseal(ctx, enc, c, &ct, &key_id);
+			if (rc == ENVDB_OK)
+				rc = ENVDB_FAILPOINT("rewrap.after_seal");
+			if (rc == ENVDB_OK)
+				rc = rewrap_store(ctx, c, ct, key_id, &changed);
+			if (rc == ENVDB_OK && changed)
+				report->already_current++; /* a newer write replaced it */
+			else if (rc == ENVDB_OK)
+				report->rewrapped++;
+			if (rc == ENVDB_OK)
+				rc = ENVDB_FAILPOINT("rewrap.after_row");
+		}
+		if (rc != ENVDB_OK) {
+			report->failed++;
+			if (first_rc == ENVDB_OK) {
+				first_rc = rc;
+				first_msg = strdup(envdb_error_last()->message);
+				first_id = c->id;
+			}
+			rc = ENVDB_OK;
+		}
+		free(key);
+		free(ct);
+		free(key_id);
+	}
+	rc = first_rc;
+	if (rc != ENVDB_OK)
+		envdbi_error(rc, NULL, "rewrap: %zu of %zu credentials failed; first: credential %s: %s",
+			     report->failed, report->total, first_id,
+			     first_msg ? first_msg : "(no detail)");
+out:
+	free(first_msg);
+	envdb_credential_list_free(v, n);
+	free(current);
+	return rc;
+}

@@ -1,0 +1,75 @@
+/*
+ * core/failpoint.h — named failure-injection points for crash tests.
+ *
+ * A failpoint marks a step boundary of a multi-step operation (provisioning,
+ * deletion, rotation, rotation completion, rewrap, reconcile):
+ *
+ *     if ((rc = ENVDB_FAILPOINT("provision.after_intent")) != 0)
+ *             goto fail;
+ *
+ * Without ENVDB_FAILPOINTS defined (configure --enable-failpoints defines
+ * it) the macro is the constant 0 and the branch disappears.  With it, the
+ * environment variable ENVDB_FAILPOINTS="name=action[,name=action...]"
+ * arms points by name; action is
+ *     error   the step fails: ENVDB_ERR_GENERIC with the message
+ *             "failpoint NAME: injected error" in the last error;
+ *     kill    the process raises SIGKILL at that point (a crash between
+ *             two steps: nothing after it runs, no cleanup, no atexit).
+ * The variable is read at every hit (test builds only), so a test may set
+ * it between calls.  Every name used in the code is listed in
+ * ENVDBI_FAILPOINT_LIST; hitting an unlisted name aborts (test builds), so
+ * the list a test enumerates is complete.
+ */
+#ifndef ENVDB_FAILPOINT_H
+#define ENVDB_FAILPOINT_H
+
+#include <stddef.h>
+
+/** Every failpoint name, as an X-macro so that a test (which links only
+ * the public library) can enumerate them: X(name, what happened before it). */
+#define ENVDBI_FAILPOINT_LIST(X)                                                        \
+	/* provision.c: provisioning an environment */                                 \
+	X("provision.after_intent", "intent row committed, nothing external yet")       \
+	X("provision.after_create", "physical database created")                        \
+	X("provision.after_mint", "credential(s) minted")                                \
+	X("provision.encrypt", "instead of sealing a secret: the encryptor fails")      \
+	X("provision.after_encrypt", "secrets sealed, final transaction not begun")     \
+	X("provision.commit", "inside the final transaction, before COMMIT")           \
+	X("provision.after_commit", "environment active")                               \
+	X("provision.compensate", "the compensating drop after a failure")              \
+	/* provision.c: deleting an environment */                                     \
+	X("delete.after_intent", "deletion intent (archived, delete_after) committed")  \
+	X("delete.after_drop", "physical database dropped, rows still there")          \
+	/* credential.c: rotation */                                                   \
+	X("rotate.after_mint", "new credentials minted at the backend")                 \
+	X("rotate.encrypt", "instead of sealing a secret: the encryptor fails")         \
+	X("rotate.commit", "inside the rotation transaction, before COMMIT")            \
+	X("rotate.after_commit", "new credentials active, previous ones rotating")      \
+	/* credential.c: completion and revocation */                                  \
+	X("complete.after_revoke", "revoked at the backend, row not yet revoked")       \
+	/* credential.c: rewrap */                                                     \
+	X("rewrap.after_seal", "a new ciphertext made, its row not yet updated")        \
+	X("rewrap.after_row", "one row rewrapped and committed")                        \
+	/* reconcile.c */                                                              \
+	X("reconcile.after_intent_drop", "an expired intent's database dropped, row kept") \
+	X("reconcile.after_deletion_drop", "a due deletion's database dropped, rows kept") \
+	X("reconcile.after_revoke", "an ended rotation revoked at the backend, row kept") \
+	X("reconcile.after_orphan_drop", "an orphan physical database dropped")
+
+/** Every failpoint name, NULL-terminated.  Static. */
+extern const char *const envdbi_failpoint_names[];
+
+/** 1 when failpoints are compiled into this build, else 0. */
+int envdbi_failpoints_enabled(void);
+
+#ifdef ENVDB_FAILPOINTS
+/** Evaluate failpoint `name`: 0 when not armed, ENVDB_ERR_GENERIC (last
+ * error set) when armed with "error"; does not return when armed with
+ * "kill". */
+int envdbi_failpoint_hit(const char *name);
+#define ENVDB_FAILPOINT(name) envdbi_failpoint_hit(name)
+#else
+#define ENVDB_FAILPOINT(name) 0
+#endif
+
+#endif /* ENVDB_FAILPOINT_H */

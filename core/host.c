@@ -1,0 +1,833 @@
+/*
+ * core/host.c — the host side of the plugin boundary: the services table
+ * every plugin receives (envdb_host) and every call the core makes into a
+ * plugin (envdbi_adapter_*, envdbi_encryptor_*).
+ *
+ * Each call into a plugin:
+ *  - answers ENVDB_ERR_NOT_SUPPORTED itself for a NULL slot;
+ *  - sets the thread's operation deadline (host->deadline_ms) for its
+ *    duration — the per-call timeout, or an earlier deadline already set;
+ *  - serializes on the instance unless the plugin declared itself
+ *    thread-safe;
+ *  - speaks the envdb_buffer protocol: retries ENVDB_ERR_BUFFER_TOO_SMALL
+ *    with the size the plugin asked for (bounded), and checks that what
+ *    came back fits and is terminated;
+ *  - on failure leaves the plugin's own report in the last error, prefixed
+ *    with "plugin NAME: ", or says which operation failed when the plugin
+ *    reported nothing.
+ * Secrets travel in host secure memory and come back as envdbi_secret.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "internal.h"
+#include "plugin_priv.h"
+
+#define OUTPUT_MAX (16u * 1024u * 1024u) /* largest buffer a plugin may ask for */
+#define KEY_ID_CAP 256
+#define KEY_GENERATE_CAP 4096
+#define RETRIES 4
+
+/* ------------------------------------------------------------------------ */
+/* Clocks and deadlines                                                      */
+/* ------------------------------------------------------------------------ */
+
+static _Atomic int64_t call_timeout_ms = 30000;
+static _Thread_local int64_t tls_deadline_ms;
+
+static int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void envdbi_host_set_call_timeout_ms(int64_t ms)
+{
+	atomic_store(&call_timeout_ms, ms < 0 ? 0 : ms);
+}
+
+int64_t envdbi_host_call_timeout_ms(void)
+{
+	return atomic_load(&call_timeout_ms);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Host services                                                             */
+/* ------------------------------------------------------------------------ */
+
+static void *svc_alloc(envdb_host_ctx *ctx, size_t size)
+{
+	(void)ctx;
+	return malloc(size ? size : 1);
+}
+
+static void *svc_realloc(envdb_host_ctx *ctx, void *ptr, size_t size)
+{
+	(void)ctx;
+	return realloc(ptr, size ? size : 1);
+}
+
+static void svc_free(envdb_host_ctx *ctx, void *ptr)
+{
+	(void)ctx;
+	free(ptr);
+}
+
+static void *svc_secure_alloc(envdb_host_ctx *ctx, size_t size)
+{
+	(void)ctx;
+	return envdbi_secure_alloc(size);
+}
+
+static void svc_secure_free(envdb_host_ctx *ctx, void *ptr)
+{
+	(void)ctx;
+	envdbi_secure_free(ptr);
+}
+
+static void svc_log(envdb_host_ctx *ctx, int level, const char *fmt, ...) ENVDB_PRINTF(3, 4);
+
+static void svc_log(envdb_host_ctx *ctx, int level, const char *fmt, ...)
+{
+	char msg[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	envdbi_log(level, "plugin %s: %s", ctx && ctx->plugin ? ctx->plugin->name : "?", msg);
+}
+
+static int svc_error(envdb_host_ctx *ctx, int status, const char *native_code, const char *fmt,
+		     ...) ENVDB_PRINTF(4, 5);
+
+static int svc_error(envdb_host_ctx *ctx, int status, const char *native_code, const char *fmt,
+		     ...)
+{
+	va_list ap;
+
+	(void)ctx;
+	if (status >= 0)
+		status = ENVDB_ERR_GENERIC; /* an error report always carries an error */
+	va_start(ap, fmt);
+	envdbi_error_v(status, native_code, fmt, ap);
+	va_end(ap);
+	return status;
+}
+
+static int64_t svc_deadline_ms(envdb_host_ctx *ctx)
+{
+	(void)ctx;
+	return tls_deadline_ms;
+}
+
+static int64_t svc_now_ms(envdb_host_ctx *ctx)
+{
+	(void)ctx;
+	return monotonic_ms();
+}
+
+static int64_t svc_wall_s(envdb_host_ctx *ctx)
+{
+	(void)ctx;
+	return (int64_t)time(NULL);
+}
+
+static int svc_random(envdb_host_ctx *ctx, void *buf, size_t len)
+{
+	(void)ctx;
+	randombytes_buf(buf, len);
+	return ENVDB_OK;
+}
+
+void envdbi_host_prepare(envdbi_plugin *p)
+{
+	p->hctx.plugin = p;
+	memset(&p->host, 0, sizeof(p->host));
+	p->host.struct_size = sizeof(p->host);
+	p->host.abi_major = ENVDB_ABI_MAJOR;
+	p->host.abi_minor = ENVDB_ABI_MINOR;
+	p->host.ctx = &p->hctx;
+	p->host.alloc = svc_alloc;
+	p->host.realloc = svc_realloc;
+	p->host.free = svc_free;
+	p->host.secure_alloc = svc_secure_alloc;
+	p->host.secure_free = svc_secure_free;
+	p->host.log = svc_log;
+	p->host.error = svc_error;
+	p->host.deadline_ms = svc_deadline_ms;
+	p->host.now_ms = svc_now_ms;
+	p->host.wall_s = svc_wall_s;
+	p->host.random = svc_random;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Calls                                                                     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct call {
+	envdbi_plugin *p;
+	const char *op;
+	int64_t saved_deadline;
+	unsigned generation;
+	bool locked;
+} call;
+
+static void call_begin(call *c, envdbi_plugin *p, const char *op, bool serialize)
+{
+	int64_t timeout = envdbi_host_call_timeout_ms();
+
+	c->p = p;
+	c->op = op;
+	c->saved_deadline = tls_deadline_ms;
+	if (timeout > 0) {
+		int64_t mine = monotonic_ms() + timeout;
+		if (tls_deadline_ms == 0 || mine < tls_deadline_ms)
+			tls_deadline_ms = mine;
+	}
+	c->locked = serialize;
+	if (serialize)
+		pthread_mutex_lock(&p->lock);
+	c->generation = envdbi_error_generation();
+}
+
+/* Finish a call that returned `rc`; on failure make the last error say
+ * "plugin NAME: <the plugin's report, or which operation failed>". */
+static int call_end(call *c, int rc)
+{
+	char msg[1536], native[64];
+	const envdb_error *e;
+
+	if (c->locked)
+		pthread_mutex_unlock(&c->p->lock);
+	tls_deadline_ms = c->saved_deadline;
+	if (rc == ENVDB_OK)
+		return ENVDB_OK;
+	if (rc > 0)
+		rc = ENVDB_ERR_GENERIC;
+	if (envdbi_error_generation() == c->generation)
+		return envdbi_error(rc, NULL, "plugin %s: %s failed (%s) without a report", c->p->name,
+				    c->op, envdb_status_str(rc));
+	e = envdb_error_last();
+	snprintf(msg, sizeof(msg), "%s", e->message);
+	snprintf(native, sizeof(native), "%s", e->native_code ? e->native_code : "");
+	return envdbi_error(rc, native[0] ? native : NULL, "plugin %s: %s", c->p->name, msg);
+}
+
+static bool plugin_ready(envdbi_plugin *p, uint32_t kind, const char *op, int *rc)
+{
+	if (p == NULL || p->kind != kind) {
+		*rc = envdbi_error(ENVDB_ERR_MISUSE, NULL, "%s: %s", op,
+				   p == NULL ? "no plugin given" : "the plugin is of another kind");
+		return false;
+	}
+	if (!p->initialized) {
+		*rc = envdbi_error(ENVDB_ERR_STATE, NULL, "plugin %s: %s: the plugin is not initialised",
+				   p->name, op);
+		return false;
+	}
+	return true;
+}
+
+static int not_supported(const envdbi_plugin *p, const char *op)
+{
+	return envdbi_error(ENVDB_ERR_NOT_SUPPORTED, NULL, "plugin %s: %s is not supported",
+			    p->name, op);
+}
+
+int envdbi_host_init(envdbi_plugin *p, const envdb_config *cfg)
+{
+	static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+	char msg[1536], native[64];
+	call c;
+	int rc;
+
+	pthread_mutex_lock(&init_lock);
+	call_begin(&c, p, "init", false);
+	p->instance = NULL;
+	rc = p->desc.init(&p->instance, &p->host, cfg);
+	tls_deadline_ms = c.saved_deadline;
+	if (rc == ENVDB_OK)
+		p->initialized = true;
+	pthread_mutex_unlock(&init_lock);
+	if (rc == ENVDB_OK)
+		return ENVDB_OK;
+	if (rc > 0)
+		rc = ENVDB_ERR_GENERIC;
+	if (envdbi_error_generation() == c.generation)
+		return envdbi_error(rc, NULL, "init failed (%s) without a report",
+				    envdb_status_str(rc));
+	snprintf(msg, sizeof(msg), "%s", envdb_error_last()->message);
+	snprintf(native, sizeof(native), "%s",
+		 envdb_error_last()->native_code ? envdb_error_last()->native_code : "");
+	return envdbi_error(rc, native[0] ? native : NULL, "init failed: %s", msg);
+}
+
+void envdbi_host_fini(envdbi_plugin *p)
+{
+	static pthread_mutex_t fini_lock = PTHREAD_MUTEX_INITIALIZER;
+
+	if (p == NULL || !p->initialized)
+		return;
+	pthread_mutex_lock(&fini_lock);
+	p->desc.fini(p->instance);
+	p->initialized = false;
+	p->instance = NULL;
+	pthread_mutex_unlock(&fini_lock);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Output buffers                                                            */
+/* ------------------------------------------------------------------------ */
+
+typedef struct hbuf {
+	envdb_buffer b;
+	bool secure;
+} hbuf;
+
+static int hbuf_init(hbuf *h, size_t cap, bool secure)
+{
+	memset(h, 0, sizeof(*h));
+	h->secure = secure;
+	h->b.struct_size = sizeof(h->b);
+	h->b.data = secure ? envdbi_secure_alloc(cap) : malloc(cap);
+	if (h->b.data == NULL)
+		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "out of %smemory for a %zu-byte buffer",
+				    secure ? "secure " : "", cap);
+	h->b.cap = cap;
+	return ENVDB_OK;
+}
+
+static void hbuf_free(hbuf *h)
+{
+	if (h->b.data == NULL)
+		return;
+	if (h->secure)
+		envdbi_secure_free(h->b.data);
+	else
+		free(h->b.data);
+	h->b.data = NULL;
+	h->b.cap = 0;
+}
+
+/* A thunk calls one plugin operation with the buffers bufs[0..n). */
+typedef int (*op_thunk)(envdbi_plugin *p, void *args, envdb_buffer **bufs);
+
+/* Call `fn` following the buffer protocol.  On success every buffer holds
+ * a NUL-terminated value of length b.len. */
+static int run_buffered(envdbi_plugin *p, const char *op, op_thunk fn, void *args, hbuf *bufs,
+			size_t n, bool may_retry)
+{
+	envdb_buffer *ptrs[4];
+	call c;
+	size_t i;
+	int attempt, rc = ENVDB_ERR_GENERIC;
+
+	for (attempt = 0; attempt < RETRIES; attempt++) {
+		bool grew = false;
+
+		for (i = 0; i < n; i++) {
+			bufs[i].b.len = 0;
+			ptrs[i] = &bufs[i].b;
+		}
+		call_begin(&c, p, op, !p->thread_safe);
+		rc = fn(p, args, ptrs);
+		if (rc != ENVDB_ERR_BUFFER_TOO_SMALL || !may_retry) {
+			rc = call_end(&c, rc);
+			break;
+		}
+		call_end(&c, ENVDB_OK); /* not an error yet: resize and retry */
+		for (i = 0; i < n; i++) {
+			size_t need = bufs[i].b.len;
+			hbuf bigger;
+			if (need < bufs[i].b.cap)
+				continue;
+			if (need >= OUTPUT_MAX)
+				return envdbi_error(ENVDB_ERR_GENERIC, NULL,
+						    "plugin %s: %s asked for a %zu-byte buffer (at "
+						    "most %u)",
+						    p->name, op, need, OUTPUT_MAX);
+			if ((rc = hbuf_init(&bigger, need + 1, bufs[i].secure)) != ENVDB_OK)
+				return rc;
+			hbuf_free(&bufs[i]);
+			bufs[i] = bigger;
+			grew = true;
+		}
+		if (!grew)
+			return envdbi_error(ENVDB_ERR_GENERIC, NULL,
+					    "plugin %s: %s said a buffer was too small but asked "
+					    "for no more than it had",
+					    p->name, op);
+	}
+	if (attempt == RETRIES)
+		return envdbi_error(ENVDB_ERR_GENERIC, NULL,
+				    "plugin %s: %s still wanted larger buffers after %d tries",
+				    p->name, op, RETRIES);
+	if (rc != ENVDB_OK)
+		return rc;
+	for (i = 0; i < n; i++) {
+		if (bufs[i].b.len >= bufs[i].b.cap)
+			return envdbi_error(ENVDB_ERR_GENERIC, NULL,
+					    "plugin %s: %s returned a %zu-byte value in a %zu-byte "
+					    "buffer",
+					    p->name, op, bufs[i].b.len, bufs[i].b.cap);
+		bufs[i].b.data[bufs[i].b.len] = '\0';
+	}
+	return ENVDB_OK;
+}
+
+static int take_string(char **out, const hbuf *h)
+{
+	*out = strndup(h->b.data, h->b.len);
+	if (*out == NULL)
+		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "out of memory");
+	return ENVDB_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Adapter calls                                                             */
+/* ------------------------------------------------------------------------ */
+
+static int th_database_name(envdbi_plugin *p, void *args, envdb_buffer **b)
+{
+	return p->ops.adapter.database_name(p->instance, args, b[0]);
+}
+
+int envdbi_adapter_database_name(envdbi_plugin *p, const char *environment_id, char **name)
+{
+	hbuf b[1] = {{{0}, false}};
+	int rc;
+
+	if (!plugin_ready(p, ENVDB_PLUGIN_ADAPTER, "database_name", &rc))
+		return rc;
+	if (environment_id == NULL || name == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: database_name: NULL argument",
+				    p->name);
+	if ((rc = hbuf_init(&b[0], KEY_ID_CAP, false)) == ENVDB_OK &&
+	    (rc = run_buffered(p, "database_name", th_database_name, (void *)environment_id, b, 1,
+			       true)) == ENVDB_OK)
+		rc = take_string(name, &b[0]);
+	hbuf_free(&b[0]);
+	return rc;
+}
+
+static int th_create(envdbi_plugin *p, void *args, envdb_buffer **b)
+{
+	return p->ops.adapter.create(p->instance, args, b[0], b[1]);
+}
+
+int envdbi_adapter_create(envdbi_plugin *p, const envdb_create_request *req, char **url,
+			  char **metadata)
+{
+	hbuf b[2] = {{{0}, false}, {{0}, false}};
+	int rc;
+
+	if (!plugin_ready(p, ENVDB_PLUGIN_ADAPTER, "create", &rc))
+		return rc;
+	if (req == NULL || url == NULL || metadata == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: create: NULL argument",
+				    p->name);
+	*url = *metadata = NULL;
+	if ((rc = hbuf_init(&b[0], ENVDB_ADAPTER_OUTPUT_MIN, false)) ||
+	    (rc = hbuf_init(&b[1], ENVDB_ADAPTER_OUTPUT_MIN, false)) ||
+	    (rc = run_buffered(p, "create", th_create, (void *)req, b, 2, true)))
+		goto done;
+	if ((rc = take_string(url, &b[0])) == ENVDB_OK &&
+	    (rc = take_string(metadata, &b[1])) != ENVDB_OK) {
+		free(*url);
+		*url = NULL;
+	}
+done:
+	hbuf_free(&b[0]);
+	hbuf_free(&b[1]);
+	return rc;
+}
+
+int envdbi_adapter_drop(envdbi_plugin *p, const envdb_db_ref *db)
+{
+	call c;
+	int rc;
+
+	if (!plugin_ready(p, ENVDB_PLUGIN_ADAPTER, "drop", &rc))
+		return rc;
+	if (db == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: drop: NULL argument", p->name);
+	call_begin(&c, p, "drop", !p->thread_safe);
+	return call_end(&c, p->ops.adapter.drop(p->instance, db));
+}
+
+typedef struct mint_args {
+	const envdb_db_ref *db;
+	const envdb_mint_request *req;
+} mint_args;
+
+static int th_mint(envdbi_plugin *p, void *args, envdb_buffer **b)
+{
+	mint_args *a = args;
+	return p->ops.adapter.mint(p->instance, a->db, a->req, b[0], b[1]);
+}
+
+int envdbi_adapter_mint(envdbi_plugin *p, const envdb_db_ref *db, const envdb_mint_request *req,
+			envdbi_secret **secret, char **handle)
+{
+	hbuf b[2] = {{{0}, true}, {{0}, false}};
+	mint_args a = {db, req};
+	int rc;
+
+	if (!plugin_ready(p, ENVDB_PLUGIN_ADAPTER, "mint", &rc))
+		return rc;
+	if (db == NULL || req == NULL || secret == NULL || handle == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: mint: NULL argument", p->name);
+	*secret = NULL;
+	*handle = NULL;
+	if (req->authorization == ENVDB_AUTH_READ_ONLY && !(p->caps & ENVDB_ADAPTER_CAP_READ_ONLY))
+		return envdbi_error(ENVDB_ERR_NOT_SUPPORTED, NULL,
+				    "plugin %s: read-only credentials are not supported", p->name);
+	if ((rc = hbuf_init(&b[0], ENVDB_ADAPTER_OUTPUT_MIN, true)) ||
+	    (rc = hbuf_init(&b[1], ENVDB_ADAPTER_OUTPUT_MIN, false)) ||
+	    (rc = run_buffered(p, "mint", th_mint, &a, b, 2, true)))
+		goto done;
+	*secret = envdbi_secret_new(b[0].b.data, b[0].b.len);
+	if (*secret == NULL) {
+		rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "plugin %s: mint: out of secure memory",
+				  p->name);
+		goto done;
+	}
+	if ((rc = take_string(handle, &b[1])) != ENVDB_OK) {
+		envdbi_secret_free(*secret);
+		*secret = NULL;
+	}
+done:
+	hbuf_free(&b[0]);
+	hbuf_free(&b[1]);
+	return rc;
+}
+
+int envdbi_adapter_revoke(envdbi_plugin *p, const envdb_db_ref *db, uint32_t authorization,
+			  const char *handle)
+{
+	call c;
+	int rc;
+
+	if (!plugin_ready(p, ENVDB_PLUGIN_ADAPTER, "revoke", &rc))
+		return rc;
+	if (p->ops.adapter.revoke == NULL)
+		return not_supported(p, "revoke");
+	if (db == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: revoke: NULL argument",
+				    p->name);
+	call_begin(&c, p, "revoke", !p->thread_safe);
+	return call_end(&c, p->ops.adapter.revoke(p->instance, db, authorization,
+						  handle ? handle : ""));
+}
+
+int envdbi_adapter_probe(envdbi_plugin *p, const envdb_db_ref *db, const envdbi_secret *secret)
+{
+	call c;
+	int rc;
+
+	if (!plugin_ready(p, ENVDB_PLUGIN_ADAPTER, "probe", &rc))
+		return rc;
+	if (p->ops.adapter.probe == NULL)
+		return not_supported(p, "probe");
+	if (db == NULL || secret == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: probe: NULL argument",
+				    p->name);
+	call_begin(&c, p, "probe", !p->thread_safe);
+	return call_end(&c, p->ops.adapter.probe(p->instance, db, secret->data, secret->len));
+}
+
+typedef struct name_list {
+	char **v;
+	size_t n, cap;
+	bool nomem;
+} name_list;
+
+static int collect_name(void *cb_ctx, const char *name)
+{
+	name_list *l = cb_ctx;
+	char *dup;
+
+	if (name == NULL)
+		return 0;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		char **v = realloc(l->v, cap * sizeof(*v));
+		if (v == NULL) {
+			l->nomem = true;
+			return 1;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	if ((dup = strdup(name)) == NULL) {
+		l->nomem = true;
+		return 1;
+	}
+	l->v[l->n++] = dup;
+	return 0;
+}
+
+int envdbi_adapter_list(envdbi_plugin *p, char ***names, size_t *n)
+{
+	name_list l = {NULL, 0, 0, false};
+	call c;
+	int rc;
+
+	if (!plugin_ready(p, ENVDB_PLUGIN_ADAPTER, "list", &rc))
+		return rc;
+	if (p->ops.adapter.list == NULL)
+		return not_supported(p, "list");
+	if (names == NULL || n == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: list: NULL argument", p->name);
+	*names = NULL;
+	*n = 0;
+	call_begin(&c, p, "list", !p->thread_safe);
+	rc = p->ops.adapter.list(p->instance, collect_name, &l);
+	if (l.nomem)
+		rc = call_end(&c, envdbi_error(ENVDB_ERR_NOMEM, NULL, "list: out of memory"));
+	else
+		rc = call_end(&c, rc);
+	if (rc != ENVDB_OK) {
+		envdbi_strv_free(l.v, l.n);
+		return rc;
+	}
+	*names = l.v;
+	*n = l.n;
+	return ENVDB_OK;
+}
+
+void envdbi_strv_free(char **v, size_t n)
+{
+	size_t i;
+
+	if (v == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Encryptor calls                                                           */
+/* ------------------------------------------------------------------------ */
+
+typedef struct crypt_args {
+	const void *in;
+	size_t in_len;
+	const void *aad;
+	size_t aad_len;
+	int flag;
+} crypt_args;
+
+static int th_current_key(envdbi_plugin *p, void *args, envdb_buffer **b)
+{
+	(void)args;
+	return p->ops.encryptor.current_key(p->instance, b[0]);
+}
+
+int envdbi_encryptor_current_key(envdbi_plugin *p, char **key_id)
+{
+	hbuf b[1] = {{{0}, false}};
+	int rc;
+
+	if (!plugin_ready(p, ENVDB_PLUGIN_ENCRYPTOR, "current_key", &rc))
+		return rc;
+	if (key_id == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: current_key: NULL argument",
+				    p->name);
+	if ((rc = hbuf_init(&b[0], KEY_ID_CAP, false)) == ENVDB_OK &&
+	    (rc = run_buffered(p, "current_key", th_current_key, NULL, b, 1, true)) == ENVDB_OK)
+		rc = take_string(key_id, &b[0]);
+	hbuf_free(&b[0]);
+	return rc;
+}
+
+static int th_encrypt(envdbi_plugin *p, void *args, envdb_buffer **b)
+{
+	crypt_args *a = args;
+	return p->ops.encryptor.encrypt(p->instance, a->in, a->in_len, a->aad, a->aad_len, b[0],
+					b[1]);
+}
+
+int envdbi_encryptor_encrypt(envdbi_plugin *p, const envdbi_secret *pt, const void *aad,
+			     size_t aad_len, char **ct, char **key_id)
+{
+	hbuf b[2] = {{{0}, false}, {{0}, false}};
+	crypt_args a;
+	int rc;
+
+	if (!plugin_ready(p, ENVDB_PLUGIN_ENCRYPTOR, "encrypt", &rc))
+		return rc;
+	if (pt == NULL || ct == NULL || key_id == NULL || (aad == NULL && aad_len > 0))
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: encrypt: NULL argument",
+				    p->name);
+	*ct = *key_id = NULL;
+	a.in = pt->data;
+	a.in_len = pt->len;
+	a.aad = aad;
+	a.aad_len = aad_len;
+	if ((rc = hbuf_init(&b[0], pt->len * 2 + 1024, false)) ||
+	    (rc = hbuf_init(&b[1], KEY_ID_CAP, false)) ||
+	    (rc = run_buffered(p, "encrypt", th_encrypt, &a, b, 2, true)))
+		goto done;
+	if ((rc = take_string(ct, &b[0])) == ENVDB_OK && (rc = take_string(key_id, &b[1])) != 0) {
+		free(*ct);
+		*ct = NULL;
+	}
+done:
+	hbuf_free(&b[0]);
+	hbuf_free(&b[1]);
+	return rc;
+}
+
+static int th_decrypt(envdbi_plugin *p, void *args, envdb_buffer **b)
+{
+	crypt_args *a = args;
+	return p->ops.encryptor.decrypt(p->instance, a->in, a->in_len, a->aad, a->aad_len, b[0]);
+}
+
+int envdbi_encryptor_decrypt(envdbi_plugin *p, const char *ct, const void *aad, size_t aad_len,
+			     envdbi_secret **pt)
+{
+	hbuf b[1] = {{{0}, true}};
+	crypt_args a;
+	int rc;
+
+	if (!plugin_ready(p, ENVDB_PLUGIN_ENCRYPTOR, "decrypt", &rc))
+		return rc;
+	if (ct == NULL || pt == NULL || (aad == NULL && aad_len > 0))
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: decrypt: NULL argument",
+				    p->name);
+	*pt = NULL;
+	a.in = ct;
+	a.in_len = strlen(ct);
+	a.aad = aad;
+	a.aad_len = aad_len;
+	if ((rc = hbuf_init(&b[0], a.in_len + 1, true)) ||
+	    (rc = run_buffered(p, "decrypt", th_decrypt, &a, b, 1, true)))
+		goto done;
+	*pt = envdbi_secret_new(b[0].b.data, b[0].b.len);
+	if (*pt == NULL)
+		rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "plugin %s: decrypt: out of secure memory",
+				  p->name);
+done:
+	hbuf_free(&b[0]);
+	return rc;
+}
+
+static int th_key_of(envdbi_plugin *p, void *args, envdb_buffer **b)
+{
+	crypt_args *a = args;
+	return p->ops.encryptor.key_of(p->instance, a->in, a->in_len, b[0]);
+}
+
+int envdbi_encryptor_key_of(envdbi_plugin *p, const char *ct, char **key_id)
+{
+	hbuf b[1] = {{{0}, false}};
+	crypt_args a = {ct, ct ? strlen(ct) : 0, NULL, 0, 0};
+	int rc;
+
+	if (!plugin_ready(p, ENVDB_PLUGIN_ENCRYPTOR, "key_of", &rc))
+		return rc;
+	if (ct == NULL || key_id == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: key_of: NULL argument",
+				    p->name);
+	*key_id = NULL;
+	if ((rc = hbuf_init(&b[0], KEY_ID_CAP, false)) == ENVDB_OK &&
+	    (rc = run_buffered(p, "key_of", th_key_of, &a, b, 1, true)) == ENVDB_OK)
+		rc = take_string(key_id, &b[0]);
+	hbuf_free(&b[0]);
+	return rc;
+}
+
+static int th_rewrap(envdbi_plugin *p, void *args, envdb_buffer **b)
+{
+	crypt_args *a = args;
+	return p->ops.encryptor.rewrap(p->instance, a->in, a->in_len, a->aad, a->aad_len, b[0],
+				       b[1]);
+}
+
+int envdbi_encryptor_rewrap(envdbi_plugin *p, const char *ct, const void *aad, size_t aad_len,
+			    char **ct_out, char **key_id)
+{
+	hbuf b[2] = {{{0}, false}, {{0}, false}};
+	crypt_args a = {ct, ct ? strlen(ct) : 0, aad, aad_len, 0};
+	int rc;
+
+	if (!plugin_ready(p, ENVDB_PLUGIN_ENCRYPTOR, "rewrap", &rc))
+		return rc;
+	if (p->ops.encryptor.rewrap == NULL)
+		return not_supported(p, "rewrap");
+	if (ct == NULL || ct_out == NULL || key_id == NULL || (aad == NULL && aad_len > 0))
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: rewrap: NULL argument",
+				    p->name);
+	*ct_out = *key_id = NULL;
+	if ((rc = hbuf_init(&b[0], a.in_len + 1024, false)) ||
+	    (rc = hbuf_init(&b[1], KEY_ID_CAP, false)) ||
+	    (rc = run_buffered(p, "rewrap", th_rewrap, &a, b, 2, true)))
+		goto done;
+	if ((rc = take_string(ct_out, &b[0])) == ENVDB_OK &&
+	    (rc = take_string(key_id, &b[1])) != ENVDB_OK) {
+		free(*ct_out);
+		*ct_out = NULL;
+	}
+done:
+	hbuf_free(&b[0]);
+	hbuf_free(&b[1]);
+	return rc;
+}
+
+int envdbi_encryptor_key_list(envdbi_plugin *p, envdb_encryptor_key_cb cb, void *cb_ctx)
+{
+	call c;
+	int rc;
+
+	if (!plugin_ready(p, ENVDB_PLUGIN_ENCRYPTOR, "key_list", &rc))
+		return rc;
+	if (p->ops.encryptor.key_list == NULL)
+		return not_supported(p, "key_list");
+	if (cb == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: key_list: NULL callback",
+				    p->name);
+	call_begin(&c, p, "key_list", !p->thread_safe);
+	return call_end(&c, p->ops.encryptor.key_list(p->instance, cb, cb_ctx));
+}
+
+static int th_key_generate(envdbi_plugin *p, void *args, envdb_buffer **b)
+{
+	crypt_args *a = args;
+	return p->ops.encryptor.key_generate(p->instance, a->flag, b[0]);
+}
+
+int envdbi_encryptor_key_generate(envdbi_plugin *p, int make_current, char **key_id)
+{
+	hbuf b[1] = {{{0}, false}};
+	crypt_args a = {NULL, 0, NULL, 0, make_current ? 1 : 0};
+	int rc;
+
+	if (!plugin_ready(p, ENVDB_PLUGIN_ENCRYPTOR, "key_generate", &rc))
+		return rc;
+	if (p->ops.encryptor.key_generate == NULL)
+		return not_supported(p, "key_generate");
+	if (key_id == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: key_generate: NULL argument",
+				    p->name);
+	*key_id = NULL;
+	/* Not idempotent: never retried, so the buffer is generous. */
+	if ((rc = hbuf_init(&b[0], KEY_GENERATE_CAP, false)) == ENVDB_OK &&
+	    (rc = run_buffered(p, "key_generate", th_key_generate, &a, b, 1, false)) == ENVDB_OK)
+		rc = take_string(key_id, &b[0]);
+	hbuf_free(&b[0]);
+	return rc;
+}

@@ -1,0 +1,949 @@
+/*
+ * core/migrate.c — the v4 → v5 migration (DESIGN.md §7, core/MIGRATION.md):
+ * every legacy sys_tenant_database row becomes an environment whose
+ * database row reuses the legacy physical database, with its token
+ * re-encrypted under the current key and bound to its new row.
+ *
+ * Shape of a run:
+ *   counts → for each batch of organizations (in organization order):
+ *     BEGIN; for each organization: plan (reads, checks, decrypt, encrypt —
+ *     nothing written), then write (insert environment, database,
+ *     credential, owner; repoint packages; archive the legacy row);
+ *     COMMIT (ROLLBACK in a dry run) → progress.
+ * An organization whose plan fails (conflict, bad token, unknown scheme) is
+ * reported and nothing of it is written, so it never dirties the batch.  A
+ * failure while *writing* (which checks should have excluded: a race with
+ * another writer, a failpoint, a store error) rolls the whole batch back
+ * and replays it one organization per transaction, so the failure stays
+ * with its organization.  Atomicity per organization therefore never
+ * depends on savepoints, only on the batch transaction.
+ *
+ * Idempotence: only rows whose migrated_environment_id is NULL are looked
+ * at, and a migrated row gets it in the same transaction as everything
+ * else of its organization.
+ *
+ * Secrets: a legacy token lives decrypted only in an envdbi_secret (secure
+ * memory) between decrypt and encrypt; messages name rows, never tokens.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "failpoint.h"
+#include "internal.h"
+#include "migrate.h"
+#include "store.h"
+
+#define MIGRATE_DEFAULT_BATCH 256
+#define MIGRATE_CREATED_BY "v4-migration"
+#define MIGRATE_SLUG "prod"
+#define MIGRATE_MAX_SUFFIX 10000
+
+/* ------------------------------------------------------------------------ */
+/* The v4 token format and the driver mapping (migrate.h)                    */
+/* ------------------------------------------------------------------------ */
+
+size_t envdbi_legacy_token_aad(char *buf, size_t cap, const char *legacy_id)
+{
+	int n;
+
+	if (buf == NULL || legacy_id == NULL)
+		return 0;
+	n = snprintf(buf, cap, "%s%s", ENVDBI_LEGACY_AAD_PREFIX, legacy_id);
+	if (n < 0 || (size_t)n >= cap)
+		return 0;
+	return (size_t)n;
+}
+
+int envdbi_migrate_driver_of_url(const char **driver, const char *url)
+{
+	static const struct {
+		const char *scheme;
+		const char *driver;
+		int authority; /* "scheme://" required */
+	} map[] = {
+		{"libsql", "turso", 1},      {"https", "turso", 1},
+		{"file", "sqlite", 0},       {"postgres", "postgres", 1},
+		{"postgresql", "postgres", 1},
+	};
+	char scheme[32];
+	size_t n = 0, i;
+
+	*driver = NULL;
+	if (url == NULL || *url == '\0')
+		return envdbi_error(ENVDB_ERR_INVALID, NULL, "url: empty");
+	/* RFC 3986: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":" */
+	while (url[n] != '\0' && url[n] != ':' && n < sizeof(scheme) - 1) {
+		char c = url[n];
+		int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			 (n > 0 && ((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.'));
+		if (!ok)
+			break;
+		scheme[n] = c;
+		n++;
+	}
+	scheme[n] = '\0';
+	if (n == 0 || url[n] != ':')
+		return envdbi_error(ENVDB_ERR_INVALID, NULL, "url: no scheme");
+	for (i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		const char *rest = url + n + 1, *end, *at;
+
+		if (strcasecmp(scheme, map[i].scheme) != 0)
+			continue;
+		if (!map[i].authority) {
+			*driver = map[i].driver;
+			return ENVDB_OK;
+		}
+		if (strncmp(rest, "//", 2) != 0 || rest[2] == '\0')
+			return envdbi_error(ENVDB_ERR_INVALID, NULL,
+					    "url: scheme '%s' without a host ('%s://HOST...')",
+					    scheme, scheme);
+		rest += 2;
+		end = rest + strcspn(rest, "/?#");
+		at = NULL;
+		for (const char *p = rest; p < end; p++)
+			if (*p == '@')
+				at = p;
+		if (at != NULL && memchr(rest, ':', (size_t)(at - rest)) != NULL)
+			return envdbi_error(ENVDB_ERR_INVALID, NULL,
+					    "url: carries a password in its user information "
+					    "(v5 keeps no secret in database_url)");
+		*driver = map[i].driver;
+		return ENVDB_OK;
+	}
+	return envdbi_error(ENVDB_ERR_INVALID, NULL,
+			    "url: unknown scheme '%s' (known: libsql, https, file, postgres, "
+			    "postgresql)",
+			    scheme);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Report                                                                    */
+/* ------------------------------------------------------------------------ */
+
+const char *envdb_migrate_outcome_str(int outcome)
+{
+	switch (outcome) {
+	case ENVDB_MIGRATE_MIGRATED:
+		return "migrated";
+	case ENVDB_MIGRATE_ALREADY:
+		return "already";
+	case ENVDB_MIGRATE_CONFLICT:
+		return "conflict";
+	case ENVDB_MIGRATE_FAILED:
+		return "failed";
+	case ENVDB_MIGRATE_SKIPPED:
+		return "skipped";
+	default:
+		return "unknown";
+	}
+}
+
+static void org_clear(envdb_migrate_org *o)
+{
+	size_t i;
+
+	for (i = 0; i < o->n_envs; i++) {
+		envdb_migrate_env *e = &o->envs[i];
+		free(e->legacy_id);
+		free(e->database_name);
+		free(e->driver);
+		free(e->slug);
+		free(e->environment_id);
+	}
+	free(o->envs);
+	free(o->organization_id);
+	free(o->reason);
+	memset(o, 0, sizeof(*o));
+}
+
+void envdb_migrate_report_free(envdb_migrate_report *r)
+{
+	size_t i;
+
+	if (r == NULL)
+		return;
+	for (i = 0; i < r->n_orgs; i++)
+		org_clear(&r->orgs[i]);
+	free(r->orgs);
+	free(r->stopped_message);
+	free(r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The run                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct mig {
+	envdb_ctx *ctx;
+	envdbi_store *s;
+	envdbi_plugin *legacy;     /* decrypts v4 tokens */
+	const char *legacy_name;
+	const char *created_by;
+	const char *owner;         /* NULL: no member */
+	int dry_run;
+	size_t batch;
+	envdb_migrate_report *rep;
+	size_t cap_orgs;
+	envdb_migrate_progress_fn progress;
+	void *progress_ctx;
+	size_t orgs_total, orgs_done;
+	struct timespec t0;
+} mig;
+
+/* One legacy row being migrated. */
+typedef struct planned {
+	const envdbi_tenant_db_row *row; /* borrowed from the batch */
+	const char *driver;              /* static */
+	char env_id[37], db_id[37], cred_id[37];
+	char slug[64];
+	int is_default;
+	envdb_credential cred;           /* secret_ciphertext, key_id owned */
+} planned;
+
+static int64_t elapsed_ms(const mig *m)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)(t.tv_sec - m->t0.tv_sec) * 1000 +
+	       (int64_t)(t.tv_nsec - m->t0.tv_nsec) / 1000000;
+}
+
+/* Statuses after which the control plane itself is in trouble: the run
+ * stops instead of blaming one organization after the other. */
+static int is_fatal(int rc)
+{
+	return rc == ENVDB_ERR_BUSY || rc == ENVDB_ERR_IO || rc == ENVDB_ERR_NOMEM ||
+	       rc == ENVDB_ERR_MISUSE;
+}
+
+static char *dup_last_error(void)
+{
+	const envdb_error *e = envdb_error_last();
+
+	return strdup(e->message[0] ? e->message : envdb_status_str(e->status));
+}
+
+/* A new org entry at the end of the report (zeroed, id copied). */
+static envdb_migrate_org *org_new(mig *m, const char *organization_id)
+{
+	envdb_migrate_report *r = m->rep;
+	envdb_migrate_org *o;
+
+	if (r->n_orgs == m->cap_orgs) {
+		size_t cap = m->cap_orgs ? m->cap_orgs * 2 : 64;
+		envdb_migrate_org *v = realloc(r->orgs, cap * sizeof(*v));
+
+		if (v == NULL)
+			return NULL;
+		r->orgs = v;
+		m->cap_orgs = cap;
+	}
+	o = &r->orgs[r->n_orgs];
+	memset(o, 0, sizeof(*o));
+	if ((o->organization_id = strdup(organization_id)) == NULL)
+		return NULL;
+	r->n_orgs++;
+	return o;
+}
+
+/* Drop the report entries from index `mark` on (a batch rolled back). */
+static void report_truncate(mig *m, size_t mark)
+{
+	while (m->rep->n_orgs > mark)
+		org_clear(&m->rep->orgs[--m->rep->n_orgs]);
+}
+
+/* Set outcome and reason "FMT" of `o`.  Returns 0 or ENVDB_ERR_NOMEM. */
+static int org_set(envdb_migrate_org *o, int outcome, const char *fmt, ...) ENVDB_PRINTF(3, 4);
+static int org_set(envdb_migrate_org *o, int outcome, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	o->outcome = outcome;
+	free(o->reason);
+	o->reason = NULL;
+	if (fmt == NULL)
+		return ENVDB_OK;
+	va_start(ap, fmt);
+	n = vasprintf(&o->reason, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		o->reason = NULL;
+		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "migrate: out of memory");
+	}
+	return ENVDB_OK;
+}
+
+static void planned_clear(planned *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		free(p[i].cred.secret_ciphertext);
+		free(p[i].cred.key_id);
+		p[i].cred.secret_ciphertext = NULL;
+		p[i].cred.key_id = NULL;
+	}
+}
+
+/* True when environment `e` was made by this migration (its metadata says
+ * so): its organization's new legacy rows are then further environments,
+ * not a conflict. */
+static int made_by_migration(const envdb_environment *e)
+{
+	json_t *root, *from;
+	int yes = 0;
+
+	if (e->metadata == NULL)
+		return 0;
+	root = json_loads(e->metadata, 0, NULL);
+	if (root == NULL)
+		return 0;
+	from = json_object_get(root, "migrated_from");
+	yes = json_is_object(from) &&
+	      json_is_string(json_object_get(from, "id")) &&
+	      json_is_string(json_object_get(from, "object")) &&
+	      strcmp(json_string_value(json_object_get(from, "object")), "sys_tenant_database") ==
+		      0;
+	json_decref(root);
+	return yes;
+}
+
+/* Does ORG/slug exist?  1 yes, 0 no, or a negative status. */
+static int slug_taken(mig *m, const char *org, const char *slug)
+{
+	envdb_environment *e = NULL;
+	int rc = envdbi_store_env_get_by_slug(m->s, &e, org, slug);
+
+	envdb_environment_free(e);
+	if (rc == ENVDB_OK)
+		return 1;
+	if (rc == ENVDB_ERR_NOT_FOUND) {
+		envdb_error_clear();
+		return 0;
+	}
+	return rc;
+}
+
+/* Decrypt the legacy token of p->row and seal it for its new credential row. */
+static int reseal(mig *m, planned *p, envdb_migrate_org *o)
+{
+	const envdbi_tenant_db_row *r = p->row;
+	char aad[ENVDBI_LEGACY_AAD_MAX];
+	size_t aad_len = envdbi_legacy_token_aad(aad, sizeof(aad), r->id);
+	envdbi_secret *token = NULL;
+	int rc;
+
+	if ((rc = ENVDB_FAILPOINT("migrate.decrypt")) != ENVDB_OK ||
+	    (rc = envdbi_encryptor_decrypt(m->legacy, r->auth_token, aad, aad_len, &token)) !=
+		    ENVDB_OK) {
+		const char *why = envdb_error_last()->message;
+
+		return org_set(o, ENVDB_MIGRATE_FAILED,
+			       "legacy row %s (database %s): token does not decrypt with "
+			       "legacy encryptor %s: %s",
+			       r->id, r->database_name, m->legacy_name, why);
+	}
+	memset(&p->cred, 0, sizeof(p->cred));
+	p->cred.id = p->cred_id;
+	p->cred.environment_database_id = p->db_id;
+	if ((rc = ENVDB_FAILPOINT("migrate.encrypt")) == ENVDB_OK)
+		rc = envdbi_credential_seal(m->ctx, &p->cred, token);
+	envdbi_secret_free(token);
+	if (rc != ENVDB_OK) {
+		const char *why = envdb_error_last()->message;
+
+		return org_set(o, ENVDB_MIGRATE_FAILED,
+			       "legacy row %s (database %s): re-encrypt token: %s", r->id,
+			       r->database_name, why);
+	}
+	return ENVDB_OK;
+}
+
+/*
+ * Plan organization `org` (rows[0..n), its pending rows in created_at, id
+ * order): every check and all the cryptography, no write.  Fills plan[]
+ * (*n_plan entries) and the outcome of `o` when the organization cannot be
+ * migrated.  Returns 0 (look at o->outcome: 0 means "go ahead") or a fatal
+ * status.
+ */
+static int plan_org(mig *m, envdb_migrate_org *o, const envdbi_tenant_db_row *const *rows,
+		    size_t n, planned *plan, size_t *n_plan)
+{
+	const char *org = rows[0]->organization_id;
+	envdb_environment *def = NULL;
+	size_t i, k = 0, suffix = 2;
+	int rc = ENVDB_OK, need_default = 1;
+
+	*n_plan = 0;
+	for (i = 0; i < n; i++) {
+		const envdbi_tenant_db_row *r = rows[i];
+
+		if (strcmp(r->status, "active") != 0 && strcmp(r->status, "suspended") != 0) {
+			o->rows_left++;
+			continue;
+		}
+		memset(&plan[k], 0, sizeof(plan[k]));
+		plan[k].row = r;
+		k++;
+	}
+	if (k == 0) {
+		/* Only archived/failed v4 rows: done before, or never to be done. */
+		rc = envdbi_store_tenant_db_org_has_migrated(m->s, org);
+		if (rc < 0)
+			return rc;
+		if (rc == 1)
+			return org_set(o, ENVDB_MIGRATE_ALREADY, NULL);
+		return org_set(o, ENVDB_MIGRATE_SKIPPED,
+			       "%zu legacy row(s) archived or failed in v4: left as they are",
+			       o->rows_left);
+	}
+
+	/* Per row: a known driver, a token, a free database name. */
+	for (i = 0; i < k; i++) {
+		const envdbi_tenant_db_row *r = plan[i].row;
+		envdb_database *d = NULL;
+
+		if (envdbi_migrate_driver_of_url(&plan[i].driver, r->database_url) != ENVDB_OK)
+			return org_set(o, ENVDB_MIGRATE_FAILED, "legacy row %s (database %s): %s",
+				       r->id, r->database_name, envdb_error_last()->message);
+		if (r->auth_token == NULL || r->auth_token[0] == '\0')
+			return org_set(o, ENVDB_MIGRATE_FAILED,
+				       "legacy row %s (database %s): no auth token to carry over",
+				       r->id, r->database_name);
+		rc = envdbi_store_db_get_by_name(m->s, &d, r->database_name);
+		if (rc == ENVDB_OK) {
+			char *env_id = strdup(d->environment_id ? d->environment_id : "?");
+
+			envdb_database_free(d);
+			rc = org_set(o, ENVDB_MIGRATE_CONFLICT,
+				     "legacy row %s: database %s is already registered by "
+				     "environment %s",
+				     r->id, r->database_name, env_id ? env_id : "?");
+			free(env_id);
+			return rc;
+		}
+		if (rc != ENVDB_ERR_NOT_FOUND)
+			return rc;
+		envdb_error_clear();
+	}
+
+	/* The default: "prod" for the oldest row, unless the organization
+	 * already has one. */
+	rc = envdbi_store_env_get_default(m->s, &def, org);
+	if (rc == ENVDB_OK) {
+		if (!made_by_migration(def)) {
+			rc = org_set(o, ENVDB_MIGRATE_CONFLICT,
+				     "organization already has a default environment (%s) that the "
+				     "migration did not create",
+				     def->slug);
+			envdb_environment_free(def);
+			return rc;
+		}
+		need_default = 0;
+		envdb_environment_free(def);
+	} else if (rc == ENVDB_ERR_NOT_FOUND) {
+		envdb_error_clear();
+	} else {
+		return rc;
+	}
+	for (i = 0; i < k; i++) {
+		planned *p = &plan[i];
+
+		if (i == 0 && need_default) {
+			if ((rc = slug_taken(m, org, MIGRATE_SLUG)) < 0)
+				return rc;
+			if (rc == 1)
+				return org_set(o, ENVDB_MIGRATE_CONFLICT,
+					       "slug %s is taken by a non-default environment created "
+					       "before the migration",
+					       MIGRATE_SLUG);
+			snprintf(p->slug, sizeof(p->slug), "%s", MIGRATE_SLUG);
+			p->is_default = 1;
+		} else {
+			for (;; suffix++) {
+				if (suffix > MIGRATE_MAX_SUFFIX)
+					return org_set(o, ENVDB_MIGRATE_CONFLICT,
+						       "no free slug %s-N (N <= %d)", MIGRATE_SLUG,
+						       MIGRATE_MAX_SUFFIX);
+				snprintf(p->slug, sizeof(p->slug), "%s-%zu", MIGRATE_SLUG, suffix);
+				if ((rc = slug_taken(m, org, p->slug)) < 0)
+					return rc;
+				if (rc == 0)
+					break;
+			}
+			suffix++;
+		}
+		envdbi_uuid_new(p->env_id);
+		envdbi_uuid_new(p->db_id);
+		envdbi_uuid_new(p->cred_id);
+	}
+
+	/* The tokens, last: the costly part, only for organizations that pass. */
+	*n_plan = k;
+	for (i = 0; i < k; i++) {
+		if ((rc = reseal(m, &plan[i], o)) != ENVDB_OK)
+			return rc;
+		if (o->outcome != 0)
+			return ENVDB_OK;
+	}
+	return ENVDB_FAILPOINT("migrate.plan");
+}
+
+/* Write one planned row.  Any failure means the transaction is dirty. */
+static int write_row(mig *m, planned *p, size_t *repointed)
+{
+	const envdbi_tenant_db_row *r = p->row;
+	char meta[160];
+	envdb_environment e;
+	envdb_database d;
+	envdbi_tenant_db_row *arch = NULL;
+	char display[160];
+	int rc;
+
+	snprintf(meta, sizeof(meta),
+		 "{\"migrated_from\":{\"object\":\"sys_tenant_database\",\"id\":\"%s\"}}", r->id);
+	if (p->is_default)
+		snprintf(display, sizeof(display), "Production");
+	else
+		snprintf(display, sizeof(display), "Production %s (%s)",
+			 p->slug + sizeof(MIGRATE_SLUG), r->database_name);
+
+	memset(&e, 0, sizeof(e));
+	e.id = p->env_id;
+	e.organization_id = r->organization_id;
+	e.slug = p->slug;
+	e.display_name = display;
+	e.env_type = (char *)"production";
+	e.is_default = p->is_default;
+	e.region = r->region;
+	e.plan = r->plan ? r->plan : m->ctx->manifest->default_plan;
+	e.status = r->status; /* active or suspended */
+	e.created_by = (char *)m->created_by;
+	e.created_at = r->created_at;
+	e.metadata = meta;
+	if ((rc = envdbi_store_env_insert(m->s, &e, NULL)) != ENVDB_OK ||
+	    (rc = ENVDB_FAILPOINT("migrate.environment")) != ENVDB_OK)
+		return rc;
+
+	memset(&d, 0, sizeof(d));
+	d.id = p->db_id;
+	d.environment_id = p->env_id;
+	d.database_name = r->database_name;
+	d.database_url = r->database_url;
+	d.driver = (char *)p->driver;
+	d.region = r->region;
+	d.storage_limit_mb = r->storage_limit_mb > 0 ? r->storage_limit_mb
+						     : m->ctx->manifest->default_storage_mb;
+	d.provisioned_at = r->created_at;
+	d.metadata = meta;
+	if ((rc = envdbi_store_db_insert(m->s, &d, NULL)) != ENVDB_OK ||
+	    (rc = ENVDB_FAILPOINT("migrate.database")) != ENVDB_OK)
+		return rc;
+
+	p->cred.handle = (char *)"";
+	p->cred.authorization = (char *)"full_access";
+	p->cred.status = (char *)"active";
+	p->cred.created_at = 0;
+	rc = envdbi_store_cred_insert(m->s, &p->cred, NULL);
+	p->cred.handle = p->cred.authorization = p->cred.status = NULL;
+	if (rc != ENVDB_OK || (rc = ENVDB_FAILPOINT("migrate.credential")) != ENVDB_OK)
+		return rc;
+
+	if (m->owner != NULL) {
+		envdb_member mem;
+
+		memset(&mem, 0, sizeof(mem));
+		mem.environment_id = p->env_id;
+		mem.user_id = (char *)m->owner;
+		mem.role = (char *)"owner";
+		if ((rc = envdbi_store_member_insert(m->s, &mem, NULL)) != ENVDB_OK ||
+		    (rc = ENVDB_FAILPOINT("migrate.member")) != ENVDB_OK)
+			return rc;
+	}
+
+	if ((rc = envdbi_store_package_repoint(m->s, r->id, p->env_id, repointed)) != ENVDB_OK ||
+	    (rc = ENVDB_FAILPOINT("migrate.packages")) != ENVDB_OK)
+		return rc;
+
+	if ((arch = calloc(1, sizeof(*arch))) == NULL)
+		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "migrate: out of memory");
+	*arch = *r;
+	arch->status = (char *)"archived";
+	arch->migrated_environment_id = p->env_id;
+	rc = envdbi_store_tenant_db_update(m->s, arch);
+	free(arch); /* a shallow copy: its strings belong to r or p */
+	if (rc != ENVDB_OK)
+		return rc;
+	return ENVDB_FAILPOINT("migrate.archive");
+}
+
+/* Record what was (or would be) made for a migrated organization. */
+static int org_record(mig *m, envdb_migrate_org *o, const planned *plan, size_t n,
+		      const size_t *repointed)
+{
+	size_t i;
+
+	if ((o->envs = calloc(n, sizeof(*o->envs))) == NULL)
+		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "migrate: out of memory");
+	o->n_envs = n;
+	for (i = 0; i < n; i++) {
+		envdb_migrate_env *e = &o->envs[i];
+
+		e->legacy_id = strdup(plan[i].row->id);
+		e->database_name = strdup(plan[i].row->database_name);
+		e->driver = strdup(plan[i].driver);
+		e->slug = strdup(plan[i].slug);
+		e->is_default = plan[i].is_default;
+		e->environment_id = m->dry_run ? NULL : strdup(plan[i].env_id);
+		e->packages_repointed = repointed[i];
+		if (!e->legacy_id || !e->database_name || !e->driver || !e->slug ||
+		    (!m->dry_run && !e->environment_id))
+			return envdbi_error(ENVDB_ERR_NOMEM, NULL, "migrate: out of memory");
+	}
+	o->outcome = ENVDB_MIGRATE_MIGRATED;
+	return ENVDB_OK;
+}
+
+/*
+ * Migrate one organization inside the caller's transaction.  Returns 0 when
+ * the organization is settled without leaving the transaction dirty (its
+ * outcome is in the report), 1 when a write failed (the transaction must be
+ * rolled back; the reason is in the report entry), or a fatal status.
+ */
+static int migrate_org(mig *m, const envdbi_tenant_db_row *const *rows, size_t n)
+{
+	planned *plan = calloc(n, sizeof(*plan));
+	size_t *repointed = calloc(n, sizeof(*repointed));
+	envdb_migrate_org *o;
+	size_t n_plan = 0, i;
+	int rc;
+
+	if (plan == NULL || repointed == NULL ||
+	    (o = org_new(m, rows[0]->organization_id)) == NULL) {
+		rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "migrate: out of memory");
+		goto out;
+	}
+	rc = plan_org(m, o, rows, n, plan, &n_plan);
+	if (rc != ENVDB_OK) {
+		if (is_fatal(rc))
+			goto out;
+		/* a failpoint or another non-fatal refusal of the plan */
+		rc = org_set(o, ENVDB_MIGRATE_FAILED, "%s", envdb_error_last()->message);
+		goto out;
+	}
+	if (o->outcome != 0)
+		goto out;
+	for (i = 0; i < n_plan; i++) {
+		if ((rc = write_row(m, &plan[i], &repointed[i])) != ENVDB_OK) {
+			if (is_fatal(rc))
+				goto out;
+			rc = org_set(o, ENVDB_MIGRATE_FAILED, "legacy row %s (database %s): %s",
+				     plan[i].row->id, plan[i].row->database_name,
+				     envdb_error_last()->message);
+			if (rc == ENVDB_OK)
+				rc = 1;
+			goto out;
+		}
+	}
+	rc = org_record(m, o, plan, n_plan, repointed);
+out:
+	if (plan != NULL)
+		planned_clear(plan, n_plan);
+	free(plan);
+	free(repointed);
+	return rc;
+}
+
+/* Totals of the report entries [mark, end). */
+static void tally(mig *m, size_t mark)
+{
+	envdb_migrate_report *r = m->rep;
+	size_t i, j;
+
+	for (i = mark; i < r->n_orgs; i++) {
+		const envdb_migrate_org *o = &r->orgs[i];
+
+		switch (o->outcome) {
+		case ENVDB_MIGRATE_MIGRATED:
+			r->migrated++;
+			r->rows_migrated += o->n_envs;
+			for (j = 0; j < o->n_envs; j++)
+				r->packages_repointed += o->envs[j].packages_repointed;
+			break;
+		case ENVDB_MIGRATE_ALREADY:
+			r->already++;
+			break;
+		case ENVDB_MIGRATE_CONFLICT:
+			r->conflicts++;
+			break;
+		case ENVDB_MIGRATE_SKIPPED:
+			r->skipped++;
+			break;
+		default:
+			r->failed++;
+			break;
+		}
+	}
+}
+
+/* End the transaction: COMMIT, or ROLLBACK in a dry run. */
+static int finish(mig *m)
+{
+	int rc;
+
+	if ((rc = ENVDB_FAILPOINT("migrate.commit")) != ENVDB_OK) {
+		envdbi_store_rollback(m->s);
+		return rc;
+	}
+	if (m->dry_run) {
+		envdbi_store_rollback(m->s);
+		return ENVDB_OK;
+	}
+	return envdbi_store_commit(m->s);
+}
+
+/* The organizations of a batch: index ranges of equal organization_id. */
+static size_t next_group(envdbi_tenant_db_row **rows, size_t n, size_t at)
+{
+	size_t j = at + 1;
+
+	while (j < n && strcmp(rows[j]->organization_id, rows[at]->organization_id) == 0)
+		j++;
+	return j;
+}
+
+/* Replay a batch one organization per transaction. */
+static int replay_single(mig *m, envdbi_tenant_db_row **rows, size_t n)
+{
+	size_t at = 0, end;
+	int rc;
+
+	for (at = 0; at < n; at = end) {
+		size_t mark = m->rep->n_orgs;
+
+		end = next_group(rows, n, at);
+		if ((rc = envdbi_store_begin(m->s)) != ENVDB_OK)
+			return rc;
+		rc = migrate_org(m, (const envdbi_tenant_db_row *const *)rows + at, end - at);
+		if (rc < 0) {
+			envdbi_store_rollback(m->s);
+			report_truncate(m, mark);
+			return rc;
+		}
+		if (rc == 1) {
+			/* write failed: the reason stays in the report */
+			envdbi_store_rollback(m->s);
+		} else if ((rc = finish(m)) != ENVDB_OK) {
+			if (is_fatal(rc)) {
+				report_truncate(m, mark);
+				return rc;
+			}
+			/* the commit failed: the organization is untouched */
+			char *why = dup_last_error();
+			envdb_migrate_org *o;
+
+			report_truncate(m, mark);
+			o = org_new(m, rows[at]->organization_id);
+			if (o == NULL || why == NULL) {
+				free(why);
+				return envdbi_error(ENVDB_ERR_NOMEM, NULL, "migrate: out of memory");
+			}
+			o->outcome = ENVDB_MIGRATE_FAILED;
+			o->reason = why;
+		}
+		tally(m, mark);
+	}
+	return ENVDB_OK;
+}
+
+/* One batch: every organization in one transaction, replayed one by one
+ * when a write fails. */
+static int run_batch(mig *m, envdbi_tenant_db_row **rows, size_t n)
+{
+	size_t mark = m->rep->n_orgs, at, end;
+	int rc, dirty = 0;
+
+	if ((rc = ENVDB_FAILPOINT("migrate.begin")) != ENVDB_OK)
+		return rc;
+	if ((rc = envdbi_store_begin(m->s)) != ENVDB_OK)
+		return rc;
+	for (at = 0; at < n && !dirty; at = end) {
+		end = next_group(rows, n, at);
+		rc = migrate_org(m, (const envdbi_tenant_db_row *const *)rows + at, end - at);
+		if (rc < 0) {
+			envdbi_store_rollback(m->s);
+			report_truncate(m, mark);
+			return rc;
+		}
+		dirty = rc == 1;
+	}
+	if (!dirty && (rc = finish(m)) == ENVDB_OK) {
+		tally(m, mark);
+		return ENVDB_OK;
+	}
+	if (dirty)
+		envdbi_store_rollback(m->s);
+	else if (is_fatal(rc)) {
+		report_truncate(m, mark);
+		return rc;
+	}
+	/* A write or the commit failed: nothing of the batch is kept; replay it
+	 * organization by organization so the failure stays where it is. */
+	report_truncate(m, mark);
+	envdb_error_clear();
+	return replay_single(m, rows, n);
+}
+
+static void report_progress(mig *m)
+{
+	envdb_migrate_progress p;
+
+	if (m->progress == NULL)
+		return;
+	memset(&p, 0, sizeof(p));
+	p.struct_size = sizeof(p);
+	p.orgs_done = m->orgs_done;
+	p.orgs_total = m->orgs_total;
+	p.rows_done = m->rep->rows_migrated;
+	p.elapsed_ms = elapsed_ms(m);
+	m->progress(m->progress_ctx, &p);
+}
+
+static int setup(mig *m, envdb_ctx *ctx, const envdb_migrate_opts *opts)
+{
+	envdbi_plugin *cur = NULL;
+	const char *name = NULL;
+	int rc;
+
+	if (ctx == NULL || ctx->store == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
+				    "migrate v4-to-v5: the context has no control plane open");
+	if (opts != NULL && opts->struct_size < sizeof(size_t))
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
+				    "migrate v4-to-v5: options without struct_size");
+	m->ctx = ctx;
+	m->s = ctx->store;
+	if (!envdbi_store_legacy(m->s))
+		return envdbi_error(ENVDB_ERR_CONFIG, NULL,
+				    "migrate v4-to-v5: the manifest does not register the legacy "
+				    "objects (legacy.register_shim is false): nothing to migrate");
+	if (opts != NULL) {
+		m->dry_run = ENVDB_STRUCT_HAS(opts, envdb_migrate_opts, dry_run) && opts->dry_run;
+		if (ENVDB_STRUCT_HAS(opts, envdb_migrate_opts, batch))
+			m->batch = opts->batch;
+		if (ENVDB_STRUCT_HAS(opts, envdb_migrate_opts, legacy_encryptor))
+			name = opts->legacy_encryptor;
+		if (ENVDB_STRUCT_HAS(opts, envdb_migrate_opts, by))
+			m->owner = opts->by;
+		if (ENVDB_STRUCT_HAS(opts, envdb_migrate_opts, progress_ctx)) {
+			m->progress = opts->progress;
+			m->progress_ctx = opts->progress_ctx;
+		}
+	}
+	if (m->batch == 0)
+		m->batch = MIGRATE_DEFAULT_BATCH;
+	if (m->owner != NULL && m->owner[0] == '\0')
+		return envdbi_error(ENVDB_ERR_INVALID, NULL, "migrate v4-to-v5: --by: empty user id");
+	m->created_by = m->owner ? m->owner : MIGRATE_CREATED_BY;
+	if ((rc = envdbi_encryptor_get(&cur, ctx, "migrate v4-to-v5")) != ENVDB_OK)
+		return rc;
+	if (name == NULL)
+		name = ctx->manifest->legacy_encryptor;
+	if (name == NULL)
+		name = envdbi_plugin_name(cur);
+	m->legacy = envdbi_plugins_find(ctx->plugins, name, ENVDB_PLUGIN_ENCRYPTOR);
+	if (m->legacy == NULL)
+		return envdbi_error(ENVDB_ERR_CONFIG, NULL,
+				    "migrate v4-to-v5: legacy encryptor %s: no encryptor plugin of "
+				    "that name is loaded",
+				    name);
+	m->legacy_name = envdbi_plugin_name(m->legacy);
+	return ENVDB_OK;
+}
+
+int envdb_migrate_v4_to_v5(envdb_migrate_report **out, envdb_ctx *ctx,
+			   const envdb_migrate_opts *opts)
+{
+	mig m;
+	envdbi_legacy_counts counts;
+	envdbi_tenant_db_row **rows = NULL;
+	size_t n = 0;
+	char *after = NULL;
+	int rc;
+
+	if (out == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "migrate v4-to-v5: no report pointer");
+	*out = NULL;
+	memset(&m, 0, sizeof(m));
+	clock_gettime(CLOCK_MONOTONIC, &m.t0);
+	if ((rc = setup(&m, ctx, opts)) != ENVDB_OK)
+		return rc;
+	if ((m.rep = calloc(1, sizeof(*m.rep))) == NULL)
+		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "migrate: out of memory");
+	m.rep->struct_size = sizeof(*m.rep);
+	m.rep->dry_run = m.dry_run;
+
+	if ((rc = envdbi_store_tenant_db_counts(m.s, &counts)) != ENVDB_OK)
+		goto fail;
+	m.rep->organizations = counts.orgs;
+	m.rep->already = counts.orgs_migrated;
+	m.orgs_total = counts.orgs_pending;
+	if (m.owner == NULL && counts.rows_pending > 0)
+		envdbi_log(ENVDB_LOG_WARNING,
+			   "migrate v4-to-v5: no --by user: migrated environments get no member "
+			   "(add one with envdb member add)");
+
+	for (;;) {
+		size_t before = m.rep->n_orgs;
+
+		if ((rc = envdbi_store_tenant_db_pending(m.s, &rows, &n, after, m.batch)) !=
+		    ENVDB_OK)
+			goto stopped;
+		if (n == 0)
+			break;
+		free(after);
+		if ((after = strdup(rows[n - 1]->organization_id)) == NULL) {
+			rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "migrate: out of memory");
+			goto stopped;
+		}
+		rc = run_batch(&m, rows, n);
+		envdbi_tenant_db_list_free(rows, n);
+		rows = NULL;
+		n = 0;
+		if (rc != ENVDB_OK)
+			goto stopped;
+		m.orgs_done += m.rep->n_orgs - before;
+		if ((rc = ENVDB_FAILPOINT("migrate.after_commit")) != ENVDB_OK)
+			goto stopped;
+		report_progress(&m);
+	}
+	m.rep->elapsed_ms = elapsed_ms(&m);
+	free(after);
+	*out = m.rep;
+	return ENVDB_OK;
+
+stopped:
+	/* What was committed before stays reported; the error is returned too. */
+	m.rep->stopped_status = rc;
+	m.rep->stopped_message = dup_last_error();
+	m.rep->elapsed_ms = elapsed_ms(&m);
+	envdbi_tenant_db_list_free(rows, n);
+	free(after);
+	*out = m.rep;
+	return rc;
+fail:
+	envdb_migrate_report_free(m.rep);
+	free(after);
+	return rc;
+}

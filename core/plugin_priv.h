@@ -1,0 +1,56 @@
+/*
+ * core/plugin_priv.h — the loaded-plugin record shared by loader.c (which
+ * opens, validates, initialises and unloads plugins) and host.c (which
+ * implements the host services and every call into a plugin).  Private to
+ * those two files; the rest of the core sees envdbi_plugin as opaque.
+ */
+#ifndef ENVDB_PLUGIN_PRIV_H
+#define ENVDB_PLUGIN_PRIV_H
+
+#include <pthread.h>
+
+#include "internal.h"
+
+/* What host services receive as their first argument. */
+struct envdb_host_ctx {
+	envdbi_plugin *plugin;
+};
+
+struct envdbi_plugin {
+	char *name;   /* manifest name, equal to the descriptor's; owned */
+	char *path;   /* absolute path of the shared object; owned */
+	uint32_t kind;
+	void *handle; /* lt_dlhandle (loader.c only) */
+	/* Zero-extended copies of the plugin's structs: a member the plugin's
+	 * struct_size does not cover reads as 0/NULL, so the rest of the host
+	 * can use them without ENVDB_STRUCT_HAS at every access.  Strings and
+	 * functions they point to live in the plugin and are valid while it
+	 * is loaded. */
+	envdb_plugin_descriptor desc;
+	union {
+		envdb_adapter_ops adapter;
+		envdb_encryptor_ops encryptor;
+	} ops;
+	uint64_t caps;
+	void *instance;   /* from init; owned by the plugin, released by fini */
+	bool initialized; /* init succeeded; fini is due */
+	bool thread_safe; /* ENVDB_PLUGIN_THREAD_SAFE: calls are not serialized */
+	bool lock_ready;
+	pthread_mutex_t lock; /* serializes calls unless thread_safe */
+	envdb_host host;      /* the services table handed to init */
+	envdb_host_ctx hctx;
+};
+
+/* host.c */
+
+/** Fill p->host (and p->hctx) with the host services. */
+void envdbi_host_prepare(envdbi_plugin *p);
+/** Call the plugin's init under the call deadline, serialized with every
+ * other init/fini.  On failure the last error reads "init failed: <the
+ * plugin's report>" with the plugin's status and native code (the caller
+ * adds the plugin's name and path). */
+int envdbi_host_init(envdbi_plugin *p, const envdb_config *cfg);
+/** Call fini if init succeeded. */
+void envdbi_host_fini(envdbi_plugin *p);
+
+#endif /* ENVDB_PLUGIN_PRIV_H */

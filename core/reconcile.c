@@ -1,0 +1,329 @@
+/*
+ * core/reconcile.c — envdb_reconcile(): find, and with ENVDB_RECONCILE_APPLY
+ * repair, what interrupted or delayed work left behind (DESIGN.md §4.6,
+ * invariant 8):
+ *
+ *   intent    a provisioning whose lease expired (the process died or hung),
+ *             or a failed one whose compensating drop did not happen:
+ *             claimed, its pending database dropped, its row deleted;
+ *   deletion  an archived environment whose delete_after passed: its
+ *             database dropped, its rows deleted;
+ *   rotation  a rotating credential whose window ended: revoked at the
+ *             backend, then marked revoked;
+ *   orphan    a physical database an adapter with ENVDB_ADAPTER_CAP_LIST
+ *             lists that no row and no live intent names: dropped;
+ *   missing   a database row whose adapter lists everything but not it:
+ *             reported (a human decides).
+ *
+ * The phases run in that order, so orphans are judged after the intents and
+ * deletions they may belong to were handled.  Without APPLY nothing is
+ * changed: the report says what would be done.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "failpoint.h"
+#include "internal.h"
+#include "resolve.h"
+#include "store.h"
+
+typedef struct report_builder {
+	envdb_reconcile_report *r;
+	size_t cap;
+	int rc; /* first allocation failure */
+} report_builder;
+
+static char *dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static void add_item(report_builder *b, const char *kind, const char *driver, const char *name,
+		     const char *object_id, const char *label, const char *action, int status)
+{
+	envdb_reconcile_item *it;
+
+	if (b->rc != ENVDB_OK)
+		return;
+	if (b->r->n_items == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 8;
+		envdb_reconcile_item *v = realloc(b->r->items, cap * sizeof(*v));
+
+		if (v == NULL) {
+			b->rc = ENVDB_ERR_NOMEM;
+			return;
+		}
+		b->r->items = v;
+		b->cap = cap;
+	}
+	it = &b->r->items[b->r->n_items++];
+	memset(it, 0, sizeof(*it));
+	it->kind = kind;   /* static */
+	it->action = action; /* static */
+	it->driver = dup_or_null(driver);
+	it->database_name = dup_or_null(name);
+	it->object_id = dup_or_null(object_id);
+	it->label = dup_or_null(label);
+	it->status = status;
+	if (status != ENVDB_OK) {
+		it->message = dup_or_null(envdb_error_last()->message);
+		b->r->n_failed++;
+	}
+}
+
+void envdb_reconcile_report_free(envdb_reconcile_report *r)
+{
+	size_t i;
+
+	if (r == NULL)
+		return;
+	for (i = 0; i < r->n_items; i++) {
+		free((char *)r->items[i].driver);
+		free((char *)r->items[i].database_name);
+		free((char *)r->items[i].object_id);
+		free((char *)r->items[i].label);
+		free((char *)r->items[i].message);
+	}
+	free(r->items);
+	free(r);
+}
+
+static void env_label(char *buf, size_t cap, const envdb_environment *e)
+{
+	snprintf(buf, cap, "%s/%s", e->organization_id, e->slug);
+}
+
+/* Phase 1: provisioning intents past their lease, and failed intents that
+ * still name a database. */
+static int phase_intents(report_builder *b, envdb_ctx *ctx, bool apply, int64_t now)
+{
+	envdbi_env_filter f = ENVDBI_ENV_FILTER_INIT;
+	envdb_environment **v = NULL;
+	size_t n = 0, i, pass;
+	char label[300];
+	int rc;
+
+	for (pass = 0; pass < 2; pass++) {
+		f.status = pass == 0 ? "provisioning" : "failed";
+		f.lease_expired_at = pass == 0 ? now : 0;
+		if ((rc = envdbi_store_env_list(ctx->store, &v, &n, &f)) != ENVDB_OK)
+			return rc;
+		for (i = 0; i < n; i++) {
+			const envdb_environment *e = v[i];
+			int st = ENVDB_OK;
+
+			if (pass == 1 && e->pending_database_name == NULL)
+				continue; /* a failed row without anything to drop */
+			env_label(label, sizeof(label), e);
+			if (apply)
+				st = envdbi_env_rollback_intent(ctx, e, "reconcile.after_intent_drop");
+			add_item(b, "intent", e->pending_driver, e->pending_database_name, e->id, label,
+				 !apply ? "would roll back" : st ? "failed" : "rolled back", st);
+		}
+		envdb_environment_list_free(v, n);
+		v = NULL;
+		n = 0;
+	}
+	return ENVDB_OK;
+}
+
+/* Phase 2: deletions whose grace period ended. */
+static int phase_deletions(report_builder *b, envdb_ctx *ctx, bool apply, int64_t now)
+{
+	envdbi_env_filter f = ENVDBI_ENV_FILTER_INIT;
+	envdb_environment **v = NULL;
+	size_t n = 0, i;
+	char label[300];
+	int rc;
+
+	f.delete_due_at = now;
+	if ((rc = envdbi_store_env_list(ctx->store, &v, &n, &f)) != ENVDB_OK)
+		return rc;
+	for (i = 0; i < n; i++) {
+		const envdb_environment *e = v[i];
+		int st = ENVDB_OK;
+
+		if (strcmp(e->status, "provisioning") == 0)
+			continue; /* phase 1's business */
+		env_label(label, sizeof(label), e);
+		if (apply)
+			st = envdbi_env_delete_finish(ctx, e, "reconcile.after_deletion_drop");
+		add_item(b, "deletion", e->pending_driver, e->pending_database_name, e->id, label,
+			 !apply ? "would delete" : st ? "failed" : "deleted", st);
+	}
+	envdb_environment_list_free(v, n);
+	return ENVDB_OK;
+}
+
+/* Phase 3: rotations whose window ended. */
+static int phase_rotations(report_builder *b, envdb_ctx *ctx, bool apply, int64_t now)
+{
+	envdbi_cred_filter f = ENVDBI_CRED_FILTER_INIT;
+	envdb_credential **v = NULL;
+	size_t n = 0, i;
+	int rc;
+
+	f.status = "rotating";
+	f.expired_at = now;
+	if ((rc = envdbi_store_cred_list(ctx->store, &v, &n, &f)) != ENVDB_OK)
+		return rc;
+	for (i = 0; i < n; i++) {
+		envdb_database *db = NULL;
+		envdb_environment *env = NULL;
+		char label[300] = "";
+		int st;
+
+		st = envdbi_store_db_get(ctx->store, &db, v[i]->environment_database_id);
+		if (st == ENVDB_OK &&
+		    envdbi_store_env_get(ctx->store, &env, db->environment_id) == ENVDB_OK)
+			env_label(label, sizeof(label), env);
+		if (st == ENVDB_OK && apply) {
+			st = envdbi_credential_retire(ctx, db, v[i], "rotating",
+						      "reconcile.after_revoke");
+			envdbi_cache_invalidate_env(ctx->cache, db->environment_id);
+		}
+		add_item(b, "rotation", db ? db->driver : NULL, db ? db->database_name : NULL,
+			 v[i]->id, label[0] ? label : NULL,
+			 !apply ? "would revoke" : st ? "failed" : "revoked", st);
+		envdb_database_free(db);
+		envdb_environment_free(env);
+	}
+	envdb_credential_list_free(v, n);
+	return ENVDB_OK;
+}
+
+static bool in_list(char **names, size_t n, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(names[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* True when an environment row names `name` as its pending database (a live
+ * intent, or one phase 1/2 reported). */
+static bool pending_name(envdb_environment **envs, size_t n, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (envs[i]->pending_database_name != NULL &&
+		    strcmp(envs[i]->pending_database_name, name) == 0)
+			return true;
+	return false;
+}
+
+/* Phase 4: physical databases without rows, rows without databases. */
+static int phase_orphans(report_builder *b, envdb_ctx *ctx, bool apply)
+{
+	envdb_environment **envs = NULL;
+	envdb_database **dbs = NULL;
+	size_t n_envs = 0, n_dbs = 0, p, i;
+	int rc;
+
+	if ((rc = envdbi_store_env_list(ctx->store, &envs, &n_envs, NULL)) != ENVDB_OK)
+		return rc;
+	if ((rc = envdbi_store_db_list(ctx->store, &dbs, &n_dbs)) != ENVDB_OK)
+		goto out;
+	for (p = 0; p < envdbi_plugins_count(ctx->plugins); p++) {
+		envdbi_plugin *pl = envdbi_plugins_at(ctx->plugins, p);
+		const char *driver = envdbi_plugin_name(pl);
+		char **names = NULL;
+		size_t n_names = 0, k;
+		int st;
+
+		if (envdbi_plugin_kind(pl) != ENVDB_PLUGIN_ADAPTER ||
+		    !(envdbi_plugin_capabilities(pl) & ENVDB_ADAPTER_CAP_LIST))
+			continue;
+		st = envdbi_adapter_list(pl, &names, &n_names);
+		if (st != ENVDB_OK) {
+			add_item(b, "orphan", driver, NULL, NULL, NULL, "failed", st);
+			continue;
+		}
+		for (i = 0; i < n_names; i++) {
+			envdb_db_ref ref;
+			bool has_row = false;
+
+			for (k = 0; k < n_dbs && !has_row; k++)
+				has_row = strcmp(dbs[k]->database_name, names[i]) == 0;
+			if (has_row || pending_name(envs, n_envs, names[i]))
+				continue;
+			st = ENVDB_OK;
+			if (apply) {
+				memset(&ref, 0, sizeof(ref));
+				ref.struct_size = sizeof(ref);
+				ref.database_name = names[i];
+				st = envdbi_adapter_drop(pl, &ref);
+				if (st == ENVDB_OK)
+					st = ENVDB_FAILPOINT("reconcile.after_orphan_drop");
+			}
+			add_item(b, "orphan", driver, names[i], NULL, NULL,
+				 !apply ? "would drop" : st ? "failed" : "dropped", st);
+		}
+		for (k = 0; k < n_dbs; k++) {
+			const envdb_database *d = dbs[k];
+			bool deleting = false;
+			size_t e;
+
+			if (strcmp(d->driver, driver) != 0 || in_list(names, n_names, d->database_name))
+				continue;
+			for (e = 0; e < n_envs && !deleting; e++)
+				deleting = strcmp(envs[e]->id, d->environment_id) == 0 &&
+					   envs[e]->delete_after != 0;
+			if (deleting)
+				continue; /* a deletion on its way */
+			st = envdbi_error(ENVDB_ERR_NOT_FOUND, NULL,
+					  "database %s (driver %s) has a row but the adapter does not "
+					  "list it",
+					  d->database_name, driver);
+			add_item(b, "missing", driver, d->database_name, d->environment_id, NULL,
+				 "none", st);
+		}
+		envdbi_strv_free(names, n_names);
+	}
+out:
+	envdb_environment_list_free(envs, n_envs);
+	envdb_database_list_free(dbs, n_dbs);
+	return rc;
+}
+
+int envdb_reconcile(envdb_reconcile_report **out, envdb_ctx *ctx, unsigned flags)
+{
+	report_builder b;
+	bool apply = (flags & ENVDB_RECONCILE_APPLY) != 0;
+	int64_t now;
+	int rc;
+
+	if (out == NULL || ctx == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "reconcile: missing argument");
+	*out = NULL;
+	if (ctx->store == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
+				    "reconcile: the context has no control plane open");
+	memset(&b, 0, sizeof(b));
+	b.r = calloc(1, sizeof(*b.r));
+	if (b.r == NULL)
+		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "reconcile: out of memory");
+	b.r->struct_size = sizeof(*b.r);
+	b.r->applied = apply;
+	now = envdbi_now();
+	if ((rc = phase_intents(&b, ctx, apply, now)) != ENVDB_OK ||
+	    (rc = phase_deletions(&b, ctx, apply, now)) != ENVDB_OK ||
+	    (rc = phase_rotations(&b, ctx, apply, now)) != ENVDB_OK ||
+	    (rc = phase_orphans(&b, ctx, apply)) != ENVDB_OK) {
+		envdbi_error_prefix("reconcile: ");
+		envdb_reconcile_report_free(b.r);
+		return rc;
+	}
+	if (b.rc != ENVDB_OK) {
+		envdb_reconcile_report_free(b.r);
+		return envdbi_error(b.rc, NULL, "reconcile: out of memory");
+	}
+	*out = b.r;
+	return ENVDB_OK;
+}

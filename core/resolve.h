@@ -1,0 +1,59 @@
+/*
+ * core/resolve.h — the resolve cache (resolve.c): a bounded LRU of resolve
+ * results with a TTL, looked up through a hash map in O(1), whose secrets
+ * live in secure memory; and the coalescing of last_accessed_at writes.
+ *
+ * Lifecycle: envdb_resolve() creates ctx->cache on first use
+ * (envdbi_cache_new(&c, ctx->store, manifest cache_size, cache_ttl_ms),
+ * installed with an atomic compare-and-swap) — also when cache_size is 0:
+ * such a cache keeps no results but still coalesces the last_accessed_at
+ * writes.  envdb_close() (context.c) calls envdbi_cache_free(ctx->cache)
+ * BEFORE closing the store: it flushes the pending last_accessed_at writes
+ * through it.
+ *
+ * Invalidation (envdbi_cache_invalidate_env, declared in store.h) is called
+ * by every change made through this context that affects a resolve result:
+ * rotation, completion, revocation and rewrap (credential.c), membership
+ * (member.c), archive, delete and status changes (provision.c).  Changes
+ * made by other processes are seen when the entry's TTL ends.
+ *
+ * Thread-safe: one mutex guards the cache; no SQL and no allocation happen
+ * under it on a hit.
+ */
+#ifndef ENVDB_RESOLVE_H
+#define ENVDB_RESOLVE_H
+
+#include "internal.h"
+
+/** last_accessed_at of a database is written at most this often. */
+#define ENVDBI_TOUCH_INTERVAL_S 60
+
+/** Create a cache of at most `capacity` results (0: none kept) living
+ * `ttl_ms` milliseconds each.  `store` is borrowed until envdbi_cache_free()
+ * (used only to flush last_accessed_at; may be NULL).  *out owned by the
+ * caller. */
+int envdbi_cache_new(envdbi_cache **out, envdbi_store *store, int64_t capacity, int64_t ttl_ms);
+
+/** Flush the pending last_accessed_at writes, wipe every cached secret and
+ * release the cache.  NULL allowed.  Call before the store is closed. */
+void envdbi_cache_free(envdbi_cache *c);
+
+/** Drop every cached result.  NULL allowed. */
+void envdbi_cache_clear(envdbi_cache *c);
+
+/** Counters, for tests and `envdb` diagnostics. */
+typedef struct envdbi_cache_stats {
+	uint64_t hits;
+	uint64_t misses;
+	uint64_t invalidations; /**< entries dropped by invalidation */
+	uint64_t evictions;     /**< entries dropped for room (LRU) */
+	uint64_t touch_writes;  /**< last_accessed_at writes made */
+	size_t size;            /**< entries held now */
+	size_t capacity;
+} envdbi_cache_stats;
+void envdbi_cache_get_stats(envdbi_cache_stats *out, envdbi_cache *c);
+
+/** Write every pending last_accessed_at now (also done by free). */
+int envdbi_cache_flush_touches(envdbi_cache *c);
+
+#endif /* ENVDB_RESOLVE_H */

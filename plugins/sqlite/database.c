@@ -1,0 +1,468 @@
+/*
+ * plugins/sqlite/database.c — the sqlite adapter's operations: create a
+ * database file (never over an existing one), drop it with its side files,
+ * mint a random token (SQLite checks none), probe the file with a cheap
+ * query, and list the files this plugin owns.
+ *
+ * Every file is addressed relative to the instance's directory descriptor
+ * and never through a symbolic link (O_EXCL|O_NOFOLLOW on create,
+ * AT_SYMLINK_NOFOLLOW checks and SQLITE_OPEN_NOFOLLOW on open).
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+#include <sqlite3.h>
+
+#include "sqlite_adapter.h"
+
+/* Bytes of randomness in a minted token (base64url without padding: 43). */
+#define SQLA_TOKEN_BYTES 32
+
+#ifdef SQLITE_OPEN_EXRESCODE
+#define SQLA_OPEN_FLAGS (SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_EXRESCODE)
+#else
+#define SQLA_OPEN_FLAGS (SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW)
+#endif
+
+static void file_name(char fname[SQLA_FILE_MAX + 1], const char *name, const char *suffix)
+{
+	snprintf(fname, SQLA_FILE_MAX + 1, "%s.db%s", name, suffix);
+}
+
+/* base_dir was checked at init to leave room for every file name. */
+static void file_path(char path[PATH_MAX], const sqla *a, const char *name)
+{
+	snprintf(path, PATH_MAX, "%s/%s.db", a->base_dir, name);
+}
+
+static int sqlite_status(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return ENVDB_ERR_UNAVAILABLE;
+	case SQLITE_NOTADB:
+	case SQLITE_CORRUPT:
+		return ENVDB_ERR_INTEGRITY;
+	case SQLITE_NOMEM:
+		return ENVDB_ERR_NOMEM;
+	case SQLITE_CANTOPEN:
+	case SQLITE_IOERR:
+	case SQLITE_FULL:
+	case SQLITE_PERM:
+	case SQLITE_READONLY:
+		return ENVDB_ERR_IO;
+	default:
+		return ENVDB_ERR_GENERIC;
+	}
+}
+
+/* Report a SQLite failure on `db` (which may be NULL after a failed open). */
+static int sqlite_error(const sqla *a, sqlite3 *db, int rc, const char *op, const char *name)
+{
+	return a->host->error(a->host->ctx, sqlite_status(rc), sqla_sqlite_code_name(rc),
+			      "%s database %s: %s", op, name,
+			      db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+}
+
+/* Open an existing database file without creating or following anything. */
+static int open_db(sqlite3 **out, const sqla *a, const char *op, const char *name)
+{
+	char path[PATH_MAX];
+	int64_t deadline, now;
+	int rc, timeout = a->busy_timeout_ms;
+	sqlite3 *db = NULL;
+
+	file_path(path, a, name);
+	rc = sqlite3_open_v2(path, &db, SQLA_OPEN_FLAGS, NULL);
+	if (rc != SQLITE_OK) {
+		rc = sqlite_error(a, db, rc, op, name);
+		sqlite3_close(db);
+		return rc;
+	}
+	/* Do not wait on a lock past the operation's deadline. */
+	deadline = a->host->deadline_ms(a->host->ctx);
+	if (deadline > 0) {
+		now = a->host->now_ms(a->host->ctx);
+		if (deadline - now < timeout)
+			timeout = deadline > now ? (int)(deadline - now) : 0;
+	}
+	sqlite3_busy_timeout(db, timeout);
+	*out = db;
+	return ENVDB_OK;
+}
+
+/* Run one statement and require its first row's first column to be `want`
+ * (or any row when want is NULL). */
+static int exec_expect(const sqla *a, sqlite3 *db, const char *sql, const char *want,
+		       const char *op, const char *name)
+{
+	sqlite3_stmt *st = NULL;
+	const unsigned char *got;
+	int rc;
+
+	rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto sqlfail;
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW)
+		goto sqlfail;
+	if (want != NULL) {
+		got = sqlite3_column_text(st, 0);
+		if (got == NULL || strcmp((const char *)got, want) != 0) {
+			rc = a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
+					    "%s database %s: '%s' answered '%s' instead of '%s'",
+					    op, name, sql, got ? (const char *)got : "null",
+					    want);
+			sqlite3_finalize(st);
+			return rc;
+		}
+	}
+	sqlite3_finalize(st);
+	return ENVDB_OK;
+sqlfail:
+	rc = sqlite_error(a, db, rc, op, name);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* 1 when the file exists (any type), 0 when not, negative (reported) on
+ * another error.  Never follows a symbolic link. */
+static int file_exists(struct stat *st, const sqla *a, const char *fname, const char *op)
+{
+	if (fstatat(a->base_fd, fname, st, AT_SYMLINK_NOFOLLOW) == 0)
+		return 1;
+	if (errno == ENOENT)
+		return 0;
+	return a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL, "%s: cannot stat %s/%s: %s", op,
+			      a->base_dir, fname, strerror(errno));
+}
+
+/* Remove the files of database `name`, main file first (see drop).  Missing
+ * files are fine. */
+static int unlink_all(const sqla *a, const char *name, const char *op)
+{
+	char fname[SQLA_FILE_MAX + 1];
+	int i;
+
+	for (i = -1; i < SQLA_N_SIDE_FILES; i++) {
+		file_name(fname, name, i < 0 ? "" : sqla_side_suffixes[i]);
+		if (unlinkat(a->base_fd, fname, 0) != 0 && errno != ENOENT)
+			return a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
+					      "%s database %s: cannot remove %s/%s: %s", op, name,
+					      a->base_dir, fname, strerror(errno));
+	}
+	return ENVDB_OK;
+}
+
+int sqla_database_name(void *instance, const char *environment_id, envdb_buffer *out)
+{
+	const sqla *a = instance;
+	char name[SQLA_NAME_LEN + 1];
+	int rc;
+
+	rc = sqla_name_from_id(name, a, "database name", environment_id);
+	if (rc != ENVDB_OK)
+		return rc;
+	return envdb_buffer_set(out, name, SQLA_NAME_LEN);
+}
+
+int sqla_create(void *instance, const envdb_create_request *req, envdb_buffer *url,
+		envdb_buffer *metadata)
+{
+	const sqla *a = instance;
+	char name[SQLA_NAME_LEN + 1], fname[SQLA_FILE_MAX + 1], path[PATH_MAX];
+	char url_s[PATH_MAX + 16], meta_s[PATH_MAX + 64];
+	struct stat st;
+	sqlite3 *db = NULL;
+	int fd = -1, created = 0, rc, i;
+
+	if (req == NULL || url == NULL || metadata == NULL)
+		return a->host->error(a->host->ctx, ENVDB_ERR_MISUSE, NULL,
+				      "create database: missing request or output buffer");
+	rc = sqla_name_from_id(name, a, "create database", req->environment_id);
+	if (rc != ENVDB_OK)
+		return rc;
+	if (req->database_name != NULL && strcmp(req->database_name, name) != 0)
+		return a->host->error(a->host->ctx, ENVDB_ERR_INVALID, NULL,
+				      "create database %s: requested name does not belong to "
+				      "environment %s",
+				      name, req->environment_id);
+	file_path(path, a, name);
+	/* base_dir holds no JSON or URI special character (checked at init). */
+	snprintf(url_s, sizeof(url_s), "file:%s", path);
+	snprintf(meta_s, sizeof(meta_s), "{\"path\":\"%s\",\"journal_mode\":\"wal\"}", path);
+
+	/* Check the outputs before touching the disk, so that "too small"
+	 * has nothing to undo. */
+	url->len = strlen(url_s);
+	metadata->len = strlen(meta_s);
+	if (url->data == NULL || url->cap <= url->len || metadata->data == NULL ||
+	    metadata->cap <= metadata->len)
+		return a->host->error(a->host->ctx, ENVDB_ERR_BUFFER_TOO_SMALL, NULL,
+				      "create database %s: output buffer too small", name);
+
+	/* A left-over write-ahead log would be replayed into the new file. */
+	for (i = 0; i < SQLA_N_SIDE_FILES; i++) {
+		file_name(fname, name, sqla_side_suffixes[i]);
+		rc = file_exists(&st, a, fname, "create database");
+		if (rc < 0)
+			return rc;
+		if (rc > 0)
+			return a->host->error(a->host->ctx, ENVDB_ERR_EXISTS, "EEXIST",
+					      "create database %s: stale %s/%s exists (left by "
+					      "an interrupted drop; drop the database first)",
+					      name, a->base_dir, fname);
+	}
+
+	file_name(fname, name, "");
+	fd = openat(a->base_fd, fname, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		if (errno == EEXIST)
+			return a->host->error(a->host->ctx, ENVDB_ERR_EXISTS, "EEXIST",
+					      "create database %s: %s already exists", name,
+					      path);
+		return a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
+				      "create database %s: cannot create %s: %s", name, path,
+				      strerror(errno));
+	}
+	created = 1;
+	/* The umask may have removed bits but never adds any: make it exact. */
+	if (fchmod(fd, 0600) != 0) {
+		rc = a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
+				    "create database %s: cannot chmod %s: %s", name, path,
+				    strerror(errno));
+		goto fail;
+	}
+	close(fd);
+	fd = -1;
+
+	rc = open_db(&db, a, "create", name);
+	if (rc != ENVDB_OK)
+		goto fail;
+	/* On an empty file this writes the header, so WAL mode persists. */
+	rc = exec_expect(a, db, "PRAGMA journal_mode=WAL", "wal", "create", name);
+	if (rc != ENVDB_OK)
+		goto fail;
+	rc = sqlite3_close(db);
+	db = NULL;
+	if (rc != SQLITE_OK) {
+		rc = sqlite_error(a, NULL, rc, "create", name);
+		goto fail;
+	}
+	if (fsync(a->base_fd) != 0) {
+		rc = a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
+				    "create database %s: cannot sync directory %s: %s", name,
+				    a->base_dir, strerror(errno));
+		goto fail;
+	}
+	envdb_buffer_set(url, url_s, url->len);
+	envdb_buffer_set(metadata, meta_s, metadata->len);
+	return ENVDB_OK;
+fail:
+	if (fd >= 0)
+		close(fd);
+	if (db != NULL)
+		sqlite3_close(db);
+	if (created)
+		(void)unlink_all(a, name, "create"); /* the first error is the one reported */
+	return rc;
+}
+
+int sqla_drop(void *instance, const envdb_db_ref *db)
+{
+	const sqla *a = instance;
+	char name[SQLA_NAME_LEN + 1], fname[SQLA_FILE_MAX + 1];
+	struct stat st;
+	int rc;
+
+	rc = sqla_name_from_ref(name, a, "drop database", db);
+	if (rc != ENVDB_OK)
+		return rc;
+	file_name(fname, name, "");
+	rc = file_exists(&st, a, fname, "drop database");
+	if (rc < 0)
+		return rc;
+	if (rc > 0 && !S_ISREG(st.st_mode))
+		return a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
+				      "drop database %s: refusing to remove %s/%s: not a regular "
+				      "file",
+				      name, a->base_dir, fname);
+	if (a->trash_fd >= 0) {
+		rc = sqla_trash_move(a, name);
+		if (rc == ENVDB_OK)
+			sqla_trash_purge(a);
+		return rc;
+	}
+	/* Main file first: an interrupted drop leaves at worst a stale -wal,
+	 * which makes create refuse, rather than a database that opens fine
+	 * but silently lost the transactions still in its log. */
+	rc = unlink_all(a, name, "drop");
+	if (rc != ENVDB_OK)
+		return rc;
+	if (fsync(a->base_fd) != 0)
+		return a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
+				      "drop database %s: cannot sync directory %s: %s", name,
+				      a->base_dir, strerror(errno));
+	return ENVDB_OK;
+}
+
+int sqla_mint(void *instance, const envdb_db_ref *db, const envdb_mint_request *req,
+	      envdb_buffer *secret, envdb_buffer *handle)
+{
+	const sqla *a = instance;
+	char name[SQLA_NAME_LEN + 1], fname[SQLA_FILE_MAX + 1];
+	const size_t token_len = sodium_base64_ENCODED_LEN(SQLA_TOKEN_BYTES,
+							   sodium_base64_VARIANT_URLSAFE_NO_PADDING) - 1;
+	unsigned char *raw = NULL;
+	struct stat st;
+	int rc;
+
+	rc = sqla_name_from_ref(name, a, "mint credential", db);
+	if (rc != ENVDB_OK)
+		return rc;
+	if (req == NULL || secret == NULL || handle == NULL)
+		return a->host->error(a->host->ctx, ENVDB_ERR_MISUSE, NULL,
+				      "mint credential for database %s: missing request or output "
+				      "buffer",
+				      name);
+	if (req->authorization == ENVDB_AUTH_READ_ONLY)
+		return a->host->error(a->host->ctx, ENVDB_ERR_NOT_SUPPORTED, NULL,
+				      "mint credential for database %s: sqlite cannot enforce a "
+				      "read-only credential",
+				      name);
+	if (req->authorization != ENVDB_AUTH_FULL_ACCESS)
+		return a->host->error(a->host->ctx, ENVDB_ERR_INVALID, NULL,
+				      "mint credential for database %s: unknown authorization %u",
+				      name, (unsigned)req->authorization);
+	file_name(fname, name, "");
+	rc = file_exists(&st, a, fname, "mint credential");
+	if (rc < 0)
+		return rc;
+	if (rc == 0 || !S_ISREG(st.st_mode))
+		return a->host->error(a->host->ctx, ENVDB_ERR_NOT_FOUND, "ENOENT",
+				      "mint credential for database %s: %s/%s does not exist",
+				      name, a->base_dir, fname);
+
+	secret->len = token_len;
+	handle->len = 0;
+	if (secret->data == NULL || secret->cap <= token_len || handle->data == NULL ||
+	    handle->cap < 1)
+		return a->host->error(a->host->ctx, ENVDB_ERR_BUFFER_TOO_SMALL, NULL,
+				      "mint credential for database %s: output buffer too small",
+				      name);
+	raw = a->host->secure_alloc(a->host->ctx, SQLA_TOKEN_BYTES);
+	if (raw == NULL)
+		return a->host->error(a->host->ctx, ENVDB_ERR_NOMEM, NULL,
+				      "mint credential for database %s: out of secure memory",
+				      name);
+	a->host->random(a->host->ctx, raw, SQLA_TOKEN_BYTES);
+	/* Encoded straight into the host's secure buffer: no other copy. */
+	sodium_bin2base64(secret->data, secret->cap, raw, SQLA_TOKEN_BYTES,
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	a->host->secure_free(a->host->ctx, raw);
+	/* SQLite knows nothing of the token, so there is nothing to name. */
+	handle->data[0] = '\0';
+	return ENVDB_OK;
+}
+
+int sqla_probe(void *instance, const envdb_db_ref *ref, const char *secret, size_t secret_len)
+{
+	const sqla *a = instance;
+	char name[SQLA_NAME_LEN + 1], fname[SQLA_FILE_MAX + 1];
+	struct stat st;
+	sqlite3 *db = NULL;
+	int rc;
+
+	(void)secret; /* SQLite has no authentication: the token is not checked. */
+	(void)secret_len;
+	rc = sqla_name_from_ref(name, a, "probe database", ref);
+	if (rc != ENVDB_OK)
+		return rc;
+	file_name(fname, name, "");
+	rc = file_exists(&st, a, fname, "probe database");
+	if (rc < 0)
+		return rc;
+	if (rc == 0)
+		return a->host->error(a->host->ctx, ENVDB_ERR_NOT_FOUND, "ENOENT",
+				      "probe database %s: %s/%s does not exist", name, a->base_dir,
+				      fname);
+	if (!S_ISREG(st.st_mode))
+		return a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
+				      "probe database %s: %s/%s is not a regular file", name,
+				      a->base_dir, fname);
+	rc = open_db(&db, a, "probe", name);
+	if (rc != ENVDB_OK)
+		return rc;
+	/* Reads the header and the schema page: a file that is not a database
+	 * or whose first page is corrupt fails here; a full integrity check
+	 * would be O(size) and is not a probe's job. */
+	rc = exec_expect(a, db, "SELECT count(*) FROM sqlite_schema", NULL, "probe", name);
+	sqlite3_close(db);
+	return rc;
+}
+
+int sqla_list(void *instance, envdb_adapter_list_cb cb, void *cb_ctx)
+{
+	const sqla *a = instance;
+	char name[SQLA_NAME_LEN + 1];
+	struct dirent *de;
+	struct stat st;
+	DIR *dir = NULL;
+	size_t len;
+	int fd, rc = ENVDB_OK;
+
+	if (cb == NULL)
+		return a->host->error(a->host->ctx, ENVDB_ERR_MISUSE, NULL,
+				      "list databases: no callback given");
+	/* A fresh open file description: concurrent lists do not share a
+	 * directory offset. */
+	fd = openat(a->base_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || (dir = fdopendir(fd)) == NULL) {
+		rc = a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
+				    "list databases: cannot open %s: %s", a->base_dir,
+				    strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	for (;;) {
+		errno = 0;
+		de = readdir(dir);
+		if (de == NULL) {
+			if (errno != 0)
+				rc = a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
+						    "list databases: cannot read %s: %s",
+						    a->base_dir, strerror(errno));
+			break;
+		}
+		len = strlen(de->d_name);
+		if (len != SQLA_NAME_LEN + 3 || strcmp(de->d_name + SQLA_NAME_LEN, ".db") != 0)
+			continue;
+		memcpy(name, de->d_name, SQLA_NAME_LEN);
+		name[SQLA_NAME_LEN] = '\0';
+		if (!sqla_name_is_valid(name))
+			continue;
+		if (de->d_type != DT_REG) {
+			if (de->d_type != DT_UNKNOWN)
+				continue;
+			if (fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+			    !S_ISREG(st.st_mode))
+				continue;
+		}
+		rc = cb(cb_ctx, name);
+		if (rc != 0)
+			break;
+	}
+	closedir(dir);
+	return rc;
+}

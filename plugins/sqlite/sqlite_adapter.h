@@ -1,0 +1,92 @@
+/*
+ * plugins/sqlite/sqlite_adapter.h — private interfaces between the files of
+ * the sqlite adapter plugin (one SQLite file per environment).  Nothing here
+ * crosses the plugin boundary: the module is built with hidden visibility
+ * and exports only envdb_plugin_entry_v1.
+ *
+ *   plugin.c    descriptor, configuration, init/fini
+ *   names.c     environment id validation, file names, URL and metadata
+ *   database.c  create, drop, mint, probe, list
+ *   trash.c     moving dropped files into the trash directory, purging it
+ */
+#ifndef ENVDB_SQLITE_ADAPTER_H
+#define ENVDB_SQLITE_ADAPTER_H
+
+#include <stdint.h>
+
+#include <envdb/adapter.h>
+
+/** "env_" + 32 hex digits. */
+#define SQLA_NAME_LEN 36
+/** Longest file name the plugin makes: name + ".db-journal". */
+#define SQLA_FILE_MAX (SQLA_NAME_LEN + 12)
+/** Suffixes of the files SQLite keeps next to a database.  Drop removes (or
+ * moves) the main file first and these after it, so that an interrupted drop
+ * leaves at worst a stale log that makes create refuse, never a database
+ * that opens fine but lost the transactions still in its log. */
+#define SQLA_N_SIDE_FILES 3
+extern const char *const sqla_side_suffixes[SQLA_N_SIDE_FILES];
+
+/** The plugin instance.  Immutable after init, so calls may run
+ * concurrently (the plugin declares ENVDB_PLUGIN_THREAD_SAFE). */
+typedef struct sqla {
+	const envdb_host *host;  /* borrowed from the host until fini */
+	char *base_dir;          /* absolute, no trailing slash (host->alloc) */
+	int base_fd;             /* O_DIRECTORY descriptor of base_dir */
+	char *trash_dir;         /* absolute, or NULL without a trash (host->alloc) */
+	int trash_fd;            /* -1 without a trash */
+	int64_t grace_seconds;   /* how long dropped files stay in the trash */
+	int busy_timeout_ms;     /* for the connections the plugin opens */
+} sqla;
+
+/* names.c ------------------------------------------------------------------ */
+
+/** Derive "env_<32 lowercase hex>" from a UUID (either case, with dashes).
+ * `name` has SQLA_NAME_LEN + 1 bytes.  ENVDB_ERR_INVALID (reported, naming
+ * `op`) when the id is not a UUID. */
+int sqla_name_from_id(char *name, const sqla *a, const char *op, const char *environment_id);
+
+/** True when `s` is exactly a name the plugin derives ("env_" + 32 lowercase
+ * hex digits). */
+int sqla_name_is_valid(const char *s);
+
+/** Work out which database a db_ref addresses: from its environment id
+ * (checked against database_name when both are given), or from its
+ * database_name alone (how reconcile drops an orphan).  `name` has
+ * SQLA_NAME_LEN + 1 bytes. */
+int sqla_name_from_ref(char *name, const sqla *a, const char *op, const envdb_db_ref *db);
+
+/** Copy `s` into a new string from host->alloc; NULL when out of memory. */
+char *sqla_strdup(const sqla *a, const char *s);
+
+/** True when every byte of a path can appear verbatim both in a JSON string
+ * and in a SQLite "file:" URI (printable ASCII except `"`, `\`, `?`, `#`,
+ * `%`), so that neither ever needs escaping. */
+int sqla_path_is_plain(const char *path);
+
+/** Name of a SQLite result code for the native_code of an error report
+ * ("SQLITE_BUSY"); static. */
+const char *sqla_sqlite_code_name(int rc);
+
+/* trash.c ------------------------------------------------------------------ */
+
+/** Move the files of database `name` into a new directory of the trash.
+ * Files that do not exist are skipped; nothing to move is success. */
+int sqla_trash_move(const sqla *a, const char *name);
+
+/** Remove trash entries older than grace_seconds.  Failures are logged as
+ * warnings, never returned: purging is housekeeping. */
+void sqla_trash_purge(const sqla *a);
+
+/* database.c --------------------------------------------------------------- */
+
+int sqla_database_name(void *instance, const char *environment_id, envdb_buffer *name);
+int sqla_create(void *instance, const envdb_create_request *req, envdb_buffer *url,
+		envdb_buffer *metadata);
+int sqla_drop(void *instance, const envdb_db_ref *db);
+int sqla_mint(void *instance, const envdb_db_ref *db, const envdb_mint_request *req,
+	      envdb_buffer *secret, envdb_buffer *handle);
+int sqla_probe(void *instance, const envdb_db_ref *db, const char *secret, size_t secret_len);
+int sqla_list(void *instance, envdb_adapter_list_cb cb, void *cb_ctx);
+
+#endif /* ENVDB_SQLITE_ADAPTER_H */

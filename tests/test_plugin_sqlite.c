@@ -1,0 +1,668 @@
+/*
+ * tests/test_plugin_sqlite.c — the sqlite adapter plugin (plugins/sqlite),
+ * loaded the way the host loads it: a manifest in a fresh mkdtemp()
+ * directory, read by envdbi_manifest_load(), the module opened from
+ * $ENVDB_PLUGIN_DIR by envdbi_plugins_load(), every call made through the
+ * envdbi_adapter_* wrappers of core/host.c.  The databases are real SQLite
+ * files, checked with SQLite and stat(2).
+ */
+#include "config.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "internal.h"
+
+#define ENV_A "0f3b2c1d-aaaa-4bbb-8ccc-0123456789ab"
+#define ENV_A_UPPER "0F3B2C1D-AAAA-4BBB-8CCC-0123456789AB"
+#define NAME_A "env_0f3b2c1daaaa4bbb8ccc0123456789ab"
+#define ENV_B "6e4d0b7a-1c2d-4e5f-9a8b-7c6d5e4f3a2b"
+#define NAME_B "env_6e4d0b7a1c2d4e5f9a8b7c6d5e4f3a2b"
+
+/* Directories are kept well below PATH_MAX so paths built from them fit. */
+#define DIR_MAX 1024
+
+static char tmpdir[DIR_MAX];
+static char dbdir[DIR_MAX + 64];
+static char manifest_path[DIR_MAX + 64];
+
+static envdbi_manifest *M;
+static envdbi_plugins *SET;
+static envdbi_plugin *P;
+
+/* ------------------------------------------------------------------------ */
+/* helpers                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	ck_assert_msg(f != NULL, "open %s: %s", path, strerror(errno));
+	fputs(text, f);
+	fclose(f);
+}
+
+/* Write the manifest with the sqlite plugin's configuration lines (each
+ * "key: value\n"). */
+static void write_manifest(const char *config)
+{
+	char text[8192];
+
+	snprintf(text, sizeof(text),
+		 "version: 1\n"
+		 "plugins:\n"
+		 "  - name: sqlite\n"
+		 "    kind: adapter\n"
+		 "    config:\n"
+		 "%s",
+		 config);
+	write_text(manifest_path, text);
+}
+
+static int load(void)
+{
+	int rc = envdbi_manifest_load(&M, manifest_path);
+
+	if (rc != ENVDB_OK)
+		return rc;
+	rc = envdbi_plugins_load(&SET, M);
+	if (rc != ENVDB_OK)
+		return rc;
+	P = envdbi_plugins_find(SET, "sqlite", ENVDB_PLUGIN_ADAPTER);
+	ck_assert_ptr_nonnull(P);
+	return ENVDB_OK;
+}
+
+static void unload(void)
+{
+	if (SET != NULL)
+		envdbi_plugins_free(SET);
+	if (M != NULL)
+		envdbi_manifest_free(M);
+	SET = NULL;
+	M = NULL;
+	P = NULL;
+}
+
+static void reload_with(const char *config)
+{
+	unload();
+	write_manifest(config);
+	ck_assert_int_eq(load(), ENVDB_OK);
+}
+
+static void setup(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "%s/envdb-sqlite-XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	snprintf(dbdir, sizeof(dbdir), "%s/dbs", tmpdir);
+	snprintf(manifest_path, sizeof(manifest_path), "%s/envdb.yaml", tmpdir);
+	write_manifest("      base_dir: dbs\n");
+	ck_assert_int_eq(load(), ENVDB_OK);
+}
+
+static void teardown(void)
+{
+	unload();
+	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void db_path(char *out, size_t n, const char *dir, const char *name, const char *suffix)
+{
+	int len = snprintf(out, n, "%s/%s.db%s", dir, name, suffix);
+
+	ck_assert(len > 0 && (size_t)len < n);
+}
+
+static int exists(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0;
+}
+
+static envdb_db_ref ref_of(const char *env, const char *name)
+{
+	envdb_db_ref r = {.struct_size = sizeof(envdb_db_ref),
+			  .environment_id = env,
+			  .database_name = name,
+			  .url = NULL,
+			  .metadata = NULL};
+	return r;
+}
+
+static int create(const char *env, char **url, char **metadata)
+{
+	envdb_create_request req = {.struct_size = sizeof(envdb_create_request),
+				    .environment_id = env,
+				    .database_name = NULL,
+				    .region = "local",
+				    .plan = "free",
+				    .storage_limit_mb = 1024};
+	char *u = NULL, *m = NULL;
+	int rc = envdbi_adapter_create(P, &req, &u, &m);
+
+	if (url != NULL)
+		*url = u;
+	else
+		free(u);
+	if (metadata != NULL)
+		*metadata = m;
+	else
+		free(m);
+	return rc;
+}
+
+static int drop(const char *env, const char *name)
+{
+	envdb_db_ref r = ref_of(env, name);
+
+	return envdbi_adapter_drop(P, &r);
+}
+
+/* Run a query on a database file with a fresh connection; the first column
+ * of the first row as a malloc'd string, or NULL. */
+static char *query(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	char *out = NULL;
+
+	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK, "%s: %s", sql,
+		      sqlite3_errmsg(db));
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL)
+		out = strdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return out;
+}
+
+static void exec_sql(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+
+	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK, "%s: %s", sql,
+		      sqlite3_errmsg(db));
+	sqlite3_close(db);
+}
+
+/* Number of entries of `dir` other than . and ..; the name of the last one
+ * seen goes into `last` (when not NULL, `last_size` bytes). */
+static int list_dir(const char *dir, char *last, size_t last_size)
+{
+	struct dirent *de;
+	DIR *d = opendir(dir);
+	int n = 0;
+
+	ck_assert_msg(d != NULL, "opendir %s: %s", dir, strerror(errno));
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		n++;
+		if (last != NULL)
+			snprintf(last, last_size, "%s", de->d_name);
+	}
+	closedir(d);
+	return n;
+}
+
+static int count_entries(const char *dir)
+{
+	return list_dir(dir, NULL, 0);
+}
+
+static void assert_error_mentions(const char *a, const char *b)
+{
+	const char *msg = envdb_error_last()->message;
+
+	ck_assert_msg(strstr(msg, a) != NULL, "'%s' not in: %s", a, msg);
+	if (b != NULL)
+		ck_assert_msg(strstr(msg, b) != NULL, "'%s' not in: %s", b, msg);
+}
+
+/* ------------------------------------------------------------------------ */
+/* tests                                                                     */
+/* ------------------------------------------------------------------------ */
+
+START_TEST(test_descriptor)
+{
+	const envdb_plugin_descriptor *d = envdbi_plugin_descriptor(P);
+	uint64_t caps = envdbi_plugin_capabilities(P);
+
+	ck_assert_str_eq(d->name, "sqlite");
+	ck_assert_uint_eq(d->kind, ENVDB_PLUGIN_ADAPTER);
+	/* Honest capabilities: SQLite authenticates nothing. */
+	ck_assert(!(caps & ENVDB_ADAPTER_CAP_AUTHENTICATES));
+	ck_assert(!(caps & ENVDB_ADAPTER_CAP_READ_ONLY));
+	ck_assert(!(caps & ENVDB_ADAPTER_CAP_REVOKE));
+	ck_assert(!(caps & ENVDB_ADAPTER_CAP_EXPIRY));
+	ck_assert(caps & ENVDB_ADAPTER_CAP_PROBE);
+	ck_assert(caps & ENVDB_ADAPTER_CAP_LIST);
+	ck_assert(caps & ENVDB_ADAPTER_CAP_ROTATE_OVERLAP);
+}
+END_TEST
+
+START_TEST(test_database_name)
+{
+	static const char *const bad[] = {
+		"",
+		"prod",
+		"../../etc/passwd",
+		"0f3b2c1d-aaaa-4bbb-8ccc-0123456789a",    /* short */
+		"0f3b2c1d-aaaa-4bbb-8ccc-0123456789abc",  /* long */
+		"0f3b2c1daaaa-4bbb-8ccc-0123456789ab-",   /* dashes misplaced */
+		"0f3b2c1d-aaaa-4bbb-8ccc-0123456789ag",   /* not hex */
+		"0f3b2c1d-aaaa-4bbb-8ccc-01234567/9ab",   /* a slash */
+		"0f3b2c1d-aaaa-4bbb-8ccc-0123456789a\n",
+		NULL,
+	};
+	char *name = NULL;
+	size_t i;
+
+	ck_assert_int_eq(envdbi_adapter_database_name(P, ENV_A, &name), ENVDB_OK);
+	ck_assert_str_eq(name, NAME_A);
+	free(name);
+	/* Deterministic, and case does not matter in a UUID. */
+	ck_assert_int_eq(envdbi_adapter_database_name(P, ENV_A_UPPER, &name), ENVDB_OK);
+	ck_assert_str_eq(name, NAME_A);
+	free(name);
+	for (i = 0; bad[i] != NULL; i++) {
+		name = NULL;
+		ck_assert_msg(envdbi_adapter_database_name(P, bad[i], &name) == ENVDB_ERR_INVALID,
+			      "'%s' accepted", bad[i]);
+		ck_assert_ptr_null(name);
+		ck_assert_msg(create(bad[i], NULL, NULL) == ENVDB_ERR_INVALID, "create '%s'",
+			      bad[i]);
+		ck_assert_msg(drop(bad[i], NULL) == ENVDB_ERR_INVALID, "drop '%s'", bad[i]);
+	}
+	assert_error_mentions("not a uuid", NULL);
+	/* Nothing was created anywhere. */
+	ck_assert_int_eq(count_entries(dbdir), 0);
+	ck_assert_int_eq(count_entries(tmpdir), 2); /* envdb.yaml, dbs */
+}
+END_TEST
+
+START_TEST(test_create)
+{
+	char *url = NULL, *meta = NULL, *mode, path[PATH_MAX], expect[PATH_MAX + 8];
+	json_t *root;
+	json_error_t jerr;
+	struct stat st;
+
+	ck_assert_int_eq(stat(dbdir, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0700);
+
+	ck_assert_int_eq(create(ENV_A, &url, &meta), ENVDB_OK);
+	db_path(path, sizeof(path), dbdir, NAME_A, "");
+	snprintf(expect, sizeof(expect), "file:%s", path);
+	ck_assert_str_eq(url, expect);
+	root = json_loads(meta, 0, &jerr);
+	ck_assert_msg(root != NULL, "metadata is not json: %s", meta);
+	ck_assert(json_is_object(root));
+	ck_assert_str_eq(json_string_value(json_object_get(root, "path")), path);
+	json_decref(root);
+
+	ck_assert_int_eq(lstat(path, &st), 0);
+	ck_assert(S_ISREG(st.st_mode));
+	ck_assert_uint_eq(st.st_mode & 0777, 0600);
+	mode = query(path, "PRAGMA journal_mode");
+	ck_assert_str_eq(mode, "wal");
+	free(mode);
+	/* A usable database, with nothing of ours in it. */
+	mode = query(path, "SELECT count(*) FROM sqlite_schema");
+	ck_assert_str_eq(mode, "0");
+	free(mode);
+	exec_sql(path, "CREATE TABLE t(x); INSERT INTO t VALUES (42)");
+	mode = query(path, "SELECT x FROM t");
+	ck_assert_str_eq(mode, "42");
+	free(mode);
+	free(url);
+	free(meta);
+}
+END_TEST
+
+START_TEST(test_create_twice)
+{
+	char path[PATH_MAX], side[PATH_MAX], link_target[DIR_MAX + 16], *v;
+	struct stat before, after;
+
+	ck_assert_int_eq(create(ENV_A, NULL, NULL), ENVDB_OK);
+	db_path(path, sizeof(path), dbdir, NAME_A, "");
+	exec_sql(path, "CREATE TABLE t(x); INSERT INTO t VALUES ('keep me')");
+	ck_assert_int_eq(stat(path, &before), 0);
+
+	ck_assert_int_eq(create(ENV_A, NULL, NULL), ENVDB_ERR_EXISTS);
+	assert_error_mentions(NAME_A, "already exists");
+	ck_assert_int_eq(stat(path, &after), 0);
+	ck_assert_uint_eq(before.st_ino, after.st_ino);
+	ck_assert_int_eq(before.st_size, after.st_size);
+	ck_assert_int_eq(before.st_mtim.tv_sec, after.st_mtim.tv_sec);
+	ck_assert_int_eq(before.st_mtim.tv_nsec, after.st_mtim.tv_nsec);
+	v = query(path, "SELECT x FROM t");
+	ck_assert_str_eq(v, "keep me");
+	free(v);
+
+	/* A symbolic link in the way is neither followed nor replaced. */
+	snprintf(link_target, sizeof(link_target), "%s/elsewhere", tmpdir);
+	write_text(link_target, "not yours");
+	db_path(path, sizeof(path), dbdir, NAME_B, "");
+	ck_assert_int_eq(symlink(link_target, path), 0);
+	ck_assert_int_eq(create(ENV_B, NULL, NULL), ENVDB_ERR_EXISTS);
+	ck_assert_int_eq(lstat(path, &after), 0);
+	ck_assert(S_ISLNK(after.st_mode));
+	ck_assert_int_eq(stat(link_target, &after), 0);
+	ck_assert_int_eq(after.st_size, 9);
+	ck_assert_int_eq(unlink(path), 0);
+
+	/* A stale write-ahead log would be replayed into a new file: refused. */
+	db_path(side, sizeof(side), dbdir, NAME_B, "-wal");
+	write_text(side, "stale");
+	ck_assert_int_eq(create(ENV_B, NULL, NULL), ENVDB_ERR_EXISTS);
+	assert_error_mentions(NAME_B, "-wal");
+	ck_assert(!exists(path));
+	/* drop clears what is left; then create works. */
+	ck_assert_int_eq(drop(ENV_B, NULL), ENVDB_OK);
+	ck_assert(!exists(side));
+	ck_assert_int_eq(create(ENV_B, NULL, NULL), ENVDB_OK);
+	ck_assert(exists(path));
+}
+END_TEST
+
+START_TEST(test_drop)
+{
+	static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+	char path[PATH_MAX];
+	size_t i;
+
+	ck_assert_int_eq(create(ENV_A, NULL, NULL), ENVDB_OK);
+	ck_assert_int_eq(create(ENV_B, NULL, NULL), ENVDB_OK);
+	/* Side files as a live connection leaves them. */
+	db_path(path, sizeof(path), dbdir, NAME_A, "-wal");
+	write_text(path, "");
+	db_path(path, sizeof(path), dbdir, NAME_A, "-shm");
+	write_text(path, "");
+
+	ck_assert_int_eq(drop(ENV_A, NAME_A), ENVDB_OK);
+	for (i = 0; i < 4; i++) {
+		db_path(path, sizeof(path), dbdir, NAME_A, suffixes[i]);
+		ck_assert_msg(!exists(path), "%s survived drop", path);
+	}
+	/* The other database is untouched. */
+	db_path(path, sizeof(path), dbdir, NAME_B, "");
+	ck_assert(exists(path));
+	/* Dropping something already gone succeeds. */
+	ck_assert_int_eq(drop(ENV_A, NAME_A), ENVDB_OK);
+	ck_assert_int_eq(drop(ENV_A, NULL), ENVDB_OK);
+	/* By name alone (how reconcile drops an orphan it listed). */
+	ck_assert_int_eq(drop(NULL, NAME_B), ENVDB_OK);
+	ck_assert(!exists(path));
+	/* A name that does not belong to the environment is refused. */
+	ck_assert_int_eq(drop(ENV_A, NAME_B), ENVDB_ERR_INVALID);
+	ck_assert_int_eq(drop(NULL, "env_../../x"), ENVDB_ERR_INVALID);
+	ck_assert_int_eq(drop(NULL, NULL), ENVDB_ERR_INVALID);
+	ck_assert_int_eq(count_entries(dbdir), 0);
+
+	/* Something that is not a regular file is never removed. */
+	db_path(path, sizeof(path), dbdir, NAME_A, "");
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	ck_assert_int_eq(drop(ENV_A, NULL), ENVDB_ERR_IO);
+	ck_assert(exists(path));
+}
+END_TEST
+
+START_TEST(test_trash)
+{
+	char path[PATH_MAX], trash[DIR_MAX + 64], entry[256], *v;
+	struct stat st;
+	char **names = NULL;
+	size_t n = 0;
+
+	reload_with("      base_dir: dbs\n"
+		    "      trash_dir: trash\n"
+		    "      grace_seconds: 3600\n");
+	snprintf(trash, sizeof(trash), "%s/trash", tmpdir);
+	ck_assert_int_eq(stat(trash, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0700);
+
+	ck_assert_int_eq(create(ENV_A, NULL, NULL), ENVDB_OK);
+	db_path(path, sizeof(path), dbdir, NAME_A, "");
+	exec_sql(path, "CREATE TABLE t(x); INSERT INTO t VALUES ('recoverable')");
+	ck_assert_int_eq(drop(ENV_A, NULL), ENVDB_OK);
+	ck_assert(!exists(path));
+	ck_assert_int_eq(envdbi_adapter_list(P, &names, &n), ENVDB_OK);
+	ck_assert_uint_eq(n, 0);
+	envdbi_strv_free(names, n);
+	/* One entry env_<hex>.<time>/ holding the file under its own name. */
+	ck_assert_int_eq(list_dir(trash, entry, sizeof(entry)), 1);
+	ck_assert_int_eq(strncmp(entry, NAME_A ".", strlen(NAME_A) + 1), 0);
+	snprintf(path, sizeof(path), "%s/%s/%s.db", trash, entry, NAME_A);
+	ck_assert_int_eq(lstat(path, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0600);
+	v = query(path, "SELECT x FROM t");
+	ck_assert_str_eq(v, "recoverable");
+	free(v);
+	/* Already gone: success, nothing new in the trash. */
+	ck_assert_int_eq(drop(ENV_A, NULL), ENVDB_OK);
+	ck_assert_int_eq(count_entries(trash), 1);
+	/* Create and drop again at once: a second entry, the first kept. */
+	ck_assert_int_eq(create(ENV_A, NULL, NULL), ENVDB_OK);
+	ck_assert_int_eq(drop(ENV_A, NULL), ENVDB_OK);
+	ck_assert_int_eq(count_entries(trash), 2);
+
+	/* Entries past the grace period are purged when the plugin starts;
+	 * entries it did not make are left alone. */
+	snprintf(path, sizeof(path), "%s/%s.1000", trash, NAME_B);
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/%s.1000/%s.db", trash, NAME_B, NAME_B);
+	write_text(path, "old");
+	snprintf(path, sizeof(path), "%s/keep-me", trash);
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	reload_with("      base_dir: dbs\n"
+		    "      trash_dir: trash\n"
+		    "      grace_seconds: 3600\n");
+	snprintf(path, sizeof(path), "%s/%s.1000", trash, NAME_B);
+	ck_assert(!exists(path));
+	snprintf(path, sizeof(path), "%s/keep-me", trash);
+	ck_assert(exists(path));
+	ck_assert_int_eq(count_entries(trash), 3);
+
+	/* grace_seconds 0: the drop purges at once. */
+	reload_with("      base_dir: dbs\n"
+		    "      trash_dir: trash\n"
+		    "      grace_seconds: 0\n");
+	ck_assert_int_eq(count_entries(trash), 1); /* keep-me */
+	ck_assert_int_eq(create(ENV_B, NULL, NULL), ENVDB_OK);
+	ck_assert_int_eq(drop(ENV_B, NULL), ENVDB_OK);
+	ck_assert_int_eq(count_entries(trash), 1);
+	ck_assert_int_eq(count_entries(dbdir), 0);
+}
+END_TEST
+
+START_TEST(test_list)
+{
+	char path[PATH_MAX], **names = NULL;
+	size_t n = 0, i;
+	int seen_a = 0, seen_b = 0;
+
+	ck_assert_int_eq(create(ENV_A, NULL, NULL), ENVDB_OK);
+	ck_assert_int_eq(create(ENV_B, NULL, NULL), ENVDB_OK);
+	/* Things in the directory the plugin does not own. */
+	snprintf(path, sizeof(path), "%s/notes.txt", dbdir);
+	write_text(path, "x");
+	snprintf(path, sizeof(path), "%s/other.db", dbdir);
+	write_text(path, "x");
+	snprintf(path, sizeof(path), "%s/env_0F3B2C1DAAAA4BBB8CCC0123456789AC.db", dbdir);
+	write_text(path, "x");
+	snprintf(path, sizeof(path), "%s/env_0f3b2c1daaaa4bbb8ccc0123456789.db", dbdir);
+	write_text(path, "x");
+	snprintf(path, sizeof(path), "%s/env_0f3b2c1daaaa4bbb8ccc0123456789ad.db.bak", dbdir);
+	write_text(path, "x");
+	db_path(path, sizeof(path), dbdir, NAME_A, "-wal");
+	write_text(path, "");
+	snprintf(path, sizeof(path), "%s/env_0f3b2c1daaaa4bbb8ccc0123456789ae.db", dbdir);
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/env_0f3b2c1daaaa4bbb8ccc0123456789af.db", dbdir);
+	ck_assert_int_eq(symlink("/etc/hostname", path), 0);
+
+	ck_assert_int_eq(envdbi_adapter_list(P, &names, &n), ENVDB_OK);
+	ck_assert_uint_eq(n, 2);
+	for (i = 0; i < n; i++) {
+		if (strcmp(names[i], NAME_A) == 0)
+			seen_a++;
+		else if (strcmp(names[i], NAME_B) == 0)
+			seen_b++;
+		else
+			ck_abort_msg("listed '%s'", names[i]);
+	}
+	ck_assert_int_eq(seen_a, 1);
+	ck_assert_int_eq(seen_b, 1);
+	envdbi_strv_free(names, n);
+}
+END_TEST
+
+START_TEST(test_mint_and_probe)
+{
+	envdb_db_ref ref = ref_of(ENV_A, NAME_A);
+	envdb_mint_request req = {.struct_size = sizeof(envdb_mint_request),
+				  .credential_id = "9b2e6c1a-0d3f-4a5b-8c7d-6e5f4a3b2c1d",
+				  .authorization = ENVDB_AUTH_FULL_ACCESS,
+				  .expires_at = 0,
+				  .previous_handle = NULL};
+	envdbi_secret *s1 = NULL, *s2 = NULL, *ro = NULL;
+	char *h1 = NULL, *h2 = NULL, *h3 = NULL, path[PATH_MAX];
+	size_t i;
+
+	/* Nothing to mint for, nothing to probe before create. */
+	ck_assert_int_eq(envdbi_adapter_mint(P, &ref, &req, &s1, &h1), ENVDB_ERR_NOT_FOUND);
+	ro = envdbi_secret_new("any", 3);
+	ck_assert_ptr_nonnull(ro);
+	ck_assert_int_eq(envdbi_adapter_probe(P, &ref, ro), ENVDB_ERR_NOT_FOUND);
+	assert_error_mentions(NAME_A, "probe");
+	envdbi_secret_free(ro);
+	ro = NULL;
+
+	ck_assert_int_eq(create(ENV_A, NULL, NULL), ENVDB_OK);
+	ck_assert_int_eq(envdbi_adapter_mint(P, &ref, &req, &s1, &h1), ENVDB_OK);
+	ck_assert_uint_eq(s1->len, 43); /* 32 random bytes, base64url, no padding */
+	for (i = 0; i < s1->len; i++)
+		ck_assert(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+				 s1->data[i]) != NULL);
+	ck_assert_str_eq(h1, "");
+	req.previous_handle = h1;
+	ck_assert_int_eq(envdbi_adapter_mint(P, &ref, &req, &s2, &h2), ENVDB_OK);
+	ck_assert_str_ne(s1->data, s2->data);
+
+	/* A read-only credential cannot be enforced by SQLite: refused. */
+	req.authorization = ENVDB_AUTH_READ_ONLY;
+	ck_assert_int_eq(envdbi_adapter_mint(P, &ref, &req, &ro, &h3), ENVDB_ERR_NOT_SUPPORTED);
+	ck_assert_ptr_null(ro);
+	/* No revoke slot: the host answers "not supported". */
+	ck_assert_int_eq(envdbi_adapter_revoke(P, &ref, ENVDB_AUTH_FULL_ACCESS, h1),
+			 ENVDB_ERR_NOT_SUPPORTED);
+
+	ck_assert_int_eq(envdbi_adapter_probe(P, &ref, s1), ENVDB_OK);
+	ck_assert_int_eq(envdbi_adapter_probe(P, &ref, s2), ENVDB_OK);
+
+	/* A file that is not a database. */
+	db_path(path, sizeof(path), dbdir, NAME_A, "");
+	write_text(path, "this is not a sqlite database, just some text that is long "
+			 "enough to have a header-sized prefix.............................");
+	ck_assert_int_eq(envdbi_adapter_probe(P, &ref, s1), ENVDB_ERR_INTEGRITY);
+	assert_error_mentions(NAME_A, NULL);
+	ck_assert_ptr_nonnull(envdb_error_last()->native_code);
+	ck_assert_ptr_null(strstr(envdb_error_last()->message, s1->data));
+
+	envdbi_secret_free(s1);
+	envdbi_secret_free(s2);
+	free(h1);
+	free(h2);
+	free(h3);
+}
+END_TEST
+
+START_TEST(test_config)
+{
+	char path[PATH_MAX];
+
+	/* base_dir is required. */
+	unload();
+	write_manifest("      trash_dir: trash\n");
+	ck_assert_int_eq(load(), ENVDB_ERR_CONFIG);
+	assert_error_mentions("base_dir", NULL);
+	unload();
+	/* A base_dir that URLs and JSON could not carry verbatim. */
+	write_manifest("      base_dir: \"dbs?mode=ro\"\n");
+	ck_assert_int_eq(load(), ENVDB_ERR_CONFIG);
+	unload();
+	/* The trash cannot be the database directory itself. */
+	write_manifest("      base_dir: dbs\n      trash_dir: dbs\n");
+	ck_assert_int_eq(load(), ENVDB_ERR_CONFIG);
+	unload();
+	write_manifest("      base_dir: dbs\n      grace_seconds: soon\n");
+	ck_assert_int_eq(load(), ENVDB_ERR_CONFIG);
+	unload();
+	/* grace_seconds alone enables <base_dir>/.trash; an absolute base_dir. */
+	snprintf(path, sizeof(path), "      base_dir: %s/abs\n      grace_seconds: 60\n", tmpdir);
+	write_manifest(path);
+	ck_assert_int_eq(load(), ENVDB_OK);
+	snprintf(path, sizeof(path), "%s/abs/.trash", tmpdir);
+	ck_assert(exists(path));
+	ck_assert_int_eq(create(ENV_A, NULL, NULL), ENVDB_OK);
+	ck_assert_int_eq(drop(ENV_A, NULL), ENVDB_OK);
+	ck_assert_int_eq(count_entries(path), 1);
+}
+END_TEST
+
+static Suite *sqlite_suite(void)
+{
+	Suite *s = suite_create("plugin_sqlite");
+	TCase *tc = tcase_create("adapter");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_descriptor);
+	tcase_add_test(tc, test_database_name);
+	tcase_add_test(tc, test_create);
+	tcase_add_test(tc, test_create_twice);
+	tcase_add_test(tc, test_drop);
+	tcase_add_test(tc, test_trash);
+	tcase_add_test(tc, test_list);
+	tcase_add_test(tc, test_mint_and_probe);
+	tcase_add_test(tc, test_config);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(sqlite_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

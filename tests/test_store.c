@@ -1,0 +1,712 @@
+/*
+ * tests/test_store.c — the control-plane store (core/store.c) on real
+ * SQLite files: open/create/version refusal, typed insert/get/update/list/
+ * delete per object, the constraints and their messages, transactions
+ * (nesting, rollback), locking between two connections, the legacy shim.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "schema.h"
+#include "store.h"
+
+#define CT "v1:k1:c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2Vj"
+
+static char dir[256];
+static char path[512];
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+static void setup(void)
+{
+	const char *tmp = getenv("TMPDIR");
+	snprintf(dir, sizeof dir, "%s/envdb-store-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/control.db", dir);
+}
+
+static void teardown(void)
+{
+	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static envdbi_store *open_store(bool legacy)
+{
+	envdbi_store *s = NULL;
+	int rc = envdbi_store_open_path(&s, path, 2000, legacy, ENVDB_OPEN_CREATE);
+	ck_assert_msg(rc == 0, "open: %s", envdb_error_last()->message);
+	return s;
+}
+
+static void mkenv(envdbi_store *s, const char *org, const char *slug, int is_default,
+		  const char *status, char id[37])
+{
+	envdb_environment e = {.organization_id = (char *)org,
+			       .slug = (char *)slug,
+			       .is_default = is_default,
+			       .status = (char *)status,
+			       .created_by = "tester"};
+	int rc = envdbi_store_env_insert(s, &e, id);
+	ck_assert_msg(rc == 0, "insert %s/%s: %s", org, slug, envdb_error_last()->message);
+}
+
+static void mkdb(envdbi_store *s, const char *env_id, const char *name, char id[37])
+{
+	envdb_database d = {.environment_id = (char *)env_id,
+			    .database_name = (char *)name,
+			    .database_url = "file:/x.db",
+			    .driver = "sqlite",
+			    .storage_limit_mb = 100};
+	int rc = envdbi_store_db_insert(s, &d, id);
+	ck_assert_msg(rc == 0, "insert db %s: %s", name, envdb_error_last()->message);
+}
+
+static int mkcred(envdbi_store *s, const char *db_id, const char *auth, const char *status,
+		  char id[37])
+{
+	envdb_credential c = {.environment_database_id = (char *)db_id,
+			      .secret_ciphertext = CT,
+			      .key_id = "k1",
+			      .handle = "",
+			      .authorization = (char *)auth,
+			      .status = (char *)status};
+	return envdbi_store_cred_insert(s, &c, id);
+}
+
+static void expect_error(int rc, int status, const char *message)
+{
+	ck_assert_msg(rc == status, "rc %d (want %d): %s", rc, status, envdb_error_last()->message);
+	ck_assert_str_eq(envdb_error_last()->message, message);
+}
+
+/* ---- open --------------------------------------------------------------- */
+
+START_TEST(open_create_and_versions)
+{
+	envdbi_store *s = NULL;
+	sqlite3 *raw = NULL;
+	int v = 0;
+
+	ck_assert_int_eq(envdbi_store_open_path(&s, path, 1000, false, 0), ENVDB_ERR_NOT_FOUND);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "run envdb init"));
+	s = open_store(false);
+	ck_assert_int_eq(envdbi_store_version(s), ENVDBI_STORE_VERSION);
+	ck_assert(!envdbi_store_legacy(s));
+	ck_assert_str_eq(envdbi_store_path(s), path);
+	envdbi_store_close(s);
+
+	/* reopen without CREATE; WAL and the version are persistent */
+	ck_assert_int_eq(envdbi_store_open_path(&s, path, 1000, false, 0), 0);
+	envdbi_store_close(s);
+	ck_assert_int_eq(sqlite3_open(path, &raw), SQLITE_OK);
+	sqlite3_stmt *st;
+	sqlite3_prepare_v2(raw, "PRAGMA journal_mode", -1, &st, NULL);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "wal");
+	sqlite3_finalize(st);
+	sqlite3_prepare_v2(raw, "PRAGMA user_version", -1, &st, NULL);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	ck_assert_int_eq(v, ENVDBI_STORE_VERSION);
+	/* a file written by a newer envdb is refused clearly */
+	ck_assert_int_eq(sqlite3_exec(raw, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(raw);
+	ck_assert_int_eq(envdbi_store_open_path(&s, path, 1000, false, 0), ENVDB_ERR_NOT_SUPPORTED);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message,
+				     "schema version 99 is newer than this libenvdb supports (1)"));
+	ck_assert_ptr_null(s);
+}
+END_TEST
+
+START_TEST(open_refuses_foreign_files)
+{
+	envdbi_store *s = NULL;
+	sqlite3 *raw = NULL;
+	char other[600];
+	FILE *f;
+
+	snprintf(other, sizeof other, "%s/other.db", dir);
+	ck_assert_int_eq(sqlite3_open(other, &raw), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(raw, "CREATE TABLE t(x)", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(raw);
+	ck_assert_int_eq(envdbi_store_open_path(&s, other, 1000, false, ENVDB_OPEN_CREATE),
+			 ENVDB_ERR_INVALID);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "not an envdb control plane"));
+
+	snprintf(other, sizeof other, "%s/garbage.db", dir);
+	f = fopen(other, "w");
+	ck_assert_ptr_nonnull(f);
+	for (int i = 0; i < 200; i++)
+		fputs("this is not sqlite ", f);
+	fclose(f);
+	ck_assert_int_eq(envdbi_store_open_path(&s, other, 1000, false, 0), ENVDB_ERR_INVALID);
+	ck_assert_ptr_null(s);
+}
+END_TEST
+
+/* ---- environments ------------------------------------------------------- */
+
+START_TEST(environment_crud)
+{
+	envdbi_store *s = open_store(false);
+	envdb_environment *e = NULL, **list = NULL;
+	size_t n = 0;
+	char prod[37], dev[37];
+
+	mkenv(s, "acme", "prod", 1, "active", prod);
+	mkenv(s, "acme", "dev", 0, NULL, dev);
+	ck_assert(envdbi_uuid_valid(prod));
+
+	ck_assert_int_eq(envdbi_store_env_get(s, &e, dev), 0);
+	/* defaults from the definitions */
+	ck_assert_str_eq(e->status, "provisioning");
+	ck_assert_str_eq(e->env_type, "production");
+	ck_assert_str_eq(e->plan, "free");
+	ck_assert_str_eq(e->display_name, "dev");
+	ck_assert_str_eq(e->metadata, "{}");
+	ck_assert_str_eq(e->created_by, "tester");
+	ck_assert_ptr_null(e->region);
+	ck_assert_int_gt(e->created_at, 0);
+	ck_assert_int_eq(e->lease_expires_at, 0);
+
+	/* update: mutable fields, immutables refused */
+	free(e->region);
+	e->region = strdup("eu");
+	e->lease_expires_at = 12345;
+	free(e->pending_database_name);
+	e->pending_database_name = strdup("envdb_x");
+	ck_assert_int_eq(envdbi_store_env_update(s, e), 0);
+	free(e->organization_id);
+	e->organization_id = strdup("other");
+	ck_assert_int_eq(envdbi_store_env_update(s, e), ENVDB_ERR_INVALID);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "organization_id is immutable"));
+	envdb_environment_free(e);
+
+	ck_assert_int_eq(envdbi_store_env_get_by_slug(s, &e, "acme", "dev"), 0);
+	ck_assert_str_eq(e->region, "eu");
+	ck_assert_str_eq(e->pending_database_name, "envdb_x");
+	ck_assert_int_eq(e->lease_expires_at, 12345);
+	envdb_environment_free(e);
+
+	ck_assert_int_eq(envdbi_store_env_get_default(s, &e, "acme"), 0);
+	ck_assert_str_eq(e->id, prod);
+	envdb_environment_free(e);
+	expect_error(envdbi_store_env_get_default(s, &e, "nobody"), ENVDB_ERR_NOT_FOUND,
+		     "organization nobody: default environment: not found");
+	expect_error(envdbi_store_env_get_by_slug(s, &e, "acme", "nope"), ENVDB_ERR_NOT_FOUND,
+		     "environment acme/nope: not found");
+	ck_assert_ptr_null(e);
+
+	/* list with filters */
+	mkenv(s, "beta", "prod", 1, "active", NULL);
+	ck_assert_int_eq(envdbi_store_env_list(s, &list, &n, NULL), 0);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_str_eq(list[0]->slug, "dev"); /* ordered by organization, slug */
+	ck_assert_str_eq(list[2]->organization_id, "beta");
+	envdb_environment_list_free(list, n);
+	envdbi_env_filter f = ENVDBI_ENV_FILTER_INIT;
+	f.organization_id = "acme";
+	f.status = "active";
+	ck_assert_int_eq(envdbi_store_env_list(s, &list, &n, &f), 0);
+	ck_assert_uint_eq(n, 1);
+	envdb_environment_list_free(list, n);
+	f = (envdbi_env_filter)ENVDBI_ENV_FILTER_INIT;
+	f.lease_expired_at = 20000;
+	ck_assert_int_eq(envdbi_store_env_list(s, &list, &n, &f), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(list[0]->id, dev);
+	envdb_environment_list_free(list, n);
+	f.lease_expired_at = 100;
+	ck_assert_int_eq(envdbi_store_env_list(s, &list, &n, &f), 0);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_ptr_null(list);
+
+	/* compare-and-set of the status */
+	ck_assert_int_eq(envdbi_store_env_set_status(s, dev, "provisioning", "active"), 0);
+	expect_error(envdbi_store_env_set_status(s, dev, "provisioning", "failed"), ENVDB_ERR_STATE,
+		     "environment acme/dev: status is active, expected provisioning");
+	ck_assert_int_eq(envdbi_store_env_set_status(s, dev, NULL, "bogus"), ENVDB_ERR_INVALID);
+	ck_assert_int_eq(envdbi_store_env_set_status(s, "3f0c7a52-1b2c-4d3e-8f40-1234567890ab",
+						     NULL, "active"),
+			 ENVDB_ERR_NOT_FOUND);
+
+	ck_assert_int_eq(envdbi_store_env_delete(s, dev), 0);
+	ck_assert_int_eq(envdbi_store_env_delete(s, dev), ENVDB_ERR_NOT_FOUND);
+	envdbi_store_close(s);
+}
+END_TEST
+
+START_TEST(environment_constraints)
+{
+	envdbi_store *s = open_store(false);
+	envdb_environment e = {.organization_id = "acme", .slug = "prod", .is_default = 1,
+			       .status = "active"};
+	char prod[37], old[37];
+
+	mkenv(s, "acme", "prod", 1, "active", prod);
+	expect_error(envdbi_store_env_insert(s, &e, NULL), ENVDB_ERR_EXISTS,
+		     "environment acme/prod: already exists");
+	e.slug = "staging";
+	expect_error(envdbi_store_env_insert(s, &e, NULL), ENVDB_ERR_EXISTS,
+		     "organization acme: already has a default environment (prod)");
+	e.slug = "Staging";
+	expect_error(envdbi_store_env_insert(s, &e, NULL), ENVDB_ERR_INVALID,
+		     "environment acme/Staging: slug: 'Staging' does not match ^[a-z0-9][a-z0-9-]{0,62}$");
+	e.slug = "staging";
+	e.is_default = 0;
+	e.env_type = "picklist";
+	ck_assert_int_eq(envdbi_store_env_insert(s, &e, NULL), ENVDB_ERR_INVALID);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "env_type: 'picklist' is not one of"));
+	e.env_type = NULL;
+	e.id = "not-a-uuid";
+	ck_assert_int_eq(envdbi_store_env_insert(s, &e, NULL), ENVDB_ERR_INVALID);
+	e.id = NULL;
+	e.metadata = "not json";
+	ck_assert_int_eq(envdbi_store_env_insert(s, &e, NULL), ENVDB_ERR_INVALID);
+	e.metadata = NULL;
+
+	/* making a second default by update is refused the same way */
+	mkenv(s, "acme", "old", 0, "active", old);
+	envdb_environment *x = NULL;
+	ck_assert_int_eq(envdbi_store_env_get(s, &x, old), 0);
+	x->is_default = 1;
+	expect_error(envdbi_store_env_update(s, x), ENVDB_ERR_EXISTS,
+		     "organization acme: already has a default environment (prod)");
+	/* an archived default does not count: archive prod, then old may be default */
+	ck_assert_int_eq(envdbi_store_env_set_status(s, prod, "active", "archived"), 0);
+	ck_assert_int_eq(envdbi_store_env_update(s, x), 0);
+	envdb_environment_free(x);
+	/* and un-archiving prod now conflicts */
+	expect_error(envdbi_store_env_set_status(s, prod, "archived", "active"), ENVDB_ERR_EXISTS,
+		     "organization acme: already has a default environment (old)");
+	/* the same slug in another organization is fine */
+	mkenv(s, "beta", "prod", 1, "active", NULL);
+	/* a duplicate id */
+	e.id = prod;
+	e.slug = "other";
+	ck_assert_int_eq(envdbi_store_env_insert(s, &e, NULL), ENVDB_ERR_EXISTS);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "already exists"));
+	envdbi_store_close(s);
+}
+END_TEST
+
+/* ---- databases, credentials, members ------------------------------------ */
+
+START_TEST(database_rules)
+{
+	envdbi_store *s = open_store(false);
+	char env[37], env2[37], db[37];
+	envdb_database *d = NULL, **list = NULL;
+	size_t n = 0;
+
+	mkenv(s, "acme", "prod", 1, "active", env);
+	mkenv(s, "acme", "dev", 0, "active", env2);
+	mkdb(s, env, "envdb_prod", db);
+
+	envdb_database x = {.environment_id = env, .database_name = "envdb_other",
+			    .database_url = "u", .driver = "sqlite", .storage_limit_mb = 1};
+	expect_error(envdbi_store_db_insert(s, &x, NULL), ENVDB_ERR_EXISTS,
+		     "environment acme/prod: already has a database (envdb_prod)");
+	x.environment_id = env2;
+	x.database_name = "envdb_prod";
+	expect_error(envdbi_store_db_insert(s, &x, NULL), ENVDB_ERR_EXISTS,
+		     "database envdb_prod: already exists");
+	x.database_name = "envdb_dev";
+	x.storage_limit_mb = 0;
+	expect_error(envdbi_store_db_insert(s, &x, NULL), ENVDB_ERR_INVALID,
+		     "database envdb_dev: storage_limit_mb: must be greater than 0 (got 0)");
+	x.storage_limit_mb = 5;
+	x.environment_id = "3f0c7a52-1b2c-4d3e-8f40-1234567890ab";
+	expect_error(envdbi_store_db_insert(s, &x, NULL), ENVDB_ERR_NOT_FOUND,
+		     "database envdb_dev: environment 3f0c7a52-1b2c-4d3e-8f40-1234567890ab: not found");
+
+	ck_assert_int_eq(envdbi_store_db_get_by_env(s, &d, env), 0);
+	ck_assert_str_eq(d->id, db);
+	ck_assert_str_eq(d->metadata, "{}");
+	ck_assert_int_gt(d->provisioned_at, 0);
+	ck_assert_int_eq(d->last_accessed_at, 0);
+	free(d->database_name);
+	d->database_name = strdup("renamed");
+	expect_error(envdbi_store_db_update(s, d), ENVDB_ERR_INVALID,
+		     "database envdb_prod: update: database_name is immutable");
+	free(d->database_name);
+	d->database_name = strdup("envdb_prod");
+	free(d->metadata);
+	d->metadata = strdup("{\"role\":\"r1\"}");
+	ck_assert_int_eq(envdbi_store_db_update(s, d), 0);
+	envdb_database_free(d);
+	ck_assert_int_eq(envdbi_store_db_touch(s, db, 777), 0);
+	ck_assert_int_eq(envdbi_store_db_get_by_name(s, &d, "envdb_prod"), 0);
+	ck_assert_int_eq(d->last_accessed_at, 777);
+	ck_assert_str_eq(d->metadata, "{\"role\":\"r1\"}");
+	envdb_database_free(d);
+	expect_error(envdbi_store_db_get_by_env(s, &d, env2), ENVDB_ERR_NOT_FOUND,
+		     "environment acme/dev: database: not found");
+	ck_assert_int_eq(envdbi_store_db_list(s, &list, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	envdb_database_list_free(list, n);
+	envdbi_store_close(s);
+}
+END_TEST
+
+START_TEST(credential_rules)
+{
+	envdbi_store *s = open_store(false);
+	char env[37], db[37], c1[37], c2[37], c3[37];
+	envdb_credential *c = NULL, **list = NULL;
+	size_t n = 0;
+
+	mkenv(s, "acme", "prod", 1, "active", env);
+	mkdb(s, env, "envdb_prod", db);
+	ck_assert_int_eq(mkcred(s, db, "full_access", "active", c1), 0);
+	expect_error(mkcred(s, db, "full_access", "active", NULL), ENVDB_ERR_EXISTS,
+		     "database envdb_prod: already has an active full_access credential");
+	ck_assert_int_eq(mkcred(s, db, "read_only", "active", c2), 0);
+	/* rotation: the old one goes to rotating, a new active one is allowed */
+	ck_assert_int_eq(envdbi_store_cred_set_status(s, c1, "active", "rotating"), 0);
+	ck_assert_int_eq(mkcred(s, db, "full_access", NULL, c3), 0); /* default: active */
+	ck_assert_int_eq(envdbi_store_cred_get_active(s, &c, db, "full_access"), 0);
+	ck_assert_str_eq(c->id, c3);
+	ck_assert_str_eq(c->key_id, "k1");
+	ck_assert_str_eq(c->secret_ciphertext, CT);
+	envdb_credential_free(c);
+	/* the rotating one cannot become active again while c3 is */
+	ck_assert_int_eq(envdbi_store_cred_set_status(s, c1, "rotating", "active"), ENVDB_ERR_EXISTS);
+	ck_assert_int_eq(envdbi_store_cred_set_status(s, c1, "rotating", "revoked"), 0);
+	ck_assert_int_eq(envdbi_store_cred_get(s, &c, c1), 0);
+	ck_assert_str_eq(c->status, "revoked");
+	ck_assert_int_gt(c->revoked_at, 0);
+	/* authorization is immutable; rewrap changes ciphertext and key id */
+	free(c->authorization);
+	c->authorization = strdup("read_only");
+	ck_assert_int_eq(envdbi_store_cred_update(s, c), ENVDB_ERR_INVALID);
+	free(c->authorization);
+	c->authorization = strdup("full_access");
+	free(c->key_id);
+	c->key_id = strdup("k2");
+	free(c->secret_ciphertext);
+	c->secret_ciphertext = strdup("v1:k2:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+	ck_assert_int_eq(envdbi_store_cred_update(s, c), 0);
+	/* never plaintext */
+	free(c->secret_ciphertext);
+	c->secret_ciphertext = strdup("postgres-password-123");
+	ck_assert_int_eq(envdbi_store_cred_update(s, c), ENVDB_ERR_INVALID);
+	ck_assert(strstr(envdb_error_last()->message, "postgres-password") == NULL);
+	envdb_credential_free(c);
+
+	envdbi_cred_filter f = ENVDBI_CRED_FILTER_INIT;
+	f.environment_database_id = db;
+	ck_assert_int_eq(envdbi_store_cred_list(s, &list, &n, &f), 0);
+	ck_assert_uint_eq(n, 3);
+	envdb_credential_list_free(list, n);
+	f.status = "active";
+	f.authorization = "read_only";
+	ck_assert_int_eq(envdbi_store_cred_list(s, &list, &n, &f), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(list[0]->id, c2);
+	envdb_credential_list_free(list, n);
+
+	/* deleting the environment cascades to database and credentials */
+	ck_assert_int_eq(envdbi_store_env_delete(s, env), 0);
+	f = (envdbi_cred_filter)ENVDBI_CRED_FILTER_INIT;
+	ck_assert_int_eq(envdbi_store_cred_list(s, &list, &n, &f), 0);
+	ck_assert_uint_eq(n, 0);
+	envdbi_store_close(s);
+}
+END_TEST
+
+START_TEST(member_rules)
+{
+	envdbi_store *s = open_store(false);
+	char env[37], mid[37];
+	envdb_member m = {.user_id = "alice", .role = "owner", .invited_by = "root"};
+	envdb_member *got = NULL, **list = NULL;
+	size_t n = 0;
+
+	mkenv(s, "acme", "prod", 1, "active", env);
+	m.environment_id = env;
+	ck_assert_int_eq(envdbi_store_member_insert(s, &m, mid), 0);
+	expect_error(envdbi_store_member_insert(s, &m, NULL), ENVDB_ERR_EXISTS,
+		     "environment acme/prod: user alice is already a member");
+	m.user_id = "bob";
+	m.role = "superuser";
+	ck_assert_int_eq(envdbi_store_member_insert(s, &m, NULL), ENVDB_ERR_INVALID);
+	m.role = "reader";
+	ck_assert_int_eq(envdbi_store_member_insert(s, &m, NULL), 0);
+	ck_assert_int_eq(envdbi_store_member_get(s, &got, env, "alice"), 0);
+	ck_assert_str_eq(got->id, mid);
+	ck_assert_str_eq(got->role, "owner");
+	ck_assert_str_eq(got->invited_by, "root");
+	free(got->role);
+	got->role = strdup("admin");
+	ck_assert_int_eq(envdbi_store_member_update(s, got), 0);
+	envdb_member_free(got);
+	ck_assert_int_eq(envdbi_store_member_list(s, &list, &n, env), 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_str_eq(list[0]->user_id, "alice");
+	ck_assert_str_eq(list[0]->role, "admin");
+	envdb_member_list_free(list, n);
+	ck_assert_int_eq(envdbi_store_member_delete(s, env, "bob"), 0);
+	expect_error(envdbi_store_member_delete(s, env, "bob"), ENVDB_ERR_NOT_FOUND,
+		     "environment acme/prod: member bob: not found");
+	envdbi_store_close(s);
+}
+END_TEST
+
+/* ---- transactions ------------------------------------------------------- */
+
+START_TEST(transactions_nest_and_roll_back)
+{
+	envdbi_store *s = open_store(false);
+	envdb_environment **list = NULL;
+	size_t n = 0;
+
+	ck_assert(!envdbi_store_in_transaction(s));
+	ck_assert_int_eq(envdbi_store_begin(s), 0);
+	ck_assert(envdbi_store_in_transaction(s));
+	mkenv(s, "acme", "a", 0, NULL, NULL);
+	/* inner part rolled back, outer survives */
+	ck_assert_int_eq(envdbi_store_begin(s), 0);
+	mkenv(s, "acme", "b", 0, NULL, NULL);
+	envdbi_store_rollback(s);
+	/* a failed typed call leaves the transaction usable */
+	envdb_environment dup = {.organization_id = "acme", .slug = "a"};
+	ck_assert_int_eq(envdbi_store_env_insert(s, &dup, NULL), ENVDB_ERR_EXISTS);
+	mkenv(s, "acme", "c", 0, NULL, NULL);
+	ck_assert_int_eq(envdbi_store_commit(s), 0);
+	ck_assert(!envdbi_store_in_transaction(s));
+	ck_assert_int_eq(envdbi_store_env_list(s, &list, &n, NULL), 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_str_eq(list[0]->slug, "a");
+	ck_assert_str_eq(list[1]->slug, "c");
+	envdb_environment_list_free(list, n);
+
+	/* a whole transaction rolled back */
+	ck_assert_int_eq(envdbi_store_begin(s), 0);
+	mkenv(s, "acme", "d", 0, NULL, NULL);
+	envdbi_store_rollback(s);
+	envdbi_store_rollback(s); /* harmless */
+	ck_assert_int_eq(envdbi_store_commit(s), ENVDB_ERR_MISUSE);
+	ck_assert_int_eq(envdbi_store_env_list(s, &list, &n, NULL), 0);
+	ck_assert_uint_eq(n, 2);
+	envdb_environment_list_free(list, n);
+	envdbi_store_close(s);
+}
+END_TEST
+
+START_TEST(busy_timeout_between_connections)
+{
+	envdbi_store *a = open_store(false), *b = NULL;
+	struct timespec t0, t1;
+	ck_assert_int_eq(envdbi_store_open_path(&b, path, 300, false, 0), 0);
+	ck_assert_int_eq(envdbi_store_begin(a), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ck_assert_int_eq(envdbi_store_begin(b), ENVDB_ERR_BUSY);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	ck_assert_int_ge(ms, 250);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "locked by another process"));
+	envdb_environment e = {.organization_id = "x", .slug = "y"};
+	ck_assert_int_eq(envdbi_store_env_insert(b, &e, NULL), ENVDB_ERR_BUSY);
+	ck_assert_int_eq(envdbi_store_commit(a), 0);
+	ck_assert_int_eq(envdbi_store_env_insert(b, &e, NULL), 0);
+	envdbi_store_close(a);
+	envdbi_store_close(b);
+}
+END_TEST
+
+/* Two connections race to create the default of one organization: the
+ * partial unique index lets exactly one win. */
+typedef struct racer {
+	const char *slug;
+	int rc;
+} racer;
+
+static pthread_barrier_t barrier;
+
+static void *race(void *arg)
+{
+	racer *r = arg;
+	envdbi_store *s = NULL;
+	r->rc = envdbi_store_open_path(&s, path, 5000, false, 0);
+	if (r->rc != 0)
+		return NULL;
+	envdb_environment e = {.organization_id = "acme", .slug = (char *)r->slug, .is_default = 1,
+			       .lease_expires_at = 1};
+	pthread_barrier_wait(&barrier);
+	r->rc = envdbi_store_env_insert(s, &e, NULL);
+	envdbi_store_close(s);
+	return NULL;
+}
+
+START_TEST(concurrent_default_creation)
+{
+	envdbi_store *s = open_store(false);
+	envdbi_store_close(s);
+	for (int round = 0; round < 5; round++) {
+		char a[16], b[16];
+		snprintf(a, sizeof a, "a%d", round);
+		snprintf(b, sizeof b, "b%d", round);
+		racer ra = {a, -99}, rb = {b, -99};
+		pthread_t ta, tb;
+		pthread_barrier_init(&barrier, NULL, 2);
+		pthread_create(&ta, NULL, race, &ra);
+		pthread_create(&tb, NULL, race, &rb);
+		pthread_join(ta, NULL);
+		pthread_join(tb, NULL);
+		pthread_barrier_destroy(&barrier);
+		ck_assert_msg((ra.rc == 0) != (rb.rc == 0), "round %d: %d %d", round, ra.rc, rb.rc);
+		ck_assert(ra.rc == ENVDB_ERR_EXISTS || rb.rc == ENVDB_ERR_EXISTS);
+		/* archive the winner for the next round */
+		s = open_store(false);
+		envdb_environment *d = NULL;
+		ck_assert_int_eq(envdbi_store_env_get_default(s, &d, "acme"), 0);
+		ck_assert_int_eq(envdbi_store_env_set_status(s, d->id, NULL, "archived"), 0);
+		envdb_environment_free(d);
+		envdbi_store_close(s);
+	}
+}
+END_TEST
+
+/* One store shared by threads: transactions are per thread. */
+static void *txn_worker(void *arg)
+{
+	envdbi_store *s = arg;
+	for (int i = 0; i < 20; i++) {
+		char slug[32];
+		snprintf(slug, sizeof slug, "t%lx-%d", (unsigned long)pthread_self() % 100000, i);
+		if (envdbi_store_begin(s) != 0)
+			return (void *)1;
+		envdb_environment e = {.organization_id = "shared", .slug = slug};
+		if (envdbi_store_env_insert(s, &e, NULL) != 0) {
+			envdbi_store_rollback(s);
+			return (void *)2;
+		}
+		if (i % 2)
+			envdbi_store_rollback(s);
+		else if (envdbi_store_commit(s) != 0)
+			return (void *)3;
+	}
+	return NULL;
+}
+
+START_TEST(shared_store_threads)
+{
+	envdbi_store *s = open_store(false);
+	pthread_t t[4];
+	envdbi_env_filter f = ENVDBI_ENV_FILTER_INIT;
+	envdb_environment **list = NULL;
+	size_t n = 0;
+	for (int i = 0; i < 4; i++)
+		pthread_create(&t[i], NULL, txn_worker, s);
+	for (int i = 0; i < 4; i++) {
+		void *r = NULL;
+		pthread_join(t[i], &r);
+		ck_assert_ptr_null(r);
+	}
+	f.organization_id = "shared";
+	ck_assert_int_eq(envdbi_store_env_list(s, &list, &n, &f), 0);
+	ck_assert_uint_eq(n, 40);
+	envdb_environment_list_free(list, n);
+	envdbi_store_close(s);
+}
+END_TEST
+
+/* ---- legacy shim -------------------------------------------------------- */
+
+START_TEST(legacy_objects)
+{
+	envdbi_store *s = open_store(false);
+	envdbi_tenant_db_row t = {.organization_id = "acme", .database_name = "acme_db",
+				  .database_url = "libsql://acme", .auth_token = "legacy-ct"};
+	envdbi_tenant_db_row **rows = NULL;
+	envdbi_package_row **pk = NULL;
+	size_t n = 0, changed = 0;
+	char tid[37];
+
+	ck_assert_int_eq(envdbi_store_tenant_db_insert(s, &t, NULL), ENVDB_ERR_NOT_SUPPORTED);
+	envdbi_store_close(s);
+	s = open_store(true); /* registering the shim later creates its tables */
+	ck_assert(envdbi_store_legacy(s));
+	ck_assert_int_eq(envdbi_store_tenant_db_insert(s, &t, tid), 0);
+	expect_error(envdbi_store_tenant_db_insert(s, &t, NULL), ENVDB_ERR_EXISTS,
+		     "legacy tenant database acme_db: already exists");
+	ck_assert_int_eq(envdbi_store_tenant_db_list(s, &rows, &n, "acme"), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(rows[0]->status, "active");
+	ck_assert_int_eq(rows[0]->storage_limit_mb, 1024);
+	free(rows[0]->status);
+	rows[0]->status = strdup("archived");
+	rows[0]->migrated_environment_id = strdup("3f0c7a52-1b2c-4d3e-8f40-1234567890ab");
+	ck_assert_int_eq(envdbi_store_tenant_db_update(s, rows[0]), 0);
+	envdbi_tenant_db_list_free(rows, n);
+
+	envdbi_package_row p = {.tenant_id = tid, .package_id = "crm", .version = "1.2.0"};
+	ck_assert_int_eq(envdbi_store_package_insert(s, &p, NULL), 0);
+	p.package_id = "hr";
+	ck_assert_int_eq(envdbi_store_package_insert(s, &p, NULL), 0);
+	ck_assert_int_eq(envdbi_store_package_repoint(s, tid, "3f0c7a52-1b2c-4d3e-8f40-1234567890ab",
+						      &changed),
+			 0);
+	ck_assert_uint_eq(changed, 2);
+	ck_assert_int_eq(envdbi_store_package_list(s, &pk, &n, tid), 0);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_int_eq(envdbi_store_package_list(s, &pk, &n, NULL), 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_str_eq(pk[0]->tenant_id, "3f0c7a52-1b2c-4d3e-8f40-1234567890ab");
+	ck_assert_str_eq(pk[0]->status, "installed");
+	envdbi_package_list_free(pk, n);
+	envdbi_tenant_db_row *one = NULL;
+	ck_assert_int_eq(envdbi_store_tenant_db_get(s, &one, tid), 0);
+	ck_assert_str_eq(one->status, "archived");
+	envdbi_tenant_db_free(one);
+	envdbi_store_close(s);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("store");
+	TCase *tc = tcase_create("store");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, open_create_and_versions);
+	tcase_add_test(tc, open_refuses_foreign_files);
+	tcase_add_test(tc, environment_crud);
+	tcase_add_test(tc, environment_constraints);
+	tcase_add_test(tc, database_rules);
+	tcase_add_test(tc, credential_rules);
+	tcase_add_test(tc, member_rules);
+	tcase_add_test(tc, transactions_nest_and_roll_back);
+	tcase_add_test(tc, busy_timeout_between_connections);
+	tcase_add_test(tc, concurrent_default_creation);
+	tcase_add_test(tc, shared_store_threads);
+	tcase_add_test(tc, legacy_objects);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite());
+	srunner_run_all(sr, CK_ENV);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
