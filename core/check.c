@@ -286,7 +286,7 @@ static int check_environments(vlist *l, envdbi_store *s)
 				    nz(e->slug));
 			else if (e->lease_expires_at < now)
 				add(l, "sys_environment", "provisioning_lease", e->id,
-				    "environment %s/%s: still provisioning %lld s after its lease expired (run envdb reconcile)",
+				    "environment %s/%s: still provisioning, its lease expired %lld s ago (run envdb reconcile)",
 				    nz(e->organization_id), nz(e->slug),
 				    (long long)(now - e->lease_expires_at));
 		}

@@ -74,6 +74,16 @@ static const envdb_cli_command commands[] = {
 	 "driver, URL and credential of the user's authorization (the secret only with --reveal)"},
 	{"reconcile", NULL, envdb_cli_reconcile, "[--apply]",
 	 "find interrupted or due work and orphan databases; --apply repairs"},
+	/* members, invariant check, object definitions (cli_store.c) */
+	{"member", "add", envdb_cli_member_add, "ORG/SLUG USER ROLE [--by USER] [--update]",
+	 "add USER with ROLE (owner, admin, maker, reader, guest); --update changes the role of "
+	 "an existing member"},
+	{"member", "remove", envdb_cli_member_remove, "ORG/SLUG USER", "remove a member"},
+	{"member", "list", envdb_cli_member_list, "ORG/SLUG", "list the members and their roles"},
+	{"check", NULL, envdb_cli_check, "",
+	 "verify every invariant of the control plane; exit 65 when any is violated"},
+	{"schema", NULL, envdb_cli_schema, "",
+	 "print the object definitions (fields, types, enum values, indexes); --json for JSON"},
 	/* v4 -> v5 migration (cli_migrate.c) */
 	{"migrate", "v4-to-v5", envdb_cli_migrate_v4_to_v5,
 	 "[--dry-run] [--batch N] [--legacy-encryptor NAME] [--by USER]",

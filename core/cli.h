@@ -181,6 +181,13 @@ int envdb_cli_resolve(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_reconcile(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_key_rewrap(envdb_cli *cli, int argc, char **argv);
 
+/* core/cli_store.c */
+int envdb_cli_schema(envdb_cli *cli, int argc, char **argv);
+int envdb_cli_check(envdb_cli *cli, int argc, char **argv);
+int envdb_cli_member_add(envdb_cli *cli, int argc, char **argv);
+int envdb_cli_member_remove(envdb_cli *cli, int argc, char **argv);
+int envdb_cli_member_list(envdb_cli *cli, int argc, char **argv);
+
 /* core/cli_migrate.c */
 int envdb_cli_migrate_v4_to_v5(envdb_cli *cli, int argc, char **argv);
 

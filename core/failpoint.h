@@ -54,7 +54,20 @@
 	X("reconcile.after_intent_drop", "an expired intent's database dropped, row kept") \
 	X("reconcile.after_deletion_drop", "a due deletion's database dropped, rows kept") \
 	X("reconcile.after_revoke", "an ended rotation revoked at the backend, row kept") \
-	X("reconcile.after_orphan_drop", "an orphan physical database dropped")
+	X("reconcile.after_orphan_drop", "an orphan physical database dropped")         \
+	/* migrate.c: v4 -> v5 migration (core/MIGRATION.md) */                        \
+	X("migrate.begin", "a batch transaction is about to begin")                     \
+	X("migrate.decrypt", "instead of decrypting a legacy token")                    \
+	X("migrate.encrypt", "instead of re-encrypting it")                             \
+	X("migrate.plan", "an organization planned, nothing of it written")             \
+	X("migrate.environment", "environment row inserted")                            \
+	X("migrate.database", "database row inserted")                                  \
+	X("migrate.credential", "credential row inserted")                              \
+	X("migrate.member", "owner inserted")                                           \
+	X("migrate.packages", "package installations repointed")                        \
+	X("migrate.archive", "legacy row archived")                                     \
+	X("migrate.commit", "batch complete, before COMMIT")                            \
+	X("migrate.after_commit", "batch committed")
 
 /** Every failpoint name, NULL-terminated.  Static. */
 extern const char *const envdbi_failpoint_names[];

@@ -423,6 +423,22 @@ static int validate_config_keys(const envdbi_plugin *p)
 	return ENVDB_OK;
 }
 
+/* True when the file name of `path` without its extension (".so", ".la")
+ * is `name`: the module a second, differently named instance loads. */
+static bool module_named(const char *path, const char *name)
+{
+	const char *base, *dot;
+	size_t len;
+
+	if (path == NULL || name == NULL)
+		return false;
+	base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	dot = strrchr(base, '.');
+	len = dot ? (size_t)(dot - base) : strlen(base);
+	return len == strlen(name) && strncmp(base, name, len) == 0;
+}
+
 static int validate_descriptor(envdbi_plugin *p, const envdbi_plugin_spec *spec,
 			       const envdb_plugin_descriptor *d)
 {
@@ -453,7 +469,11 @@ static int validate_descriptor(envdbi_plugin *p, const envdbi_plugin_spec *spec,
 		return BAD(ENVDB_ERR_ABI, "descriptor has no name (name is NULL)");
 	if (!name_valid(p->desc.name))
 		return BAD(ENVDB_ERR_ABI, "descriptor name is not [a-z0-9_-]{1,64}");
-	if (strcmp(p->desc.name, spec->name) != 0)
+	/* The manifest name is the instance's name.  It equals the descriptor's,
+	 * or the manifest gives an explicit path to a module of that name:
+	 * `name: legacy_kms, path: kms.so` is a second kms instance (the v4 keys
+	 * the migration decrypts with; core/MIGRATION.md). */
+	if (strcmp(p->desc.name, spec->name) != 0 && !module_named(spec->path, p->desc.name))
 		return BAD(ENVDB_ERR_CONFIG,
 			   "the plugin calls itself '%s' but the manifest names it '%s'",
 			   p->desc.name, spec->name);

@@ -220,7 +220,8 @@ fail:
 
 /* Drop the intent's database and delete the intent row (a failed
  * provisioning).  If the drop fails the intent is marked failed for
- * reconcile.  Returns the status of the drop. */
+ * reconcile, and the drop's error is left in the last error.  Returns the
+ * status of the drop. */
 static int provision_compensate(envdb_ctx *ctx, envdbi_plugin *adapter, const char *env_id,
 				const char *db_name, bool drop)
 {
@@ -237,11 +238,15 @@ static int provision_compensate(envdb_ctx *ctx, envdbi_plugin *adapter, const ch
 			rc = envdbi_adapter_drop(adapter, &ref);
 	}
 	if (rc != ENVDB_OK) {
+		saved_error drop_err;
+
 		/* Keep the intent, visibly failed, for reconcile to retry. */
+		error_save(&drop_err, rc);
 		if (envdbi_store_env_set_status(ctx->store, env_id, "provisioning", "failed") !=
 		    ENVDB_OK)
 			envdbi_log(ENVDB_LOG_WARNING, "environment %s: could not mark failed: %s",
 				   env_id, envdb_error_last()->message);
+		error_restore(&drop_err, NULL);
 		return rc;
 	}
 	if (envdbi_store_env_delete(ctx->store, env_id) != ENVDB_OK &&
@@ -446,10 +451,17 @@ fail:
 
 		error_save(&se, rc);
 		drc = provision_compensate(ctx, adapter, env_id, db_name, created || drop_on_fail);
-		rc = error_restore(&se, drc == ENVDB_OK
-						? NULL
-						: " (rollback incomplete: the physical database could "
-						  "not be dropped; run envdb reconcile --apply)");
+		if (drc == ENVDB_OK) {
+			rc = error_restore(&se, NULL);
+		} else {
+			char note[1024];
+
+			snprintf(note, sizeof(note),
+				 " (rollback incomplete: dropping database %s failed: %s; run envdb "
+				 "reconcile --apply)",
+				 db_name, envdb_error_last()->message);
+			rc = error_restore(&se, note);
+		}
 	}
 out:
 	for (i = 0; i < n_creds; i++)

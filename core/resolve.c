@@ -604,7 +604,14 @@ static int resolve_load(envdb_ctx *ctx, resolved *r, envdb_environment **env_out
 	if ((rc = envdbi_store_env_get_by_slug(s, &env, org, slug)) != ENVDB_OK)
 		goto out;
 	*env_out = env;
-	/* Membership first: a non-member learns nothing about the state. */
+	/* State first: a provisioning environment has no members yet, and the
+	 * answer "not active" is the useful one. */
+	if (strcmp(env->status, "active") != 0) {
+		rc = envdbi_error(ENVDB_ERR_STATE, NULL,
+				  "resolve %s/%s: environment is %s; only active environments resolve",
+				  org, slug, env->status);
+		goto out;
+	}
 	rc = envdbi_store_member_get(s, &mem, env->id, user);
 	if (rc == ENVDB_ERR_NOT_FOUND) {
 		rc = envdbi_error(ENVDB_ERR_PERMISSION, NULL,
@@ -615,12 +622,6 @@ static int resolve_load(envdb_ctx *ctx, resolved *r, envdb_environment **env_out
 	if (rc != ENVDB_OK)
 		goto out;
 	*mem_out = mem;
-	if (strcmp(env->status, "active") != 0) {
-		rc = envdbi_error(ENVDB_ERR_STATE, NULL,
-				  "resolve %s/%s: environment is %s; only active environments resolve",
-				  org, slug, env->status);
-		goto out;
-	}
 	auth = role_authorization(mem->role);
 	if (auth == NULL) {
 		rc = envdbi_error(ENVDB_ERR_PERMISSION, NULL,

@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -32,9 +33,15 @@ void *envdbi_secure_alloc(size_t size)
 {
 	if (envdbi_sodium_init() != ENVDB_OK)
 		return NULL;
-	/* sodium_malloc(0) is valid but returns a guarded zero-size area;
-	 * give callers at least one byte so a NUL always fits. */
-	return sodium_malloc(size == 0 ? 1 : size);
+	/* sodium_malloc places the block against its trailing guard page, so
+	 * the pointer is only as aligned as the size is: round up to the
+	 * strictest fundamental alignment so any struct may live there.  Size
+	 * 0 still gets a byte, so a NUL always fits. */
+	const size_t align = 16;
+	if (size > SIZE_MAX - align)
+		return NULL;
+	size = size == 0 ? align : (size + align - 1) & ~(align - 1);
+	return sodium_malloc(size);
 }
 
 void envdbi_secure_free(void *ptr)

@@ -425,7 +425,8 @@ out:
 	return rc;
 }
 
-/* One row or ENVDB_ERR_NOT_FOUND "<what>: not found". */
+/* One row or ENVDB_ERR_NOT_FOUND "<what>: not found" (what NULL: not
+ * reported, the caller composes the message). */
 static int select_one(envdbi_store *s, const envdbi_object_def *o, const char *tail,
 		      const bindv *b, size_t nb, void **out, const char *what)
 {
@@ -437,6 +438,8 @@ static int select_one(envdbi_store *s, const envdbi_object_def *o, const char *t
 		return rc;
 	if (n == 0) {
 		free(v);
+		if (what == NULL)
+			return ENVDB_ERR_NOT_FOUND; /* the caller reports */
 		return envdbi_error(ENVDB_ERR_NOT_FOUND, NULL, "%s: not found", what);
 	}
 	*out = v[0];
@@ -597,7 +600,7 @@ static char *env_name(envdbi_store *s, const char *env_id)
 	char *out;
 	if (env_id != NULL &&
 	    select_one(s, ENVDBI_OBJ_ENVIRONMENT, "WHERE \"id\" = ?1", (bindv[]){BT(env_id)}, 1,
-		       &e, "environment") == 0) {
+		       &e, NULL) == 0) {
 		envdb_environment *env = e;
 		out = strprintf("%s/%s", nz(env->organization_id), nz(env->slug));
 		envdb_environment_free(env);
@@ -613,7 +616,7 @@ static char *db_name(envdbi_store *s, const char *db_id)
 	char *out;
 	if (db_id != NULL &&
 	    select_one(s, ENVDBI_OBJ_DATABASE, "WHERE \"id\" = ?1", (bindv[]){BT(db_id)}, 1, &d,
-		       "database") == 0) {
+		       NULL) == 0) {
 		out = strdup(nz(((envdb_database *)d)->database_name));
 		envdb_database_free(d);
 	} else {
@@ -727,7 +730,7 @@ static int conflict_error(envdbi_store *s, const envdbi_object_def *o, const voi
 	/* the primary key first (an update keeps its own id) */
 	void *same = NULL;
 	if (insert && id != NULL &&
-	    select_one(s, o, "WHERE \"id\" = ?1", (bindv[]){BT(id)}, 1, &same, "row") == 0) {
+	    select_one(s, o, "WHERE \"id\" = ?1", (bindv[]){BT(id)}, 1, &same, NULL) == 0) {
 		envdbi_record_free(o, same);
 		return envdbi_error(ENVDB_ERR_EXISTS, NULL, "%s: id %s already exists", label, id);
 	}
@@ -800,8 +803,7 @@ static int fk_error(envdbi_store *s, const envdbi_object_def *o, const void *rec
 		void *x = NULL;
 		if (ro == NULL || ref_id == NULL)
 			continue;
-		if (select_one(s, ro, "WHERE \"id\" = ?1", (bindv[]){BT(ref_id)}, 1, &x, "ref") ==
-		    0) {
+		if (select_one(s, ro, "WHERE \"id\" = ?1", (bindv[]){BT(ref_id)}, 1, &x, NULL) == 0) {
 			envdbi_record_free(ro, x);
 			continue;
 		}
@@ -1486,16 +1488,14 @@ int envdbi_store_db_get(envdbi_store *s, envdb_database **out, const char *id)
 
 int envdbi_store_db_get_by_env(envdbi_store *s, envdb_database **out, const char *environment_id)
 {
-	int rc;
-	lock(s);
-	char *env = env_name(s, environment_id);
-	char *what = strprintf("environment %s: database", nz(env));
-	rc = select_one(s, ENVDBI_OBJ_DATABASE, "WHERE \"environment_id\" = ?1",
-			(bindv[]){BT(environment_id)}, 1, (void **)out,
-			what ? what : "environment database");
-	free(what);
-	free(env);
-	unlock(s);
+	int rc = select_one(s, ENVDBI_OBJ_DATABASE, "WHERE \"environment_id\" = ?1",
+			    (bindv[]){BT(environment_id)}, 1, (void **)out, NULL);
+	if (rc == ENVDB_ERR_NOT_FOUND) {
+		char *env = env_name(s, environment_id);
+		rc = envdbi_error(ENVDB_ERR_NOT_FOUND, NULL, "environment %s: database: not found",
+				  nz(env));
+		free(env);
+	}
 	return rc;
 }
 
@@ -1561,18 +1561,18 @@ int envdbi_store_cred_get(envdbi_store *s, envdb_credential **out, const char *i
 int envdbi_store_cred_get_active(envdbi_store *s, envdb_credential **out,
 				 const char *environment_database_id, const char *authorization)
 {
-	int rc;
-	lock(s);
-	char *db = db_name(s, environment_database_id);
-	char *what = strprintf("database %s: active %s credential", nz(db), nz(authorization));
-	rc = select_one(s, ENVDBI_OBJ_CREDENTIAL,
-			"WHERE \"environment_database_id\" = ?1 AND \"authorization\" = ?2 AND "
-			"\"status\" = 'active'",
-			(bindv[]){BT(environment_database_id), BT(authorization)}, 2, (void **)out,
-			what ? what : "active credential");
-	free(what);
-	free(db);
-	unlock(s);
+	int rc = select_one(s, ENVDBI_OBJ_CREDENTIAL,
+			    "WHERE \"environment_database_id\" = ?1 AND \"authorization\" = ?2 AND "
+			    "\"status\" = 'active'",
+			    (bindv[]){BT(environment_database_id), BT(authorization)}, 2,
+			    (void **)out, NULL);
+	if (rc == ENVDB_ERR_NOT_FOUND) {
+		char *db = db_name(s, environment_database_id);
+		rc = envdbi_error(ENVDB_ERR_NOT_FOUND, NULL,
+				  "database %s: active %s credential: not found", nz(db),
+				  nz(authorization));
+		free(db);
+	}
 	return rc;
 }
 
@@ -1652,16 +1652,15 @@ int envdbi_store_member_insert(envdbi_store *s, const envdb_member *m, char id_o
 int envdbi_store_member_get(envdbi_store *s, envdb_member **out, const char *environment_id,
 			    const char *user_id)
 {
-	int rc;
-	lock(s);
-	char *env = env_name(s, environment_id);
-	char *what = strprintf("environment %s: member %s", nz(env), nz(user_id));
-	rc = select_one(s, ENVDBI_OBJ_MEMBER, "WHERE \"environment_id\" = ?1 AND \"user_id\" = ?2",
-			(bindv[]){BT(environment_id), BT(user_id)}, 2, (void **)out,
-			what ? what : "member");
-	free(what);
-	free(env);
-	unlock(s);
+	int rc = select_one(s, ENVDBI_OBJ_MEMBER,
+			    "WHERE \"environment_id\" = ?1 AND \"user_id\" = ?2",
+			    (bindv[]){BT(environment_id), BT(user_id)}, 2, (void **)out, NULL);
+	if (rc == ENVDB_ERR_NOT_FOUND) {
+		char *env = env_name(s, environment_id);
+		rc = envdbi_error(ENVDB_ERR_NOT_FOUND, NULL, "environment %s: member %s: not found",
+				  nz(env), nz(user_id));
+		free(env);
+	}
 	return rc;
 }
 

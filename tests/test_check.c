@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include <sqlite3.h>
 
@@ -97,11 +98,13 @@ static const char *find(envdb_violation **v, size_t n, const char *invariant, co
 static void expect(envdb_violation **v, size_t n, const char *invariant, const char *id,
 		   const char *needle)
 {
-	const char *msg = find(v, n, invariant, id);
-	ck_assert_msg(msg != NULL, "no %s violation for %s", invariant, id ? id : "(any)");
-	if (needle != NULL)
-		ck_assert_msg(strstr(msg, needle) != NULL, "%s: '%s' lacks '%s'", invariant, msg,
-			      needle);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i]->invariant, invariant) == 0 &&
+		    (id == NULL || strstr(v[i]->row_ids, id) != NULL) &&
+		    (needle == NULL || strstr(v[i]->message, needle) != NULL))
+			return;
+	ck_abort_msg("no %s violation for %s with '%s'", invariant, id ? id : "(any)",
+		     needle ? needle : "");
 }
 
 static void dump(envdb_violation **v, size_t n)
@@ -272,6 +275,47 @@ START_TEST(check_skips_unregistered_legacy)
 }
 END_TEST
 
+/* `envdb check` prints each violation and exits 65 (EX_DATAERR). */
+static int run_cli(const char *out)
+{
+	const char *builddir = getenv("ENVDB_TEST_BUILDDIR");
+	char manifest[600], cmd[2048];
+	FILE *f;
+	snprintf(manifest, sizeof manifest, "%s/envdb.yaml", dir);
+	f = fopen(manifest, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("version: 1\ncontrol_plane: control.db\n", f);
+	fclose(f);
+	snprintf(cmd, sizeof cmd, "'%s/core/envdb' --manifest '%s' check > '%s' 2>&1", builddir,
+		 manifest, out);
+	int st = system(cmd);
+	ck_assert(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+START_TEST(cli_check_exit_status)
+{
+	char out[600];
+	sqlite3 *raw = NULL;
+	if (getenv("ENVDB_TEST_BUILDDIR") == NULL)
+		return; /* only through make check */
+	snprintf(out, sizeof out, "%s/check.out", dir);
+	ck_assert_int_eq(run_cli(out), 0);
+	ck_assert_int_eq(sqlite3_open(path, &raw), SQLITE_OK);
+	raw_exec(raw, "PRAGMA ignore_check_constraints = ON; UPDATE sys_environment_member SET role = 'root'");
+	sqlite3_close(raw);
+	ck_assert_int_eq(run_cli(out), 65);
+	char text[4096] = "";
+	FILE *f = fopen(out, "r");
+	ck_assert_ptr_nonnull(f);
+	size_t len = fread(text, 1, sizeof text - 1, f);
+	text[len] = '\0';
+	fclose(f);
+	ck_assert_ptr_nonnull(strstr(text, "VIOLATION sys_environment_member enum_value"));
+	ck_assert_ptr_nonnull(strstr(text, "role 'root' is not one of"));
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("check");
@@ -280,6 +324,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, consistent_store_has_no_violation);
 	tcase_add_test(tc, corrupted_store_reports_every_violation);
 	tcase_add_test(tc, check_skips_unregistered_legacy);
+	tcase_add_test(tc, cli_check_exit_status);
 	suite_add_tcase(s, tc);
 	return s;
 }

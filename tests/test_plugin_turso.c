@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@
 
 #include <check.h>
 #include <curl/curl.h>
+#include <jansson.h>
 
 #include "internal.h"
 #include "turso_emulator.h"
@@ -959,6 +961,267 @@ START_TEST(secrets_redacted)
 END_TEST
 
 /* ------------------------------------------------------------------------ */
+/* End to end through the envdb command                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Run `envdb --manifest M ARGS…` (argv NULL-terminated); stdout and stderr
+ * into *out / *err (malloc'd).  Returns the exit status. */
+static int run_envdb(const char *manifest_path, char **out, char **err, const char *const *args)
+{
+	char envdb[PATH_MAX], op[PATH_MAX], ep[PATH_MAX];
+	const char *argv[32];
+	const char *bd = getenv("ENVDB_TEST_BUILDDIR");
+	size_t n = 0, i;
+	pid_t pid;
+	int st;
+
+	ck_assert_ptr_nonnull(bd);
+	snprintf(envdb, sizeof envdb, "%s/core/envdb", bd);
+	snprintf(op, sizeof op, "%s/cli.out", tmpdir);
+	snprintf(ep, sizeof ep, "%s/cli.err", tmpdir);
+	argv[n++] = envdb;
+	if (manifest_path != NULL) {
+		argv[n++] = "--manifest";
+		argv[n++] = manifest_path;
+	}
+	for (i = 0; args[i] != NULL && n + 1 < sizeof(argv) / sizeof(argv[0]); i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int o = open(op, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		int e = open(ep, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (o < 0 || e < 0)
+			_exit(126);
+		dup2(o, 1);
+		dup2(e, 2);
+		execv(envdb, (char *const *)argv);
+		_exit(127);
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	*out = read_file(op);
+	*err = read_file(ep);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+#define ENVDB(out, err, ...)                                                              \
+	run_envdb(mpath, out, err, (const char *const[]){ __VA_ARGS__, NULL })
+
+typedef struct body_buf {
+	char *p;
+	size_t n;
+} body_buf;
+
+static size_t body_write(char *d, size_t s, size_t n, void *u)
+{
+	body_buf *b = u;
+	char *np = realloc(b->p, b->n + s * n + 1);
+	if (np == NULL)
+		return 0;
+	b->p = np;
+	memcpy(b->p + b->n, d, s * n);
+	b->n += s * n;
+	b->p[b->n] = '\0';
+	return s * n;
+}
+
+/* One Hrana pipeline, as a client of the resolved connection would send. */
+static long pipeline(const char *url, const char *jwt, const char *sql, char **answer)
+{
+	CURL *c = curl_easy_init();
+	char target[512], auth[1024];
+	struct curl_slist *h = NULL;
+	json_t *req = json_pack("{s:[{s:s, s:{s:s}}]}", "requests", "type", "execute", "stmt",
+				"sql", sql);
+	char *body = json_dumps(req, JSON_COMPACT);
+	body_buf b = { NULL, 0 };
+	long st = 0;
+
+	snprintf(target, sizeof target, "%s/v2/pipeline", url);
+	snprintf(auth, sizeof auth, "Authorization: Bearer %s", jwt);
+	h = curl_slist_append(h, auth);
+	h = curl_slist_append(h, "Content-Type: application/json");
+	curl_easy_setopt(c, CURLOPT_URL, target);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	ck_assert_int_eq(curl_easy_perform(c), CURLE_OK);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	free(body);
+	json_decref(req);
+	*answer = b.p ? b.p : strdup("");
+	return st;
+}
+
+/* resolve --reveal --json: the connection of `user`. */
+static json_t *resolve_json(const char *mpath, const char *user)
+{
+	char *out = NULL, *err = NULL;
+	json_error_t jerr;
+	json_t *j;
+	int rc = ENVDB(&out, &err, "--json", "resolve", "acme/dev", "--user", user, "--reveal");
+
+	ck_assert_msg(rc == 0, "resolve %s: rc %d: %s", user, rc, err);
+	j = json_loads(out, 0, &jerr);
+	ck_assert_msg(j != NULL, "resolve output is not JSON: %s", out);
+	assert_no_secret(err);
+	free(out);
+	free(err);
+	return j;
+}
+
+START_TEST(cli_provision_resolve)
+{
+	char mpath[PATH_MAX], dir[256], tokpath[PATH_MAX], table[64], sql[160];
+	char *out = NULL, *err = NULL, *ans = NULL;
+	json_t *alice, *bob;
+	const char *url, *jwt;
+	FILE *f;
+	int fd, rc;
+	unsigned char r[4];
+
+	turso_emu_set_ready_delay(emu, 700);
+	snprintf(dir, sizeof dir, "%s/deploy", tmpdir);
+	snprintf(mpath, sizeof mpath, "%s/envdb.yaml", dir);
+	rc = run_envdb(NULL, &out, &err, (const char *const[]){ "init", dir, NULL });
+	ck_assert_msg(rc == 0, "envdb init: %d: %s", rc, err);
+	free(out);
+	free(err);
+	/* add the turso adapter to the manifest `envdb init` wrote */
+	snprintf(tokpath, sizeof tokpath, "%s/turso.token", dir);
+	fd = open(tokpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, api_token, strlen(api_token)), (ssize_t)strlen(api_token));
+	close(fd);
+	f = fopen(mpath, "a");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f,
+		"  - name: turso\n"
+		"    kind: adapter\n"
+		"    config:\n"
+		"      organization: " ORG "\n"
+		"      api_token_file: turso.token\n"
+		"      api_url: %s\n"
+		"      data_plane_scheme: http\n"
+		"      retry_initial_delay: 50ms\n"
+		"      retry_max_delay: 400ms\n",
+		turso_emu_api_url(emu));
+	fclose(f);
+
+	rc = ENVDB(&out, &err, "org", "provision", "acme", "--by", "alice");
+	ck_assert_msg(rc == 0, "org provision: %d: %s", rc, err);
+	free(out);
+	free(err);
+	rc = ENVDB(&out, &err, "env", "provision", "acme", "dev", "--type", "development", "--by",
+		   "alice", "--driver", "turso");
+	ck_assert_msg(rc == 0, "env provision: %d: %s", rc, err);
+	ck_assert_msg(strstr(out, "via turso") != NULL, "%s", out);
+	assert_no_secret(out);
+	assert_no_secret(err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(turso_emu_db_count(emu), 1);
+
+	/* the owner gets a full-access token that reaches the real database */
+	alice = resolve_json(mpath, "alice");
+	ck_assert_str_eq(json_string_value(json_object_get(alice, "driver")), "turso");
+	ck_assert_str_eq(json_string_value(json_object_get(alice, "authorization")),
+			 "full_access");
+	url = json_string_value(json_object_get(alice, "database_url"));
+	jwt = json_string_value(json_object_get(alice, "secret"));
+	ck_assert_ptr_nonnull(url);
+	ck_assert_ptr_nonnull(jwt);
+	ck_assert(strncmp(jwt, "eyJ", 3) == 0);
+	ck_assert_int_eq(getrandom(r, sizeof r, 0), (ssize_t)sizeof r);
+	snprintf(table, sizeof table, "t_%02x%02x%02x%02x", r[0], r[1], r[2], r[3]);
+	snprintf(sql, sizeof sql, "CREATE TABLE %s (v INTEGER)", table);
+	ck_assert_int_eq(pipeline(url, jwt, sql, &ans), 200);
+	ck_assert_msg(strstr(ans, "\"type\":\"ok\"") != NULL, "%s", ans);
+	free(ans);
+	snprintf(sql, sizeof sql, "INSERT INTO %s VALUES (42)", table);
+	ck_assert_int_eq(pipeline(url, jwt, sql, &ans), 200);
+	ck_assert_msg(strstr(ans, "\"type\":\"ok\"") != NULL, "%s", ans);
+	free(ans);
+
+	/* a reader gets a read-only token: reads work, writes do not */
+	rc = ENVDB(&out, &err, "member", "add", "acme/dev", "bob", "reader", "--by", "alice");
+	ck_assert_msg(rc == 0, "member add: %d: %s", rc, err);
+	free(out);
+	free(err);
+	bob = resolve_json(mpath, "bob");
+	ck_assert_str_eq(json_string_value(json_object_get(bob, "authorization")), "read_only");
+	jwt = json_string_value(json_object_get(bob, "secret"));
+	snprintf(sql, sizeof sql, "SELECT v FROM %s", table);
+	ck_assert_int_eq(pipeline(url, jwt, sql, &ans), 200);
+	ck_assert_msg(strstr(ans, "\"value\":\"42\"") != NULL, "%s", ans);
+	free(ans);
+	snprintf(sql, sizeof sql, "INSERT INTO %s VALUES (7)", table);
+	ck_assert_int_eq(pipeline(url, jwt, sql, &ans), 200);
+	ck_assert_msg(strstr(ans, "SQLITE_READONLY") != NULL, "%s", ans);
+	free(ans);
+	/* a made-up token is refused */
+	ck_assert_int_eq(pipeline(url, "eyJub3QiOiJ2YWxpZCJ9.e30.c2ln", "SELECT 1", &ans), 401);
+	free(ans);
+
+	/* without --reveal the secret stays hidden */
+	rc = ENVDB(&out, &err, "resolve", "acme/dev", "--user", "alice");
+	ck_assert_int_eq(rc, 0);
+	assert_no_secret(out);
+	assert_no_secret(err);
+	free(out);
+	free(err);
+
+	/* a failing provision: a clear message, no secret, nothing left */
+	turso_emu_add_fault(emu, &(turso_emu_fault){ .op = "mint", .count = 100, .status = 403,
+						    .retry_after = -1 });
+	rc = ENVDB(&out, &err, "env", "provision", "acme", "qa", "--type", "test", "--by", "alice",
+		   "--driver", "turso");
+	ck_assert_int_ne(rc, 0);
+	ck_assert_msg(strstr(err, "HTTP 403") != NULL, "%s", err);
+	assert_no_secret(out);
+	assert_no_secret(err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(turso_emu_db_count(emu), 1);
+	turso_emu_clear_faults(emu);
+	rc = ENVDB(&out, &err, "check");
+	ck_assert_msg(rc == 0, "check: %d: %s%s", rc, out, err);
+	free(out);
+	free(err);
+
+	/* delete drops the Turso database */
+	rc = ENVDB(&out, &err, "env", "delete", "acme/dev", "--now");
+	ck_assert_msg(rc == 0, "env delete: %d: %s", rc, err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(turso_emu_db_count(emu), 0);
+	ck_assert_int_eq(turso_emu_count(emu, "rotate"), 0);
+	ck_assert_int_eq(turso_emu_count(emu, "rotate-group"), 0);
+
+	json_decref(alice);
+	json_decref(bob);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+
+static bool plugin_built(const char *name)
+{
+	char path[PATH_MAX];
+	const char *dir = getenv("ENVDB_PLUGIN_DIR");
+
+	if (dir == NULL)
+		return false;
+	snprintf(path, sizeof path, "%s/%s.so", dir, name);
+	return access(path, R_OK) == 0;
+}
 
 static Suite *suite(void)
 {
@@ -992,6 +1255,17 @@ static Suite *suite(void)
 	tcase_add_test(tc, probe_rejects_bad_token);
 	tcase_add_test(tc, secrets_redacted);
 	suite_add_tcase(s, tc);
+
+	/* The end-to-end case needs `envdb init`'s sqlite and kms plugins. */
+	if (plugin_built("sqlite") && plugin_built("kms")) {
+		tc = tcase_create("cli");
+		tcase_add_checked_fixture(tc, setup, teardown);
+		tcase_set_timeout(tc, 120);
+		tcase_add_test(tc, cli_provision_resolve);
+		suite_add_tcase(s, tc);
+	} else {
+		printf("note: sqlite or kms plugin not built: end-to-end envdb case skipped\n");
+	}
 	return s;
 }
 
@@ -1001,6 +1275,13 @@ int main(void)
 	int failed;
 
 	(void)dup_variants;
+	/* Everything here is on loopback: no proxy from the environment. */
+	unsetenv("http_proxy");
+	unsetenv("https_proxy");
+	unsetenv("HTTP_PROXY");
+	unsetenv("HTTPS_PROXY");
+	unsetenv("ALL_PROXY");
+	unsetenv("all_proxy");
 	tursodb = turso_libsql_binary();
 	if (tursodb == NULL) {
 		printf("SKIP: tursodb not found: run tests/turso-setup.sh (npm package "

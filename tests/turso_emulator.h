@@ -1,8 +1,7 @@
 /*
  * tests/turso_emulator.h — an emulator of the Turso Platform API for the
- * tests of plugins/turso, written from the documented contract
- * (/work/shared/reference/turso-platform-and-hrana.md, summarised in
- * plugins/turso/README.md): exact JSON shapes, {"error": …} bodies, the
+ * tests of plugins/turso, written from the documented contract (Turso's
+ * docs and OpenAPI, summarised in plugins/turso/README.md): exact JSON shapes, {"error": …} bodies, the
  * 400/409/422 duplicate-name variants, bearer-token checks, group-wide
  * token rotation, pagination — plus a data-plane gateway in front of a real
  * libSQL HTTP server (`tursodb --sync-server`) that adds what that server

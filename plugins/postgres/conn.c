@@ -273,11 +273,12 @@ static void cancel_running(PGconn *conn)
 }
 
 /* The connection is in an unknown state: never reuse it.  The cached
- * admin connection is closed; others are closed by their owner. */
+ * admin connection is marked (closed by the next pga_admin()); others are
+ * closed by their owner. */
 static void poison(const pga_op *o, PGconn *conn)
 {
 	if (conn == o->a->admin)
-		pga_admin_close(o->a);
+		o->a->admin_broken = 1;
 }
 
 /*
@@ -294,7 +295,7 @@ static int exec_raw(PGresult **res, const pga_op *o, PGconn *conn, const char *s
 	int rc, f, sent;
 
 	*res = NULL;
-	if (PQstatus(conn) != CONNECTION_OK) {
+	if (PQstatus(conn) != CONNECTION_OK || (conn == o->a->admin && o->a->admin_broken)) {
 		rc = pga_fail(o, ENVDB_ERR_UNAVAILABLE, NULL, "the connection is lost");
 		poison(o, conn);
 		return rc;
@@ -603,6 +604,7 @@ void pga_admin_close(pga *a)
 		PQfinish(a->admin);
 		a->admin = NULL;
 	}
+	a->admin_broken = 0;
 }
 
 int pga_admin(PGconn **out, const pga_op *o)
@@ -616,6 +618,8 @@ int pga_admin(PGconn **out, const pga_op *o)
 	rc = pga_time_left(&ms, o);
 	if (rc != ENVDB_OK)
 		return rc;
+	if (a->admin_broken)
+		pga_admin_close(a);
 	if (a->admin != NULL && PQstatus(a->admin) == CONNECTION_OK) {
 		/* A connection left inside a transaction by an interrupted
 		 * operation is rolled back first. */

@@ -71,6 +71,10 @@ typedef struct pga {
 	char *template_db;           /* host->alloc, or NULL for the server default */
 	int connection_limit;        /* -1: unlimited */
 	PGconn *admin;               /* cached admin connection, or NULL */
+	/* The cached connection's state is unknown (lost, or a statement was
+	 * abandoned at the deadline): it is closed when the next operation
+	 * starts, never while a caller may still hold the pointer. */
+	int admin_broken;
 	/* While undoing a failed operation: a deadline that replaces the
 	 * host's (0 when not undoing). */
 	int64_t cleanup_deadline;
@@ -170,7 +174,8 @@ int pga_time_left(int64_t *ms, const pga_op *o);
  * with statement_timeout set from the deadline. */
 int pga_admin(PGconn **out, const pga_op *o);
 
-/** Drop the cached admin connection (after a connection failure). */
+/** Close the cached admin connection (fini, or a broken connection at the
+ * start of an operation). */
 void pga_admin_close(pga *a);
 
 /**

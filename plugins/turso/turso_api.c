@@ -4,8 +4,9 @@
  * token, list a group's databases) and one Hrana-over-HTTP statement
  * (SELECT 1 on /v2/pipeline) used for readiness and probe.
  *
- * Contract: /work/shared/reference/turso-platform-and-hrana.md (see the
- * plugin README).  The points that shape this file:
+ * The contract (Turso's docs and OpenAPI, the Hrana spec, and what the live
+ * service was observed to do) is summarised in README.md.  The points that
+ * shape this file:
  *  - a duplicate name comes back as 409 (documented), 400 "database with
  *    same name already exists" (live API since mid-2026) or 422; the body
  *    is matched as well as the status, and a GET decides adoption;

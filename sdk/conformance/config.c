@@ -66,7 +66,10 @@ static int read_secret_file(char **out, size_t *out_len, const char *path, const
 		}
 	}
 	fclose(f);
-	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+	/* As envdb's loader: one trailing newline is formatting. */
+	if (len > 0 && buf[len - 1] == '\n')
+		len--;
+	if (len > 0 && buf[len - 1] == '\r')
 		len--;
 	buf[len] = '\0';
 	/* Keep the exact capacity known to kit_config_free: shrink-copy. */

@@ -1,0 +1,236 @@
+/*
+ * core/cli_store.c — the envdb commands of the control-plane store:
+ * `schema [--json]`, `check`, and `member add|remove|list`.  Public API only.
+ */
+#include "config.h"
+
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/* The login name of the caller, the default of --by. */
+static const char *login_name(void)
+{
+	struct passwd *pw = getpwuid(geteuid());
+	if (pw != NULL && pw->pw_name != NULL && pw->pw_name[0] != '\0')
+		return pw->pw_name;
+	return getenv("USER");
+}
+
+static const char *fmt_time(char *buf, size_t cap, int64_t t)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	if (t <= 0 || gmtime_r(&tt, &tm) == NULL ||
+	    strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, cap, "-");
+	return buf;
+}
+
+/* ---- schema ------------------------------------------------------------- */
+
+int envdb_cli_schema(envdb_cli *cli, int argc, char **argv)
+{
+	envdb_cli_args pos;
+	envdb_ctx *ctx = NULL;
+	char *out = NULL;
+	int rc;
+
+	if ((rc = envdb_cli_parse(cli, argc, argv, NULL, &pos, 0, 0)) != EX_OK)
+		return rc;
+	/* With an explicit manifest, list what it registers (the legacy shim
+	 * may be off); without one, every definition. */
+	if (cli->manifest_opt != NULL || getenv("ENVDB_MANIFEST") != NULL) {
+		if ((rc = envdb_cli_open(cli, &ctx, ENVDB_OPEN_NO_STORE)) != EX_OK)
+			return rc;
+	}
+	if (cli->json) {
+		json_error_t err;
+		if ((rc = envdb_schema_json(&out, ctx)) != ENVDB_OK) {
+			rc = envdb_cli_fail(cli, rc);
+			goto done;
+		}
+		rc = envdb_cli_json_print(cli, json_loads(out, 0, &err));
+	} else {
+		if ((rc = envdb_schema_text(&out, ctx)) != ENVDB_OK) {
+			rc = envdb_cli_fail(cli, rc);
+			goto done;
+		}
+		envdb_cli_print(cli, "%s", out);
+		rc = EX_OK;
+	}
+done:
+	envdb_free(out);
+	envdb_close(ctx);
+	return rc;
+}
+
+/* ---- check -------------------------------------------------------------- */
+
+int envdb_cli_check(envdb_cli *cli, int argc, char **argv)
+{
+	envdb_violation **v = NULL;
+	envdb_cli_args pos;
+	envdb_ctx *ctx = NULL;
+	size_t n = 0;
+	int rc;
+
+	if ((rc = envdb_cli_parse(cli, argc, argv, NULL, &pos, 0, 0)) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+		return rc;
+	if ((rc = envdb_check(&v, &n, ctx)) != ENVDB_OK) {
+		rc = envdb_cli_fail(cli, rc);
+		goto out;
+	}
+	if (cli->json) {
+		json_t *arr = json_array();
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s}", "object",
+							     v[i]->object, "invariant",
+							     v[i]->invariant, "row_ids", v[i]->row_ids,
+							     "message", v[i]->message));
+		rc = envdb_cli_json_print(cli, json_pack("{s:b, s:I, s:o}", "ok", n == 0, "count",
+							 (json_int_t)n, "violations", arr));
+	} else {
+		for (size_t i = 0; i < n; i++)
+			envdb_cli_print(cli, "VIOLATION %s %s [%s]: %s\n", v[i]->object,
+					v[i]->invariant, v[i]->row_ids, v[i]->message);
+		if (n == 0)
+			envdb_cli_print(cli, "ok: every invariant holds\n");
+		else
+			envdb_cli_error(cli, "check: %zu violation%s found", n, n == 1 ? "" : "s");
+	}
+	if (rc == EX_OK && n > 0)
+		rc = EX_DATAERR;
+out:
+	envdb_violation_list_free(v, n);
+	envdb_close(ctx);
+	return rc;
+}
+
+/* ---- members ------------------------------------------------------------ */
+
+int envdb_cli_member_add(envdb_cli *cli, int argc, char **argv)
+{
+	const char *by = NULL;
+	bool update = false;
+	envdb_cli_opt opts[] = {
+		{"by", ENVDB_CLI_STRING, &by},
+		{"update", ENVDB_CLI_FLAG, &update},
+		{NULL, 0, NULL},
+	};
+	envdb_member_opts mo = ENVDB_MEMBER_OPTS_INIT;
+	envdb_cli_env_ref ref;
+	envdb_cli_args pos;
+	envdb_ctx *ctx = NULL;
+	int rc;
+
+	if ((rc = envdb_cli_parse(cli, argc, argv, opts, &pos, 3, 3)) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_env_ref_parse(cli, &ref, pos.v[0])) != EX_OK)
+		return rc;
+	if (by == NULL && (by = login_name()) == NULL)
+		return envdb_cli_usage(cli, "cannot tell who you are: give --by USER");
+	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+		return rc;
+	mo.invited_by = by;
+	mo.flags = update ? ENVDB_MEMBER_UPDATE : 0;
+	rc = envdb_member_add(ctx, ref.org, ref.slug, pos.v[1], pos.v[2], &mo);
+	if (rc != ENVDB_OK) {
+		rc = envdb_cli_fail(cli, rc);
+		goto out;
+	}
+	if (cli->json)
+		rc = envdb_cli_json_print(cli, json_pack("{s:{s:s, s:s, s:s, s:s}}", "member",
+							 "environment", pos.v[0], "user_id", pos.v[1],
+							 "role", pos.v[2], "invited_by", by));
+	else
+		envdb_cli_print(cli, "%s: %s is now %s\n", pos.v[0], pos.v[1], pos.v[2]);
+out:
+	envdb_close(ctx);
+	return rc;
+}
+
+int envdb_cli_member_remove(envdb_cli *cli, int argc, char **argv)
+{
+	envdb_cli_env_ref ref;
+	envdb_cli_args pos;
+	envdb_ctx *ctx = NULL;
+	int rc;
+
+	if ((rc = envdb_cli_parse(cli, argc, argv, NULL, &pos, 2, 2)) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_env_ref_parse(cli, &ref, pos.v[0])) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+		return rc;
+	rc = envdb_member_remove(ctx, ref.org, ref.slug, pos.v[1]);
+	if (rc != ENVDB_OK) {
+		rc = envdb_cli_fail(cli, rc);
+		goto out;
+	}
+	if (cli->json)
+		rc = envdb_cli_json_print(cli, json_pack("{s:{s:s, s:s}}", "removed", "environment",
+							 pos.v[0], "user_id", pos.v[1]));
+	else
+		envdb_cli_print(cli, "%s: %s removed\n", pos.v[0], pos.v[1]);
+out:
+	envdb_close(ctx);
+	return rc;
+}
+
+int envdb_cli_member_list(envdb_cli *cli, int argc, char **argv)
+{
+	envdb_member **v = NULL;
+	envdb_cli_env_ref ref;
+	envdb_cli_args pos;
+	envdb_ctx *ctx = NULL;
+	size_t n = 0;
+	char t1[32], t2[32];
+	int rc;
+
+	if ((rc = envdb_cli_parse(cli, argc, argv, NULL, &pos, 1, 1)) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_env_ref_parse(cli, &ref, pos.v[0])) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+		return rc;
+	if ((rc = envdb_member_list(&v, &n, ctx, ref.org, ref.slug)) != ENVDB_OK) {
+		rc = envdb_cli_fail(cli, rc);
+		goto out;
+	}
+	if (cli->json) {
+		json_t *arr = json_array();
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(
+				arr, json_pack("{s:s, s:s, s:s, s:s?, s:I, s:I}", "id", v[i]->id,
+					       "user_id", v[i]->user_id, "role", v[i]->role,
+					       "invited_by", v[i]->invited_by, "created_at",
+					       (json_int_t)v[i]->created_at, "updated_at",
+					       (json_int_t)v[i]->updated_at));
+		rc = envdb_cli_json_print(cli, json_pack("{s:s, s:o}", "environment", pos.v[0],
+							 "members", arr));
+	} else {
+		if (n > 0)
+			envdb_cli_print(cli, "%-24s %-7s %-16s %-20s %s\n", "USER", "ROLE",
+					"INVITED BY", "SINCE", "UPDATED");
+		for (size_t i = 0; i < n; i++)
+			envdb_cli_print(cli, "%-24s %-7s %-16s %-20s %s\n", v[i]->user_id,
+					v[i]->role, v[i]->invited_by ? v[i]->invited_by : "-",
+					fmt_time(t1, sizeof t1, v[i]->created_at),
+					fmt_time(t2, sizeof t2, v[i]->updated_at));
+		if (n == 0)
+			envdb_cli_error(cli, "%s: no members", pos.v[0]);
+		rc = EX_OK;
+	}
+out:
+	envdb_member_list_free(v, n);
+	envdb_close(ctx);
+	return rc;
+}

@@ -1,0 +1,656 @@
+/*
+ * tests/test_credentials.c — credentials (DESIGN.md §5): the AAD binding
+ * (a ciphertext moved to another row fails with ENVDB_ERR_INTEGRITY), no
+ * plaintext in the control-plane file or its WAL, rotation with an overlap
+ * window (the previous secret stays resolvable while rotating, is gone
+ * after completion and revoked at the backend), expiry, failures and
+ * crashes during rotation, and rewrap under a new key.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testdeploy.h"
+
+#ifdef ENVDB_FAILPOINTS
+#define ENVDB_TEST_FAILPOINTS 1
+#else
+#define ENVDB_TEST_FAILPOINTS 0
+#endif
+#define NEED_FAILPOINTS()                                                              \
+	do {                                                                           \
+		if (!ENVDB_TEST_FAILPOINTS) {                                          \
+			fprintf(stderr, "SKIP %s: failpoints not compiled in "         \
+					"(configure --enable-failpoints)\n",           \
+				__func__);                                             \
+			return;                                                        \
+		}                                                                      \
+	} while (0)
+
+static td T;
+
+static void setup(void)
+{
+	td_setup(&T, NULL);
+}
+
+static void teardown(void)
+{
+	td_teardown(&T);
+}
+
+/* The secret alice (owner) resolves, copied; and the previous one if any. */
+static char *resolve_secret(envdb_ctx *ctx, const char *slug, char **previous)
+{
+	envdb_connection *c = NULL;
+	char *s;
+	int rc = envdb_resolve(&c, ctx, "acme", slug, "alice");
+
+	ck_assert_msg(rc == ENVDB_OK, "resolve acme/%s: %s", slug, envdb_error_last()->message);
+	s = strdup(c->secret);
+	if (previous != NULL)
+		*previous = c->previous_secret ? strdup(c->previous_secret) : NULL;
+	ck_assert_uint_eq(strlen(s), c->secret_len);
+	envdb_connection_free(c);
+	return s;
+}
+
+/* Credentials of acme/SLUG in `status` of `auth` (NULL: any). */
+static size_t count_creds(envdb_ctx *ctx, const char *slug, const char *status,
+			  const char *auth)
+{
+	envdb_credential **v = NULL;
+	size_t n = 0, i, k = 0;
+
+	ck_assert_int_eq(envdb_cred_list(&v, &n, ctx, "acme", slug), ENVDB_OK);
+	for (i = 0; i < n; i++)
+		if ((status == NULL || strcmp(v[i]->status, status) == 0) &&
+		    (auth == NULL || strcmp(v[i]->authorization, auth) == 0))
+			k++;
+	envdb_credential_list_free(v, n);
+	return k;
+}
+
+static char *db_name(envdb_ctx *ctx, const char *slug)
+{
+	envdb_database *d = NULL;
+	char *n;
+
+	ck_assert_int_eq(envdb_env_database(&d, ctx, "acme", slug), ENVDB_OK);
+	n = strdup(d->database_name);
+	envdb_database_free(d);
+	return n;
+}
+
+static void sql(const char *path, const char *stmt)
+{
+	sqlite3 *db = NULL;
+	char *err = NULL;
+
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	ck_assert_msg(sqlite3_exec(db, stmt, NULL, NULL, &err) == SQLITE_OK, "%s: %s", stmt,
+		      err ? err : "");
+	sqlite3_close(db);
+}
+
+START_TEST(test_aad_bytes)
+{
+	const char *cid = "11111111-2222-4333-8444-555555555555";
+	const char *did = "66666666-7777-4888-9999-aaaaaaaaaaaa";
+	unsigned char aad[ENVDB_CREDENTIAL_AAD_MAX], want[ENVDB_CREDENTIAL_AAD_MAX];
+	size_t len = 0, n = 0;
+
+	ck_assert_int_eq(envdb_credential_aad(aad, &len, cid, did), ENVDB_OK);
+	memcpy(want, "envdb-credential-v1", 20); /* with its NUL */
+	n = 20;
+	memcpy(want + n, cid, 36);
+	n += 36;
+	want[n++] = 0;
+	memcpy(want + n, did, 36);
+	n += 36;
+	ck_assert_uint_eq(len, n);
+	ck_assert_uint_eq(len, 93);
+	ck_assert_int_eq(memcmp(aad, want, n), 0);
+	ck_assert_int_eq(envdb_credential_aad(aad, &len, "not-a-uuid", did), ENVDB_ERR_INVALID);
+}
+END_TEST
+
+START_TEST(test_ciphertext_swap_fails_integrity)
+{
+	envdb_ctx *ctx = td_open(&T);
+	envdb_connection *c = NULL;
+	char stmt[1024];
+	char *s;
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	ck_assert_int_eq(td_provision(ctx, "acme", "test", NULL, "alice"), ENVDB_OK);
+	s = resolve_secret(ctx, "test", NULL);
+	free(s);
+	envdb_close(ctx);
+
+	/* Copy dev's full_access ciphertext onto test's full_access row. */
+	snprintf(stmt, sizeof(stmt),
+		 "UPDATE sys_database_credential SET secret_ciphertext = ("
+		 " SELECT c.secret_ciphertext FROM sys_database_credential c"
+		 " JOIN sys_environment_database d ON d.id = c.environment_database_id"
+		 " JOIN sys_environment e ON e.id = d.environment_id"
+		 " WHERE e.slug = 'dev' AND c.\"authorization\" = 'full_access')"
+		 " WHERE id = (SELECT c.id FROM sys_database_credential c"
+		 " JOIN sys_environment_database d ON d.id = c.environment_database_id"
+		 " JOIN sys_environment e ON e.id = d.environment_id"
+		 " WHERE e.slug = 'test' AND c.\"authorization\" = 'full_access')");
+	sql(T.control, stmt);
+	ctx = td_open(&T);
+	ck_assert_int_eq(envdb_resolve(&c, ctx, "acme", "test", "alice"), ENVDB_ERR_INTEGRITY);
+	ck_assert_ptr_null(c);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "acme/test"));
+	/* The original row still opens. */
+	s = resolve_secret(ctx, "dev", NULL);
+	free(s);
+	envdb_close(ctx);
+
+	/* Within one database: the read_only ciphertext on the full_access row. */
+	snprintf(stmt, sizeof(stmt),
+		 "UPDATE sys_database_credential SET secret_ciphertext = ("
+		 " SELECT c.secret_ciphertext FROM sys_database_credential c"
+		 " JOIN sys_environment_database d ON d.id = c.environment_database_id"
+		 " JOIN sys_environment e ON e.id = d.environment_id"
+		 " WHERE e.slug = 'dev' AND c.\"authorization\" = 'read_only')"
+		 " WHERE id = (SELECT c.id FROM sys_database_credential c"
+		 " JOIN sys_environment_database d ON d.id = c.environment_database_id"
+		 " JOIN sys_environment e ON e.id = d.environment_id"
+		 " WHERE e.slug = 'dev' AND c.\"authorization\" = 'full_access')");
+	sql(T.control, stmt);
+	ctx = td_open(&T);
+	ck_assert_int_eq(envdb_resolve(&c, ctx, "acme", "dev", "alice"), ENVDB_ERR_INTEGRITY);
+	envdb_close(ctx);
+}
+END_TEST
+
+START_TEST(test_no_plaintext_in_control_plane)
+{
+	envdb_ctx *ctx = td_open(&T);
+	char wal[PATH_MAX + 8];
+	char *secrets[6] = {NULL};
+	size_t i;
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	ck_assert_int_eq(td_provision(ctx, "acme", "lite", "sqlite", "alice"), ENVDB_OK);
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "dev", NULL), ENVDB_OK);
+	secrets[0] = resolve_secret(ctx, "dev", &secrets[1]);
+	secrets[2] = resolve_secret(ctx, "lite", NULL);
+	ck_assert_ptr_nonnull(secrets[1]);
+	snprintf(wal, sizeof(wal), "%s-wal", T.control);
+	for (i = 0; i < 6; i++) {
+		if (secrets[i] == NULL)
+			continue;
+		ck_assert_uint_ge(strlen(secrets[i]), 16);
+		ck_assert_msg(!td_file_contains(T.control, secrets[i], strlen(secrets[i])),
+			      "secret %zu found in the control-plane file", i);
+		ck_assert_msg(!td_file_contains(wal, secrets[i], strlen(secrets[i])),
+			      "secret %zu found in the control-plane WAL", i);
+	}
+	/* The search itself works: the database name is in there. */
+	{
+		char *name = db_name(ctx, "dev");
+
+		ck_assert(td_file_contains(T.control, name, strlen(name)) ||
+			  td_file_contains(wal, name, strlen(name)));
+		free(name);
+	}
+	for (i = 0; i < 6; i++)
+		free(secrets[i]);
+	envdb_close(ctx);
+}
+END_TEST
+
+START_TEST(test_rotation_overlap_and_complete)
+{
+	envdb_rotate_opts ro = ENVDB_ROTATE_OPTS_INIT;
+	envdb_ctx *ctx = td_open(&T);
+	char *s1, *s2, *prev = NULL, *name;
+	size_t revoked = 0;
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	name = db_name(ctx, "dev");
+	s1 = resolve_secret(ctx, "dev", &prev);
+	ck_assert_ptr_null(prev);
+
+	ro.overlap_seconds = 900;
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "dev", &ro), ENVDB_OK);
+	ck_assert_uint_eq(count_creds(ctx, "dev", "active", "full_access"), 1);
+	ck_assert_uint_eq(count_creds(ctx, "dev", "rotating", "full_access"), 1);
+	ck_assert_uint_eq(count_creds(ctx, "dev", "rotating", "read_only"), 1);
+	/* During the window: the new secret, and the old one still valid. */
+	s2 = resolve_secret(ctx, "dev", &prev);
+	ck_assert_str_ne(s1, s2);
+	ck_assert_ptr_nonnull(prev);
+	ck_assert_str_eq(prev, s1);
+	free(prev);
+	{
+		envdb_connection *c = NULL;
+
+		ck_assert_int_eq(envdb_resolve(&c, ctx, "acme", "dev", "alice"), ENVDB_OK);
+		ck_assert_int_ge(c->previous_expires_at, (int64_t)time(NULL) + 800);
+		ck_assert_int_le(c->previous_expires_at, (int64_t)time(NULL) + 900);
+		envdb_connection_free(c);
+	}
+	ck_assert_uint_eq(td_faulty_revocations(&T, name), 0);
+
+	/* Completion: the old one is revoked at the backend, then in the row,
+	 * and no longer handed out. */
+	ck_assert_int_eq(envdb_cred_complete(&revoked, ctx, "acme", "dev"), ENVDB_OK);
+	ck_assert_uint_eq(revoked, 2);
+	ck_assert_uint_eq(td_faulty_revocations(&T, name), 2);
+	ck_assert_uint_eq(count_creds(ctx, "dev", "rotating", NULL), 0);
+	ck_assert_uint_eq(count_creds(ctx, "dev", "revoked", NULL), 2);
+	free(s1);
+	s1 = resolve_secret(ctx, "dev", &prev);
+	ck_assert_str_eq(s1, s2);
+	ck_assert_ptr_null(prev);
+	/* Completing again is harmless. */
+	ck_assert_int_eq(envdb_cred_complete(&revoked, ctx, "acme", "dev"), ENVDB_OK);
+	ck_assert_uint_eq(revoked, 0);
+	ck_assert_uint_eq(td_check(ctx), 0);
+	free(s1);
+	free(s2);
+	free(name);
+	envdb_close(ctx);
+}
+END_TEST
+
+START_TEST(test_rotation_window_ends_in_reconcile)
+{
+	envdb_rotate_opts ro = ENVDB_ROTATE_OPTS_INIT;
+	envdb_ctx *ctx = td_open(&T);
+	char *s, *prev = NULL, *name;
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	name = db_name(ctx, "dev");
+	ro.overlap_seconds = 60;
+	ro.authorization = "full_access";
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "dev", &ro), ENVDB_OK);
+	ck_assert_uint_eq(count_creds(ctx, "dev", "rotating", NULL), 1);
+	ck_assert_uint_eq(count_creds(ctx, "dev", "active", "read_only"), 1);
+	/* Before the window ends reconcile leaves it alone. */
+	ck_assert_uint_eq(td_reconcile_apply(ctx, 0), 0);
+	ck_assert_uint_eq(count_creds(ctx, "dev", "rotating", NULL), 1);
+	/* After it, the previous secret is not handed out even before
+	 * reconcile ran... */
+	td_clock_ahead(120);
+	s = resolve_secret(ctx, "dev", &prev);
+	ck_assert_ptr_null(prev);
+	free(s);
+	td_clock_ahead(0);
+	/* ...and reconcile revokes it. */
+	ck_assert_uint_eq(td_reconcile_apply(ctx, 120), 0);
+	ck_assert_uint_eq(count_creds(ctx, "dev", "rotating", NULL), 0);
+	ck_assert_uint_eq(count_creds(ctx, "dev", "revoked", "full_access"), 1);
+	ck_assert_uint_eq(td_faulty_revocations(&T, name), 1);
+	free(name);
+	envdb_close(ctx);
+}
+END_TEST
+
+START_TEST(test_rotation_without_overlap_and_twice)
+{
+	envdb_rotate_opts ro = ENVDB_ROTATE_OPTS_INIT;
+	envdb_ctx *ctx = td_open(&T);
+	char *s1, *s2, *prev = NULL;
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	s1 = resolve_secret(ctx, "dev", NULL);
+	ro.overlap_seconds = 0;
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "dev", &ro), ENVDB_OK);
+	ck_assert_uint_eq(count_creds(ctx, "dev", "rotating", NULL), 0);
+	ck_assert_uint_eq(count_creds(ctx, "dev", "revoked", NULL), 2);
+	s2 = resolve_secret(ctx, "dev", &prev);
+	ck_assert_ptr_null(prev);
+	ck_assert_str_ne(s1, s2);
+	/* Two overlapping rotations: the first previous is revoked by the
+	 * second, only one credential per authorization is rotating. */
+	ro.overlap_seconds = 600;
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "dev", &ro), ENVDB_OK);
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "dev", &ro), ENVDB_OK);
+	ck_assert_uint_eq(count_creds(ctx, "dev", "rotating", "full_access"), 1);
+	ck_assert_uint_eq(count_creds(ctx, "dev", "active", "full_access"), 1);
+	ck_assert_uint_eq(count_creds(ctx, "dev", "revoked", "full_access"), 2);
+	ck_assert_uint_eq(td_check(ctx), 0);
+	/* The active full_access credential cannot be revoked directly. */
+	{
+		envdb_credential **v = NULL;
+		size_t n = 0, i;
+
+		ck_assert_int_eq(envdb_cred_list(&v, &n, ctx, "acme", "dev"), ENVDB_OK);
+		for (i = 0; i < n; i++)
+			if (strcmp(v[i]->status, "active") == 0 &&
+			    strcmp(v[i]->authorization, "full_access") == 0)
+				ck_assert_int_eq(envdb_cred_revoke(ctx, "acme", "dev", v[i]->id),
+						 ENVDB_ERR_STATE);
+			else if (strcmp(v[i]->status, "rotating") == 0)
+				ck_assert_int_eq(envdb_cred_revoke(ctx, "acme", "dev", v[i]->id),
+						 ENVDB_OK);
+		envdb_credential_list_free(v, n);
+	}
+	ck_assert_uint_eq(count_creds(ctx, "dev", "rotating", NULL), 0);
+	free(s1);
+	free(s2);
+	envdb_close(ctx);
+}
+END_TEST
+
+START_TEST(test_rotation_refused_states)
+{
+	envdb_rotate_opts ro = ENVDB_ROTATE_OPTS_INIT;
+	envdb_ctx *ctx = td_open(&T);
+
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "dev", NULL), ENVDB_ERR_NOT_FOUND);
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	ro.authorization = "superuser";
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "dev", &ro), ENVDB_ERR_INVALID);
+	ck_assert_int_eq(envdb_env_archive(ctx, "acme", "dev"), ENVDB_OK);
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "dev", NULL), ENVDB_ERR_STATE);
+	envdb_close(ctx);
+}
+END_TEST
+
+START_TEST(test_expiry)
+{
+	envdb_rotate_opts ro = ENVDB_ROTATE_OPTS_INIT;
+	envdb_connection *c = NULL;
+	envdb_ctx *ctx = td_open(&T);
+	char *s;
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	ro.overlap_seconds = 0;
+	ro.expires_in_seconds = 300;
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "dev", &ro), ENVDB_OK);
+	ck_assert_int_eq(envdb_resolve(&c, ctx, "acme", "dev", "alice"), ENVDB_OK);
+	ck_assert_int_gt(c->expires_at, (int64_t)time(NULL));
+	envdb_connection_free(c);
+	/* Past expiry: refused, from the cache too. */
+	td_clock_ahead(301);
+	ck_assert_int_eq(envdb_resolve(&c, ctx, "acme", "dev", "alice"), ENVDB_ERR_AUTH);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "expired"));
+	ck_assert_ptr_null(c);
+	/* A new rotation makes it resolvable again. */
+	ro.expires_in_seconds = 0;
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "dev", &ro), ENVDB_OK);
+	s = resolve_secret(ctx, "dev", NULL);
+	free(s);
+	td_clock_ahead(0);
+	envdb_close(ctx);
+}
+END_TEST
+
+START_TEST(test_rotation_mint_failure_changes_nothing)
+{
+	envdb_ctx *ctx = td_open(&T);
+	char *s1, *s2, *prev = NULL;
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	s1 = resolve_secret(ctx, "dev", NULL);
+	td_fail_at(&T, "mint_read_only");
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "dev", NULL), ENVDB_ERR_UNAVAILABLE);
+	td_fail_at(&T, NULL);
+	ck_assert_uint_eq(count_creds(ctx, "dev", "active", NULL), 2);
+	ck_assert_uint_eq(count_creds(ctx, "dev", NULL, NULL), 2);
+	s2 = resolve_secret(ctx, "dev", &prev);
+	ck_assert_str_eq(s1, s2);
+	ck_assert_ptr_null(prev);
+	ck_assert_uint_eq(td_check(ctx), 0);
+	free(s1);
+	free(s2);
+	envdb_close(ctx);
+}
+END_TEST
+
+static const char *const rotate_points[] = {"rotate.after_mint", "rotate.encrypt",
+					    "rotate.commit"};
+
+START_TEST(test_rotation_failpoint_error_undoes)
+{
+	envdb_ctx *ctx;
+	char spec[128], *s1, *s2, *name;
+
+	NEED_FAILPOINTS();
+	ctx = td_open(&T);
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	name = db_name(ctx, "dev");
+	s1 = resolve_secret(ctx, "dev", NULL);
+	snprintf(spec, sizeof(spec), "%s=error", rotate_points[_i]);
+	td_failpoints(spec);
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "dev", NULL), ENVDB_ERR_GENERIC);
+	td_failpoints(NULL);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, rotate_points[_i]));
+	/* Rows unchanged; what was minted is revoked at the backend. */
+	ck_assert_uint_eq(count_creds(ctx, "dev", NULL, NULL), 2);
+	ck_assert_uint_eq(count_creds(ctx, "dev", "active", NULL), 2);
+	ck_assert_uint_eq(td_faulty_revocations(&T, name), 2);
+	s2 = resolve_secret(ctx, "dev", NULL);
+	ck_assert_str_eq(s1, s2);
+	ck_assert_uint_eq(td_check(ctx), 0);
+	free(s1);
+	free(s2);
+	free(name);
+	envdb_close(ctx);
+}
+END_TEST
+
+typedef struct child_arg {
+	const char *spec;
+	int op; /* 0 rotate, 1 complete, 2 rewrap */
+} child_arg;
+
+static int cred_child(void *arg)
+{
+	const child_arg *a = arg;
+	envdb_rewrap_report rep = ENVDB_REWRAP_REPORT_INIT;
+	envdb_ctx *ctx = NULL;
+	size_t n;
+	int rc;
+
+	if (envdb_open(&ctx, T.manifest, 0) != ENVDB_OK)
+		return 90;
+	td_failpoints(a->spec);
+	if (a->op == 0)
+		rc = envdb_cred_rotate(ctx, "acme", "dev", NULL);
+	else if (a->op == 1)
+		rc = envdb_cred_complete(&n, ctx, "acme", "dev");
+	else
+		rc = envdb_key_rewrap(&rep, ctx, 0);
+	envdb_close(ctx);
+	return rc == ENVDB_OK ? 0 : 91;
+}
+
+static void assert_killed(int status, const char *what)
+{
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+		      "%s: the child was not killed at its failpoint (status 0x%x)", what, status);
+}
+
+START_TEST(test_rotation_killed)
+{
+	static const char *const points[] = {"rotate.after_mint", "rotate.encrypt",
+					     "rotate.commit", "rotate.after_commit"};
+	child_arg a = {NULL, 0};
+	envdb_ctx *ctx;
+	char spec[128], *s;
+
+	NEED_FAILPOINTS();
+	ctx = td_open(&T);
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	envdb_close(ctx);
+	snprintf(spec, sizeof(spec), "%s=kill", points[_i]);
+	a.spec = spec;
+	assert_killed(td_fork(cred_child, &a), points[_i]);
+	ctx = td_open(&T);
+	ck_assert_uint_eq(td_reconcile_apply(ctx, 3600), 0);
+	/* Exactly one active credential per authorization, whichever side of
+	 * the commit the crash was, and it resolves. */
+	ck_assert_uint_eq(count_creds(ctx, "dev", "active", "full_access"), 1);
+	ck_assert_uint_eq(count_creds(ctx, "dev", "active", "read_only"), 1);
+	ck_assert_uint_eq(count_creds(ctx, "dev", NULL, NULL), _i == 3 ? 4 : 2);
+	s = resolve_secret(ctx, "dev", NULL);
+	free(s);
+	ck_assert_uint_eq(td_check(ctx), 0);
+	envdb_close(ctx);
+}
+END_TEST
+
+START_TEST(test_completion_killed_after_backend_revoke)
+{
+	child_arg a = {"complete.after_revoke=kill", 1};
+	envdb_ctx *ctx;
+	char *name;
+	size_t n = 0;
+
+	NEED_FAILPOINTS();
+	ctx = td_open(&T);
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "dev", NULL), ENVDB_OK);
+	name = db_name(ctx, "dev");
+	envdb_close(ctx);
+	assert_killed(td_fork(cred_child, &a), "complete.after_revoke");
+	ctx = td_open(&T);
+	/* Revoked at the backend, the row still says rotating: completing
+	 * again finishes it (revoking twice is harmless). */
+	ck_assert_uint_eq(td_faulty_revocations(&T, name), 1);
+	ck_assert_uint_eq(count_creds(ctx, "dev", "rotating", NULL), 2);
+	ck_assert_int_eq(envdb_cred_complete(&n, ctx, "acme", "dev"), ENVDB_OK);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_uint_eq(count_creds(ctx, "dev", "rotating", NULL), 0);
+	ck_assert_uint_eq(td_check(ctx), 0);
+	free(name);
+	envdb_close(ctx);
+}
+END_TEST
+
+START_TEST(test_rewrap)
+{
+	envdb_rewrap_report rep = ENVDB_REWRAP_REPORT_INIT;
+	envdb_ctx *ctx = td_open(&T);
+	envdb_credential **v = NULL;
+	char *key = NULL, *s1, *s2;
+	size_t n = 0, i;
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	ck_assert_int_eq(td_provision(ctx, "acme", "lite", "sqlite", "alice"), ENVDB_OK);
+	s1 = resolve_secret(ctx, "dev", NULL);
+	ck_assert_int_eq(envdb_key_rewrap(&rep, ctx, 0), ENVDB_OK);
+	ck_assert_uint_eq(rep.total, 3);
+	ck_assert_uint_eq(rep.already_current, 3);
+	ck_assert_uint_eq(rep.rewrapped, 0);
+
+	ck_assert_int_eq(envdb_key_generate(&key, ctx, NULL, 1), ENVDB_OK);
+	ck_assert_int_eq(envdb_key_rewrap(&rep, ctx, ENVDB_REWRAP_DRY_RUN), ENVDB_OK);
+	ck_assert_uint_eq(rep.total, 3);
+	ck_assert_uint_eq(rep.already_current, 0);
+	ck_assert_uint_eq(rep.rewrapped, 3);
+	/* The dry run changed nothing. */
+	ck_assert_int_eq(envdb_key_rewrap(&rep, ctx, ENVDB_REWRAP_DRY_RUN), ENVDB_OK);
+	ck_assert_uint_eq(rep.rewrapped, 3);
+
+	ck_assert_int_eq(envdb_key_rewrap(&rep, ctx, 0), ENVDB_OK);
+	ck_assert_uint_eq(rep.total, 3);
+	ck_assert_uint_eq(rep.rewrapped, 3);
+	ck_assert_uint_eq(rep.failed, 0);
+	ck_assert_int_eq(envdb_cred_list(&v, &n, ctx, "acme", "dev"), ENVDB_OK);
+	for (i = 0; i < n; i++)
+		ck_assert_str_eq(v[i]->key_id, key);
+	envdb_credential_list_free(v, n);
+	ck_assert_int_eq(envdb_key_rewrap(&rep, ctx, 0), ENVDB_OK);
+	ck_assert_uint_eq(rep.already_current, 3);
+	ck_assert_uint_eq(rep.rewrapped, 0);
+	envdb_close(ctx);
+	/* Same secret, under the new key (fresh context: no cache). */
+	ctx = td_open(&T);
+	s2 = resolve_secret(ctx, "dev", NULL);
+	ck_assert_str_eq(s1, s2);
+	free(s1);
+	free(s2);
+	envdb_free(key);
+	ck_assert_uint_eq(td_check(ctx), 0);
+	envdb_close(ctx);
+}
+END_TEST
+
+START_TEST(test_rewrap_interrupted)
+{
+	envdb_rewrap_report rep = ENVDB_REWRAP_REPORT_INIT;
+	child_arg a = {"rewrap.after_row=kill", 2};
+	envdb_ctx *ctx;
+	char *key = NULL, *s;
+
+	NEED_FAILPOINTS();
+	ctx = td_open(&T);
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	ck_assert_int_eq(envdb_key_generate(&key, ctx, NULL, 1), ENVDB_OK);
+	envdb_free(key);
+	/* An error on one row: counted, reported, the others are done. */
+	td_failpoints("rewrap.after_seal=error");
+	ck_assert_int_eq(envdb_key_rewrap(&rep, ctx, 0), ENVDB_ERR_GENERIC);
+	td_failpoints(NULL);
+	ck_assert_uint_eq(rep.failed, 2);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "2 of 2"));
+	envdb_close(ctx);
+	/* Killed after the first row: a re-run finishes the rest. */
+	assert_killed(td_fork(cred_child, &a), "rewrap.after_row");
+	ctx = td_open(&T);
+	ck_assert_int_eq(envdb_key_rewrap(&rep, ctx, 0), ENVDB_OK);
+	ck_assert_uint_eq(rep.total, 2);
+	ck_assert_uint_eq(rep.already_current, 1);
+	ck_assert_uint_eq(rep.rewrapped, 1);
+	s = resolve_secret(ctx, "dev", NULL);
+	free(s);
+	envdb_close(ctx);
+}
+END_TEST
+
+static Suite *cred_suite(void)
+{
+	Suite *s = suite_create("credentials");
+	TCase *tc = tcase_create("credentials");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_aad_bytes);
+	tcase_add_test(tc, test_ciphertext_swap_fails_integrity);
+	tcase_add_test(tc, test_no_plaintext_in_control_plane);
+	tcase_add_test(tc, test_rotation_overlap_and_complete);
+	tcase_add_test(tc, test_rotation_window_ends_in_reconcile);
+	tcase_add_test(tc, test_rotation_without_overlap_and_twice);
+	tcase_add_test(tc, test_rotation_refused_states);
+	tcase_add_test(tc, test_expiry);
+	tcase_add_test(tc, test_rotation_mint_failure_changes_nothing);
+	tcase_add_test(tc, test_rewrap);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("failpoints");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_loop_test(tc, test_rotation_failpoint_error_undoes, 0, 3);
+	tcase_add_loop_test(tc, test_rotation_killed, 0, 4);
+	tcase_add_test(tc, test_completion_killed_after_backend_revoke);
+	tcase_add_test(tc, test_rewrap_interrupted);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(cred_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,1193 @@
+/*
+ * tests/test_migrate.c — the v4 → v5 migration (core/migrate.c,
+ * core/MIGRATION.md) on real control-plane files with the real sqlite and
+ * kms plugins: a seeded legacy control plane (tests/legacy_seed.c: mixed
+ * drivers, several rows per organization, bad ciphertexts, an unknown URL
+ * scheme, package installations, v5 data in the way) migrates as
+ * specified; a second run changes nothing; a dry run leaves the file
+ * byte-identical and reports what the real run does; SIGKILL at random
+ * moments and at every failpoint followed by a re-run gives exactly the
+ * state of an uninterrupted run (compared as a canonical dump without
+ * generated ids and timestamps); envdb check is clean and envdb resolve
+ * returns the original legacy token; the command's JSON report and exit
+ * status.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "failpoint.h"
+#include "internal.h"
+#include "legacy_seed.h"
+#include "migrate.h"
+#include "store.h"
+
+/* ------------------------------------------------------------------------ */
+/* Fixture: a deployment directory with a manifest, two keyrings, a store    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct fx {
+	char dir[256];
+	char manifest[320];
+	char control[320];
+	char pristine[320]; /* copy of the seeded control plane */
+	char legacy_dir[320];
+	legacy_gen_stats stats;
+} fx;
+
+static bool under_valgrind(void)
+{
+	const char *v = getenv("ENVDB_VALGRIND");
+	return v != NULL && *v != '\0' && strcmp(v, "0") != 0;
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	ck_assert_msg(f != NULL, "cannot write %s: %s", path, strerror(errno));
+	fputs(text, f);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+static void write_manifest(fx *f, bool shim)
+{
+	char text[2048];
+
+	snprintf(text, sizeof(text),
+		 "version: 1\n"
+		 "control_plane: control.db\n"
+		 "defaults:\n"
+		 "  driver: sqlite\n"
+		 "  encryptor: kms\n"
+		 "  plan: free\n"
+		 "  storage_limit_mb: 2048\n"
+		 "legacy:\n"
+		 "  register_shim: %s\n"
+		 "  encryptor: legacy_kms\n"
+		 "plugins:\n"
+		 "  - name: sqlite\n"
+		 "    kind: adapter\n"
+		 "    config:\n"
+		 "      base_dir: environments\n"
+		 "  - name: kms\n"
+		 "    kind: encryptor\n"
+		 "    config:\n"
+		 "      keyring_dir: keyring\n"
+		 "  - name: legacy_kms\n"
+		 "    kind: encryptor\n"
+		 "    path: kms.so\n"
+		 "    config:\n"
+		 "      keyring_dir: legacy-keyring\n",
+		 shim ? "true" : "false");
+	write_file(f->manifest, text);
+}
+
+static envdb_ctx *fx_open(fx *f)
+{
+	envdb_ctx *ctx = NULL;
+	int rc = envdb_open(&ctx, f->manifest, ENVDB_OPEN_CREATE);
+
+	ck_assert_msg(rc == 0, "envdb_open: %s", envdb_error_last()->message);
+	return ctx;
+}
+
+static void fx_init(fx *f, bool shim)
+{
+	const char *tmp = getenv("TMPDIR");
+	envdb_ctx *ctx;
+	char *key = NULL;
+
+	memset(f, 0, sizeof(*f));
+	snprintf(f->dir, sizeof(f->dir), "%s/envdb-migrate-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	ck_assert_ptr_nonnull(mkdtemp(f->dir));
+	snprintf(f->manifest, sizeof(f->manifest), "%s/envdb.yaml", f->dir);
+	snprintf(f->control, sizeof(f->control), "%s/control.db", f->dir);
+	snprintf(f->pristine, sizeof(f->pristine), "%s/pristine.db", f->dir);
+	snprintf(f->legacy_dir, sizeof(f->legacy_dir), "%s/v4-databases", f->dir);
+	ck_assert_int_eq(mkdir(f->legacy_dir, 0700), 0);
+	write_manifest(f, shim);
+	ctx = fx_open(f);
+	ck_assert_msg(envdb_key_generate(&key, ctx, "kms", 1) == 0, "key: %s",
+		      envdb_error_last()->message);
+	envdb_free(key);
+	ck_assert_msg(envdb_key_generate(&key, ctx, "legacy_kms", 1) == 0, "legacy key: %s",
+		      envdb_error_last()->message);
+	envdb_free(key);
+	envdb_close(ctx);
+}
+
+static void rm_rf(const char *path)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
+	if (system(cmd) != 0)
+		fprintf(stderr, "warning: could not remove %s\n", path);
+}
+
+static void fx_done(fx *f)
+{
+	if (getenv("ENVDB_TEST_KEEP") == NULL)
+		rm_rf(f->dir);
+}
+
+/* Read a whole file; *len its size.  malloc'd. */
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *fp = fopen(path, "rb");
+	char *buf;
+	long n;
+
+	ck_assert_msg(fp != NULL, "open %s: %s", path, strerror(errno));
+	ck_assert_int_eq(fseek(fp, 0, SEEK_END), 0);
+	n = ftell(fp);
+	ck_assert_int_ge(n, 0);
+	rewind(fp);
+	buf = malloc((size_t)n + 1);
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_uint_eq(fread(buf, 1, (size_t)n, fp), (size_t)n);
+	buf[n] = '\0';
+	fclose(fp);
+	*len = (size_t)n;
+	return buf;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	size_t n;
+	char *buf = slurp(from, &n);
+	FILE *fp = fopen(to, "wb");
+
+	ck_assert_ptr_nonnull(fp);
+	ck_assert_uint_eq(fwrite(buf, 1, n, fp), n);
+	ck_assert_int_eq(fclose(fp), 0);
+	free(buf);
+}
+
+/* Put the seeded control plane back (no context may be open). */
+static void fx_restore(fx *f)
+{
+	char side[400];
+
+	snprintf(side, sizeof(side), "%s-wal", f->control);
+	unlink(side);
+	snprintf(side, sizeof(side), "%s-shm", f->control);
+	unlink(side);
+	copy_file(f->pristine, f->control);
+}
+
+/* Seed n_orgs organizations of the mix, then keep a pristine copy.  The
+ * close checkpoints the WAL, so control.db alone is the whole state. */
+static void fx_seed(fx *f, size_t n_orgs, void (*extra)(fx *f, envdb_ctx *ctx))
+{
+	legacy_gen_opts o = {0};
+	envdb_ctx *ctx = fx_open(f);
+	int rc;
+
+	o.n_orgs = n_orgs;
+	o.seed = 42;
+	o.mixed = 1;
+	o.file_dir = f->legacy_dir;
+	rc = legacy_seed_generate(&f->stats, ctx, &o);
+	ck_assert_msg(rc == 0, "seed: %s", envdb_error_last()->message);
+	if (extra != NULL)
+		extra(f, ctx);
+	envdb_close(ctx);
+	copy_file(f->control, f->pristine);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Canonical dump: every control-plane row, generated ids replaced by        */
+/* stable names, timestamps left out, credentials by their plaintext         */
+/* ------------------------------------------------------------------------ */
+
+typedef struct sbuf {
+	char *s;
+	size_t len, cap;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) ENVDB_PRINTF(2, 3);
+static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
+		va_end(ap);
+		ck_assert_int_ge(n, 0);
+		if (b->s != NULL && b->len + (size_t)n < b->cap) {
+			b->len += (size_t)n;
+			return;
+		}
+		b->cap = (b->cap + (size_t)n + 1) * 2;
+		b->s = realloc(b->s, b->cap);
+		ck_assert_ptr_nonnull(b->s);
+	}
+}
+
+static const char *nz(const char *s)
+{
+	return s ? s : "-";
+}
+
+/* "env:ORG/SLUG" of an environment id, or the id itself. */
+static const char *env_label(envdb_environment **envs, size_t n, const char *id, char *buf,
+			     size_t cap)
+{
+	size_t i;
+
+	for (i = 0; id != NULL && i < n; i++)
+		if (strcmp(envs[i]->id, id) == 0) {
+			snprintf(buf, cap, "env:%s/%s", envs[i]->organization_id, envs[i]->slug);
+			return buf;
+		}
+	return nz(id);
+}
+
+static char *dump_store(envdb_ctx *ctx)
+{
+	envdbi_store *s = ctx->store;
+	envdb_environment **envs = NULL;
+	envdb_database **dbs = NULL;
+	envdb_credential **creds = NULL;
+	envdb_member **mems = NULL;
+	envdbi_tenant_db_row **tdb = NULL;
+	envdbi_package_row **pk = NULL;
+	size_t ne = 0, nd = 0, nc = 0, nm = 0, nt = 0, np = 0, i, j;
+	char l1[400], l2[400];
+	sbuf b = {0};
+
+	ck_assert_int_eq(envdbi_store_env_list(s, &envs, &ne, NULL), 0);
+	ck_assert_int_eq(envdbi_store_db_list(s, &dbs, &nd), 0);
+	ck_assert_int_eq(envdbi_store_cred_list(s, &creds, &nc, NULL), 0);
+	ck_assert_int_eq(envdbi_store_member_list(s, &mems, &nm, NULL), 0);
+	ck_assert_int_eq(envdbi_store_tenant_db_list(s, &tdb, &nt, NULL), 0);
+	ck_assert_int_eq(envdbi_store_package_list(s, &pk, &np, NULL), 0);
+
+	for (i = 0; i < ne; i++) {
+		const envdb_environment *e = envs[i];
+		sb_printf(&b, "environment %s/%s name=%s type=%s default=%d region=%s plan=%s "
+			      "status=%s by=%s meta=%s\n",
+			  e->organization_id, e->slug, e->display_name, e->env_type, e->is_default,
+			  nz(e->region), e->plan, e->status, nz(e->created_by), nz(e->metadata));
+	}
+	for (i = 0; i < nd; i++) {
+		const envdb_database *d = dbs[i];
+		sb_printf(&b, "database %s of %s url=%s driver=%s region=%s limit=%lld meta=%s\n",
+			  d->database_name, env_label(envs, ne, d->environment_id, l1, sizeof(l1)),
+			  d->database_url, d->driver, nz(d->region), (long long)d->storage_limit_mb,
+			  nz(d->metadata));
+	}
+	for (i = 0; i < nc; i++) {
+		const envdb_credential *c = creds[i];
+		const char *dbn = c->environment_database_id;
+		envdbi_secret *pt = NULL;
+
+		for (j = 0; j < nd; j++)
+			if (strcmp(dbs[j]->id, c->environment_database_id) == 0)
+				dbn = dbs[j]->database_name;
+		ck_assert_msg(envdbi_credential_open(&pt, ctx, c) == 0, "open credential: %s",
+			      envdb_error_last()->message);
+		sb_printf(&b, "credential of %s auth=%s status=%s key=%s handle=%s secret=%s\n", dbn,
+			  c->authorization, c->status, c->key_id, nz(c->handle), pt->data);
+		envdbi_secret_free(pt);
+	}
+	for (i = 0; i < nm; i++)
+		sb_printf(&b, "member %s of %s role=%s\n", mems[i]->user_id,
+			  env_label(envs, ne, mems[i]->environment_id, l1, sizeof(l1)),
+			  mems[i]->role);
+	for (i = 0; i < nt; i++) {
+		const envdbi_tenant_db_row *t = tdb[i];
+		sb_printf(&b, "legacy %s org=%s name=%s url=%s token=%s status=%s region=%s "
+			      "plan=%s limit=%lld driver=%s migrated=%s\n",
+			  t->id, t->organization_id, t->database_name, t->database_url,
+			  nz(t->auth_token), t->status, nz(t->region), t->plan,
+			  (long long)t->storage_limit_mb, nz(t->driver),
+			  env_label(envs, ne, t->migrated_environment_id, l1, sizeof(l1)));
+	}
+	for (i = 0; i < np; i++)
+		sb_printf(&b, "package %s tenant=%s pkg=%s version=%s status=%s\n", pk[i]->id,
+			  env_label(envs, ne, pk[i]->tenant_id, l2, sizeof(l2)), pk[i]->package_id,
+			  pk[i]->version, pk[i]->status);
+
+	envdb_environment_list_free(envs, ne);
+	envdb_database_list_free(dbs, nd);
+	envdb_credential_list_free(creds, nc);
+	envdb_member_list_free(mems, nm);
+	envdbi_tenant_db_list_free(tdb, nt);
+	envdbi_package_list_free(pk, np);
+	if (b.s == NULL)
+		sb_printf(&b, "%s", "");
+	return b.s;
+}
+
+static int cmp_line(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The dump with its lines sorted: row order in the store follows generated
+ * ids, which differ from run to run. */
+static char *sort_lines(char *text)
+{
+	size_t n = 0, i, len = strlen(text);
+	char **lines, *p, *out;
+
+	for (p = text; *p; p++)
+		n += *p == '\n';
+	lines = calloc(n + 1, sizeof(*lines));
+	ck_assert_ptr_nonnull(lines);
+	n = 0;
+	for (p = strtok(text, "\n"); p != NULL; p = strtok(NULL, "\n"))
+		lines[n++] = p;
+	qsort(lines, n, sizeof(*lines), cmp_line);
+	out = malloc(len + 2);
+	ck_assert_ptr_nonnull(out);
+	out[0] = '\0';
+	p = out;
+	for (i = 0; i < n; i++) {
+		size_t l = strlen(lines[i]);
+		memcpy(p, lines[i], l);
+		p[l] = '\n';
+		p += l + 1;
+	}
+	*p = '\0';
+	free(lines);
+	free(text);
+	return out;
+}
+
+static char *fx_dump(fx *f)
+{
+	envdb_ctx *ctx = fx_open(f);
+	char *d = sort_lines(dump_store(ctx));
+
+	envdb_close(ctx);
+	return d;
+}
+
+/* Fail with the first differing line of two dumps. */
+static void assert_same_dump(const char *want, const char *got, const char *what)
+{
+	const char *a = want, *b = got;
+
+	while (*a && *b) {
+		const char *ea = strchr(a, '\n'), *eb = strchr(b, '\n');
+		size_t la = ea ? (size_t)(ea - a) : strlen(a), lb = eb ? (size_t)(eb - b) : strlen(b);
+
+		if (la != lb || memcmp(a, b, la) != 0)
+			ck_abort_msg("%s: dumps differ:\n  want: %.*s\n  got:  %.*s", what, (int)la, a,
+				     (int)lb, b);
+		a += la + (ea ? 1 : 0);
+		b += lb + (eb ? 1 : 0);
+	}
+	ck_assert_msg(*a == '\0' && *b == '\0', "%s: dumps differ in length (%zu vs %zu bytes)",
+		      what, strlen(want), strlen(got));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Running the migration                                                     */
+/* ------------------------------------------------------------------------ */
+
+static envdb_migrate_report *run_migrate(fx *f, int dry_run, size_t batch, const char *by)
+{
+	envdb_migrate_opts o = ENVDB_MIGRATE_OPTS_INIT;
+	envdb_migrate_report *rep = NULL;
+	envdb_ctx *ctx = fx_open(f);
+	int rc;
+
+	o.dry_run = dry_run;
+	o.batch = batch;
+	o.by = by;
+	rc = envdb_migrate_v4_to_v5(&rep, ctx, &o);
+	ck_assert_msg(rc == 0, "migrate: %s", envdb_error_last()->message);
+	ck_assert_ptr_nonnull(rep);
+	ck_assert_int_eq(rep->stopped_status, 0);
+	envdb_close(ctx);
+	return rep;
+}
+
+static const envdb_migrate_org *find_org(const envdb_migrate_report *r, const char *org)
+{
+	size_t i;
+
+	for (i = 0; i < r->n_orgs; i++)
+		if (strcmp(r->orgs[i].organization_id, org) == 0)
+			return &r->orgs[i];
+	return NULL;
+}
+
+static void assert_check_clean(fx *f)
+{
+	envdb_violation **v = NULL;
+	size_t n = 0, i;
+	envdb_ctx *ctx = fx_open(f);
+
+	ck_assert_msg(envdb_check(&v, &n, ctx) == 0, "check: %s", envdb_error_last()->message);
+	for (i = 0; i < n; i++)
+		fprintf(stderr, "violation %s %s [%s]: %s\n", v[i]->object, v[i]->invariant,
+			v[i]->row_ids, v[i]->message);
+	ck_assert_uint_eq(n, 0);
+	envdb_violation_list_free(v, n);
+	envdb_close(ctx);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Unit: the URL scheme → driver mapping and the legacy AAD                  */
+/* ------------------------------------------------------------------------ */
+
+START_TEST(test_driver_of_url)
+{
+	static const struct {
+		const char *url, *driver;
+	} ok[] = {
+		{"libsql://db-acme.turso.io", "turso"},
+		{"LIBSQL://db-acme.turso.io", "turso"},
+		{"https://db-acme.turso.io", "turso"},
+		{"file:/var/lib/v4/acme.db", "sqlite"},
+		{"file:///var/lib/v4/acme.db", "sqlite"},
+		{"postgres://db.example.com:5432/acme", "postgres"},
+		{"postgresql://app@db.example.com/acme?sslmode=require", "postgres"},
+	};
+	static const char *const bad[] = {
+		"mysql://db/acme", "http://db-acme.turso.io", "acme.db", "", "://x",
+		"postgres://user:hunter2@db/acme", "libsql://", "sqlite:acme.db", "1http://x",
+	};
+	const char *d;
+	char aad[ENVDBI_LEGACY_AAD_MAX];
+	size_t i;
+
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		ck_assert_msg(envdbi_migrate_driver_of_url(&d, ok[i].url) == 0, "%s: %s", ok[i].url,
+			      envdb_error_last()->message);
+		ck_assert_str_eq(d, ok[i].driver);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(envdbi_migrate_driver_of_url(&d, bad[i]), ENVDB_ERR_INVALID);
+		ck_assert_ptr_null(d);
+	}
+	/* never the password in the message */
+	envdbi_migrate_driver_of_url(&d, "postgres://user:hunter2@db/acme");
+	ck_assert_ptr_null(strstr(envdb_error_last()->message, "hunter2"));
+
+	ck_assert_uint_eq(envdbi_legacy_token_aad(aad, sizeof(aad),
+						  "3f0c8a3e-1111-4222-8333-444455556666"),
+			  strlen("sys_tenant_database:3f0c8a3e-1111-4222-8333-444455556666"));
+	ck_assert_str_eq(aad, "sys_tenant_database:3f0c8a3e-1111-4222-8333-444455556666");
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* The mix migrates as specified; a second run is a no-op                    */
+/* ------------------------------------------------------------------------ */
+
+#define MIX_ORGS 40 /* every kind of the generator twice */
+
+/* v5 data in the way, added after seeding:
+ *   org-000001: a default environment provisioned in v5        -> conflict
+ *   org-000002: a non-default v5 environment with slug "prod"  -> conflict
+ *   org-000003: its legacy database name registered in v5      -> conflict
+ *   org-000004: a non-default v5 "dev" environment             -> migrates */
+static void add_v5_data(fx *f, envdb_ctx *ctx)
+{
+	envdb_provision_opts po = ENVDB_PROVISION_OPTS_INIT;
+	envdb_environment e;
+	envdb_database d;
+	char env_id[37], db_id[37];
+	int rc;
+
+	(void)f;
+	po.created_by = "bob";
+	rc = envdb_org_provision(NULL, ctx, "org-000001", NULL, &po);
+	ck_assert_msg(rc == 0, "provision: %s", envdb_error_last()->message);
+	po.env_type = "development";
+	rc = envdb_env_provision(NULL, ctx, "org-000002", "prod", &po);
+	ck_assert_msg(rc == 0, "provision: %s", envdb_error_last()->message);
+	rc = envdb_env_provision(NULL, ctx, "org-000004", "dev", &po);
+	ck_assert_msg(rc == 0, "provision: %s", envdb_error_last()->message);
+
+	memset(&e, 0, sizeof(e));
+	envdbi_uuid_new(env_id);
+	e.id = env_id;
+	e.organization_id = (char *)"org-000003";
+	e.slug = (char *)"clone";
+	e.display_name = (char *)"a v5 clone";
+	e.status = (char *)"suspended";
+	e.created_by = (char *)"bob";
+	ck_assert_int_eq(envdbi_store_env_insert(ctx->store, &e, NULL), 0);
+	memset(&d, 0, sizeof(d));
+	envdbi_uuid_new(db_id);
+	d.id = db_id;
+	d.environment_id = env_id;
+	d.database_name = (char *)"tenant_000003_0";
+	d.database_url = (char *)"libsql://tenant-000003-0.turso.io";
+	d.driver = (char *)"turso";
+	d.storage_limit_mb = 10;
+	ck_assert_int_eq(envdbi_store_db_insert(ctx->store, &d, NULL), 0);
+}
+
+/* The environment of legacy row j of org i, checked against the seed. */
+static void check_env(envdb_ctx *ctx, size_t i, const char *slug, int is_default,
+		      const char *status, const char *driver, size_t j)
+{
+	char org[32], name[64], token[64];
+	envdb_environment *e = NULL;
+	envdb_database *d = NULL;
+	envdb_credential *c = NULL;
+	envdbi_secret *pt = NULL;
+	envdb_connection *conn = NULL;
+	int rc;
+
+	snprintf(org, sizeof(org), "org-%06zu", i);
+	snprintf(name, sizeof(name), "tenant_%06zu_%zu", i, j);
+	legacy_seed_token(token, sizeof(token), i, j);
+	rc = envdb_env_get(&e, ctx, org, slug);
+	ck_assert_msg(rc == 0, "%s/%s: %s", org, slug, envdb_error_last()->message);
+	ck_assert_int_eq(e->is_default, is_default);
+	ck_assert_str_eq(e->status, status);
+	ck_assert_str_eq(e->env_type, "production");
+	ck_assert_str_eq(e->created_by, "alice");
+	ck_assert_int_eq(e->created_at, 1600000000 + (int64_t)i * 100 - (int64_t)j * 10);
+	ck_assert_int_eq(envdbi_store_db_get_by_env(ctx->store, &d, e->id), 0);
+	ck_assert_str_eq(d->database_name, name); /* the legacy database, reused */
+	ck_assert_str_eq(d->driver, driver);
+	ck_assert_int_eq(d->storage_limit_mb, 512 + (int64_t)(i % 7) * 256);
+	ck_assert_int_eq(envdbi_store_cred_get_active(ctx->store, &c, d->id, "full_access"), 0);
+	/* re-encrypted under the current key, bound to its new row */
+	ck_assert_int_eq(envdbi_credential_open(&pt, ctx, c), 0);
+	ck_assert_str_eq(pt->data, token);
+	envdbi_secret_free(pt);
+	if (strcmp(status, "active") == 0) {
+		rc = envdb_resolve(&conn, ctx, org, slug, "alice");
+		ck_assert_msg(rc == 0, "resolve %s/%s: %s", org, slug, envdb_error_last()->message);
+		ck_assert_str_eq(conn->secret, token);
+		ck_assert_str_eq(conn->driver, driver);
+		ck_assert_str_eq(conn->database_name, name);
+		ck_assert_str_eq(conn->role, "owner");
+		envdb_connection_free(conn);
+		ck_assert_int_eq(envdb_resolve(&conn, ctx, org, slug, "mallory"),
+				 ENVDB_ERR_PERMISSION);
+	}
+	envdb_credential_free(c);
+	envdb_database_free(d);
+	envdb_environment_free(e);
+}
+
+static const char *const drivers[] = {"sqlite", "turso", "turso", "postgres", "postgres"};
+
+static const char *driver_of(size_t i, size_t j)
+{
+	return drivers[((i + i / 20) % 5 + j) % 5];
+}
+
+START_TEST(test_mixed)
+{
+	fx f;
+	envdb_migrate_report *rep, *again;
+	envdbi_package_row **pk = NULL;
+	envdbi_tenant_db_row **tdb = NULL;
+	size_t npk = 0, ntdb = 0, i, k, packages = 0;
+	envdb_ctx *ctx;
+	char *dump1, *dump2, *bytes1, *bytes2;
+	size_t len1, len2;
+
+	fx_init(&f, true);
+	fx_seed(&f, MIX_ORGS, add_v5_data);
+	ck_assert_uint_eq(f.stats.orgs, MIX_ORGS);
+
+	rep = run_migrate(&f, 0, 7, "alice");
+	ck_assert_uint_eq(rep->organizations, MIX_ORGS);
+	ck_assert_uint_eq(rep->n_orgs, MIX_ORGS);
+	/* generator: 13, 14, 17 fail; 15 skipped; 3 good orgs collide with v5 */
+	ck_assert_uint_eq(rep->failed, f.stats.orgs_bad);
+	ck_assert_uint_eq(rep->failed, 6);
+	ck_assert_uint_eq(rep->skipped, f.stats.orgs_skipped);
+	ck_assert_uint_eq(rep->conflicts, 3);
+	ck_assert_uint_eq(rep->migrated, f.stats.orgs_good - 3);
+	ck_assert_uint_eq(rep->already, 0);
+	ck_assert_uint_eq(rep->migrated + rep->failed + rep->skipped + rep->conflicts, MIX_ORGS);
+
+	ck_assert_int_eq(find_org(rep, "org-000001")->outcome, ENVDB_MIGRATE_CONFLICT);
+	ck_assert_ptr_nonnull(strstr(find_org(rep, "org-000001")->reason, "default environment"));
+	ck_assert_int_eq(find_org(rep, "org-000002")->outcome, ENVDB_MIGRATE_CONFLICT);
+	ck_assert_ptr_nonnull(strstr(find_org(rep, "org-000002")->reason, "slug prod"));
+	ck_assert_int_eq(find_org(rep, "org-000003")->outcome, ENVDB_MIGRATE_CONFLICT);
+	ck_assert_ptr_nonnull(strstr(find_org(rep, "org-000003")->reason, "already registered"));
+	ck_assert_int_eq(find_org(rep, "org-000004")->outcome, ENVDB_MIGRATE_MIGRATED);
+	for (k = 0; k < 2; k++) {
+		char org[32];
+		const envdb_migrate_org *o;
+
+		snprintf(org, sizeof(org), "org-%06zu", 13 + 20 * k);
+		o = find_org(rep, org);
+		ck_assert_int_eq(o->outcome, ENVDB_MIGRATE_FAILED);
+		ck_assert_ptr_nonnull(strstr(o->reason, "does not decrypt"));
+		ck_assert_ptr_nonnull(strstr(o->reason, "legacy_kms"));
+		snprintf(org, sizeof(org), "org-%06zu", 14 + 20 * k);
+		o = find_org(rep, org);
+		ck_assert_int_eq(o->outcome, ENVDB_MIGRATE_FAILED);
+		ck_assert_ptr_nonnull(strstr(o->reason, "unknown scheme 'mysql'"));
+		snprintf(org, sizeof(org), "org-%06zu", 17 + 20 * k);
+		ck_assert_int_eq(find_org(rep, org)->outcome, ENVDB_MIGRATE_FAILED);
+		snprintf(org, sizeof(org), "org-%06zu", 15 + 20 * k);
+		o = find_org(rep, org);
+		ck_assert_int_eq(o->outcome, ENVDB_MIGRATE_SKIPPED);
+		ck_assert_uint_eq(o->rows_left, 1);
+		/* the mix: an active row plus an archived one */
+		snprintf(org, sizeof(org), "org-%06zu", 16 + 20 * k);
+		o = find_org(rep, org);
+		ck_assert_int_eq(o->outcome, ENVDB_MIGRATE_MIGRATED);
+		ck_assert_uint_eq(o->n_envs, 1);
+		ck_assert_uint_eq(o->rows_left, 1);
+	}
+	for (i = 0; i < rep->n_orgs; i++) {
+		ck_assert_msg(rep->orgs[i].outcome == ENVDB_MIGRATE_MIGRATED ||
+				      rep->orgs[i].reason != NULL,
+			      "%s has no reason", rep->orgs[i].organization_id);
+		for (k = 0; k < rep->orgs[i].n_envs; k++)
+			packages += rep->orgs[i].envs[k].packages_repointed;
+	}
+	ck_assert_uint_eq(packages, rep->packages_repointed);
+	ck_assert_uint_gt(rep->packages_repointed, 0);
+
+	ctx = fx_open(&f);
+	/* every migrated organization, row by row */
+	for (i = 0; i < MIX_ORGS; i++) {
+		size_t kind = i % 20;
+
+		if (i >= 1 && i <= 3)
+			continue; /* conflicts */
+		if (kind == 13 || kind == 14 || kind == 15 || kind == 17)
+			continue;
+		if (kind == 10) {
+			/* two rows: row 1 is older, so it is prod */
+			check_env(ctx, i, "prod", 1, "active", driver_of(i, 1), 1);
+			check_env(ctx, i, "prod-2", 0, "active", driver_of(i, 0), 0);
+		} else if (kind == 11) {
+			check_env(ctx, i, "prod", 1, "active", driver_of(i, 2), 2);
+			check_env(ctx, i, "prod-2", 0, "active", driver_of(i, 1), 1);
+			check_env(ctx, i, "prod-3", 0, "active", driver_of(i, 0), 0);
+		} else {
+			check_env(ctx, i, "prod", 1, kind == 12 ? "suspended" : "active",
+				  driver_of(i, 0), 0);
+		}
+	}
+	{
+		envdb_environment *e = NULL;
+
+		ck_assert_int_eq(envdb_env_get(&e, ctx, "org-000018", "prod"), 0);
+		ck_assert_str_eq(e->region, "eu-west");
+		ck_assert_str_eq(e->plan, "pro");
+		envdb_environment_free(e);
+		ck_assert_int_eq(envdb_env_get(&e, ctx, "org-000000", "prod"), 0);
+		ck_assert_ptr_null(e->region);
+		ck_assert_str_eq(e->plan, "free");
+		envdb_environment_free(e);
+	}
+	/* packages follow their legacy row; legacy rows are archived, not deleted */
+	ck_assert_int_eq(envdbi_store_package_list(ctx->store, &pk, &npk, NULL), 0);
+	ck_assert_uint_eq(npk, f.stats.packages);
+	ck_assert_int_eq(envdbi_store_tenant_db_list(ctx->store, &tdb, &ntdb, NULL), 0);
+	ck_assert_uint_eq(ntdb, f.stats.rows);
+	for (i = 0; i < ntdb; i++) {
+		const envdbi_tenant_db_row *t = tdb[i];
+		size_t moved = 0, stayed = 0;
+
+		for (k = 0; k < npk; k++) {
+			if (t->migrated_environment_id != NULL &&
+			    strcmp(pk[k]->tenant_id, t->migrated_environment_id) == 0)
+				moved++;
+			if (strcmp(pk[k]->tenant_id, t->id) == 0)
+				stayed++;
+		}
+		if (t->migrated_environment_id != NULL) {
+			envdb_environment *e = NULL;
+
+			ck_assert_str_eq(t->status, "archived");
+			ck_assert_uint_eq(stayed, 0);
+			ck_assert_int_eq(envdbi_store_env_get(ctx->store, &e, t->migrated_environment_id),
+					 0);
+			ck_assert_ptr_nonnull(strstr(e->metadata, t->id));
+			envdb_environment_free(e);
+		} else {
+			ck_assert_uint_eq(moved, 0);
+		}
+	}
+	envdbi_package_list_free(pk, npk);
+	envdbi_tenant_db_list_free(tdb, ntdb);
+	envdb_close(ctx);
+	assert_check_clean(&f);
+
+	/* A second run: nothing to do, nothing changed (byte for byte). */
+	dump1 = fx_dump(&f);
+	bytes1 = slurp(f.control, &len1);
+	again = run_migrate(&f, 0, 0, "alice");
+	ck_assert_uint_eq(again->migrated, 0);
+	ck_assert_uint_eq(again->already, rep->migrated);
+	ck_assert_uint_eq(again->failed, rep->failed);
+	ck_assert_uint_eq(again->conflicts, rep->conflicts);
+	ck_assert_uint_eq(again->rows_migrated, 0);
+	ck_assert_uint_eq(again->packages_repointed, 0);
+	bytes2 = slurp(f.control, &len2);
+	ck_assert_uint_eq(len1, len2);
+	ck_assert_msg(memcmp(bytes1, bytes2, len1) == 0, "a second run changed the file");
+	dump2 = fx_dump(&f);
+	assert_same_dump(dump1, dump2, "second run");
+	free(dump1);
+	free(dump2);
+	free(bytes1);
+	free(bytes2);
+	envdb_migrate_report_free(again);
+	envdb_migrate_report_free(rep);
+	fx_done(&f);
+}
+END_TEST
+
+/* New legacy rows of an organization migrated earlier become further
+ * environments; its default (made by the migration) is not a conflict. */
+START_TEST(test_late_rows)
+{
+	fx f;
+	envdb_migrate_report *rep;
+	envdb_ctx *ctx;
+	legacy_row r = {0};
+	char url[400];
+	int rc;
+
+	fx_init(&f, true);
+	fx_seed(&f, 1, NULL);
+	rep = run_migrate(&f, 0, 0, "alice");
+	ck_assert_uint_eq(rep->migrated, 1);
+	envdb_migrate_report_free(rep);
+
+	ctx = fx_open(&f);
+	snprintf(url, sizeof(url), "file:%s/late.db", f.legacy_dir);
+	r.organization_id = "org-000000";
+	r.database_name = "tenant_late";
+	r.database_url = url;
+	r.token = "tok-late";
+	r.created_at = 1700000000;
+	rc = legacy_seed_row(ctx, NULL, &r, NULL);
+	ck_assert_msg(rc == 0, "%s", envdb_error_last()->message);
+	envdb_close(ctx);
+
+	rep = run_migrate(&f, 0, 0, "alice");
+	ck_assert_uint_eq(rep->migrated, 1);
+	ck_assert_uint_eq(rep->rows_migrated, 1);
+	ck_assert_str_eq(rep->orgs[0].envs[0].slug, "prod-2");
+	ck_assert_int_eq(rep->orgs[0].envs[0].is_default, 0);
+	envdb_migrate_report_free(rep);
+	assert_check_clean(&f);
+	fx_done(&f);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Dry run: byte-identical file, the same report as the real run             */
+/* ------------------------------------------------------------------------ */
+
+START_TEST(test_dry_run)
+{
+	fx f;
+	envdb_migrate_report *dry, *real;
+	char *before, *after;
+	size_t lb, la, i, k;
+
+	fx_init(&f, true);
+	fx_seed(&f, MIX_ORGS, add_v5_data);
+	before = slurp(f.control, &lb);
+	dry = run_migrate(&f, 1, 5, "alice");
+	after = slurp(f.control, &la);
+	ck_assert_uint_eq(lb, la);
+	ck_assert_msg(memcmp(before, after, lb) == 0, "a dry run changed the control plane");
+	ck_assert_int_eq(dry->dry_run, 1);
+	ck_assert_uint_gt(dry->migrated, 0);
+
+	real = run_migrate(&f, 0, 5, "alice");
+	ck_assert_uint_eq(dry->migrated, real->migrated);
+	ck_assert_uint_eq(dry->failed, real->failed);
+	ck_assert_uint_eq(dry->conflicts, real->conflicts);
+	ck_assert_uint_eq(dry->skipped, real->skipped);
+	ck_assert_uint_eq(dry->rows_migrated, real->rows_migrated);
+	ck_assert_uint_eq(dry->packages_repointed, real->packages_repointed);
+	ck_assert_uint_eq(dry->n_orgs, real->n_orgs);
+	for (i = 0; i < dry->n_orgs; i++) {
+		const envdb_migrate_org *a = &dry->orgs[i], *b = &real->orgs[i];
+
+		ck_assert_str_eq(a->organization_id, b->organization_id);
+		ck_assert_int_eq(a->outcome, b->outcome);
+		ck_assert_str_eq(a->reason ? a->reason : "", b->reason ? b->reason : "");
+		ck_assert_uint_eq(a->n_envs, b->n_envs);
+		for (k = 0; k < a->n_envs; k++) {
+			ck_assert_str_eq(a->envs[k].slug, b->envs[k].slug);
+			ck_assert_str_eq(a->envs[k].legacy_id, b->envs[k].legacy_id);
+			ck_assert_str_eq(a->envs[k].driver, b->envs[k].driver);
+			ck_assert_ptr_null(a->envs[k].environment_id);
+			ck_assert_ptr_nonnull(b->envs[k].environment_id);
+		}
+	}
+	free(before);
+	free(after);
+	envdb_migrate_report_free(dry);
+	envdb_migrate_report_free(real);
+	fx_done(&f);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Crashes: SIGKILL at random moments, and at every failpoint                */
+/* ------------------------------------------------------------------------ */
+
+/* In a child: migrate, exit 0 (or be killed). */
+static pid_t spawn_migrate(fx *f, size_t batch, const char *failpoints)
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		envdb_migrate_opts o = ENVDB_MIGRATE_OPTS_INIT;
+		envdb_migrate_report *rep = NULL;
+		envdb_ctx *ctx = NULL;
+		int rc;
+
+		if (failpoints != NULL)
+			setenv("ENVDB_FAILPOINTS", failpoints, 1);
+		if (envdb_open(&ctx, f->manifest, 0) != 0)
+			_exit(3);
+		o.batch = batch;
+		o.by = "alice";
+		rc = envdb_migrate_v4_to_v5(&rep, ctx, &o);
+		envdb_migrate_report_free(rep);
+		envdb_close(ctx);
+		_exit(rc == 0 ? 0 : 4);
+	}
+	return pid;
+}
+
+static int64_t now_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+START_TEST(test_kill_random)
+{
+	fx f;
+	size_t n_orgs = under_valgrind() ? 60 : 2000;
+	int rounds = under_valgrind() ? 2 : 8, r, killed = 0, partial = 0;
+	size_t want_orgs;
+	envdbi_legacy_counts done;
+	unsigned seed = (unsigned)time(NULL);
+	envdb_migrate_report *rep;
+	char *want;
+	int64_t t0, full_us;
+
+	fx_init(&f, true);
+	fx_seed(&f, n_orgs, NULL);
+
+	/* the uninterrupted run */
+	t0 = now_us();
+	rep = run_migrate(&f, 0, 16, "alice");
+	full_us = now_us() - t0;
+	ck_assert_uint_gt(rep->migrated, n_orgs / 2);
+	want_orgs = rep->migrated;
+	envdb_migrate_report_free(rep);
+	{
+		envdb_ctx *ctx = fx_open(&f);
+
+		ck_assert_int_eq(envdbi_store_tenant_db_counts(ctx->store, &done), 0);
+		envdb_close(ctx);
+	}
+	want = fx_dump(&f);
+	fprintf(stderr, "kill test: %zu organizations migrate in %lld ms; seed %u\n", n_orgs,
+		(long long)full_us / 1000, seed);
+
+	srand(seed);
+	for (r = 0; r < rounds; r++) {
+		int kills = 1 + r % 2, k;
+		char *got;
+
+		fx_restore(&f);
+		for (k = 0; k < kills; k++) {
+			/* somewhere in the run, opening included */
+			int64_t delay = (int64_t)((double)rand() / RAND_MAX * (double)full_us * 1.1);
+			pid_t pid = spawn_migrate(&f, 16, NULL);
+			int st = 0;
+
+			usleep((useconds_t)delay);
+			kill(pid, SIGKILL);
+			ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+			if (WIFSIGNALED(st))
+				killed++;
+			else
+				ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+					      "child failed: %d", st);
+		}
+		{
+			/* how far the killed runs got: every organization is either
+			 * fully migrated or untouched, so count organizations */
+			envdbi_legacy_counts c;
+			envdb_ctx *ctx = fx_open(&f);
+
+			ck_assert_int_eq(envdbi_store_tenant_db_counts(ctx->store, &c), 0);
+			envdb_close(ctx);
+			if (c.orgs_migrated > 0 && c.rows_pending > done.rows_pending)
+				partial++;
+			fprintf(stderr, "  round %d: %d kill(s), %zu legacy rows left (%zu when done)\n",
+				r, kills, c.rows_pending, done.rows_pending);
+		}
+		rep = run_migrate(&f, 0, 64, "alice");
+		ck_assert_uint_eq(rep->already + rep->migrated, want_orgs);
+		envdb_migrate_report_free(rep);
+		got = fx_dump(&f);
+		assert_same_dump(want, got, "after a kill and a re-run");
+		free(got);
+	}
+	ck_assert_int_gt(killed, 0);
+	ck_assert_msg(partial > 0 || under_valgrind(), "no kill landed in the middle of a run");
+	assert_check_clean(&f);
+	free(want);
+	fx_done(&f);
+}
+END_TEST
+
+static const char *const migrate_failpoints[] = {
+	"migrate.begin",    "migrate.decrypt",  "migrate.encrypt",   "migrate.plan",
+	"migrate.environment", "migrate.database", "migrate.credential", "migrate.member",
+	"migrate.packages", "migrate.archive",  "migrate.commit",    "migrate.after_commit",
+};
+#define N_FAILPOINTS (sizeof(migrate_failpoints) / sizeof(migrate_failpoints[0]))
+
+START_TEST(test_failpoints)
+{
+	fx f;
+	envdb_migrate_report *rep;
+	char *want, *pristine_dump, *got, spec[96];
+	size_t i;
+
+	if (!envdbi_failpoints_enabled()) {
+		fprintf(stderr, "failpoints not compiled in (configure --enable-failpoints): skipped\n");
+		return;
+	}
+	/* every migrate.* failpoint is known to the facility */
+	for (i = 0; i < N_FAILPOINTS; i++) {
+		size_t j;
+		bool found = false;
+
+		for (j = 0; envdbi_failpoint_names[j] != NULL; j++)
+			found = found || strcmp(envdbi_failpoint_names[j], migrate_failpoints[i]) == 0;
+		ck_assert_msg(found, "%s is not listed", migrate_failpoints[i]);
+	}
+	fx_init(&f, true);
+	fx_seed(&f, under_valgrind() ? 12 : 45, NULL);
+	pristine_dump = fx_dump(&f);
+	rep = run_migrate(&f, 0, 4, "alice");
+	envdb_migrate_report_free(rep);
+	want = fx_dump(&f);
+
+	for (i = 0; i < N_FAILPOINTS; i++) {
+		const char *fp = migrate_failpoints[i];
+		envdb_migrate_opts o = ENVDB_MIGRATE_OPTS_INIT;
+		envdb_ctx *ctx;
+		pid_t pid;
+		int st = 0, rc;
+
+		/* kill: the process dies at the step; a re-run finishes */
+		fx_restore(&f);
+		snprintf(spec, sizeof(spec), "%s=kill", fp);
+		pid = spawn_migrate(&f, 4, spec);
+		ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+		ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "%s: not killed (%d)", fp,
+			      st);
+		rep = run_migrate(&f, 0, 4, "alice");
+		envdb_migrate_report_free(rep);
+		got = fx_dump(&f);
+		assert_same_dump(want, got, fp);
+		free(got);
+
+		/* error: no organization is half-migrated; a re-run finishes */
+		fx_restore(&f);
+		snprintf(spec, sizeof(spec), "%s=error", fp);
+		setenv("ENVDB_FAILPOINTS", spec, 1);
+		ctx = fx_open(&f);
+		o.batch = 4;
+		o.by = "alice";
+		rep = NULL;
+		rc = envdb_migrate_v4_to_v5(&rep, ctx, &o);
+		unsetenv("ENVDB_FAILPOINTS");
+		ck_assert_ptr_nonnull(rep);
+		if (strcmp(fp, "migrate.begin") == 0 || strcmp(fp, "migrate.after_commit") == 0) {
+			ck_assert_int_eq(rc, ENVDB_ERR_GENERIC);
+			ck_assert_int_eq(rep->stopped_status, ENVDB_ERR_GENERIC);
+			ck_assert_ptr_nonnull(strstr(rep->stopped_message, fp));
+		} else {
+			ck_assert_int_eq(rc, 0);
+			ck_assert_uint_eq(rep->migrated, 0);
+			ck_assert_uint_gt(rep->failed, 0);
+			ck_assert_ptr_nonnull(strstr(find_org(rep, "org-000000")->reason, fp));
+		}
+		envdb_migrate_report_free(rep);
+		envdb_close(ctx);
+		if (strcmp(fp, "migrate.after_commit") != 0) {
+			got = fx_dump(&f);
+			assert_same_dump(pristine_dump, got, fp);
+			free(got);
+		}
+		rep = run_migrate(&f, 0, 4, "alice");
+		envdb_migrate_report_free(rep);
+		got = fx_dump(&f);
+		assert_same_dump(want, got, fp);
+		free(got);
+	}
+	free(want);
+	free(pristine_dump);
+	fx_done(&f);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Opt-out, and the command                                                  */
+/* ------------------------------------------------------------------------ */
+
+START_TEST(test_shim_off)
+{
+	fx f;
+	envdb_ctx *ctx;
+	envdb_migrate_report *rep = NULL;
+
+	fx_init(&f, false);
+	ctx = fx_open(&f);
+	ck_assert_int_eq(envdb_migrate_v4_to_v5(&rep, ctx, NULL), ENVDB_ERR_CONFIG);
+	ck_assert_ptr_null(rep);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "register_shim"));
+	envdb_close(ctx);
+	fx_done(&f);
+}
+END_TEST
+
+/* Run the envdb command; stdout into *out (malloc'd), stderr into *err;
+ * returns the exit status. */
+static int run_cli(fx *f, const char *args, char **out, char **err)
+{
+	const char *build = getenv("ENVDB_TEST_BUILDDIR");
+	char cmd[2048], outp[400], errp[400];
+	size_t n;
+	int st;
+
+	snprintf(outp, sizeof(outp), "%s/cli.out", f->dir);
+	snprintf(errp, sizeof(errp), "%s/cli.err", f->dir);
+	snprintf(cmd, sizeof(cmd), "'%s/core/envdb' --manifest '%s' %s >'%s' 2>'%s' </dev/null",
+		 build ? build : ".", f->manifest, args, outp, errp);
+	st = system(cmd);
+	ck_assert_msg(st != -1 && WIFEXITED(st), "cannot run %s", cmd);
+	*out = slurp(outp, &n);
+	*err = slurp(errp, &n);
+	return WEXITSTATUS(st);
+}
+
+START_TEST(test_cli)
+{
+	fx f;
+	char *out, *err;
+	json_t *doc, *tot;
+	json_error_t je;
+	int ex;
+
+	if (under_valgrind())
+		return; /* the command is a separate program; covered by the runs above */
+	fx_init(&f, true);
+	fx_seed(&f, 20, NULL);
+
+	ex = run_cli(&f, "--json migrate v4-to-v5 --dry-run --by alice", &out, &err);
+	ck_assert_msg(ex == 65, "exit %d: %s", ex, err); /* some organizations fail */
+	doc = json_loads(out, 0, &je);
+	ck_assert_msg(doc != NULL, "not JSON: %s", out);
+	ck_assert(json_is_true(json_object_get(doc, "dry_run")));
+	tot = json_object_get(doc, "totals");
+	ck_assert_int_eq(json_integer_value(json_object_get(tot, "organizations")), 20);
+	ck_assert_int_eq(json_integer_value(json_object_get(tot, "failed")), 3);
+	ck_assert_int_eq(json_integer_value(json_object_get(tot, "skipped")), 1);
+	ck_assert_int_eq(json_array_size(json_object_get(doc, "organizations")), 20);
+	ck_assert_ptr_null(strchr(err, '\r')); /* no progress on a pipe */
+	ck_assert_ptr_null(strstr(out, "tok-")); /* never a token */
+	ck_assert_ptr_null(strstr(err, "tok-"));
+	json_decref(doc);
+	free(out);
+	free(err);
+
+	ex = run_cli(&f, "migrate v4-to-v5 --by alice --batch 3", &out, &err);
+	ck_assert_msg(ex == 65, "exit %d: %s", ex, err);
+	ck_assert_ptr_nonnull(strstr(out, "16 migrated"));
+	ck_assert_ptr_nonnull(strstr(out, "failed   org-000013"));
+	ck_assert_ptr_nonnull(strstr(err, "not migrated"));
+	free(out);
+	free(err);
+
+	ex = run_cli(&f, "--json resolve org-000000/prod --user alice --reveal", &out, &err);
+	ck_assert_msg(ex == 0, "exit %d: %s", ex, err);
+	ck_assert_ptr_nonnull(strstr(out, "tok-org-000000-0"));
+	free(out);
+	free(err);
+
+	ex = run_cli(&f, "check", &out, &err);
+	ck_assert_msg(ex == 0, "check exit %d: %s %s", ex, out, err);
+	free(out);
+	free(err);
+
+	ex = run_cli(&f, "migrate v4-to-v5 --batch -1", &out, &err);
+	ck_assert_int_eq(ex, 64);
+	free(out);
+	free(err);
+	fx_done(&f);
+}
+END_TEST
+
+static Suite *migrate_suite(void)
+{
+	Suite *s = suite_create("migrate");
+	TCase *tc = tcase_create("unit");
+
+	tcase_add_test(tc, test_driver_of_url);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("migrate");
+	tcase_set_timeout(tc, 600);
+	tcase_add_test(tc, test_mixed);
+	tcase_add_test(tc, test_late_rows);
+	tcase_add_test(tc, test_dry_run);
+	tcase_add_test(tc, test_shim_off);
+	tcase_add_test(tc, test_cli);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("crash");
+	tcase_set_timeout(tc, 1200);
+	tcase_add_test(tc, test_kill_random);
+	tcase_add_test(tc, test_failpoints);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(migrate_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

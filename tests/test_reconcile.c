@@ -1,0 +1,501 @@
+/*
+ * tests/test_reconcile.c — envdb_reconcile() (DESIGN.md §4.6, invariant 8)
+ * and deletion: a dry run changes nothing; --apply rolls back expired
+ * intents, executes due deletions, ends rotations whose window closed and
+ * drops orphan databases; rows whose database is gone are reported.  Then
+ * the crash matrix: EVERY failpoint of ENVDBI_FAILPOINT_LIST, armed as
+ * "error" and as "kill" in a child that runs every multi-step operation;
+ * after one reconcile --apply the deployment is consistent.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "failpoint.h"
+#include "testdeploy.h"
+
+#ifdef ENVDB_FAILPOINTS
+#define ENVDB_TEST_FAILPOINTS 1
+#else
+#define ENVDB_TEST_FAILPOINTS 0
+#endif
+#define NEED_FAILPOINTS()                                                              \
+	do {                                                                           \
+		if (!ENVDB_TEST_FAILPOINTS) {                                          \
+			fprintf(stderr, "SKIP %s: failpoints not compiled in "         \
+					"(configure --enable-failpoints)\n",           \
+				__func__);                                             \
+			return;                                                        \
+		}                                                                      \
+	} while (0)
+
+static td T;
+
+static void setup(void)
+{
+	td_setup(&T, NULL);
+}
+
+static void teardown(void)
+{
+	td_teardown(&T);
+}
+
+/* Create a file the faulty adapter lists as its database: an orphan. */
+static void make_orphan(const char *hex32)
+{
+	char path[PATH_MAX + 64];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/fdb_%s.db", T.faulty_dir, hex32);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+}
+
+static size_t count_kind(const envdb_reconcile_report *r, const char *kind, const char *action)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < r->n_items; i++)
+		if (strcmp(r->items[i].kind, kind) == 0 &&
+		    (action == NULL || strcmp(r->items[i].action, action) == 0))
+			n++;
+	return n;
+}
+
+/* Consistency after reconcile: nothing provisioning, every physical
+ * database has a row and every row its database, envdb check clean, every
+ * active environment resolves for its owner, and a second reconcile with
+ * every deadline past has nothing left to do. */
+static void assert_reconciled(envdb_ctx *ctx)
+{
+	envdb_environment **v = NULL;
+	envdb_reconcile_report *r = NULL;
+	size_t n = 0, i, with_db = 0;
+
+	ck_assert_int_eq(envdb_env_list(&v, &n, ctx, NULL), ENVDB_OK);
+	for (i = 0; i < n; i++) {
+		envdb_database *db = NULL;
+
+		ck_assert_msg(strcmp(v[i]->status, "provisioning") != 0, "%s/%s provisioning",
+			      v[i]->organization_id, v[i]->slug);
+		if (envdb_env_database(&db, ctx, v[i]->organization_id, v[i]->slug) == ENVDB_OK) {
+			with_db++;
+			envdb_database_free(db);
+		}
+		if (strcmp(v[i]->status, "active") == 0) {
+			envdb_connection *c = NULL;
+			int rc = envdb_resolve(&c, ctx, v[i]->organization_id, v[i]->slug,
+					       v[i]->created_by);
+
+			ck_assert_msg(rc == ENVDB_OK, "resolve %s/%s: %s", v[i]->organization_id,
+				      v[i]->slug, envdb_error_last()->message);
+			envdb_connection_free(c);
+		}
+	}
+	envdb_environment_list_free(v, n);
+	ck_assert_uint_eq(td_faulty_dbs(&T) + td_sqlite_dbs(&T), with_db);
+	ck_assert_uint_eq(td_check(ctx), 0);
+	td_clock_ahead(30 * 86400);
+	ck_assert_int_eq(envdb_reconcile(&r, ctx, 0), ENVDB_OK);
+	td_clock_ahead(0);
+	for (i = 0; i < r->n_items; i++)
+		fprintf(stderr, "left: %s %s %s\n", r->items[i].kind, r->items[i].action,
+			r->items[i].label ? r->items[i].label : "");
+	ck_assert_uint_eq(r->n_items, 0);
+	envdb_reconcile_report_free(r);
+}
+
+START_TEST(test_nothing_to_do)
+{
+	envdb_reconcile_report *r = NULL;
+	envdb_ctx *ctx = td_open(&T);
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	ck_assert_int_eq(td_provision(ctx, "acme", "lite", "sqlite", "alice"), ENVDB_OK);
+	ck_assert_int_eq(envdb_reconcile(&r, ctx, ENVDB_RECONCILE_APPLY), ENVDB_OK);
+	ck_assert_int_eq(r->applied, 1);
+	ck_assert_uint_eq(r->n_items, 0);
+	envdb_reconcile_report_free(r);
+	assert_reconciled(ctx);
+	envdb_close(ctx);
+}
+END_TEST
+
+START_TEST(test_orphans_dropped_only_with_apply)
+{
+	envdb_reconcile_report *r = NULL;
+	envdb_ctx *ctx = td_open(&T);
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	make_orphan("0123456789abcdef0123456789abcdef");
+	ck_assert_uint_eq(td_faulty_dbs(&T), 2);
+
+	ck_assert_int_eq(envdb_reconcile(&r, ctx, 0), ENVDB_OK);
+	ck_assert_int_eq(r->applied, 0);
+	ck_assert_uint_eq(r->n_items, 1);
+	ck_assert_uint_eq(count_kind(r, "orphan", "would drop"), 1);
+	ck_assert_str_eq(r->items[0].database_name, "fdb_0123456789abcdef0123456789abcdef");
+	ck_assert_str_eq(r->items[0].driver, "faulty");
+	envdb_reconcile_report_free(r);
+	ck_assert_uint_eq(td_faulty_dbs(&T), 2);
+
+	ck_assert_int_eq(envdb_reconcile(&r, ctx, ENVDB_RECONCILE_APPLY), ENVDB_OK);
+	ck_assert_uint_eq(count_kind(r, "orphan", "dropped"), 1);
+	ck_assert_uint_eq(r->n_failed, 0);
+	envdb_reconcile_report_free(r);
+	ck_assert_uint_eq(td_faulty_dbs(&T), 1);
+	assert_reconciled(ctx);
+	envdb_close(ctx);
+}
+END_TEST
+
+START_TEST(test_missing_database_reported)
+{
+	envdb_reconcile_report *r = NULL;
+	envdb_database *db = NULL;
+	char path[PATH_MAX + 64];
+	envdb_ctx *ctx = td_open(&T);
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	ck_assert_int_eq(envdb_env_database(&db, ctx, "acme", "dev"), ENVDB_OK);
+	snprintf(path, sizeof(path), "%s/%.40s.db", T.faulty_dir, db->database_name);
+	ck_assert_int_eq(unlink(path), 0);
+	ck_assert_int_eq(envdb_reconcile(&r, ctx, ENVDB_RECONCILE_APPLY), ENVDB_OK);
+	ck_assert_uint_eq(count_kind(r, "missing", "none"), 1);
+	ck_assert_uint_eq(r->n_failed, 1);
+	ck_assert_int_eq(r->items[0].status, ENVDB_ERR_NOT_FOUND);
+	ck_assert_ptr_nonnull(strstr(r->items[0].message, db->database_name));
+	envdb_reconcile_report_free(r);
+	envdb_database_free(db);
+	envdb_close(ctx);
+}
+END_TEST
+
+static int killed_provision(void *arg)
+{
+	envdb_ctx *ctx = NULL;
+
+	if (envdb_open(&ctx, T.manifest, 0) != ENVDB_OK)
+		return 90;
+	td_failpoints(arg);
+	td_provision(ctx, "acme", "half", NULL, "alice");
+	envdb_close(ctx);
+	return 91;
+}
+
+START_TEST(test_dry_run_changes_nothing)
+{
+	envdb_rotate_opts ro = ENVDB_ROTATE_OPTS_INIT;
+	envdb_reconcile_report *r = NULL;
+	envdb_ctx *ctx;
+
+	NEED_FAILPOINTS();
+	ctx = td_open(&T);
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	ck_assert_int_eq(td_provision(ctx, "acme", "old", NULL, "alice"), ENVDB_OK);
+	ro.overlap_seconds = 60;
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "dev", &ro), ENVDB_OK);
+	ck_assert_int_eq(envdb_env_delete(ctx, "acme", "old", 0), ENVDB_OK);
+	envdb_close(ctx);
+	{
+		int st = td_fork(killed_provision, (void *)"provision.after_mint=kill");
+
+		ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	}
+	make_orphan("fedcba9876543210fedcba9876543210");
+	ctx = td_open(&T);
+	ck_assert_uint_eq(td_faulty_dbs(&T), 4);
+
+	/* Before any deadline: only the orphan is due. */
+	ck_assert_int_eq(envdb_reconcile(&r, ctx, 0), ENVDB_OK);
+	ck_assert_uint_eq(r->n_items, 1);
+	ck_assert_uint_eq(count_kind(r, "orphan", "would drop"), 1);
+	envdb_reconcile_report_free(r);
+
+	/* With every deadline past: everything is reported, nothing done. */
+	td_clock_ahead(86400);
+	ck_assert_int_eq(envdb_reconcile(&r, ctx, 0), ENVDB_OK);
+	ck_assert_uint_eq(count_kind(r, "intent", "would roll back"), 1);
+	ck_assert_uint_eq(count_kind(r, "deletion", "would delete"), 1);
+	ck_assert_uint_eq(count_kind(r, "rotation", "would revoke"), 2);
+	ck_assert_uint_eq(count_kind(r, "orphan", "would drop"), 1);
+	ck_assert_uint_eq(r->n_items, 5);
+	envdb_reconcile_report_free(r);
+	ck_assert_int_eq(envdb_reconcile(&r, ctx, 0), ENVDB_OK);
+	ck_assert_uint_eq(r->n_items, 5);
+	envdb_reconcile_report_free(r);
+	ck_assert_uint_eq(td_faulty_dbs(&T), 4);
+	ck_assert_uint_eq(td_env_count(ctx, "acme", "provisioning"), 1);
+	ck_assert_uint_eq(td_env_count(ctx, "acme", NULL), 3);
+
+	ck_assert_int_eq(envdb_reconcile(&r, ctx, ENVDB_RECONCILE_APPLY), ENVDB_OK);
+	td_clock_ahead(0);
+	ck_assert_uint_eq(r->n_failed, 0);
+	ck_assert_uint_eq(count_kind(r, "intent", "rolled back"), 1);
+	ck_assert_uint_eq(count_kind(r, "deletion", "deleted"), 1);
+	ck_assert_uint_eq(count_kind(r, "rotation", "revoked"), 2);
+	ck_assert_uint_eq(count_kind(r, "orphan", "dropped"), 1);
+	envdb_reconcile_report_free(r);
+	ck_assert_uint_eq(td_faulty_dbs(&T), 1);
+	ck_assert_uint_eq(td_env_count(ctx, "acme", NULL), 1);
+	assert_reconciled(ctx);
+	envdb_close(ctx);
+}
+END_TEST
+
+START_TEST(test_delete_grace_and_now)
+{
+	envdb_environment *env = NULL;
+	envdb_ctx *ctx = td_open(&T);
+	int64_t now = (int64_t)time(NULL);
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	ck_assert_int_eq(td_provision(ctx, "acme", "tmp", NULL, "alice"), ENVDB_OK);
+	ck_assert_int_eq(td_provision(ctx, "acme", "arch", NULL, "alice"), ENVDB_OK);
+
+	/* Archive keeps the database. */
+	ck_assert_int_eq(envdb_env_archive(ctx, "acme", "arch"), ENVDB_OK);
+	ck_assert_int_eq(envdb_env_archive(ctx, "acme", "arch"), ENVDB_ERR_STATE);
+
+	/* Delete with the grace period (manifest: 3600 s). */
+	ck_assert_int_eq(envdb_env_delete(ctx, "acme", "dev", 0), ENVDB_OK);
+	ck_assert_int_eq(envdb_env_get(&env, ctx, "acme", "dev"), ENVDB_OK);
+	ck_assert_str_eq(env->status, "archived");
+	ck_assert_int_ge(env->delete_after, now + 3600);
+	ck_assert_int_le(env->delete_after, now + 3605);
+	ck_assert_ptr_nonnull(env->pending_database_name);
+	envdb_environment_free(env);
+	ck_assert_uint_eq(td_faulty_dbs(&T), 3);
+	ck_assert_uint_eq(td_reconcile_apply(ctx, 0), 0);
+	ck_assert_uint_eq(td_faulty_dbs(&T), 3);
+	ck_assert_uint_eq(td_reconcile_apply(ctx, 3700), 0);
+	ck_assert_uint_eq(td_faulty_dbs(&T), 2);
+	ck_assert_int_eq(envdb_env_get(&env, ctx, "acme", "dev"), ENVDB_ERR_NOT_FOUND);
+	/* The slug is free again. */
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+
+	/* --now drops at once; an archived environment can be deleted too. */
+	ck_assert_int_eq(envdb_env_delete(ctx, "acme", "tmp", ENVDB_DELETE_NOW), ENVDB_OK);
+	ck_assert_int_eq(envdb_env_delete(ctx, "acme", "arch", ENVDB_DELETE_NOW), ENVDB_OK);
+	ck_assert_uint_eq(td_faulty_dbs(&T), 1);
+	ck_assert_uint_eq(td_env_count(ctx, "acme", NULL), 1);
+	ck_assert_int_eq(envdb_env_delete(ctx, "acme", "tmp", 0), ENVDB_ERR_NOT_FOUND);
+	assert_reconciled(ctx);
+	envdb_close(ctx);
+}
+END_TEST
+
+START_TEST(test_delete_drop_fails)
+{
+	envdb_ctx *ctx = td_open(&T);
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	td_fail_at(&T, "drop");
+	ck_assert_int_eq(envdb_env_delete(ctx, "acme", "dev", ENVDB_DELETE_NOW),
+			 ENVDB_ERR_UNAVAILABLE);
+	/* The deletion intent stays, so nothing is lost: reconcile retries. */
+	ck_assert_uint_eq(td_env_count(ctx, "acme", "archived"), 1);
+	ck_assert_uint_eq(td_faulty_dbs(&T), 1);
+	ck_assert_uint_eq(td_reconcile_apply(ctx, 0), 1);
+	td_fail_at(&T, NULL);
+	ck_assert_uint_eq(td_reconcile_apply(ctx, 0), 0);
+	ck_assert_uint_eq(td_env_count(ctx, "acme", NULL), 0);
+	ck_assert_uint_eq(td_faulty_dbs(&T), 0);
+	assert_reconciled(ctx);
+	envdb_close(ctx);
+}
+END_TEST
+
+/* ---- the crash matrix --------------------------------------------------- */
+
+#define POINT_NAME(name, what) name,
+static const char *const all_points[] = {ENVDBI_FAILPOINT_LIST(POINT_NAME)};
+#undef POINT_NAME
+#define N_POINTS (sizeof(all_points) / sizeof(all_points[0]))
+
+/* The points of the operations this matrix drives; the migration's own
+ * points (migrate.*) are exercised by its tests. */
+static bool matrix_covers(const char *point)
+{
+	static const char *const prefixes[] = {"provision.", "delete.", "rotate.",
+					       "complete.",  "rewrap.", "reconcile."};
+	size_t i;
+
+	for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+		if (strncmp(point, prefixes[i], strlen(prefixes[i])) == 0)
+			return true;
+	return false;
+}
+
+/* The state the matrix starts from: acme/prod and acme/dev active, acme/old
+ * active (deleted with a grace period by the child), an expired
+ * provisioning intent acme/half, and an orphan database. */
+static void matrix_setup(void)
+{
+	envdb_ctx *ctx = td_open(&T);
+	int st;
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "prod", NULL, "alice"), ENVDB_OK);
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	ck_assert_int_eq(td_provision(ctx, "acme", "old", NULL, "alice"), ENVDB_OK);
+	envdb_close(ctx);
+	st = td_fork(killed_provision, (void *)"provision.after_create=kill");
+	ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	make_orphan("00000000000000000000000000000001");
+}
+
+/* Every multi-step operation, each failpoint reached at least once.  Errors
+ * of individual steps are expected (an armed "error" point); the child
+ * reports whether the armed point's error was seen. */
+static int matrix_child(void *arg)
+{
+	const char *point = arg;
+	envdb_rotate_opts ro = ENVDB_ROTATE_OPTS_INIT;
+	envdb_rewrap_report rep = ENVDB_REWRAP_REPORT_INIT;
+	envdb_reconcile_report *r = NULL;
+	envdb_ctx *ctx = NULL;
+	char spec[160], *key = NULL;
+	bool seen = false;
+	size_t i;
+
+#define STEP(call)                                                                   \
+	do {                                                                         \
+		if ((call) != ENVDB_OK && strstr(envdb_error_last()->message, point))  \
+			seen = true;                                                 \
+	} while (0)
+
+	if (envdb_open(&ctx, T.manifest, 0) != ENVDB_OK)
+		return 90;
+	snprintf(spec, sizeof(spec), "%s=%s", point, getenv("MATRIX_ACTION"));
+	td_failpoints(spec);
+	/* provision.*: a good one, and one whose mint fails (compensate) */
+	STEP(td_provision(ctx, "acme", "new", NULL, "alice"));
+	td_fail_at(&T, "mint");
+	if (strcmp(point, "provision.compensate") == 0)
+		STEP(td_provision(ctx, "acme", "bad", NULL, "alice"));
+	else
+		(void)td_provision(ctx, "acme", "bad", NULL, "alice");
+	td_fail_at(&T, NULL);
+	/* rotate.*, complete.* */
+	STEP(envdb_cred_rotate(ctx, "acme", "prod", NULL));
+	STEP(envdb_cred_complete(NULL, ctx, "acme", "prod"));
+	ro.overlap_seconds = 60;
+	STEP(envdb_cred_rotate(ctx, "acme", "dev", &ro));
+	/* rewrap.* under a new key */
+	if (envdb_key_generate(&key, ctx, NULL, 1) == ENVDB_OK)
+		envdb_free(key);
+	STEP(envdb_key_rewrap(&rep, ctx, 0));
+	/* delete.* (now), and a delete with grace for reconcile */
+	STEP(envdb_env_delete(ctx, "acme", "new", ENVDB_DELETE_NOW));
+	STEP(envdb_env_delete(ctx, "acme", "old", 0));
+	/* reconcile.*: the expired intent, the due deletion, the ended
+	 * rotation, the orphan */
+	td_clock_ahead(30 * 86400);
+	if (envdb_reconcile(&r, ctx, ENVDB_RECONCILE_APPLY) == ENVDB_OK) {
+		for (i = 0; i < r->n_items; i++)
+			if (r->items[i].message && strstr(r->items[i].message, point))
+				seen = true;
+		envdb_reconcile_report_free(r);
+	}
+	td_clock_ahead(0);
+	envdb_close(ctx);
+#undef STEP
+	return seen ? 0 : 3;
+}
+
+static void matrix_run(const char *action, int index)
+{
+	const char *point = all_points[index];
+	envdb_ctx *ctx;
+	int st;
+
+	if (!matrix_covers(point))
+		return;
+	matrix_setup();
+	setenv("MATRIX_ACTION", action, 1);
+	st = td_fork(matrix_child, (void *)point);
+	unsetenv("MATRIX_ACTION");
+	if (strcmp(action, "kill") == 0)
+		ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+			      "%s=kill: the child was not killed there (status 0x%x)", point, st);
+	else
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+			      "%s=error: the injected error was not reported (status 0x%x)", point,
+			      st);
+	td_fail_at(&T, NULL);
+	ctx = td_open(&T);
+	ck_assert_uint_eq(td_reconcile_apply(ctx, 30 * 86400), 0);
+	assert_reconciled(ctx);
+	/* The environments that existed before are still whole. */
+	ck_assert_uint_eq(td_env_count(ctx, "acme", "provisioning"), 0);
+	envdb_close(ctx);
+}
+
+START_TEST(test_matrix_covers_every_operation_point)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < N_POINTS; i++)
+		n += matrix_covers(all_points[i]);
+	/* provision 8, delete 2, rotate 4, complete 1, rewrap 2, reconcile 4 */
+	ck_assert_uint_eq(n, 21);
+}
+END_TEST
+
+START_TEST(test_matrix_error)
+{
+	NEED_FAILPOINTS();
+	matrix_run("error", _i);
+}
+END_TEST
+
+START_TEST(test_matrix_kill)
+{
+	NEED_FAILPOINTS();
+	matrix_run("kill", _i);
+}
+END_TEST
+
+static Suite *reconcile_suite(void)
+{
+	Suite *s = suite_create("reconcile");
+	TCase *tc = tcase_create("reconcile");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_nothing_to_do);
+	tcase_add_test(tc, test_orphans_dropped_only_with_apply);
+	tcase_add_test(tc, test_missing_database_reported);
+	tcase_add_test(tc, test_dry_run_changes_nothing);
+	tcase_add_test(tc, test_delete_grace_and_now);
+	tcase_add_test(tc, test_delete_drop_fails);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("crash matrix");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_matrix_covers_every_operation_point);
+	tcase_add_loop_test(tc, test_matrix_error, 0, (int)N_POINTS);
+	tcase_add_loop_test(tc, test_matrix_kill, 0, (int)N_POINTS);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(reconcile_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,466 @@
+/*
+ * tests/test_resolve.c — envdb_resolve() (DESIGN.md §6): role →
+ * authorization (readers and guests never get full access), non-members
+ * refused, states that do not resolve, the cache (hits, TTL, invalidation
+ * by rotation, membership, role change and archive, disabled cache), the
+ * connection struct, and coalesced last_accessed_at writes.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testdeploy.h"
+
+static td T;
+
+static void setup(void)
+{
+	td_setup(&T, NULL);
+}
+
+static void teardown(void)
+{
+	td_teardown(&T);
+}
+
+static void add_member(envdb_ctx *ctx, const char *slug, const char *user, const char *role)
+{
+	int rc = envdb_member_add(ctx, "acme", slug, user, role, NULL);
+
+	ck_assert_msg(rc == ENVDB_OK, "member add %s: %s", user, envdb_error_last()->message);
+}
+
+/* Resolve and return the status; *auth (may be NULL) gets a copy of the
+ * authorization, *secret of the secret. */
+static int resolve(envdb_ctx *ctx, const char *slug, const char *user, char **auth,
+		   char **secret)
+{
+	envdb_connection *c = NULL;
+	int rc = envdb_resolve(&c, ctx, "acme", slug, user);
+
+	if (auth != NULL)
+		*auth = rc == ENVDB_OK ? strdup(c->authorization) : NULL;
+	if (secret != NULL)
+		*secret = rc == ENVDB_OK ? strdup(c->secret) : NULL;
+	if (rc != ENVDB_OK)
+		ck_assert_ptr_null(c);
+	envdb_connection_free(c);
+	return rc;
+}
+
+static void expect_auth(envdb_ctx *ctx, const char *slug, const char *user, const char *want)
+{
+	char *auth = NULL;
+	int rc = resolve(ctx, slug, user, &auth, NULL);
+
+	ck_assert_msg(rc == ENVDB_OK, "resolve %s as %s: %s", slug, user,
+		      envdb_error_last()->message);
+	ck_assert_str_eq(auth, want);
+	free(auth);
+}
+
+START_TEST(test_connection_fields)
+{
+	envdb_ctx *ctx = td_open(&T);
+	envdb_environment *env = NULL;
+	envdb_database *db = NULL;
+	envdb_connection *c = NULL;
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", "sqlite", "alice"), ENVDB_OK);
+	ck_assert_int_eq(envdb_env_get(&env, ctx, "acme", "dev"), ENVDB_OK);
+	ck_assert_int_eq(envdb_env_database(&db, ctx, "acme", "dev"), ENVDB_OK);
+	ck_assert_int_eq(envdb_resolve(&c, ctx, "acme", "dev", "alice"), ENVDB_OK);
+	ck_assert_uint_eq(c->struct_size, sizeof(envdb_connection));
+	ck_assert_str_eq(c->environment_id, env->id);
+	ck_assert_str_eq(c->organization_id, "acme");
+	ck_assert_str_eq(c->slug, "dev");
+	ck_assert_str_eq(c->driver, "sqlite");
+	ck_assert_str_eq(c->database_name, db->database_name);
+	ck_assert_str_eq(c->database_url, db->database_url);
+	ck_assert_str_eq(c->role, "owner");
+	ck_assert_str_eq(c->authorization, "full_access");
+	ck_assert_ptr_nonnull(c->credential_id);
+	ck_assert_uint_gt(c->secret_len, 16);
+	ck_assert_uint_eq(strlen(c->secret), c->secret_len);
+	ck_assert_ptr_null(strstr(c->database_url, c->secret));
+	ck_assert_ptr_null(c->previous_secret);
+	ck_assert_int_eq(c->expires_at, 0);
+	envdb_connection_free(c);
+	envdb_connection_free(NULL);
+	/* Misuse. */
+	ck_assert_int_eq(envdb_resolve(NULL, ctx, "acme", "dev", "alice"), ENVDB_ERR_MISUSE);
+	ck_assert_int_eq(envdb_resolve(&c, ctx, "acme", "dev", ""), ENVDB_ERR_INVALID);
+	envdb_database_free(db);
+	envdb_environment_free(env);
+	envdb_close(ctx);
+}
+END_TEST
+
+START_TEST(test_roles_decide_authorization)
+{
+	envdb_ctx *ctx = td_open(&T);
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	add_member(ctx, "dev", "ann", "admin");
+	add_member(ctx, "dev", "mike", "maker");
+	add_member(ctx, "dev", "rita", "reader");
+	add_member(ctx, "dev", "gus", "guest");
+	expect_auth(ctx, "dev", "alice", "full_access");
+	expect_auth(ctx, "dev", "ann", "full_access");
+	expect_auth(ctx, "dev", "mike", "full_access");
+	expect_auth(ctx, "dev", "rita", "read_only");
+	expect_auth(ctx, "dev", "gus", "read_only");
+	/* Readers get a different secret than owners. */
+	{
+		char *a = NULL, *b = NULL;
+
+		ck_assert_int_eq(resolve(ctx, "dev", "alice", NULL, &a), ENVDB_OK);
+		ck_assert_int_eq(resolve(ctx, "dev", "rita", NULL, &b), ENVDB_OK);
+		ck_assert_str_ne(a, b);
+		free(a);
+		free(b);
+	}
+	ck_assert_int_eq(resolve(ctx, "dev", "mallory", NULL, NULL), ENVDB_ERR_PERMISSION);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "mallory"));
+	ck_assert_int_eq(resolve(ctx, "nope", "alice", NULL, NULL), ENVDB_ERR_NOT_FOUND);
+	envdb_close(ctx);
+}
+END_TEST
+
+START_TEST(test_reader_never_gets_full_access)
+{
+	envdb_ctx *ctx = td_open(&T);
+
+	/* A driver that cannot mint read-only credentials. */
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", "faulty_noro", "alice"), ENVDB_OK);
+	add_member(ctx, "dev", "rita", "reader");
+	add_member(ctx, "dev", "gus", "guest");
+	expect_auth(ctx, "dev", "alice", "full_access");
+	ck_assert_int_eq(resolve(ctx, "dev", "rita", NULL, NULL), ENVDB_ERR_NOT_SUPPORTED);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "read-only"));
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "faulty_noro"));
+	ck_assert_int_eq(resolve(ctx, "dev", "gus", NULL, NULL), ENVDB_ERR_NOT_SUPPORTED);
+	/* Still refused on a second try (nothing cached for a refusal). */
+	ck_assert_int_eq(resolve(ctx, "dev", "rita", NULL, NULL), ENVDB_ERR_NOT_SUPPORTED);
+	envdb_close(ctx);
+}
+END_TEST
+
+static void set_status(const char *slug, const char *status)
+{
+	sqlite3 *db = NULL;
+	char stmt[256];
+
+	snprintf(stmt, sizeof(stmt), "UPDATE sys_environment SET status = '%s' WHERE slug = '%s'",
+		 status, slug);
+	ck_assert_int_eq(sqlite3_open(T.control, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	ck_assert_int_eq(sqlite3_exec(db, stmt, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static int killed_provision(void *arg)
+{
+	envdb_ctx *ctx = NULL;
+
+	(void)arg;
+	if (envdb_open(&ctx, T.manifest, 0) != ENVDB_OK)
+		return 90;
+	td_failpoints("provision.after_create=kill");
+	td_provision(ctx, "acme", "half", NULL, "alice");
+	envdb_close(ctx);
+	return 91;
+}
+
+START_TEST(test_states_that_do_not_resolve)
+{
+	envdb_ctx *ctx = td_open(&T);
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	ck_assert_int_eq(td_provision(ctx, "acme", "stg", NULL, "alice"), ENVDB_OK);
+	envdb_close(ctx);
+
+	/* suspended, migrating (set directly: no API makes them here) */
+	set_status("stg", "suspended");
+	ctx = td_open(&T);
+	ck_assert_int_eq(resolve(ctx, "stg", "alice", NULL, NULL), ENVDB_ERR_STATE);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "suspended"));
+	envdb_close(ctx);
+	set_status("stg", "migrating");
+	ctx = td_open(&T);
+	ck_assert_int_eq(resolve(ctx, "stg", "alice", NULL, NULL), ENVDB_ERR_STATE);
+
+	/* failed: a provisioning whose compensation could not drop */
+	td_fail_at(&T, "mint,drop");
+	ck_assert_int_ne(td_provision(ctx, "acme", "broken", NULL, "alice"), ENVDB_OK);
+	td_fail_at(&T, NULL);
+	ck_assert_int_eq(resolve(ctx, "broken", "alice", NULL, NULL), ENVDB_ERR_STATE);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "failed"));
+
+	/* archived */
+	ck_assert_int_eq(envdb_env_archive(ctx, "acme", "dev"), ENVDB_OK);
+	ck_assert_int_eq(resolve(ctx, "dev", "alice", NULL, NULL), ENVDB_ERR_STATE);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "archived"));
+	envdb_close(ctx);
+
+#ifdef ENVDB_FAILPOINTS
+	/* provisioning: a process died mid-way */
+	{
+		int st = td_fork(killed_provision, NULL);
+
+		ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+		ctx = td_open(&T);
+		ck_assert_int_eq(resolve(ctx, "half", "alice", NULL, NULL), ENVDB_ERR_STATE);
+		ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "provisioning"));
+		envdb_close(ctx);
+	}
+#else
+	(void)killed_provision;
+	fprintf(stderr, "SKIP provisioning state: failpoints not compiled in\n");
+#endif
+}
+END_TEST
+
+START_TEST(test_cache_hit_then_invalidated_by_member_removal)
+{
+	envdb_ctx *ctx = td_open(&T), *other;
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	add_member(ctx, "dev", "bob", "maker");
+	add_member(ctx, "dev", "carol", "maker");
+	expect_auth(ctx, "dev", "bob", "full_access");
+	expect_auth(ctx, "dev", "carol", "full_access");
+
+	/* Another process removes bob: this context still answers from its
+	 * cache (a hit, no SQL) until the TTL ends. */
+	other = td_open(&T);
+	ck_assert_int_eq(envdb_member_remove(other, "acme", "dev", "bob"), ENVDB_OK);
+	envdb_close(other);
+	expect_auth(ctx, "dev", "bob", "full_access");
+
+	/* A change made through this context invalidates at once. */
+	ck_assert_int_eq(envdb_member_remove(ctx, "acme", "dev", "carol"), ENVDB_OK);
+	ck_assert_int_eq(resolve(ctx, "dev", "carol", NULL, NULL), ENVDB_ERR_PERMISSION);
+	/* ...and drops every entry of the environment, bob's included. */
+	ck_assert_int_eq(resolve(ctx, "dev", "bob", NULL, NULL), ENVDB_ERR_PERMISSION);
+	envdb_close(ctx);
+}
+END_TEST
+
+START_TEST(test_cache_role_change)
+{
+	envdb_member_opts mo = ENVDB_MEMBER_OPTS_INIT;
+	envdb_ctx *ctx = td_open(&T);
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	add_member(ctx, "dev", "bob", "admin");
+	expect_auth(ctx, "dev", "bob", "full_access");
+	mo.flags = ENVDB_MEMBER_UPDATE;
+	ck_assert_int_eq(envdb_member_add(ctx, "acme", "dev", "bob", "reader", &mo), ENVDB_OK);
+	expect_auth(ctx, "dev", "bob", "read_only");
+	envdb_close(ctx);
+}
+END_TEST
+
+START_TEST(test_cache_invalidated_by_rotation)
+{
+	envdb_ctx *ctx = td_open(&T);
+	char *s1 = NULL, *s2 = NULL, *s3 = NULL;
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	ck_assert_int_eq(resolve(ctx, "dev", "alice", NULL, &s1), ENVDB_OK);
+	ck_assert_int_eq(resolve(ctx, "dev", "alice", NULL, &s2), ENVDB_OK);
+	ck_assert_str_eq(s1, s2);
+	free(s2);
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "dev", NULL), ENVDB_OK);
+	ck_assert_int_eq(resolve(ctx, "dev", "alice", NULL, &s2), ENVDB_OK);
+	ck_assert_str_ne(s1, s2);
+	/* Completion drops the previous secret from the cached answer. */
+	{
+		envdb_connection *c = NULL;
+
+		ck_assert_int_eq(envdb_resolve(&c, ctx, "acme", "dev", "alice"), ENVDB_OK);
+		ck_assert_ptr_nonnull(c->previous_secret);
+		ck_assert_str_eq(c->previous_secret, s1);
+		envdb_connection_free(c);
+		ck_assert_int_eq(envdb_cred_complete(NULL, ctx, "acme", "dev"), ENVDB_OK);
+		ck_assert_int_eq(envdb_resolve(&c, ctx, "acme", "dev", "alice"), ENVDB_OK);
+		ck_assert_ptr_null(c->previous_secret);
+		ck_assert_str_eq(c->secret, s2);
+		envdb_connection_free(c);
+	}
+	ck_assert_int_eq(resolve(ctx, "dev", "alice", NULL, &s3), ENVDB_OK);
+	ck_assert_str_eq(s2, s3);
+	free(s1);
+	free(s2);
+	free(s3);
+	envdb_close(ctx);
+}
+END_TEST
+
+START_TEST(test_cache_invalidated_by_archive_and_delete)
+{
+	envdb_ctx *ctx = td_open(&T);
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	ck_assert_int_eq(td_provision(ctx, "acme", "tmp", NULL, "alice"), ENVDB_OK);
+	expect_auth(ctx, "dev", "alice", "full_access");
+	expect_auth(ctx, "tmp", "alice", "full_access");
+	ck_assert_int_eq(envdb_env_archive(ctx, "acme", "dev"), ENVDB_OK);
+	ck_assert_int_eq(resolve(ctx, "dev", "alice", NULL, NULL), ENVDB_ERR_STATE);
+	ck_assert_int_eq(envdb_env_delete(ctx, "acme", "tmp", 0), ENVDB_OK);
+	ck_assert_int_eq(resolve(ctx, "tmp", "alice", NULL, NULL), ENVDB_ERR_STATE);
+	ck_assert_int_eq(envdb_env_delete(ctx, "acme", "tmp", ENVDB_DELETE_NOW), ENVDB_OK);
+	ck_assert_int_eq(resolve(ctx, "tmp", "alice", NULL, NULL), ENVDB_ERR_NOT_FOUND);
+	envdb_close(ctx);
+}
+END_TEST
+
+START_TEST(test_cache_ttl_and_disabled)
+{
+	td_opts o = TD_OPTS_INIT;
+	envdb_ctx *ctx, *other;
+
+	/* Short TTL: another process's change shows once it ends. */
+	td_teardown(&T);
+	o.cache_ttl_ms = 300;
+	td_setup(&T, &o);
+	ctx = td_open(&T);
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	add_member(ctx, "dev", "bob", "maker");
+	expect_auth(ctx, "dev", "bob", "full_access");
+	other = td_open(&T);
+	ck_assert_int_eq(envdb_member_remove(other, "acme", "dev", "bob"), ENVDB_OK);
+	expect_auth(ctx, "dev", "bob", "full_access");
+	usleep(400 * 1000);
+	ck_assert_int_eq(resolve(ctx, "dev", "bob", NULL, NULL), ENVDB_ERR_PERMISSION);
+	envdb_close(ctx);
+	envdb_close(other);
+
+	/* Cache disabled: every resolve reads the control plane. */
+	td_teardown(&T);
+	o.cache_size = 0;
+	o.cache_ttl_ms = 60000;
+	td_setup(&T, &o);
+	ctx = td_open(&T);
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	add_member(ctx, "dev", "bob", "maker");
+	expect_auth(ctx, "dev", "bob", "full_access");
+	other = td_open(&T);
+	ck_assert_int_eq(envdb_member_remove(other, "acme", "dev", "bob"), ENVDB_OK);
+	envdb_close(other);
+	ck_assert_int_eq(resolve(ctx, "dev", "bob", NULL, NULL), ENVDB_ERR_PERMISSION);
+	envdb_close(ctx);
+}
+END_TEST
+
+START_TEST(test_cache_bounded)
+{
+	td_opts o = TD_OPTS_INIT;
+	envdb_ctx *ctx;
+	char user[32];
+	int i;
+
+	/* More users than entries: every answer stays right while entries are
+	 * evicted (LRU) and refilled. */
+	td_teardown(&T);
+	o.cache_size = 3;
+	td_setup(&T, &o);
+	ctx = td_open(&T);
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	for (i = 0; i < 8; i++) {
+		snprintf(user, sizeof(user), "user%d", i);
+		add_member(ctx, "dev", user, i % 2 ? "reader" : "maker");
+	}
+	for (i = 0; i < 40; i++) {
+		snprintf(user, sizeof(user), "user%d", (i * 5) % 8);
+		expect_auth(ctx, "dev", user, ((i * 5) % 8) % 2 ? "read_only" : "full_access");
+	}
+	envdb_close(ctx);
+}
+END_TEST
+
+static int64_t last_accessed(envdb_ctx *ctx)
+{
+	envdb_database *d = NULL;
+	int64_t t;
+
+	ck_assert_int_eq(envdb_env_database(&d, ctx, "acme", "dev"), ENVDB_OK);
+	t = d->last_accessed_at;
+	envdb_database_free(d);
+	return t;
+}
+
+START_TEST(test_last_accessed_coalesced)
+{
+	envdb_ctx *ctx = td_open(&T), *reader = td_open(&T);
+	int64_t t0, now = (int64_t)time(NULL);
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	ck_assert_int_eq(last_accessed(reader), 0);
+	expect_auth(ctx, "dev", "alice", "full_access");
+	t0 = last_accessed(reader);
+	ck_assert_int_ge(t0, now);
+	ck_assert_int_le(t0, now + 5);
+	/* Within the minute: no write. */
+	td_clock_ahead(30);
+	expect_auth(ctx, "dev", "alice", "full_access");
+	ck_assert_int_eq(last_accessed(reader), t0);
+	/* After it: one write. */
+	td_clock_ahead(90);
+	expect_auth(ctx, "dev", "alice", "full_access");
+	ck_assert_int_ge(last_accessed(reader), now + 90);
+	/* Pending accesses are flushed when the context closes. */
+	td_clock_ahead(100);
+	expect_auth(ctx, "dev", "alice", "full_access");
+	ck_assert_int_lt(last_accessed(reader), now + 100);
+	envdb_close(ctx);
+	ck_assert_int_ge(last_accessed(reader), now + 100);
+	td_clock_ahead(0);
+	envdb_close(reader);
+}
+END_TEST
+
+static Suite *resolve_suite(void)
+{
+	Suite *s = suite_create("resolve");
+	TCase *tc = tcase_create("authorization");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_connection_fields);
+	tcase_add_test(tc, test_roles_decide_authorization);
+	tcase_add_test(tc, test_reader_never_gets_full_access);
+	tcase_add_test(tc, test_states_that_do_not_resolve);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("cache");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_cache_hit_then_invalidated_by_member_removal);
+	tcase_add_test(tc, test_cache_role_change);
+	tcase_add_test(tc, test_cache_invalidated_by_rotation);
+	tcase_add_test(tc, test_cache_invalidated_by_archive_and_delete);
+	tcase_add_test(tc, test_cache_ttl_and_disabled);
+	tcase_add_test(tc, test_cache_bounded);
+	tcase_add_test(tc, test_last_accessed_coalesced);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(resolve_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
