@@ -12,6 +12,7 @@
  *      logic (checks, pagination, package repointing, archiving);
  *   3. the migration on a fresh copy (envdb_migrate_v4_to_v5);
  *   4. the re-run on the migrated control plane.
+ * Floor and migration run twice each, interleaved; the faster of each counts.
  * Targets: migration <= 1.5 x floor, re-run <= 5% of the first run.  Exit
  * status 0 when both hold, 1 otherwise.
  *
@@ -261,12 +262,14 @@ int main(void)
 	envdb_migrate_report *rep = NULL, *rep2 = NULL;
 	envdb_ctx *ctx;
 	bench b;
-	double t_seed, t_floor, t_mig, t_rerun, ratio, frac;
+	double t_seed, t_floor, t_floor2, t_mig, t_mig2, t_rerun, ratio, frac;
 	int ok;
 	char cmd[400];
 
 	if (n == 0)
 		n = 1;
+	/* the shim's deprecation notice at every open is not benchmark output */
+	setenv("ENVDB_LOG_LEVEL", "error", 0);
 	setup(&b);
 	ctx = open_ctx(&b);
 	go.n_orgs = n;
@@ -282,22 +285,45 @@ int main(void)
 		return 2;
 	}
 
+	/* Floor and migration twice each, interleaved, each on a fresh copy;
+	 * the faster run of each counts, so that warming up (page cache, the
+	 * keyrings, secure memory) and a busy machine favour neither.  The
+	 * re-run follows the last migration. */
 	restore(&b);
 	t_floor = floor_run(&b, &done);
 	restore(&b);
 	t_mig = migrate_run(&b, &rep);
+	envdb_migrate_report_free(rep);
+	rep = NULL;
+	restore(&b);
+	t_floor2 = floor_run(&b, &done);
+	restore(&b);
+	t_mig2 = migrate_run(&b, &rep);
 	t_rerun = migrate_run(&b, &rep2);
+	if (t_floor2 < t_floor) {
+		double t = t_floor;
+
+		t_floor = t_floor2;
+		t_floor2 = t;
+	}
+	if (t_mig2 < t_mig) {
+		double t = t_mig;
+
+		t_mig = t_mig2;
+		t_mig2 = t;
+	}
 
 	ratio = t_mig / t_floor;
 	frac = t_rerun / t_mig;
 	ok = ratio <= 1.5 && frac <= 0.05 && rep->migrated == n && rep2->already == n &&
 	     rep2->migrated == 0 && done == n;
 	printf("bench_migrate: %zu legacy rows (seeded in %.2f s)\n", n, t_seed);
-	printf("  floor (read, decrypt+encrypt, insert 4 rows each): %8.3f s  %8.1f us/row\n",
-	       t_floor, t_floor * 1e6 / (double)n);
+	printf("  floor (read, decrypt+encrypt, insert 4 rows each): %8.3f s  %8.1f us/row  "
+	       "(the other floor run: %.3f s)\n",
+	       t_floor, t_floor * 1e6 / (double)n, t_floor2);
 	printf("  migration:                                          %8.3f s  %8.1f us/row  "
-	       "%.2fx floor (target <= 1.50x)\n",
-	       t_mig, t_mig * 1e6 / (double)n, ratio);
+	       "%.2fx floor (target <= 1.50x; the other run: %.3f s)\n",
+	       t_mig, t_mig * 1e6 / (double)n, ratio, t_mig2);
 	printf("  re-run:                                             %8.3f s  %8.2f%% of the "
 	       "first run (target <= 5%%)\n",
 	       t_rerun, 100.0 * frac);

@@ -563,7 +563,7 @@ static int key_create(envdb_cli *cli, int argc, char **argv, bool rotate)
 	else
 		printf("%s%s\n", key_id, rotate || current ? "  (current)" : "");
 	if (rotate)
-		envdb_cli_error(cli, "key %s is now current; run `envdb rewrap` to re-encrypt "
+		envdb_cli_error(cli, "key %s is now current; run `envdb key rewrap` to re-encrypt "
 				     "existing credentials under it",
 				key_id);
 done:

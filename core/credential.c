@@ -554,13 +554,11 @@ int envdb_cred_rotate(envdb_ctx *ctx, const char *organization_id, const char *s
 undo:
 	{
 		/* Keep the failing step's error over the compensation's. */
-		const envdb_error *le = envdb_error_last();
-		int st = le->status ? le->status : rc;
-		char *msg = strdup(le->message);
+		char *msg = strdup(envdb_error_last()->message);
 
 		rotation_undo(ctx, adapter, db, r, n_act);
 		if (msg != NULL) {
-			envdbi_error(st, NULL, "%s", msg);
+			envdbi_error(rc, NULL, "%s", msg);
 			free(msg);
 		}
 	}

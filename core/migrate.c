@@ -507,7 +507,6 @@ static int write_row(mig *m, planned *p, size_t *repointed)
 	char meta[160];
 	envdb_environment e;
 	envdb_database d;
-	envdbi_tenant_db_row *arch = NULL;
 	char display[160];
 	int rc;
 
@@ -576,14 +575,7 @@ static int write_row(mig *m, planned *p, size_t *repointed)
 	    (rc = ENVDB_FAILPOINT("migrate.packages")) != ENVDB_OK)
 		return rc;
 
-	if ((arch = calloc(1, sizeof(*arch))) == NULL)
-		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "migrate: out of memory");
-	*arch = *r;
-	arch->status = (char *)"archived";
-	arch->migrated_environment_id = p->env_id;
-	rc = envdbi_store_tenant_db_update(m->s, arch);
-	free(arch); /* a shallow copy: its strings belong to r or p */
-	if (rc != ENVDB_OK)
+	if ((rc = envdbi_store_tenant_db_archive(m->s, r->id, p->env_id)) != ENVDB_OK)
 		return rc;
 	return ENVDB_FAILPOINT("migrate.archive");
 }

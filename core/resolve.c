@@ -367,25 +367,49 @@ void envdbi_cache_get_stats(envdbi_cache_stats *out, envdbi_cache *c)
 
 int envdbi_cache_flush_touches(envdbi_cache *c)
 {
+	typedef struct pending {
+		char db_id[37];
+		int64_t when;
+	} pending;
+	pending *v = NULL;
+	size_t n = 0, cap = 0, i;
 	int rc = ENVDB_OK;
 	touch_rec *t;
 
 	if (c == NULL || c->store == NULL)
 		return ENVDB_OK;
+	/* Collect under the cache lock, write without it: the store has its
+	 * own lock, and code holding that one may invalidate the cache. */
 	pthread_mutex_lock(&c->lock);
 	for (t = c->touches; t != NULL; t = t->next) {
-		int r;
-
 		if (t->last_access <= t->last_written)
 			continue;
-		r = envdbi_store_db_touch(c->store, t->db_id, t->last_access);
-		/* A database deleted meanwhile has nothing to touch. */
-		if (r != ENVDB_OK && r != ENVDB_ERR_NOT_FOUND && rc == ENVDB_OK)
-			rc = r;
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			pending *nv = realloc(v, ncap * sizeof(*nv));
+
+			if (nv == NULL) {
+				rc = envdbi_error(ENVDB_ERR_NOMEM, NULL,
+						  "resolve cache: out of memory flushing accesses");
+				break;
+			}
+			v = nv;
+			cap = ncap;
+		}
+		memcpy(v[n].db_id, t->db_id, sizeof(v[n].db_id));
+		v[n++].when = t->last_access;
 		t->last_written = t->last_access;
 		c->stats.touch_writes++;
 	}
 	pthread_mutex_unlock(&c->lock);
+	for (i = 0; i < n; i++) {
+		int r = envdbi_store_db_touch(c->store, v[i].db_id, v[i].when);
+
+		/* A database deleted meanwhile has nothing to touch. */
+		if (r != ENVDB_OK && r != ENVDB_ERR_NOT_FOUND && rc == ENVDB_OK)
+			rc = r;
+	}
+	free(v);
 	return rc;
 }
 
@@ -832,6 +856,5 @@ out:
 	envdb_member_free(mem);
 	envdb_credential_free(cred);
 	envdb_credential_free(prev);
-	sodium_memzero(key, sizeof(key));
 	return rc;
 }

@@ -17,8 +17,8 @@
  * (member.c), archive, delete and status changes (provision.c).  Changes
  * made by other processes are seen when the entry's TTL ends.
  *
- * Thread-safe: one mutex guards the cache; no SQL and no allocation happen
- * under it on a hit.
+ * Thread-safe: one mutex guards the cache.  A hit runs no SQL and makes one
+ * allocation (the returned connection, in secure memory).
  */
 #ifndef ENVDB_RESOLVE_H
 #define ENVDB_RESOLVE_H

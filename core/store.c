@@ -1273,6 +1273,7 @@ int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_ti
 		goto fail;
 	if (s->legacy && (rc = ensure_legacy(s)) != 0)
 		goto fail;
+	envdbi_store_legacy_notice(s); /* migration support (G) */
 	*out = s;
 	return 0;
 fail:
@@ -2055,6 +2056,64 @@ int envdbi_store_tenant_db_org_has_migrated(envdbi_store *s, const char *organiz
 		rc = sqlite3_column_int(st, 0) ? 1 : 0;
 out:
 	stmt_put(s, st);
+	unlock(s);
+	return rc;
+}
+
+void envdbi_store_legacy_notice(envdbi_store *s)
+{
+	int pending = 0, any = 0;
+
+	if (s == NULL || !s->legacy)
+		return;
+	lock(s);
+	if (pragma_int(s,
+		       "SELECT EXISTS (SELECT 1 FROM \"sys_tenant_database\" "
+		       "WHERE \"migrated_environment_id\" IS NULL AND "
+		       "\"status\" IN ('active', 'suspended'))",
+		       &pending) != 0 ||
+	    pragma_int(s,
+		       "SELECT EXISTS (SELECT 1 FROM \"sys_tenant_database\") OR "
+		       "EXISTS (SELECT 1 FROM \"sys_package_installation\")",
+		       &any) != 0) {
+		unlock(s);
+		envdb_error_clear(); /* a notice, not a failure of the open */
+		return;
+	}
+	unlock(s);
+	if (pending)
+		envdbi_log(ENVDB_LOG_WARNING,
+			   "control plane %s: the deprecated v4 objects (sys_tenant_database) hold "
+			   "rows not migrated yet: run `envdb migrate v4-to-v5` (the shim is removed "
+			   "in v5.0)",
+			   s->path);
+	else if (any)
+		envdbi_log(ENVDB_LOG_WARNING,
+			   "control plane %s: the deprecated v4 objects hold no row left to migrate: "
+			   "set legacy.register_shim: false in the manifest (the shim is removed in "
+			   "v5.0)",
+			   s->path);
+}
+
+int envdbi_store_tenant_db_archive(envdbi_store *s, const char *id, const char *environment_id)
+{
+	int changes = 0, rc = need_legacy(s);
+	if (rc)
+		return rc;
+	if (id == NULL || !envdbi_uuid_valid(environment_id))
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
+				    "legacy tenant database: archive: no id or no environment id");
+	lock(s);
+	int step = exec_raw(s,
+			    "UPDATE \"sys_tenant_database\" SET \"status\" = 'archived', "
+			    "\"migrated_environment_id\" = ?1, \"updated_at\" = ?2 "
+			    "WHERE \"id\" = ?3 AND \"migrated_environment_id\" IS NULL",
+			    (bindv[]){BT(environment_id), BI(envdbi_now()), BT(id)}, 3, &changes);
+	if (step != SQLITE_DONE)
+		rc = db_error(s, step, "archive legacy tenant database");
+	else if (changes == 0)
+		rc = envdbi_error(ENVDB_ERR_STATE, NULL,
+				  "legacy tenant database %s: archive: gone or already migrated", id);
 	unlock(s);
 	return rc;
 }

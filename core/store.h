@@ -419,4 +419,16 @@ int envdbi_store_tenant_db_counts(envdbi_store *s, envdbi_legacy_counts *out);
  * or a negative status. */
 int envdbi_store_tenant_db_org_has_migrated(envdbi_store *s, const char *organization_id);
 
+/** Archive a legacy row as migrated to `environment_id`: status archived,
+ * migrated_environment_id set, updated_at now — only if it is not migrated
+ * yet (compare-and-set); ENVDB_ERR_STATE "... gone or already migrated"
+ * otherwise. */
+int envdbi_store_tenant_db_archive(envdbi_store *s, const char *id, const char *environment_id);
+
+/** The deprecated shim's notice, logged (warning) when the store opens with
+ * the legacy objects registered and they hold rows: "run envdb migrate
+ * v4-to-v5" while some active or suspended row is not migrated, "set
+ * legacy.register_shim: false" once none is left.  Never fails the open. */
+void envdbi_store_legacy_notice(envdbi_store *s);
+
 #endif /* ENVDB_STORE_H */

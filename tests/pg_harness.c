@@ -433,6 +433,11 @@ const char *pg_harness_dir(const pg_harness *h)
 	return h->dir;
 }
 
+const char *pg_harness_bindir(const pg_harness *h)
+{
+	return h->bindir;
+}
+
 int pg_harness_version(const pg_harness *h)
 {
 	return h->version;

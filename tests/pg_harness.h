@@ -43,6 +43,8 @@ void pg_harness_stop(pg_harness *h);
 int pg_harness_port(const pg_harness *h);
 /** The cluster's temporary directory (also the unix socket directory). */
 const char *pg_harness_dir(const pg_harness *h);
+/** Directory of the server binaries (psql is there too). */
+const char *pg_harness_bindir(const pg_harness *h);
 /** The server's major version times 10000 (150000 for 15.x). */
 int pg_harness_version(const pg_harness *h);
 /** Name and password of the bootstrap superuser. */

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pty.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1092,13 +1093,56 @@ static int run_cli(fx *f, const char *args, char **out, char **err)
 
 	snprintf(outp, sizeof(outp), "%s/cli.out", f->dir);
 	snprintf(errp, sizeof(errp), "%s/cli.err", f->dir);
-	snprintf(cmd, sizeof(cmd), "'%s/core/envdb' --manifest '%s' %s >'%s' 2>'%s' </dev/null",
+	snprintf(cmd, sizeof(cmd),
+		 "ENVDB_LOG_LEVEL=warning '%s/core/envdb' --manifest '%s' %s >'%s' 2>'%s' </dev/null",
 		 build ? build : ".", f->manifest, args, outp, errp);
 	st = system(cmd);
 	ck_assert_msg(st != -1 && WIFEXITED(st), "cannot run %s", cmd);
 	*out = slurp(outp, &n);
 	*err = slurp(errp, &n);
 	return WEXITSTATUS(st);
+}
+
+/* Run the envdb command with stderr on a pseudo-terminal; what it wrote
+ * there into *err (malloc'd); returns the exit status. */
+static int run_cli_tty(fx *f, const char *args, char **err)
+{
+	const char *build = getenv("ENVDB_TEST_BUILDDIR");
+	char cmd[2048], buf[4096];
+	sbuf out = {0};
+	int master, slave, st = 0;
+	pid_t pid;
+
+	snprintf(cmd, sizeof(cmd), "exec '%s/core/envdb' --manifest '%s' %s",
+		 build ? build : ".", f->manifest, args);
+	ck_assert_int_eq(openpty(&master, &slave, NULL, NULL, NULL), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+
+		close(master);
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(slave, 2);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	close(slave);
+	for (;;) {
+		ssize_t n = read(master, buf, sizeof(buf) - 1);
+
+		if (n <= 0)
+			break; /* EIO once the child closed the terminal */
+		buf[n] = '\0';
+		sb_printf(&out, "%s", buf);
+	}
+	close(master);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	if (out.s == NULL)
+		sb_printf(&out, "%s", "");
+	*err = out.s;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 START_TEST(test_cli)
@@ -1125,6 +1169,9 @@ START_TEST(test_cli)
 	ck_assert_int_eq(json_integer_value(json_object_get(tot, "skipped")), 1);
 	ck_assert_int_eq(json_array_size(json_object_get(doc, "organizations")), 20);
 	ck_assert_ptr_null(strchr(err, '\r')); /* no progress on a pipe */
+	ck_assert_ptr_null(strstr(err, "org/s"));
+	/* the deprecated shim's notice */
+	ck_assert_ptr_nonnull(strstr(err, "not migrated yet"));
 	ck_assert_ptr_null(strstr(out, "tok-")); /* never a token */
 	ck_assert_ptr_null(strstr(err, "tok-"));
 	json_decref(doc);
@@ -1147,7 +1194,19 @@ START_TEST(test_cli)
 
 	ex = run_cli(&f, "check", &out, &err);
 	ck_assert_msg(ex == 0, "check exit %d: %s %s", ex, out, err);
+	/* the failed organizations still have rows to migrate */
+	ck_assert_ptr_nonnull(strstr(err, "not migrated yet"));
 	free(out);
+	free(err);
+
+	/* on a terminal: a progress line with rate and ETA (a dry run over the
+	 * rows left; 100% at the end) */
+	ex = run_cli_tty(&f, "migrate v4-to-v5 --dry-run --by alice --batch 1", &err);
+	ck_assert_msg(ex == 65, "exit %d: %s", ex, err);
+	ck_assert_msg(strstr(err, "org/s") != NULL && strstr(err, "ETA") != NULL &&
+			      strstr(err, "(100%)") != NULL,
+		      "no progress on a terminal: %s", err);
+	ck_assert_ptr_nonnull(strchr(err, '\r'));
 	free(err);
 
 	ex = run_cli(&f, "migrate v4-to-v5 --batch -1", &out, &err);

@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <check.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -429,6 +430,73 @@ START_TEST(test_last_accessed_coalesced)
 }
 END_TEST
 
+typedef struct thread_arg {
+	envdb_ctx *ctx;
+	int errors;
+	int resolved;
+} thread_arg;
+
+static void *resolver(void *p)
+{
+	thread_arg *a = p;
+	int i;
+
+	for (i = 0; i < 150; i++) {
+		envdb_connection *c = NULL;
+		const char *user = i % 3 == 0 ? "alice" : i % 3 == 1 ? "rita" : "mike";
+
+		if (envdb_resolve(&c, a->ctx, "acme", "dev", user) != ENVDB_OK ||
+		    c->secret_len == 0 || strlen(c->secret) != c->secret_len)
+			a->errors++;
+		else
+			a->resolved++;
+		envdb_connection_free(c);
+	}
+	return NULL;
+}
+
+START_TEST(test_concurrent_resolves)
+{
+	envdb_ctx *ctx = td_open(&T);
+	pthread_t th[4];
+	thread_arg args[4];
+	int i;
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	add_member(ctx, "dev", "rita", "reader");
+	add_member(ctx, "dev", "mike", "maker");
+	for (i = 0; i < 4; i++) {
+		args[i].ctx = ctx;
+		args[i].errors = args[i].resolved = 0;
+		ck_assert_int_eq(pthread_create(&th[i], NULL, resolver, &args[i]), 0);
+	}
+	/* Rotations and membership changes while they run. */
+	for (i = 0; i < 3; i++) {
+		ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "dev", NULL), ENVDB_OK);
+		add_member(ctx, "dev", "tmp", "guest");
+		ck_assert_int_eq(envdb_member_remove(ctx, "acme", "dev", "tmp"), ENVDB_OK);
+	}
+	for (i = 0; i < 4; i++) {
+		ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+		ck_assert_int_eq(args[i].errors, 0);
+		ck_assert_int_eq(args[i].resolved, 150);
+	}
+	/* After the dust settles every user gets the latest secrets. */
+	{
+		char *a = NULL, *b = NULL;
+		envdb_ctx *fresh = td_open(&T);
+
+		ck_assert_int_eq(resolve(ctx, "dev", "rita", NULL, &a), ENVDB_OK);
+		ck_assert_int_eq(resolve(fresh, "dev", "rita", NULL, &b), ENVDB_OK);
+		ck_assert_str_eq(a, b);
+		free(a);
+		free(b);
+		envdb_close(fresh);
+	}
+	envdb_close(ctx);
+}
+END_TEST
+
 static Suite *resolve_suite(void)
 {
 	Suite *s = suite_create("resolve");
@@ -450,6 +518,7 @@ static Suite *resolve_suite(void)
 	tcase_add_test(tc, test_cache_ttl_and_disabled);
 	tcase_add_test(tc, test_cache_bounded);
 	tcase_add_test(tc, test_last_accessed_coalesced);
+	tcase_add_test(tc, test_concurrent_resolves);
 	suite_add_tcase(s, tc);
 	return s;
 }

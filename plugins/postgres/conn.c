@@ -96,7 +96,7 @@ int pga_fail(const pga_op *o, int status, const char *native, const char *fmt, .
 	va_end(ap);
 	scrub(msg, o->a, o->secret);
 	if (o->silent) {
-		host->log(host->ctx, ENVDB_LOG_WARNING, "postgres: %s %s: %s", o->op,
+		host->log(host->ctx, ENVDB_LOG_WARNING, "%s %s: %s", o->op,
 			  o->object != NULL ? o->object : "-", msg);
 		return status;
 	}
@@ -112,7 +112,7 @@ static void notice_cb(void *arg, const char *message)
 
 	snprintf(msg, sizeof(msg), "%s", message);
 	scrub(msg, a, NULL);
-	a->host->log(a->host->ctx, ENVDB_LOG_DEBUG, "postgres: server says: %s", msg);
+	a->host->log(a->host->ctx, ENVDB_LOG_DEBUG, "server says: %s", msg);
 }
 
 /* ------------------------------------------------------------------------ */

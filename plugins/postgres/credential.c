@@ -344,7 +344,7 @@ int pga_revoke(void *instance, const envdb_db_ref *db, uint32_t authorization,
 	}
 	if (rc != ENVDB_OK) {
 		a->host->log(a->host->ctx, ENVDB_LOG_WARNING,
-			     "postgres: revoke %s: role %s is locked (NOLOGIN, no password) but "
+			     "revoke %s: role %s is locked (NOLOGIN, no password) but "
 			     "could not be dropped (sqlstate %s); drop removes it",
 			     n.db, handle, state != NULL ? state : "none");
 		if (rc == ENVDB_ERR_UNAVAILABLE || rc == ENVDB_ERR_TIMEOUT)

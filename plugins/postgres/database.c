@@ -201,7 +201,7 @@ static int drop_all(const pga_op *o, PGconn *conn, const pga_names *n)
 			continue;
 		if (!pga_role_row_is_ours(roles, i, n)) {
 			o->a->host->log(o->a->host->ctx, ENVDB_LOG_WARNING,
-					"postgres: %s %s: role %s does not carry the marker '%s'; "
+					"%s %s: role %s does not carry the marker '%s'; "
 					"left alone",
 					o->op, n->db, role, n->marker);
 			continue;
@@ -282,7 +282,7 @@ static int clear_leftover_roles(const pga_op *o, PGconn *conn, const pga_names *
 		if (!pga_role_row_is_ours(roles, i, n))
 			continue;
 		o->a->host->log(o->a->host->ctx, ENVDB_LOG_INFO,
-				"postgres: create %s: removing role %s left by an interrupted "
+				"create %s: removing role %s left by an interrupted "
 				"operation",
 				n->db, PQgetvalue(roles, i, 0));
 		if ((rc = drop_role(o, conn, PQgetvalue(roles, i, 0))) != ENVDB_OK)
@@ -383,6 +383,45 @@ static int grant_database(const pga_op *o, PGconn *conn, const pga_names *n, con
 	return ENVDB_OK;
 }
 
+/*
+ * Tables and sequences a template brought along: readable by <db>_ro when
+ * the administrator may grant that (it owns them).  Objects of other
+ * owners make GRANT ... ON ALL fail; that is not worth failing create for,
+ * so it runs under a savepoint and is reported as a warning.
+ */
+static int grant_template_tables(const pga_op *o, PGconn *dbconn, const char *qro)
+{
+	char sql[256];
+	int rc;
+
+	if ((rc = pga_exec(NULL, o, dbconn, "savepoint", "SAVEPOINT template_objects", 0,
+			   NULL)) != ENVDB_OK)
+		return rc;
+	/* A refusal is reported like any failure; the report is moot when
+	 * create then succeeds. */
+	rc = pga_sql(sql, sizeof(sql), o, "GRANT SELECT ON ALL TABLES IN SCHEMA public TO %s", qro);
+	if (rc == ENVDB_OK)
+		rc = pga_exec(NULL, o, dbconn, "grant read access to the template's tables", sql, 0,
+			      NULL);
+	if (rc == ENVDB_OK &&
+	    (rc = pga_sql(sql, sizeof(sql), o, "GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO %s",
+			  qro)) == ENVDB_OK)
+		rc = pga_exec(NULL, o, dbconn, "grant read access to the template's sequences", sql,
+			      0, NULL);
+	if (rc == ENVDB_ERR_PERMISSION) {
+		o->a->host->log(o->a->host->ctx, ENVDB_LOG_WARNING,
+				"%s %s: the template holds tables the administrator does "
+				"not own; read_only credentials cannot read them",
+				o->op, o->object);
+		return pga_exec(NULL, o, dbconn, "rollback to savepoint",
+				"ROLLBACK TO SAVEPOINT template_objects", 0, NULL);
+	}
+	if (rc != ENVDB_OK)
+		return rc;
+	return pga_exec(NULL, o, dbconn, "release savepoint", "RELEASE SAVEPOINT template_objects",
+			0, NULL);
+}
+
 /* Inside the new database: the public schema belongs to <db>_rw, and
  * <db>_ro may read whatever <db>_rw makes, now and later. */
 static int setup_schema(const pga_op *o, PGconn *dbconn, const pga_names *n)
@@ -397,8 +436,6 @@ static int setup_schema(const pga_op *o, PGconn *dbconn, const pga_names *n)
 		{"ALTER SCHEMA public OWNER TO ", "", 1, 1},
 		{"REVOKE ALL ON SCHEMA public FROM PUBLIC", NULL, 0, 1},
 		{"GRANT USAGE ON SCHEMA public TO ", "", 0, 1},
-		{"GRANT SELECT ON ALL TABLES IN SCHEMA public TO ", "", 0, 1},
-		{"GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO ", "", 0, 1},
 		{"ALTER DEFAULT PRIVILEGES FOR ROLE ", " GRANT SELECT ON TABLES TO ", 1, 0},
 		{"ALTER DEFAULT PRIVILEGES FOR ROLE ", " GRANT SELECT ON SEQUENCES TO ", 1, 0},
 		{"ALTER DEFAULT PRIVILEGES FOR ROLE ", " GRANT USAGE ON SCHEMAS TO ", 1, 0},
@@ -435,6 +472,8 @@ static int setup_schema(const pga_op *o, PGconn *dbconn, const pga_names *n)
 				   NULL)) != ENVDB_OK)
 			goto fail;
 	}
+	if (has_public && (rc = grant_template_tables(o, dbconn, qro)) != ENVDB_OK)
+		goto fail;
 	if ((rc = pga_commit(o, dbconn)) != ENVDB_OK)
 		goto fail;
 	return ENVDB_OK;

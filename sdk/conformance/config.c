@@ -20,10 +20,9 @@ static const envdb_config_key *declared(const envdb_plugin_descriptor *desc, con
 					size_t name_len)
 {
 	const envdb_config_key *k;
+	size_t i;
 
-	if (desc->config_keys == NULL)
-		return NULL;
-	for (k = desc->config_keys; k->name != NULL; k++)
+	for (i = 0; (k = kit_config_key_at(desc, i)) != NULL; i++)
 		if (strlen(k->name) == name_len && strncmp(k->name, name, name_len) == 0)
 			return k;
 	return NULL;

@@ -31,17 +31,38 @@ static bool one_line(const char *s)
 	return s != NULL && *s != '\0' && strchr(s, '\n') == NULL;
 }
 
+const envdb_config_key *kit_config_key_at(const envdb_plugin_descriptor *desc, size_t i)
+{
+	const envdb_config_key *first = desc->config_keys, *k;
+	size_t stride;
+
+	if (first == NULL || first->name == NULL)
+		return NULL;
+	stride = first->struct_size >= SIZE_THROUGH(envdb_config_key, flags)
+			 ? first->struct_size
+			 : sizeof(envdb_config_key);
+	k = (const envdb_config_key *)(const void *)((const char *)first + i * stride);
+	return k->name != NULL ? k : NULL;
+}
+
 static void check_config_keys(const envdb_plugin_descriptor *desc)
 {
-	const envdb_config_key *k;
+	const envdb_config_key *k, *first = desc->config_keys;
 	const uint32_t known = ENVDB_CONFIG_REQUIRED | ENVDB_CONFIG_SECRET;
 	size_t i, j, n = 0;
 
-	if (desc->config_keys == NULL) {
+	if (first == NULL || first->name == NULL) {
 		kit_ok("descriptor: config keys", "none declared");
 		return;
 	}
-	for (k = desc->config_keys; k->name != NULL && n < 1000; k++)
+	if (first->struct_size < SIZE_THROUGH(envdb_config_key, flags) ||
+	    first->struct_size % sizeof(void *) != 0) {
+		kit_fail("descriptor: config keys", "struct_size %zu: ABI 1.0 needs at least %zu "
+			 "(a multiple of the pointer size)", first->struct_size,
+			 SIZE_THROUGH(envdb_config_key, flags));
+		return;
+	}
+	while (n < 1000 && kit_config_key_at(desc, n) != NULL)
 		n++;
 	if (n >= 1000) {
 		kit_fail("descriptor: config keys", "no NULL-name terminator in the first 1000 "
@@ -49,11 +70,11 @@ static void check_config_keys(const envdb_plugin_descriptor *desc)
 		return;
 	}
 	for (i = 0; i < n; i++) {
-		k = &desc->config_keys[i];
-		if (k->struct_size < SIZE_THROUGH(envdb_config_key, flags)) {
-			kit_fail("descriptor: config keys", "key #%zu: struct_size %zu is smaller "
-				 "than ABI 1.0's %zu", i, k->struct_size,
-				 SIZE_THROUGH(envdb_config_key, flags));
+		k = kit_config_key_at(desc, i);
+		if (k->struct_size != first->struct_size) {
+			kit_fail("descriptor: config keys", "key #%zu: struct_size %zu, the first "
+				 "key's is %zu (one array, one size)", i, k->struct_size,
+				 first->struct_size);
 			return;
 		}
 		if (!name_ok(k->name, "_")) {
@@ -71,7 +92,7 @@ static void check_config_keys(const envdb_plugin_descriptor *desc)
 			return;
 		}
 		for (j = 0; j < i; j++)
-			if (strcmp(desc->config_keys[j].name, k->name) == 0) {
+			if (strcmp(kit_config_key_at(desc, j)->name, k->name) == 0) {
 				kit_fail("descriptor: config keys", "key '%s' is declared twice",
 					 k->name);
 				return;
@@ -228,10 +249,11 @@ void *kit_init_checks(const envdb_plugin_descriptor *desc, const kit_config *cfg
 	const envdb_config_key *k;
 	void *inst = NULL;
 	long allocs, secure;
+	size_t ki;
 	int rc;
 
 	/* Every required key, left out in turn: a clean refusal. */
-	for (k = desc->config_keys; k != NULL && k->name != NULL; k++) {
+	for (ki = 0; (k = kit_config_key_at(desc, ki)) != NULL; ki++) {
 		char name[160];
 
 		if (!(k->flags & ENVDB_CONFIG_REQUIRED))

@@ -226,6 +226,11 @@ typedef struct kit_options {
 bool kit_check_descriptor(const envdb_plugin_descriptor *desc, uint32_t kind,
 			  const char *expected_name, void *ops_out, size_t ops_size);
 
+/** The i-th declared configuration key, or NULL past the terminator.  The
+ * array's stride is its elements' struct_size (the struct may have grown
+ * since ABI 1.0), as envdb's loader walks it. */
+const envdb_config_key *kit_config_key_at(const envdb_plugin_descriptor *desc, size_t i);
+
 /** init/fini of the kit's instance: instrumented, with borrowed config. */
 int kit_instance_init(void **instance, const envdb_plugin_descriptor *desc,
 		      const envdb_host *host, const kit_config *cfg, const char *omit);

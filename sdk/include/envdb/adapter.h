@@ -113,13 +113,20 @@ typedef int (*envdb_adapter_create_fn)(void *instance, const envdb_create_reques
 				       envdb_buffer *url, envdb_buffer *metadata);
 
 /** Required.  Drop the physical database and everything minted for it.  A
- * database that is already gone is success. */
+ * database that is already gone, or never existed, is success; db->url and
+ * db->metadata are NULL when the host drops by name alone (a create whose
+ * outcome it never learnt). */
 typedef int (*envdb_adapter_drop_fn)(void *instance, const envdb_db_ref *db);
 
 /** Required.  Mint a credential.  The secret goes into *secret (a buffer in
  * host secure memory); a non-secret identifier of the credential (a role
  * name, a token id, or "" when there is none) into *handle, which the host
- * stores and passes back to revoke() and as previous_handle. */
+ * stores and passes back to revoke() and as previous_handle.  A rotation
+ * (previous_handle set) mints a new secret, never the previous one.  A
+ * database that does not exist is ENVDB_ERR_NOT_FOUND.  Without
+ * ENVDB_ADAPTER_CAP_READ_ONLY a read-only request is answered with
+ * ENVDB_ERR_NOT_SUPPORTED (the host never sends one; the conformance kit
+ * does), never with a credential that can write. */
 typedef int (*envdb_adapter_mint_fn)(void *instance, const envdb_db_ref *db,
 				     const envdb_mint_request *req, envdb_buffer *secret,
 				     envdb_buffer *handle);
@@ -130,7 +137,10 @@ typedef int (*envdb_adapter_revoke_fn)(void *instance, const envdb_db_ref *db,
 				       uint32_t authorization, const char *handle);
 
 /** Optional (ENVDB_ADAPTER_CAP_PROBE).  Connect with the secret and run a
- * trivial query.  `secret` is borrowed for the call (secure memory). */
+ * trivial query.  `secret` is borrowed for the call (secure memory).  A
+ * wrong or revoked secret is ENVDB_ERR_AUTH when the adapter declares
+ * ENVDB_ADAPTER_CAP_AUTHENTICATES; a database that does not exist fails
+ * (ENVDB_ERR_NOT_FOUND where the backend can tell). */
 typedef int (*envdb_adapter_probe_fn)(void *instance, const envdb_db_ref *db,
 				      const char *secret, size_t secret_len);
 

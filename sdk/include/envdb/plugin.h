@@ -7,7 +7,8 @@
  * include this file.  Plugins never link against libenvdb: everything they
  * need from the host arrives in envdb_host.
  *
- * Rules every boundary struct follows (see sdk/ABI.md):
+ * Rules every boundary struct follows (see ABI.md, installed with the SDK
+ * documents; sdk/doc/ABI.md in the source tree):
  *  - its first member is `size_t struct_size`, set to sizeof() of the struct
  *    as the writer knows it;
  *  - it only ever grows at its end; each addition is marked with the ABI

@@ -1,0 +1,408 @@
+/*
+ * tests/test_postgres_e2e.c — the postgres adapter end to end, the way an
+ * operator uses it: the `envdb` command (core/envdb of the build tree) on a
+ * deployment made by `envdb init` plus the postgres plugin, against a REAL
+ * PostgreSQL server this program starts (tests/pg_harness.c), and `psql`
+ * connecting with what `envdb resolve` hands out: the database URL, the
+ * credential's handle as the user name and the secret as the password.
+ * Exits 77 (skip) without PostgreSQL server binaries.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "pg_harness.h"
+
+#define ADMIN_USER "e2e_admin"
+#define OUT_MAX 65536
+
+static pg_harness *H;
+static char admin_pw[40];
+static char envdb_bin[1024];
+static char psql_bin[1024];
+
+static char dir[512];
+static char manifest[600];
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/*
+ * Run argv[0] (a path) with argv; stdout (and stderr with `merge`) into
+ * `out` (NUL-terminated).  `password` (may be NULL) is set as PGPASSWORD in
+ * the child only.  Returns the exit status, or -1.
+ */
+static int run_ex(char *out, size_t cap, const char *password, int merge,
+		  const char *const argv[])
+{
+	int fds[2], status;
+	size_t len = 0;
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe(fds) != 0)
+		return -1;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		close(fds[0]);
+		dup2(fds[1], 1);
+		if (merge)
+			dup2(fds[1], 2);
+		close(fds[1]);
+		if (password != NULL)
+			setenv("PGPASSWORD", password, 1);
+		else
+			unsetenv("PGPASSWORD");
+		unsetenv("PGUSER");
+		unsetenv("PGDATABASE");
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(fds[1]);
+	while ((n = read(fds[0], out + len, cap - 1 - len)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		len += (size_t)n;
+		if (len == cap - 1)
+			break;
+	}
+	out[len] = '\0';
+	close(fds[0]);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int run(char *out, size_t cap, const char *password, const char *const argv[])
+{
+	return run_ex(out, cap, password, 0, argv);
+}
+
+/* envdb --manifest M --json ARGS... (NULL-terminated); stdout into out. */
+static int envdb(char *out, ...)
+{
+	const char *argv[32], *arg;
+	size_t k = 0;
+	va_list ap;
+
+	argv[k++] = envdb_bin;
+	argv[k++] = "--manifest";
+	argv[k++] = manifest;
+	argv[k++] = "--json";
+	va_start(ap, out);
+	while ((arg = va_arg(ap, const char *)) != NULL && k < 31)
+		argv[k++] = arg;
+	va_end(ap);
+	argv[k] = NULL;
+	return run(out, OUT_MAX, NULL, argv);
+}
+
+/* psql URL -U user -c SQL with PGPASSWORD=password; 0 when it worked.
+ * psql's messages go to the captured output (failures are expected). */
+static int psql(const char *url, const char *user, const char *password, const char *sql)
+{
+	static char out[OUT_MAX];
+	const char *argv[] = {psql_bin, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-w", "-d",
+			      url,      "-U", user, "-c", sql,  NULL};
+
+	return run_ex(out, sizeof(out), password, 1, argv);
+}
+
+/* What resolve hands out, plus the handle (the role: the user name). */
+typedef struct resolved {
+	char url[256], secret[128], credential_id[64], authorization[32], handle[128];
+	char prev_secret[128], prev_credential_id[64], prev_handle[128];
+} resolved;
+
+/* Handle of credential `id` from `envdb cred list`. */
+static void handle_of(char *out, size_t cap, const char *env, const char *id)
+{
+	static char buf[OUT_MAX];
+	json_t *doc, *creds, *c;
+	json_error_t jerr;
+	size_t i;
+
+	out[0] = '\0';
+	ck_assert_int_eq(envdb(buf, "cred", "list", env, NULL), 0);
+	doc = json_loads(buf, 0, &jerr);
+	ck_assert_msg(doc != NULL, "cred list: %s: %s", jerr.text, buf);
+	creds = json_object_get(doc, "credentials");
+	json_array_foreach(creds, i, c)
+	{
+		if (strcmp(json_string_value(json_object_get(c, "id")), id) == 0)
+			snprintf(out, cap, "%s", json_string_value(json_object_get(c, "handle")));
+	}
+	json_decref(doc);
+	ck_assert_msg(out[0] != '\0', "credential %s not listed", id);
+}
+
+static void resolve(resolved *r, const char *env, const char *user)
+{
+	static char buf[OUT_MAX];
+	json_t *doc, *prev;
+	json_error_t jerr;
+
+	memset(r, 0, sizeof(*r));
+	ck_assert_int_eq(envdb(buf, "resolve", env, "--user", user, "--reveal", NULL),
+			 0);
+	doc = json_loads(buf, 0, &jerr);
+	ck_assert_msg(doc != NULL, "resolve: %s: %s", jerr.text, buf);
+	snprintf(r->url, sizeof(r->url), "%s",
+		 json_string_value(json_object_get(doc, "database_url")));
+	snprintf(r->secret, sizeof(r->secret), "%s",
+		 json_string_value(json_object_get(doc, "secret")));
+	snprintf(r->credential_id, sizeof(r->credential_id), "%s",
+		 json_string_value(json_object_get(doc, "credential_id")));
+	snprintf(r->authorization, sizeof(r->authorization), "%s",
+		 json_string_value(json_object_get(doc, "authorization")));
+	prev = json_object_get(doc, "previous");
+	if (json_is_object(prev)) {
+		snprintf(r->prev_secret, sizeof(r->prev_secret), "%s",
+			 json_string_value(json_object_get(prev, "secret")));
+		snprintf(r->prev_credential_id, sizeof(r->prev_credential_id), "%s",
+			 json_string_value(json_object_get(prev, "credential_id")));
+	}
+	json_decref(doc);
+	handle_of(r->handle, sizeof(r->handle), env, r->credential_id);
+	if (r->prev_credential_id[0] != '\0')
+		handle_of(r->prev_handle, sizeof(r->prev_handle), env, r->prev_credential_id);
+}
+
+static int super_count(const char *sql)
+{
+	char v[64];
+
+	ck_assert_int_eq(pg_harness_query1(H, NULL, sql, v, sizeof(v)), 1);
+	return atoi(v);
+}
+
+/* Databases and roles of this deployment's prefix on the server. */
+static int server_objects(void)
+{
+	return super_count("SELECT (SELECT count(*) FROM pg_database WHERE "
+			   "starts_with(datname, 'e2e_')) + (SELECT count(*) FROM pg_roles WHERE "
+			   "starts_with(rolname, 'e2e_') AND rolname <> '" ADMIN_USER "')");
+}
+
+static void setup(void)
+{
+	static char out[OUT_MAX];
+	char conninfo[1024], cpath[600], text[2048];
+	const char *init_argv[] = {envdb_bin, "init", dir, NULL};
+	FILE *f;
+	int fd;
+
+	snprintf(dir, sizeof(dir), "%s/envdb-pge2e-XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(manifest, sizeof(manifest), "%s/envdb.yaml", dir);
+	ck_assert_int_eq(run(out, sizeof(out), NULL, init_argv), 0);
+
+	/* Add the postgres adapter: the admin connection string in a file
+	 * only its owner can read. */
+	snprintf(cpath, sizeof(cpath), "%s/postgres-admin.conninfo", dir);
+	pg_harness_conninfo(conninfo, sizeof(conninfo), H, ADMIN_USER, admin_pw, "postgres");
+	fd = open(cpath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, conninfo, strlen(conninfo)), (ssize_t)strlen(conninfo));
+	close(fd);
+	snprintf(text, sizeof(text),
+		 "  - name: postgres\n"
+		 "    kind: adapter\n"
+		 "    config:\n"
+		 "      admin_conninfo_file: %s\n"
+		 "      prefix: e2e_\n",
+		 cpath);
+	f = fopen(manifest, "a");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+	ck_assert_int_eq(envdb(out, "manifest", "check", NULL),
+			 0);
+}
+
+static void teardown(void)
+{
+	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ------------------------------------------------------------------------ */
+
+START_TEST(test_provision_resolve_psql)
+{
+	static char out[OUT_MAX];
+	resolved owner, reader;
+	json_t *doc;
+
+	ck_assert_int_eq(server_objects(), 0);
+	ck_assert_int_eq(envdb(out, "env", "provision", "acme", "dev", "--type", "development",
+			       "--driver", "postgres", "--by", "alice", NULL),
+			 0);
+	ck_assert_int_gt(server_objects(), 0);
+
+	/* The owner gets full access. */
+	resolve(&owner, "acme/dev", "alice");
+	ck_assert_str_eq(owner.authorization, "full_access");
+	ck_assert(strncmp(owner.url, "postgresql://127.0.0.1:", 23) == 0);
+	ck_assert_ptr_null(strstr(owner.url, owner.secret));
+	ck_assert_int_eq(psql(owner.url, owner.handle, owner.secret,
+			      "CREATE TABLE items (id int PRIMARY KEY, name text); "
+			      "INSERT INTO items VALUES (1, 'one')"),
+			 0);
+	/* Without the password, or with another, psql gets nowhere. */
+	ck_assert_int_ne(psql(owner.url, owner.handle, NULL, "SELECT 1"), 0);
+	ck_assert_int_ne(psql(owner.url, owner.handle, "not-the-secret", "SELECT 1"), 0);
+
+	/* A reader gets the read-only credential: reads, cannot write. */
+	ck_assert_int_eq(envdb(out, "member", "add", "acme/dev", "bob", "reader", "--by", "alice",
+			       NULL),
+			 0);
+	resolve(&reader, "acme/dev", "bob");
+	ck_assert_str_eq(reader.authorization, "read_only");
+	ck_assert_str_ne(reader.handle, owner.handle);
+	ck_assert_int_eq(psql(reader.url, reader.handle, reader.secret, "SELECT name FROM items"),
+			 0);
+	ck_assert_int_ne(psql(reader.url, reader.handle, reader.secret,
+			      "INSERT INTO items VALUES (2, 'two')"),
+			 0);
+
+	/* Everything checks out, and reconcile finds nothing to do. */
+	ck_assert_int_eq(envdb(out, "check", NULL), 0);
+	ck_assert_int_eq(envdb(out, "reconcile", NULL), 0);
+	doc = json_loads(out, 0, NULL);
+	ck_assert_ptr_nonnull(doc);
+	ck_assert_uint_eq(json_array_size(json_object_get(doc, "items")), 0);
+	json_decref(doc);
+
+	/* Delete now: the database and every role are gone from the server. */
+	ck_assert_int_eq(envdb(out, "env", "delete", "acme/dev", "--now", NULL),
+			 0);
+	ck_assert_int_eq(server_objects(), 0);
+	ck_assert_int_ne(psql(owner.url, owner.handle, owner.secret, "SELECT 1"), 0);
+}
+END_TEST
+
+START_TEST(test_rotate_complete)
+{
+	static char out[OUT_MAX];
+	resolved before, during, after;
+	const char *me = "alice";
+
+	ck_assert_int_eq(envdb(out, "env", "provision", "acme", "stage", "--type", "staging",
+			       "--driver", "postgres", "--by", me, NULL),
+			 0);
+	resolve(&before, "acme/stage", me);
+	ck_assert_int_eq(psql(before.url, before.handle, before.secret, "CREATE TABLE t (x int)"),
+			 0);
+
+	ck_assert_int_eq(envdb(out, "cred", "rotate", "acme/stage", "--overlap", "1h", NULL),
+			 0);
+	resolve(&during, "acme/stage", me);
+	ck_assert_str_ne(during.credential_id, before.credential_id);
+	ck_assert_str_ne(during.handle, before.handle);
+	ck_assert_str_eq(during.prev_credential_id, before.credential_id);
+	/* Overlap: both credentials work; the new one manages the old one's
+	 * table. */
+	ck_assert_int_eq(psql(before.url, before.handle, before.secret, "INSERT INTO t VALUES (1)"),
+			 0);
+	ck_assert_int_eq(psql(during.url, during.handle, during.secret,
+			      "ALTER TABLE t ADD COLUMN y int; INSERT INTO t VALUES (2, 2)"),
+			 0);
+
+	ck_assert_int_eq(envdb(out, "cred", "complete", "acme/stage", NULL),
+			 0);
+	resolve(&after, "acme/stage", me);
+	ck_assert_str_eq(after.credential_id, during.credential_id);
+	ck_assert_str_eq(after.prev_credential_id, "");
+	ck_assert_int_ne(psql(before.url, before.handle, before.secret, "SELECT 1"), 0);
+	ck_assert_int_eq(psql(after.url, after.handle, after.secret, "SELECT count(*) FROM t"), 0);
+
+	ck_assert_int_eq(envdb(out, "env", "delete", "acme/stage", "--now", NULL),
+			 0);
+	ck_assert_int_eq(server_objects(), 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+
+int main(void)
+{
+	char err[4096], sql[256];
+	const char *builddir = getenv("ENVDB_TEST_BUILDDIR");
+	unsigned char rnd[16];
+	Suite *s;
+	TCase *tc;
+	SRunner *sr;
+	size_t i;
+	int failed, rc, fd;
+
+	if (builddir == NULL) {
+		fprintf(stderr, "test_postgres_e2e: ENVDB_TEST_BUILDDIR is not set (run it with "
+				"make check)\n");
+		return 1;
+	}
+	snprintf(envdb_bin, sizeof(envdb_bin), "%s/core/envdb", builddir);
+	rc = pg_harness_start(&H, err, sizeof(err));
+	if (rc == PG_HARNESS_SKIP) {
+		fprintf(stderr, "test_postgres_e2e: SKIP: %s\n", err);
+		return 77;
+	}
+	if (rc != 0) {
+		fprintf(stderr, "test_postgres_e2e: cannot start a PostgreSQL server: %s\n", err);
+		return 1;
+	}
+	snprintf(psql_bin, sizeof(psql_bin), "%s/psql", pg_harness_bindir(H));
+	fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || read(fd, rnd, sizeof(rnd)) != (ssize_t)sizeof(rnd)) {
+		pg_harness_stop(H);
+		return 1;
+	}
+	close(fd);
+	for (i = 0; i < sizeof(rnd); i++)
+		snprintf(admin_pw + 2 * i, 3, "%02x", rnd[i]);
+	snprintf(sql, sizeof(sql),
+		 "CREATE ROLE " ADMIN_USER " LOGIN CREATEDB CREATEROLE PASSWORD '%s'", admin_pw);
+	if (pg_harness_exec(H, NULL, sql, err, sizeof(err)) != 0) {
+		fprintf(stderr, "test_postgres_e2e: %s\n", err);
+		pg_harness_stop(H);
+		return 1;
+	}
+
+	s = suite_create("postgres_e2e");
+	tc = tcase_create("envdb+psql");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 180);
+	tcase_add_test(tc, test_provision_resolve_psql);
+	tcase_add_test(tc, test_rotate_complete);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	pg_harness_stop(H);
+	return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,160 @@
+#!/bin/sh
+# tests/test_sdk_template.sh — the SDK as a third-party plugin author gets
+# it, end to end:
+#  1. configure this source tree with --prefix=TMP/prefix and `make install`;
+#     check what is installed: the ABI headers, envdb-plugin.pc (compile
+#     flags only, plugindir, ABI version), libenvdb.pc (a program embedding
+#     the library builds and runs with it), envdb-conformance, the documents;
+#  2. copy sdk/template out of the tree and build it with nothing but
+#     pkg-config (PKG_CONFIG_PATH=TMP/prefix/lib/pkgconfig): `autoreconf -fi`,
+#     then `./configure && make`, `make check` (its unit test, and the
+#     installed conformance kit on the built module), `make install` (into
+#     the plugindir the SDK names), a DESTDIR install and `make distcheck`;
+#  3. load the installed plugin through a manifest, with the installed
+#     `envdb plugins` and `envdb-conformance --manifest`: it must pass.
+# Skips (77) when autoreconf, pkg-config or a C compiler is missing.
+set -u
+
+src=${ENVDB_TEST_SRCDIR:?ENVDB_TEST_SRCDIR is not set}
+for tool in autoreconf pkg-config make cc; do
+	if ! command -v "$tool" >/dev/null 2>&1; then
+		echo "skip: $tool not found"
+		exit 77
+	fi
+done
+# A clean make, not a sub-make of the suite's.
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES ENVDB_PLUGIN_DIR
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/envdb-sdk-test.XXXXXX") || exit 99
+trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT INT TERM
+prefix="$tmp/prefix"
+failed=0
+
+ok() { echo "ok - $*"; }
+fail() {
+	echo "FAIL - $*"
+	failed=$((failed + 1))
+}
+# step NAME LOG CMD...: run CMD with its output in LOG; on failure show the
+# end of LOG and stop (later steps depend on it).
+step() {
+	name=$1 log=$2
+	shift 2
+	if "$@" >"$log" 2>&1; then
+		ok "$name"
+	else
+		fail "$name (last lines of $log:)"
+		tail -n 40 "$log" | sed 's/^/    /'
+		exit 1
+	fi
+}
+expect() {
+	if [ "$2" = "$3" ]; then ok "$1"; else fail "$1: got '$2', expected '$3'"; fi
+}
+
+# ---- 1. install envdb into a temporary prefix ------------------------------
+mkdir "$tmp/build"
+cd "$tmp/build" || exit 99
+step "configure envdb --prefix=$prefix" "$tmp/configure.log" \
+	"$src/configure" -q --prefix="$prefix" --disable-plugin-postgres --disable-plugin-turso \
+	CFLAGS="-O0 -g0"
+step "make install" "$tmp/install.log" make -j2 install
+
+for f in include/envdb/status.h include/envdb/plugin.h include/envdb/adapter.h \
+	include/envdb/encryptor.h include/envdb/envdb.h lib/pkgconfig/envdb-plugin.pc \
+	lib/pkgconfig/libenvdb.pc bin/envdb-conformance bin/envdb share/doc/envdb/ABI.md \
+	share/doc/envdb/CHANGELOG-ABI.md share/doc/envdb/WRITING-A-PLUGIN.md \
+	lib/envdb/plugins-1/sqlite.so; do
+	[ -e "$prefix/$f" ] || fail "installed: $f is missing"
+done
+[ -e "$prefix/lib/envdb/plugins-1/sqlite.la" ] && fail "installed: plugin .la files are left"
+ok "installed files"
+
+PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+export PKG_CONFIG_PATH
+pc() { pkg-config "$@" 2>&1 | sed 's/[[:space:]]*$//'; }
+expect "envdb-plugin.pc: Cflags" "$(pc --cflags envdb-plugin)" "-I$prefix/include"
+expect "envdb-plugin.pc: no Libs (plugins do not link libenvdb)" "$(pc --libs envdb-plugin)" ""
+expect "envdb-plugin.pc: plugindir" "$(pc --variable=plugindir envdb-plugin)" \
+	"$prefix/lib/envdb/plugins-1"
+expect "envdb-plugin.pc: abi_major" "$(pc --variable=abi_major envdb-plugin)" "1"
+expect "envdb-plugin.pc: abi_version" "$(pc --variable=abi_version envdb-plugin)" \
+	"$(sed -n 's/^#define ENVDB_ABI_MAJOR \([0-9]*\)$/\1/p' "$src/sdk/include/envdb/plugin.h").$(sed -n 's/^#define ENVDB_ABI_MINOR \([0-9]*\)$/\1/p' "$src/sdk/include/envdb/plugin.h")"
+expect "envdb-plugin.pc: conformance" "$(pc --variable=conformance envdb-plugin)" \
+	"$prefix/bin/envdb-conformance"
+
+# A program that embeds the library, built with libenvdb.pc only.
+cat >"$tmp/embed.c" <<'EOF'
+#include <stdio.h>
+#include <string.h>
+#include <envdb/envdb.h>
+int main(void)
+{
+	printf("%s %s\n", envdb_version(), envdb_status_str(ENVDB_ERR_EXISTS));
+	return strlen(envdb_version()) > 0 ? 0 : 1;
+}
+EOF
+# shellcheck disable=SC2046
+if cc -o "$tmp/embed" "$tmp/embed.c" $(pkg-config --cflags --libs libenvdb) >"$tmp/embed.log" 2>&1 &&
+	LD_LIBRARY_PATH="$prefix/lib" "$tmp/embed" >>"$tmp/embed.log" 2>&1; then
+	ok "libenvdb.pc: a program embedding libenvdb builds and runs ($(tail -n 1 "$tmp/embed.log"))"
+else
+	fail "libenvdb.pc: embedding program:"
+	sed 's/^/    /' "$tmp/embed.log"
+fi
+
+# ---- 2. the template, out of tree, against the installed SDK ---------------
+cp -R "$src/sdk/template" "$tmp/myplugin"
+chmod -R u+w "$tmp/myplugin"
+cd "$tmp/myplugin" || exit 99
+step "template: autoreconf -fi" "$tmp/t-autoreconf.log" autoreconf -fi
+mkdir build
+cd build || exit 99
+step "template: ./configure" "$tmp/t-configure.log" ../configure
+expect "template: plugindir taken from envdb-plugin.pc" \
+	"$(sed -n 's/^plugindir = //p' Makefile)" "$prefix/lib/envdb/plugins-1"
+step "template: make" "$tmp/t-make.log" make
+step "template: make check (unit test + envdb-conformance)" "$tmp/t-check.log" make check
+if grep -q '^PASS: tests/conformance.sh' "$tmp/t-check.log"; then
+	ok "template: the conformance kit ran and passed in make check"
+else
+	fail "template: tests/conformance.sh did not PASS in make check:"
+	cat tests/conformance.sh.log 2>/dev/null | grep -v '^ok - ' | sed 's/^/    /'
+fi
+step "template: make install" "$tmp/t-install.log" make install
+[ -f "$prefix/lib/envdb/plugins-1/dirdb.so" ] || fail "template: dirdb.so not in the plugindir"
+[ -e "$prefix/lib/envdb/plugins-1/dirdb.la" ] && fail "template: dirdb.la left in the plugindir"
+step "template: make install DESTDIR=..." "$tmp/t-destdir.log" make install DESTDIR="$tmp/stage"
+[ -f "$tmp/stage$prefix/lib/envdb/plugins-1/dirdb.so" ] ||
+	fail "template: DESTDIR install did not stage dirdb.so"
+step "template: make distcheck" "$tmp/t-distcheck.log" make distcheck
+
+# ---- 3. load it through a manifest -----------------------------------------
+mkdir "$tmp/deploy"
+cat >"$tmp/deploy/envdb.yaml" <<'EOF'
+version: 1
+control_plane: control.db
+plugins:
+  - name: dirdb
+    kind: adapter
+    config:
+      directory: environments
+EOF
+# No plugin_dir, no ENVDB_PLUGIN_DIR: the installed envdb looks in its own
+# plugin directory, which is where the template installed itself.
+if "$prefix/bin/envdb" --manifest "$tmp/deploy/envdb.yaml" plugins >"$tmp/plugins.log" 2>&1 &&
+	grep -q '^dirdb ' "$tmp/plugins.log"; then
+	ok "envdb plugins: lists dirdb from the installed plugin directory"
+else
+	fail "envdb plugins does not list dirdb:"
+	sed 's/^/    /' "$tmp/plugins.log"
+fi
+if "$prefix/bin/envdb-conformance" --manifest "$tmp/deploy/envdb.yaml" --plugin dirdb \
+	>"$tmp/conformance.log" 2>&1; then
+	ok "envdb-conformance --manifest: dirdb passes ($(tail -n 1 "$tmp/conformance.log"))"
+else
+	fail "envdb-conformance --manifest: dirdb does not pass:"
+	grep -v '^ok - ' "$tmp/conformance.log" | sed 's/^/    /'
+fi
+
+echo "$failed failed"
+[ "$failed" -eq 0 ]
