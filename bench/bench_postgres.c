@@ -105,10 +105,11 @@ static int plugin_run(envdbi_plugin *p, double *ms)
 {
 	char env[37], cred1[37], cred2[37], *url = NULL, *meta = NULL, *h1 = NULL, *h2 = NULL;
 	envdbi_secret *s1 = NULL, *s2 = NULL;
-	envdb_create_request creq = {.struct_size = sizeof(creq), .plan = "free",
-				     .storage_limit_mb = 100};
+	envdb_create_request creq = {
+		.struct_size = sizeof(creq), .plan = "free", .storage_limit_mb = 100};
 	envdb_db_ref ref = {.struct_size = sizeof(ref)};
-	envdb_mint_request m1 = {.struct_size = sizeof(m1), .authorization = ENVDB_AUTH_FULL_ACCESS};
+	envdb_mint_request m1 = {.struct_size = sizeof(m1),
+				 .authorization = ENVDB_AUTH_FULL_ACCESS};
 	envdb_mint_request m2 = {.struct_size = sizeof(m2), .authorization = ENVDB_AUTH_READ_ONLY};
 	double t0;
 	int rc;
@@ -266,8 +267,8 @@ static void report(const char *what, const char *unit, double *v, int n, double 
 			mx = v[i];
 	}
 	*med = median(v, n);
-	printf("  %-9s median %8.2f%s   min %8.2f%s   max %8.2f%s\n", what, *med, unit, mn, unit, mx,
-	       unit);
+	printf("  %-9s median %8.2f%s   min %8.2f%s   max %8.2f%s\n", what, *med, unit, mn, unit,
+	       mx, unit);
 }
 
 int main(void)

@@ -31,8 +31,8 @@
 static const envdb_cli_command commands[] = {
 	/* plugin host, manifest, keys (cli_host.c) */
 	{"init", NULL, envdb_cli_init, "[DIR] [--plugin-dir DIR]",
-	 "create DIR/envdb.yaml, the control plane, the keyring with a first key, and "
-	 "DIR/environments (idempotent; never overwrites)"},
+	 "set up DIR: envdb.yaml, control plane, keyring with a first key, environments/ "
+	 "(idempotent)"},
 	{"plugins", NULL, envdb_cli_plugins, "",
 	 "list the loaded plugins: name, kind, version, ABI, capabilities, path"},
 	{"manifest", "check", envdb_cli_manifest_check, "[FILE]",
@@ -411,13 +411,10 @@ static void usage_line(char *buf, size_t cap, const envdb_cli_command *c)
 
 static int print_help(envdb_cli *cli, const char *only)
 {
-	char line[256];
-	size_t i, width = 0, shown = 0;
+	char line[512];
+	size_t i, shown = 0;
 
 	for (i = 0; i < N_COMMANDS; i++) {
-		usage_line(line, sizeof(line), &commands[i]);
-		if (strlen(line) > width)
-			width = strlen(line);
 		if (only == NULL || strcmp(commands[i].name, only) == 0)
 			shown++;
 	}
@@ -441,7 +438,10 @@ static int print_help(envdb_cli *cli, const char *only)
 		if (only != NULL && strcmp(commands[i].name, only) != 0)
 			continue;
 		usage_line(line, sizeof(line), &commands[i]);
-		printf("  %-*s  %s\n", (int)width, line, commands[i].help);
+		if (strlen(line) <= 30)
+			printf("  %-30s  %s\n", line, commands[i].help);
+		else
+			printf("  %s\n  %-30s  %s\n", line, "", commands[i].help);
 	}
 	printf("\noptions:\n"
 	       "  --manifest FILE  the manifest (else $ENVDB_MANIFEST, else ./envdb.yaml,\n"

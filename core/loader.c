@@ -26,6 +26,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -140,11 +141,14 @@ static void module_name(char *out, size_t cap, const char *path)
 /* Opening                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* Why a file ltdl refused could not be opened, from the file itself. */
+/* Why a file ltdl refused could not be opened, from the file itself.
+ * With ltdl_lock held. */
 static int diagnose_open(const envdbi_plugin *p, const char *lt_msg)
 {
 	unsigned char magic[4] = {0};
+	const char *why;
 	ssize_t got = -1;
+	void *h;
 	int fd = open(p->path, O_RDONLY | O_CLOEXEC);
 
 	if (fd >= 0) {
@@ -155,6 +159,22 @@ static int diagnose_open(const envdbi_plugin *p, const char *lt_msg)
 		return envdbi_error(ENVDB_ERR_ABI, NULL,
 				    "plugin %s (%s): not a shared object (no ELF header)", p->name,
 				    p->path);
+	/* ltdl tries other file names after the real failure and reports the
+	 * last one ("file not found"): ask the dynamic linker itself why this
+	 * file does not load (missing dependency, wrong architecture, ...). */
+	dlerror();
+	h = dlopen(p->path, RTLD_LAZY | RTLD_LOCAL);
+	if (h != NULL) {
+		dlclose(h);
+	} else if ((why = dlerror()) != NULL) {
+		const char *colon = strstr(why, ": ");
+		/* dlerror() starts with the path, which the message has already */
+		if (colon != NULL && strncmp(why, p->path, strlen(p->path)) == 0)
+			why = colon + 2;
+		return envdbi_error(ENVDB_ERR_ABI, NULL,
+				    "plugin %s (%s): cannot load the shared object: %s", p->name,
+				    p->path, why);
+	}
 	return envdbi_error(ENVDB_ERR_ABI, NULL, "plugin %s (%s): cannot load the shared object: %s",
 			    p->name, p->path, lt_msg);
 }

@@ -423,14 +423,17 @@ static int plan_org(mig *m, envdb_migrate_org *o, const envdbi_tenant_db_row *co
 				       r->id, r->database_name);
 		rc = envdbi_store_db_get_by_name(m->s, &d, r->database_name);
 		if (rc == ENVDB_OK) {
-			char *env_id = strdup(d->environment_id ? d->environment_id : "?");
+			envdb_environment *e = NULL;
 
-			envdb_database_free(d);
+			if (envdbi_store_env_get(m->s, &e, d->environment_id) != ENVDB_OK)
+				envdb_error_clear();
 			rc = org_set(o, ENVDB_MIGRATE_CONFLICT,
 				     "legacy row %s: database %s is already registered by "
-				     "environment %s",
-				     r->id, r->database_name, env_id ? env_id : "?");
-			free(env_id);
+				     "environment %s%s%s",
+				     r->id, r->database_name, e ? e->organization_id : d->environment_id,
+				     e ? "/" : "", e ? e->slug : "");
+			envdb_environment_free(e);
+			envdb_database_free(d);
 			return rc;
 		}
 		if (rc != ENVDB_ERR_NOT_FOUND)
@@ -715,86 +718,145 @@ static size_t next_group(envdbi_tenant_db_row **rows, size_t n, size_t at)
 	return j;
 }
 
-/* Replay a batch one organization per transaction. */
-static int replay_single(mig *m, envdbi_tenant_db_row **rows, size_t n)
+/*
+ * Replay the organizations of a failed batch — those still pending after
+ * `from` up to `upto` — one organization per transaction.  Each one is read
+ * again inside its own transaction, so what another process did meanwhile
+ * is seen.
+ */
+static int replay_single(mig *m, const char *from, const char *upto)
 {
-	size_t at = 0, end;
-	int rc;
+	envdbi_tenant_db_row **rows = NULL;
+	char *cur = strdup(from ? from : "");
+	size_t n = 0;
+	int rc = ENVDB_OK;
 
-	for (at = 0; at < n; at = end) {
+	if (cur == NULL)
+		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "migrate: out of memory");
+	for (;;) {
 		size_t mark = m->rep->n_orgs;
 
-		end = next_group(rows, n, at);
 		if ((rc = envdbi_store_begin(m->s)) != ENVDB_OK)
-			return rc;
-		rc = migrate_org(m, (const envdbi_tenant_db_row *const *)rows + at, end - at);
+			break;
+		if ((rc = envdbi_store_tenant_db_pending(m->s, &rows, &n, cur, 1)) != ENVDB_OK) {
+			envdbi_store_rollback(m->s);
+			break;
+		}
+		if (n == 0 || strcmp(rows[0]->organization_id, upto) > 0) {
+			envdbi_store_rollback(m->s);
+			break;
+		}
+		free(cur);
+		if ((cur = strdup(rows[0]->organization_id)) == NULL) {
+			envdbi_store_rollback(m->s);
+			rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "migrate: out of memory");
+			break;
+		}
+		rc = migrate_org(m, (const envdbi_tenant_db_row *const *)rows, n);
 		if (rc < 0) {
 			envdbi_store_rollback(m->s);
 			report_truncate(m, mark);
-			return rc;
+			break;
 		}
 		if (rc == 1) {
-			/* write failed: the reason stays in the report */
+			/* a write failed: the reason stays in the report */
 			envdbi_store_rollback(m->s);
 		} else if ((rc = finish(m)) != ENVDB_OK) {
-			if (is_fatal(rc)) {
-				report_truncate(m, mark);
-				return rc;
-			}
-			/* the commit failed: the organization is untouched */
-			char *why = dup_last_error();
+			char *why;
 			envdb_migrate_org *o;
 
 			report_truncate(m, mark);
-			o = org_new(m, rows[at]->organization_id);
+			if (is_fatal(rc))
+				break;
+			/* the commit failed: the organization is untouched */
+			why = dup_last_error();
+			o = org_new(m, cur);
 			if (o == NULL || why == NULL) {
 				free(why);
-				return envdbi_error(ENVDB_ERR_NOMEM, NULL, "migrate: out of memory");
+				rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "migrate: out of memory");
+				break;
 			}
 			o->outcome = ENVDB_MIGRATE_FAILED;
 			o->reason = why;
 		}
+		rc = ENVDB_OK;
 		tally(m, mark);
+		envdbi_tenant_db_list_free(rows, n);
+		rows = NULL;
+		n = 0;
 	}
-	return ENVDB_OK;
+	envdbi_tenant_db_list_free(rows, n);
+	free(cur);
+	return rc;
 }
 
-/* One batch: every organization in one transaction, replayed one by one
- * when a write fails. */
-static int run_batch(mig *m, envdbi_tenant_db_row **rows, size_t n)
+/*
+ * One batch: the next `batch` organizations with pending rows after
+ * *cursor, read and migrated in one transaction (replayed one by one when a
+ * write fails).  On success *cursor moves past the batch; *done is set when
+ * nothing was left.
+ */
+static int run_batch(mig *m, char **cursor, bool *done)
 {
-	size_t mark = m->rep->n_orgs, at, end;
+	envdbi_tenant_db_row **rows = NULL;
+	size_t mark = m->rep->n_orgs, n = 0, at, end;
+	char *last = NULL;
 	int rc, dirty = 0;
 
+	*done = false;
 	if ((rc = ENVDB_FAILPOINT("migrate.begin")) != ENVDB_OK)
 		return rc;
 	if ((rc = envdbi_store_begin(m->s)) != ENVDB_OK)
 		return rc;
+	/* read inside the transaction: nobody migrates these meanwhile */
+	if ((rc = envdbi_store_tenant_db_pending(m->s, &rows, &n, *cursor, m->batch)) !=
+	    ENVDB_OK) {
+		envdbi_store_rollback(m->s);
+		return rc;
+	}
+	if (n == 0) {
+		envdbi_store_rollback(m->s);
+		*done = true;
+		return ENVDB_OK;
+	}
+	if ((last = strdup(rows[n - 1]->organization_id)) == NULL) {
+		rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "migrate: out of memory");
+		envdbi_store_rollback(m->s);
+		goto out;
+	}
 	for (at = 0; at < n && !dirty; at = end) {
 		end = next_group(rows, n, at);
 		rc = migrate_org(m, (const envdbi_tenant_db_row *const *)rows + at, end - at);
 		if (rc < 0) {
 			envdbi_store_rollback(m->s);
 			report_truncate(m, mark);
-			return rc;
+			goto out;
 		}
 		dirty = rc == 1;
 	}
 	if (!dirty && (rc = finish(m)) == ENVDB_OK) {
 		tally(m, mark);
-		return ENVDB_OK;
-	}
-	if (dirty)
-		envdbi_store_rollback(m->s);
-	else if (is_fatal(rc)) {
+	} else {
+		if (dirty)
+			envdbi_store_rollback(m->s);
 		report_truncate(m, mark);
-		return rc;
+		if (!dirty && is_fatal(rc))
+			goto out;
+		/* A write or the commit failed: nothing of the batch is kept;
+		 * replay it organization by organization so that the failure
+		 * stays with its organization. */
+		envdb_error_clear();
+		if ((rc = replay_single(m, *cursor, last)) != ENVDB_OK)
+			goto out;
 	}
-	/* A write or the commit failed: nothing of the batch is kept; replay it
-	 * organization by organization so the failure stays where it is. */
-	report_truncate(m, mark);
-	envdb_error_clear();
-	return replay_single(m, rows, n);
+	free(*cursor);
+	*cursor = last;
+	last = NULL;
+	rc = ENVDB_OK;
+out:
+	envdbi_tenant_db_list_free(rows, n);
+	free(last);
+	return rc;
 }
 
 static void report_progress(mig *m)
@@ -869,8 +931,6 @@ int envdb_migrate_v4_to_v5(envdb_migrate_report **out, envdb_ctx *ctx,
 {
 	mig m;
 	envdbi_legacy_counts counts;
-	envdbi_tenant_db_row **rows = NULL;
-	size_t n = 0;
 	char *after = NULL;
 	int rc;
 
@@ -898,23 +958,12 @@ int envdb_migrate_v4_to_v5(envdb_migrate_report **out, envdb_ctx *ctx,
 
 	for (;;) {
 		size_t before = m.rep->n_orgs;
+		bool done = false;
 
-		if ((rc = envdbi_store_tenant_db_pending(m.s, &rows, &n, after, m.batch)) !=
-		    ENVDB_OK)
+		if ((rc = run_batch(&m, &after, &done)) != ENVDB_OK)
 			goto stopped;
-		if (n == 0)
+		if (done)
 			break;
-		free(after);
-		if ((after = strdup(rows[n - 1]->organization_id)) == NULL) {
-			rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "migrate: out of memory");
-			goto stopped;
-		}
-		rc = run_batch(&m, rows, n);
-		envdbi_tenant_db_list_free(rows, n);
-		rows = NULL;
-		n = 0;
-		if (rc != ENVDB_OK)
-			goto stopped;
 		m.orgs_done += m.rep->n_orgs - before;
 		if ((rc = ENVDB_FAILPOINT("migrate.after_commit")) != ENVDB_OK)
 			goto stopped;
@@ -930,7 +979,6 @@ stopped:
 	m.rep->stopped_status = rc;
 	m.rep->stopped_message = dup_last_error();
 	m.rep->elapsed_ms = elapsed_ms(&m);
-	envdbi_tenant_db_list_free(rows, n);
 	free(after);
 	*out = m.rep;
 	return rc;

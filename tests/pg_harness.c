@@ -31,21 +31,22 @@
 
 struct pg_harness {
 	char bindir[H_PATH];
-	char dir[H_PATH];        /* temporary directory, socket directory */
-	char data[H_PATH + 16];  /* dir/data */
-	char log[H_PATH + 16];   /* dir/server.log */
-	char cmdlog[H_PATH + 16];/* dir/commands.log */
+	char dir[H_PATH];	  /* temporary directory, socket directory */
+	char data[H_PATH + 16];	  /* dir/data */
+	char log[H_PATH + 16];	  /* dir/server.log */
+	char cmdlog[H_PATH + 16]; /* dir/commands.log */
 	char super_pw[40];
 	int port;
 	int version;
-	int drop_privs;          /* run server commands as run_uid/run_gid */
+	int drop_privs; /* run server commands as run_uid/run_gid */
 	uid_t run_uid;
 	gid_t run_gid;
 	pid_t watchdog;
-	int wfd;                 /* the watchdog's pipe; closed = stop */
+	int wfd; /* the watchdog's pipe; closed = stop */
 };
 
-static void set_err(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t cap, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 static void set_err(char *err, size_t cap, const char *fmt, ...)
 {
 	va_list ap;
@@ -150,8 +151,8 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 static void stop_and_remove(const pg_harness *h)
 {
 	char tool[H_PATH + 16];
-	char *argv[] = {tool, "-D", (char *)h->data, "-m", "immediate", "-w", "-t", "30",
-			"stop", NULL};
+	char *argv[] = {tool, "-D", (char *)h->data, "-m", "immediate", "-w",
+			"-t", "30", "stop",	     NULL};
 	struct stat st;
 	char pid_file[H_PATH + 32];
 
@@ -326,7 +327,8 @@ int pg_harness_start(pg_harness **out, char *err, size_t err_cap)
 		h->run_gid = pw->pw_gid;
 		tmp = "/tmp";
 	}
-	snprintf(h->dir, sizeof(h->dir), "%s/envdb-pg-XXXXXX", tmp != NULL && tmp[0] ? tmp : "/tmp");
+	snprintf(h->dir, sizeof(h->dir), "%s/envdb-pg-XXXXXX",
+		 tmp != NULL && tmp[0] ? tmp : "/tmp");
 	if (mkdtemp(h->dir) == NULL) {
 		set_err(err, err_cap, "mkdtemp %s: %s", h->dir, strerror(errno));
 		free(h);
@@ -335,7 +337,8 @@ int pg_harness_start(pg_harness **out, char *err, size_t err_cap)
 	snprintf(h->data, sizeof(h->data), "%s/data", h->dir);
 	snprintf(h->log, sizeof(h->log), "%s/server.log", h->dir);
 	snprintf(h->cmdlog, sizeof(h->cmdlog), "%s/commands.log", h->dir);
-	if (h->drop_privs && (chown(h->dir, h->run_uid, h->run_gid) != 0 || chmod(h->dir, 0700) != 0)) {
+	if (h->drop_privs &&
+	    (chown(h->dir, h->run_uid, h->run_gid) != 0 || chmod(h->dir, 0700) != 0)) {
 		set_err(err, err_cap, "chown %s: %s", h->dir, strerror(errno));
 		nftw(h->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 		free(h);
@@ -364,8 +367,10 @@ int pg_harness_start(pg_harness **out, char *err, size_t err_cap)
 	snprintf(tool, sizeof(tool), "%s/initdb", h->bindir);
 	snprintf(pwopt, sizeof(pwopt), "--pwfile=%s", pwfile);
 	{
-		char *argv[] = {tool, "-D", h->data, "-U", SUPER_USER, pwopt, "-A", "scram-sha-256",
-				"-E", "UTF8", "--no-locale", "--no-sync", NULL};
+		char *argv[] = {tool,	    "-D",   h->data,	   "-U",
+				SUPER_USER, pwopt,  "-A",	   "scram-sha-256",
+				"-E",	    "UTF8", "--no-locale", "--no-sync",
+				NULL};
 		rc = run(h, argv);
 	}
 	unlink(pwfile);
@@ -383,8 +388,8 @@ int pg_harness_start(pg_harness **out, char *err, size_t err_cap)
 		h->port = free_port();
 		snprintf(portopt, sizeof(portopt), "-p %d", h->port);
 		{
-			char *argv[] = {tool, "-D", h->data, "-l", h->log, "-w", "-t", "60",
-					"-o", portopt, "start", NULL};
+			char *argv[] = {tool, "-D", h->data, "-l",    h->log,  "-w",
+					"-t", "60", "-o",    portopt, "start", NULL};
 			rc = run(h, argv);
 		}
 		if (rc == 0)

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <sqlite3.h>
 
 #include "failpoint.h"
 #include "internal.h"
@@ -627,7 +628,8 @@ START_TEST(test_mixed)
 	ck_assert_int_eq(find_org(rep, "org-000002")->outcome, ENVDB_MIGRATE_CONFLICT);
 	ck_assert_ptr_nonnull(strstr(find_org(rep, "org-000002")->reason, "slug prod"));
 	ck_assert_int_eq(find_org(rep, "org-000003")->outcome, ENVDB_MIGRATE_CONFLICT);
-	ck_assert_ptr_nonnull(strstr(find_org(rep, "org-000003")->reason, "already registered"));
+	ck_assert_ptr_nonnull(strstr(find_org(rep, "org-000003")->reason,
+				     "already registered by environment org-000003/clone"));
 	ck_assert_int_eq(find_org(rep, "org-000004")->outcome, ENVDB_MIGRATE_MIGRATED);
 	for (k = 0; k < 2; k++) {
 		char org[32];
@@ -792,6 +794,70 @@ START_TEST(test_late_rows)
 	ck_assert_str_eq(rep->orgs[0].envs[0].slug, "prod-2");
 	ck_assert_int_eq(rep->orgs[0].envs[0].is_default, 0);
 	envdb_migrate_report_free(rep);
+	assert_check_clean(&f);
+	fx_done(&f);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* A write the plan could not foresee fails: the batch is replayed one       */
+/* organization at a time, and only that organization fails                 */
+/* ------------------------------------------------------------------------ */
+
+static void exec_sql(fx *f, const char *sql)
+{
+	sqlite3 *db = NULL;
+	char *err = NULL;
+
+	ck_assert_int_eq(sqlite3_open(f->control, &db), SQLITE_OK);
+	ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &err) == SQLITE_OK, "%s: %s", sql,
+		      err ? err : "?");
+	sqlite3_close(db);
+}
+
+START_TEST(test_write_failure)
+{
+	fx f;
+	envdb_migrate_report *ref, *rep;
+	envdb_ctx *ctx;
+	envdb_environment *e = NULL;
+	const envdb_migrate_org *o;
+	char *want, *got;
+
+	fx_init(&f, true);
+	fx_seed(&f, MIX_ORGS, NULL);
+	ref = run_migrate(&f, 0, 64, "alice"); /* one batch */
+	want = fx_dump(&f);
+
+	fx_restore(&f);
+	/* the store refuses the database row of org-000005, after its
+	 * environment row was written in the same batch transaction */
+	exec_sql(&f, "CREATE TRIGGER test_refuse BEFORE INSERT ON sys_environment_database "
+		     "WHEN NEW.database_name = 'tenant_000005_0' "
+		     "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END");
+	rep = run_migrate(&f, 0, 64, "alice");
+	o = find_org(rep, "org-000005");
+	ck_assert_int_eq(o->outcome, ENVDB_MIGRATE_FAILED);
+	ck_assert_ptr_nonnull(strstr(o->reason, "tenant_000005_0"));
+	ck_assert_uint_eq(rep->migrated, ref->migrated - 1);
+	ck_assert_uint_eq(rep->failed, ref->failed + 1);
+	ck_assert_uint_eq(rep->n_orgs, ref->n_orgs);
+	ctx = fx_open(&f);
+	ck_assert_int_eq(envdb_env_get(&e, ctx, "org-000005", "prod"), ENVDB_ERR_NOT_FOUND);
+	ck_assert_int_eq(envdb_env_get(&e, ctx, "org-000004", "prod"), 0); /* same batch */
+	envdb_environment_free(e);
+	envdb_close(ctx);
+	envdb_migrate_report_free(rep);
+
+	exec_sql(&f, "DROP TRIGGER test_refuse");
+	rep = run_migrate(&f, 0, 64, "alice");
+	ck_assert_uint_eq(rep->migrated, 1);
+	envdb_migrate_report_free(rep);
+	got = fx_dump(&f);
+	assert_same_dump(want, got, "after a refused write and a re-run");
+	free(got);
+	free(want);
+	envdb_migrate_report_free(ref);
 	assert_check_clean(&f);
 	fx_done(&f);
 }
@@ -1213,6 +1279,12 @@ START_TEST(test_cli)
 	ck_assert_int_eq(ex, 64);
 	free(out);
 	free(err);
+
+	ex = run_cli(&f, "migrate v4-to-v5 --legacy-encryptor nosuch --by alice", &out, &err);
+	ck_assert_msg(ex == 78, "exit %d: %s", ex, err);
+	ck_assert_ptr_nonnull(strstr(err, "legacy encryptor nosuch"));
+	free(out);
+	free(err);
 	fx_done(&f);
 }
 END_TEST
@@ -1228,6 +1300,7 @@ static Suite *migrate_suite(void)
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, test_mixed);
 	tcase_add_test(tc, test_late_rows);
+	tcase_add_test(tc, test_write_failure);
 	tcase_add_test(tc, test_dry_run);
 	tcase_add_test(tc, test_shim_off);
 	tcase_add_test(tc, test_cli);

@@ -86,10 +86,9 @@ static void new_uuid(char out[37])
 	random_bytes(b, sizeof(b));
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-	snprintf(out, 37,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-		 b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-		 b[14], b[15]);
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+		 b[13], b[14], b[15]);
 }
 
 /* The database name the plugin derives with prefix `prefix`. */
@@ -404,7 +403,8 @@ START_TEST(test_lifecycle)
 	new_uuid(env);
 	db_name_of(db, sizeof(db), "envdb_", env);
 	ck_assert_int_eq(create_env(env, &url, &meta), ENVDB_OK);
-	snprintf(want_url, sizeof(want_url), "postgresql://127.0.0.1:%d/%s", pg_harness_port(H), db);
+	snprintf(want_url, sizeof(want_url), "postgresql://127.0.0.1:%d/%s", pg_harness_port(H),
+		 db);
 	ck_assert_str_eq(url, want_url);
 	j = json_loads(meta, 0, &jerr);
 	ck_assert_msg(j != NULL && json_is_object(j), "metadata is not a json object: %s", meta);
@@ -646,10 +646,24 @@ START_TEST(test_rotation_overlap)
 	ck_assert_int_eq(mint(env, ENVDB_AUTH_FULL_ACCESS, h2, 0, &s3, &h3), ENVDB_OK);
 	ck_assert(can_connect(db, h2, s2->data));
 	ck_assert(can_connect(db, h3, s3->data));
+	/* A client that stepped out of the owner role made something its
+	 * login role owns: revoke hands it to the owner role, then drops the
+	 * login role. */
+	c = client(db, h2, s2->data);
+	ck_assert_str_eq(run_sql(c, "RESET ROLE"), "");
+	ck_assert_str_eq(run_sql(c, "CREATE TABLE stray (x int)"), "");
+	PQfinish(c);
 	ck_assert_int_eq(revoke_cred(env, ENVDB_AUTH_FULL_ACCESS, h2), ENVDB_OK);
 	ck_assert(!can_connect(db, h2, s2->data));
+	{
+		char sql[256];
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_roles WHERE rolname = '%s'",
+			 h2);
+		ck_assert_int_eq(super_count(sql), 0);
+	}
 	c = client(db, h3, s3->data);
 	ck_assert_str_eq(run_sql(c, "SELECT count(*) FROM t"), "");
+	ck_assert_str_eq(run_sql(c, "DROP TABLE stray"), "");
 	PQfinish(c);
 
 	/* Read-only rotation works the same way. */
@@ -670,7 +684,8 @@ START_TEST(test_rotation_overlap)
 		/* A previous handle of the other authorization is refused. */
 		t1 = NULL;
 		r1 = NULL;
-		ck_assert_int_eq(mint(env, ENVDB_AUTH_READ_ONLY, h3, 0, &t1, &r1), ENVDB_ERR_INVALID);
+		ck_assert_int_eq(mint(env, ENVDB_AUTH_READ_ONLY, h3, 0, &t1, &r1),
+				 ENVDB_ERR_INVALID);
 		ck_assert_ptr_null(t1);
 		ck_assert_ptr_null(r1);
 	}
@@ -733,9 +748,12 @@ END_TEST
 START_TEST(test_hostile_names)
 {
 	static const char *const bad_prefixes[] = {
-		"      prefix: \"envdb\\\"x\"\n", "      prefix: \"a'b\"\n",
-		"      prefix: Envdb_\n",         "      prefix: 1envdb\n",
-		"      prefix: abcdefghijklmnopq\n", "      prefix: \"x; drop\"\n",
+		"      prefix: \"envdb\\\"x\"\n",
+		"      prefix: \"a'b\"\n",
+		"      prefix: Envdb_\n",
+		"      prefix: 1envdb\n",
+		"      prefix: abcdefghijklmnopq\n",
+		"      prefix: \"x; drop\"\n",
 	};
 	char env[37], db[80], *name = NULL, *h = NULL;
 	envdbi_secret *s = NULL;
@@ -769,8 +787,9 @@ START_TEST(test_hostile_names)
 
 	/* The template is free text, always quoted with PQescapeIdentifier:
 	 * an injection attempt is just a database that does not exist... */
-	ck_assert_int_eq(reload_with(NULL, "      template: \"x\\\"; DROP DATABASE postgres; --\"\n"),
-			 ENVDB_OK);
+	ck_assert_int_eq(
+		reload_with(NULL, "      template: \"x\\\"; DROP DATABASE postgres; --\"\n"),
+		ENVDB_OK);
 	new_uuid(env);
 	db_name_of(db, sizeof(db), "envdb_", env);
 	ck_assert_int_eq(create_env(env, NULL, NULL), ENVDB_ERR_CONFIG);
@@ -881,6 +900,27 @@ START_TEST(test_failure_leaves_nothing)
 	}
 	ck_assert_int_eq(drop_env(env), ENVDB_OK);
 	ck_assert_int_eq(roles_of(db), 0);
+
+	/* A create interrupted between CREATE DATABASE and its COMMENT: the
+	 * database is still recognised (the administrator owns it and its
+	 * owner role is marked), listed, and dropped. */
+	ck_assert_int_eq(create_env(env, NULL, NULL), ENVDB_OK);
+	{
+		char sql[256], **names = NULL;
+		size_t n = 0, i;
+		int found = 0;
+
+		snprintf(sql, sizeof(sql), "COMMENT ON DATABASE \"%s\" IS NULL", db);
+		super_exec(NULL, sql);
+		ck_assert_int_eq(envdbi_adapter_list(P, &names, &n), ENVDB_OK);
+		for (i = 0; i < n; i++)
+			found += strcmp(names[i], db) == 0;
+		envdbi_strv_free(names, n);
+		ck_assert_int_eq(found, 1);
+	}
+	ck_assert_int_eq(drop_env(env), ENVDB_OK);
+	ck_assert_int_eq(database_exists(db), 0);
+	ck_assert_int_eq(roles_of(db), 0);
 }
 END_TEST
 
@@ -989,7 +1029,8 @@ START_TEST(test_errors_and_secrets)
 	new_uuid(env);
 	/* Unreachable: a port nobody listens on. */
 	snprintf(ci, sizeof(ci),
-		 "host=127.0.0.1 port=1 user=envdb_admin password=Sup3rSecretAdminPw dbname=postgres");
+		 "host=127.0.0.1 port=1 user=envdb_admin password=Sup3rSecretAdminPw "
+		 "dbname=postgres");
 	ck_assert_int_eq(reload_with(ci, NULL), ENVDB_OK);
 	ck_assert_int_eq(create_env(env, NULL, NULL), ENVDB_ERR_UNAVAILABLE);
 	ck_assert_ptr_null(strstr(last_message(), "Sup3rSecretAdminPw"));
@@ -1014,7 +1055,8 @@ START_TEST(test_errors_and_secrets)
 	ck_assert_int_eq(reload_with("postgresql://u:L3aky%zzPassword@host/db", NULL),
 			 ENVDB_ERR_CONFIG);
 	ck_assert_ptr_null(strstr(last_message(), "L3akyPassword"));
-	ck_assert_int_eq(reload_with("host=x password=L3akyPassword bogus", NULL), ENVDB_ERR_CONFIG);
+	ck_assert_int_eq(reload_with("host=x password=L3akyPassword bogus", NULL),
+			 ENVDB_ERR_CONFIG);
 	ck_assert_ptr_null(strstr(last_message(), "L3akyPassword"));
 	/* A unix socket admin connection needs client_host. */
 	snprintf(ci, sizeof(ci), "host=%s port=%d user=%s password=%s dbname=postgres",
@@ -1066,6 +1108,35 @@ START_TEST(test_deadline)
 }
 END_TEST
 
+/* A superuser administrator works too (no membership grants needed). */
+START_TEST(test_superuser_admin)
+{
+	char ci[1024], env[37], db[80], *h1 = NULL, *h2 = NULL;
+	envdbi_secret *s1 = NULL, *s2 = NULL;
+	PGconn *c;
+
+	admin_conninfo(ci, sizeof(ci), pg_harness_super_user(H), pg_harness_super_password(H));
+	ck_assert_int_eq(reload_with(ci, NULL), ENVDB_OK);
+	new_uuid(env);
+	db_name_of(db, sizeof(db), "envdb_", env);
+	ck_assert_int_eq(create_env(env, NULL, NULL), ENVDB_OK);
+	ck_assert_int_eq(mint(env, ENVDB_AUTH_FULL_ACCESS, NULL, 0, &s1, &h1), ENVDB_OK);
+	c = client(db, h1, s1->data);
+	ck_assert_str_eq(run_sql(c, "CREATE TABLE t (x int)"), "");
+	ck_assert_int_eq(mint(env, ENVDB_AUTH_FULL_ACCESS, h1, 0, &s2, &h2), ENVDB_OK);
+	ck_assert_int_eq(revoke_cred(env, ENVDB_AUTH_FULL_ACCESS, h1), ENVDB_OK);
+	ck_assert_str_ne(run_sql(c, "SELECT 1"), "");
+	PQfinish(c);
+	ck_assert(can_connect(db, h2, s2->data));
+	ck_assert_int_eq(drop_env(env), ENVDB_OK);
+	ck_assert_int_eq(database_exists(db) + roles_of(db), 0);
+	envdbi_secret_free(s1);
+	envdbi_secret_free(s2);
+	free(h1);
+	free(h2);
+}
+END_TEST
+
 /* connection_limit and client_port reach the server and the URL. */
 START_TEST(test_config_options)
 {
@@ -1114,6 +1185,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_errors_and_secrets);
 	tcase_add_test(tc, test_deadline);
 	tcase_add_test(tc, test_config_options);
+	tcase_add_test(tc, test_superuser_admin);
 	suite_add_tcase(s, tc);
 	return s;
 }
@@ -1132,7 +1204,8 @@ int main(void)
 		return 77;
 	}
 	if (rc != 0) {
-		fprintf(stderr, "test_plugin_postgres: cannot start a PostgreSQL server: %s\n", err);
+		fprintf(stderr, "test_plugin_postgres: cannot start a PostgreSQL server: %s\n",
+			err);
 		return 1;
 	}
 	/* The administrator the plugin uses: CREATEDB and CREATEROLE, not a

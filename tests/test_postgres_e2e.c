@@ -50,8 +50,7 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
  * `out` (NUL-terminated).  `password` (may be NULL) is set as PGPASSWORD in
  * the child only.  Returns the exit status, or -1.
  */
-static int run_ex(char *out, size_t cap, const char *password, int merge,
-		  const char *const argv[])
+static int run_ex(char *out, size_t cap, const char *password, int merge, const char *const argv[])
 {
 	int fds[2], status;
 	size_t len = 0;
@@ -126,8 +125,8 @@ static int envdb(char *out, ...)
 static int psql(const char *url, const char *user, const char *password, const char *sql)
 {
 	static char out[OUT_MAX];
-	const char *argv[] = {psql_bin, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-w", "-d",
-			      url,      "-U", user, "-c", sql,  NULL};
+	const char *argv[] = {psql_bin, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-w", "-d", url, "-U",
+			      user,	"-c", sql,  NULL};
 
 	return run_ex(out, sizeof(out), password, 1, argv);
 }
@@ -167,8 +166,7 @@ static void resolve(resolved *r, const char *env, const char *user)
 	json_error_t jerr;
 
 	memset(r, 0, sizeof(*r));
-	ck_assert_int_eq(envdb(buf, "resolve", env, "--user", user, "--reveal", NULL),
-			 0);
+	ck_assert_int_eq(envdb(buf, "resolve", env, "--user", user, "--reveal", NULL), 0);
 	doc = json_loads(buf, 0, &jerr);
 	ck_assert_msg(doc != NULL, "resolve: %s: %s", jerr.text, buf);
 	snprintf(r->url, sizeof(r->url), "%s",
@@ -241,8 +239,7 @@ static void setup(void)
 	ck_assert_ptr_nonnull(f);
 	fputs(text, f);
 	fclose(f);
-	ck_assert_int_eq(envdb(out, "manifest", "check", NULL),
-			 0);
+	ck_assert_int_eq(envdb(out, "manifest", "check", NULL), 0);
 }
 
 static void teardown(void)
@@ -278,9 +275,8 @@ START_TEST(test_provision_resolve_psql)
 	ck_assert_int_ne(psql(owner.url, owner.handle, "not-the-secret", "SELECT 1"), 0);
 
 	/* A reader gets the read-only credential: reads, cannot write. */
-	ck_assert_int_eq(envdb(out, "member", "add", "acme/dev", "bob", "reader", "--by", "alice",
-			       NULL),
-			 0);
+	ck_assert_int_eq(
+		envdb(out, "member", "add", "acme/dev", "bob", "reader", "--by", "alice", NULL), 0);
 	resolve(&reader, "acme/dev", "bob");
 	ck_assert_str_eq(reader.authorization, "read_only");
 	ck_assert_str_ne(reader.handle, owner.handle);
@@ -299,8 +295,7 @@ START_TEST(test_provision_resolve_psql)
 	json_decref(doc);
 
 	/* Delete now: the database and every role are gone from the server. */
-	ck_assert_int_eq(envdb(out, "env", "delete", "acme/dev", "--now", NULL),
-			 0);
+	ck_assert_int_eq(envdb(out, "env", "delete", "acme/dev", "--now", NULL), 0);
 	ck_assert_int_eq(server_objects(), 0);
 	ck_assert_int_ne(psql(owner.url, owner.handle, owner.secret, "SELECT 1"), 0);
 }
@@ -319,8 +314,7 @@ START_TEST(test_rotate_complete)
 	ck_assert_int_eq(psql(before.url, before.handle, before.secret, "CREATE TABLE t (x int)"),
 			 0);
 
-	ck_assert_int_eq(envdb(out, "cred", "rotate", "acme/stage", "--overlap", "1h", NULL),
-			 0);
+	ck_assert_int_eq(envdb(out, "cred", "rotate", "acme/stage", "--overlap", "1h", NULL), 0);
 	resolve(&during, "acme/stage", me);
 	ck_assert_str_ne(during.credential_id, before.credential_id);
 	ck_assert_str_ne(during.handle, before.handle);
@@ -333,16 +327,14 @@ START_TEST(test_rotate_complete)
 			      "ALTER TABLE t ADD COLUMN y int; INSERT INTO t VALUES (2, 2)"),
 			 0);
 
-	ck_assert_int_eq(envdb(out, "cred", "complete", "acme/stage", NULL),
-			 0);
+	ck_assert_int_eq(envdb(out, "cred", "complete", "acme/stage", NULL), 0);
 	resolve(&after, "acme/stage", me);
 	ck_assert_str_eq(after.credential_id, during.credential_id);
 	ck_assert_str_eq(after.prev_credential_id, "");
 	ck_assert_int_ne(psql(before.url, before.handle, before.secret, "SELECT 1"), 0);
 	ck_assert_int_eq(psql(after.url, after.handle, after.secret, "SELECT count(*) FROM t"), 0);
 
-	ck_assert_int_eq(envdb(out, "env", "delete", "acme/stage", "--now", NULL),
-			 0);
+	ck_assert_int_eq(envdb(out, "env", "delete", "acme/stage", "--now", NULL), 0);
 	ck_assert_int_eq(server_objects(), 0);
 }
 END_TEST

@@ -125,7 +125,7 @@ int pga_status_of_sqlstate(const char *s)
 		const char *code; /* a full SQLSTATE, or a two-character class */
 		int status;
 	} map[] = {
-		{"57014", ENVDB_ERR_TIMEOUT},     /* query_canceled (statement_timeout) */
+		{"57014", ENVDB_ERR_TIMEOUT},	  /* query_canceled (statement_timeout) */
 		{"57P01", ENVDB_ERR_UNAVAILABLE}, /* admin_shutdown */
 		{"57P02", ENVDB_ERR_UNAVAILABLE}, /* crash_shutdown */
 		{"57P03", ENVDB_ERR_UNAVAILABLE}, /* cannot_connect_now */
@@ -133,17 +133,17 @@ int pga_status_of_sqlstate(const char *s)
 		{"40P01", ENVDB_ERR_UNAVAILABLE}, /* deadlock_detected */
 		{"55P03", ENVDB_ERR_UNAVAILABLE}, /* lock_not_available */
 		{"42501", ENVDB_ERR_PERMISSION},  /* insufficient_privilege */
-		{"42P04", ENVDB_ERR_EXISTS},      /* duplicate_database */
-		{"42710", ENVDB_ERR_EXISTS},      /* duplicate_object */
-		{"3D000", ENVDB_ERR_NOT_FOUND},   /* invalid_catalog_name */
-		{"42704", ENVDB_ERR_NOT_FOUND},   /* undefined_object */
-		{"2BP01", ENVDB_ERR_STATE},       /* dependent_objects_still_exist */
-		{"55006", ENVDB_ERR_STATE},       /* object_in_use */
-		{"08", ENVDB_ERR_UNAVAILABLE},    /* connection_exception */
-		{"53", ENVDB_ERR_UNAVAILABLE},    /* insufficient_resources */
-		{"28", ENVDB_ERR_AUTH},           /* invalid_authorization_specification */
-		{"25", ENVDB_ERR_STATE},          /* invalid_transaction_state */
-		{"22", ENVDB_ERR_INVALID},        /* data_exception */
+		{"42P04", ENVDB_ERR_EXISTS},	  /* duplicate_database */
+		{"42710", ENVDB_ERR_EXISTS},	  /* duplicate_object */
+		{"3D000", ENVDB_ERR_NOT_FOUND},	  /* invalid_catalog_name */
+		{"42704", ENVDB_ERR_NOT_FOUND},	  /* undefined_object */
+		{"2BP01", ENVDB_ERR_STATE},	  /* dependent_objects_still_exist */
+		{"55006", ENVDB_ERR_STATE},	  /* object_in_use */
+		{"08", ENVDB_ERR_UNAVAILABLE},	  /* connection_exception */
+		{"53", ENVDB_ERR_UNAVAILABLE},	  /* insufficient_resources */
+		{"28", ENVDB_ERR_AUTH},		  /* invalid_authorization_specification */
+		{"25", ENVDB_ERR_STATE},	  /* invalid_transaction_state */
+		{"22", ENVDB_ERR_INVALID},	  /* data_exception */
 	};
 	size_t i;
 
@@ -165,8 +165,9 @@ static int status_of_connect_message(const char *msg)
 {
 	static const char *const auth[] = {
 		"password authentication failed", "authentication failed",
-		"no pg_hba.conf entry", "is not permitted to log in", "no password supplied",
-		"password is missing", "password retrieved from file", NULL};
+		"no pg_hba.conf entry",		  "is not permitted to log in",
+		"no password supplied",		  "password is missing",
+		"password retrieved from file",	  NULL};
 	size_t i;
 
 	for (i = 0; auth[i] != NULL; i++)
@@ -240,8 +241,8 @@ static int wait_socket(short *revents, const pga_op *o, PGconn *conn, short even
 		p.events = events;
 		p.revents = 0;
 		if (p.fd < 0)
-			return pga_fail(o, ENVDB_ERR_UNAVAILABLE, NULL, "%s: the connection is lost",
-					what);
+			return pga_fail(o, ENVDB_ERR_UNAVAILABLE, NULL,
+					"%s: the connection is lost", what);
 		r = poll(&p, 1, ms < 0 ? -1 : (ms > INT_MAX ? INT_MAX : (int)ms));
 		if (r > 0) {
 			*revents = p.revents;
@@ -287,8 +288,8 @@ static void poison(const pga_op *o, PGconn *conn)
  * is returned in *res with ENVDB_OK.  Of several results the first error,
  * else the last one, is kept.
  */
-static int exec_raw(PGresult **res, const pga_op *o, PGconn *conn, const char *sql,
-		    int nparams, const char *const *params)
+static int exec_raw(PGresult **res, const pga_op *o, PGconn *conn, const char *sql, int nparams,
+		    const char *const *params)
 {
 	PGresult *keep = NULL, *r;
 	short revents;
@@ -482,7 +483,8 @@ int pga_commit(const pga_op *o, PGconn *conn)
 
 	/* COMMIT of a failed transaction "succeeds" as ROLLBACK. */
 	if (rc == ENVDB_OK && strcmp(PQcmdStatus(r), "COMMIT") != 0)
-		rc = pga_fail(o, ENVDB_ERR_GENERIC, NULL, "commit: the transaction was rolled back");
+		rc = pga_fail(o, ENVDB_ERR_GENERIC, NULL,
+			      "commit: the transaction was rolled back");
 	PQclear(r);
 	return rc;
 }
@@ -575,8 +577,8 @@ int pga_connect(PGconn **out, const pga_op *o, const char *dbname, const char *u
 				      "cannot connect as %s: %s", role_label, msg);
 			goto fail;
 		}
-		rc = wait_socket(&revents, o, conn,
-				 st == PGRES_POLLING_WRITING ? POLLOUT : POLLIN, "connect");
+		rc = wait_socket(&revents, o, conn, st == PGRES_POLLING_WRITING ? POLLOUT : POLLIN,
+				 "connect");
 		if (rc != ENVDB_OK)
 			goto fail;
 		st = PQconnectPoll(conn);

@@ -54,25 +54,13 @@ static int role_lookup(int *exists, int *ours, int *can_login, const pga_op *o, 
 /* The database must exist and be ours. */
 static int require_database(const pga_op *o, PGconn *conn, const pga_names *n)
 {
-	const char *params[1] = {n->db};
-	PGresult *r = NULL;
-	int rc, ok;
+	int exists, ours, rc;
 
-	rc = pga_exec(&r, o, conn, "look up the database",
-		      "SELECT s.description FROM pg_catalog.pg_database d "
-		      "LEFT JOIN pg_catalog.pg_shdescription s ON s.objoid = d.oid "
-		      "AND s.classoid = 'pg_catalog.pg_database'::pg_catalog.regclass "
-		      "WHERE d.datname = $1",
-		      1, params);
-	if (rc != ENVDB_OK)
+	if ((rc = pga_db_lookup(&exists, &ours, o, conn, n)) != ENVDB_OK)
 		return rc;
-	if (PQntuples(r) == 0) {
-		PQclear(r);
+	if (!exists)
 		return pga_fail(o, ENVDB_ERR_NOT_FOUND, "3D000", "the database does not exist");
-	}
-	ok = !PQgetisnull(r, 0, 0) && pga_marker_matches(PQgetvalue(r, 0, 0), n->marker);
-	PQclear(r);
-	if (!ok)
+	if (!ours)
 		return pga_fail(o, ENVDB_ERR_STATE, NULL,
 				"the database does not carry the marker '%s': it was not made by "
 				"envdb",
@@ -143,10 +131,11 @@ int pga_mint(void *instance, const envdb_db_ref *db, const envdb_mint_request *r
 					"database",
 					want == PGA_ROLE_RO_LOGIN ? "read_only" : "full_access");
 		if (strcmp(prev, role) == 0)
-			return pga_fail(&o, ENVDB_ERR_INVALID, NULL,
-					"the new credential would reuse role %s of the previous one "
-					"(same credential id)",
-					role);
+			return pga_fail(
+				&o, ENVDB_ERR_INVALID, NULL,
+				"the new credential would reuse role %s of the previous one "
+				"(same credential id)",
+				role);
 	}
 	/* Both outputs must fit before anything changes. */
 	if (handle->data == NULL || handle->cap < strlen(role) + 1 || secret->data == NULL ||
@@ -202,8 +191,9 @@ int pga_mint(void *instance, const envdb_db_ref *db, const envdb_mint_request *r
 		goto done;
 	if (exists) {
 		/* A retried mint of the same credential: reset the role. */
-		rc = pga_sql(sql, sizeof(sql), &o, "ALTER ROLE %s WITH LOGIN PASSWORD %s VALID UNTIL %s",
-			     qrole, qverifier, quntil);
+		rc = pga_sql(sql, sizeof(sql), &o,
+			     "ALTER ROLE %s WITH LOGIN PASSWORD %s VALID UNTIL %s", qrole,
+			     qverifier, quntil);
 		if (rc == ENVDB_OK)
 			rc = pga_exec(NULL, &o, conn, "set the role's password", sql, 0, NULL);
 		if (rc == ENVDB_OK)
@@ -211,9 +201,10 @@ int pga_mint(void *instance, const envdb_db_ref *db, const envdb_mint_request *r
 		if (rc == ENVDB_OK)
 			rc = pga_exec(NULL, &o, conn, "grant the group to the role", sql, 0, NULL);
 	} else {
-		rc = pga_sql(sql, sizeof(sql), &o,
-			     "CREATE ROLE %s WITH LOGIN INHERIT PASSWORD %s VALID UNTIL %s IN ROLE %s",
-			     qrole, qverifier, quntil, qgroup);
+		rc = pga_sql(
+			sql, sizeof(sql), &o,
+			"CREATE ROLE %s WITH LOGIN INHERIT PASSWORD %s VALID UNTIL %s IN ROLE %s",
+			qrole, qverifier, quntil, qgroup);
 		if (rc == ENVDB_OK)
 			rc = pga_exec(NULL, &o, conn, "create the login role", sql, 0, NULL);
 		if (rc == ENVDB_ERR_PERMISSION)
@@ -223,9 +214,8 @@ int pga_mint(void *instance, const envdb_db_ref *db, const envdb_mint_request *r
 				      role);
 	}
 	pga_wipe(sql, sizeof(sql));
-	if (rc == ENVDB_OK &&
-	    (rc = pga_sql(sql, sizeof(sql), &o, "COMMENT ON ROLE %s IS %s", qrole, qcomment)) ==
-		    ENVDB_OK)
+	if (rc == ENVDB_OK && (rc = pga_sql(sql, sizeof(sql), &o, "COMMENT ON ROLE %s IS %s", qrole,
+					    qcomment)) == ENVDB_OK)
 		rc = pga_exec(NULL, &o, conn, "mark the login role", sql, 0, NULL);
 	if (rc == ENVDB_OK && want == PGA_ROLE_RW_LOGIN &&
 	    (rc = pga_sql(sql, sizeof(sql), &o, "ALTER ROLE %s IN DATABASE %s SET role = %s", qrole,
@@ -287,8 +277,7 @@ done:
 	return rc;
 }
 
-int pga_revoke(void *instance, const envdb_db_ref *db, uint32_t authorization,
-	       const char *handle)
+int pga_revoke(void *instance, const envdb_db_ref *db, uint32_t authorization, const char *handle)
 {
 	pga *a = instance;
 	pga_op o = {.a = a, .op = "revoke"};
@@ -305,11 +294,11 @@ int pga_revoke(void *instance, const envdb_db_ref *db, uint32_t authorization,
 	o.object = n.db;
 	kind = pga_role_kind(&n, handle);
 	if ((authorization != ENVDB_AUTH_FULL_ACCESS && authorization != ENVDB_AUTH_READ_ONLY) ||
-	    kind != (authorization == ENVDB_AUTH_READ_ONLY ? PGA_ROLE_RO_LOGIN
-							   : PGA_ROLE_RW_LOGIN))
+	    kind != (authorization == ENVDB_AUTH_READ_ONLY ? PGA_ROLE_RO_LOGIN : PGA_ROLE_RW_LOGIN))
 		return pga_fail(&o, ENVDB_ERR_INVALID, NULL,
 				"the handle is not a %s credential of this database",
-				authorization == ENVDB_AUTH_READ_ONLY ? "read_only" : "full_access");
+				authorization == ENVDB_AUTH_READ_ONLY ? "read_only"
+								      : "full_access");
 	if ((rc = pga_admin(&conn, &o)) != ENVDB_OK)
 		return rc;
 	if ((rc = role_lookup(&exists, &ours, &can_login, &o, conn, &n, handle)) != ENVDB_OK)
@@ -381,7 +370,8 @@ int pga_probe(void *instance, const envdb_db_ref *db, const char *secret, size_t
 	o.secret = pw;
 	pga_fingerprint(fp, pw, secret_len);
 
-	if ((rc = pga_admin(&conn, &o)) != ENVDB_OK || (rc = require_database(&o, conn, &n)) != ENVDB_OK ||
+	if ((rc = pga_admin(&conn, &o)) != ENVDB_OK ||
+	    (rc = require_database(&o, conn, &n)) != ENVDB_OK ||
 	    (rc = pga_find_roles(&r, &o, conn, &n)) != ENVDB_OK)
 		goto done;
 	for (i = 0; i < PQntuples(r); i++) {

@@ -31,25 +31,47 @@
 /* Lookups                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* Does the database exist, and does it carry our marker? */
-static int db_lookup(int *exists, int *ours, const pga_op *o, PGconn *conn, const pga_names *n)
+/*
+ * Is the database ours?  It is when it carries our marker, or — the window
+ * between CREATE DATABASE and COMMENT ON DATABASE, which a crash can leave
+ * behind — when the administrator owns it and its owner group role (made
+ * and marked in a committed transaction before the database) carries the
+ * marker.
+ */
+static const char db_lookup_sql[] =
+	"SELECT s.description, d.datdba = (SELECT oid FROM pg_catalog.pg_roles "
+	"WHERE rolname = current_user), rs.description, d.datname "
+	"FROM pg_catalog.pg_database d "
+	"LEFT JOIN pg_catalog.pg_shdescription s ON s.objoid = d.oid "
+	"AND s.classoid = 'pg_catalog.pg_database'::pg_catalog.regclass "
+	"LEFT JOIN pg_catalog.pg_roles r ON r.rolname = d.datname || '_rw' "
+	"LEFT JOIN pg_catalog.pg_shdescription rs ON rs.objoid = r.oid "
+	"AND rs.classoid = 'pg_catalog.pg_authid'::pg_catalog.regclass ";
+
+/* Row `i` of a db_lookup_sql result: ours for environment marker `marker`? */
+static int db_row_is_ours(PGresult *r, int i, const char *marker)
+{
+	if (!PQgetisnull(r, i, 0))
+		return pga_marker_matches(PQgetvalue(r, i, 0), marker);
+	return strcmp(PQgetvalue(r, i, 1), "t") == 0 && !PQgetisnull(r, i, 2) &&
+	       pga_marker_matches(PQgetvalue(r, i, 2), marker);
+}
+
+int pga_db_lookup(int *exists, int *ours, const pga_op *o, PGconn *conn, const pga_names *n)
 {
 	const char *params[1] = {n->db};
+	char sql[sizeof(db_lookup_sql) + 32];
 	PGresult *r = NULL;
 	int rc;
 
 	*exists = *ours = 0;
-	rc = pga_exec(&r, o, conn, "look up the database",
-		      "SELECT s.description FROM pg_catalog.pg_database d "
-		      "LEFT JOIN pg_catalog.pg_shdescription s ON s.objoid = d.oid "
-		      "AND s.classoid = 'pg_catalog.pg_database'::pg_catalog.regclass "
-		      "WHERE d.datname = $1",
-		      1, params);
+	snprintf(sql, sizeof(sql), "%sWHERE d.datname = $1", db_lookup_sql);
+	rc = pga_exec(&r, o, conn, "look up the database", sql, 1, params);
 	if (rc != ENVDB_OK)
 		return rc;
 	if (PQntuples(r) > 0) {
 		*exists = 1;
-		*ours = !PQgetisnull(r, 0, 0) && pga_marker_matches(PQgetvalue(r, 0, 0), n->marker);
+		*ours = db_row_is_ours(r, 0, n->marker);
 	}
 	PQclear(r);
 	return ENVDB_OK;
@@ -90,7 +112,8 @@ int pga_terminate_role_sessions(const pga_op *o, PGconn *conn, const char *role,
 	 * them by membership, which disappears with the role. */
 	if (!superuser) {
 		if ((rc = pga_qid(q, o, conn, role)) != ENVDB_OK ||
-		    (rc = pga_sql(sql, sizeof(sql), o, "GRANT %s TO CURRENT_USER", q)) != ENVDB_OK ||
+		    (rc = pga_sql(sql, sizeof(sql), o, "GRANT %s TO CURRENT_USER", q)) !=
+			    ENVDB_OK ||
 		    (rc = pga_exec(NULL, o, conn, "let the administrator end the role's sessions",
 				   sql, 0, NULL)) != ENVDB_OK)
 			return rc;
@@ -182,11 +205,12 @@ static int drop_all(const pga_op *o, PGconn *conn, const pga_names *n)
 
 	if ((rc = pga_admin_privileges(&privs, o, conn)) != ENVDB_OK)
 		return rc;
-	if ((rc = db_lookup(&exists, &ours, o, conn, n)) != ENVDB_OK)
+	if ((rc = pga_db_lookup(&exists, &ours, o, conn, n)) != ENVDB_OK)
 		return rc;
 	if (exists && !ours)
 		return pga_fail(o, ENVDB_ERR_STATE, NULL,
-				"the database exists but does not carry the marker '%s': it was "
+				"the database exists but neither carries the marker '%s' nor "
+				"belongs to the administrator with a marked owner role: it was "
 				"not made by envdb, not dropping it",
 				n->marker);
 	if ((rc = pga_find_roles(&roles, o, conn, n)) != ENVDB_OK)
@@ -270,7 +294,8 @@ static int clear_leftover_roles(const pga_op *o, PGconn *conn, const pga_names *
 	for (i = 0; i < PQntuples(roles); i++) {
 		const char *role = PQgetvalue(roles, i, 0);
 
-		if (pga_role_kind(n, role) != PGA_ROLE_OTHER && !pga_role_row_is_ours(roles, i, n)) {
+		if (pga_role_kind(n, role) != PGA_ROLE_OTHER &&
+		    !pga_role_row_is_ours(roles, i, n)) {
 			rc = pga_fail(o, ENVDB_ERR_EXISTS, "42710",
 				      "role %s already exists and does not carry the marker '%s': "
 				      "it was not made by envdb, not touching it",
@@ -325,7 +350,8 @@ static int create_database(const pga_op *o, PGconn *conn, const pga_names *n)
 	if (o->a->template_db != NULL) {
 		char *q = PQescapeIdentifier(conn, o->a->template_db, strlen(o->a->template_db));
 		if (q == NULL)
-			return pga_fail(o, ENVDB_ERR_CONFIG, NULL, "cannot quote the template name");
+			return pga_fail(o, ENVDB_ERR_CONFIG, NULL,
+					"cannot quote the template name");
 		snprintf(qtpl, sizeof(qtpl), "%s", q);
 		PQfreemem(q);
 	}
@@ -394,8 +420,8 @@ static int grant_template_tables(const pga_op *o, PGconn *dbconn, const char *qr
 	char sql[256];
 	int rc;
 
-	if ((rc = pga_exec(NULL, o, dbconn, "savepoint", "SAVEPOINT template_objects", 0,
-			   NULL)) != ENVDB_OK)
+	if ((rc = pga_exec(NULL, o, dbconn, "savepoint", "SAVEPOINT template_objects", 0, NULL)) !=
+	    ENVDB_OK)
 		return rc;
 	/* A refusal is reported like any failure; the report is moot when
 	 * create then succeeds. */
@@ -404,8 +430,8 @@ static int grant_template_tables(const pga_op *o, PGconn *dbconn, const char *qr
 		rc = pga_exec(NULL, o, dbconn, "grant read access to the template's tables", sql, 0,
 			      NULL);
 	if (rc == ENVDB_OK &&
-	    (rc = pga_sql(sql, sizeof(sql), o, "GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO %s",
-			  qro)) == ENVDB_OK)
+	    (rc = pga_sql(sql, sizeof(sql), o,
+			  "GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO %s", qro)) == ENVDB_OK)
 		rc = pga_exec(NULL, o, dbconn, "grant read access to the template's sequences", sql,
 			      0, NULL);
 	if (rc == ENVDB_ERR_PERMISSION) {
@@ -537,7 +563,7 @@ int pga_create(void *instance, const envdb_create_request *req, envdb_buffer *ur
 				!privs.createdb && !privs.createrole ? "CREATEDB CREATEROLE"
 				: !privs.createdb		     ? "CREATEDB"
 								     : "CREATEROLE");
-	if ((rc = db_lookup(&exists, &ours, &o, conn, &n)) != ENVDB_OK)
+	if ((rc = pga_db_lookup(&exists, &ours, &o, conn, &n)) != ENVDB_OK)
 		return rc;
 	if (exists)
 		return pga_fail(&o, ENVDB_ERR_EXISTS, "42P04",
@@ -559,9 +585,11 @@ int pga_create(void *instance, const envdb_create_request *req, envdb_buffer *ur
 		goto fail_tx;
 	if (!privs.superuser) {
 		if ((rc = pga_qid(q, &o, conn, n.rw)) != ENVDB_OK ||
-		    (rc = pga_sql(sql, sizeof(sql), &o, "GRANT %s TO CURRENT_USER", q)) != ENVDB_OK ||
-		    (rc = pga_exec(NULL, &o, conn, "make the administrator a member of the owner "
-						   "role",
+		    (rc = pga_sql(sql, sizeof(sql), &o, "GRANT %s TO CURRENT_USER", q)) !=
+			    ENVDB_OK ||
+		    (rc = pga_exec(NULL, &o, conn,
+				   "make the administrator a member of the owner "
+				   "role",
 				   sql, 0, NULL)) != ENVDB_OK)
 			goto fail_tx;
 	}
@@ -626,33 +654,30 @@ int pga_list(void *instance, envdb_adapter_list_cb cb, void *cb_ctx)
 	PGresult *r = NULL;
 	PGconn *conn;
 	pga_names n;
-	char hex[PGA_HEX_LEN + 1];
+	char hex[PGA_HEX_LEN + 1], sql[sizeof(db_lookup_sql) + 96];
 	int i, rc;
 
 	if (cb == NULL)
 		return a->host->error(a->host->ctx, ENVDB_ERR_MISUSE, NULL, "list: no callback");
 	if ((rc = pga_admin(&conn, &o)) != ENVDB_OK)
 		return rc;
-	rc = pga_exec(&r, &o, conn, "list databases",
-		      "SELECT d.datname, s.description FROM pg_catalog.pg_database d "
-		      "JOIN pg_catalog.pg_shdescription s ON s.objoid = d.oid "
-		      "AND s.classoid = 'pg_catalog.pg_database'::pg_catalog.regclass "
-		      "WHERE pg_catalog.starts_with(d.datname, $1) ORDER BY d.datname",
-		      1, params);
+	snprintf(sql, sizeof(sql),
+		 "%sWHERE pg_catalog.starts_with(d.datname, $1) ORDER BY d.datname", db_lookup_sql);
+	rc = pga_exec(&r, &o, conn, "list databases", sql, 1, params);
 	if (rc != ENVDB_OK)
 		return rc;
 	for (i = 0; i < PQntuples(r); i++) {
-		const char *name = PQgetvalue(r, i, 0);
+		const char *name = PQgetvalue(r, i, 3);
 
-		/* Ours: a name we derive, whose marker names the environment
-		 * the name derives from. */
+		/* Ours: a name we derive, marked (or owned, see above) for the
+		 * environment the name derives from. */
 		if (!pga_db_name_parse(a, name, hex))
 			continue;
 		if (pga_names_from_ref(&n, a, "list",
 				       &(envdb_db_ref){.struct_size = sizeof(envdb_db_ref),
 						       .database_name = name}) != ENVDB_OK)
 			continue;
-		if (!pga_marker_matches(PQgetvalue(r, i, 1), n.marker))
+		if (!db_row_is_ours(r, i, n.marker))
 			continue;
 		rc = cb(cb_ctx, name);
 		if (rc != 0)

@@ -57,8 +57,8 @@ static int uuid_hex(char hex[PGA_HEX_LEN + 1], const char *id)
 static void names_fill(pga_names *n, const pga *a, const char hex[PGA_HEX_LEN + 1])
 {
 	memcpy(n->hex, hex, PGA_HEX_LEN + 1);
-	snprintf(n->env_id, sizeof(n->env_id), "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8,
-		 hex + 12, hex + 16, hex + 20);
+	snprintf(n->env_id, sizeof(n->env_id), "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12,
+		 hex + 16, hex + 20);
 	snprintf(n->db, sizeof(n->db), "%s%s", a->prefix, hex);
 	snprintf(n->rw, sizeof(n->rw), "%s_rw", n->db);
 	snprintf(n->ro, sizeof(n->ro), "%s_ro", n->db);
@@ -77,8 +77,8 @@ static int invalid_arg(const pga *a, const char *op, const char *what, const cha
 	if (value[i] == '\0')
 		return a->host->error(a->host->ctx, ENVDB_ERR_INVALID, NULL,
 				      "%s: %s '%s' is not %s", op, what, value, expected);
-	return a->host->error(a->host->ctx, ENVDB_ERR_INVALID, NULL, "%s: %s is not %s", op,
-			      what, expected);
+	return a->host->error(a->host->ctx, ENVDB_ERR_INVALID, NULL, "%s: %s is not %s", op, what,
+			      expected);
 }
 
 int pga_names_from_id(pga_names *n, const pga *a, const char *op, const char *environment_id)
@@ -188,8 +188,7 @@ int pga_login_role(char *out, const pga *a, const pga_names *n, uint32_t authori
 	} else {
 		if (a->host->random(a->host->ctx, rnd, sizeof(rnd)) != 0)
 			return a->host->error(a->host->ctx, ENVDB_ERR_GENERIC, NULL,
-					      "mint %s: the host's random generator failed",
-					      n->db);
+					      "mint %s: the host's random generator failed", n->db);
 		for (i = 0; i < PGA_CRED_HEX; i++)
 			hex[i] = digits[rnd[i] & 0x0f];
 		hex[PGA_CRED_HEX] = '\0';

@@ -59,18 +59,18 @@
  * not declare ENVDB_PLUGIN_THREAD_SAFE): the cached admin connection is
  * state. */
 typedef struct pga {
-	const envdb_host *host;      /* borrowed from the host until fini */
+	const envdb_host *host; /* borrowed from the host until fini */
 	/* The administrator's connection string, in host secure memory owned
 	 * by the instance (secure_free in fini), and the password it carries
 	 * (also secure memory, or NULL): both are scrubbed from messages. */
 	char *admin_conninfo;
 	char *admin_password;
-	char *client_host;           /* host->alloc; checked: no escaping needed */
+	char *client_host; /* host->alloc; checked: no escaping needed */
 	char client_port[8];
 	char prefix[PGA_PREFIX_MAX + 1];
-	char *template_db;           /* host->alloc, or NULL for the server default */
-	int connection_limit;        /* -1: unlimited */
-	PGconn *admin;               /* cached admin connection, or NULL */
+	char *template_db;    /* host->alloc, or NULL for the server default */
+	int connection_limit; /* -1: unlimited */
+	PGconn *admin;	      /* cached admin connection, or NULL */
 	/* The cached connection's state is unknown (lost, or a statement was
 	 * abandoned at the deadline): it is closed when the next operation
 	 * starts, never while a caller may still hold the pointer. */
@@ -82,12 +82,12 @@ typedef struct pga {
 
 /** The names of one environment's objects. */
 typedef struct pga_names {
-	char env_id[37];                   /* canonical lowercase UUID */
-	char hex[PGA_HEX_LEN + 1];         /* its 32 hex digits */
-	char db[PGA_DB_MAX + 1];           /* prefix + hex */
-	char rw[PGA_DB_MAX + 4];           /* db + "_rw" (NOLOGIN, owns the schema) */
-	char ro[PGA_DB_MAX + 4];           /* db + "_ro" (NOLOGIN, reads) */
-	char marker[PGA_MARKER_MAX + 1];   /* "envdb:" + env_id */
+	char env_id[37];		 /* canonical lowercase UUID */
+	char hex[PGA_HEX_LEN + 1];	 /* its 32 hex digits */
+	char db[PGA_DB_MAX + 1];	 /* prefix + hex */
+	char rw[PGA_DB_MAX + 4];	 /* db + "_rw" (NOLOGIN, owns the schema) */
+	char ro[PGA_DB_MAX + 4];	 /* db + "_ro" (NOLOGIN, reads) */
+	char marker[PGA_MARKER_MAX + 1]; /* "envdb:" + env_id */
 } pga_names;
 
 /* names.c ------------------------------------------------------------------ */
@@ -150,7 +150,7 @@ void pga_wipe(void *p, size_t len);
 /** An operation in progress: what error messages name. */
 typedef struct pga_op {
 	pga *a;
-	const char *op;     /* "create", "mint", ... */
+	const char *op;	    /* "create", "mint", ... */
 	const char *object; /* the database name, or NULL */
 	/* A secret of this operation (a password being set or probed) that
 	 * must never appear in a message, or NULL. */
@@ -237,6 +237,11 @@ int pga_create(void *instance, const envdb_create_request *req, envdb_buffer *ur
 int pga_drop(void *instance, const envdb_db_ref *db);
 int pga_list(void *instance, envdb_adapter_list_cb cb, void *cb_ctx);
 
+/** Does the database of `n` exist, and is it ours: marked, or (a create
+ * interrupted before its COMMENT) owned by the administrator with a marked
+ * owner group role? */
+int pga_db_lookup(int *exists, int *ours, const pga_op *o, PGconn *conn, const pga_names *n);
+
 /** The roles of the database of `n` that this plugin made (marker and name
  * checked): every group and login role that exists.  *res holds rows
  * (rolname, rolcanlogin, description); `keep[i]` says whether row i is one
@@ -254,8 +259,7 @@ int pga_terminate_role_sessions(const pga_op *o, PGconn *conn, const char *role,
 
 int pga_mint(void *instance, const envdb_db_ref *db, const envdb_mint_request *req,
 	     envdb_buffer *secret, envdb_buffer *handle);
-int pga_revoke(void *instance, const envdb_db_ref *db, uint32_t authorization,
-	       const char *handle);
+int pga_revoke(void *instance, const envdb_db_ref *db, uint32_t authorization, const char *handle);
 int pga_probe(void *instance, const envdb_db_ref *db, const char *secret, size_t secret_len);
 
 #endif /* ENVDB_PG_ADAPTER_H */

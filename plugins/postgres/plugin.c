@@ -133,8 +133,8 @@ static char *secure_strdup(const pga *a, const char *s)
  * the configuration gives none.
  */
 static int load_conninfo(pga *a, const char *conninfo, const char **client_host,
-			 const char **client_port, char *host_buf, size_t host_cap,
-			 char *port_buf, size_t port_cap)
+			 const char **client_port, char *host_buf, size_t host_cap, char *port_buf,
+			 size_t port_cap)
 {
 	PQconninfoOption *opts, *o;
 	char *err = NULL;

@@ -383,6 +383,26 @@ static const char *op_name(void)
 	return tls_op ? tls_op : "a call";
 }
 
+void kit_host_cleanup(void)
+{
+	size_t i;
+
+	pthread_mutex_lock(&secret_lock);
+	for (i = 0; i < n_secrets; i++)
+		kit_sfree(secrets[i].data, secrets[i].len);
+	free(secrets);
+	secrets = NULL;
+	n_secrets = cap_secrets = 0;
+	pthread_mutex_unlock(&secret_lock);
+	/* Blocks the plugin never gave back stay allocated (they were
+	 * reported); only the table goes. */
+	pthread_mutex_lock(&reg_lock);
+	free(reg);
+	reg = NULL;
+	reg_cap = reg_used = 0;
+	pthread_mutex_unlock(&reg_lock);
+}
+
 /* ------------------------------------------------------------------------ */
 /* The services                                                              */
 /* ------------------------------------------------------------------------ */

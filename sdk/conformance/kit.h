@@ -119,6 +119,8 @@ long kit_live_secure(void);
 /** Scan the plugin's live ordinary allocations for known secrets; findings
  * go to KIT_SECRETS with `when` in the detail. */
 void kit_scan_live_allocs(const char *when);
+/** Release the kit's registries (end of run, after fini). */
+void kit_host_cleanup(void);
 /** Counters of the whole run. */
 unsigned long kit_log_lines(void);
 unsigned long kit_error_reports(void);

@@ -421,5 +421,7 @@ done:
 	alarm(0);
 	run_free(&r);
 	kit_graveyard_free();
-	return kit_summary() > 0 ? 1 : 0;
+	a = kit_summary() > 0 ? 1 : 0;
+	kit_host_cleanup();
+	return a;
 }

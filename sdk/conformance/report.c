@@ -98,8 +98,9 @@ bool kit_check(bool cond, const char *name, const char *fmt, ...)
 {
 	va_list ap;
 
+	/* The detail describes a failure: an ok line goes without it. */
 	va_start(ap, fmt);
-	line(cond ? "ok" : "FAIL", name, (cond && !verbose) ? NULL : fmt, ap);
+	line(cond ? "ok" : "FAIL", name, cond ? NULL : fmt, ap);
 	va_end(ap);
 	pthread_mutex_lock(&out_lock);
 	if (cond)

@@ -1,0 +1,365 @@
+/*
+ * tests/test_manifest.c — the YAML manifest (core/manifest.c): every value
+ * and default, relative paths, and for each kind of mistake the exact
+ * "FILE:LINE:COLUMN: KEY.PATH: cause" message; hostile input (aliases,
+ * anchors, deep nesting, huge files) is refused.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "host_testutil.h"
+#include "internal.h"
+
+static envdbi_manifest *m;
+static char mpath[PATH_MAX];
+
+static void setup(void)
+{
+	tu_setup();
+	m = NULL;
+	envdb_error_clear();
+}
+
+static void teardown(void)
+{
+	envdbi_manifest_free(m);
+	m = NULL;
+	tu_teardown();
+}
+
+static int load_text(const char *text)
+{
+	tu_write(mpath, sizeof(mpath), "envdb.yaml", 0600, text);
+	envdbi_manifest_free(m);
+	m = NULL;
+	return envdbi_manifest_load(&m, mpath);
+}
+
+/* The manifest must be refused with ENVDB_ERR_CONFIG and the message
+ * "MANIFEST:<where>"; `where` is e.g. "3:5: defaults.plan: 'gold' is not". */
+static void expect_error(const char *text, const char *where)
+{
+	char want[PATH_MAX + 256];
+	int rc = load_text(text);
+
+	ck_assert_int_eq(rc, ENVDB_ERR_CONFIG);
+	ck_assert_ptr_null(m);
+	ck_assert_int_eq(envdb_error_last()->status, ENVDB_ERR_CONFIG);
+	snprintf(want, sizeof(want), "%s:%s", mpath, where);
+	tu_assert_contains(envdb_error_last()->message, want);
+	/* the message starts with the file */
+	ck_assert_int_eq(strncmp(envdb_error_last()->message, mpath, strlen(mpath)), 0);
+}
+
+START_TEST(full_manifest)
+{
+	ck_assert_int_eq(load_text("version: 1\n"
+				   "control_plane: state/cp.db\n"
+				   "plugin_dir: /opt/envdb/plugins\n"
+				   "defaults: {driver: pg, region: eu-west, plan: pro,\n"
+				   "           storage_limit_mb: 2048, encryptor: vault}\n"
+				   "provisioning: {lease_seconds: 60, delete_grace_seconds: 0}\n"
+				   "credentials: {rotation_overlap_seconds: 10}\n"
+				   "resolve: {cache_size: 0, cache_ttl_ms: 5}\n"
+				   "control_plane_busy_timeout_ms: 250\n"
+				   "legacy: {register_shim: false, encryptor: old}\n"
+				   "plugins:\n"
+				   "  - name: sqlite\n"
+				   "    kind: adapter\n"
+				   "    critical: false\n"
+				   "    config: {base_dir: environments, grace_seconds: 5}\n"
+				   "  - name: pg\n"
+				   "    kind: adapter\n"
+				   "    path: /usr/lib/x/postgres.so\n"
+				   "  - name: vault\n"
+				   "    kind: encryptor\n"
+				   "    config:\n"
+				   "      token_file: secrets/token\n"
+				   "      addr: 'https://127.0.0.1:8200'\n"
+				   "  - {name: old, kind: encryptor}\n"),
+			 ENVDB_OK);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_str_eq(m->path, mpath);
+	ck_assert_str_eq(m->dir, tu_dir);
+	{
+		char cp[PATH_MAX];
+		tu_path(cp, sizeof(cp), "state/cp.db");
+		ck_assert_str_eq(m->control_plane, cp);
+	}
+	ck_assert_str_eq(m->plugin_dir, "/opt/envdb/plugins");
+	ck_assert_str_eq(m->default_driver, "pg");
+	ck_assert_str_eq(m->default_region, "eu-west");
+	ck_assert_str_eq(m->default_plan, "pro");
+	ck_assert_int_eq(m->default_storage_mb, 2048);
+	ck_assert_str_eq(m->default_encryptor, "vault");
+	ck_assert_int_eq(m->lease_seconds, 60);
+	ck_assert_int_eq(m->delete_grace_seconds, 0);
+	ck_assert_int_eq(m->rotation_overlap_seconds, 10);
+	ck_assert_int_eq(m->cache_size, 0);
+	ck_assert_int_eq(m->cache_ttl_ms, 5);
+	ck_assert_int_eq(m->busy_timeout_ms, 250);
+	ck_assert(!m->legacy_shim);
+	ck_assert_str_eq(m->legacy_encryptor, "old");
+	ck_assert_uint_eq(m->n_plugins, 4);
+	ck_assert_str_eq(m->plugins[0].name, "sqlite");
+	ck_assert_uint_eq(m->plugins[0].kind, ENVDB_PLUGIN_ADAPTER);
+	ck_assert_str_eq(m->plugins[0].path, "sqlite.so");
+	ck_assert(!m->plugins[0].critical);
+	ck_assert_uint_eq(m->plugins[0].n_config, 2);
+	ck_assert_str_eq(m->plugins[0].config[0].key, "base_dir");
+	ck_assert_str_eq(m->plugins[0].config[0].value, "environments");
+	ck_assert_int_eq(m->plugins[0].config[0].line, 15);
+	ck_assert_int_eq(m->plugins[0].config[1].key_line, 15);
+	ck_assert_str_eq(m->plugins[0].config[1].value, "5");
+	ck_assert_int_eq(m->plugins[0].line, 12);
+	ck_assert_int_eq(m->plugins[0].column, 5);
+	ck_assert_str_eq(m->plugins[1].path, "/usr/lib/x/postgres.so");
+	ck_assert(m->plugins[1].critical);
+	ck_assert_uint_eq(m->plugins[2].kind, ENVDB_PLUGIN_ENCRYPTOR);
+	ck_assert_str_eq(m->plugins[2].config[0].key, "token_file");
+	ck_assert_str_eq(m->plugins[2].config[0].value, "secrets/token");
+	ck_assert_int_eq(m->plugins[2].config[0].line, 22);
+	ck_assert_int_eq(m->plugins[2].config[0].column, 19);
+	ck_assert_int_eq(m->plugins[2].config[0].key_column, 7);
+	ck_assert_str_eq(m->plugins[2].config[1].value, "https://127.0.0.1:8200");
+}
+END_TEST
+
+START_TEST(defaults_when_absent)
+{
+	char cp[PATH_MAX];
+
+	ck_assert_int_eq(load_text("version: 1\n"
+				   "plugins:\n"
+				   "  - {name: kms, kind: encryptor}\n"
+				   "  - {name: sqlite, kind: adapter}\n"
+				   "  - {name: other, kind: adapter}\n"),
+			 ENVDB_OK);
+	tu_path(cp, sizeof(cp), "control.db");
+	ck_assert_str_eq(m->control_plane, cp);
+	ck_assert_ptr_null(m->plugin_dir);
+	ck_assert_str_eq(m->default_driver, "sqlite"); /* first adapter */
+	ck_assert_str_eq(m->default_encryptor, "kms"); /* first encryptor */
+	ck_assert_str_eq(m->default_region, "local");
+	ck_assert_str_eq(m->default_plan, "free");
+	ck_assert_int_eq(m->default_storage_mb, 1024);
+	ck_assert_int_eq(m->lease_seconds, 300);
+	ck_assert_int_eq(m->delete_grace_seconds, 604800);
+	ck_assert_int_eq(m->rotation_overlap_seconds, 3600);
+	ck_assert_int_eq(m->cache_size, 10000);
+	ck_assert_int_eq(m->cache_ttl_ms, 30000);
+	ck_assert_int_eq(m->busy_timeout_ms, 5000);
+	ck_assert(m->legacy_shim);
+	ck_assert_ptr_null(m->legacy_encryptor);
+	ck_assert_str_eq(m->plugins[2].path, "other.so");
+	ck_assert(m->plugins[2].critical);
+	ck_assert_uint_eq(m->plugins[2].n_config, 0);
+
+	/* no plugins at all is a valid (if useless) manifest */
+	ck_assert_int_eq(load_text("version: 1\n"), ENVDB_OK);
+	ck_assert_uint_eq(m->n_plugins, 0);
+	ck_assert_ptr_null(m->default_driver);
+	ck_assert_ptr_null(m->default_encryptor);
+}
+END_TEST
+
+START_TEST(relative_plugin_dir)
+{
+	char want[PATH_MAX];
+
+	ck_assert_int_eq(load_text("version: 1\nplugin_dir: lib/plugins\n"), ENVDB_OK);
+	tu_path(want, sizeof(want), "lib/plugins");
+	ck_assert_str_eq(m->plugin_dir, want);
+	ck_assert_str_eq(envdbi_plugin_dir(m), want);
+}
+END_TEST
+
+START_TEST(unknown_keys_everywhere)
+{
+	expect_error("version: 1\ncontrol_plain: x.db\n", "2:1: control_plain: unknown key");
+	expect_error("version: 1\ndefaults:\n  region: eu\n  regoin: eu\n",
+		     "4:3: defaults.regoin: unknown key");
+	expect_error("version: 1\nprovisioning: {lease: 3}\n", "2:16: provisioning.lease: unknown key");
+	expect_error("version: 1\ncredentials: {x: 1}\n", "2:15: credentials.x: unknown key");
+	expect_error("version: 1\nresolve: {ttl: 1}\n", "2:11: resolve.ttl: unknown key");
+	expect_error("version: 1\nlegacy: {shim: true}\n", "2:10: legacy.shim: unknown key");
+	expect_error("version: 1\n"
+		     "plugins:\n"
+		     "  - {name: a, kind: adapter}\n"
+		     "  - {name: b, kind: adapter}\n"
+		     "  - name: c\n"
+		     "    kind: adapter\n"
+		     "    paht: c.so\n",
+		     "7:5: plugins[2].paht: unknown key");
+}
+END_TEST
+
+START_TEST(wrong_values)
+{
+	expect_error("control_plane: x\n", "1:1: version: missing required key");
+	expect_error("version: 2\n", "1:10: version: unsupported manifest version 2");
+	expect_error("version: '1'\n", "1:10: version: expected an integer, found a quoted string");
+	expect_error("version: 1\ncontrol_plane_busy_timeout_ms: soon\n",
+		     "2:32: control_plane_busy_timeout_ms: 'soon' is not an integer");
+	expect_error("version: 1\ndefaults: {storage_limit_mb: 0}\n",
+		     "2:30: defaults.storage_limit_mb: 0 is out of range (at least 1)");
+	expect_error("version: 1\ndefaults: {plan: gold}\n",
+		     "2:18: defaults.plan: 'gold' is not a plan");
+	expect_error("version: 1\nlegacy: {register_shim: maybe}\n",
+		     "2:25: legacy.register_shim: expected true or false, found 'maybe'");
+	expect_error("version: 1\ndefaults: [a, b]\n",
+		     "2:11: defaults: expected a mapping, found a list");
+	expect_error("version: 1\ncontrol_plane: {a: b}\n",
+		     "2:16: control_plane: expected a scalar, found a mapping");
+	expect_error("version: 1\ncontrol_plane: ''\n", "2:16: control_plane: value is empty");
+	expect_error("version: 1\nversion: 1\n", "2:1: version: duplicate key (first at line 1)");
+}
+END_TEST
+
+START_TEST(plugin_entries)
+{
+	expect_error("version: 1\nplugins: {name: x}\n", "2:10: plugins: expected a list");
+	expect_error("version: 1\nplugins:\n  - sqlite\n",
+		     "3:5: plugins[0]: expected a mapping, found a scalar");
+	expect_error("version: 1\nplugins:\n  - {kind: adapter}\n",
+		     "3:5: plugins[0].name: missing required key");
+	expect_error("version: 1\nplugins:\n  - {name: x}\n",
+		     "3:5: plugins[0].kind: missing required key");
+	expect_error("version: 1\nplugins:\n  - {name: Bad.Name, kind: adapter}\n",
+		     "3:12: plugins[0].name: 'Bad.Name' is not a plugin name");
+	expect_error("version: 1\nplugins:\n  - {name: x, kind: driver}\n",
+		     "3:21: plugins[0].kind: 'driver' is not a plugin kind (adapter, encryptor)");
+	expect_error("version: 1\nplugins:\n  - {name: x, kind: adapter}\n"
+		     "  - {name: x, kind: encryptor}\n",
+		     "4:12: plugins[1].name: plugin 'x' is already listed as plugins[0]");
+	expect_error("version: 1\nplugins:\n  - {name: x, kind: adapter, critical: yes}\n",
+		     "3:40: plugins[0].critical: expected true or false");
+	expect_error("version: 1\nplugins:\n  - {name: x, kind: adapter, config: {dir: [a]}}\n",
+		     "3:44: plugins[0].config.dir: expected a scalar, found a list");
+	expect_error("version: 1\nplugins:\n  - {name: x, kind: adapter, config: {Dir: a}}\n",
+		     "3:39: plugins[0].config.Dir: configuration keys are [a-z0-9_]+");
+	expect_error("version: 1\nplugins:\n  - {name: x, kind: adapter, config: {dir: }}\n",
+		     "3:44: plugins[0].config.dir: a value is required");
+	expect_error("version: 1\nplugins:\n"
+		     "  - name: x\n    kind: adapter\n    config:\n      token_env: 1NOPE\n",
+		     "6:18: plugins[0].config.token_env: '1NOPE' is not an environment variable "
+		     "name");
+}
+END_TEST
+
+START_TEST(plugin_references)
+{
+	expect_error("version: 1\ndefaults: {driver: pg}\nplugins:\n  - {name: sqlite, kind: adapter}\n",
+		     "2:20: defaults.driver: no plugin named 'pg' is listed under plugins");
+	expect_error("version: 1\ndefaults: {driver: kms}\nplugins:\n  - {name: kms, kind: encryptor}\n",
+		     "2:20: defaults.driver: plugin 'kms' is not an adapter");
+	expect_error("version: 1\ndefaults: {encryptor: sqlite}\n"
+		     "plugins:\n  - {name: sqlite, kind: adapter}\n",
+		     "2:23: defaults.encryptor: plugin 'sqlite' is not an encryptor");
+	expect_error("version: 1\nlegacy: {encryptor: gone}\n",
+		     "2:21: legacy.encryptor: no plugin named 'gone'");
+}
+END_TEST
+
+START_TEST(syntax_errors)
+{
+	int rc = load_text("version: 1\nplugins: [\n  {name: a\n");
+
+	ck_assert_int_eq(rc, ENVDB_ERR_CONFIG);
+	tu_assert_contains(envdb_error_last()->message, "yaml syntax error");
+	tu_assert_contains(envdb_error_last()->message, mpath);
+	expect_error("version: 1\n  bad indent: 2\n", "2:");
+	expect_error("", "1:1: the manifest is empty");
+	expect_error("# only a comment\n", "1:1: the manifest is empty");
+	expect_error("- a\n- b\n", "1:1: a manifest is a mapping, found a list");
+	expect_error("version: 1\n---\nversion: 1\n", "2:1: more than one YAML document");
+	/* invalid UTF-8 */
+	rc = load_text("version: 1\ncontrol_plane: \xff\xfe\n");
+	ck_assert_int_eq(rc, ENVDB_ERR_CONFIG);
+	tu_assert_contains(envdb_error_last()->message, "invalid input");
+}
+END_TEST
+
+START_TEST(hostile_input)
+{
+	char *big, *p;
+	size_t i;
+	int rc;
+
+	expect_error("version: 1\nplugins: *list\n", "2:10: aliases are not allowed");
+	expect_error("version: 1\ndefaults: &d {region: x}\n", "2:11: anchors are not allowed");
+	/* billion laughs needs anchors: refused at the first one */
+	expect_error("a: &a [x, x]\nb: &b [*a, *a]\n", "1:4: anchors are not allowed");
+	/* deep nesting */
+	big = malloc(4096);
+	ck_assert_ptr_nonnull(big);
+	p = big + sprintf(big, "version: 1\nx: ");
+	for (i = 0; i < 100; i++)
+		*p++ = '[';
+	for (i = 0; i < 100; i++)
+		*p++ = ']';
+	strcpy(p, "\n");
+	rc = load_text(big);
+	free(big);
+	ck_assert_int_eq(rc, ENVDB_ERR_CONFIG);
+	tu_assert_contains(envdb_error_last()->message, "nesting is too deep");
+	/* more than 1 MiB */
+	big = malloc(1200 * 1024);
+	ck_assert_ptr_nonnull(big);
+	memset(big, '#', 1200 * 1024 - 1);
+	big[1200 * 1024 - 1] = '\0';
+	rc = load_text(big);
+	free(big);
+	ck_assert_int_eq(rc, ENVDB_ERR_CONFIG);
+	tu_assert_contains(envdb_error_last()->message, "too large");
+}
+END_TEST
+
+START_TEST(missing_file)
+{
+	char path[PATH_MAX];
+
+	tu_path(path, sizeof(path), "nope.yaml");
+	ck_assert_int_eq(envdbi_manifest_load(&m, path), ENVDB_ERR_CONFIG);
+	ck_assert_ptr_null(m);
+	tu_assert_contains(envdb_error_last()->message, "nope.yaml: not found");
+	ck_assert_int_eq(envdbi_manifest_load(&m, tu_dir), ENVDB_ERR_CONFIG);
+	tu_assert_contains(envdb_error_last()->message, "not a regular file");
+	ck_assert_int_eq(envdbi_manifest_load(&m, NULL), ENVDB_ERR_MISUSE);
+}
+END_TEST
+
+static Suite *manifest_suite(void)
+{
+	Suite *s = suite_create("manifest");
+	TCase *tc = tcase_create("manifest");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, full_manifest);
+	tcase_add_test(tc, defaults_when_absent);
+	tcase_add_test(tc, relative_plugin_dir);
+	tcase_add_test(tc, unknown_keys_everywhere);
+	tcase_add_test(tc, wrong_values);
+	tcase_add_test(tc, plugin_entries);
+	tcase_add_test(tc, plugin_references);
+	tcase_add_test(tc, syntax_errors);
+	tcase_add_test(tc, hostile_input);
+	tcase_add_test(tc, missing_file);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(manifest_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
