@@ -38,22 +38,22 @@ typedef struct envdb_cli_command envdb_cli_command;
 
 /** The state of one run of the command. */
 typedef struct envdb_cli {
-	const char *manifest_opt;        /**< --manifest FILE, or NULL */
-	bool json;                       /**< --json */
-	bool emitted;                    /**< the JSON document was printed */
+	const char *manifest_opt;         /**< --manifest FILE, or NULL */
+	bool json;                        /**< --json */
+	bool emitted;                     /**< the JSON document was printed */
 	const envdb_cli_command *command; /**< the row being run */
-	char manifest_buf[PATH_MAX];     /**< storage for a discovered path */
+	char manifest_buf[PATH_MAX];      /**< storage for a discovered path */
 } envdb_cli;
 
 typedef int (*envdb_cli_handler)(envdb_cli *cli, int argc, char **argv);
 
 /** One row of the dispatch table. */
 struct envdb_cli_command {
-	const char *name;       /**< first word: "key" */
-	const char *sub;        /**< second word: "generate", or NULL */
+	const char *name; /**< first word: "key" */
+	const char *sub;  /**< second word: "generate", or NULL */
 	envdb_cli_handler run;
-	const char *args;       /**< synopsis after the words: "[--encryptor NAME]" */
-	const char *help;       /**< one line */
+	const char *args; /**< synopsis after the words: "[--encryptor NAME]" */
+	const char *help; /**< one line */
 };
 
 /* ------------------------------------------------------------------------ */

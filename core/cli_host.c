@@ -27,31 +27,31 @@ typedef struct bit_name {
 } bit_name;
 
 static const bit_name adapter_caps[] = {
-	{ENVDB_ADAPTER_CAP_READ_ONLY, "read_only"},
-	{ENVDB_ADAPTER_CAP_ROTATE_OVERLAP, "rotate_overlap"},
-	{ENVDB_ADAPTER_CAP_REVOKE, "revoke"},
-	{ENVDB_ADAPTER_CAP_EXPIRY, "expiry"},
-	{ENVDB_ADAPTER_CAP_PROBE, "probe"},
-	{ENVDB_ADAPTER_CAP_LIST, "list"},
-	{ENVDB_ADAPTER_CAP_AUTHENTICATES, "authenticates"},
-	{0, NULL},
+    {ENVDB_ADAPTER_CAP_READ_ONLY, "read_only"},
+    {ENVDB_ADAPTER_CAP_ROTATE_OVERLAP, "rotate_overlap"},
+    {ENVDB_ADAPTER_CAP_REVOKE, "revoke"},
+    {ENVDB_ADAPTER_CAP_EXPIRY, "expiry"},
+    {ENVDB_ADAPTER_CAP_PROBE, "probe"},
+    {ENVDB_ADAPTER_CAP_LIST, "list"},
+    {ENVDB_ADAPTER_CAP_AUTHENTICATES, "authenticates"},
+    {0, NULL},
 };
 
 static const bit_name encryptor_caps[] = {
-	{ENVDB_ENCRYPTOR_CAP_KEY_MANAGE, "key_manage"},
-	{ENVDB_ENCRYPTOR_CAP_REWRAP, "rewrap"},
-	{0, NULL},
+    {ENVDB_ENCRYPTOR_CAP_KEY_MANAGE, "key_manage"},
+    {ENVDB_ENCRYPTOR_CAP_REWRAP, "rewrap"},
+    {0, NULL},
 };
 
 static const bit_name plugin_flags[] = {
-	{ENVDB_PLUGIN_THREAD_SAFE, "thread_safe"},
-	{ENVDB_PLUGIN_REMOTE, "remote"},
-	{0, NULL},
+    {ENVDB_PLUGIN_THREAD_SAFE, "thread_safe"},
+    {ENVDB_PLUGIN_REMOTE, "remote"},
+    {0, NULL},
 };
 
 static const char *kind_name(uint32_t kind)
 {
-	return kind == ENVDB_PLUGIN_ADAPTER ? "adapter"
+	return kind == ENVDB_PLUGIN_ADAPTER     ? "adapter"
 	       : kind == ENVDB_PLUGIN_ENCRYPTOR ? "encryptor"
 						: "unknown";
 }
@@ -75,7 +75,8 @@ static void bits_text(char *out, size_t cap, const bit_name *names, uint64_t bit
 	out[0] = '\0';
 	for (; names->name != NULL && used < cap; names++)
 		if (bits & names->bit) {
-			int n = snprintf(out + used, cap - used, "%s%s", used ? "," : "", names->name);
+			int n =
+			    snprintf(out + used, cap - used, "%s%s", used ? "," : "", names->name);
 			if (n > 0)
 				used += (size_t)n;
 		}
@@ -107,8 +108,9 @@ static int make_dir(envdb_cli *cli, const char *path, bool *created)
 		if (mkdir(buf, 0700) == 0) {
 			*created = i == len;
 		} else if (errno != EEXIST) {
-			return envdb_cli_fail_msg(cli, ENVDB_ERR_IO, "init: cannot create directory %s: %s",
-						  buf, strerror(errno));
+			return envdb_cli_fail_msg(cli, ENVDB_ERR_IO,
+						  "init: cannot create directory %s: %s", buf,
+						  strerror(errno));
 		}
 		if (i < len)
 			buf[i] = '/';
@@ -155,10 +157,11 @@ static int write_manifest(envdb_cli *cli, const char *path, const char *plugin_d
 		return envdb_cli_fail_msg(cli, ENVDB_ERR_IO, "init: cannot write %s: %s", path,
 					  strerror(errno));
 	}
-	fprintf(f, "# envdb manifest, written by `envdb init`.  Check it with `envdb manifest check`.\n"
-		   "# Relative paths are relative to this file's directory.\n"
-		   "version: 1\n"
-		   "control_plane: control.db\n");
+	fprintf(
+	    f, "# envdb manifest, written by `envdb init`.  Check it with `envdb manifest check`.\n"
+	       "# Relative paths are relative to this file's directory.\n"
+	       "version: 1\n"
+	       "control_plane: control.db\n");
 	if (plugin_dir != NULL) {
 		fprintf(f, "plugin_dir: ");
 		yaml_quoted(f, plugin_dir);
@@ -285,7 +288,8 @@ int envdb_cli_init(envdb_cli *cli, int argc, char **argv)
 					strerror(errno));
 		goto done;
 	}
-	if ((size_t)snprintf(manifest, sizeof(manifest), "%s/envdb.yaml", dir) >= sizeof(manifest) ||
+	if ((size_t)snprintf(manifest, sizeof(manifest), "%s/envdb.yaml", dir) >=
+		sizeof(manifest) ||
 	    (size_t)snprintf(keyring, sizeof(keyring), "%s/keyring", dir) >= sizeof(keyring) ||
 	    (size_t)snprintf(envs, sizeof(envs), "%s/environments", dir) >= sizeof(envs)) {
 		rc = envdb_cli_fail_msg(cli, ENVDB_ERR_INVALID, "init: path too long: %s", dir);
@@ -331,13 +335,12 @@ int envdb_cli_init(envdb_cli *cli, int argc, char **argv)
 
 	if (cli->json) {
 		rc = envdb_cli_json_print(
-			cli, json_pack("{s:s, s:o, s:o, s:o, s:o, s:{s:s?, s:b}}", "dir", dir,
-				       "manifest", item_json(manifest, manifest_created),
-				       "control_plane", item_json(control, cp_created), "keyring",
-				       item_json(keyring, keyring_created), "environments",
-				       item_json(envs, envs_created), "key", "id",
-				       keys.current[0] ? keys.current : NULL, "created",
-				       key_created));
+		    cli, json_pack("{s:s, s:o, s:o, s:o, s:o, s:{s:s?, s:b}}", "dir", dir,
+				   "manifest", item_json(manifest, manifest_created),
+				   "control_plane", item_json(control, cp_created), "keyring",
+				   item_json(keyring, keyring_created), "environments",
+				   item_json(envs, envs_created), "key", "id",
+				   keys.current[0] ? keys.current : NULL, "created", key_created));
 		goto done;
 	}
 	item_text(cli, "manifest", manifest, manifest_created);
@@ -421,9 +424,9 @@ int envdb_cli_plugins(envdb_cli *cli, int argc, char **argv)
 		envdb_plugin_get(&pi, ctx, i);
 		bits_text(caps, sizeof(caps), caps_table(pi.kind), pi.capabilities);
 		snprintf(abi, sizeof(abi), "%u.%u", pi.abi_major, pi.abi_minor);
-		printf("%-*s  %-9s  %-*s  %-4s  %-*s  %s\n", (int)w_name, pi.name, kind_name(pi.kind),
-		       (int)w_ver, pi.version[0] ? pi.version : "-", abi, (int)w_caps, caps,
-		       pi.path);
+		printf("%-*s  %-9s  %-*s  %-4s  %-*s  %s\n", (int)w_name, pi.name,
+		       kind_name(pi.kind), (int)w_ver, pi.version[0] ? pi.version : "-", abi,
+		       (int)w_caps, caps, pi.path);
 	}
 	rc = EX_OK;
 done:
@@ -457,11 +460,10 @@ int envdb_cli_manifest_check(envdb_cli *cli, int argc, char **argv)
 		int code = envdb_cli_exit_status(rc);
 		fprintf(stderr, "envdb: %s\n", e->message[0] ? e->message : envdb_status_str(rc));
 		if (cli->json)
-			envdb_cli_json_print(cli, json_pack("{s:s, s:b, s:{s:s, s:i, s:i, s:s}}",
-							    "manifest", path, "valid", 0, "error",
-							    "status", envdb_status_str(rc), "code",
-							    rc, "exit", code, "message",
-							    e->message));
+			envdb_cli_json_print(
+			    cli, json_pack("{s:s, s:b, s:{s:s, s:i, s:i, s:s}}", "manifest", path,
+					   "valid", 0, "error", "status", envdb_status_str(rc),
+					   "code", rc, "exit", code, "message", e->message));
 		return code;
 	}
 	n = envdb_plugin_count(ctx);
@@ -469,9 +471,9 @@ int envdb_cli_manifest_check(envdb_cli *cli, int argc, char **argv)
 	for (i = 0; i < n; i++) {
 		envdb_plugin_info pi = {.struct_size = sizeof(pi)};
 		if (envdb_plugin_get(&pi, ctx, i) == ENVDB_OK)
-			json_array_append_new(names, json_pack("{s:s, s:s, s:s}", "name", pi.name,
-							       "kind", kind_name(pi.kind), "path",
-							       pi.path));
+			json_array_append_new(names,
+					      json_pack("{s:s, s:s, s:s}", "name", pi.name, "kind",
+							kind_name(pi.kind), "path", pi.path));
 	}
 	if (cli->json) {
 		rc = envdb_cli_json_print(cli, json_pack("{s:s, s:b, s:o}", "manifest",
@@ -480,8 +482,8 @@ int envdb_cli_manifest_check(envdb_cli *cli, int argc, char **argv)
 	} else {
 		printf("%s: ok (%zu plugin%s:", envdb_manifest_path(ctx), n, n == 1 ? "" : "s");
 		for (i = 0; i < n; i++)
-			printf(" %s", json_string_value(json_object_get(json_array_get(names, i),
-									 "name")));
+			printf(" %s", json_string_value(
+					  json_object_get(json_array_get(names, i), "name")));
 		printf(")\n");
 		json_decref(names);
 		rc = EX_OK;
@@ -497,8 +499,7 @@ int envdb_cli_manifest_check(envdb_cli *cli, int argc, char **argv)
 int envdb_cli_key_list(envdb_cli *cli, int argc, char **argv)
 {
 	const char *encryptor = NULL;
-	const envdb_cli_opt opts[] = {{"encryptor", ENVDB_CLI_STRING, &encryptor},
-				      {NULL, 0, NULL}};
+	const envdb_cli_opt opts[] = {{"encryptor", ENVDB_CLI_STRING, &encryptor}, {NULL, 0, NULL}};
 	envdb_cli_args pos;
 	envdb_ctx *ctx = NULL;
 	key_collect keys = {NULL, "", 0};
@@ -515,10 +516,9 @@ int envdb_cli_key_list(envdb_cli *cli, int argc, char **argv)
 		goto done;
 	}
 	if (cli->json) {
-		rc = envdb_cli_json_print(cli, json_pack("{s:s*, s:s?, s:O}", "encryptor", encryptor,
-							 "current", keys.current[0] ? keys.current
-										    : NULL,
-							 "keys", keys.keys));
+		rc = envdb_cli_json_print(
+		    cli, json_pack("{s:s*, s:s?, s:O}", "encryptor", encryptor, "current",
+				   keys.current[0] ? keys.current : NULL, "keys", keys.keys));
 		goto done;
 	}
 	for (i = 0; i < json_array_size(keys.keys); i++) {
@@ -558,13 +558,14 @@ static int key_create(envdb_cli *cli, int argc, char **argv, bool rotate)
 		goto done;
 	}
 	if (cli->json)
-		rc = envdb_cli_json_print(cli, json_pack("{s:s, s:b}", "id", key_id, "current",
-							 rotate || current));
+		rc = envdb_cli_json_print(
+		    cli, json_pack("{s:s, s:b}", "id", key_id, "current", rotate || current));
 	else
 		printf("%s%s\n", key_id, rotate || current ? "  (current)" : "");
 	if (rotate)
-		envdb_cli_error(cli, "key %s is now current; run `envdb key rewrap` to re-encrypt "
-				     "existing credentials under it",
+		envdb_cli_error(cli,
+				"key %s is now current; run `envdb key rewrap` to re-encrypt "
+				"existing credentials under it",
 				key_id);
 done:
 	envdb_free(key_id);

@@ -46,8 +46,7 @@ int envdb_open(envdb_ctx **out, const char *manifest_path, unsigned flags)
 		ctx->encryptor = envdbi_plugins_find(ctx->plugins, ctx->manifest->default_encryptor,
 						     ENVDB_PLUGIN_ENCRYPTOR);
 	if (!(flags & ENVDB_OPEN_NO_STORE)) {
-		rc = envdbi_store_open(&ctx->store, ctx->manifest,
-				       flags & ENVDB_OPEN_CREATE);
+		rc = envdbi_store_open(&ctx->store, ctx->manifest, flags & ENVDB_OPEN_CREATE);
 		if (rc != ENVDB_OK)
 			goto fail;
 	}
@@ -80,10 +79,10 @@ size_t envdb_plugin_count(const envdb_ctx *ctx)
 }
 
 /* Store `value` in member m of *info only when the caller's struct has it. */
-#define INFO_SET(info, m, value)                                                \
-	do {                                                                    \
-		if (ENVDB_STRUCT_HAS(info, envdb_plugin_info, m))               \
-			(info)->m = (value);                                    \
+#define INFO_SET(info, m, value)                                  \
+	do {                                                      \
+		if (ENVDB_STRUCT_HAS(info, envdb_plugin_info, m)) \
+			(info)->m = (value);                      \
 	} while (0)
 
 int envdb_plugin_get(envdb_plugin_info *info, const envdb_ctx *ctx, size_t i)
@@ -96,8 +95,9 @@ int envdb_plugin_get(envdb_plugin_info *info, const envdb_ctx *ctx, size_t i)
 				    "envdb_plugin_get: NULL argument or struct_size not set");
 	p = envdbi_plugins_at(ctx->plugins, i);
 	if (p == NULL)
-		return envdbi_error(ENVDB_ERR_NOT_FOUND, NULL, "plugin #%zu: not loaded (%zu loaded)",
-				    i, envdbi_plugins_count(ctx->plugins));
+		return envdbi_error(ENVDB_ERR_NOT_FOUND, NULL,
+				    "plugin #%zu: not loaded (%zu loaded)", i,
+				    envdbi_plugins_count(ctx->plugins));
 	d = envdbi_plugin_descriptor(p);
 	INFO_SET(info, name, envdbi_plugin_name(p));
 	INFO_SET(info, path, envdbi_plugin_path(p));

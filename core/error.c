@@ -134,9 +134,8 @@ static int log_threshold(void)
 		const char *name;
 		int level;
 	} levels[] = {
-		{"error", ENVDB_LOG_ERROR}, {"warning", ENVDB_LOG_WARNING},
-		{"warn", ENVDB_LOG_WARNING}, {"info", ENVDB_LOG_INFO},
-		{"debug", ENVDB_LOG_DEBUG},
+	    {"error", ENVDB_LOG_ERROR}, {"warning", ENVDB_LOG_WARNING}, {"warn", ENVDB_LOG_WARNING},
+	    {"info", ENVDB_LOG_INFO},   {"debug", ENVDB_LOG_DEBUG},
 	};
 	const char *v = getenv("ENVDB_LOG_LEVEL");
 	size_t i;

@@ -108,11 +108,10 @@ static void svc_log(envdb_host_ctx *ctx, int level, const char *fmt, ...)
 	envdbi_log(level, "plugin %s: %s", ctx && ctx->plugin ? ctx->plugin->name : "?", msg);
 }
 
-static int svc_error(envdb_host_ctx *ctx, int status, const char *native_code, const char *fmt,
-		     ...) ENVDB_PRINTF(4, 5);
+static int svc_error(envdb_host_ctx *ctx, int status, const char *native_code, const char *fmt, ...)
+    ENVDB_PRINTF(4, 5);
 
-static int svc_error(envdb_host_ctx *ctx, int status, const char *native_code, const char *fmt,
-		     ...)
+static int svc_error(envdb_host_ctx *ctx, int status, const char *native_code, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -216,8 +215,8 @@ static int call_end(call *c, int rc)
 	if (rc > 0)
 		rc = ENVDB_ERR_GENERIC;
 	if (envdbi_error_generation() == c->generation)
-		return envdbi_error(rc, NULL, "plugin %s: %s failed (%s) without a report", c->p->name,
-				    c->op, envdb_status_str(rc));
+		return envdbi_error(rc, NULL, "plugin %s: %s failed (%s) without a report",
+				    c->p->name, c->op, envdb_status_str(rc));
 	e = envdb_error_last();
 	snprintf(msg, sizeof(msg), "%s", e->message);
 	snprintf(native, sizeof(native), "%s", e->native_code ? e->native_code : "");
@@ -232,8 +231,8 @@ static bool plugin_ready(envdbi_plugin *p, uint32_t kind, const char *op, int *r
 		return false;
 	}
 	if (!p->initialized) {
-		*rc = envdbi_error(ENVDB_ERR_STATE, NULL, "plugin %s: %s: the plugin is not initialised",
-				   p->name, op);
+		*rc = envdbi_error(ENVDB_ERR_STATE, NULL,
+				   "plugin %s: %s: the plugin is not initialised", p->name, op);
 		return false;
 	}
 	return true;
@@ -411,8 +410,8 @@ int envdbi_adapter_database_name(envdbi_plugin *p, const char *environment_id, c
 	if (!plugin_ready(p, ENVDB_PLUGIN_ADAPTER, "database_name", &rc))
 		return rc;
 	if (environment_id == NULL || name == NULL)
-		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: database_name: NULL argument",
-				    p->name);
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
+				    "plugin %s: database_name: NULL argument", p->name);
 	if ((rc = hbuf_init(&b[0], KEY_ID_CAP, false)) == ENVDB_OK &&
 	    (rc = run_buffered(p, "database_name", th_database_name, (void *)environment_id, b, 1,
 			       true)) == ENVDB_OK)
@@ -461,7 +460,8 @@ int envdbi_adapter_drop(envdbi_plugin *p, const envdb_db_ref *db)
 	if (!plugin_ready(p, ENVDB_PLUGIN_ADAPTER, "drop", &rc))
 		return rc;
 	if (db == NULL)
-		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: drop: NULL argument", p->name);
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: drop: NULL argument",
+				    p->name);
 	call_begin(&c, p, "drop", !p->thread_safe);
 	return call_end(&c, p->ops.adapter.drop(p->instance, db));
 }
@@ -487,7 +487,8 @@ int envdbi_adapter_mint(envdbi_plugin *p, const envdb_db_ref *db, const envdb_mi
 	if (!plugin_ready(p, ENVDB_PLUGIN_ADAPTER, "mint", &rc))
 		return rc;
 	if (db == NULL || req == NULL || secret == NULL || handle == NULL)
-		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: mint: NULL argument", p->name);
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: mint: NULL argument",
+				    p->name);
 	*secret = NULL;
 	*handle = NULL;
 	if (req->authorization == ENVDB_AUTH_READ_ONLY && !(p->caps & ENVDB_ADAPTER_CAP_READ_ONLY))
@@ -527,8 +528,8 @@ int envdbi_adapter_revoke(envdbi_plugin *p, const envdb_db_ref *db, uint32_t aut
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: revoke: NULL argument",
 				    p->name);
 	call_begin(&c, p, "revoke", !p->thread_safe);
-	return call_end(&c, p->ops.adapter.revoke(p->instance, db, authorization,
-						  handle ? handle : ""));
+	return call_end(
+	    &c, p->ops.adapter.revoke(p->instance, db, authorization, handle ? handle : ""));
 }
 
 int envdbi_adapter_probe(envdbi_plugin *p, const envdb_db_ref *db, const envdbi_secret *secret)
@@ -589,7 +590,8 @@ int envdbi_adapter_list(envdbi_plugin *p, char ***names, size_t *n)
 	if (p->ops.adapter.list == NULL)
 		return not_supported(p, "list");
 	if (names == NULL || n == NULL)
-		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: list: NULL argument", p->name);
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: list: NULL argument",
+				    p->name);
 	*names = NULL;
 	*n = 0;
 	call_begin(&c, p, "list", !p->thread_safe);
@@ -821,8 +823,8 @@ int envdbi_encryptor_key_generate(envdbi_plugin *p, int make_current, char **key
 	if (p->ops.encryptor.key_generate == NULL)
 		return not_supported(p, "key_generate");
 	if (key_id == NULL)
-		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: key_generate: NULL argument",
-				    p->name);
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
+				    "plugin %s: key_generate: NULL argument", p->name);
 	*key_id = NULL;
 	/* Not idempotent: never retried, so the buffer is generous. */
 	if ((rc = hbuf_init(&b[0], KEY_GENERATE_CAP, false)) == ENVDB_OK &&

@@ -51,9 +51,8 @@
 
 /* Sizes of the ABI 1.0 structs: the least a plugin of this major gives. */
 #define DESC_V1_0_SIZE (offsetof(envdb_plugin_descriptor, ops) + sizeof(const void *))
-#define ADAPTER_OPS_V1_0_SIZE                                                   \
-	(offsetof(envdb_adapter_ops, list) + sizeof(envdb_adapter_list_fn))
-#define ENCRYPTOR_OPS_V1_0_SIZE                                                 \
+#define ADAPTER_OPS_V1_0_SIZE (offsetof(envdb_adapter_ops, list) + sizeof(envdb_adapter_list_fn))
+#define ENCRYPTOR_OPS_V1_0_SIZE \
 	(offsetof(envdb_encryptor_ops, key_generate) + sizeof(envdb_encryptor_key_generate_fn))
 #define CONFIG_KEY_V1_0_SIZE (offsetof(envdb_config_key, flags) + sizeof(uint32_t))
 
@@ -175,8 +174,9 @@ static int diagnose_open(const envdbi_plugin *p, const char *lt_msg)
 				    "plugin %s (%s): cannot load the shared object: %s", p->name,
 				    p->path, why);
 	}
-	return envdbi_error(ENVDB_ERR_ABI, NULL, "plugin %s (%s): cannot load the shared object: %s",
-			    p->name, p->path, lt_msg);
+	return envdbi_error(ENVDB_ERR_ABI, NULL,
+			    "plugin %s (%s): cannot load the shared object: %s", p->name, p->path,
+			    lt_msg);
 }
 
 typedef union {
@@ -226,8 +226,8 @@ static int open_module(envdbi_plugin *p, envdb_plugin_entry_fn *entry)
 				rc = envdbi_error(ENVDB_ERR_ABI, NULL,
 						  "plugin %s (%s): exports %s but not %s: it was "
 						  "built for plugin ABI %d, this host loads ABI %d",
-						  p->name, p->path, other, ENVDB_PLUGIN_ENTRY_SYMBOL, v,
-						  ENVDB_ABI_MAJOR);
+						  p->name, p->path, other,
+						  ENVDB_PLUGIN_ENTRY_SYMBOL, v, ENVDB_ABI_MAJOR);
 				goto fail;
 			}
 		}
@@ -266,7 +266,7 @@ static void close_module(envdbi_plugin *p)
 
 static const char *kind_name(uint32_t kind)
 {
-	return kind == ENVDB_PLUGIN_ADAPTER ? "adapter"
+	return kind == ENVDB_PLUGIN_ADAPTER     ? "adapter"
 	       : kind == ENVDB_PLUGIN_ENCRYPTOR ? "encryptor"
 						: "unknown";
 }
@@ -294,8 +294,8 @@ static bool key_name_valid(const char *s)
 	if (s == NULL || s[0] == '\0')
 		return false;
 	for (i = 0; s[i]; i++)
-		if (i >= 64 || !((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
-				 s[i] == '_'))
+		if (i >= 64 ||
+		    !((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
 			return false;
 	return true;
 }
@@ -324,8 +324,8 @@ static int check_cap(const envdbi_plugin *p, uint64_t caps, uint64_t bit, const 
 		return BAD(ENVDB_ERR_ABI, "claims the %s capability but its %s operation is NULL",
 			   cap, slot);
 	if (!(caps & bit) && has_slot)
-		return BAD(ENVDB_ERR_ABI,
-			   "has a %s operation but does not claim the %s capability", slot, cap);
+		return BAD(ENVDB_ERR_ABI, "has a %s operation but does not claim the %s capability",
+			   slot, cap);
 	return ENVDB_OK;
 }
 
@@ -347,7 +347,8 @@ static int validate_ops(envdbi_plugin *p)
 				   size, min);
 		memcpy(&p->ops.adapter, ops, size < have ? size : have);
 		if (a->database_name == NULL)
-			return BAD(ENVDB_ERR_ABI, "required adapter operation database_name is NULL");
+			return BAD(ENVDB_ERR_ABI,
+				   "required adapter operation database_name is NULL");
 		if (a->create == NULL)
 			return BAD(ENVDB_ERR_ABI, "required adapter operation create is NULL");
 		if (a->drop == NULL)
@@ -374,7 +375,8 @@ static int validate_ops(envdbi_plugin *p)
 				   size, min);
 		memcpy(&p->ops.encryptor, ops, size < have ? size : have);
 		if (e->current_key == NULL)
-			return BAD(ENVDB_ERR_ABI, "required encryptor operation current_key is NULL");
+			return BAD(ENVDB_ERR_ABI,
+				   "required encryptor operation current_key is NULL");
 		if (e->encrypt == NULL)
 			return BAD(ENVDB_ERR_ABI, "required encryptor operation encrypt is NULL");
 		if (e->decrypt == NULL)
@@ -424,8 +426,9 @@ static int validate_config_keys(const envdbi_plugin *p)
 			   first->struct_size, (size_t)CONFIG_KEY_V1_0_SIZE);
 	for (i = 0; (k = config_key_at(p, i)) != NULL; i++) {
 		if (i >= CONFIG_KEYS_MAX)
-			return BAD(ENVDB_ERR_ABI, "declares more than %d configuration keys (is the "
-						  "list terminated by a NULL name?)",
+			return BAD(ENVDB_ERR_ABI,
+				   "declares more than %d configuration keys (is the "
+				   "list terminated by a NULL name?)",
 				   CONFIG_KEYS_MAX);
 		if (k->struct_size != first->struct_size)
 			return BAD(ENVDB_ERR_ABI,
@@ -622,8 +625,7 @@ static int read_secret_file(envdbi_secret **out, const char *path, char *why, si
 		rc = ENVDB_ERR_NOMEM;
 		goto done;
 	}
-	while (len < SECRET_FILE_MAX &&
-	       (got = read(fd, buf + len, SECRET_FILE_MAX - len)) != 0) {
+	while (len < SECRET_FILE_MAX && (got = read(fd, buf + len, SECRET_FILE_MAX - len)) != 0) {
 		if (got < 0) {
 			if (errno == EINTR)
 				continue;
@@ -685,11 +687,13 @@ static int build_config(plugin_config *out, const envdbi_manifest *m, size_t idx
 		k = declared(p, kv->key, strlen(kv->key));
 		if (k != NULL) {
 			if (k->flags & ENVDB_CONFIG_SECRET) {
-				snprintf(why, sizeof(why),
-					 "inline secret refused: give %s_file (a file readable only "
-					 "by its owner) or %s_env (an environment variable) instead",
-					 k->name, k->name);
-				rc = config_error(m, idx, p, kv->line, kv->column, kv->key, why, ENVDB_ERR_CONFIG);
+				snprintf(
+				    why, sizeof(why),
+				    "inline secret refused: give %s_file (a file readable only "
+				    "by its owner) or %s_env (an environment variable) instead",
+				    k->name, k->name);
+				rc = config_error(m, idx, p, kv->line, kv->column, kv->key, why,
+						  ENVDB_ERR_CONFIG);
 				goto fail;
 			}
 			e->struct_size = sizeof(*e);
@@ -702,22 +706,24 @@ static int build_config(plugin_config *out, const envdbi_manifest *m, size_t idx
 		if (k == NULL || !(k->flags & ENVDB_CONFIG_SECRET)) {
 			declared_list(list, sizeof(list), p);
 			snprintf(why, sizeof(why), "unknown key; the plugin declares: %s", list);
-			rc = config_error(m, idx, p, kv->key_line, kv->key_column, kv->key, why, ENVDB_ERR_CONFIG);
+			rc = config_error(m, idx, p, kv->key_line, kv->key_column, kv->key, why,
+					  ENVDB_ERR_CONFIG);
 			goto fail;
 		}
 		/* A reference to a secret: exactly one per secret key. */
 		for (j = 0; j < out->n; j++)
 			if (strcmp(out->entries[j].key, k->name) == 0) {
-				snprintf(why, sizeof(why), "secret %s is already given by another "
-							   "reference; give only one of %s_file, %s_env",
+				snprintf(why, sizeof(why),
+					 "secret %s is already given by another "
+					 "reference; give only one of %s_file, %s_env",
 					 k->name, k->name, k->name);
 				rc = config_error(m, idx, p, kv->key_line, kv->key_column, kv->key,
 						  why, ENVDB_ERR_CONFIG);
 				goto fail;
 			}
 		if (base_file) {
-			char *fpath = kv->value[0] == '/' ? strdup(kv->value)
-							  : path_join(m->dir, kv->value);
+			char *fpath =
+			    kv->value[0] == '/' ? strdup(kv->value) : path_join(m->dir, kv->value);
 			if (fpath == NULL) {
 				rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "plugin %s: out of memory",
 						  p->name);
@@ -726,15 +732,17 @@ static int build_config(plugin_config *out, const envdbi_manifest *m, size_t idx
 			rc = read_secret_file(&sec, fpath, why, sizeof(why));
 			free(fpath);
 			if (rc != ENVDB_OK) {
-				rc = config_error(m, idx, p, kv->line, kv->column, kv->key, why, rc);
+				rc =
+				    config_error(m, idx, p, kv->line, kv->column, kv->key, why, rc);
 				goto fail;
 			}
 		} else {
 			const char *val = getenv(kv->value);
 			if (val == NULL || val[0] == '\0') {
-				snprintf(why, sizeof(why), "environment variable %s is %s", kv->value,
-					 val ? "empty" : "not set");
-				rc = config_error(m, idx, p, kv->line, kv->column, kv->key, why, ENVDB_ERR_CONFIG);
+				snprintf(why, sizeof(why), "environment variable %s is %s",
+					 kv->value, val ? "empty" : "not set");
+				rc = config_error(m, idx, p, kv->line, kv->column, kv->key, why,
+						  ENVDB_ERR_CONFIG);
 				goto fail;
 			}
 			sec = envdbi_secret_new(val, strlen(val));
@@ -761,8 +769,8 @@ static int build_config(plugin_config *out, const envdbi_manifest *m, size_t idx
 		if (!found) {
 			if (k->flags & ENVDB_CONFIG_SECRET)
 				snprintf(why, sizeof(why),
-					 "missing required secret (give %s_file or %s_env)", k->name,
-					 k->name);
+					 "missing required secret (give %s_file or %s_env)",
+					 k->name, k->name);
 			else
 				snprintf(why, sizeof(why), "missing required key");
 			rc = config_error(m, idx, p, spec->line, spec->column, k->name, why,

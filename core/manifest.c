@@ -123,9 +123,8 @@ static int yaml_fail(const char *file, const yaml_parser_t *p)
 				    file, p->problem_mark.line + 1, p->problem_mark.column + 1,
 				    problem, p->context);
 	if (p->error == YAML_READER_ERROR)
-		return envdbi_error(ENVDB_ERR_CONFIG, NULL,
-				    "%s: byte %zu: invalid input: %s", file, p->problem_offset,
-				    problem);
+		return envdbi_error(ENVDB_ERR_CONFIG, NULL, "%s: byte %zu: invalid input: %s", file,
+				    p->problem_offset, problem);
 	return envdbi_error(ENVDB_ERR_CONFIG, NULL, "%s:%zu:%zu: yaml syntax error: %s", file,
 			    p->problem_mark.line + 1, p->problem_mark.column + 1, problem);
 }
@@ -186,22 +185,23 @@ static int parse_tree(ynode **out, FILE *fp, const char *file)
 			break;
 		case YAML_DOCUMENT_START_EVENT:
 			if (++documents > 1) {
-				rc = at_error(file, &ev.start_mark,
-					      "more than one YAML document; a manifest is one document");
+				rc = at_error(
+				    file, &ev.start_mark,
+				    "more than one YAML document; a manifest is one document");
 				goto event_fail;
 			}
 			break;
 		case YAML_ALIAS_EVENT:
-			rc = at_error(file, &ev.start_mark,
-				      "aliases are not allowed in a manifest");
+			rc =
+			    at_error(file, &ev.start_mark, "aliases are not allowed in a manifest");
 			goto event_fail;
 		case YAML_SCALAR_EVENT:
 		case YAML_MAPPING_START_EVENT:
 		case YAML_SEQUENCE_START_EVENT: {
 			const yaml_char_t *anchor =
-				ev.type == YAML_SCALAR_EVENT ? ev.data.scalar.anchor
-				: ev.type == YAML_MAPPING_START_EVENT ? ev.data.mapping_start.anchor
-								      : ev.data.sequence_start.anchor;
+			    ev.type == YAML_SCALAR_EVENT          ? ev.data.scalar.anchor
+			    : ev.type == YAML_MAPPING_START_EVENT ? ev.data.mapping_start.anchor
+								  : ev.data.sequence_start.anchor;
 			if (anchor != NULL) {
 				rc = at_error(file, &ev.start_mark,
 					      "anchors are not allowed in a manifest");
@@ -222,16 +222,19 @@ static int parse_tree(ynode **out, FILE *fp, const char *file)
 					goto event_fail;
 				}
 				node = ynode_new(YN_SCALAR, &ev.start_mark);
-				if (node == NULL || (node->value = strndup((const char *)ev.data.scalar.value,
-								ev.data.scalar.length)) == NULL) {
+				if (node == NULL ||
+				    (node->value = strndup((const char *)ev.data.scalar.value,
+							   ev.data.scalar.length)) == NULL) {
 					ynode_free(node);
-					rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "%s: out of memory", file);
+					rc = envdbi_error(ENVDB_ERR_NOMEM, NULL,
+							  "%s: out of memory", file);
 					goto event_fail;
 				}
 				node->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
 				if (attach(stack, depth, &root, node) != ENVDB_OK) {
 					ynode_free(node);
-					rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "%s: out of memory", file);
+					rc = envdbi_error(ENVDB_ERR_NOMEM, NULL,
+							  "%s: out of memory", file);
 					goto event_fail;
 				}
 				break;
@@ -260,7 +263,7 @@ static int parse_tree(ynode **out, FILE *fp, const char *file)
 		}
 		yaml_event_delete(&ev);
 		continue;
-event_fail:
+	event_fail:
 		yaml_event_delete(&ev);
 		goto cleanup;
 	}
@@ -286,7 +289,7 @@ typedef struct mctx {
 } mctx;
 
 static int node_error(const mctx *c, const ynode *n, const char *path, const char *fmt, ...)
-	ENVDB_PRINTF(4, 5);
+    ENVDB_PRINTF(4, 5);
 
 static int node_error(const mctx *c, const ynode *n, const char *path, const char *fmt, ...)
 {
@@ -429,8 +432,7 @@ static int get_int(const mctx *c, const ynode *map, const char *path, const char
 	return ENVDB_OK;
 }
 
-static int get_bool(const mctx *c, const ynode *map, const char *path, const char *key,
-		    bool *out)
+static int get_bool(const mctx *c, const ynode *map, const char *path, const char *key, bool *out)
 {
 	static const char *const yes[] = {"true", "True", "TRUE", NULL};
 	static const char *const no[] = {"false", "False", "FALSE", NULL};
@@ -600,8 +602,8 @@ static int load_plugins(const mctx *c, const ynode *seq)
 			spec->kind = ENVDB_PLUGIN_ENCRYPTOR;
 		} else {
 			path_join(kp, sizeof(kp), path, "kind");
-			rc = node_error(c, where, kp, "'%s' is not a plugin kind (adapter, encryptor)",
-					kind);
+			rc = node_error(c, where, kp,
+					"'%s' is not a plugin kind (adapter, encryptor)", kind);
 			free(kind);
 			return rc;
 		}
@@ -618,7 +620,8 @@ static int load_plugins(const mctx *c, const ynode *seq)
 		if ((rc = get_bool(c, item, path, "critical", &spec->critical)) != ENVDB_OK)
 			return rc;
 		path_join(kp, sizeof(kp), path, "config");
-		if ((rc = load_plugin_config(c, spec, map_get(item, "config", NULL), kp)) != ENVDB_OK)
+		if ((rc = load_plugin_config(c, spec, map_get(item, "config", NULL), kp)) !=
+		    ENVDB_OK)
 			return rc;
 	}
 	return ENVDB_OK;
@@ -650,8 +653,8 @@ static int check_plugin_ref(const mctx *c, const ynode *where, const char *path,
 			if (c->m->plugins[i].kind == kind) {
 				*name = strdup(c->m->plugins[i].name);
 				if (*name == NULL)
-					return envdbi_error(ENVDB_ERR_NOMEM, NULL, "%s: out of memory",
-							    c->file);
+					return envdbi_error(ENVDB_ERR_NOMEM, NULL,
+							    "%s: out of memory", c->file);
 				break;
 			}
 		return ENVDB_OK;
@@ -667,18 +670,17 @@ static int check_plugin_ref(const mctx *c, const ynode *where, const char *path,
 
 static int load_tree(const mctx *c, const ynode *root)
 {
-	static const char *const top[] = {"version", "control_plane", "plugin_dir", "defaults",
-					  "provisioning", "credentials", "resolve",
-					  "control_plane_busy_timeout_ms", "legacy", "plugins",
-					  NULL};
-	static const char *const defaults_keys[] = {"driver", "region", "plan",
+	static const char *const top[] = {
+	    "version",      "control_plane", "plugin_dir", "defaults",
+	    "provisioning", "credentials",   "resolve",    "control_plane_busy_timeout_ms",
+	    "legacy",       "plugins",       NULL};
+	static const char *const defaults_keys[] = {"driver",           "region",    "plan",
 						    "storage_limit_mb", "encryptor", NULL};
 	static const char *const prov_keys[] = {"lease_seconds", "delete_grace_seconds", NULL};
 	static const char *const cred_keys[] = {"rotation_overlap_seconds", NULL};
 	static const char *const resolve_keys[] = {"cache_size", "cache_ttl_ms", NULL};
 	static const char *const legacy_keys[] = {"register_shim", "encryptor", NULL};
-	static const char *const plans[] = {"free", "starter", "pro", "enterprise", "custom",
-					    NULL};
+	static const char *const plans[] = {"free", "starter", "pro", "enterprise", "custom", NULL};
 	envdbi_manifest *m = c->m;
 	const ynode *sec, *where = NULL, *driver_at = NULL, *enc_at = NULL, *legacy_at = NULL;
 	char *tmp = NULL;
@@ -720,8 +722,7 @@ static int load_tree(const mctx *c, const ynode *root)
 	    (rc = get_str(c, sec, "defaults", "plan", false, &m->default_plan, &where)) ||
 	    (rc = get_int(c, sec, "defaults", "storage_limit_mb", false, 1, INT64_MAX,
 			  &m->default_storage_mb)) ||
-	    (rc = get_str(c, sec, "defaults", "encryptor", false, &m->default_encryptor,
-			  &enc_at)))
+	    (rc = get_str(c, sec, "defaults", "encryptor", false, &m->default_encryptor, &enc_at)))
 		goto done;
 	if (m->default_plan != NULL && !in_list(m->default_plan, plans)) {
 		rc = node_error(c, where, "defaults.plan",
@@ -746,8 +747,8 @@ static int load_tree(const mctx *c, const ynode *root)
 	sec = map_get(root, "resolve", NULL);
 	if ((rc = check_map(c, sec, "resolve", resolve_keys)) ||
 	    (rc = get_int(c, sec, "resolve", "cache_size", false, 0, 100000000, &m->cache_size)) ||
-	    (rc = get_int(c, sec, "resolve", "cache_ttl_ms", false, 0, INT64_MAX,
-			  &m->cache_ttl_ms)))
+	    (rc =
+		 get_int(c, sec, "resolve", "cache_ttl_ms", false, 0, INT64_MAX, &m->cache_ttl_ms)))
 		goto done;
 	if ((rc = get_int(c, root, "", "control_plane_busy_timeout_ms", false, 0, INT32_MAX,
 			  &m->busy_timeout_ms)))
@@ -757,8 +758,7 @@ static int load_tree(const mctx *c, const ynode *root)
 	sec = map_get(root, "legacy", NULL);
 	if ((rc = check_map(c, sec, "legacy", legacy_keys)) ||
 	    (rc = get_bool(c, sec, "legacy", "register_shim", &m->legacy_shim)) ||
-	    (rc = get_str(c, sec, "legacy", "encryptor", false, &m->legacy_encryptor,
-			  &legacy_at)))
+	    (rc = get_str(c, sec, "legacy", "encryptor", false, &m->legacy_encryptor, &legacy_at)))
 		goto done;
 
 	/* plugins, then the references to them */
@@ -792,8 +792,8 @@ static int manifest_paths(envdbi_manifest *m, const char *path)
 	if (real == NULL) {
 		int e = errno;
 		if (e == ENOENT || e == ENOTDIR)
-			return envdbi_error(ENVDB_ERR_CONFIG, "ENOENT",
-					    "manifest %s: not found", path);
+			return envdbi_error(ENVDB_ERR_CONFIG, "ENOENT", "manifest %s: not found",
+					    path);
 		return envdbi_error(ENVDB_ERR_IO, NULL, "manifest %s: cannot resolve path: %s",
 				    path, strerror(e));
 	}

@@ -17,8 +17,8 @@ struct envdb_host_ctx {
 };
 
 struct envdbi_plugin {
-	char *name;   /* manifest name, equal to the descriptor's; owned */
-	char *path;   /* absolute path of the shared object; owned */
+	char *name; /* manifest name, equal to the descriptor's; owned */
+	char *path; /* absolute path of the shared object; owned */
 	uint32_t kind;
 	void *handle; /* lt_dlhandle (loader.c only) */
 	/* Zero-extended copies of the plugin's structs: a member the plugin's

@@ -77,8 +77,7 @@ static inline const char *tu_fixture_dir(void)
 	return dir;
 }
 
-#define tu_assert_contains(hay, needle)                                                  \
-	ck_assert_msg(strstr((hay), (needle)) != NULL, "expected \"%s\" in \"%s\"", (needle), \
-		      (hay))
+#define tu_assert_contains(hay, needle) \
+	ck_assert_msg(strstr((hay), (needle)) != NULL, "expected \"%s\" in \"%s\"", (needle), (hay))
 
 #endif /* ENVDB_HOST_TESTUTIL_H */

@@ -116,10 +116,12 @@ static bool plugins_built(void)
 
 START_TEST(help_lists_every_command)
 {
-	static const char *const expected[] = {
-		"init [DIR] [--plugin-dir DIR]", "plugins", "manifest check [FILE]",
-		"key list [--encryptor NAME]", "key generate [--encryptor NAME] [--current]",
-		"key rotate [--encryptor NAME]"};
+	static const char *const expected[] = {"init [DIR] [--plugin-dir DIR]",
+					       "plugins",
+					       "manifest check [FILE]",
+					       "key list [--encryptor NAME]",
+					       "key generate [--encryptor NAME] [--current]",
+					       "key rotate [--encryptor NAME]"};
 	json_t *doc, *cmds;
 	size_t i, lines = 0;
 	const char *p, *end;
@@ -141,8 +143,10 @@ START_TEST(help_lists_every_command)
 	ck_assert_uint_eq(json_array_size(cmds), lines);
 	ck_assert_uint_ge(lines, 6);
 	for (i = 0; i < json_array_size(cmds); i++) {
-		ck_assert_ptr_nonnull(json_string_value(json_object_get(json_array_get(cmds, i), "usage")));
-		ck_assert_ptr_nonnull(json_string_value(json_object_get(json_array_get(cmds, i), "help")));
+		ck_assert_ptr_nonnull(
+		    json_string_value(json_object_get(json_array_get(cmds, i), "usage")));
+		ck_assert_ptr_nonnull(
+		    json_string_value(json_object_get(json_array_get(cmds, i), "help")));
 	}
 	json_decref(doc);
 	/* help of one command group */
@@ -164,9 +168,9 @@ START_TEST(version)
 	ck_assert_int_eq(RUN("--version", "--json"), 0);
 	doc = json_out();
 	ck_assert_str_eq(json_string_value(json_object_get(doc, "version")), PACKAGE_VERSION);
-	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(doc, "plugin_abi"),
-							      "major")),
-			 ENVDB_ABI_MAJOR);
+	ck_assert_int_eq(
+	    json_integer_value(json_object_get(json_object_get(doc, "plugin_abi"), "major")),
+	    ENVDB_ABI_MAJOR);
 	json_decref(doc);
 }
 END_TEST
@@ -206,8 +210,9 @@ START_TEST(no_manifest)
 	tu_assert_contains(err, "envdb: no manifest: give --manifest FILE, set ENVDB_MANIFEST");
 	ck_assert_int_eq(RUN("--json", "key", "list"), 78);
 	doc = json_out();
-	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(doc, "error"), "status")),
-			 "configuration error");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(json_object_get(doc, "error"), "status")),
+	    "configuration error");
 	json_decref(doc);
 	/* --manifest naming a missing file */
 	ck_assert_int_eq(RUN("--manifest", "missing.yaml", "plugins"), 78);
@@ -228,9 +233,9 @@ START_TEST(manifest_check)
 	ck_assert_int_eq(RUN("--json", "manifest", "check", path), 78);
 	doc = json_out();
 	ck_assert(json_is_false(json_object_get(doc, "valid")));
-	tu_assert_contains(json_string_value(json_object_get(json_object_get(doc, "error"),
-							     "message")),
-			   "bogus: unknown key");
+	tu_assert_contains(
+	    json_string_value(json_object_get(json_object_get(doc, "error"), "message")),
+	    "bogus: unknown key");
 	json_decref(doc);
 
 	/* plugins are opened and checked, but not initialised */
@@ -257,7 +262,8 @@ START_TEST(manifest_check)
 		 tu_fixture_dir());
 	tu_write(path, sizeof(path), "fx.yaml", 0600, text);
 	ck_assert_int_eq(RUN("manifest", "check", path), 78);
-	snprintf(want, sizeof(want), "envdb: plugin v2only (%s/v2only.so): exports", tu_fixture_dir());
+	snprintf(want, sizeof(want), "envdb: plugin v2only (%s/v2only.so): exports",
+		 tu_fixture_dir());
 	tu_assert_contains(err, want);
 	/* a fixture plugin's capabilities, decoded */
 	snprintf(text, sizeof(text),
@@ -291,7 +297,8 @@ static int count_current(json_t *keys, const char **current)
 	for (i = 0; i < json_array_size(keys); i++)
 		if (json_is_true(json_object_get(json_array_get(keys, i), "current"))) {
 			n++;
-			*current = json_string_value(json_object_get(json_array_get(keys, i), "id"));
+			*current =
+			    json_string_value(json_object_get(json_array_get(keys, i), "id"));
 		}
 	return n;
 }
@@ -346,12 +353,15 @@ START_TEST(init_end_to_end)
 	doc = json_out();
 	list = json_object_get(doc, "plugins");
 	ck_assert_uint_eq(json_array_size(list), 2);
-	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 0), "name")), "sqlite");
-	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 0), "kind")), "adapter");
-	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 1), "name")), "kms");
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 0), "name")),
+			 "sqlite");
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 0), "kind")),
+			 "adapter");
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 1), "name")),
+			 "kms");
 	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 1), "abi")), "1.0");
 	ck_assert_str_eq(json_string_value(json_array_get(
-				 json_object_get(json_array_get(list, 1), "capabilities"), 0)),
+			     json_object_get(json_array_get(list, 1), "capabilities"), 0)),
 			 "key_manage");
 	tu_assert_contains(json_string_value(json_object_get(json_array_get(list, 1), "path")),
 			   "/kms.so");
@@ -459,7 +469,8 @@ static Suite *cli_suite(void)
 		tcase_add_test(e2e, init_never_overwrites);
 		suite_add_tcase(s, e2e);
 	} else {
-		fprintf(stderr, "test_cli_host: sqlite/kms plugins not built: init tests skipped\n");
+		fprintf(stderr,
+			"test_cli_host: sqlite/kms plugins not built: init tests skipped\n");
 	}
 	return s;
 }

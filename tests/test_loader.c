@@ -146,7 +146,8 @@ START_TEST(init_fails)
 	ck_assert_str_eq(envdb_error_last()->native_code, "ECONNREFUSED");
 	/* a plugin that fails without reporting still gets a precise message */
 	expect_fail("  - {name: initfail, kind: adapter, config: {silent: 'true'}}\n",
-		    ENVDB_ERR_UNAVAILABLE, "initfail", "): init failed (unavailable) without a report");
+		    ENVDB_ERR_UNAVAILABLE, "initfail",
+		    "): init failed (unavailable) without a report");
 }
 END_TEST
 
@@ -311,7 +312,8 @@ START_TEST(secret_from_environment)
 	/* both references at once */
 	expect_fail("  - name: good\n    kind: encryptor\n"
 		    "    config: {dir: x, password_env: ENVDB_TEST_SECRET, password_file: pw}\n",
-		    ENVDB_ERR_CONFIG, "good", "secret password is already given by another reference");
+		    ENVDB_ERR_CONFIG, "good",
+		    "secret password is already given by another reference");
 }
 END_TEST
 
@@ -473,7 +475,7 @@ START_TEST(adapter_calls)
 	ltx = envdbi_plugins_find(set, "ltx", ENVDB_PLUGIN_ADAPTER);
 	ck_assert_uint_eq(envdbi_plugin_capabilities(p),
 			  ENVDB_ADAPTER_CAP_READ_ONLY | ENVDB_ADAPTER_CAP_REVOKE |
-				  ENVDB_ADAPTER_CAP_PROBE | ENVDB_ADAPTER_CAP_LIST);
+			      ENVDB_ADAPTER_CAP_PROBE | ENVDB_ADAPTER_CAP_LIST);
 
 	ck_assert_int_eq(envdbi_adapter_database_name(p, "env-1", &name), ENVDB_OK);
 	ck_assert_str_eq(name, "fx_env-1");

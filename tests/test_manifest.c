@@ -183,7 +183,8 @@ START_TEST(unknown_keys_everywhere)
 	expect_error("version: 1\ncontrol_plain: x.db\n", "2:1: control_plain: unknown key");
 	expect_error("version: 1\ndefaults:\n  region: eu\n  regoin: eu\n",
 		     "4:3: defaults.regoin: unknown key");
-	expect_error("version: 1\nprovisioning: {lease: 3}\n", "2:16: provisioning.lease: unknown key");
+	expect_error("version: 1\nprovisioning: {lease: 3}\n",
+		     "2:16: provisioning.lease: unknown key");
 	expect_error("version: 1\ncredentials: {x: 1}\n", "2:15: credentials.x: unknown key");
 	expect_error("version: 1\nresolve: {ttl: 1}\n", "2:11: resolve.ttl: unknown key");
 	expect_error("version: 1\nlegacy: {shim: true}\n", "2:10: legacy.shim: unknown key");
@@ -253,10 +254,12 @@ END_TEST
 
 START_TEST(plugin_references)
 {
-	expect_error("version: 1\ndefaults: {driver: pg}\nplugins:\n  - {name: sqlite, kind: adapter}\n",
-		     "2:20: defaults.driver: no plugin named 'pg' is listed under plugins");
-	expect_error("version: 1\ndefaults: {driver: kms}\nplugins:\n  - {name: kms, kind: encryptor}\n",
-		     "2:20: defaults.driver: plugin 'kms' is not an adapter");
+	expect_error(
+	    "version: 1\ndefaults: {driver: pg}\nplugins:\n  - {name: sqlite, kind: adapter}\n",
+	    "2:20: defaults.driver: no plugin named 'pg' is listed under plugins");
+	expect_error(
+	    "version: 1\ndefaults: {driver: kms}\nplugins:\n  - {name: kms, kind: encryptor}\n",
+	    "2:20: defaults.driver: plugin 'kms' is not an adapter");
 	expect_error("version: 1\ndefaults: {encryptor: sqlite}\n"
 		     "plugins:\n  - {name: sqlite, kind: adapter}\n",
 		     "2:23: defaults.encryptor: plugin 'sqlite' is not an encryptor");
