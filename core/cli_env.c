@@ -663,12 +663,13 @@ int envdb_cli_resolve(envdb_cli *cli, int argc, char **argv)
 		goto out;
 	}
 	if (cli->json) {
-		json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+		json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
 					"environment", pos.v[0], "environment_id",
 					conn->environment_id, "user", user, "role", conn->role,
 					"driver", conn->driver, "database_name", conn->database_name,
 					"database_url", conn->database_url, "authorization",
-					conn->authorization, "credential_id", conn->credential_id);
+					conn->authorization, "credential_id", conn->credential_id,
+					"credential_handle", conn->credential_handle);
 
 		if (doc != NULL) {
 			json_object_set_new(doc, "expires_at", json_time(conn->expires_at));
@@ -676,8 +677,10 @@ int envdb_cli_resolve(envdb_cli *cli, int argc, char **argv)
 				json_object_set_new(doc, "secret",
 						    json_stringn(conn->secret, conn->secret_len));
 			if (conn->previous_credential_id != NULL) {
-				json_t *prev = json_pack("{s:s, s:o}", "credential_id",
-							 conn->previous_credential_id, "expires_at",
+				json_t *prev = json_pack("{s:s, s:s, s:o}", "credential_id",
+							 conn->previous_credential_id,
+							 "credential_handle",
+							 conn->previous_credential_handle, "expires_at",
 							 json_time(conn->previous_expires_at));
 
 				if (prev != NULL && reveal)
@@ -696,6 +699,10 @@ int envdb_cli_resolve(envdb_cli *cli, int argc, char **argv)
 	envdb_cli_print(cli, "database       %s\n", conn->database_name);
 	envdb_cli_print(cli, "url            %s\n", conn->database_url);
 	envdb_cli_print(cli, "authorization  %s\n", conn->authorization);
+	/* The handle is the user name a client logs in as (postgres: the
+	 * role); "user" above is the envdb member. */
+	if (conn->credential_handle[0] != '\0')
+		envdb_cli_print(cli, "db user        %s\n", conn->credential_handle);
 	envdb_cli_print(cli, "credential     %s (expires %s)\n", conn->credential_id,
 			fmt_time(t, sizeof(t), conn->expires_at));
 	envdb_cli_print(cli, "secret         %s\n",
@@ -704,6 +711,9 @@ int envdb_cli_resolve(envdb_cli *cli, int argc, char **argv)
 		envdb_cli_print(cli, "previous       %s (rotating until %s)\n",
 				conn->previous_credential_id,
 				fmt_time(t, sizeof(t), conn->previous_expires_at));
+		if (conn->previous_credential_handle[0] != '\0')
+			envdb_cli_print(cli, "previous user  %s\n",
+					conn->previous_credential_handle);
 		if (reveal)
 			envdb_cli_print(cli, "previous secret %s\n", conn->previous_secret);
 	}

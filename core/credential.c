@@ -250,7 +250,7 @@ int envdb_cred_complete(size_t *revoked, envdb_ctx *ctx, const char *organizatio
 	rc = env_and_db(&env, &db, ctx, organization_id, slug, true, "complete rotation");
 	if (rc != ENVDB_OK)
 		return rc;
-	rc = retire_rotating(&n, ctx, db, NULL, "complete.after_revoke");
+	rc = retire_rotating(&n, ctx, db, NULL, ENVDBI_FP("complete.after_revoke"));
 	if (n > 0)
 		envdbi_cache_invalidate_env(ctx->cache, env->id);
 	if (rc != ENVDB_OK)
@@ -294,7 +294,8 @@ int envdb_cred_revoke(envdb_ctx *ctx, const char *organization_id, const char *s
 				  credential_id, organization_id, slug);
 		goto out;
 	}
-	rc = envdbi_credential_retire(ctx, db, c, c->status, "complete.after_revoke");
+	rc = envdbi_credential_retire(ctx, db, c, c->status,
+				      ENVDBI_FP("complete.after_revoke"));
 	envdbi_cache_invalidate_env(ctx->cache, env->id);
 out:
 	envdb_credential_free(c);
@@ -460,7 +461,8 @@ int envdb_cred_rotate(envdb_ctx *ctx, const char *organization_id, const char *s
 		goto out;
 	}
 	/* An earlier rotation still in its window ends now. */
-	rc = retire_rotating(&n_retired, ctx, db, o.authorization, "complete.after_revoke");
+	rc = retire_rotating(&n_retired, ctx, db, o.authorization,
+			     ENVDBI_FP("complete.after_revoke"));
 	if (n_retired > 0)
 		envdbi_cache_invalidate_env(ctx->cache, env->id);
 	if (rc != ENVDB_OK) {
@@ -543,7 +545,8 @@ int envdb_cred_rotate(envdb_ctx *ctx, const char *organization_id, const char *s
 	if ((rc = ENVDB_FAILPOINT("rotate.after_commit")) != ENVDB_OK)
 		goto out;
 	if (o.overlap_seconds == 0) {
-		rc = retire_rotating(NULL, ctx, db, o.authorization, "complete.after_revoke");
+		rc = retire_rotating(NULL, ctx, db, o.authorization,
+				     ENVDBI_FP("complete.after_revoke"));
 		envdbi_cache_invalidate_env(ctx->cache, env->id);
 		if (rc != ENVDB_OK)
 			envdbi_error_prefix("rotate %s/%s: the new credential is active but the "

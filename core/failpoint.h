@@ -19,6 +19,11 @@
  * it between calls.  Every name used in the code is listed in
  * ENVDBI_FAILPOINT_LIST; hitting an unlisted name aborts (test builds), so
  * the list a test enumerates is complete.
+ *
+ * A release build (no --enable-failpoints) carries no failpoint name: the
+ * list below expands to nothing in code, envdbi_failpoint_names is empty,
+ * and a name handed to a helper is written ENVDBI_FP("name"), which is
+ * NULL there.  tests/test_release.sh checks that with nm and strings.
  */
 #ifndef ENVDB_FAILPOINT_H
 #define ENVDB_FAILPOINT_H
@@ -37,6 +42,7 @@
 	X("provision.commit", "inside the final transaction, before COMMIT")           \
 	X("provision.after_commit", "environment active")                               \
 	X("provision.compensate", "the compensating drop after a failure")              \
+	X("provision.after_compensate", "compensating drop done, intent row not deleted") \
 	/* provision.c: deleting an environment */                                     \
 	X("delete.after_intent", "deletion intent (archived, delete_after) committed")  \
 	X("delete.after_drop", "physical database dropped, rows still there")          \
@@ -51,6 +57,7 @@
 	X("rewrap.after_seal", "a new ciphertext made, its row not yet updated")        \
 	X("rewrap.after_row", "one row rewrapped and committed")                        \
 	/* reconcile.c */                                                              \
+	X("reconcile.after_claim", "an expired intent claimed (failed), database kept") \
 	X("reconcile.after_intent_drop", "an expired intent's database dropped, row kept") \
 	X("reconcile.after_deletion_drop", "a due deletion's database dropped, rows kept") \
 	X("reconcile.after_revoke", "an ended rotation revoked at the backend, row kept") \
@@ -75,14 +82,26 @@ extern const char *const envdbi_failpoint_names[];
 /** 1 when failpoints are compiled into this build, else 0. */
 int envdbi_failpoints_enabled(void);
 
+/* ENVDB_NO_FAILPOINTS forces the release form in a failpoint build (the
+ * probe objects tests/test_release.sh inspects in any build). */
+#if defined(ENVDB_FAILPOINTS) && defined(ENVDB_NO_FAILPOINTS)
+#undef ENVDB_FAILPOINTS
+#endif
+
 #ifdef ENVDB_FAILPOINTS
 /** Evaluate failpoint `name`: 0 when not armed, ENVDB_ERR_GENERIC (last
  * error set) when armed with "error"; does not return when armed with
- * "kill". */
+ * "kill".  A NULL name is never armed. */
 int envdbi_failpoint_hit(const char *name);
 #define ENVDB_FAILPOINT(name) envdbi_failpoint_hit(name)
+/** A failpoint name passed as a value (to a helper that hits it later). */
+#define ENVDBI_FP(name) (name)
 #else
 #define ENVDB_FAILPOINT(name) 0
+/* Release builds carry no failpoint name at all (tests/test_release.sh
+ * checks the binaries with strings and nm): a name passed as a value
+ * becomes NULL, so its literal is not compiled in. */
+#define ENVDBI_FP(name) ((const char *)NULL)
 #endif
 
 #endif /* ENVDB_FAILPOINT_H */

@@ -249,6 +249,8 @@ static int provision_compensate(envdb_ctx *ctx, envdbi_plugin *adapter, const ch
 		error_restore(&drop_err, NULL);
 		return rc;
 	}
+	if (drop && (rc = ENVDB_FAILPOINT("provision.after_compensate")) != ENVDB_OK)
+		return envdbi_error_prefix("dropped, but the intent row was kept: ");
 	if (envdbi_store_env_delete(ctx->store, env_id) != ENVDB_OK &&
 	    envdb_error_last()->status != ENVDB_ERR_NOT_FOUND)
 		envdbi_log(ENVDB_LOG_WARNING,
@@ -457,7 +459,7 @@ fail:
 			char note[1024];
 
 			snprintf(note, sizeof(note),
-				 " (rollback incomplete: dropping database %s failed: %s; run envdb "
+				 " (rollback incomplete: database %s: %s; run envdb "
 				 "reconcile --apply)",
 				 db_name, envdb_error_last()->message);
 			rc = error_restore(&se, note);
@@ -724,7 +726,7 @@ int envdb_env_delete(envdb_ctx *ctx, const char *organization_id, const char *sl
 	if ((rc = ENVDB_FAILPOINT("delete.after_intent")) != ENVDB_OK)
 		goto out;
 	if (grace == 0)
-		rc = envdbi_env_delete_finish(ctx, env, "delete.after_drop");
+		rc = envdbi_env_delete_finish(ctx, env, ENVDBI_FP("delete.after_drop"));
 	goto out;
 fail:
 	envdbi_store_rollback(s);
@@ -752,6 +754,8 @@ int envdbi_env_rollback_intent(envdb_ctx *ctx, const envdb_environment *env,
 	if (strcmp(env->status, "provisioning") == 0) {
 		rc = envdbi_store_env_set_status(ctx->store, env->id, "provisioning", "failed");
 		if (rc != ENVDB_OK)
+			return rc;
+		if ((rc = ENVDB_FAILPOINT("reconcile.after_claim")) != ENVDB_OK)
 			return rc;
 	}
 	if (env->pending_database_name != NULL) {

@@ -119,7 +119,8 @@ static int phase_intents(report_builder *b, envdb_ctx *ctx, bool apply, int64_t 
 				continue; /* a failed row without anything to drop */
 			env_label(label, sizeof(label), e);
 			if (apply)
-				st = envdbi_env_rollback_intent(ctx, e, "reconcile.after_intent_drop");
+				st = envdbi_env_rollback_intent(
+				    ctx, e, ENVDBI_FP("reconcile.after_intent_drop"));
 			add_item(b, "intent", e->pending_driver, e->pending_database_name, e->id, label,
 				 !apply ? "would roll back" : st ? "failed" : "rolled back", st);
 		}
@@ -150,7 +151,8 @@ static int phase_deletions(report_builder *b, envdb_ctx *ctx, bool apply, int64_
 			continue; /* phase 1's business */
 		env_label(label, sizeof(label), e);
 		if (apply)
-			st = envdbi_env_delete_finish(ctx, e, "reconcile.after_deletion_drop");
+			st = envdbi_env_delete_finish(ctx, e,
+						      ENVDBI_FP("reconcile.after_deletion_drop"));
 		add_item(b, "deletion", e->pending_driver, e->pending_database_name, e->id, label,
 			 !apply ? "would delete" : st ? "failed" : "deleted", st);
 	}
@@ -182,7 +184,7 @@ static int phase_rotations(report_builder *b, envdb_ctx *ctx, bool apply, int64_
 			env_label(label, sizeof(label), env);
 		if (st == ENVDB_OK && apply) {
 			st = envdbi_credential_retire(ctx, db, v[i], "rotating",
-						      "reconcile.after_revoke");
+						      ENVDBI_FP("reconcile.after_revoke"));
 			envdbi_cache_invalidate_env(ctx->cache, db->environment_id);
 		}
 		add_item(b, "rotation", db ? db->driver : NULL, db ? db->database_name : NULL,

@@ -148,11 +148,13 @@ static void slab_free(sec_slab *s)
 
 enum {
 	F_ENV_ID, F_ORG, F_SLUG, F_DRIVER, F_DB_NAME, F_URL, F_ROLE, F_AUTH, F_CRED_ID,
-	F_PREV_CRED_ID, F_DB_ID, F__N
+	F_PREV_CRED_ID, F_CRED_HANDLE, F_PREV_CRED_HANDLE, F_DB_ID, F__N
 };
 
+/* F_CRED_HANDLE is never NULL ("" when the adapter has no handle);
+ * F_PREV_CRED_ID and F_PREV_CRED_HANDLE are both NULL, or both set. */
 typedef struct resolved {
-	const char *f[F__N];   /* F_PREV_CRED_ID may be NULL */
+	const char *f[F__N];
 	const char *secret;
 	size_t secret_len;
 	int64_t expires_at;
@@ -513,6 +515,8 @@ static int connection_build(envdb_connection **out, const resolved *r, int64_t n
 		offsetof(envdb_connection, authorization),
 		offsetof(envdb_connection, credential_id),
 		offsetof(envdb_connection, previous_credential_id),
+		offsetof(envdb_connection, credential_handle),
+		offsetof(envdb_connection, previous_credential_handle),
 		0, /* F_DB_ID is not part of the connection */
 	};
 	bool with_prev = r->prev_secret != NULL &&
@@ -523,7 +527,8 @@ static int connection_build(envdb_connection **out, const resolved *r, int64_t n
 
 	for (i = 0; i < F__N; i++) {
 		lens[i] = 0;
-		if (i == F_DB_ID || r->f[i] == NULL || (i == F_PREV_CRED_ID && !with_prev))
+		if (i == F_DB_ID || r->f[i] == NULL ||
+		    ((i == F_PREV_CRED_ID || i == F_PREV_CRED_HANDLE) && !with_prev))
 			continue;
 		lens[i] = strlen(r->f[i]) + 1;
 		total += lens[i];
@@ -711,6 +716,8 @@ static int resolve_load(envdb_ctx *ctx, resolved *r, envdb_environment **env_out
 	r->f[F_AUTH] = cred->authorization;
 	r->f[F_CRED_ID] = cred->id;
 	r->f[F_PREV_CRED_ID] = prev ? prev->id : NULL;
+	r->f[F_CRED_HANDLE] = cred->handle ? cred->handle : "";
+	r->f[F_PREV_CRED_HANDLE] = prev ? (prev->handle ? prev->handle : "") : NULL;
 	r->f[F_DB_ID] = db->id;
 	r->secret = sec->data;
 	r->secret_len = sec->len;

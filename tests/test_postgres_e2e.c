@@ -131,34 +131,23 @@ static int psql(const char *url, const char *user, const char *password, const c
 	return run_ex(out, sizeof(out), password, 1, argv);
 }
 
-/* What resolve hands out, plus the handle (the role: the user name). */
+/* What resolve hands out; the handle is the role: the user name. */
 typedef struct resolved {
 	char url[256], secret[128], credential_id[64], authorization[32], handle[128];
 	char prev_secret[128], prev_credential_id[64], prev_handle[128];
 } resolved;
 
-/* Handle of credential `id` from `envdb cred list`. */
-static void handle_of(char *out, size_t cap, const char *env, const char *id)
+/* Copy string member `key` of `obj` (which must be there) into out. */
+static void copy_member(char *out, size_t cap, json_t *obj, const char *key)
 {
-	static char buf[OUT_MAX];
-	json_t *doc, *creds, *c;
-	json_error_t jerr;
-	size_t i;
+	const char *v = json_string_value(json_object_get(obj, key));
 
-	out[0] = '\0';
-	ck_assert_int_eq(envdb(buf, "cred", "list", env, NULL), 0);
-	doc = json_loads(buf, 0, &jerr);
-	ck_assert_msg(doc != NULL, "cred list: %s: %s", jerr.text, buf);
-	creds = json_object_get(doc, "credentials");
-	json_array_foreach(creds, i, c)
-	{
-		if (strcmp(json_string_value(json_object_get(c, "id")), id) == 0)
-			snprintf(out, cap, "%s", json_string_value(json_object_get(c, "handle")));
-	}
-	json_decref(doc);
-	ck_assert_msg(out[0] != '\0', "credential %s not listed", id);
+	ck_assert_msg(v != NULL, "resolve --json: no string \"%s\"", key);
+	ck_assert_int_lt(snprintf(out, cap, "%s", v), (int)cap);
 }
 
+/* `envdb resolve ENV --user USER --reveal --json`: everything psql needs,
+ * the user name included, from resolve alone. */
 static void resolve(resolved *r, const char *env, const char *user)
 {
 	static char buf[OUT_MAX];
@@ -169,25 +158,22 @@ static void resolve(resolved *r, const char *env, const char *user)
 	ck_assert_int_eq(envdb(buf, "resolve", env, "--user", user, "--reveal", NULL), 0);
 	doc = json_loads(buf, 0, &jerr);
 	ck_assert_msg(doc != NULL, "resolve: %s: %s", jerr.text, buf);
-	snprintf(r->url, sizeof(r->url), "%s",
-		 json_string_value(json_object_get(doc, "database_url")));
-	snprintf(r->secret, sizeof(r->secret), "%s",
-		 json_string_value(json_object_get(doc, "secret")));
-	snprintf(r->credential_id, sizeof(r->credential_id), "%s",
-		 json_string_value(json_object_get(doc, "credential_id")));
-	snprintf(r->authorization, sizeof(r->authorization), "%s",
-		 json_string_value(json_object_get(doc, "authorization")));
+	copy_member(r->url, sizeof(r->url), doc, "database_url");
+	copy_member(r->secret, sizeof(r->secret), doc, "secret");
+	copy_member(r->credential_id, sizeof(r->credential_id), doc, "credential_id");
+	copy_member(r->authorization, sizeof(r->authorization), doc, "authorization");
+	copy_member(r->handle, sizeof(r->handle), doc, "credential_handle");
+	/* postgres: the handle is the login role, never empty */
+	ck_assert_msg(r->handle[0] != '\0', "resolve: empty credential_handle: %s", buf);
 	prev = json_object_get(doc, "previous");
 	if (json_is_object(prev)) {
-		snprintf(r->prev_secret, sizeof(r->prev_secret), "%s",
-			 json_string_value(json_object_get(prev, "secret")));
-		snprintf(r->prev_credential_id, sizeof(r->prev_credential_id), "%s",
-			 json_string_value(json_object_get(prev, "credential_id")));
+		copy_member(r->prev_secret, sizeof(r->prev_secret), prev, "secret");
+		copy_member(r->prev_credential_id, sizeof(r->prev_credential_id), prev,
+			    "credential_id");
+		copy_member(r->prev_handle, sizeof(r->prev_handle), prev, "credential_handle");
+		ck_assert(r->prev_handle[0] != '\0');
 	}
 	json_decref(doc);
-	handle_of(r->handle, sizeof(r->handle), env, r->credential_id);
-	if (r->prev_credential_id[0] != '\0')
-		handle_of(r->prev_handle, sizeof(r->prev_handle), env, r->prev_credential_id);
 }
 
 static int super_count(const char *sql)
@@ -273,6 +259,17 @@ START_TEST(test_provision_resolve_psql)
 	/* Without the password, or with another, psql gets nowhere. */
 	ck_assert_int_ne(psql(owner.url, owner.handle, NULL, "SELECT 1"), 0);
 	ck_assert_int_ne(psql(owner.url, owner.handle, "not-the-secret", "SELECT 1"), 0);
+	/* The text output names the user to log in as (and hides the secret). */
+	{
+		const char *argv[] = {envdb_bin, "--manifest", manifest, "resolve", "acme/dev",
+				      "--user",	 "alice",    NULL};
+		char line[256];
+
+		ck_assert_int_eq(run(out, sizeof(out), NULL, argv), 0);
+		snprintf(line, sizeof(line), "db user        %s\n", owner.handle);
+		ck_assert_msg(strstr(out, line) != NULL, "no db user line: %s", out);
+		ck_assert_ptr_null(strstr(out, owner.secret));
+	}
 
 	/* A reader gets the read-only credential: reads, cannot write. */
 	ck_assert_int_eq(
@@ -319,9 +316,11 @@ START_TEST(test_rotate_complete)
 	ck_assert_str_ne(during.credential_id, before.credential_id);
 	ck_assert_str_ne(during.handle, before.handle);
 	ck_assert_str_eq(during.prev_credential_id, before.credential_id);
+	ck_assert_str_eq(during.prev_handle, before.handle);
 	/* Overlap: both credentials work; the new one manages the old one's
 	 * table. */
-	ck_assert_int_eq(psql(before.url, before.handle, before.secret, "INSERT INTO t VALUES (1)"),
+	ck_assert_int_eq(psql(during.url, during.prev_handle, during.prev_secret,
+			      "INSERT INTO t VALUES (1)"),
 			 0);
 	ck_assert_int_eq(psql(during.url, during.handle, during.secret,
 			      "ALTER TABLE t ADD COLUMN y int; INSERT INTO t VALUES (2, 2)"),

@@ -3,7 +3,8 @@
  * authorization (readers and guests never get full access), non-members
  * refused, states that do not resolve, the cache (hits, TTL, invalidation
  * by rotation, membership, role change and archive, disabled cache), the
- * connection struct, and coalesced last_accessed_at writes.
+ * connection struct (including the credential handles, cached or not), and
+ * coalesced last_accessed_at writes.
  */
 #include "config.h"
 
@@ -94,6 +95,17 @@ START_TEST(test_connection_fields)
 	ck_assert_ptr_null(strstr(c->database_url, c->secret));
 	ck_assert_ptr_null(c->previous_secret);
 	ck_assert_int_eq(c->expires_at, 0);
+	/* sqlite credentials have no handle: "", never NULL. */
+	ck_assert_ptr_nonnull(c->credential_handle);
+	ck_assert_str_eq(c->credential_handle, "");
+	ck_assert_ptr_null(c->previous_credential_id);
+	ck_assert_ptr_null(c->previous_credential_handle);
+	envdb_connection_free(c);
+	/* The same from the cache. */
+	ck_assert_int_eq(envdb_resolve(&c, ctx, "acme", "dev", "alice"), ENVDB_OK);
+	ck_assert_ptr_nonnull(c->credential_handle);
+	ck_assert_str_eq(c->credential_handle, "");
+	ck_assert_ptr_null(c->previous_credential_handle);
 	envdb_connection_free(c);
 	envdb_connection_free(NULL);
 	/* Misuse. */
@@ -101,6 +113,94 @@ START_TEST(test_connection_fields)
 	ck_assert_int_eq(envdb_resolve(&c, ctx, "acme", "dev", ""), ENVDB_ERR_INVALID);
 	envdb_database_free(db);
 	envdb_environment_free(env);
+	envdb_close(ctx);
+}
+END_TEST
+
+/* The stored handle of credential `id` of acme/SLUG (a copy). */
+static char *stored_handle(envdb_ctx *ctx, const char *slug, const char *id)
+{
+	envdb_credential **v = NULL;
+	char *h = NULL;
+	size_t n = 0, i;
+
+	ck_assert_int_eq(envdb_cred_list(&v, &n, ctx, "acme", slug), ENVDB_OK);
+	for (i = 0; i < n; i++)
+		if (strcmp(v[i]->id, id) == 0)
+			h = strdup(v[i]->handle ? v[i]->handle : "");
+	envdb_credential_list_free(v, n);
+	ck_assert_msg(h != NULL, "credential %s not listed", id);
+	return h;
+}
+
+/* Resolve USER (twice: a miss or a hit, then a hit) and check the handles
+ * against the stored credentials: the faulty adapter mints "fh_<id>". */
+static void expect_handles(envdb_ctx *ctx, const char *user, const char *prev_id)
+{
+	int round;
+
+	for (round = 0; round < 2; round++) {
+		envdb_connection *c = NULL;
+		char want[128], *stored;
+
+		ck_assert_int_eq(envdb_resolve(&c, ctx, "acme", "dev", user), ENVDB_OK);
+		snprintf(want, sizeof(want), "fh_%s", c->credential_id);
+		ck_assert_ptr_nonnull(c->credential_handle);
+		ck_assert_str_eq(c->credential_handle, want);
+		stored = stored_handle(ctx, "dev", c->credential_id);
+		ck_assert_str_eq(c->credential_handle, stored);
+		free(stored);
+		if (prev_id == NULL) {
+			ck_assert_ptr_null(c->previous_credential_id);
+			ck_assert_ptr_null(c->previous_credential_handle);
+		} else {
+			ck_assert_str_eq(c->previous_credential_id, prev_id);
+			snprintf(want, sizeof(want), "fh_%s", prev_id);
+			ck_assert_ptr_nonnull(c->previous_credential_handle);
+			ck_assert_str_eq(c->previous_credential_handle, want);
+		}
+		envdb_connection_free(c);
+	}
+}
+
+START_TEST(test_credential_handle)
+{
+	envdb_ctx *ctx = td_open(&T);
+	envdb_connection *a = NULL, *r = NULL;
+	char *old_id;
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", "faulty", "alice"), ENVDB_OK);
+	add_member(ctx, "dev", "rita", "reader");
+	expect_handles(ctx, "alice", NULL);
+	expect_handles(ctx, "rita", NULL);
+	/* Each authorization has its own handle (its own role). */
+	ck_assert_int_eq(envdb_resolve(&a, ctx, "acme", "dev", "alice"), ENVDB_OK);
+	ck_assert_int_eq(envdb_resolve(&r, ctx, "acme", "dev", "rita"), ENVDB_OK);
+	ck_assert_str_ne(a->credential_handle, r->credential_handle);
+	old_id = strdup(a->credential_id);
+	envdb_connection_free(a);
+	envdb_connection_free(r);
+
+	/* A rotation: the new handle, and the previous one during the
+	 * overlap; completion drops it (from the cache too). */
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "dev", NULL), ENVDB_OK);
+	expect_handles(ctx, "alice", old_id);
+	ck_assert_int_eq(envdb_cred_complete(NULL, ctx, "acme", "dev"), ENVDB_OK);
+	expect_handles(ctx, "alice", NULL);
+	free(old_id);
+
+	/* Without the cache: the same answers. */
+	envdb_close(ctx);
+	td_teardown(&T);
+	{
+		td_opts o = TD_OPTS_INIT;
+
+		o.cache_size = 0;
+		td_setup(&T, &o);
+	}
+	ctx = td_open(&T);
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", "faulty", "alice"), ENVDB_OK);
+	expect_handles(ctx, "alice", NULL);
 	envdb_close(ctx);
 }
 END_TEST
@@ -504,6 +604,7 @@ static Suite *resolve_suite(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_connection_fields);
+	tcase_add_test(tc, test_credential_handle);
 	tcase_add_test(tc, test_roles_decide_authorization);
 	tcase_add_test(tc, test_reader_never_gets_full_access);
 	tcase_add_test(tc, test_states_that_do_not_resolve);

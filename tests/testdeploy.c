@@ -69,7 +69,7 @@ void td_setup(td *t, const td_opts *o)
 		"  cache_size: %lld\n"
 		"  cache_ttl_ms: %lld\n"
 		"legacy:\n"
-		"  register_shim: false\n"
+		"  register_shim: %s\n"
 		"plugins:\n"
 		"  - name: sqlite\n"
 		"    kind: adapter\n"
@@ -93,7 +93,8 @@ void td_setup(td *t, const td_opts *o)
 		"      keyring_dir: keyring\n",
 		o->driver ? o->driver : "faulty", (long long)o->lease_seconds,
 		(long long)o->grace_seconds, (long long)o->overlap_seconds,
-		(long long)o->cache_size, (long long)o->cache_ttl_ms, builddir, t->faulty_dir,
+		(long long)o->cache_size, (long long)o->cache_ttl_ms,
+		o->legacy_shim ? "true" : "false", builddir, t->faulty_dir,
 		t->fail_file, builddir, t->noro_dir, t->fail_file);
 	ck_assert_int_eq(fclose(f), 0);
 

@@ -24,8 +24,9 @@ typedef struct td_opts {
 	int64_t lease_seconds;      /**< provisioning.lease_seconds (default 60) */
 	int64_t grace_seconds;      /**< provisioning.delete_grace_seconds (default 3600) */
 	int64_t overlap_seconds;    /**< credentials.rotation_overlap_seconds (default 600) */
+	bool legacy_shim;           /**< legacy.register_shim (default false) */
 } td_opts;
-#define TD_OPTS_INIT { NULL, 100, 60000, 60, 3600, 600 }
+#define TD_OPTS_INIT { NULL, 100, 60000, 60, 3600, 600, false }
 
 typedef struct td {
 	char dir[PATH_MAX];        /* the deployment */

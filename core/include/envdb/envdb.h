@@ -543,11 +543,13 @@ ENVDB_EXPORT int envdb_key_rewrap(envdb_rewrap_report *report, envdb_ctx *ctx, u
 /* ------------------------------------------------------------------------ */
 
 /**
- * What a data-plane router needs to reach one environment for one user.
- * Allocated by the library as ONE block of secure memory (locked, guarded,
- * wiped when freed) holding the struct and every string; owned by the
- * caller and released with envdb_connection_free().  All strings are
- * NUL-terminated and valid until then.
+ * What a data-plane router needs to reach one environment for one user:
+ * the driver, the database URL, the user name (credential_handle, for
+ * drivers whose credentials have one) and the secret.  Allocated by the
+ * library as ONE block of secure memory (locked, guarded, wiped when
+ * freed) holding the struct and every string; owned by the caller and
+ * released with envdb_connection_free().  All strings are NUL-terminated
+ * and valid until then.
  */
 typedef struct envdb_connection {
 	size_t struct_size;
@@ -570,6 +572,15 @@ typedef struct envdb_connection {
 	const char *previous_secret;
 	size_t previous_secret_len;
 	int64_t previous_expires_at;
+	/* Added in libenvdb 0.1 (after the members above; read them only when
+	 * struct_size covers them): */
+	/** The credential's non-secret handle (sys_database_credential.handle):
+	 * for postgres the login role, i.e. the user name a client connects
+	 * as; "" when the driver has none (sqlite, turso).  Never NULL. */
+	const char *credential_handle;
+	/** The previous credential's handle ("" when it has none); NULL
+	 * exactly when previous_credential_id is NULL. */
+	const char *previous_credential_handle;
 } envdb_connection;
 
 /**
