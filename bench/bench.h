@@ -25,6 +25,7 @@
 #define ENVDB_BENCH_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include <envdb/status.h>
 
@@ -118,13 +119,38 @@ int bench_write_file(const char *path, const char *text);
 /** The file-system type of `path` ("ext4", "tmpfs", "xfs", ... or a hex
  * magic), into out. */
 void bench_fs_type(char *out, size_t cap, const char *path);
+/** A deterministic pseudo-random sequence (xorshift64*, fixed seed): the
+ * same order of operations in every run and every program. */
+unsigned long long bench_rand(void);
 /** Resident set size of this process in bytes (0 if unknown). */
 size_t bench_rss_bytes(void);
 /** Exit with status 2 after printing "PROGRAM: WHAT: the last envdb error". */
 void bench_die(const char *what) __attribute__((noreturn));
 
+/**
+ * Write the manifest DIR/NAME for the sqlite adapter and the kms encryptor:
+ * control plane DIR/control.db, environment files in DIR/envs, keyring
+ * DIR/keyring, the legacy shim off, and `extra` (YAML top-level keys, may
+ * be NULL) appended.  Its path goes to out.  Exits on failure.
+ */
+void bench_manifest(char *out, size_t cap, const char *dir, const char *name, const char *extra);
+/** Create the control plane of `manifest` and a current kms key (when the
+ * keyring has none).  Exits on failure. */
+void bench_init_store(const char *manifest);
+
 /** Machine and commit, as bench_report stores them. */
 void bench_cpu_model(char *out, size_t cap);
 int bench_cores(void);
+
+/* ------------------------------------------------------------------------ */
+/* The table (also used by bench/bench_report.c)                             */
+/* ------------------------------------------------------------------------ */
+
+struct json_t;
+/** Print result rows (a JSON array of rows as bench_finish() writes them)
+ * as the table, with the count of met and missed targets. */
+void bench_table_print(FILE *out, const struct json_t *rows);
+/** Print what each row's reference (floor) does, and each row's note. */
+void bench_table_print_references(FILE *out, const struct json_t *rows);
 
 #endif /* ENVDB_BENCH_H */

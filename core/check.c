@@ -177,9 +177,7 @@ static int check_row(void *cb_ctx, const envdbi_object_def *o, const void *rec)
 		case ENVDBI_FT_ENUM:
 			if (!envdbi_schema_enum_ok(f, v)) {
 				envdbi_strbuf b = ENVDBI_STRBUF_INIT;
-				for (const char *const *e = f->enum_values; *e; e++)
-					envdbi_strbuf_printf(&b, "%s%s", e == f->enum_values ? "" : ", ",
-							     *e);
+				envdbi_schema_enum_list(&b, f);
 				add(l, o->name, "enum_value", id, "%s: %s '%s' is not one of %s", label,
 				    f->name, v, b.data ? b.data : "");
 				envdbi_strbuf_free(&b);

@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,8 +33,8 @@
 static const envdb_cli_command commands[] = {
 	/* plugin host, manifest, keys (cli_host.c) */
 	{"init", NULL, envdb_cli_init, "[DIR] [--plugin-dir DIR]",
-	 "set up DIR: envdb.yaml, control plane, keyring with a first key, environments/ "
-	 "(idempotent)"},
+	 "set up DIR: envdb.yaml, control plane, keyring with a first key, environments/; "
+	 "with --manifest FILE and no DIR: what FILE describes (idempotent)"},
 	{"plugins", NULL, envdb_cli_plugins, "",
 	 "list the loaded plugins: name, kind, version, ABI, capabilities, path"},
 	{"manifest", "check", envdb_cli_manifest_check, "[FILE]",
@@ -504,6 +506,23 @@ static int take_global_options(envdb_cli *cli, int *argc, char **argv, bool *hel
 	return EX_OK;
 }
 
+/* The command holds secrets (it resolves, mints, rotates, migrates, reads
+ * keys): no core dump may write them to disk, and no other process of the
+ * user may read its memory through ptrace or /proc.  Done first, for the
+ * whole run.  ENVDB_LOG_LEVEL=debug shows the result. */
+static void no_core_dumps(void)
+{
+	struct rlimit rl = {0, 0};
+	const char *lvl = getenv("ENVDB_LOG_LEVEL");
+
+	(void)setrlimit(RLIMIT_CORE, &rl);
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	if (lvl != NULL && strcmp(lvl, "debug") == 0 && getrlimit(RLIMIT_CORE, &rl) == 0)
+		fprintf(stderr, "envdb: debug: core dumps off: RLIMIT_CORE %llu/%llu, dumpable %d\n",
+			(unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+			prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
+}
+
 int main(int argc, char **argv)
 {
 	envdb_cli cli;
@@ -513,6 +532,7 @@ int main(int argc, char **argv)
 	char **args = argv + 1;
 	size_t i;
 
+	no_core_dumps();
 	memset(&cli, 0, sizeof(cli));
 	if ((rc = take_global_options(&cli, &n, args, &help)) != EX_OK)
 		return rc;

@@ -774,9 +774,17 @@ int envdb_cli_reconcile(envdb_cli *cli, int argc, char **argv)
 							 "items", arr, "failed",
 							 (json_int_t)r->n_failed));
 	} else {
+		size_t n_unverified = 0;
+
 		for (i = 0; i < r->n_items; i++) {
 			const envdb_reconcile_item *it = &r->items[i];
 
+			/* One line per migrated database on every run would bury
+			 * what needs attention: counted below, listed by --json. */
+			if (strcmp(it->kind, "unverified") == 0 && it->status == ENVDB_OK) {
+				n_unverified++;
+				continue;
+			}
 			envdb_cli_print(cli, "%-8s %-14s %s%s%s%s%s%s%s\n", it->kind, it->action,
 					it->label ? it->label : "",
 					it->label && it->database_name ? " " : "",
@@ -787,10 +795,16 @@ int envdb_cli_reconcile(envdb_cli *cli, int argc, char **argv)
 			if (it->status != ENVDB_OK)
 				envdb_cli_error(cli, "%s: %s", it->kind, it->message ? it->message : "");
 		}
-		if (r->n_items == 0)
+		if (r->n_items == n_unverified)
 			envdb_cli_print(cli, "nothing to reconcile\n");
 		else if (!r->applied)
 			envdb_cli_print(cli, "(dry run: nothing changed; --apply acts)\n");
+		if (n_unverified > 0)
+			envdb_cli_print(cli,
+					"%zu adopted database(s) not verified (kept their v4 name "
+					"and location, so their adapter does not list them; "
+					"--json lists them)\n",
+					n_unverified);
 		rc = EX_OK;
 	}
 	if (r->n_failed > 0)

@@ -270,17 +270,33 @@ int envdb_cli_init(envdb_cli *cli, int argc, char **argv)
 	key_collect keys = {NULL, "", 0};
 	char *dir = NULL, *plugin_dir = NULL, *key_id = NULL;
 	char manifest[PATH_MAX], keyring[PATH_MAX], envs[PATH_MAX], control[PATH_MAX];
-	bool dir_created, keyring_created, envs_created, manifest_created, cp_created;
-	bool key_created = false;
+	bool dir_created, keyring_created = false, envs_created = false, manifest_created = false;
+	bool cp_created, key_created = false;
+	/* `envdb --manifest FILE init` (no DIR): set up the deployment that an
+	 * existing manifest describes -- the packaged system-wide one -- i.e.
+	 * its control plane and a first key; the plugins make their own
+	 * directories, and nothing is written next to the manifest. */
+	bool existing;
 	struct stat st;
 	int rc, st_rc;
 
 	if ((rc = envdb_cli_parse(cli, argc, argv, opts, &pos, 0, 1)) != EX_OK)
 		return rc;
+	existing = pos.n == 0 && cli->manifest_opt != NULL;
+	if (existing && plugin_dir_opt != NULL)
+		return envdb_cli_usage(cli, "--plugin-dir is for a new DIR, not for --manifest FILE");
 	umask(077);
-	if ((rc = make_dir(cli, pos.n ? pos.v[0] : ".", &dir_created)) != EX_OK)
+	if (existing) {
+		if ((dir = absolute(cli->manifest_opt)) != NULL) {
+			snprintf(manifest, sizeof(manifest), "%s", dir);
+			if (strrchr(dir, '/') != NULL && strrchr(dir, '/') != dir)
+				*strrchr(dir, '/') = '\0';
+		}
+	} else if ((rc = make_dir(cli, pos.n ? pos.v[0] : ".", &dir_created)) != EX_OK) {
 		return rc;
-	dir = absolute(pos.n ? pos.v[0] : ".");
+	} else {
+		dir = absolute(pos.n ? pos.v[0] : ".");
+	}
 	if (plugin_dir_opt != NULL)
 		plugin_dir = absolute(plugin_dir_opt);
 	if (dir == NULL || (plugin_dir_opt != NULL && plugin_dir == NULL)) {
@@ -288,16 +304,23 @@ int envdb_cli_init(envdb_cli *cli, int argc, char **argv)
 					strerror(errno));
 		goto done;
 	}
-	if ((size_t)snprintf(manifest, sizeof(manifest), "%s/envdb.yaml", dir) >=
+	if (existing) {
+		if (strlen(manifest) + 1 >= sizeof(manifest)) {
+			rc = envdb_cli_fail_msg(cli, ENVDB_ERR_INVALID, "init: path too long: %s",
+						manifest);
+			goto done;
+		}
+	} else if ((size_t)snprintf(manifest, sizeof(manifest), "%s/envdb.yaml", dir) >=
 		sizeof(manifest) ||
 	    (size_t)snprintf(keyring, sizeof(keyring), "%s/keyring", dir) >= sizeof(keyring) ||
 	    (size_t)snprintf(envs, sizeof(envs), "%s/environments", dir) >= sizeof(envs)) {
 		rc = envdb_cli_fail_msg(cli, ENVDB_ERR_INVALID, "init: path too long: %s", dir);
 		goto done;
 	}
-	if ((rc = make_dir(cli, keyring, &keyring_created)) != EX_OK ||
-	    (rc = make_dir(cli, envs, &envs_created)) != EX_OK ||
-	    (rc = write_manifest(cli, manifest, plugin_dir, &manifest_created)) != EX_OK)
+	if (!existing && ((rc = make_dir(cli, keyring, &keyring_created)) != EX_OK ||
+			  (rc = make_dir(cli, envs, &envs_created)) != EX_OK ||
+			  (rc = write_manifest(cli, manifest, plugin_dir, &manifest_created)) !=
+			      EX_OK))
 		goto done;
 	if (!manifest_created && plugin_dir != NULL)
 		envdb_cli_error(cli, "%s exists and was left unchanged (--plugin-dir not applied)",
@@ -338,15 +361,19 @@ int envdb_cli_init(envdb_cli *cli, int argc, char **argv)
 		    cli, json_pack("{s:s, s:o, s:o, s:o, s:o, s:{s:s?, s:b}}", "dir", dir,
 				   "manifest", item_json(manifest, manifest_created),
 				   "control_plane", item_json(control, cp_created), "keyring",
-				   item_json(keyring, keyring_created), "environments",
-				   item_json(envs, envs_created), "key", "id",
-				   keys.current[0] ? keys.current : NULL, "created", key_created));
+				   existing ? json_null() : item_json(keyring, keyring_created),
+				   "environments",
+				   existing ? json_null() : item_json(envs, envs_created), "key",
+				   "id", keys.current[0] ? keys.current : NULL, "created",
+				   key_created));
 		goto done;
 	}
 	item_text(cli, "manifest", manifest, manifest_created);
 	item_text(cli, "control plane", control, cp_created);
-	item_text(cli, "keyring", keyring, keyring_created);
-	item_text(cli, "environments", envs, envs_created);
+	if (!existing) {
+		item_text(cli, "keyring", keyring, keyring_created);
+		item_text(cli, "environments", envs, envs_created);
+	}
 	envdb_cli_print(cli, "%-8s %-13s %s\n", key_created ? "created" : "exists", "key",
 			keys.current[0] ? keys.current : "(no current key)");
 	rc = EX_OK;

@@ -133,8 +133,12 @@ int envdbi_credential_open(envdbi_secret **out, envdb_ctx *ctx, const envdb_cred
 
 static int need_store(envdb_ctx *ctx, const char *org, const char *slug, const char *op)
 {
+	int rc;
+
 	if (ctx == NULL || org == NULL || slug == NULL)
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "%s: missing argument", op);
+	if ((rc = envdbi_check_env_ref(op, org, slug)) != ENVDB_OK)
+		return rc;
 	if (ctx->store == NULL)
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
 				    "%s %s/%s: the context has no control plane open", op, org, slug);

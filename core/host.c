@@ -14,8 +14,17 @@
  *    came back fits and is terminated;
  *  - on failure leaves the plugin's own report in the last error, prefixed
  *    with "plugin NAME: ", or says which operation failed when the plugin
- *    reported nothing.
+ *    reported nothing (or an empty report, or a status that is not one);
+ *  - treats a call that returns after its deadline as ENVDB_ERR_TIMEOUT and
+ *    discards what it returned (every operation may be retried);
+ *  - refuses outputs whose buffer descriptor the plugin changed, that do
+ *    not fit, that hold a NUL inside text, or that are empty where a value
+ *    is required (a database name, a URL, a secret).
  * Secrets travel in host secure memory and come back as envdbi_secret.
+ * The secrets of the call in progress (handed to the plugin, or written by
+ * it into a secure output buffer) are redacted from everything the plugin
+ * reports or logs during the call, and from the final last error, so a
+ * careless plugin cannot leak them through a message.
  */
 #include "config.h"
 
@@ -35,6 +44,10 @@
 #define KEY_ID_CAP 256
 #define KEY_GENERATE_CAP 4096
 #define RETRIES 4
+#define REPORT_MAX (64u * 1024u) /* a plugin's message is formatted up to this */
+#define REDACT_MIN 4             /* shorter "secrets" are not searched for */
+#define REDACTED "[redacted]"
+#define CALL_SECRETS 2
 
 /* ------------------------------------------------------------------------ */
 /* Clocks and deadlines                                                      */
@@ -59,6 +72,80 @@ void envdbi_host_set_call_timeout_ms(int64_t ms)
 int64_t envdbi_host_call_timeout_ms(void)
 {
 	return atomic_load(&call_timeout_ms);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The call in progress and its secrets                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct hbuf hbuf;
+
+typedef struct call {
+	envdbi_plugin *p;
+	const char *op;
+	int64_t saved_deadline;
+	int64_t deadline; /* this call's own, 0: none */
+	unsigned generation;
+	bool locked;
+	/* secrets handed to the plugin (data, len) ... */
+	const char *in_secret[CALL_SECRETS];
+	size_t in_secret_len[CALL_SECRETS];
+	/* ... and secure output buffers it may write one into */
+	const hbuf *out_secret[CALL_SECRETS];
+	const struct call *outer; /* the call this one runs inside, if any */
+} call;
+
+/* The calls in progress on this thread (innermost first). */
+static _Thread_local const call *tls_call;
+
+/* Replace every occurrence of the `len` bytes at `sec` in the NUL-terminated
+ * text `msg` (capacity `cap`) with REDACTED. */
+static void redact_one(char *msg, size_t cap, const char *sec, size_t len)
+{
+	size_t mlen, i = 0, o = 0, rl = strlen(REDACTED);
+	char *out;
+
+	if (sec == NULL || len < REDACT_MIN || msg == NULL)
+		return;
+	mlen = strlen(msg);
+	if (mlen < len || memmem(msg, mlen, sec, len) == NULL)
+		return;
+	out = malloc(cap);
+	if (out == NULL) {
+		/* cannot rewrite: drop the message rather than keep a secret */
+		snprintf(msg, cap, "%s", "(message withheld: it contained a secret)");
+		return;
+	}
+	while (i < mlen && o + 1 < cap) {
+		if (mlen - i >= len && memcmp(msg + i, sec, len) == 0) {
+			size_t k = rl < cap - 1 - o ? rl : cap - 1 - o;
+
+			memcpy(out + o, REDACTED, k);
+			o += k;
+			i += len;
+			continue;
+		}
+		out[o++] = msg[i++];
+	}
+	out[o] = '\0';
+	memcpy(msg, out, o + 1);
+	free(out);
+}
+
+static void redact_hbuf(char *msg, size_t cap, const hbuf *h);
+
+/* Redact the secrets of every call in progress on this thread from `msg`. */
+static void redact_call_secrets(char *msg, size_t cap)
+{
+	const call *c;
+	size_t i;
+
+	for (c = tls_call; c != NULL; c = c->outer)
+		for (i = 0; i < CALL_SECRETS; i++) {
+			redact_one(msg, cap, c->in_secret[i], c->in_secret_len[i]);
+			if (c->out_secret[i] != NULL)
+				redact_hbuf(msg, cap, c->out_secret[i]);
+		}
 }
 
 /* ------------------------------------------------------------------------ */
@@ -99,13 +186,19 @@ static void svc_log(envdb_host_ctx *ctx, int level, const char *fmt, ...) ENVDB_
 
 static void svc_log(envdb_host_ctx *ctx, int level, const char *fmt, ...)
 {
-	char msg[2048];
+	char *msg = malloc(REPORT_MAX);
 	va_list ap;
 
+	if (msg == NULL || fmt == NULL) {
+		free(msg);
+		return;
+	}
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(msg, REPORT_MAX, fmt, ap);
 	va_end(ap);
+	redact_call_secrets(msg, REPORT_MAX);
 	envdbi_log(level, "plugin %s: %s", ctx && ctx->plugin ? ctx->plugin->name : "?", msg);
+	free(msg);
 }
 
 static int svc_error(envdb_host_ctx *ctx, int status, const char *native_code, const char *fmt, ...)
@@ -113,14 +206,29 @@ static int svc_error(envdb_host_ctx *ctx, int status, const char *native_code, c
 
 static int svc_error(envdb_host_ctx *ctx, int status, const char *native_code, const char *fmt, ...)
 {
+	char native[64];
+	char *msg;
 	va_list ap;
 
 	(void)ctx;
 	if (status >= 0)
 		status = ENVDB_ERR_GENERIC; /* an error report always carries an error */
-	va_start(ap, fmt);
-	envdbi_error_v(status, native_code, fmt, ap);
-	va_end(ap);
+	/* Format in full (up to REPORT_MAX) and redact before the last error
+	 * truncates it, so no part of a secret survives at the cut. */
+	msg = malloc(REPORT_MAX);
+	if (msg == NULL)
+		return envdbi_error(status, NULL, "(the plugin's report was lost: out of memory)");
+	msg[0] = '\0';
+	if (fmt != NULL) {
+		va_start(ap, fmt);
+		vsnprintf(msg, REPORT_MAX, fmt, ap);
+		va_end(ap);
+	}
+	snprintf(native, sizeof(native), "%s", native_code ? native_code : "");
+	redact_call_secrets(msg, REPORT_MAX);
+	redact_call_secrets(native, sizeof(native));
+	envdbi_error(status, native[0] ? native : NULL, "%s", msg);
+	free(msg);
 	return status;
 }
 
@@ -174,18 +282,11 @@ void envdbi_host_prepare(envdbi_plugin *p)
 /* Calls                                                                     */
 /* ------------------------------------------------------------------------ */
 
-typedef struct call {
-	envdbi_plugin *p;
-	const char *op;
-	int64_t saved_deadline;
-	unsigned generation;
-	bool locked;
-} call;
-
 static void call_begin(call *c, envdbi_plugin *p, const char *op, bool serialize)
 {
 	int64_t timeout = envdbi_host_call_timeout_ms();
 
+	memset(c, 0, sizeof(*c));
 	c->p = p;
 	c->op = op;
 	c->saved_deadline = tls_deadline_ms;
@@ -194,33 +295,87 @@ static void call_begin(call *c, envdbi_plugin *p, const char *op, bool serialize
 		if (tls_deadline_ms == 0 || mine < tls_deadline_ms)
 			tls_deadline_ms = mine;
 	}
+	c->deadline = tls_deadline_ms;
 	c->locked = serialize;
 	if (serialize)
 		pthread_mutex_lock(&p->lock);
 	c->generation = envdbi_error_generation();
+	c->outer = tls_call;
+	tls_call = c;
+}
+
+/* Secrets of call `c` (before the plugin runs): one handed in, one secure
+ * output buffer. */
+static void call_secret_in(call *c, const void *data, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < CALL_SECRETS; i++)
+		if (c->in_secret[i] == NULL) {
+			c->in_secret[i] = data;
+			c->in_secret_len[i] = len;
+			return;
+		}
+}
+
+static void call_secret_out(call *c, const hbuf *h)
+{
+	size_t i;
+
+	for (i = 0; i < CALL_SECRETS; i++)
+		if (c->out_secret[i] == NULL) {
+			c->out_secret[i] = h;
+			return;
+		}
 }
 
 /* Finish a call that returned `rc`; on failure make the last error say
  * "plugin NAME: <the plugin's report, or which operation failed>". */
 static int call_end(call *c, int rc)
 {
-	char msg[1536], native[64];
+	char msg[1536], native[64], late[160] = "";
+	bool reported = envdbi_error_generation() != c->generation;
+	int64_t now = monotonic_ms();
 	const envdb_error *e;
+	int raw = rc;
 
 	if (c->locked)
 		pthread_mutex_unlock(&c->p->lock);
 	tls_deadline_ms = c->saved_deadline;
+	tls_call = c->outer;
+	/* Past its deadline the result is discarded, whatever it was. */
+	if (c->deadline > 0 && now > c->deadline && rc != ENVDB_ERR_BUFFER_TOO_SMALL) {
+		snprintf(late, sizeof(late), " (returned %lld ms after its deadline)",
+			 (long long)(now - c->deadline));
+		if (rc == ENVDB_OK || !reported)
+			return envdbi_error(ENVDB_ERR_TIMEOUT, NULL,
+					    "plugin %s: %s did not finish within its deadline: it "
+					    "returned %s%s; its result is discarded",
+					    c->p->name, c->op, envdb_status_str(rc), late);
+		rc = ENVDB_ERR_TIMEOUT;
+	}
 	if (rc == ENVDB_OK)
 		return ENVDB_OK;
-	if (rc > 0)
+	/* A status that is not an envdb_status is a generic error. */
+	if (rc > 0 || rc < ENVDB_ERR_BUSY)
 		rc = ENVDB_ERR_GENERIC;
-	if (envdbi_error_generation() == c->generation)
-		return envdbi_error(rc, NULL, "plugin %s: %s failed (%s) without a report",
-				    c->p->name, c->op, envdb_status_str(rc));
+	if (!reported)
+		return envdbi_error(rc, NULL, "plugin %s: %s failed (%s, status %d) without a report",
+				    c->p->name, c->op, envdb_status_str(rc), raw);
 	e = envdb_error_last();
+	if (e->message == NULL || e->message[0] == '\0')
+		return envdbi_error(rc, NULL,
+				    "plugin %s: %s failed (%s, status %d) with an empty report%s",
+				    c->p->name, c->op, envdb_status_str(rc), raw, late);
 	snprintf(msg, sizeof(msg), "%s", e->message);
 	snprintf(native, sizeof(native), "%s", e->native_code ? e->native_code : "");
-	return envdbi_error(rc, native[0] ? native : NULL, "plugin %s: %s", c->p->name, msg);
+	/* The plugin may have written a secret after it reported. */
+	tls_call = c;
+	redact_call_secrets(msg, sizeof(msg));
+	redact_call_secrets(native, sizeof(native));
+	tls_call = c->outer;
+	return envdbi_error(rc, native[0] ? native : NULL, "plugin %s: %s%s", c->p->name, msg,
+			    late);
 }
 
 static bool plugin_ready(envdbi_plugin *p, uint32_t kind, const char *op, int *rc)
@@ -256,6 +411,7 @@ int envdbi_host_init(envdbi_plugin *p, const envdb_config *cfg)
 	p->instance = NULL;
 	rc = p->desc.init(&p->instance, &p->host, cfg);
 	tls_deadline_ms = c.saved_deadline;
+	tls_call = c.outer;
 	if (rc == ENVDB_OK)
 		p->initialized = true;
 	pthread_mutex_unlock(&init_lock);
@@ -289,34 +445,61 @@ void envdbi_host_fini(envdbi_plugin *p)
 /* Output buffers                                                            */
 /* ------------------------------------------------------------------------ */
 
-typedef struct hbuf {
+/* An output buffer: the descriptor handed to the plugin, and the host's own
+ * record of it (a plugin that rewrites the descriptor cannot make the host
+ * free or read memory that is not the buffer). */
+struct hbuf {
 	envdb_buffer b;
 	bool secure;
-} hbuf;
+	char *data;  /* what b.data must still be */
+	size_t cap;  /* what b.cap must still be */
+};
 
 static int hbuf_init(hbuf *h, size_t cap, bool secure)
 {
 	memset(h, 0, sizeof(*h));
 	h->secure = secure;
 	h->b.struct_size = sizeof(h->b);
-	h->b.data = secure ? envdbi_secure_alloc(cap) : malloc(cap);
-	if (h->b.data == NULL)
+	h->data = secure ? envdbi_secure_alloc(cap) : malloc(cap);
+	if (h->data == NULL)
 		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "out of %smemory for a %zu-byte buffer",
 				    secure ? "secure " : "", cap);
-	h->b.cap = cap;
+	/* zeroed, so what a plugin wrote can be told from what it did not */
+	memset(h->data, 0, cap);
+	h->b.data = h->data;
+	h->cap = h->b.cap = cap;
 	return ENVDB_OK;
 }
 
 static void hbuf_free(hbuf *h)
 {
-	if (h->b.data == NULL)
+	if (h->data == NULL)
 		return;
 	if (h->secure)
-		envdbi_secure_free(h->b.data);
+		envdbi_secure_free(h->data);
 	else
-		free(h->b.data);
-	h->b.data = NULL;
-	h->b.cap = 0;
+		free(h->data);
+	h->data = h->b.data = NULL;
+	h->cap = h->b.cap = 0;
+}
+
+/* True when the plugin left the descriptor as the host made it. */
+static bool hbuf_intact(const hbuf *h)
+{
+	return h->b.struct_size == sizeof(h->b) && h->b.data == h->data && h->b.cap == h->cap;
+}
+
+static void redact_hbuf(char *msg, size_t cap, const hbuf *h)
+{
+	size_t text;
+
+	if (h->data == NULL || h->cap == 0)
+		return;
+	/* what the plugin wrote as text, and what it says it wrote */
+	text = strnlen(h->data, h->cap);
+	redact_one(msg, cap, h->data, text);
+	if (h->b.len < h->cap && h->b.len != text)
+		redact_one(msg, cap, h->data, h->b.len);
 }
 
 /* A thunk calls one plugin operation with the buffers bufs[0..n). */
@@ -325,7 +508,7 @@ typedef int (*op_thunk)(envdbi_plugin *p, void *args, envdb_buffer **bufs);
 /* Call `fn` following the buffer protocol.  On success every buffer holds
  * a NUL-terminated value of length b.len. */
 static int run_buffered(envdbi_plugin *p, const char *op, op_thunk fn, void *args, hbuf *bufs,
-			size_t n, bool may_retry)
+			size_t n, bool may_retry, const void *in_secret, size_t in_secret_len)
 {
 	envdb_buffer *ptrs[4];
 	call c;
@@ -340,12 +523,32 @@ static int run_buffered(envdbi_plugin *p, const char *op, op_thunk fn, void *arg
 			ptrs[i] = &bufs[i].b;
 		}
 		call_begin(&c, p, op, !p->thread_safe);
+		if (in_secret != NULL)
+			call_secret_in(&c, in_secret, in_secret_len);
+		for (i = 0; i < n; i++)
+			if (bufs[i].secure)
+				call_secret_out(&c, &bufs[i]);
 		rc = fn(p, args, ptrs);
+		for (i = 0; i < n; i++)
+			if (!hbuf_intact(&bufs[i])) {
+				/* restore it first: the host frees and reads only its own */
+				bufs[i].b.struct_size = sizeof(bufs[i].b);
+				bufs[i].b.data = bufs[i].data;
+				bufs[i].b.cap = bufs[i].cap;
+				call_end(&c, ENVDB_OK);
+				return envdbi_error(ENVDB_ERR_GENERIC, NULL,
+						    "plugin %s: %s changed output buffer %zu's "
+						    "descriptor (struct_size, data or cap); its result "
+						    "is discarded",
+						    p->name, op, i + 1);
+			}
 		if (rc != ENVDB_ERR_BUFFER_TOO_SMALL || !may_retry) {
 			rc = call_end(&c, rc);
 			break;
 		}
-		call_end(&c, ENVDB_OK); /* not an error yet: resize and retry */
+		/* not an error yet: resize and retry (unless the deadline passed) */
+		if ((rc = call_end(&c, ENVDB_OK)) != ENVDB_OK)
+			return rc;
 		for (i = 0; i < n; i++) {
 			size_t need = bufs[i].b.len;
 			hbuf bigger;
@@ -381,6 +584,11 @@ static int run_buffered(envdbi_plugin *p, const char *op, op_thunk fn, void *arg
 					    "buffer",
 					    p->name, op, bufs[i].b.len, bufs[i].b.cap);
 		bufs[i].b.data[bufs[i].b.len] = '\0';
+		if (memchr(bufs[i].b.data, '\0', bufs[i].b.len) != NULL)
+			return envdbi_error(ENVDB_ERR_GENERIC, NULL,
+					    "plugin %s: %s returned a value with a NUL byte inside "
+					    "(output %zu, %zu bytes)",
+					    p->name, op, i + 1, bufs[i].b.len);
 	}
 	return ENVDB_OK;
 }
@@ -391,6 +599,13 @@ static int take_string(char **out, const hbuf *h)
 	if (*out == NULL)
 		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "out of memory");
 	return ENVDB_OK;
+}
+
+/* A required output the plugin left empty. */
+static int empty_output(const envdbi_plugin *p, const char *op, const char *what)
+{
+	return envdbi_error(ENVDB_ERR_GENERIC, NULL, "plugin %s: %s succeeded but returned no %s",
+			    p->name, op, what);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -404,7 +619,7 @@ static int th_database_name(envdbi_plugin *p, void *args, envdb_buffer **b)
 
 int envdbi_adapter_database_name(envdbi_plugin *p, const char *environment_id, char **name)
 {
-	hbuf b[1] = {{{0}, false}};
+	hbuf b[1] = {{.secure = false}};
 	int rc;
 
 	if (!plugin_ready(p, ENVDB_PLUGIN_ADAPTER, "database_name", &rc))
@@ -414,8 +629,9 @@ int envdbi_adapter_database_name(envdbi_plugin *p, const char *environment_id, c
 				    "plugin %s: database_name: NULL argument", p->name);
 	if ((rc = hbuf_init(&b[0], KEY_ID_CAP, false)) == ENVDB_OK &&
 	    (rc = run_buffered(p, "database_name", th_database_name, (void *)environment_id, b, 1,
-			       true)) == ENVDB_OK)
-		rc = take_string(name, &b[0]);
+			       true, NULL, 0)) == ENVDB_OK)
+		rc = b[0].b.len == 0 ? empty_output(p, "database_name", "name")
+				     : take_string(name, &b[0]);
 	hbuf_free(&b[0]);
 	return rc;
 }
@@ -428,7 +644,7 @@ static int th_create(envdbi_plugin *p, void *args, envdb_buffer **b)
 int envdbi_adapter_create(envdbi_plugin *p, const envdb_create_request *req, char **url,
 			  char **metadata)
 {
-	hbuf b[2] = {{{0}, false}, {{0}, false}};
+	hbuf b[2] = {{.secure = false}, {.secure = false}};
 	int rc;
 
 	if (!plugin_ready(p, ENVDB_PLUGIN_ADAPTER, "create", &rc))
@@ -439,8 +655,12 @@ int envdbi_adapter_create(envdbi_plugin *p, const envdb_create_request *req, cha
 	*url = *metadata = NULL;
 	if ((rc = hbuf_init(&b[0], ENVDB_ADAPTER_OUTPUT_MIN, false)) ||
 	    (rc = hbuf_init(&b[1], ENVDB_ADAPTER_OUTPUT_MIN, false)) ||
-	    (rc = run_buffered(p, "create", th_create, (void *)req, b, 2, true)))
+	    (rc = run_buffered(p, "create", th_create, (void *)req, b, 2, true, NULL, 0)))
 		goto done;
+	if (b[0].b.len == 0) {
+		rc = empty_output(p, "create", "url");
+		goto done;
+	}
 	if ((rc = take_string(url, &b[0])) == ENVDB_OK &&
 	    (rc = take_string(metadata, &b[1])) != ENVDB_OK) {
 		free(*url);
@@ -480,7 +700,7 @@ static int th_mint(envdbi_plugin *p, void *args, envdb_buffer **b)
 int envdbi_adapter_mint(envdbi_plugin *p, const envdb_db_ref *db, const envdb_mint_request *req,
 			envdbi_secret **secret, char **handle)
 {
-	hbuf b[2] = {{{0}, true}, {{0}, false}};
+	hbuf b[2] = {{.secure = true}, {.secure = false}};
 	mint_args a = {db, req};
 	int rc;
 
@@ -496,8 +716,12 @@ int envdbi_adapter_mint(envdbi_plugin *p, const envdb_db_ref *db, const envdb_mi
 				    "plugin %s: read-only credentials are not supported", p->name);
 	if ((rc = hbuf_init(&b[0], ENVDB_ADAPTER_OUTPUT_MIN, true)) ||
 	    (rc = hbuf_init(&b[1], ENVDB_ADAPTER_OUTPUT_MIN, false)) ||
-	    (rc = run_buffered(p, "mint", th_mint, &a, b, 2, true)))
+	    (rc = run_buffered(p, "mint", th_mint, &a, b, 2, true, NULL, 0)))
 		goto done;
+	if (b[0].b.len == 0) {
+		rc = empty_output(p, "mint", "secret");
+		goto done;
+	}
 	*secret = envdbi_secret_new(b[0].b.data, b[0].b.len);
 	if (*secret == NULL) {
 		rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "plugin %s: mint: out of secure memory",
@@ -545,6 +769,7 @@ int envdbi_adapter_probe(envdbi_plugin *p, const envdb_db_ref *db, const envdbi_
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: probe: NULL argument",
 				    p->name);
 	call_begin(&c, p, "probe", !p->thread_safe);
+	call_secret_in(&c, secret->data, secret->len);
 	return call_end(&c, p->ops.adapter.probe(p->instance, db, secret->data, secret->len));
 }
 
@@ -640,7 +865,7 @@ static int th_current_key(envdbi_plugin *p, void *args, envdb_buffer **b)
 
 int envdbi_encryptor_current_key(envdbi_plugin *p, char **key_id)
 {
-	hbuf b[1] = {{{0}, false}};
+	hbuf b[1] = {{.secure = false}};
 	int rc;
 
 	if (!plugin_ready(p, ENVDB_PLUGIN_ENCRYPTOR, "current_key", &rc))
@@ -649,8 +874,10 @@ int envdbi_encryptor_current_key(envdbi_plugin *p, char **key_id)
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: current_key: NULL argument",
 				    p->name);
 	if ((rc = hbuf_init(&b[0], KEY_ID_CAP, false)) == ENVDB_OK &&
-	    (rc = run_buffered(p, "current_key", th_current_key, NULL, b, 1, true)) == ENVDB_OK)
-		rc = take_string(key_id, &b[0]);
+	    (rc = run_buffered(p, "current_key", th_current_key, NULL, b, 1, true, NULL, 0)) ==
+		ENVDB_OK)
+		rc = b[0].b.len == 0 ? empty_output(p, "current_key", "key id")
+				     : take_string(key_id, &b[0]);
 	hbuf_free(&b[0]);
 	return rc;
 }
@@ -665,7 +892,7 @@ static int th_encrypt(envdbi_plugin *p, void *args, envdb_buffer **b)
 int envdbi_encryptor_encrypt(envdbi_plugin *p, const envdbi_secret *pt, const void *aad,
 			     size_t aad_len, char **ct, char **key_id)
 {
-	hbuf b[2] = {{{0}, false}, {{0}, false}};
+	hbuf b[2] = {{.secure = false}, {.secure = false}};
 	crypt_args a;
 	int rc;
 
@@ -681,8 +908,12 @@ int envdbi_encryptor_encrypt(envdbi_plugin *p, const envdbi_secret *pt, const vo
 	a.aad_len = aad_len;
 	if ((rc = hbuf_init(&b[0], pt->len * 2 + 1024, false)) ||
 	    (rc = hbuf_init(&b[1], KEY_ID_CAP, false)) ||
-	    (rc = run_buffered(p, "encrypt", th_encrypt, &a, b, 2, true)))
+	    (rc = run_buffered(p, "encrypt", th_encrypt, &a, b, 2, true, pt->data, pt->len)))
 		goto done;
+	if (b[0].b.len == 0 || b[1].b.len == 0) {
+		rc = empty_output(p, "encrypt", b[0].b.len == 0 ? "ciphertext" : "key id");
+		goto done;
+	}
 	if ((rc = take_string(ct, &b[0])) == ENVDB_OK && (rc = take_string(key_id, &b[1])) != 0) {
 		free(*ct);
 		*ct = NULL;
@@ -702,7 +933,7 @@ static int th_decrypt(envdbi_plugin *p, void *args, envdb_buffer **b)
 int envdbi_encryptor_decrypt(envdbi_plugin *p, const char *ct, const void *aad, size_t aad_len,
 			     envdbi_secret **pt)
 {
-	hbuf b[1] = {{{0}, true}};
+	hbuf b[1] = {{.secure = true}};
 	crypt_args a;
 	int rc;
 
@@ -717,7 +948,7 @@ int envdbi_encryptor_decrypt(envdbi_plugin *p, const char *ct, const void *aad, 
 	a.aad = aad;
 	a.aad_len = aad_len;
 	if ((rc = hbuf_init(&b[0], a.in_len + 1, true)) ||
-	    (rc = run_buffered(p, "decrypt", th_decrypt, &a, b, 1, true)))
+	    (rc = run_buffered(p, "decrypt", th_decrypt, &a, b, 1, true, NULL, 0)))
 		goto done;
 	*pt = envdbi_secret_new(b[0].b.data, b[0].b.len);
 	if (*pt == NULL)
@@ -736,7 +967,7 @@ static int th_key_of(envdbi_plugin *p, void *args, envdb_buffer **b)
 
 int envdbi_encryptor_key_of(envdbi_plugin *p, const char *ct, char **key_id)
 {
-	hbuf b[1] = {{{0}, false}};
+	hbuf b[1] = {{.secure = false}};
 	crypt_args a = {ct, ct ? strlen(ct) : 0, NULL, 0, 0};
 	int rc;
 
@@ -747,7 +978,7 @@ int envdbi_encryptor_key_of(envdbi_plugin *p, const char *ct, char **key_id)
 				    p->name);
 	*key_id = NULL;
 	if ((rc = hbuf_init(&b[0], KEY_ID_CAP, false)) == ENVDB_OK &&
-	    (rc = run_buffered(p, "key_of", th_key_of, &a, b, 1, true)) == ENVDB_OK)
+	    (rc = run_buffered(p, "key_of", th_key_of, &a, b, 1, true, NULL, 0)) == ENVDB_OK)
 		rc = take_string(key_id, &b[0]);
 	hbuf_free(&b[0]);
 	return rc;
@@ -763,7 +994,7 @@ static int th_rewrap(envdbi_plugin *p, void *args, envdb_buffer **b)
 int envdbi_encryptor_rewrap(envdbi_plugin *p, const char *ct, const void *aad, size_t aad_len,
 			    char **ct_out, char **key_id)
 {
-	hbuf b[2] = {{{0}, false}, {{0}, false}};
+	hbuf b[2] = {{.secure = false}, {.secure = false}};
 	crypt_args a = {ct, ct ? strlen(ct) : 0, aad, aad_len, 0};
 	int rc;
 
@@ -777,8 +1008,12 @@ int envdbi_encryptor_rewrap(envdbi_plugin *p, const char *ct, const void *aad, s
 	*ct_out = *key_id = NULL;
 	if ((rc = hbuf_init(&b[0], a.in_len + 1024, false)) ||
 	    (rc = hbuf_init(&b[1], KEY_ID_CAP, false)) ||
-	    (rc = run_buffered(p, "rewrap", th_rewrap, &a, b, 2, true)))
+	    (rc = run_buffered(p, "rewrap", th_rewrap, &a, b, 2, true, NULL, 0)))
 		goto done;
+	if (b[0].b.len == 0 || b[1].b.len == 0) {
+		rc = empty_output(p, "rewrap", b[0].b.len == 0 ? "ciphertext" : "key id");
+		goto done;
+	}
 	if ((rc = take_string(ct_out, &b[0])) == ENVDB_OK &&
 	    (rc = take_string(key_id, &b[1])) != ENVDB_OK) {
 		free(*ct_out);
@@ -814,7 +1049,7 @@ static int th_key_generate(envdbi_plugin *p, void *args, envdb_buffer **b)
 
 int envdbi_encryptor_key_generate(envdbi_plugin *p, int make_current, char **key_id)
 {
-	hbuf b[1] = {{{0}, false}};
+	hbuf b[1] = {{.secure = false}};
 	crypt_args a = {NULL, 0, NULL, 0, make_current ? 1 : 0};
 	int rc;
 
@@ -828,7 +1063,8 @@ int envdbi_encryptor_key_generate(envdbi_plugin *p, int make_current, char **key
 	*key_id = NULL;
 	/* Not idempotent: never retried, so the buffer is generous. */
 	if ((rc = hbuf_init(&b[0], KEY_GENERATE_CAP, false)) == ENVDB_OK &&
-	    (rc = run_buffered(p, "key_generate", th_key_generate, &a, b, 1, false)) == ENVDB_OK)
+	    (rc = run_buffered(p, "key_generate", th_key_generate, &a, b, 1, false, NULL, 0)) ==
+		ENVDB_OK)
 		rc = take_string(key_id, &b[0]);
 	hbuf_free(&b[0]);
 	return rc;

@@ -36,6 +36,28 @@ void envdbi_log_v(int level, const char *fmt, va_list ap) ENVDB_PRINTF(2, 0);
 unsigned envdbi_error_generation(void);
 
 /* ------------------------------------------------------------------------ */
+/* ident.c — identifiers and text from outside, checked at every entry point  */
+/* ------------------------------------------------------------------------ */
+
+/** Longest organization or user id, in bytes. */
+#define ENVDBI_IDENT_MAX 128
+/** Organization and user ids: 1..ENVDBI_IDENT_MAX of [A-Za-z0-9_.@+:-],
+ * starting with a letter or digit, no "..".  ENVDB_ERR_INVALID (reported:
+ * "OP: invalid WHAT \"VALUE\": CAUSE", the value escaped) otherwise. */
+int envdbi_check_ident(const char *op, const char *what, const char *s);
+/** An organization id and a slug, as above. */
+int envdbi_check_env_ref(const char *op, const char *org, const char *slug);
+/** A name such as a region: [a-z0-9][a-z0-9_-]*, 1..max bytes. */
+int envdbi_check_name(const char *op, const char *what, const char *s, size_t max);
+/** Free text (display names): valid UTF-8, no control characters, at most
+ * max bytes.  NULL passes. */
+int envdbi_check_text(const char *op, const char *what, const char *s, size_t max);
+/** Write `s` into out (cap bytes) with everything outside printable ASCII,
+ * quotes and backslashes as \xNN, cut after 48 characters: safe to put in a
+ * message. */
+void envdbi_quote(char *out, size_t cap, const char *s);
+
+/* ------------------------------------------------------------------------ */
 /* secmem.c — secure memory (libsodium guarded allocations)                   */
 /* ------------------------------------------------------------------------ */
 

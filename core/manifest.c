@@ -683,6 +683,7 @@ static int load_tree(const mctx *c, const ynode *root)
 	static const char *const plans[] = {"free", "starter", "pro", "enterprise", "custom", NULL};
 	envdbi_manifest *m = c->m;
 	const ynode *sec, *where = NULL, *driver_at = NULL, *enc_at = NULL, *legacy_at = NULL;
+	const ynode *region_at = NULL;
 	char *tmp = NULL;
 	int64_t version = 0;
 	int rc;
@@ -718,12 +719,19 @@ static int load_tree(const mctx *c, const ynode *root)
 	if ((rc = check_map(c, sec, "defaults", defaults_keys)) != ENVDB_OK)
 		goto done;
 	if ((rc = get_str(c, sec, "defaults", "driver", false, &m->default_driver, &driver_at)) ||
-	    (rc = get_str(c, sec, "defaults", "region", false, &m->default_region, NULL)) ||
+	    (rc = get_str(c, sec, "defaults", "region", false, &m->default_region, &region_at)) ||
 	    (rc = get_str(c, sec, "defaults", "plan", false, &m->default_plan, &where)) ||
 	    (rc = get_int(c, sec, "defaults", "storage_limit_mb", false, 1, INT64_MAX,
 			  &m->default_storage_mb)) ||
 	    (rc = get_str(c, sec, "defaults", "encryptor", false, &m->default_encryptor, &enc_at)))
 		goto done;
+	/* a region reaches backends (Turso placement, names): a name, no path */
+	if (m->default_region != NULL && !word_valid(m->default_region, "-", 64)) {
+		rc = node_error(c, region_at, "defaults.region",
+				"'%s' is not a region name ([a-z0-9_-]+, at most 64)",
+				m->default_region);
+		goto done;
+	}
 	if (m->default_plan != NULL && !in_list(m->default_plan, plans)) {
 		rc = node_error(c, where, "defaults.plan",
 				"'%s' is not a plan (free, starter, pro, enterprise, custom)",

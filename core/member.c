@@ -11,6 +11,7 @@
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,13 +30,12 @@ static int need_ctx(envdb_ctx *ctx, const char *op)
 
 static int need_env_args(const char *org, const char *slug, const char *op)
 {
-	if (org == NULL || slug == NULL || org[0] == '\0')
+	char what[32];
+
+	if (org == NULL || slug == NULL)
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "member %s: no environment given", op);
-	if (!envdbi_slug_valid(slug))
-		return envdbi_error(ENVDB_ERR_INVALID, NULL,
-				    "environment %s/%s: member %s: invalid slug (must match ^[a-z0-9][a-z0-9-]{0,62}$)",
-				    org, slug, op);
-	return 0;
+	snprintf(what, sizeof(what), "member %s", op);
+	return envdbi_check_env_ref(what, org, slug);
 }
 
 int envdb_member_add(envdb_ctx *ctx, const char *organization_id, const char *slug,
@@ -62,6 +62,10 @@ int envdb_member_add(envdb_ctx *ctx, const char *organization_id, const char *sl
 		return envdbi_error(ENVDB_ERR_INVALID, NULL,
 				    "environment %s/%s: member add: empty user id", organization_id,
 				    slug);
+	if ((rc = envdbi_check_ident("member add", "user id", user_id)) != ENVDB_OK ||
+	    (invited_by != NULL && invited_by[0] != '\0' &&
+	     (rc = envdbi_check_ident("member add", "invited_by", invited_by)) != ENVDB_OK))
+		return envdbi_error_prefix("environment %s/%s: ", organization_id, slug);
 	if (role == NULL || !envdbi_schema_enum_ok(role_f, role))
 		return envdbi_error(ENVDB_ERR_INVALID, NULL,
 				    "environment %s/%s: member add %s: role '%s' is not one of owner, admin, maker, reader, guest",
@@ -134,6 +138,8 @@ int envdb_member_remove(envdb_ctx *ctx, const char *organization_id, const char 
 		return envdbi_error(ENVDB_ERR_INVALID, NULL,
 				    "environment %s/%s: member remove: empty user id",
 				    organization_id, slug);
+	if ((rc = envdbi_check_ident("member remove", "user id", user_id)) != ENVDB_OK)
+		return envdbi_error_prefix("environment %s/%s: ", organization_id, slug);
 	if ((rc = envdbi_store_begin(ctx->store)) != 0)
 		goto out;
 	txn = true;

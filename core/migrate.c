@@ -62,6 +62,34 @@ size_t envdbi_legacy_token_aad(char *buf, size_t cap, const char *legacy_id)
 	return (size_t)n;
 }
 
+/* True when the query string of `url` has a parameter that carries a
+ * credential (libsql's authToken, libpq's password, ...): such a URL would
+ * put a secret in clear into database_url, which is printed and stored. */
+static bool query_has_secret(const char *url)
+{
+	static const char *const secret_keys[] = {
+		"password", "sslpassword", "passwd", "pwd", "authtoken", "auth_token",
+		"token", "access_token", "jwt", "secret", "apikey", "api_key",
+	};
+	const char *q = strchr(url, '?'), *frag = strchr(url, '#');
+	size_t i;
+
+	if (q == NULL || (frag != NULL && frag < q))
+		return false;
+	q++;
+	while (*q != '\0' && *q != '#') {
+		size_t len = strcspn(q, "=&;#");
+
+		for (i = 0; i < sizeof(secret_keys) / sizeof(secret_keys[0]); i++)
+			if (len == strlen(secret_keys[i]) && strncasecmp(q, secret_keys[i], len) == 0)
+				return true;
+		q += strcspn(q, "&;#");
+		if (*q == '&' || *q == ';')
+			q++;
+	}
+	return false;
+}
+
 int envdbi_migrate_driver_of_url(const char **driver, const char *url)
 {
 	static const struct {
@@ -92,6 +120,10 @@ int envdbi_migrate_driver_of_url(const char **driver, const char *url)
 	scheme[n] = '\0';
 	if (n == 0 || url[n] != ':')
 		return envdbi_error(ENVDB_ERR_INVALID, NULL, "url: no scheme");
+	if (query_has_secret(url))
+		return envdbi_error(ENVDB_ERR_INVALID, NULL,
+				    "url: carries a credential in its query string "
+				    "(v5 keeps no secret in database_url)");
 	for (i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
 		const char *rest = url + n + 1, *end, *at;
 

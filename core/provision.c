@@ -103,8 +103,12 @@ static int check_enum(const char *field, const char *value, const char *label)
 
 static int need_ctx(envdb_ctx *ctx, const char *org, const char *slug, const char *op)
 {
+	int rc;
+
 	if (ctx == NULL || org == NULL || slug == NULL)
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "%s: missing argument", op);
+	if ((rc = envdbi_check_env_ref(op, org, slug)) != ENVDB_OK)
+		return rc;
 	if (ctx->store == NULL)
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
 				    "%s %s/%s: the context has no control plane open", op, org, slug);
@@ -300,6 +304,10 @@ static int provision_validate(envdb_ctx *ctx, prov_req *q, envdbi_plugin **adapt
 	if (q->owner == NULL || *q->owner == '\0')
 		return envdbi_error(ENVDB_ERR_INVALID, NULL,
 				    "provision %s: created_by (the owner) is required", label);
+	if ((rc = envdbi_check_ident("provision", "created_by (the owner)", q->owner)) ||
+	    (q->region != NULL && (rc = envdbi_check_name("provision", "region", q->region, 64))) ||
+	    (rc = envdbi_check_text("provision", "display name", q->display_name, 256)))
+		return envdbi_error_prefix("provision %s: ", label);
 	if (q->region == NULL)
 		q->region = man->default_region;
 	if (q->driver == NULL)
@@ -565,6 +573,9 @@ int envdb_env_list(envdb_environment ***out, size_t *n, envdb_ctx *ctx,
 	if (ctx->store == NULL)
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
 				    "list environments: the context has no control plane open");
+	if (organization_id != NULL &&
+	    envdbi_check_ident("list environments", "organization id", organization_id) != 0)
+		return ENVDB_ERR_INVALID;
 	f.organization_id = organization_id;
 	return envdbi_store_env_list(ctx->store, out, n, &f);
 }

@@ -13,7 +13,11 @@
  *   orphan    a physical database an adapter with ENVDB_ADAPTER_CAP_LIST
  *             lists that no row and no live intent names: dropped;
  *   missing   a database row whose adapter lists everything but not it:
- *             reported (a human decides).
+ *             reported (a human decides);
+ *   unverified a database row of such an adapter whose name is not one the
+ *             adapter derives (adopted by the v4 migration): its listing
+ *             cannot see it, so it is reported as not checked, not as an
+ *             error.
  *
  * The phases run in that order, so orphans are judged after the intents and
  * deletions they may belong to were handled.  Without APPLY nothing is
@@ -220,12 +224,56 @@ static bool pending_name(envdb_environment **envs, size_t n, const char *name)
 	return false;
 }
 
-/* Phase 4: physical databases without rows, rows without databases. */
+/* A row of an adapter with ENVDB_ADAPTER_CAP_LIST whose database the
+ * listing did not contain.  The listing shows only the databases the
+ * adapter names itself, so this means "missing" only when the row's name is
+ * the one the adapter derives from the environment id; any other name (a
+ * database adopted by the v4 migration, which keeps its legacy name) is
+ * beyond what the listing can see: "unverified", not an error. */
+static void unlisted_row(report_builder *b, envdbi_plugin *pl, const char *driver,
+			 const envdb_database *d, envdb_environment **envs, size_t n_envs)
+{
+	char label[300] = "", *derived = NULL;
+	size_t e;
+	int st;
+
+	for (e = 0; e < n_envs; e++)
+		if (strcmp(envs[e]->id, d->environment_id) == 0) {
+			env_label(label, sizeof(label), envs[e]);
+			break;
+		}
+	st = envdbi_adapter_database_name(pl, d->environment_id, &derived);
+	if (st != ENVDB_OK) {
+		envdbi_error_prefix("database %s (driver %s): ", d->database_name, driver);
+		add_item(b, "unverified", driver, d->database_name, d->environment_id,
+			 label[0] ? label : NULL, "failed", st);
+	} else if (strcmp(derived, d->database_name) != 0) {
+		add_item(b, "unverified", driver, d->database_name, d->environment_id,
+			 label[0] ? label : NULL, "none", ENVDB_OK);
+	} else {
+		st = envdbi_error(ENVDB_ERR_NOT_FOUND, NULL,
+				  "database %s (driver %s) has a row but the adapter does not "
+				  "list it",
+				  d->database_name, driver);
+		add_item(b, "missing", driver, d->database_name, d->environment_id,
+			 label[0] ? label : NULL, "none", st);
+	}
+	free(derived);
+}
+
+/* Phase 4: physical databases without rows, rows without databases.
+ *
+ * Order matters against a provisioning running in another process: its
+ * intent row is committed before its database is created, so a database the
+ * adapter lists has its row (intent or final) in any read of the store made
+ * AFTER the listing.  Orphans are therefore judged against rows read after
+ * each listing; "missing" is judged against rows read before it (a row that
+ * existed before the listing must have its database in it). */
 static int phase_orphans(report_builder *b, envdb_ctx *ctx, bool apply)
 {
-	envdb_environment **envs = NULL;
-	envdb_database **dbs = NULL;
-	size_t n_envs = 0, n_dbs = 0, p, i;
+	envdb_environment **envs = NULL, **envs_now = NULL;
+	envdb_database **dbs = NULL, **dbs_now = NULL;
+	size_t n_envs = 0, n_dbs = 0, n_envs_now = 0, n_dbs_now = 0, p, i;
 	int rc;
 
 	if ((rc = envdbi_store_env_list(ctx->store, &envs, &n_envs, NULL)) != ENVDB_OK)
@@ -247,13 +295,25 @@ static int phase_orphans(report_builder *b, envdb_ctx *ctx, bool apply)
 			add_item(b, "orphan", driver, NULL, NULL, NULL, "failed", st);
 			continue;
 		}
+		/* The rows as they are now, after the listing. */
+		envdb_environment_list_free(envs_now, n_envs_now);
+		envdb_database_list_free(dbs_now, n_dbs_now);
+		envs_now = NULL;
+		dbs_now = NULL;
+		n_envs_now = n_dbs_now = 0;
+		if ((rc = envdbi_store_env_list(ctx->store, &envs_now, &n_envs_now, NULL)) !=
+			ENVDB_OK ||
+		    (rc = envdbi_store_db_list(ctx->store, &dbs_now, &n_dbs_now)) != ENVDB_OK) {
+			envdbi_strv_free(names, n_names);
+			goto out;
+		}
 		for (i = 0; i < n_names; i++) {
 			envdb_db_ref ref;
 			bool has_row = false;
 
-			for (k = 0; k < n_dbs && !has_row; k++)
-				has_row = strcmp(dbs[k]->database_name, names[i]) == 0;
-			if (has_row || pending_name(envs, n_envs, names[i]))
+			for (k = 0; k < n_dbs_now && !has_row; k++)
+				has_row = strcmp(dbs_now[k]->database_name, names[i]) == 0;
+			if (has_row || pending_name(envs_now, n_envs_now, names[i]))
 				continue;
 			st = ENVDB_OK;
 			if (apply) {
@@ -279,18 +339,15 @@ static int phase_orphans(report_builder *b, envdb_ctx *ctx, bool apply)
 					   envs[e]->delete_after != 0;
 			if (deleting)
 				continue; /* a deletion on its way */
-			st = envdbi_error(ENVDB_ERR_NOT_FOUND, NULL,
-					  "database %s (driver %s) has a row but the adapter does not "
-					  "list it",
-					  d->database_name, driver);
-			add_item(b, "missing", driver, d->database_name, d->environment_id, NULL,
-				 "none", st);
+			unlisted_row(b, pl, driver, d, envs, n_envs);
 		}
 		envdbi_strv_free(names, n_names);
 	}
 out:
 	envdb_environment_list_free(envs, n_envs);
 	envdb_database_list_free(dbs, n_dbs);
+	envdb_environment_list_free(envs_now, n_envs_now);
+	envdb_database_list_free(dbs_now, n_dbs_now);
 	return rc;
 }
 

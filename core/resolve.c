@@ -4,26 +4,36 @@
  * and the cache that keeps that hot path free of SQL.
  *
  * The cache is a hash map (chained, SipHash-2-4 with a per-cache random key,
- * so user-chosen names cannot flood one bucket) over a doubly linked LRU
- * list; every entry lives ttl_ms.  Cached secrets sit in slots of a slab of
- * secure memory (locked, guarded, wiped on release): one guarded mapping
- * per 64 slots instead of one per secret, so a full cache does not exhaust
- * the process's mappings or locked-memory budget.  A hit copies the entry
- * into one secure allocation (the returned envdb_connection) and makes no
- * other allocation and no SQL.
+ * so user-chosen names cannot flood one bucket) with a second index by
+ * environment id (so invalidating one environment does not walk the whole
+ * cache), and a CLOCK list for eviction: a hit only sets the entry's
+ * reference bit; eviction gives referenced entries a second chance.  Every
+ * entry lives ttl_ms.
+ *
+ * Each entry holds its result as a connection image: one block of secure
+ * memory (core/secmem.c: locked, guarded, wiped on release) with every
+ * string and the secrets laid out as the returned envdb_connection holds
+ * them, plus their offsets.  A hit is then one secure allocation and one
+ * copy of the image, with the pointers set from the offsets: no SQL, no
+ * other allocation, no per-field work.  The miss path builds the same image
+ * and makes the connection from it the same way.
+ *
+ * The identifier checks (core/ident.c) run on the miss path: a hit means
+ * the very same organization/slug/user was checked when it was cached.
  *
  * A miss reads the control plane and decrypts; before it stores its result
  * it checks that no invalidation happened meanwhile (a generation counter),
  * so a result read before a rotation can never be cached after it.
  *
  * last_accessed_at: each database has a touch record (when it was last
- * resolved, and last written); a resolve writes only when the last write is
- * ENVDBI_TOUCH_INTERVAL_S old, and envdbi_cache_free() writes what is
- * pending.
+ * resolved, and last written), found through a hash map; a resolve writes
+ * only when the last write is ENVDBI_TOUCH_INTERVAL_S old, and
+ * envdbi_cache_free() writes what is pending.
  */
 #include "config.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -35,120 +45,18 @@
 #include "resolve.h"
 #include "store.h"
 
-#define SLOT_SIZE 256
-#define SLOTS_PER_CHUNK 64
 /* Longest "org\0slug\0user" key that is cached (longer ones bypass it). */
 #define KEY_MAX 512
-
-/* ------------------------------------------------------------------------ */
-/* Secure slots                                                              */
-/* ------------------------------------------------------------------------ */
-
-typedef struct sec_chunk {
-	struct sec_chunk *next;
-	char *mem; /* SLOTS_PER_CHUNK * SLOT_SIZE bytes of secure memory */
-} sec_chunk;
-
-typedef struct sec_slab {
-	sec_chunk *chunks;
-	char **free_slots; /* stack of free slot pointers */
-	size_t n_free, cap_free;
-} sec_slab;
-
-/* A secret held by the cache: a slot, or its own secure allocation when it
- * does not fit one. */
-typedef struct cached_secret {
-	char *data;
-	size_t len;
-	bool own; /* data came from envdbi_secure_alloc, not a slot */
-} cached_secret;
-
-static int slab_grow(sec_slab *s)
-{
-	sec_chunk *c;
-	size_t i;
-
-	if (s->n_free + SLOTS_PER_CHUNK > s->cap_free) {
-		size_t cap = s->cap_free ? s->cap_free * 2 : SLOTS_PER_CHUNK;
-		char **v;
-
-		while (cap < s->n_free + SLOTS_PER_CHUNK)
-			cap *= 2;
-		v = realloc(s->free_slots, cap * sizeof(*v));
-		if (v == NULL)
-			return ENVDB_ERR_NOMEM;
-		s->free_slots = v;
-		s->cap_free = cap;
-	}
-	c = malloc(sizeof(*c));
-	if (c == NULL)
-		return ENVDB_ERR_NOMEM;
-	c->mem = envdbi_secure_alloc(SLOTS_PER_CHUNK * SLOT_SIZE);
-	if (c->mem == NULL) {
-		free(c);
-		return ENVDB_ERR_NOMEM;
-	}
-	c->next = s->chunks;
-	s->chunks = c;
-	for (i = 0; i < SLOTS_PER_CHUNK; i++)
-		s->free_slots[s->n_free++] = c->mem + i * SLOT_SIZE;
-	return ENVDB_OK;
-}
-
-static int secret_put(cached_secret *out, sec_slab *s, const char *data, size_t len)
-{
-	if (len + 1 > SLOT_SIZE) {
-		out->data = envdbi_secure_alloc(len + 1);
-		if (out->data == NULL)
-			return ENVDB_ERR_NOMEM;
-		out->own = true;
-	} else {
-		if (s->n_free == 0 && slab_grow(s) != ENVDB_OK)
-			return ENVDB_ERR_NOMEM;
-		out->data = s->free_slots[--s->n_free];
-		out->own = false;
-	}
-	memcpy(out->data, data, len);
-	out->data[len] = '\0';
-	out->len = len;
-	return ENVDB_OK;
-}
-
-static void secret_release(cached_secret *cs, sec_slab *s)
-{
-	if (cs->data == NULL)
-		return;
-	if (cs->own) {
-		envdbi_secure_free(cs->data);
-	} else {
-		sodium_memzero(cs->data, SLOT_SIZE);
-		/* The stack has room: it holds every slot ever made. */
-		s->free_slots[s->n_free++] = cs->data;
-	}
-	cs->data = NULL;
-	cs->len = 0;
-}
-
-static void slab_free(sec_slab *s)
-{
-	while (s->chunks != NULL) {
-		sec_chunk *c = s->chunks;
-
-		s->chunks = c->next;
-		envdbi_secure_free(c->mem);
-		free(c);
-	}
-	free(s->free_slots);
-	memset(s, 0, sizeof(*s));
-}
 
 /* ------------------------------------------------------------------------ */
 /* A resolve result (borrowed strings)                                       */
 /* ------------------------------------------------------------------------ */
 
+/* In the order of the connection image: the strings every connection has,
+ * then those of the previous credential, then those it never shows. */
 enum {
 	F_ENV_ID, F_ORG, F_SLUG, F_DRIVER, F_DB_NAME, F_URL, F_ROLE, F_AUTH, F_CRED_ID,
-	F_PREV_CRED_ID, F_CRED_HANDLE, F_PREV_CRED_HANDLE, F_DB_ID, F__N
+	F_CRED_HANDLE, F_PREV_CRED_ID, F_PREV_CRED_HANDLE, F_DB_ID, F__N
 };
 
 /* F_CRED_HANDLE is never NULL ("" when the adapter has no handle);
@@ -164,27 +72,199 @@ typedef struct resolved {
 } resolved;
 
 /* ------------------------------------------------------------------------ */
+/* Connection images                                                         */
+/* ------------------------------------------------------------------------ */
+
+#define IMG_NONE UINT32_MAX
+
+/* One block of secure memory.  data holds, NUL-terminated: the strings
+ * F_ENV_ID..F_CRED_HANDLE, the secret (the first base_len bytes: what every
+ * connection gets); the previous credential's id, handle and secret (the
+ * next prev_len bytes: only inside the rotation window); F_DB_ID (never
+ * shown). */
+typedef struct conn_image {
+	uint32_t off[F__N]; /* offset of each string in data, or IMG_NONE */
+	uint32_t secret_off, prev_secret_off;
+	uint32_t base_len, prev_len, len;
+	size_t secret_len, prev_secret_len;
+	int64_t expires_at, prev_expires_at;
+	char data[];
+} conn_image;
+
+static const size_t conn_field_of[F__N] = {
+	offsetof(envdb_connection, environment_id),
+	offsetof(envdb_connection, organization_id),
+	offsetof(envdb_connection, slug),
+	offsetof(envdb_connection, driver),
+	offsetof(envdb_connection, database_name),
+	offsetof(envdb_connection, database_url),
+	offsetof(envdb_connection, role),
+	offsetof(envdb_connection, authorization),
+	offsetof(envdb_connection, credential_id),
+	offsetof(envdb_connection, credential_handle),
+	offsetof(envdb_connection, previous_credential_id),
+	offsetof(envdb_connection, previous_credential_handle),
+	0, /* F_DB_ID is not part of the connection */
+};
+
+static const char *img_str(const conn_image *im, int f)
+{
+	return im->off[f] == IMG_NONE ? NULL : im->data + im->off[f];
+}
+
+static void img_put(conn_image *im, uint32_t *o, int f, const char *s)
+{
+	size_t n;
+
+	if (s == NULL) {
+		im->off[f] = IMG_NONE;
+		return;
+	}
+	n = strlen(s) + 1;
+	memcpy(im->data + *o, s, n);
+	im->off[f] = *o;
+	*o += (uint32_t)n;
+}
+
+/* Bytes of the image of `r` (its struct and data); 0 when absurdly large. */
+static size_t image_size(const resolved *r)
+{
+	size_t total = 0, i;
+
+	for (i = 0; i < F__N; i++)
+		total += r->f[i] ? strlen(r->f[i]) + 1 : 0;
+	total += r->secret_len + 1 + (r->prev_secret ? r->prev_secret_len + 1 : 0);
+	return total > UINT32_MAX / 2 ? 0 : sizeof(conn_image) + total;
+}
+
+/* Lay the image of `r` out in `im` (image_size(r) bytes). */
+static void image_fill(conn_image *im, const resolved *r)
+{
+	uint32_t o = 0;
+	size_t i;
+
+	for (i = F_ENV_ID; i <= F_CRED_HANDLE; i++)
+		img_put(im, &o, (int)i, r->f[i]);
+	im->secret_off = o;
+	im->secret_len = r->secret_len;
+	memcpy(im->data + o, r->secret, r->secret_len);
+	im->data[o + r->secret_len] = '\0';
+	o += (uint32_t)r->secret_len + 1;
+	im->base_len = o;
+	im->expires_at = r->expires_at;
+	if (r->prev_secret != NULL) {
+		img_put(im, &o, F_PREV_CRED_ID, r->f[F_PREV_CRED_ID]);
+		img_put(im, &o, F_PREV_CRED_HANDLE, r->f[F_PREV_CRED_HANDLE]);
+		im->prev_secret_off = o;
+		im->prev_secret_len = r->prev_secret_len;
+		memcpy(im->data + o, r->prev_secret, r->prev_secret_len);
+		im->data[o + r->prev_secret_len] = '\0';
+		o += (uint32_t)r->prev_secret_len + 1;
+		im->prev_expires_at = r->prev_expires_at;
+	} else {
+		im->off[F_PREV_CRED_ID] = im->off[F_PREV_CRED_HANDLE] = IMG_NONE;
+		im->prev_secret_off = IMG_NONE;
+		im->prev_secret_len = 0;
+		im->prev_expires_at = 0;
+	}
+	im->prev_len = o - im->base_len;
+	img_put(im, &o, F_DB_ID, r->f[F_DB_ID]);
+	im->len = o;
+}
+
+/* One secure block: the struct, then the image's strings and secrets.
+ * `now` decides whether the previous credential is still inside its
+ * window (outside it, its id, handle and secret are not copied). */
+static int connection_from_image(envdb_connection **out, const conn_image *im, int64_t now)
+{
+	bool with_prev = im->prev_secret_off != IMG_NONE &&
+			 (im->prev_expires_at == 0 || im->prev_expires_at > now);
+	size_t n = im->base_len + (with_prev ? im->prev_len : 0), i;
+	envdb_connection *conn;
+	char *base;
+
+	conn = envdbi_secure_alloc(sizeof(*conn) + n);
+	if (conn == NULL)
+		return envdbi_error(ENVDB_ERR_NOMEM, NULL,
+				    "resolve: out of secure memory for the connection");
+	memset(conn, 0, sizeof(*conn));
+	base = (char *)(conn + 1);
+	memcpy(base, im->data, n);
+	conn->struct_size = sizeof(*conn);
+	for (i = F_ENV_ID; i <= F_CRED_HANDLE; i++)
+		if (im->off[i] != IMG_NONE)
+			*(const char **)((char *)conn + conn_field_of[i]) = base + im->off[i];
+	conn->secret = base + im->secret_off;
+	conn->secret_len = im->secret_len;
+	conn->expires_at = im->expires_at;
+	if (with_prev) {
+		conn->previous_credential_id = base + im->off[F_PREV_CRED_ID];
+		conn->previous_credential_handle = base + im->off[F_PREV_CRED_HANDLE];
+		conn->previous_secret = base + im->prev_secret_off;
+		conn->previous_secret_len = im->prev_secret_len;
+		conn->previous_expires_at = im->prev_expires_at;
+	}
+	*out = conn;
+	return ENVDB_OK;
+}
+
+void envdb_connection_free(envdb_connection *conn)
+{
+	envdbi_secure_free(conn); /* wipes the struct, strings and secrets */
+}
+
+/* ------------------------------------------------------------------------ */
 /* The cache                                                                 */
 /* ------------------------------------------------------------------------ */
 
 typedef struct touch_rec {
-	struct touch_rec *next;
+	struct touch_rec *next; /* hash chain */
+	uint64_t hash;
 	char db_id[37];
 	int64_t last_access;  /* epoch s of the last resolve */
 	int64_t last_written; /* epoch s last written to the store */
 } touch_rec;
 
+/* One cached result: ONE block of secure memory holding this struct, the
+ * key and the connection image, so that a hit reads one place (the fields
+ * a hit reads come first).  Made by entry_new() on every miss; a result
+ * that is not cached is freed as a whole. */
 typedef struct cache_entry {
-	struct cache_entry *hnext;
-	struct cache_entry *lru_prev, *lru_next;
+	struct cache_entry *hnext; /* chain of its key's bucket */
 	uint64_t hash;
 	size_t key_len;
 	int64_t deadline_ms;
-	char *blob;          /* key, then the strings of r (one malloc) */
-	resolved r;          /* strings point into blob, secrets into sec/prev */
-	cached_secret sec, prev;
+	int64_t touch_after;   /* epoch s: before it, a hit needs no look at the touch record */
+	int64_t last_access;   /* epoch s of the last hit; folded into the touch record */
+	conn_image *img;       /* in this block, after the key */
+	bool referenced;       /* CLOCK bit: set by a hit, cleared by the sweep */
+	struct cache_entry *enext;               /* chain of its environment's bucket */
+	struct cache_entry *lru_prev, *lru_next; /* the CLOCK list */
+	uint64_t env_hash;
 	touch_rec *touch;
+	char key[];            /* organization\0slug\0user\0, then the image */
 } cache_entry;
+
+/* The entry of result `r` under `key` (key_len may be 0: not cacheable),
+ * in secure memory, not yet in the cache; NULL when out of memory. */
+static cache_entry *entry_new(const resolved *r, const char *key, size_t key_len)
+{
+	size_t img_off = offsetof(cache_entry, key) + ((key_len + 7) & ~(size_t)7);
+	size_t img_size = image_size(r);
+	cache_entry *e;
+
+	if (img_size == 0)
+		return NULL;
+	e = envdbi_secure_alloc(img_off + img_size);
+	if (e == NULL)
+		return NULL;
+	memset(e, 0, offsetof(cache_entry, key));
+	memcpy(e->key, key, key_len);
+	e->key_len = key_len;
+	e->img = (conn_image *)((char *)e + img_off);
+	image_fill(e->img, r);
+	return e;
+}
 
 struct envdbi_cache {
 	pthread_mutex_t lock;
@@ -192,22 +272,38 @@ struct envdbi_cache {
 	size_t capacity;
 	int64_t ttl_ms;
 	unsigned char hash_key[crypto_shorthash_KEYBYTES];
-	cache_entry **buckets;
-	size_t n_buckets; /* power of two */
-	cache_entry *lru_head, *lru_tail; /* head: most recently used */
+	cache_entry **buckets;     /* by key */
+	cache_entry **env_buckets; /* by environment id; as many */
+	size_t n_buckets;          /* power of two */
+	cache_entry *lru_head, *lru_tail; /* head: newest; the sweep starts at the tail */
 	size_t size;
 	uint64_t generation; /* bumped by every invalidation */
-	sec_slab slab;
-	touch_rec *touches;
+	touch_rec **touches; /* hash map by database id */
+	size_t n_touch_buckets, n_touches;
 	envdbi_cache_stats stats;
 };
 
+/* Entries' deadlines: the coarse monotonic clock (its resolution is the
+ * kernel tick, a few milliseconds, which is plenty for a TTL) costs a
+ * memory read where CLOCK_MONOTONIC costs a timer read: on a virtual
+ * machine ~20 ns, a fifth of a whole hit. */
 static int64_t mono_ms(void)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+#ifdef CLOCK_MONOTONIC_COARSE
+	if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0)
+#endif
+		clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t hash_of(const envdbi_cache *c, const void *p, size_t n)
+{
+	uint64_t h;
+
+	crypto_shorthash((unsigned char *)&h, p, n, c->hash_key);
+	return h;
 }
 
 int envdbi_cache_new(envdbi_cache **out, envdbi_store *store, int64_t capacity, int64_t ttl_ms)
@@ -227,15 +323,22 @@ int envdbi_cache_new(envdbi_cache **out, envdbi_store *store, int64_t capacity, 
 	c->capacity = ttl_ms == 0 ? 0 : (size_t)capacity;
 	c->ttl_ms = ttl_ms;
 	randombytes_buf(c->hash_key, sizeof(c->hash_key));
+	c->n_touch_buckets = 64;
+	c->touches = calloc(c->n_touch_buckets, sizeof(*c->touches));
 	if (c->capacity > 0) {
 		c->n_buckets = 16;
 		while (c->n_buckets < c->capacity + c->capacity / 3)
 			c->n_buckets *= 2;
 		c->buckets = calloc(c->n_buckets, sizeof(*c->buckets));
-		if (c->buckets == NULL) {
-			free(c);
-			return envdbi_error(ENVDB_ERR_NOMEM, NULL, "resolve cache: out of memory");
-		}
+		c->env_buckets = calloc(c->n_buckets, sizeof(*c->env_buckets));
+	}
+	if (c->touches == NULL ||
+	    (c->capacity > 0 && (c->buckets == NULL || c->env_buckets == NULL))) {
+		free(c->touches);
+		free(c->buckets);
+		free(c->env_buckets);
+		free(c);
+		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "resolve cache: out of memory");
 	}
 	pthread_mutex_init(&c->lock, NULL);
 	c->stats.capacity = c->capacity;
@@ -267,7 +370,15 @@ static void lru_push_front(envdbi_cache *c, cache_entry *e)
 		c->lru_tail = e;
 }
 
-/* Unlink from its bucket and the LRU list, wipe its secrets, free it. */
+/* Hits record their time in the entry; its touch record learns it here
+ * (and when it is due to be written, see the hit path). */
+static void touch_fold(const cache_entry *e)
+{
+	if (e->touch != NULL && e->last_access > e->touch->last_access)
+		e->touch->last_access = e->last_access;
+}
+
+/* Unlink from its buckets and the CLOCK list, wipe its image, free it. */
 static void entry_remove(envdbi_cache *c, cache_entry *e)
 {
 	cache_entry **pp = &c->buckets[e->hash & (c->n_buckets - 1)];
@@ -276,11 +387,14 @@ static void entry_remove(envdbi_cache *c, cache_entry *e)
 		pp = &(*pp)->hnext;
 	if (*pp == e)
 		*pp = e->hnext;
+	pp = &c->env_buckets[e->env_hash & (c->n_buckets - 1)];
+	while (*pp != NULL && *pp != e)
+		pp = &(*pp)->enext;
+	if (*pp == e)
+		*pp = e->enext;
 	lru_unlink(c, e);
-	secret_release(&e->sec, &c->slab);
-	secret_release(&e->prev, &c->slab);
-	free(e->blob);
-	free(e);
+	touch_fold(e);
+	envdbi_secure_free(e); /* wipes the image with it */
 	c->size--;
 }
 
@@ -289,26 +403,65 @@ static cache_entry *entry_find(envdbi_cache *c, uint64_t hash, const char *key, 
 	cache_entry *e;
 
 	for (e = c->buckets[hash & (c->n_buckets - 1)]; e != NULL; e = e->hnext)
-		if (e->hash == hash && e->key_len == key_len && memcmp(e->blob, key, key_len) == 0)
+		if (e->hash == hash && e->key_len == key_len && memcmp(e->key, key, key_len) == 0)
 			return e;
 	return NULL;
 }
 
+/* Make room for one entry: CLOCK — the oldest entry goes unless a hit
+ * referenced it since the sweep last passed, which buys it another round. */
+static void evict_one(envdbi_cache *c)
+{
+	cache_entry *e;
+
+	while ((e = c->lru_tail) != NULL && e->referenced) {
+		e->referenced = false;
+		lru_unlink(c, e);
+		lru_push_front(c, e);
+	}
+	if (e != NULL) {
+		entry_remove(c, e);
+		c->stats.evictions++;
+	}
+}
+
 static touch_rec *touch_find(envdbi_cache *c, const char *db_id, bool create)
 {
+	size_t len = strlen(db_id);
+	uint64_t h = hash_of(c, db_id, len);
 	touch_rec *t;
 
-	for (t = c->touches; t != NULL; t = t->next)
-		if (strcmp(t->db_id, db_id) == 0)
+	for (t = c->touches[h & (c->n_touch_buckets - 1)]; t != NULL; t = t->next)
+		if (t->hash == h && strcmp(t->db_id, db_id) == 0)
 			return t;
-	if (!create || strlen(db_id) >= sizeof(t->db_id))
+	if (!create || len >= sizeof(t->db_id))
 		return NULL;
+	if (c->n_touches >= c->n_touch_buckets) {
+		/* Keep the chains short: double and rehash. */
+		size_t n = c->n_touch_buckets * 2, i;
+		touch_rec **v = calloc(n, sizeof(*v));
+
+		if (v != NULL) {
+			for (i = 0; i < c->n_touch_buckets; i++)
+				while (c->touches[i] != NULL) {
+					t = c->touches[i];
+					c->touches[i] = t->next;
+					t->next = v[t->hash & (n - 1)];
+					v[t->hash & (n - 1)] = t;
+				}
+			free(c->touches);
+			c->touches = v;
+			c->n_touch_buckets = n;
+		}
+	}
 	t = calloc(1, sizeof(*t));
 	if (t == NULL)
 		return NULL;
-	memcpy(t->db_id, db_id, strlen(db_id) + 1);
-	t->next = c->touches;
-	c->touches = t;
+	memcpy(t->db_id, db_id, len + 1);
+	t->hash = h;
+	t->next = c->touches[h & (c->n_touch_buckets - 1)];
+	c->touches[h & (c->n_touch_buckets - 1)] = t;
+	c->n_touches++;
 	return t;
 }
 
@@ -328,16 +481,21 @@ static bool touch_due(touch_rec *t, int64_t now)
 void envdbi_cache_invalidate_env(envdbi_cache *c, const char *environment_id)
 {
 	cache_entry *e, *next;
+	uint64_t h;
 
 	if (c == NULL || environment_id == NULL)
 		return;
 	pthread_mutex_lock(&c->lock);
 	c->generation++;
-	for (e = c->lru_head; e != NULL; e = next) {
-		next = e->lru_next;
-		if (strcmp(e->r.f[F_ENV_ID], environment_id) == 0) {
-			entry_remove(c, e);
-			c->stats.invalidations++;
+	if (c->size > 0) {
+		h = hash_of(c, environment_id, strlen(environment_id));
+		for (e = c->env_buckets[h & (c->n_buckets - 1)]; e != NULL; e = next) {
+			next = e->enext;
+			if (e->env_hash == h &&
+			    strcmp(img_str(e->img, F_ENV_ID), environment_id) == 0) {
+				entry_remove(c, e);
+				c->stats.invalidations++;
+			}
 		}
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -374,8 +532,9 @@ int envdbi_cache_flush_touches(envdbi_cache *c)
 		int64_t when;
 	} pending;
 	pending *v = NULL;
-	size_t n = 0, cap = 0, i;
+	size_t n = 0, cap = 0, i, b;
 	int rc = ENVDB_OK;
+	cache_entry *e;
 	touch_rec *t;
 
 	if (c == NULL || c->store == NULL)
@@ -383,25 +542,30 @@ int envdbi_cache_flush_touches(envdbi_cache *c)
 	/* Collect under the cache lock, write without it: the store has its
 	 * own lock, and code holding that one may invalidate the cache. */
 	pthread_mutex_lock(&c->lock);
-	for (t = c->touches; t != NULL; t = t->next) {
-		if (t->last_access <= t->last_written)
-			continue;
-		if (n == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
-			pending *nv = realloc(v, ncap * sizeof(*nv));
+	for (e = c->lru_head; e != NULL; e = e->lru_next)
+		touch_fold(e);
+	for (b = 0; b < c->n_touch_buckets && rc == ENVDB_OK; b++) {
+		for (t = c->touches[b]; t != NULL; t = t->next) {
+			if (t->last_access <= t->last_written)
+				continue;
+			if (n == cap) {
+				size_t ncap = cap ? cap * 2 : 16;
+				pending *nv = realloc(v, ncap * sizeof(*nv));
 
-			if (nv == NULL) {
-				rc = envdbi_error(ENVDB_ERR_NOMEM, NULL,
-						  "resolve cache: out of memory flushing accesses");
-				break;
+				if (nv == NULL) {
+					rc = envdbi_error(ENVDB_ERR_NOMEM, NULL,
+							  "resolve cache: out of memory flushing "
+							  "accesses");
+					break;
+				}
+				v = nv;
+				cap = ncap;
 			}
-			v = nv;
-			cap = ncap;
+			memcpy(v[n].db_id, t->db_id, sizeof(v[n].db_id));
+			v[n++].when = t->last_access;
+			t->last_written = t->last_access;
+			c->stats.touch_writes++;
 		}
-		memcpy(v[n].db_id, t->db_id, sizeof(v[n].db_id));
-		v[n++].when = t->last_access;
-		t->last_written = t->last_access;
-		c->stats.touch_writes++;
 	}
 	pthread_mutex_unlock(&c->lock);
 	for (i = 0; i < n; i++) {
@@ -417,6 +581,8 @@ int envdbi_cache_flush_touches(envdbi_cache *c)
 
 void envdbi_cache_free(envdbi_cache *c)
 {
+	size_t b;
+
 	if (c == NULL)
 		return;
 	if (envdbi_cache_flush_touches(c) != ENVDB_OK)
@@ -424,152 +590,48 @@ void envdbi_cache_free(envdbi_cache *c)
 			   envdb_error_last()->message);
 	while (c->lru_head != NULL)
 		entry_remove(c, c->lru_head);
-	while (c->touches != NULL) {
-		touch_rec *t = c->touches;
+	for (b = 0; b < c->n_touch_buckets; b++)
+		while (c->touches[b] != NULL) {
+			touch_rec *t = c->touches[b];
 
-		c->touches = t->next;
-		free(t);
-	}
-	slab_free(&c->slab);
+			c->touches[b] = t->next;
+			free(t);
+		}
+	free(c->touches);
 	free(c->buckets);
+	free(c->env_buckets);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
 
-/* Copy a result into a new entry and make it the most recent one, evicting
- * the least recent one when full.  Called under the lock. */
-static void cache_insert(envdbi_cache *c, uint64_t hash, const char *key, size_t key_len,
-			 const resolved *r, touch_rec *touch)
+/* Put entry `e` (ownership passes to the cache) in the cache as the newest
+ * entry, in place of an entry of the same key, evicting when full.  `touch`
+ * is its database's touch record (may be NULL), just updated for `now`.
+ * Called under the lock. */
+static void cache_insert(envdbi_cache *c, cache_entry *e, uint64_t hash, touch_rec *touch,
+			 int64_t now)
 {
-	size_t lens[F__N], total = key_len, i;
-	cache_entry *e, *old;
-	char *p;
+	const char *env_id = img_str(e->img, F_ENV_ID);
+	cache_entry *old;
 
-	old = entry_find(c, hash, key, key_len);
+	old = entry_find(c, hash, e->key, e->key_len);
 	if (old != NULL)
 		entry_remove(c, old);
-	if (c->size >= c->capacity && c->lru_tail != NULL) {
-		entry_remove(c, c->lru_tail);
-		c->stats.evictions++;
-	}
-	for (i = 0; i < F__N; i++) {
-		lens[i] = r->f[i] ? strlen(r->f[i]) + 1 : 0;
-		total += lens[i];
-	}
-	e = calloc(1, sizeof(*e));
-	if (e == NULL)
-		return;
-	e->blob = malloc(total);
-	if (e->blob == NULL ||
-	    secret_put(&e->sec, &c->slab, r->secret, r->secret_len) != ENVDB_OK ||
-	    (r->prev_secret != NULL &&
-	     secret_put(&e->prev, &c->slab, r->prev_secret, r->prev_secret_len) != ENVDB_OK)) {
-		secret_release(&e->sec, &c->slab);
-		free(e->blob);
-		free(e);
-		return; /* not caching is always correct */
-	}
-	memcpy(e->blob, key, key_len);
-	p = e->blob + key_len;
-	for (i = 0; i < F__N; i++) {
-		if (r->f[i] == NULL) {
-			e->r.f[i] = NULL;
-			continue;
-		}
-		memcpy(p, r->f[i], lens[i]);
-		e->r.f[i] = p;
-		p += lens[i];
-	}
-	e->r.secret = e->sec.data;
-	e->r.secret_len = e->sec.len;
-	e->r.expires_at = r->expires_at;
-	e->r.prev_secret = e->prev.data;
-	e->r.prev_secret_len = e->prev.len;
-	e->r.prev_expires_at = r->prev_expires_at;
+	if (c->size >= c->capacity)
+		evict_one(c);
 	e->hash = hash;
-	e->key_len = key_len;
+	e->env_hash = hash_of(c, env_id, strlen(env_id));
 	e->deadline_ms = mono_ms() + c->ttl_ms;
 	e->touch = touch;
+	e->last_access = now;
+	e->touch_after = touch != NULL ? touch->last_written + ENVDBI_TOUCH_INTERVAL_S : 0;
+	e->referenced = false;
 	e->hnext = c->buckets[hash & (c->n_buckets - 1)];
 	c->buckets[hash & (c->n_buckets - 1)] = e;
+	e->enext = c->env_buckets[e->env_hash & (c->n_buckets - 1)];
+	c->env_buckets[e->env_hash & (c->n_buckets - 1)] = e;
 	lru_push_front(c, e);
 	c->size++;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Connections                                                               */
-/* ------------------------------------------------------------------------ */
-
-/* One secure block: the struct, then every string and secret.  `now`
- * decides whether the previous credential is still inside its window. */
-static int connection_build(envdb_connection **out, const resolved *r, int64_t now)
-{
-	static const size_t field_of[F__N] = {
-		offsetof(envdb_connection, environment_id),
-		offsetof(envdb_connection, organization_id),
-		offsetof(envdb_connection, slug),
-		offsetof(envdb_connection, driver),
-		offsetof(envdb_connection, database_name),
-		offsetof(envdb_connection, database_url),
-		offsetof(envdb_connection, role),
-		offsetof(envdb_connection, authorization),
-		offsetof(envdb_connection, credential_id),
-		offsetof(envdb_connection, previous_credential_id),
-		offsetof(envdb_connection, credential_handle),
-		offsetof(envdb_connection, previous_credential_handle),
-		0, /* F_DB_ID is not part of the connection */
-	};
-	bool with_prev = r->prev_secret != NULL &&
-			 (r->prev_expires_at == 0 || r->prev_expires_at > now);
-	size_t lens[F__N], total = sizeof(envdb_connection), i;
-	envdb_connection *conn;
-	char *p;
-
-	for (i = 0; i < F__N; i++) {
-		lens[i] = 0;
-		if (i == F_DB_ID || r->f[i] == NULL ||
-		    ((i == F_PREV_CRED_ID || i == F_PREV_CRED_HANDLE) && !with_prev))
-			continue;
-		lens[i] = strlen(r->f[i]) + 1;
-		total += lens[i];
-	}
-	total += r->secret_len + 1;
-	if (with_prev)
-		total += r->prev_secret_len + 1;
-	conn = envdbi_secure_alloc(total);
-	if (conn == NULL)
-		return envdbi_error(ENVDB_ERR_NOMEM, NULL,
-				    "resolve: out of secure memory for the connection");
-	memset(conn, 0, sizeof(*conn));
-	conn->struct_size = sizeof(*conn);
-	p = (char *)(conn + 1);
-	for (i = 0; i < F__N; i++) {
-		if (lens[i] == 0)
-			continue;
-		memcpy(p, r->f[i], lens[i]);
-		*(const char **)((char *)conn + field_of[i]) = p;
-		p += lens[i];
-	}
-	memcpy(p, r->secret, r->secret_len);
-	p[r->secret_len] = '\0';
-	conn->secret = p;
-	conn->secret_len = r->secret_len;
-	conn->expires_at = r->expires_at;
-	p += r->secret_len + 1;
-	if (with_prev) {
-		memcpy(p, r->prev_secret, r->prev_secret_len);
-		p[r->prev_secret_len] = '\0';
-		conn->previous_secret = p;
-		conn->previous_secret_len = r->prev_secret_len;
-		conn->previous_expires_at = r->prev_expires_at;
-	}
-	*out = conn;
-	return ENVDB_OK;
-}
-
-void envdb_connection_free(envdb_connection *conn)
-{
-	envdbi_secure_free(conn); /* wipes the struct, strings and secrets */
 }
 
 /* ------------------------------------------------------------------------ */
@@ -586,147 +648,120 @@ static const char *role_authorization(const char *role)
 	return NULL;
 }
 
-/* The newest rotating credential of (database, authorization) still inside
- * its window, or NULL in *out. */
-static int previous_credential(envdb_credential **out, envdbi_store *s, const char *db_id,
-			       const char *authorization, int64_t now)
+/* Open credential `id` of database `db_id` (the AAD binds both). */
+static int open_secret(envdbi_secret **out, envdb_ctx *ctx, const char *id, const char *db_id,
+		       const char *ciphertext)
 {
-	envdbi_cred_filter f = ENVDBI_CRED_FILTER_INIT;
-	envdb_credential **v = NULL;
-	size_t n = 0, i;
-	int rc;
+	envdb_credential c;
 
-	*out = NULL;
-	f.environment_database_id = db_id;
-	f.authorization = authorization;
-	f.status = "rotating";
-	if ((rc = envdbi_store_cred_list(s, &v, &n, &f)) != ENVDB_OK)
-		return rc;
-	/* Ordered by created_at: the last one in its window is the newest. */
-	for (i = n; i-- > 0;) {
-		if (v[i]->expires_at == 0 || v[i]->expires_at > now) {
-			*out = v[i];
-			v[i] = NULL;
-			break;
-		}
-	}
-	envdb_credential_list_free(v, n);
-	return ENVDB_OK;
+	memset(&c, 0, sizeof(c));
+	c.id = (char *)id;
+	c.environment_database_id = (char *)db_id;
+	c.secret_ciphertext = (char *)ciphertext;
+	return envdbi_credential_open(out, ctx, &c);
 }
 
-/* The slow path: read the control plane, check, decrypt. */
-static int resolve_load(envdb_ctx *ctx, resolved *r, envdb_environment **env_out,
-			envdb_database **db_out, envdb_member **mem_out,
-			envdb_credential **cred_out, envdb_credential **prev_out,
-			envdbi_secret **sec_out, envdbi_secret **prev_sec_out,
-			const char *org, const char *slug, const char *user, int64_t now)
+/* The slow path: read the control plane, check, decrypt.  The read is ONE
+ * statement (envdbi_store_resolve_get), so one snapshot: an environment
+ * deleted and provisioned again, or rotated, while a resolve reads it is
+ * seen entirely before or entirely after, never half (separate reads gave
+ * answers about states that never existed, e.g. "alice is not a member" of
+ * the environment she owns: J found it with tests/test_soak.c).  It is also
+ * one statement instead of five on the uncached path.  On success r points
+ * into *row_out and the secrets. */
+static int resolve_load(envdb_ctx *ctx, resolved *r, envdbi_resolve_row **row_out,
+			envdbi_secret **sec_out, envdbi_secret **prev_sec_out, const char *org,
+			const char *slug, const char *user, int64_t now)
 {
 	envdbi_store *s = ctx->store;
-	envdb_environment *env = NULL;
-	envdb_database *db = NULL;
-	envdb_member *mem = NULL;
-	envdb_credential *cred = NULL, *prev = NULL;
-	envdbi_secret *sec = NULL, *prev_sec = NULL;
+	envdbi_resolve_row *row = NULL;
 	const char *auth;
 	int rc;
 
-	if ((rc = envdbi_store_env_get_by_slug(s, &env, org, slug)) != ENVDB_OK)
-		goto out;
-	*env_out = env;
-	/* State first: a provisioning environment has no members yet, and the
-	 * answer "not active" is the useful one. */
-	if (strcmp(env->status, "active") != 0) {
-		rc = envdbi_error(ENVDB_ERR_STATE, NULL,
-				  "resolve %s/%s: environment is %s; only active environments resolve",
-				  org, slug, env->status);
-		goto out;
-	}
-	rc = envdbi_store_member_get(s, &mem, env->id, user);
+	rc = envdbi_store_resolve_get(s, &row, org, slug, user, now);
 	if (rc == ENVDB_ERR_NOT_FOUND) {
-		rc = envdbi_error(ENVDB_ERR_PERMISSION, NULL,
-				  "resolve %s/%s: user %s is not a member of the environment",
-				  org, slug, user);
-		goto out;
+		envdb_environment *env = NULL;
+
+		/* The environment lookup's own report ("... not found"). */
+		rc = envdbi_store_env_get_by_slug(s, &env, org, slug);
+		envdb_environment_free(env);
+		if (rc == ENVDB_OK)
+			rc = envdbi_error(ENVDB_ERR_NOT_FOUND, NULL,
+					  "environment %s/%s: not found (it was being created "
+					  "meanwhile)",
+					  org, slug);
+		return rc;
 	}
 	if (rc != ENVDB_OK)
-		goto out;
-	*mem_out = mem;
-	auth = role_authorization(mem->role);
-	if (auth == NULL) {
-		rc = envdbi_error(ENVDB_ERR_PERMISSION, NULL,
-				  "resolve %s/%s: user %s has unknown role %s", org, slug, user,
-				  mem->role);
-		goto out;
-	}
-	if ((rc = envdbi_store_db_get_by_env(s, &db, env->id)) != ENVDB_OK) {
-		envdbi_error_prefix("resolve %s/%s: ", org, slug);
-		goto out;
-	}
-	*db_out = db;
-	rc = envdbi_store_cred_get_active(s, &cred, db->id, auth);
-	if (rc == ENVDB_ERR_NOT_FOUND) {
-		envdbi_plugin *p = envdbi_plugins_find(ctx->plugins, db->driver,
+		return rc;
+	*row_out = row;
+	/* State first: a provisioning environment has no members yet, and the
+	 * answer "not active" is the useful one. */
+	if (strcmp(row->env_status, "active") != 0)
+		return envdbi_error(ENVDB_ERR_STATE, NULL,
+				    "resolve %s/%s: environment is %s; only active environments resolve",
+				    org, slug, row->env_status);
+	if (row->role == NULL)
+		return envdbi_error(ENVDB_ERR_PERMISSION, NULL,
+				    "resolve %s/%s: user %s is not a member of the environment", org,
+				    slug, user);
+	auth = role_authorization(row->role);
+	if (auth == NULL || row->authorization == NULL || strcmp(auth, row->authorization) != 0)
+		return envdbi_error(ENVDB_ERR_PERMISSION, NULL,
+				    "resolve %s/%s: user %s has unknown role %s", org, slug, user,
+				    row->role);
+	if (row->db_id == NULL)
+		return envdbi_error(ENVDB_ERR_NOT_FOUND, NULL,
+				    "resolve %s/%s: environment %s/%s: database: not found", org, slug,
+				    org, slug);
+	if (row->cred_id == NULL) {
+		envdbi_plugin *p = envdbi_plugins_find(ctx->plugins, row->driver,
 						       ENVDB_PLUGIN_ADAPTER);
 
 		if (strcmp(auth, "read_only") == 0 &&
 		    (p == NULL || !(envdbi_plugin_capabilities(p) & ENVDB_ADAPTER_CAP_READ_ONLY)))
-			rc = envdbi_error(ENVDB_ERR_NOT_SUPPORTED, NULL,
-					  "resolve %s/%s: user %s is a %s and needs a read-only "
-					  "credential, which driver %s cannot mint (full access is "
-					  "never handed out instead)",
-					  org, slug, user, mem->role, db->driver);
-		else
-			rc = envdbi_error(ENVDB_ERR_AUTH, NULL,
-					  "resolve %s/%s: database %s has no active %s credential",
-					  org, slug, db->database_name, auth);
-		goto out;
+			return envdbi_error(ENVDB_ERR_NOT_SUPPORTED, NULL,
+					    "resolve %s/%s: user %s is a %s and needs a read-only "
+					    "credential, which driver %s cannot mint (full access is "
+					    "never handed out instead)",
+					    org, slug, user, row->role, row->driver);
+		return envdbi_error(ENVDB_ERR_AUTH, NULL,
+				    "resolve %s/%s: database %s has no active %s credential", org,
+				    slug, row->database_name, auth);
 	}
+	if (row->cred_expires_at != 0 && row->cred_expires_at <= now)
+		return envdbi_error(ENVDB_ERR_AUTH, NULL,
+				    "resolve %s/%s: the active %s credential %s expired at %lld; "
+				    "rotate it",
+				    org, slug, auth, row->cred_id, (long long)row->cred_expires_at);
+	rc = open_secret(sec_out, ctx, row->cred_id, row->db_id, row->cred_ciphertext);
 	if (rc != ENVDB_OK)
-		goto out;
-	*cred_out = cred;
-	if (cred->expires_at != 0 && cred->expires_at <= now) {
-		rc = envdbi_error(ENVDB_ERR_AUTH, NULL,
-				  "resolve %s/%s: the active %s credential %s expired at %lld; "
-				  "rotate it",
-				  org, slug, auth, cred->id, (long long)cred->expires_at);
-		goto out;
+		return envdbi_error_prefix("resolve %s/%s: ", org, slug);
+	if (row->prev_id != NULL) {
+		rc = open_secret(prev_sec_out, ctx, row->prev_id, row->db_id, row->prev_ciphertext);
+		if (rc != ENVDB_OK)
+			return envdbi_error_prefix("resolve %s/%s: ", org, slug);
 	}
-	if ((rc = envdbi_credential_open(&sec, ctx, cred)) != ENVDB_OK) {
-		envdbi_error_prefix("resolve %s/%s: ", org, slug);
-		goto out;
-	}
-	*sec_out = sec;
-	if ((rc = previous_credential(&prev, s, db->id, auth, now)) != ENVDB_OK)
-		goto out;
-	if (prev != NULL) {
-		*prev_out = prev;
-		if ((rc = envdbi_credential_open(&prev_sec, ctx, prev)) != ENVDB_OK) {
-			envdbi_error_prefix("resolve %s/%s: ", org, slug);
-			goto out;
-		}
-		*prev_sec_out = prev_sec;
-	}
-	r->f[F_ENV_ID] = env->id;
-	r->f[F_ORG] = env->organization_id;
-	r->f[F_SLUG] = env->slug;
-	r->f[F_DRIVER] = db->driver;
-	r->f[F_DB_NAME] = db->database_name;
-	r->f[F_URL] = db->database_url;
-	r->f[F_ROLE] = mem->role;
-	r->f[F_AUTH] = cred->authorization;
-	r->f[F_CRED_ID] = cred->id;
-	r->f[F_PREV_CRED_ID] = prev ? prev->id : NULL;
-	r->f[F_CRED_HANDLE] = cred->handle ? cred->handle : "";
-	r->f[F_PREV_CRED_HANDLE] = prev ? (prev->handle ? prev->handle : "") : NULL;
-	r->f[F_DB_ID] = db->id;
-	r->secret = sec->data;
-	r->secret_len = sec->len;
-	r->expires_at = cred->expires_at;
-	r->prev_secret = prev_sec ? prev_sec->data : NULL;
-	r->prev_secret_len = prev_sec ? prev_sec->len : 0;
-	r->prev_expires_at = prev ? prev->expires_at : 0;
-out:
-	return rc;
+	r->f[F_ENV_ID] = row->env_id;
+	r->f[F_ORG] = org;
+	r->f[F_SLUG] = slug;
+	r->f[F_DRIVER] = row->driver;
+	r->f[F_DB_NAME] = row->database_name;
+	r->f[F_URL] = row->database_url;
+	r->f[F_ROLE] = row->role;
+	r->f[F_AUTH] = auth;
+	r->f[F_CRED_ID] = row->cred_id;
+	r->f[F_CRED_HANDLE] = row->cred_handle ? row->cred_handle : "";
+	r->f[F_PREV_CRED_ID] = row->prev_id;
+	r->f[F_PREV_CRED_HANDLE] = row->prev_id ? (row->prev_handle ? row->prev_handle : "") : NULL;
+	r->f[F_DB_ID] = row->db_id;
+	r->secret = (*sec_out)->data;
+	r->secret_len = (*sec_out)->len;
+	r->expires_at = row->cred_expires_at;
+	r->prev_secret = *prev_sec_out ? (*prev_sec_out)->data : NULL;
+	r->prev_secret_len = *prev_sec_out ? (*prev_sec_out)->len : 0;
+	r->prev_expires_at = row->prev_id ? row->prev_expires_at : 0;
+	return ENVDB_OK;
 }
 
 /* Write last_accessed_at; a failure only costs accuracy, never the resolve. */
@@ -768,11 +803,9 @@ int envdb_resolve(envdb_connection **out, envdb_ctx *ctx, const char *organizati
 		  const char *slug, const char *user_id)
 {
 	envdbi_cache *c;
-	envdb_environment *env = NULL;
-	envdb_database *db = NULL;
-	envdb_member *mem = NULL;
-	envdb_credential *cred = NULL, *prev = NULL;
+	envdbi_resolve_row *row = NULL;
 	envdbi_secret *sec = NULL, *prev_sec = NULL;
+	cache_entry *fresh = NULL;
 	char key[KEY_MAX], db_id[37];
 	size_t lo, ls, lu, key_len = 0;
 	uint64_t hash = 0, gen = 0;
@@ -785,13 +818,6 @@ int envdb_resolve(envdb_connection **out, envdb_ctx *ctx, const char *organizati
 	    user_id == NULL)
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "resolve: missing argument");
 	*out = NULL;
-	if (ctx->store == NULL)
-		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
-				    "resolve %s/%s: the context has no control plane open",
-				    organization_id, slug);
-	if (*user_id == '\0')
-		return envdbi_error(ENVDB_ERR_INVALID, NULL, "resolve %s/%s: empty user id",
-				    organization_id, slug);
 	if ((rc = cache_of(&c, ctx)) != ENVDB_OK)
 		return rc;
 	now = envdbi_now();
@@ -806,24 +832,31 @@ int envdb_resolve(envdb_connection **out, envdb_ctx *ctx, const char *organizati
 		memcpy(key + lo + 1, slug, ls + 1);
 		memcpy(key + lo + ls + 2, user_id, lu + 1);
 		key_len = lo + ls + lu + 3;
-		crypto_shorthash((unsigned char *)&hash, (const unsigned char *)key, key_len,
-				 c->hash_key);
+		hash = hash_of(c, key, key_len);
 		pthread_mutex_lock(&c->lock);
 		e = entry_find(c, hash, key, key_len);
 		if (e != NULL && (e->deadline_ms <= mono_ms() ||
-				  (e->r.expires_at != 0 && e->r.expires_at <= now))) {
+				  (e->img->expires_at != 0 && e->img->expires_at <= now))) {
 			/* Stale, or its credential expired: the slow path decides. */
 			entry_remove(c, e);
 			e = NULL;
 		}
 		if (e != NULL) {
-			lru_unlink(c, e);
-			lru_push_front(c, e);
+			/* A hit: this key passed the checks below when it was
+			 * cached. */
+			e->referenced = true;
 			c->stats.hits++;
-			rc = connection_build(out, &e->r, now);
-			write_touch = touch_due(e->touch, now);
-			if (write_touch)
-				memcpy(db_id, e->touch->db_id, sizeof(db_id));
+			rc = connection_from_image(out, e->img, now);
+			/* last_accessed_at: the entry keeps the time; its touch
+			 * record is consulted only once a write may be due. */
+			e->last_access = now;
+			if (now >= e->touch_after && e->touch != NULL) {
+				touch_fold(e);
+				write_touch = touch_due(e->touch, now);
+				if (write_touch)
+					memcpy(db_id, e->touch->db_id, sizeof(db_id));
+				e->touch_after = e->touch->last_written + ENVDBI_TOUCH_INTERVAL_S;
+			}
 			pthread_mutex_unlock(&c->lock);
 			if (rc == ENVDB_OK && write_touch)
 				touch_write(ctx, db_id, now);
@@ -834,34 +867,50 @@ int envdb_resolve(envdb_connection **out, envdb_ctx *ctx, const char *organizati
 		pthread_mutex_unlock(&c->lock);
 	}
 
+	if ((rc = envdbi_check_env_ref("resolve", organization_id, slug)) != ENVDB_OK)
+		return rc;
+	if (ctx->store == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
+				    "resolve %s/%s: the context has no control plane open",
+				    organization_id, slug);
+	if (*user_id == '\0')
+		return envdbi_error(ENVDB_ERR_INVALID, NULL, "resolve %s/%s: empty user id",
+				    organization_id, slug);
+	if ((rc = envdbi_check_ident("resolve", "user id", user_id)) != ENVDB_OK)
+		return envdbi_error_prefix("%s/%s: ", organization_id, slug);
 	memset(&r, 0, sizeof(r));
-	rc = resolve_load(ctx, &r, &env, &db, &mem, &cred, &prev, &sec, &prev_sec,
-			  organization_id, slug, user_id, now);
+	rc = resolve_load(ctx, &r, &row, &sec, &prev_sec, organization_id, slug, user_id, now);
 	if (rc != ENVDB_OK)
 		goto out;
-	if ((rc = connection_build(out, &r, now)) != ENVDB_OK)
+	fresh = entry_new(&r, key, cacheable ? key_len : 0);
+	if (fresh == NULL) {
+		rc = envdbi_error(ENVDB_ERR_NOMEM, NULL,
+				  "resolve %s/%s: out of secure memory for the result",
+				  organization_id, slug);
+		goto out;
+	}
+	if ((rc = connection_from_image(out, fresh->img, now)) != ENVDB_OK)
 		goto out;
 	if (c != NULL) {
 		touch_rec *t;
 
 		pthread_mutex_lock(&c->lock);
-		t = touch_find(c, db->id, true);
+		t = touch_find(c, row->db_id, true);
 		write_touch = t != NULL ? touch_due(t, now) : true;
-		if (cacheable && c->generation == gen)
-			cache_insert(c, hash, key, key_len, &r, t);
+		if (cacheable && c->generation == gen) {
+			cache_insert(c, fresh, hash, t, now);
+			fresh = NULL; /* the cache's now */
+		}
 		pthread_mutex_unlock(&c->lock);
 	} else {
 		write_touch = true;
 	}
 	if (write_touch)
-		touch_write(ctx, db->id, now);
+		touch_write(ctx, row->db_id, now);
 out:
+	envdbi_secure_free(fresh);
 	envdbi_secret_free(sec);
 	envdbi_secret_free(prev_sec);
-	envdb_environment_free(env);
-	envdb_database_free(db);
-	envdb_member_free(mem);
-	envdb_credential_free(cred);
-	envdb_credential_free(prev);
+	free(row);
 	return rc;
 }

@@ -1,7 +1,9 @@
 /*
- * core/resolve.h — the resolve cache (resolve.c): a bounded LRU of resolve
- * results with a TTL, looked up through a hash map in O(1), whose secrets
- * live in secure memory; and the coalescing of last_accessed_at writes.
+ * core/resolve.h — the resolve cache (resolve.c): a bounded cache of
+ * resolve results with a TTL (evicted by CLOCK, an approximation of LRU that
+ * costs a hit nothing), looked up through a hash map in O(1), invalidated
+ * per environment in O(entries of that environment), whose results live in
+ * secure memory; and the coalescing of last_accessed_at writes.
  *
  * Lifecycle: envdb_resolve() creates ctx->cache on first use
  * (envdbi_cache_new(&c, ctx->store, manifest cache_size, cache_ttl_ms),
@@ -46,7 +48,7 @@ typedef struct envdbi_cache_stats {
 	uint64_t hits;
 	uint64_t misses;
 	uint64_t invalidations; /**< entries dropped by invalidation */
-	uint64_t evictions;     /**< entries dropped for room (LRU) */
+	uint64_t evictions;     /**< entries dropped for room (CLOCK) */
 	uint64_t touch_writes;  /**< last_accessed_at writes made */
 	size_t size;            /**< entries held now */
 	size_t capacity;

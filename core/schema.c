@@ -327,6 +327,14 @@ bool envdbi_schema_enum_ok(const envdbi_field_def *f, const char *v)
 	return false;
 }
 
+void envdbi_schema_enum_list(envdbi_strbuf *b, const envdbi_field_def *f)
+{
+	if (f->enum_values == NULL)
+		return;
+	for (const char *const *e = f->enum_values; *e != NULL; e++)
+		envdbi_strbuf_printf(b, "%s%s", e == f->enum_values ? "" : ", ", *e);
+}
+
 char **envdbi_field_str(const envdbi_field_def *f, void *record)
 {
 	assert(envdbi_ftype_is_text(f->type));
@@ -627,9 +635,7 @@ int envdbi_schema_check_record(const envdbi_object_def *o, const void *record, c
 		case ENVDBI_FT_ENUM:
 			if (!envdbi_schema_enum_ok(f, v)) {
 				envdbi_strbuf b = ENVDBI_STRBUF_INIT;
-				for (const char *const *e = f->enum_values; *e; e++)
-					envdbi_strbuf_printf(&b, "%s%s", e == f->enum_values ? "" : ", ",
-							     *e);
+				envdbi_schema_enum_list(&b, f);
 				int rc = envdbi_error(ENVDB_ERR_INVALID, NULL,
 						      "%s: %s: '%s' is not one of %s", label,
 						      f->name, v, b.data ? b.data : "");

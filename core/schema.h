@@ -160,4 +160,8 @@ void envdbi_strbuf_putc(envdbi_strbuf *b, char c);
 void envdbi_strbuf_printf(envdbi_strbuf *b, const char *fmt, ...) ENVDB_PRINTF(2, 3);
 void envdbi_strbuf_free(envdbi_strbuf *b);
 
+/** Append the enum values of field `f`, comma-separated ("a, b, c"), for
+ * messages that list what a value may be. */
+void envdbi_schema_enum_list(envdbi_strbuf *b, const envdbi_field_def *f);
+
 #endif /* ENVDB_SCHEMA_H */

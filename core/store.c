@@ -14,6 +14,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -115,6 +116,18 @@ bool envdbi_slug_valid(const char *slug)
 
 int64_t envdbi_now(void)
 {
+	/* The test clock is looked up only in a process whose environment
+	 * had ENVDB_TEST_CLOCK or ENVDB_TEST_NOW at its first call: getenv()
+	 * scans the whole environment, which would cost a cached resolve
+	 * (core/resolve.c) an eighth of its time. */
+	static int hook = -1;
+	int h = __atomic_load_n(&hook, __ATOMIC_RELAXED);
+	if (h < 0) {
+		h = getenv("ENVDB_TEST_CLOCK") != NULL || getenv("ENVDB_TEST_NOW") != NULL;
+		__atomic_store_n(&hook, h, __ATOMIC_RELAXED);
+	}
+	if (!h)
+		return (int64_t)time(NULL);
 	const char *t = getenv("ENVDB_TEST_NOW");
 	if (t != NULL && *t != '\0') {
 		char *end;
@@ -473,11 +486,22 @@ static int exec_raw(envdbi_store *s, const char *sql, const bindv *b, size_t nb,
 /* Transactions                                                              */
 /* ------------------------------------------------------------------------ */
 
+/* One statement of transaction control (BEGIN IMMEDIATE, COMMIT, SAVEPOINT,
+ * RELEASE), retried while busy.  Prepared once and kept in the statement
+ * cache: parsing them again on every transaction cost a provisioning more
+ * than its inserts.  Returns the raw SQLite code (SQLITE_OK = done). */
 static int exec_retry(envdbi_store *s, const char *sql)
 {
 	int64_t deadline = mono_ms() + s->busy_timeout_ms;
 	for (;;) {
-		int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+		sqlite3_stmt *st = NULL;
+		int rc = stmt_get(s, &st, sql) != 0 ? sqlite3_errcode(s->db) : sqlite3_step(st);
+		if (st != NULL)
+			stmt_put(s, st);
+		if (rc == SQLITE_DONE || rc == SQLITE_ROW)
+			rc = SQLITE_OK;
+		else if (rc == SQLITE_OK)
+			rc = SQLITE_ERROR; /* the prepare failed without a code */
 		int primary = rc & 0xff;
 		if (primary != SQLITE_BUSY && primary != SQLITE_LOCKED)
 			return rc;
@@ -1242,6 +1266,21 @@ int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_ti
 	pthread_mutex_init(&s->lock, &attr);
 	pthread_mutexattr_destroy(&attr);
 
+	/* SQLite would create the file with 0644 & ~umask, and its -wal and
+	 * -shm files with the mode of the main file: create it owner-only
+	 * first.  An existing file keeps the mode its owner gave it. */
+	if ((flags & ENVDB_OPEN_CREATE) && strcmp(path, ":memory:") != 0) {
+		int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+
+		if (fd >= 0) {
+			(void)fchmod(fd, 0600); /* exactly: the umask may have removed our own bits */
+			close(fd);
+		} else if (errno != EEXIST) {
+			rc = envdbi_error(ENVDB_ERR_IO, NULL, "control plane %s: create: %s", path,
+					  strerror(errno));
+			goto fail;
+		}
+	}
 	rc = sqlite3_open_v2(path, &s->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX |
 				     ((flags & ENVDB_OPEN_CREATE) ? SQLITE_OPEN_CREATE : 0),
@@ -1639,6 +1678,114 @@ int envdbi_store_cred_delete(envdbi_store *s, const char *id)
 	snprintf(what, sizeof what, "credential %s", nz(id));
 	return delete_where(s, ENVDBI_OBJ_CREDENTIAL, "WHERE \"id\" = ?1", (bindv[]){BT(id)}, 1,
 			    what);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Resolve: one statement, one snapshot                                      */
+/* ------------------------------------------------------------------------ */
+
+/* The environment by (organization, slug), the member, the database, the
+ * active credential of the member's authorization (owner, admin, maker:
+ * full_access; reader, guest: read_only; as core/resolve.c maps them) and
+ * the newest rotating one still inside its window — through the unique
+ * indexes, in one read. */
+#define RESOLVE_AUTH(m)                                                                       \
+	"(CASE " m ".\"role\" WHEN 'owner' THEN 'full_access' WHEN 'admin' THEN 'full_access' " \
+	"WHEN 'maker' THEN 'full_access' WHEN 'reader' THEN 'read_only' "                      \
+	"WHEN 'guest' THEN 'read_only' END)"
+/* A rotating credential of database d inside its window (?4: now). */
+#define RESOLVE_ROTATING(x)                                                                   \
+	x ".\"environment_database_id\" = d.\"id\" AND " x ".\"authorization\" = " \
+	RESOLVE_AUTH("m") " AND " x ".\"status\" = 'rotating' AND (" x ".\"expires_at\" IS NULL " \
+	"OR " x ".\"expires_at\" = 0 OR " x ".\"expires_at\" > ?4)"
+/* No ORDER BY (it would build a temporary b-tree on every call): the newest
+ * rotating credential is the one no other is newer than, by (created_at,
+ * id) — as envdbi_store_cred_list orders them. */
+static const char resolve_sql[] =
+	"SELECT e.\"id\", e.\"status\", m.\"role\", d.\"id\", d.\"driver\", "
+	"d.\"database_name\", d.\"database_url\", " RESOLVE_AUTH("m") ", "
+	"c.\"id\", c.\"secret_ciphertext\", c.\"handle\", c.\"expires_at\", "
+	"p.\"id\", p.\"secret_ciphertext\", p.\"handle\", p.\"expires_at\" "
+	"FROM \"sys_environment\" e "
+	"LEFT JOIN \"sys_environment_member\" m "
+	"ON m.\"environment_id\" = e.\"id\" AND m.\"user_id\" = ?3 "
+	"LEFT JOIN \"sys_environment_database\" d ON d.\"environment_id\" = e.\"id\" "
+	"LEFT JOIN \"sys_database_credential\" c "
+	"ON c.\"environment_database_id\" = d.\"id\" AND c.\"authorization\" = "
+	RESOLVE_AUTH("m") " AND c.\"status\" = 'active' "
+	"LEFT JOIN \"sys_database_credential\" p ON p.\"id\" = ("
+	"SELECT x.\"id\" FROM \"sys_database_credential\" x WHERE " RESOLVE_ROTATING("x")
+	" AND NOT EXISTS (SELECT 1 FROM \"sys_database_credential\" y WHERE "
+	RESOLVE_ROTATING("y") " AND (y.\"created_at\" > x.\"created_at\" OR "
+	"(y.\"created_at\" = x.\"created_at\" AND y.\"id\" > x.\"id\")))) "
+	"WHERE e.\"organization_id\" = ?1 AND e.\"slug\" = ?2";
+
+int envdbi_store_resolve_get(envdbi_store *s, envdbi_resolve_row **out, const char *org,
+			     const char *slug, const char *user, int64_t now)
+{
+	/* Columns in row order. */
+	enum { C_ENV, C_STATUS, C_ROLE, C_DB, C_DRIVER, C_DBNAME, C_URL, C_AUTH, C_CRED, C_CT,
+	       C_HANDLE, C_EXP, C_PREV, C_PCT, C_PHANDLE, C_PEXP, C__N };
+	sqlite3_stmt *st = NULL;
+	envdbi_resolve_row *r = NULL;
+	size_t len[C__N], total = 0, i;
+	int rc, step;
+	char *p;
+
+	*out = NULL;
+	lock(s);
+	if ((rc = stmt_get(s, &st, resolve_sql)) != 0)
+		goto out;
+	if ((rc = bind_values(s, st, 1, (bindv[]){BT(org), BT(slug), BT(user), BI(now)}, 4)) !=
+	    0)
+		goto out;
+	step = sqlite3_step(st);
+	if (step == SQLITE_DONE) {
+		rc = ENVDB_ERR_NOT_FOUND; /* the caller reports */
+		goto out;
+	}
+	if (step != SQLITE_ROW) {
+		rc = db_error(s, step, "resolve");
+		goto out;
+	}
+	for (i = 0; i < C__N; i++) {
+		len[i] = 0;
+		if (i == C_EXP || i == C_PEXP || sqlite3_column_type(st, (int)i) == SQLITE_NULL)
+			continue;
+		len[i] = (size_t)sqlite3_column_bytes(st, (int)i) + 1;
+		total += len[i];
+	}
+	r = calloc(1, sizeof(*r) + total);
+	if (r == NULL) {
+		rc = nomem();
+		goto out;
+	}
+	{
+		const char **field[C__N] = {
+			&r->env_id, &r->env_status, &r->role, &r->db_id, &r->driver,
+			&r->database_name, &r->database_url, &r->authorization, &r->cred_id,
+			&r->cred_ciphertext, &r->cred_handle, NULL, &r->prev_id,
+			&r->prev_ciphertext, &r->prev_handle, NULL};
+
+		p = r->buf;
+		for (i = 0; i < C__N; i++) {
+			if (len[i] == 0)
+				continue;
+			memcpy(p, sqlite3_column_text(st, (int)i), len[i] - 1);
+			p[len[i] - 1] = '\0';
+			*field[i] = p;
+			p += len[i];
+		}
+	}
+	r->cred_expires_at = sqlite3_column_int64(st, C_EXP);
+	r->prev_expires_at = sqlite3_column_int64(st, C_PEXP);
+	*out = r;
+	r = NULL;
+out:
+	stmt_put(s, st);
+	unlock(s);
+	free(r);
+	return rc;
 }
 
 /* ------------------------------------------------------------------------ */

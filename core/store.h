@@ -124,7 +124,8 @@ bool envdbi_uuid_valid(const char *s);
 /** True when `slug` matches ^[a-z0-9][a-z0-9-]{0,62}$. */
 bool envdbi_slug_valid(const char *slug);
 /** Current time in epoch seconds (time(NULL); overridable in tests with the
- * environment variable ENVDB_TEST_NOW). */
+ * environment variable ENVDB_TEST_NOW, in processes whose environment had
+ * ENVDB_TEST_CLOCK or ENVDB_TEST_NOW set when this was first called). */
 int64_t envdbi_now(void);
 
 /** Deep copies (NULL on ENOMEM; a NULL argument gives NULL). */
@@ -249,6 +250,31 @@ int envdbi_store_cred_update(envdbi_store *s, const envdb_credential *c);
 int envdbi_store_cred_set_status(envdbi_store *s, const char *id, const char *from,
 				 const char *to);
 int envdbi_store_cred_delete(envdbi_store *s, const char *id);
+
+/** What a resolve reads (core/resolve.c), from one statement and so from one
+ * snapshot of the control plane.  Strings point into the record (free() it
+ * whole); a member, database or credential that does not exist leaves its
+ * fields NULL (and times 0). */
+typedef struct envdbi_resolve_row {
+	const char *env_id, *env_status;
+	const char *role;          /* NULL: not a member */
+	const char *db_id, *driver, *database_name, *database_url; /* NULL: no database */
+	const char *authorization; /* of the role: owner, admin, maker: full_access;
+				      reader, guest: read_only; NULL: another role */
+	const char *cred_id, *cred_ciphertext, *cred_handle; /* the active one, or NULL */
+	int64_t cred_expires_at;
+	const char *prev_id, *prev_ciphertext, *prev_handle; /* newest rotating in window */
+	int64_t prev_expires_at;
+	char buf[];
+} envdbi_resolve_row;
+
+/** Read environment ORG/SLUG for `user`: its id and status, the user's role
+ * and the authorization it gets, the database, the active credential of that
+ * authorization and the newest "rotating" one whose expires_at is none or
+ * after `now`.  ENVDB_ERR_NOT_FOUND (not reported: the caller composes the
+ * message) when there is no such environment. */
+int envdbi_store_resolve_get(envdbi_store *s, envdbi_resolve_row **out, const char *org,
+			     const char *slug, const char *user, int64_t now);
 
 /** True when `ct` plausibly is encryptor output rather than a plaintext
  * secret: at least 24 chars of printable ASCII without whitespace, with at

@@ -639,6 +639,65 @@ START_TEST(test_bad_key_files)
 }
 END_TEST
 
+/* Rewrite the manifest with `extra` (YAML lines) in the plugin's config. */
+static void manifest_with(const char *extra)
+{
+	FILE *f = fopen(manifest_path, "w");
+
+	ck_assert_ptr_nonnull(f);
+	fprintf(f,
+		"version: 1\n"
+		"plugins:\n"
+		"  - name: kms\n"
+		"    kind: encryptor\n"
+		"    config:\n"
+		"      keyring_dir: keys\n"
+		"%s",
+		extra);
+	fclose(f);
+}
+
+/* key_protection: read-only (the default) and idle (PROT_NONE between
+ * operations) give the same results; anything else is refused. */
+START_TEST(test_key_protection)
+{
+	const char *const modes[] = {"      key_protection: idle\n",
+				     "      key_protection: read-only\n"};
+	char *id = generate(1), *ct = seal(NULL), *ct2, *rw = NULL, *kid = NULL;
+	size_t i;
+
+	for (i = 0; i < 2; i++) {
+		manifest_with(modes[i]);
+		reload();
+		/* Old ciphertexts open, new ones round-trip, rewrap works, and
+		 * a key generated now is protected the same way. */
+		ck_assert_int_eq(open_ct(ct, AAD), ENVDB_OK);
+		ct2 = seal(NULL);
+		ck_assert_int_eq(open_ct(ct2, AAD), ENVDB_OK);
+		free(id);
+		id = generate(1);
+		ck_assert_int_eq(envdbi_encryptor_rewrap(L.p, ct2, AAD, strlen(AAD), &rw, &kid),
+				 ENVDB_OK);
+		ck_assert_str_eq(kid, id);
+		ck_assert_int_eq(open_ct(rw, AAD), ENVDB_OK);
+		ck_assert_int_eq(open_ct(ct2, "other"), ENVDB_ERR_INTEGRITY);
+		free(ct2);
+		free(rw);
+		free(kid);
+		rw = kid = NULL;
+	}
+	manifest_with("      key_protection: none\n");
+	unload(&L);
+	ck_assert_int_eq(load(&L), ENVDB_ERR_CONFIG);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "key_protection"));
+	unload(&L);
+	manifest_with("");
+	ck_assert_int_eq(load(&L), ENVDB_OK);
+	free(ct);
+	free(id);
+}
+END_TEST
+
 START_TEST(test_other_process_key)
 {
 	char *a = generate(1), *b = NULL, *kid = NULL, *ct;
@@ -677,6 +736,7 @@ static Suite *kms_suite(void)
 	tcase_add_test(tc, test_group_readable_refused);
 	tcase_add_test(tc, test_bad_key_files);
 	tcase_add_test(tc, test_other_process_key);
+	tcase_add_test(tc, test_key_protection);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -17,6 +17,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -468,6 +469,11 @@ START_TEST(test_driver_of_url)
 	static const char *const bad[] = {
 		"mysql://db/acme", "http://db-acme.turso.io", "acme.db", "", "://x",
 		"postgres://user:hunter2@db/acme", "libsql://", "sqlite:acme.db", "1http://x",
+		/* a secret in the query string would reach database_url in clear */
+		"libsql://db-acme.turso.io?authToken=hunter2",
+		"https://db-acme.turso.io/?tls=1&authtoken=hunter2",
+		"postgres://app@db/acme?sslmode=require&password=hunter2",
+		"postgresql://db/acme?PASSWORD=hunter2#x", "file:/v4/acme.db?token=hunter2",
 	};
 	const char *d;
 	char aad[ENVDBI_LEGACY_AAD_MAX];
@@ -484,6 +490,8 @@ START_TEST(test_driver_of_url)
 	}
 	/* never the password in the message */
 	envdbi_migrate_driver_of_url(&d, "postgres://user:hunter2@db/acme");
+	ck_assert_ptr_null(strstr(envdb_error_last()->message, "hunter2"));
+	envdbi_migrate_driver_of_url(&d, "libsql://db-acme.turso.io?authToken=hunter2");
 	ck_assert_ptr_null(strstr(envdb_error_last()->message, "hunter2"));
 
 	ck_assert_uint_eq(envdbi_legacy_token_aad(aad, sizeof(aad),
@@ -1289,6 +1297,286 @@ START_TEST(test_cli)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* After the migration: the adopted sqlite databases live on (reconcile,     */
+/* rotation, resolve, delete)                                                */
+/* ------------------------------------------------------------------------ */
+
+static void legacy_sql(const char *path, const char *sql, const char *want)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+
+	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+					 NULL),
+			 SQLITE_OK);
+	ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK, "%s: %s", sql,
+		      sqlite3_errmsg(db));
+	if (want == NULL) {
+		ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+	} else {
+		ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+		ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), want);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+static bool path_exists(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0;
+}
+
+static void seed_sqlite_row(envdb_ctx *ctx, const char *org, const char *url, const char *token,
+			    int64_t created_at)
+{
+	legacy_row r = {0};
+	char name[64];
+	int rc;
+
+	snprintf(name, sizeof(name), "tenant_%s", org);
+	r.organization_id = org;
+	r.database_name = name;
+	r.database_url = url;
+	r.token = token;
+	r.created_at = created_at;
+	rc = legacy_seed_row(ctx, NULL, &r, NULL);
+	ck_assert_msg(rc == 0, "seed %s: %s", org, envdb_error_last()->message);
+}
+
+static size_t count_items(const envdb_reconcile_report *r, const char *kind)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < r->n_items; i++)
+		n += strcmp(r->items[i].kind, kind) == 0;
+	return n;
+}
+
+START_TEST(test_adopted_sqlite)
+{
+	fx f;
+	char legacy[PATH_MAX], acme[PATH_MAX + 32], globex[PATH_MAX + 32], evil[PATH_MAX + 64],
+	    lnk[PATH_MAX + 32], url[PATH_MAX + 80], path[PATH_MAX + 80], new_secret[64];
+	envdb_migrate_report *rep;
+	envdb_reconcile_report *r = NULL;
+	envdb_connection *conn = NULL;
+	envdb_database *db = NULL;
+	envdb_ctx *ctx;
+	size_t i, revoked = 0;
+	struct stat st;
+	int rc;
+
+	fx_init(&f, true);
+	/* The adapter refuses a directory given through a symbolic link, so
+	 * the legacy paths are canonical (TMPDIR may contain one). */
+	ck_assert_ptr_nonnull(realpath(f.legacy_dir, legacy));
+	snprintf(acme, sizeof(acme), "%s/acme.db", legacy);
+	snprintf(globex, sizeof(globex), "%s/globex.db", legacy);
+	legacy_sql(acme, "CREATE TABLE t(x)", NULL);
+	legacy_sql(acme, "INSERT INTO t VALUES ('acme data')", NULL);
+	legacy_sql(globex, "CREATE TABLE t(x)", NULL);
+	snprintf(path, sizeof(path), "%s-wal", globex);
+	write_file(path, "a stale log");
+	snprintf(path, sizeof(path), "%s.bak", globex);
+	write_file(path, "a backup next to it");
+	/* evil: its directory is reached through a symbolic link */
+	snprintf(path, sizeof(path), "%s/real", legacy);
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	snprintf(evil, sizeof(evil), "%s/real/evil.db", legacy);
+	legacy_sql(evil, "CREATE TABLE t(x)", NULL);
+	snprintf(path, sizeof(path), "%s/link", legacy);
+	ck_assert_int_eq(symlink(legacy, path), 0);
+	/* lnk: the file itself is a symbolic link to acme's database */
+	snprintf(lnk, sizeof(lnk), "%s/lnk.db", legacy);
+	ck_assert_int_eq(symlink(acme, lnk), 0);
+
+	ctx = fx_open(&f);
+	snprintf(url, sizeof(url), "file:%s", acme);
+	seed_sqlite_row(ctx, "acme", url, "tok-acme", 1600000000);
+	snprintf(url, sizeof(url), "file://%s", globex); /* file:///ABS */
+	seed_sqlite_row(ctx, "globex", url, "tok-globex", 1600000001);
+	snprintf(url, sizeof(url), "file:%s/link/real/evil.db", legacy);
+	seed_sqlite_row(ctx, "evil", url, "tok-evil", 1600000002);
+	snprintf(url, sizeof(url), "file:%s", lnk);
+	seed_sqlite_row(ctx, "lnk", url, "tok-lnk", 1600000003);
+	envdb_close(ctx);
+	rep = run_migrate(&f, 0, 0, "alice");
+	ck_assert_uint_eq(rep->migrated, 4);
+	envdb_migrate_report_free(rep);
+
+	/* reconcile: nothing missing, nothing to do; the adopted databases
+	 * are reported as not verified, which is not a failure */
+	ctx = fx_open(&f);
+	ck_assert_int_eq(envdb_reconcile(&r, ctx, 0), ENVDB_OK);
+	for (i = 0; i < r->n_items; i++)
+		ck_assert_msg(strcmp(r->items[i].kind, "unverified") == 0, "%s %s: %s",
+			      r->items[i].kind, nz(r->items[i].database_name),
+			      nz(r->items[i].message));
+	ck_assert_uint_eq(count_items(r, "unverified"), 4);
+	ck_assert_uint_eq(r->n_failed, 0);
+	for (i = 0; i < r->n_items; i++) {
+		ck_assert_str_eq(r->items[i].action, "none");
+		ck_assert_str_eq(r->items[i].driver, "sqlite");
+		ck_assert_int_eq(r->items[i].status, 0);
+		ck_assert_ptr_nonnull(r->items[i].label);
+	}
+	envdb_reconcile_report_free(r);
+	r = NULL;
+	ck_assert_int_eq(envdb_reconcile(&r, ctx, ENVDB_RECONCILE_APPLY), ENVDB_OK);
+	ck_assert_uint_eq(r->n_failed, 0);
+	ck_assert_uint_eq(count_items(r, "missing"), 0);
+	envdb_reconcile_report_free(r);
+	r = NULL;
+	ck_assert(path_exists(acme) && path_exists(globex) && path_exists(evil));
+
+	/* rotation: a new secret minted for the legacy file; resolve hands it
+	 * out, the legacy token only as the previous one until completed */
+	ck_assert_int_eq(envdb_resolve(&conn, ctx, "acme", "prod", "alice"), ENVDB_OK);
+	ck_assert_str_eq(conn->secret, "tok-acme");
+	envdb_connection_free(conn);
+	conn = NULL;
+	rc = envdb_cred_rotate(ctx, "acme", "prod", NULL);
+	ck_assert_msg(rc == ENVDB_OK, "rotate: %s", envdb_error_last()->message);
+	ck_assert_int_eq(envdb_resolve(&conn, ctx, "acme", "prod", "alice"), ENVDB_OK);
+	ck_assert_str_ne(conn->secret, "tok-acme");
+	ck_assert_uint_eq(conn->secret_len, 43);
+	snprintf(new_secret, sizeof(new_secret), "%s", conn->secret);
+	if (conn->previous_secret != NULL)
+		ck_assert_str_eq(conn->previous_secret, "tok-acme");
+	snprintf(url, sizeof(url), "file:%s", acme);
+	ck_assert_str_eq(conn->database_url, url); /* still the legacy database */
+	ck_assert_str_eq(conn->database_name, "tenant_acme");
+	envdb_connection_free(conn);
+	conn = NULL;
+	ck_assert_int_eq(envdb_cred_complete(&revoked, ctx, "acme", "prod"), ENVDB_OK);
+	ck_assert_uint_eq(revoked, 1);
+	ck_assert_int_eq(envdb_resolve(&conn, ctx, "acme", "prod", "alice"), ENVDB_OK);
+	ck_assert_str_eq(conn->secret, new_secret);
+	ck_assert_ptr_null(conn->previous_secret);
+	envdb_connection_free(conn);
+	conn = NULL;
+	legacy_sql(acme, "SELECT x FROM t", "acme data");
+
+	/* never through a symbolic link: not the directory, not the file */
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "evil", "prod", NULL), ENVDB_ERR_INVALID);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "canonical"));
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "lnk", "prod", NULL), ENVDB_ERR_NOT_FOUND);
+	ck_assert_int_ne(envdb_env_delete(ctx, "lnk", "prod", ENVDB_DELETE_NOW), ENVDB_OK);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "not a regular file"));
+	ck_assert_int_eq(lstat(lnk, &st), 0);
+	ck_assert(S_ISLNK(st.st_mode));
+	ck_assert(path_exists(acme));
+	ck_assert(path_exists(evil));
+
+	/* delete drops exactly the adopted database: its file and side
+	 * files, nothing next to it */
+	ck_assert_int_eq(envdb_env_database(&db, ctx, "globex", "prod"), ENVDB_OK);
+	ck_assert_str_eq(db->database_name, "tenant_globex");
+	envdb_database_free(db);
+	rc = envdb_env_delete(ctx, "globex", "prod", ENVDB_DELETE_NOW);
+	ck_assert_msg(rc == ENVDB_OK, "delete: %s", envdb_error_last()->message);
+	ck_assert(!path_exists(globex));
+	snprintf(path, sizeof(path), "%s-wal", globex);
+	ck_assert(!path_exists(path));
+	snprintf(path, sizeof(path), "%s.bak", globex);
+	ck_assert(path_exists(path));
+	ck_assert(path_exists(acme));
+	envdb_close(ctx);
+
+	if (!under_valgrind()) {
+		char *out, *err;
+		int ex;
+
+		/* the command: the rotation and the reconcile of the brief */
+		ex = run_cli(&f, "cred rotate acme/prod --overlap 0s", &out, &err);
+		ck_assert_msg(ex == 0, "cred rotate exit %d: %s", ex, err);
+		free(out);
+		free(err);
+		ex = run_cli(&f, "--json resolve acme/prod --user alice --reveal", &out, &err);
+		ck_assert_msg(ex == 0, "resolve exit %d: %s", ex, err);
+		ck_assert_ptr_null(strstr(out, new_secret)); /* rotated once more */
+		ck_assert_ptr_null(strstr(out, "tok-acme"));
+		free(out);
+		free(err);
+		/* lnk's refused delete is due: listed as a deletion; still
+		 * nothing is missing */
+		ex = run_cli(&f, "--json reconcile", &out, &err);
+		ck_assert_ptr_nonnull(strstr(out, "\"deletion\""));
+		ck_assert_ptr_null(strstr(out, "\"missing\""));
+		free(out);
+		free(err);
+	}
+	fx_done(&f);
+}
+END_TEST
+
+/* A fresh deployment with two migrated sqlite organizations: `envdb
+ * reconcile` exits 0, says nothing is missing, and counts them. */
+START_TEST(test_adopted_reconcile_cli)
+{
+	fx f;
+	char legacy[PATH_MAX], file[PATH_MAX + 32], url[PATH_MAX + 64], *out, *err;
+	envdb_migrate_report *rep;
+	envdb_ctx *ctx;
+	json_t *doc, *items;
+	json_error_t je;
+	size_t i;
+	int ex;
+
+	if (under_valgrind())
+		return; /* the command is a separate program */
+	fx_init(&f, true);
+	ck_assert_ptr_nonnull(realpath(f.legacy_dir, legacy));
+	ctx = fx_open(&f);
+	snprintf(file, sizeof(file), "%s/acme.db", legacy);
+	legacy_sql(file, "CREATE TABLE t(x)", NULL);
+	snprintf(url, sizeof(url), "file:%s", file);
+	seed_sqlite_row(ctx, "acme", url, "tok-acme", 1600000000);
+	snprintf(file, sizeof(file), "%s/globex.db", legacy);
+	legacy_sql(file, "CREATE TABLE t(x)", NULL);
+	snprintf(url, sizeof(url), "file:%s", file);
+	seed_sqlite_row(ctx, "globex", url, "tok-globex", 1600000001);
+	envdb_close(ctx);
+	rep = run_migrate(&f, 0, 0, "alice");
+	ck_assert_uint_eq(rep->migrated, 2);
+	envdb_migrate_report_free(rep);
+
+	ex = run_cli(&f, "reconcile", &out, &err);
+	ck_assert_msg(ex == 0, "reconcile exit %d: %s%s", ex, out, err);
+	ck_assert_ptr_null(strstr(out, "missing"));
+	ck_assert_ptr_null(strstr(err, "missing"));
+	ck_assert_ptr_nonnull(strstr(out, "nothing to reconcile"));
+	ck_assert_ptr_nonnull(strstr(out, "2 adopted database(s) not verified"));
+	free(out);
+	free(err);
+	ex = run_cli(&f, "--json reconcile --apply", &out, &err);
+	ck_assert_msg(ex == 0, "reconcile --apply exit %d: %s", ex, err);
+	doc = json_loads(out, 0, &je);
+	ck_assert_msg(doc != NULL, "not JSON: %s", out);
+	ck_assert_int_eq(json_integer_value(json_object_get(doc, "failed")), 0);
+	items = json_object_get(doc, "items");
+	ck_assert_uint_eq(json_array_size(items), 2);
+	for (i = 0; i < json_array_size(items); i++) {
+		json_t *it = json_array_get(items, i);
+
+		ck_assert_str_eq(json_string_value(json_object_get(it, "kind")), "unverified");
+		ck_assert_str_eq(json_string_value(json_object_get(it, "action")), "none");
+		ck_assert_ptr_null(json_object_get(it, "status"));
+	}
+	json_decref(doc);
+	free(out);
+	free(err);
+	ex = run_cli(&f, "cred rotate globex/prod", &out, &err);
+	ck_assert_msg(ex == 0, "cred rotate exit %d: %s", ex, err);
+	free(out);
+	free(err);
+	fx_done(&f);
+}
+END_TEST
+
 static Suite *migrate_suite(void)
 {
 	Suite *s = suite_create("migrate");
@@ -1304,6 +1592,8 @@ static Suite *migrate_suite(void)
 	tcase_add_test(tc, test_dry_run);
 	tcase_add_test(tc, test_shim_off);
 	tcase_add_test(tc, test_cli);
+	tcase_add_test(tc, test_adopted_sqlite);
+	tcase_add_test(tc, test_adopted_reconcile_cli);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("crash");
 	tcase_set_timeout(tc, 1200);

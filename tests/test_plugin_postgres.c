@@ -822,6 +822,57 @@ START_TEST(test_hostile_names)
 }
 END_TEST
 
+/* A database the v4 -> v5 migration registered under its legacy name
+ * (metadata migrated_from): the adapter cannot mint, probe, revoke or drop
+ * it and says so precisely (ENVDB_ERR_NOT_SUPPORTED naming the database
+ * and what it lacks), touching nothing; without the marker the same name
+ * mismatch stays ENVDB_ERR_INVALID. */
+START_TEST(test_migrated_database)
+{
+	static const char legacy[] = "v4_tenant_acme";
+	static const char meta[] =
+		"{\"migrated_from\":{\"object\":\"sys_tenant_database\",\"id\":\"x\"}}";
+	char env[37], cred[37];
+	envdb_db_ref ref;
+	envdb_mint_request req;
+	envdbi_secret *s = NULL, *probe_secret;
+	char *h = NULL;
+
+	super_exec(NULL, "CREATE DATABASE v4_tenant_acme");
+	new_uuid(env);
+	new_uuid(cred);
+	ref_of(&ref, env, legacy);
+	ref.url = "postgres://pg.example:5432/v4_tenant_acme";
+	ref.metadata = meta;
+	memset(&req, 0, sizeof(req));
+	req.struct_size = sizeof(req);
+	req.credential_id = cred;
+	req.authorization = ENVDB_AUTH_FULL_ACCESS;
+
+	ck_assert_int_eq(envdbi_adapter_mint(P, &ref, &req, &s, &h), ENVDB_ERR_NOT_SUPPORTED);
+	ck_assert_ptr_null(s);
+	ck_assert_ptr_nonnull(strstr(last_message(), legacy));
+	ck_assert_ptr_nonnull(strstr(last_message(), "migrated from v4"));
+	ck_assert_ptr_nonnull(strstr(last_message(), "group roles"));
+	probe_secret = envdbi_secret_new("pw", 2);
+	ck_assert_ptr_nonnull(probe_secret);
+	ck_assert_int_eq(envdbi_adapter_probe(P, &ref, probe_secret), ENVDB_ERR_NOT_SUPPORTED);
+	envdbi_secret_free(probe_secret);
+	ck_assert_int_eq(envdbi_adapter_revoke(P, &ref, ENVDB_AUTH_FULL_ACCESS, "v4_tenant_acme_rw"),
+			 ENVDB_ERR_NOT_SUPPORTED);
+	ck_assert_int_eq(envdbi_adapter_drop(P, &ref), ENVDB_ERR_NOT_SUPPORTED);
+	ck_assert_ptr_nonnull(strstr(last_message(), "drop"));
+	ck_assert_int_eq(database_exists(legacy), 1);
+	ck_assert_int_eq(roles_of(legacy), 0);
+
+	/* Without the marker: a name that is not this environment's. */
+	ref.metadata = "{}";
+	ck_assert_int_eq(envdbi_adapter_mint(P, &ref, &req, &s, &h), ENVDB_ERR_INVALID);
+	ck_assert_ptr_nonnull(strstr(last_message(), "does not belong"));
+	super_exec(NULL, "DROP DATABASE v4_tenant_acme");
+}
+END_TEST
+
 /* Missing CREATEDB / CREATEROLE: a clear permission error naming it, and
  * nothing made. */
 START_TEST(test_missing_privileges)
@@ -1178,6 +1229,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_rotation_overlap);
 	tcase_add_test(tc, test_expiry);
 	tcase_add_test(tc, test_hostile_names);
+	tcase_add_test(tc, test_migrated_database);
 	tcase_add_test(tc, test_missing_privileges);
 	tcase_add_test(tc, test_failure_leaves_nothing);
 	tcase_add_test(tc, test_exists);

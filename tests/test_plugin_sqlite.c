@@ -604,6 +604,226 @@ START_TEST(test_mint_and_probe)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* adopted databases (v4 -> v5 migration: legacy name and file: URL)         */
+/* ------------------------------------------------------------------------ */
+
+#define MIGRATED_META "{\"migrated_from\":{\"object\":\"sys_tenant_database\",\"id\":\"x\"}}"
+
+static envdb_db_ref adopted_ref(const char *env, const char *name, const char *url)
+{
+	envdb_db_ref r = ref_of(env, name);
+
+	r.url = url;
+	r.metadata = MIGRATED_META;
+	return r;
+}
+
+/* Mint through `ref`: the status; the secret is checked and freed. */
+static int mint_via(const envdb_db_ref *ref, const char *previous)
+{
+	envdb_mint_request req = {.struct_size = sizeof(envdb_mint_request),
+				  .credential_id = "9b2e6c1a-0d3f-4a5b-8c7d-6e5f4a3b2c1d",
+				  .authorization = ENVDB_AUTH_FULL_ACCESS,
+				  .expires_at = 0,
+				  .previous_handle = previous};
+	envdbi_secret *s = NULL;
+	char *h = NULL;
+	int rc = envdbi_adapter_mint(P, ref, &req, &s, &h);
+
+	if (rc == ENVDB_OK) {
+		ck_assert_uint_eq(s->len, 43);
+		ck_assert_str_eq(h, "");
+	} else {
+		ck_assert_ptr_null(s);
+	}
+	envdbi_secret_free(s);
+	free(h);
+	return rc;
+}
+
+static int probe_via(const envdb_db_ref *ref)
+{
+	envdbi_secret *s = envdbi_secret_new("any", 3);
+	int rc;
+
+	ck_assert_ptr_nonnull(s);
+	rc = envdbi_adapter_probe(P, ref, s);
+	envdbi_secret_free(s);
+	return rc;
+}
+
+/* A migrated database keeps its legacy name and file (its URL), with
+ * metadata {"migrated_from": ...}: mint, rotation, probe and drop work on
+ * exactly that file, never through a symbolic link, never on anything
+ * else; without the marker a foreign name is still refused. */
+START_TEST(test_adopted)
+{
+	char canon[PATH_MAX], legacy[PATH_MAX + 16], file[PATH_MAX + 48], url[PATH_MAX + 160],
+	    path[PATH_MAX + 128], trash[DIR_MAX + 64], entry[256], owned_dir[PATH_MAX], *v,
+	    **names = NULL;
+	envdb_db_ref ref;
+	size_t n = 0, i;
+	struct stat st;
+
+	ck_assert_ptr_nonnull(realpath(tmpdir, canon));
+	snprintf(legacy, sizeof(legacy), "%s/v4", canon);
+	ck_assert_int_eq(mkdir(legacy, 0700), 0);
+	snprintf(file, sizeof(file), "%s/acme.db", legacy);
+	write_text(file, ""); /* an empty file is an empty database */
+	exec_sql(file, "CREATE TABLE t(x); INSERT INTO t VALUES ('legacy data')");
+	snprintf(url, sizeof(url), "file:%s", file);
+	ref = adopted_ref(ENV_A, "acme", url);
+
+	/* mint, rotation, probe */
+	ck_assert_int_eq(mint_via(&ref, NULL), ENVDB_OK);
+	ck_assert_int_eq(mint_via(&ref, ""), ENVDB_OK);
+	ck_assert_int_eq(probe_via(&ref), ENVDB_OK);
+	/* the other spellings of a local file URL */
+	snprintf(url, sizeof(url), "file://%s", file);
+	ref = adopted_ref(ENV_A, "acme", url);
+	ck_assert_int_eq(mint_via(&ref, NULL), ENVDB_OK);
+	snprintf(url, sizeof(url), "file://localhost%s", file);
+	ref = adopted_ref(ENV_A, "acme", url);
+	ck_assert_int_eq(probe_via(&ref), ENVDB_OK);
+	/* the adapter never lists it: it is not a name it derives */
+	ck_assert_int_eq(envdbi_adapter_list(P, &names, &n), ENVDB_OK);
+	ck_assert_uint_eq(n, 0);
+	envdbi_strv_free(names, n);
+
+	/* Without the migration marker a foreign name is refused as before. */
+	snprintf(url, sizeof(url), "file:%s", file);
+	ref = adopted_ref(ENV_A, "acme", url);
+	ref.metadata = "{}";
+	ck_assert_int_eq(mint_via(&ref, NULL), ENVDB_ERR_INVALID);
+	assert_error_mentions("does not belong", NULL);
+	ref.metadata = NULL;
+	ck_assert_int_eq(envdbi_adapter_drop(P, &ref), ENVDB_ERR_INVALID);
+	ck_assert(exists(file));
+
+	/* URLs that do not name one local file by an absolute, plain path */
+	{
+		const char *bad[] = {"file:v4/acme.db", "file://db.example/acme.db",
+				     "postgres://db.example/acme", NULL, NULL, NULL};
+		char q[PATH_MAX + 80], dir_only[PATH_MAX + 80], dot[PATH_MAX + 80];
+
+		snprintf(q, sizeof(q), "file:%s?mode=ro", file);
+		snprintf(dir_only, sizeof(dir_only), "file:%s/", legacy);
+		snprintf(dot, sizeof(dot), "file:%s/./acme.db", legacy);
+		bad[3] = q;
+		bad[4] = dir_only;
+		bad[5] = dot;
+		for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			ref = adopted_ref(ENV_A, "acme", bad[i]);
+			ck_assert_msg(mint_via(&ref, NULL) == ENVDB_ERR_INVALID, "url %s", bad[i]);
+			assert_error_mentions("acme", NULL);
+			ck_assert_int_eq(envdbi_adapter_drop(P, &ref), ENVDB_ERR_INVALID);
+		}
+		ref = adopted_ref(ENV_A, "acme", NULL);
+		ck_assert_int_eq(mint_via(&ref, NULL), ENVDB_ERR_INVALID);
+	}
+	ck_assert(exists(file));
+
+	/* Symbolic links: not as the directory, not on the way, not as the
+	 * file; nothing is followed or removed. */
+	snprintf(path, sizeof(path), "%s/linkdir", legacy);
+	ck_assert_int_eq(symlink(legacy, path), 0);
+	snprintf(url, sizeof(url), "file:%s/linkdir/acme.db", legacy);
+	ref = adopted_ref(ENV_A, "acme", url);
+	ck_assert_int_eq(mint_via(&ref, NULL), ENVDB_ERR_INVALID);
+	ck_assert_int_eq(envdbi_adapter_drop(P, &ref), ENVDB_ERR_INVALID);
+	snprintf(path, sizeof(path), "%s/sub", legacy);
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/sub/acme.db", legacy);
+	write_text(path, "");
+	snprintf(url, sizeof(url), "file:%s/linkdir/sub/acme.db", legacy);
+	ref = adopted_ref(ENV_A, "acme", url);
+	ck_assert_int_eq(envdbi_adapter_drop(P, &ref), ENVDB_ERR_INVALID);
+	assert_error_mentions("canonical", "acme");
+	ck_assert(exists(path));
+	snprintf(path, sizeof(path), "%s/lnk.db", legacy);
+	ck_assert_int_eq(symlink(file, path), 0);
+	snprintf(url, sizeof(url), "file:%s", path);
+	ref = adopted_ref(ENV_A, "lnk", url);
+	ck_assert_int_eq(mint_via(&ref, NULL), ENVDB_ERR_NOT_FOUND);
+	ck_assert_int_eq(probe_via(&ref), ENVDB_ERR_IO);
+	ck_assert_int_eq(envdbi_adapter_drop(P, &ref), ENVDB_ERR_IO);
+	assert_error_mentions("not a regular file", "lnk");
+	ck_assert_int_eq(lstat(path, &st), 0);
+	ck_assert(S_ISLNK(st.st_mode));
+	v = query(file, "SELECT x FROM t");
+	ck_assert_str_eq(v, "legacy data");
+	free(v);
+
+	/* A file in base_dir named like one of the adapter's own databases is
+	 * never adopted under another name (reconcile would judge it an
+	 * orphan). */
+	ck_assert_ptr_nonnull(realpath(dbdir, owned_dir));
+	snprintf(path, sizeof(path), "%s/%s.db", owned_dir, NAME_B);
+	write_text(path, "");
+	snprintf(url, sizeof(url), "file:%s", path);
+	ref = adopted_ref(ENV_A, "acme", url);
+	ck_assert_int_eq(envdbi_adapter_drop(P, &ref), ENVDB_ERR_INVALID);
+	assert_error_mentions("owns", NULL);
+	ck_assert(exists(path));
+	ck_assert_int_eq(unlink(path), 0);
+
+	/* Gone (file or directory): mint and probe say so, drop succeeds. */
+	snprintf(url, sizeof(url), "file:%s/gone.db", legacy);
+	ref = adopted_ref(ENV_B, "gone", url);
+	ck_assert_int_eq(mint_via(&ref, NULL), ENVDB_ERR_NOT_FOUND);
+	ck_assert_int_eq(probe_via(&ref), ENVDB_ERR_NOT_FOUND);
+	ck_assert_int_eq(envdbi_adapter_drop(P, &ref), ENVDB_OK);
+	snprintf(url, sizeof(url), "file:%s/no-such-dir/gone.db", legacy);
+	ref = adopted_ref(ENV_B, "gone", url);
+	ck_assert_int_eq(mint_via(&ref, NULL), ENVDB_ERR_NOT_FOUND);
+	ck_assert_int_eq(envdbi_adapter_drop(P, &ref), ENVDB_OK);
+
+	/* Drop removes exactly that database: the file and its side files,
+	 * nothing next to it. */
+	snprintf(path, sizeof(path), "%s-shm", file);
+	write_text(path, "side");
+	snprintf(path, sizeof(path), "%s.bak", file);
+	write_text(path, "backup");
+	snprintf(path, sizeof(path), "%s/other.db", legacy);
+	write_text(path, "");
+	snprintf(url, sizeof(url), "file:%s", file);
+	ref = adopted_ref(ENV_A, "acme", url);
+	ck_assert_int_eq(envdbi_adapter_drop(P, &ref), ENVDB_OK);
+	ck_assert(!exists(file));
+	snprintf(path, sizeof(path), "%s-shm", file);
+	ck_assert(!exists(path));
+	snprintf(path, sizeof(path), "%s.bak", file);
+	ck_assert(exists(path));
+	snprintf(path, sizeof(path), "%s/other.db", legacy);
+	ck_assert(exists(path));
+	snprintf(path, sizeof(path), "%s/lnk.db", legacy);
+	ck_assert_int_eq(lstat(path, &st), 0); /* the dangling link is left alone */
+	ck_assert_int_eq(envdbi_adapter_drop(P, &ref), ENVDB_OK); /* already gone */
+
+	/* With a trash: moved into an entry named after the environment's own
+	 * database, stored under that name, so purge and restore work alike. */
+	reload_with("      base_dir: dbs\n"
+		    "      trash_dir: trash\n"
+		    "      grace_seconds: 3600\n");
+	snprintf(trash, sizeof(trash), "%s/trash", tmpdir);
+	snprintf(file, sizeof(file), "%s/globex.db", legacy);
+	write_text(file, "");
+	exec_sql(file, "CREATE TABLE t(x); INSERT INTO t VALUES ('globex data')");
+	snprintf(url, sizeof(url), "file:%s", file);
+	ref = adopted_ref(ENV_B, "globex", url);
+	ck_assert_int_eq(mint_via(&ref, NULL), ENVDB_OK);
+	ck_assert_int_eq(envdbi_adapter_drop(P, &ref), ENVDB_OK);
+	ck_assert(!exists(file));
+	ck_assert_int_eq(list_dir(trash, entry, sizeof(entry)), 1);
+	ck_assert_int_eq(strncmp(entry, NAME_B ".", strlen(NAME_B) + 1), 0);
+	snprintf(path, sizeof(path), "%s/%s/%s.db", trash, entry, NAME_B);
+	v = query(path, "SELECT x FROM t");
+	ck_assert_str_eq(v, "globex data");
+	free(v);
+}
+END_TEST
+
 START_TEST(test_config)
 {
 	char path[PATH_MAX];
@@ -651,6 +871,7 @@ static Suite *sqlite_suite(void)
 	tcase_add_test(tc, test_trash);
 	tcase_add_test(tc, test_list);
 	tcase_add_test(tc, test_mint_and_probe);
+	tcase_add_test(tc, test_adopted);
 	tcase_add_test(tc, test_config);
 	suite_add_tcase(s, tc);
 	return s;

@@ -408,6 +408,61 @@ START_TEST(lifecycle)
 }
 END_TEST
 
+/* A database the v4 -> v5 migration registered under its legacy name and
+ * URL, with metadata {"migrated_from": ...} instead of the adapter's own
+ * (no DbId, Hostname or group): the Platform API addresses databases by
+ * organization and name, so mint (and rotation) and drop work as for any
+ * other; list does not report it (not a name the adapter derives). */
+START_TEST(migrated_database)
+{
+	envdbi_plugin *p = load(NULL);
+	made m;
+	envdbi_secret *s1 = NULL, *s2 = NULL, *s3 = NULL;
+	char *h1 = NULL, *h2 = NULL, *h3 = NULL, **names = NULL, cred[37];
+	envdb_mint_request req;
+	envdb_db_ref r;
+	size_t n = 0, i;
+
+	memset(&m, 0, sizeof m);
+	random_uuid(m.env);
+	m.name = strdup("tenant-acme-7");
+	m.url = strdup("libsql://tenant-acme-7-" ORG ".turso.io");
+	m.metadata = strdup("{\"migrated_from\":{\"object\":\"sys_tenant_database\","
+			    "\"id\":\"3f0c8a3e-1111-4222-8333-444455556666\"}}");
+	ck_assert(m.name && m.url && m.metadata);
+	turso_emu_put_db(emu, m.name, "default");
+
+	expect_status(mint(p, &m, ENVDB_AUTH_FULL_ACCESS, 0, &s1, &h1), 0);
+	ck_assert(strncmp(s1->data, "eyJ", 3) == 0);
+	/* a rotation: a new token, the previous handle passed along */
+	r = ref_of(&m);
+	random_uuid(cred);
+	req = (envdb_mint_request){ sizeof(envdb_mint_request), cred, ENVDB_AUTH_FULL_ACCESS, 0,
+				    h1 };
+	expect_status(envdbi_adapter_mint(p, &r, &req, &s2, &h2), 0);
+	ck_assert_str_ne(s1->data, s2->data);
+
+	expect_status(envdbi_adapter_list(p, &names, &n), 0);
+	for (i = 0; i < n; i++)
+		ck_assert_str_ne(names[i], m.name);
+	envdbi_strv_free(names, n);
+
+	/* env delete drops it like any environment's database */
+	expect_status(envdbi_adapter_drop(p, &r), 0);
+	ck_assert(!turso_emu_has_db(emu, m.name));
+	expect_status(mint(p, &m, ENVDB_AUTH_FULL_ACCESS, 0, &s3, &h3), ENVDB_ERR_NOT_FOUND);
+	ck_assert(strstr(envdb_error_last()->message, m.name) != NULL);
+
+	envdbi_secret_free(s1);
+	envdbi_secret_free(s2);
+	envdbi_secret_free(s3);
+	free(h1);
+	free(h2);
+	free(h3);
+	made_free(&m);
+}
+END_TEST
+
 /* Hostname straight at tursodb: a real libSQL server answers SELECT 1. */
 START_TEST(lifecycle_direct)
 {
@@ -1232,6 +1287,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, lifecycle);
 	tcase_add_test(tc, lifecycle_direct);
+	tcase_add_test(tc, migrated_database);
 	tcase_add_test(tc, data_plane_url_override);
 	tcase_add_test(tc, baton_closed);
 	tcase_add_loop_test(tc, adopt_duplicate, 0, 3);

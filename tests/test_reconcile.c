@@ -185,6 +185,64 @@ START_TEST(test_missing_database_reported)
 }
 END_TEST
 
+/* Child of test_orphan_race: wait until the parent's reconcile is inside
+ * the faulty adapter's list(), provision there, then open the gate. */
+static int provision_during_list(void *arg)
+{
+	char gate[PATH_MAX + 16], waiting[PATH_MAX + 16];
+	envdb_ctx *ctx = NULL;
+	int i, rc;
+
+	(void)arg;
+	snprintf(gate, sizeof(gate), "%s/list.gate", T.faulty_dir);
+	snprintf(waiting, sizeof(waiting), "%s/list.waiting", T.faulty_dir);
+	for (i = 0; i < 12000 && access(waiting, F_OK) != 0; i++)
+		usleep(10000);
+	if (envdb_open(&ctx, T.manifest, 0) != ENVDB_OK)
+		rc = 90;
+	else
+		rc = td_provision(ctx, "acme", "race", NULL, "alice") == ENVDB_OK ? 0 : 91;
+	envdb_close(ctx);
+	unlink(gate);
+	return rc;
+}
+
+/* A database provisioned while reconcile runs is not an orphan: reconcile
+ * must judge a listed database against rows read AFTER the listing (the
+ * intent is committed before the database is created). */
+START_TEST(test_orphan_race)
+{
+	envdb_reconcile_report *r = NULL;
+	envdb_connection *c = NULL;
+	char gate[PATH_MAX + 16];
+	envdb_ctx *ctx;
+	int status = 0, fd;
+	pid_t pid;
+
+	snprintf(gate, sizeof(gate), "%s/list.gate", T.faulty_dir);
+	fd = open(gate, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	/* Fork before opening anything: the child inherits no context. */
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(provision_during_list(NULL));
+	ctx = td_open(&T);
+	ck_assert_int_eq(envdb_reconcile(&r, ctx, ENVDB_RECONCILE_APPLY), ENVDB_OK);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+	ck_assert_uint_eq(count_kind(r, "orphan", NULL), 0);
+	envdb_reconcile_report_free(r);
+	ck_assert_uint_eq(td_faulty_dbs(&T), 1);
+	ck_assert_int_eq(envdb_resolve(&c, ctx, "acme", "race", "alice"), ENVDB_OK);
+	envdb_connection_free(c);
+	assert_reconciled(ctx);
+	envdb_close(ctx);
+}
+END_TEST
+
 static int killed_provision(void *arg)
 {
 	envdb_ctx *ctx = NULL;
@@ -620,6 +678,7 @@ static Suite *reconcile_suite(void)
 	tcase_add_test(tc, test_nothing_to_do);
 	tcase_add_test(tc, test_orphans_dropped_only_with_apply);
 	tcase_add_test(tc, test_missing_database_reported);
+	tcase_add_test(tc, test_orphan_race);
 	tcase_add_test(tc, test_dry_run_changes_nothing);
 	tcase_add_test(tc, test_delete_grace_and_now);
 	tcase_add_test(tc, test_delete_drop_fails);

@@ -489,6 +489,64 @@ START_TEST(test_cache_bounded)
 }
 END_TEST
 
+/* Many keys over several environments in a small cache: entries are
+ * evicted and refilled, and invalidating one environment (a rotation) drops
+ * exactly its entries: its users get the new secret, the others keep
+ * theirs.  Closing frees more entries than one secure chunk holds. */
+START_TEST(test_cache_many_environments)
+{
+	static const char *const slugs[4] = {"e0", "e1", "e2", "e3"};
+	envdb_rotate_opts ro = ENVDB_ROTATE_OPTS_INIT;
+	td_opts o = TD_OPTS_INIT;
+	char user[32], *before[4], *after = NULL, *sec = NULL;
+	envdb_ctx *ctx;
+	int e, u, pass;
+
+	td_teardown(&T);
+	o.cache_size = 64;
+	td_setup(&T, &o);
+	ctx = td_open(&T);
+	for (e = 0; e < 4; e++) {
+		ck_assert_int_eq(td_provision(ctx, "acme", slugs[e], NULL, "alice"), ENVDB_OK);
+		for (u = 0; u < 40; u++) {
+			snprintf(user, sizeof(user), "u%02d", u);
+			add_member(ctx, slugs[e], user, u % 2 ? "reader" : "maker");
+		}
+	}
+	/* 160 keys through a cache of 64, twice; environment e2 last. */
+	for (pass = 0; pass < 2; pass++)
+		for (e = 0; e < 4; e++) {
+			int env = (e + 3) % 4; /* e3, e0, e1, e2 */
+
+			for (u = 0; u < 40; u++) {
+				snprintf(user, sizeof(user), "u%02d", u);
+				expect_auth(ctx, slugs[env], user, u % 2 ? "read_only" : "full_access");
+			}
+		}
+	for (e = 0; e < 4; e++)
+		ck_assert_int_eq(resolve(ctx, slugs[e], "u00", NULL, &before[e]), ENVDB_OK);
+	ro.overlap_seconds = 0;
+	ro.authorization = "full_access";
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "e2", &ro), ENVDB_OK);
+	for (u = 0; u < 40; u += 2) {
+		snprintf(user, sizeof(user), "u%02d", u);
+		ck_assert_int_eq(resolve(ctx, "e2", user, NULL, &after), ENVDB_OK);
+		ck_assert_str_ne(after, before[2]);
+		free(after);
+	}
+	for (e = 0; e < 4; e++) {
+		if (e == 2)
+			continue;
+		ck_assert_int_eq(resolve(ctx, slugs[e], "u00", NULL, &sec), ENVDB_OK);
+		ck_assert_str_eq(sec, before[e]);
+		free(sec);
+	}
+	for (e = 0; e < 4; e++)
+		free(before[e]);
+	envdb_close(ctx);
+}
+END_TEST
+
 static int64_t last_accessed(envdb_ctx *ctx)
 {
 	envdb_database *d = NULL;
@@ -618,6 +676,7 @@ static Suite *resolve_suite(void)
 	tcase_add_test(tc, test_cache_invalidated_by_archive_and_delete);
 	tcase_add_test(tc, test_cache_ttl_and_disabled);
 	tcase_add_test(tc, test_cache_bounded);
+	tcase_add_test(tc, test_cache_many_environments);
 	tcase_add_test(tc, test_last_accessed_coalesced);
 	tcase_add_test(tc, test_concurrent_resolves);
 	suite_add_tcase(s, tc);

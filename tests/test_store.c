@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <sqlite3.h>
 
@@ -132,6 +133,29 @@ START_TEST(open_create_and_versions)
 	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message,
 				     "schema version 99 is newer than this libenvdb supports (1)"));
 	ck_assert_ptr_null(s);
+}
+END_TEST
+
+/* The control plane (and its WAL) is created readable by its owner only,
+ * whatever the process umask: it names every database and holds the
+ * ciphertexts of every credential. */
+START_TEST(open_create_owner_only)
+{
+	envdbi_store *s = NULL;
+	char wal[sizeof path + 8];
+	struct stat st;
+	mode_t old = umask(022);
+
+	s = open_store(false);
+	umask(old);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_msg((st.st_mode & 0777) == 0600, "control plane mode %04o",
+		      (unsigned)(st.st_mode & 0777));
+	snprintf(wal, sizeof wal, "%s-wal", path);
+	if (stat(wal, &st) == 0)
+		ck_assert_msg((st.st_mode & 0777) == 0600, "wal mode %04o",
+			      (unsigned)(st.st_mode & 0777));
+	envdbi_store_close(s);
 }
 END_TEST
 
@@ -687,6 +711,7 @@ static Suite *suite(void)
 	TCase *tc = tcase_create("store");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, open_create_and_versions);
+	tcase_add_test(tc, open_create_owner_only);
 	tcase_add_test(tc, open_refuses_foreign_files);
 	tcase_add_test(tc, environment_crud);
 	tcase_add_test(tc, environment_constraints);

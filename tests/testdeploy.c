@@ -37,6 +37,9 @@ void td_setup(td *t, const td_opts *o)
 	if (o == NULL)
 		o = &d;
 	ck_assert_msg(builddir != NULL, "ENVDB_TEST_BUILDDIR is not set (run through make check)");
+	/* td_clock_ahead() works only when set before the library reads the
+	 * clock (envdbi_now() in core/store.c). */
+	setenv("ENVDB_TEST_CLOCK", "1", 0);
 	ck_assert_msg(getenv("ENVDB_PLUGIN_DIR") != NULL, "ENVDB_PLUGIN_DIR is not set");
 	memset(t, 0, sizeof(*t));
 	snprintf(tmpl, sizeof(tmpl), "%s/envdb-c2-XXXXXX", tmp && *tmp ? tmp : "/tmp");

@@ -82,7 +82,8 @@ size_t td_check(envdb_ctx *ctx);
 /** Environments of `org` in state `status` (NULL: any). */
 size_t td_env_count(envdb_ctx *ctx, const char *org, const char *status);
 
-/** Set ENVDB_TEST_NOW to now + `ahead` seconds (0: clear). */
+/** Set ENVDB_TEST_NOW to now + `ahead` seconds (0: clear).  Takes effect
+ * because td_setup() sets ENVDB_TEST_CLOCK before the library reads the clock. */
 void td_clock_ahead(int64_t ahead);
 
 #endif /* ENVDB_TESTDEPLOY_H */

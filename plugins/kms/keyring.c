@@ -41,12 +41,18 @@ int kms_id_is_valid(const char *s, size_t len)
 
 void kms_key_unlock(kms_key *key)
 {
-	sodium_mprotect_readonly(key->key);
+	if (key->protect_idle)
+		sodium_mprotect_readonly(key->key);
 }
 
+/* Also the first protection of a key just loaded or made: read-only, or
+ * no access at all until a use with key_protection: idle. */
 void kms_key_lock(kms_key *key)
 {
-	sodium_mprotect_noaccess(key->key);
+	if (key->protect_idle)
+		sodium_mprotect_noaccess(key->key);
+	else
+		sodium_mprotect_readonly(key->key);
 }
 
 /* Ids made by key_generate carry their creation time:
@@ -148,6 +154,7 @@ static kms_key *key_new(kms *k, const char *id)
 		return NULL;
 	memset(key, 0, sizeof(*key));
 	snprintf(key->id, sizeof(key->id), "%s", id);
+	key->protect_idle = k->protect_idle;
 	key->key = sodium_malloc(KMS_KEY_BYTES);
 	if (key->key == NULL) {
 		k->host->free(k->host->ctx, key);
@@ -389,11 +396,12 @@ int kms_ring_open(kms *k, const char *dir)
 	if (fstat(k->dir_fd, &st) != 0)
 		return k->host->error(k->host->ctx, ENVDB_ERR_IO, NULL,
 				      "cannot stat keyring %s: %s", dir, strerror(errno));
-	/* Whoever can write the directory can replace keys and `current`. */
-	if ((st.st_mode & 022) != 0)
+	/* Whoever can write the directory can replace keys and `current`;
+	 * whoever can read it learns the key ids: owner only (0700). */
+	if ((st.st_mode & 077) != 0)
 		return k->host->error(k->host->ctx, ENVDB_ERR_CONFIG, NULL,
-				      "keyring %s is writable by group or others (mode "
-				      "%04o): refused",
+				      "keyring %s is accessible by group or others (mode "
+				      "%04o): refused; make it 0700",
 				      dir, (unsigned)(st.st_mode & 07777));
 	rc = kms_ring_refresh(k, "load keyring");
 	if (rc != ENVDB_OK)

@@ -31,6 +31,7 @@ typedef struct kms_key {
 	char id[KMS_ID_MAX + 1];
 	int64_t created_at;
 	unsigned char *key;
+	int protect_idle; /* PROT_NONE between operations (key_protection: idle) */
 } kms_key;
 
 /** The plugin instance.  Not thread-safe (the ring grows on demand and the
@@ -41,6 +42,7 @@ typedef struct kms {
 	int dir_fd;             /* O_DIRECTORY descriptor of the keyring */
 	kms_key **keys;         /* sorted by (created_at, id); host->alloc */
 	size_t n_keys, cap_keys;
+	int protect_idle;       /* configuration key_protection: idle */
 } kms;
 
 /* keyring.c ----------------------------------------------------------------- */
@@ -75,7 +77,9 @@ int kms_ring_current_id(char *id, kms *k, const char *op);
  * make it current when asked.  Its id goes into `id` (KMS_ID_MAX + 1). */
 int kms_ring_generate(char *id, kms *k, int make_current);
 
-/** Make the key bytes readable for the duration of a use / hide them again. */
+/** Make the key bytes readable for the duration of a use / hide them again
+ * (with key_protection: idle; otherwise the key stays read-only and these
+ * cost nothing). */
 void kms_key_unlock(kms_key *key);
 void kms_key_lock(kms_key *key);
 

@@ -20,6 +20,12 @@ static const envdb_config_key kms_config_keys[] = {
 	 .description = "directory of the key files (relative to the manifest; created 0700 if "
 			"missing)",
 	 .flags = ENVDB_CONFIG_REQUIRED},
+	{.struct_size = sizeof(envdb_config_key),
+	 .name = "key_protection",
+	 .description = "read-only (default): keys stay read-only in guarded, locked memory; "
+			"idle: keys are also made inaccessible between operations (two mprotect "
+			"calls per encrypt or decrypt)",
+	 .flags = 0},
 	{.struct_size = sizeof(envdb_config_key), .name = NULL, .description = NULL, .flags = 0},
 };
 
@@ -38,6 +44,7 @@ static void kms_fini(void *instance)
 static int kms_init(void **instance, const envdb_host *host, const envdb_config *cfg)
 {
 	const char *value = envdb_config_get(cfg, "keyring_dir");
+	const char *protection = envdb_config_get(cfg, "key_protection");
 	const char *base = ENVDB_STRUCT_HAS(cfg, envdb_config, base_dir) ? cfg->base_dir : NULL;
 	char path[PATH_MAX];
 	kms *k;
@@ -64,10 +71,17 @@ static int kms_init(void **instance, const envdb_host *host, const envdb_config 
 		return host->error(host->ctx, ENVDB_ERR_CONFIG, NULL,
 				   "configuration keyring_dir: path too long");
 
+	if (protection != NULL && strcmp(protection, "read-only") != 0 &&
+	    strcmp(protection, "idle") != 0)
+		return host->error(host->ctx, ENVDB_ERR_CONFIG, NULL,
+				   "configuration key_protection: '%s' is not read-only or idle",
+				   protection);
+
 	k = host->alloc(host->ctx, sizeof(*k));
 	if (k == NULL)
 		return host->error(host->ctx, ENVDB_ERR_NOMEM, NULL, "out of memory");
 	memset(k, 0, sizeof(*k));
+	k->protect_idle = protection != NULL && strcmp(protection, "idle") == 0;
 	k->host = host;
 	k->dir_fd = -1;
 	k->dir = host->alloc(host->ctx, (size_t)n + 1);

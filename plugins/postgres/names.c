@@ -108,6 +108,34 @@ int pga_db_name_parse(const pga *a, const char *s, char *hex)
 	return 1;
 }
 
+/* True when the metadata marks a database the v4 -> v5 migration
+ * registered under its legacy name ({"migrated_from": ...},
+ * core/MIGRATION.md).  A textual test is enough: it only chooses which
+ * error to report, never whether to act. */
+static int is_migrated(const envdb_db_ref *db)
+{
+	return ENVDB_STRUCT_HAS(db, envdb_db_ref, metadata) && db->metadata != NULL &&
+	       strstr(db->metadata, "\"migrated_from\"") != NULL;
+}
+
+/* A migrated database lacks everything this adapter's credentials are
+ * built on: its group roles, and the marker that proves it is ours. */
+static int migrated_unsupported(const pga *a, const char *op, const char *name)
+{
+	size_t i;
+
+	for (i = 0; name[i] != '\0' && i < 80; i++)
+		if (!isprint((unsigned char)name[i]))
+			break;
+	return a->host->error(a->host->ctx, ENVDB_ERR_NOT_SUPPORTED, NULL,
+			      "%s: database %s was migrated from v4 (metadata migrated_from), "
+			      "not created by this adapter: it has no owner and reader group "
+			      "roles (<database>_rw, <database>_ro) and no ownership marker "
+			      "(envdb:<environment id>), which %s needs; the postgres adapter "
+			      "does not take over legacy databases (see core/MIGRATION.md)",
+			      op, name[i] == '\0' ? name : "(name not shown)", op);
+}
+
 int pga_names_from_ref(pga_names *n, const pga *a, const char *op, const envdb_db_ref *db)
 {
 	char hex[PGA_HEX_LEN + 1];
@@ -122,11 +150,14 @@ int pga_names_from_ref(pga_names *n, const pga *a, const char *op, const envdb_d
 		rc = pga_names_from_id(n, a, op, db->environment_id);
 		if (rc != ENVDB_OK)
 			return rc;
-		if (given != NULL && strcmp(given, n->db) != 0)
+		if (given != NULL && strcmp(given, n->db) != 0) {
+			if (is_migrated(db))
+				return migrated_unsupported(a, op, given);
 			return a->host->error(a->host->ctx, ENVDB_ERR_INVALID, NULL,
 					      "%s: database name does not belong to environment "
 					      "%s (expected %s)",
 					      op, n->env_id, n->db);
+		}
 		return ENVDB_OK;
 	}
 	if (given == NULL)

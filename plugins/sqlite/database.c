@@ -2,11 +2,13 @@
  * plugins/sqlite/database.c — the sqlite adapter's operations: create a
  * database file (never over an existing one), drop it with its side files,
  * mint a random token (SQLite checks none), probe the file with a cheap
- * query, and list the files this plugin owns.
+ * query, and list the files this plugin owns.  Drop, mint and probe also
+ * work on an adopted v4 database (names.c, sqla_target_from_ref).
  *
- * Every file is addressed relative to the instance's directory descriptor
- * and never through a symbolic link (O_EXCL|O_NOFOLLOW on create,
- * AT_SYMLINK_NOFOLLOW checks and SQLITE_OPEN_NOFOLLOW on open).
+ * Every file is addressed relative to a directory descriptor (the
+ * instance's, or an adopted database's canonical directory) and never
+ * through a symbolic link (O_EXCL|O_NOFOLLOW on create, AT_SYMLINK_NOFOLLOW
+ * checks and SQLITE_OPEN_NOFOLLOW on open).
  */
 #include "config.h"
 
@@ -32,17 +34,6 @@
 #else
 #define SQLA_OPEN_FLAGS (SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW)
 #endif
-
-static void file_name(char fname[SQLA_FILE_MAX + 1], const char *name, const char *suffix)
-{
-	snprintf(fname, SQLA_FILE_MAX + 1, "%s.db%s", name, suffix);
-}
-
-/* base_dir was checked at init to leave room for every file name. */
-static void file_path(char path[PATH_MAX], const sqla *a, const char *name)
-{
-	snprintf(path, PATH_MAX, "%s/%s.db", a->base_dir, name);
-}
 
 static int sqlite_status(int rc)
 {
@@ -75,17 +66,15 @@ static int sqlite_error(const sqla *a, sqlite3 *db, int rc, const char *op, cons
 }
 
 /* Open an existing database file without creating or following anything. */
-static int open_db(sqlite3 **out, const sqla *a, const char *op, const char *name)
+static int open_db(sqlite3 **out, const sqla *a, const char *op, const sqla_target *t)
 {
-	char path[PATH_MAX];
 	int64_t deadline, now;
 	int rc, timeout = a->busy_timeout_ms;
 	sqlite3 *db = NULL;
 
-	file_path(path, a, name);
-	rc = sqlite3_open_v2(path, &db, SQLA_OPEN_FLAGS, NULL);
+	rc = sqlite3_open_v2(t->path, &db, SQLA_OPEN_FLAGS, NULL);
 	if (rc != SQLITE_OK) {
-		rc = sqlite_error(a, db, rc, op, name);
+		rc = sqlite_error(a, db, rc, op, t->label);
 		sqlite3_close(db);
 		return rc;
 	}
@@ -135,31 +124,37 @@ sqlfail:
 	return rc;
 }
 
-/* 1 when the file exists (any type), 0 when not, negative (reported) on
- * another error.  Never follows a symbolic link. */
-static int file_exists(struct stat *st, const sqla *a, const char *fname, const char *op)
+/* 1 when file `fname` of the target's directory exists (any type), 0 when
+ * not, negative (reported) on another error.  Never follows a symbolic
+ * link. */
+static int file_exists(struct stat *st, const sqla *a, const sqla_target *t, const char *fname,
+		       const char *op)
 {
-	if (fstatat(a->base_fd, fname, st, AT_SYMLINK_NOFOLLOW) == 0)
+	if (t->dir_fd < 0)
+		return 0; /* an adopted database whose directory is gone */
+	if (fstatat(t->dir_fd, fname, st, AT_SYMLINK_NOFOLLOW) == 0)
 		return 1;
 	if (errno == ENOENT)
 		return 0;
 	return a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL, "%s: cannot stat %s/%s: %s", op,
-			      a->base_dir, fname, strerror(errno));
+			      t->dir, fname, strerror(errno));
 }
 
-/* Remove the files of database `name`, main file first (see drop).  Missing
- * files are fine. */
-static int unlink_all(const sqla *a, const char *name, const char *op)
+/* Remove the files of a target, main file first (see drop).  Missing files
+ * are fine. */
+static int unlink_all(const sqla *a, const sqla_target *t, const char *op)
 {
-	char fname[SQLA_FILE_MAX + 1];
+	char fname[NAME_MAX + 1];
 	int i;
 
+	if (t->dir_fd < 0)
+		return ENVDB_OK;
 	for (i = -1; i < SQLA_N_SIDE_FILES; i++) {
-		file_name(fname, name, i < 0 ? "" : sqla_side_suffixes[i]);
-		if (unlinkat(a->base_fd, fname, 0) != 0 && errno != ENOENT)
+		sqla_target_file(fname, t, i);
+		if (unlinkat(t->dir_fd, fname, 0) != 0 && errno != ENOENT)
 			return a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
-					      "%s database %s: cannot remove %s/%s: %s", op, name,
-					      a->base_dir, fname, strerror(errno));
+					      "%s database %s: cannot remove %s/%s: %s", op,
+					      t->label, t->dir, fname, strerror(errno));
 	}
 	return ENVDB_OK;
 }
@@ -180,8 +175,9 @@ int sqla_create(void *instance, const envdb_create_request *req, envdb_buffer *u
 		envdb_buffer *metadata)
 {
 	const sqla *a = instance;
-	char name[SQLA_NAME_LEN + 1], fname[SQLA_FILE_MAX + 1], path[PATH_MAX];
+	char name[SQLA_NAME_LEN + 1], fname[NAME_MAX + 1];
 	char url_s[PATH_MAX + 16], meta_s[PATH_MAX + 64];
+	sqla_target t;
 	struct stat st;
 	sqlite3 *db = NULL;
 	int fd = -1, created = 0, rc, i;
@@ -197,10 +193,10 @@ int sqla_create(void *instance, const envdb_create_request *req, envdb_buffer *u
 				      "create database %s: requested name does not belong to "
 				      "environment %s",
 				      name, req->environment_id);
-	file_path(path, a, name);
+	sqla_target_owned(&t, a, name);
 	/* base_dir holds no JSON or URI special character (checked at init). */
-	snprintf(url_s, sizeof(url_s), "file:%s", path);
-	snprintf(meta_s, sizeof(meta_s), "{\"path\":\"%s\",\"journal_mode\":\"wal\"}", path);
+	snprintf(url_s, sizeof(url_s), "file:%s", t.path);
+	snprintf(meta_s, sizeof(meta_s), "{\"path\":\"%s\",\"journal_mode\":\"wal\"}", t.path);
 
 	/* Check the outputs before touching the disk, so that "too small"
 	 * has nothing to undo. */
@@ -213,8 +209,8 @@ int sqla_create(void *instance, const envdb_create_request *req, envdb_buffer *u
 
 	/* A left-over write-ahead log would be replayed into the new file. */
 	for (i = 0; i < SQLA_N_SIDE_FILES; i++) {
-		file_name(fname, name, sqla_side_suffixes[i]);
-		rc = file_exists(&st, a, fname, "create database");
+		sqla_target_file(fname, &t, i);
+		rc = file_exists(&st, a, &t, fname, "create database");
 		if (rc < 0)
 			return rc;
 		if (rc > 0)
@@ -224,29 +220,28 @@ int sqla_create(void *instance, const envdb_create_request *req, envdb_buffer *u
 					      name, a->base_dir, fname);
 	}
 
-	file_name(fname, name, "");
-	fd = openat(a->base_fd, fname, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	fd = openat(a->base_fd, t.file, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		if (errno == EEXIST)
 			return a->host->error(a->host->ctx, ENVDB_ERR_EXISTS, "EEXIST",
 					      "create database %s: %s already exists", name,
-					      path);
+					      t.path);
 		return a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
-				      "create database %s: cannot create %s: %s", name, path,
+				      "create database %s: cannot create %s: %s", name, t.path,
 				      strerror(errno));
 	}
 	created = 1;
 	/* The umask may have removed bits but never adds any: make it exact. */
 	if (fchmod(fd, 0600) != 0) {
 		rc = a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
-				    "create database %s: cannot chmod %s: %s", name, path,
+				    "create database %s: cannot chmod %s: %s", name, t.path,
 				    strerror(errno));
 		goto fail;
 	}
 	close(fd);
 	fd = -1;
 
-	rc = open_db(&db, a, "create", name);
+	rc = open_db(&db, a, "create", &t);
 	if (rc != ENVDB_OK)
 		goto fail;
 	/* On an empty file this writes the header, so WAL mode persists. */
@@ -274,97 +269,114 @@ fail:
 	if (db != NULL)
 		sqlite3_close(db);
 	if (created)
-		(void)unlink_all(a, name, "create"); /* the first error is the one reported */
+		(void)unlink_all(a, &t, "create"); /* the first error is the one reported */
 	return rc;
 }
 
 int sqla_drop(void *instance, const envdb_db_ref *db)
 {
 	const sqla *a = instance;
-	char name[SQLA_NAME_LEN + 1], fname[SQLA_FILE_MAX + 1];
+	sqla_target t;
 	struct stat st;
 	int rc;
 
-	rc = sqla_name_from_ref(name, a, "drop database", db);
+	rc = sqla_target_from_ref(&t, a, "drop database", db);
 	if (rc != ENVDB_OK)
 		return rc;
-	file_name(fname, name, "");
-	rc = file_exists(&st, a, fname, "drop database");
+	rc = file_exists(&st, a, &t, t.file, "drop database");
 	if (rc < 0)
-		return rc;
-	if (rc > 0 && !S_ISREG(st.st_mode))
-		return a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
-				      "drop database %s: refusing to remove %s/%s: not a regular "
-				      "file",
-				      name, a->base_dir, fname);
+		goto out;
+	if (rc > 0 && !S_ISREG(st.st_mode)) {
+		rc = a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
+				    "drop database %s: refusing to remove %s: not a regular file",
+				    t.label, t.path);
+		goto out;
+	}
+	if (t.dir_fd < 0) {
+		rc = ENVDB_OK; /* an adopted database whose directory is gone */
+		goto out;
+	}
 	if (a->trash_fd >= 0) {
-		rc = sqla_trash_move(a, name);
+		rc = sqla_trash_move(a, &t);
 		if (rc == ENVDB_OK)
 			sqla_trash_purge(a);
-		return rc;
+		goto out;
 	}
 	/* Main file first: an interrupted drop leaves at worst a stale -wal,
 	 * which makes create refuse, rather than a database that opens fine
 	 * but silently lost the transactions still in its log. */
-	rc = unlink_all(a, name, "drop");
+	rc = unlink_all(a, &t, "drop");
 	if (rc != ENVDB_OK)
-		return rc;
-	if (fsync(a->base_fd) != 0)
-		return a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
-				      "drop database %s: cannot sync directory %s: %s", name,
-				      a->base_dir, strerror(errno));
-	return ENVDB_OK;
+		goto out;
+	if (fsync(t.dir_fd) != 0)
+		rc = a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
+				    "drop database %s: cannot sync directory %s: %s", t.label,
+				    t.dir, strerror(errno));
+out:
+	sqla_target_close(&t);
+	return rc;
 }
 
 int sqla_mint(void *instance, const envdb_db_ref *db, const envdb_mint_request *req,
 	      envdb_buffer *secret, envdb_buffer *handle)
 {
 	const sqla *a = instance;
-	char name[SQLA_NAME_LEN + 1], fname[SQLA_FILE_MAX + 1];
 	const size_t token_len = sodium_base64_ENCODED_LEN(SQLA_TOKEN_BYTES,
 							   sodium_base64_VARIANT_URLSAFE_NO_PADDING) - 1;
 	unsigned char *raw = NULL;
+	sqla_target t;
 	struct stat st;
 	int rc;
 
-	rc = sqla_name_from_ref(name, a, "mint credential", db);
+	rc = sqla_target_from_ref(&t, a, "mint credential", db);
 	if (rc != ENVDB_OK)
 		return rc;
-	if (req == NULL || secret == NULL || handle == NULL)
-		return a->host->error(a->host->ctx, ENVDB_ERR_MISUSE, NULL,
-				      "mint credential for database %s: missing request or output "
-				      "buffer",
-				      name);
-	if (req->authorization == ENVDB_AUTH_READ_ONLY)
-		return a->host->error(a->host->ctx, ENVDB_ERR_NOT_SUPPORTED, NULL,
-				      "mint credential for database %s: sqlite cannot enforce a "
-				      "read-only credential",
-				      name);
-	if (req->authorization != ENVDB_AUTH_FULL_ACCESS)
-		return a->host->error(a->host->ctx, ENVDB_ERR_INVALID, NULL,
-				      "mint credential for database %s: unknown authorization %u",
-				      name, (unsigned)req->authorization);
-	file_name(fname, name, "");
-	rc = file_exists(&st, a, fname, "mint credential");
+	if (req == NULL || secret == NULL || handle == NULL) {
+		rc = a->host->error(a->host->ctx, ENVDB_ERR_MISUSE, NULL,
+				    "mint credential for database %s: missing request or output "
+				    "buffer",
+				    t.label);
+		goto out;
+	}
+	if (req->authorization == ENVDB_AUTH_READ_ONLY) {
+		rc = a->host->error(a->host->ctx, ENVDB_ERR_NOT_SUPPORTED, NULL,
+				    "mint credential for database %s: sqlite cannot enforce a "
+				    "read-only credential",
+				    t.label);
+		goto out;
+	}
+	if (req->authorization != ENVDB_AUTH_FULL_ACCESS) {
+		rc = a->host->error(a->host->ctx, ENVDB_ERR_INVALID, NULL,
+				    "mint credential for database %s: unknown authorization %u",
+				    t.label, (unsigned)req->authorization);
+		goto out;
+	}
+	rc = file_exists(&st, a, &t, t.file, "mint credential");
 	if (rc < 0)
-		return rc;
-	if (rc == 0 || !S_ISREG(st.st_mode))
-		return a->host->error(a->host->ctx, ENVDB_ERR_NOT_FOUND, "ENOENT",
-				      "mint credential for database %s: %s/%s does not exist",
-				      name, a->base_dir, fname);
+		goto out;
+	if (rc == 0 || !S_ISREG(st.st_mode)) {
+		rc = a->host->error(a->host->ctx, ENVDB_ERR_NOT_FOUND, "ENOENT",
+				    "mint credential for database %s: %s does not exist", t.label,
+				    t.path);
+		goto out;
+	}
 
 	secret->len = token_len;
 	handle->len = 0;
 	if (secret->data == NULL || secret->cap <= token_len || handle->data == NULL ||
-	    handle->cap < 1)
-		return a->host->error(a->host->ctx, ENVDB_ERR_BUFFER_TOO_SMALL, NULL,
-				      "mint credential for database %s: output buffer too small",
-				      name);
+	    handle->cap < 1) {
+		rc = a->host->error(a->host->ctx, ENVDB_ERR_BUFFER_TOO_SMALL, NULL,
+				    "mint credential for database %s: output buffer too small",
+				    t.label);
+		goto out;
+	}
 	raw = a->host->secure_alloc(a->host->ctx, SQLA_TOKEN_BYTES);
-	if (raw == NULL)
-		return a->host->error(a->host->ctx, ENVDB_ERR_NOMEM, NULL,
-				      "mint credential for database %s: out of secure memory",
-				      name);
+	if (raw == NULL) {
+		rc = a->host->error(a->host->ctx, ENVDB_ERR_NOMEM, NULL,
+				    "mint credential for database %s: out of secure memory",
+				    t.label);
+		goto out;
+	}
 	a->host->random(a->host->ctx, raw, SQLA_TOKEN_BYTES);
 	/* Encoded straight into the host's secure buffer: no other copy. */
 	sodium_bin2base64(secret->data, secret->cap, raw, SQLA_TOKEN_BYTES,
@@ -372,42 +384,48 @@ int sqla_mint(void *instance, const envdb_db_ref *db, const envdb_mint_request *
 	a->host->secure_free(a->host->ctx, raw);
 	/* SQLite knows nothing of the token, so there is nothing to name. */
 	handle->data[0] = '\0';
-	return ENVDB_OK;
+	rc = ENVDB_OK;
+out:
+	sqla_target_close(&t);
+	return rc;
 }
 
 int sqla_probe(void *instance, const envdb_db_ref *ref, const char *secret, size_t secret_len)
 {
 	const sqla *a = instance;
-	char name[SQLA_NAME_LEN + 1], fname[SQLA_FILE_MAX + 1];
+	sqla_target t;
 	struct stat st;
 	sqlite3 *db = NULL;
 	int rc;
 
 	(void)secret; /* SQLite has no authentication: the token is not checked. */
 	(void)secret_len;
-	rc = sqla_name_from_ref(name, a, "probe database", ref);
+	rc = sqla_target_from_ref(&t, a, "probe database", ref);
 	if (rc != ENVDB_OK)
 		return rc;
-	file_name(fname, name, "");
-	rc = file_exists(&st, a, fname, "probe database");
+	rc = file_exists(&st, a, &t, t.file, "probe database");
 	if (rc < 0)
-		return rc;
-	if (rc == 0)
-		return a->host->error(a->host->ctx, ENVDB_ERR_NOT_FOUND, "ENOENT",
-				      "probe database %s: %s/%s does not exist", name, a->base_dir,
-				      fname);
-	if (!S_ISREG(st.st_mode))
-		return a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
-				      "probe database %s: %s/%s is not a regular file", name,
-				      a->base_dir, fname);
-	rc = open_db(&db, a, "probe", name);
+		goto out;
+	if (rc == 0) {
+		rc = a->host->error(a->host->ctx, ENVDB_ERR_NOT_FOUND, "ENOENT",
+				    "probe database %s: %s does not exist", t.label, t.path);
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
+				    "probe database %s: %s is not a regular file", t.label, t.path);
+		goto out;
+	}
+	rc = open_db(&db, a, "probe", &t);
 	if (rc != ENVDB_OK)
-		return rc;
+		goto out;
 	/* Reads the header and the schema page: a file that is not a database
 	 * or whose first page is corrupt fails here; a full integrity check
 	 * would be O(size) and is not a probe's job. */
-	rc = exec_expect(a, db, "SELECT count(*) FROM sqlite_schema", NULL, "probe", name);
+	rc = exec_expect(a, db, "SELECT count(*) FROM sqlite_schema", NULL, "probe", t.label);
 	sqlite3_close(db);
+out:
+	sqla_target_close(&t);
 	return rc;
 }
 

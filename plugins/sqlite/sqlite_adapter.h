@@ -5,13 +5,15 @@
  * and exports only envdb_plugin_entry_v1.
  *
  *   plugin.c    descriptor, configuration, init/fini
- *   names.c     environment id validation, file names, URL and metadata
+ *   names.c     environment id validation, file names, URL and metadata,
+ *               which file a db_ref addresses (owned or adopted)
  *   database.c  create, drop, mint, probe, list
  *   trash.c     moving dropped files into the trash directory, purging it
  */
 #ifndef ENVDB_SQLITE_ADAPTER_H
 #define ENVDB_SQLITE_ADAPTER_H
 
+#include <limits.h>
 #include <stdint.h>
 
 #include <envdb/adapter.h>
@@ -56,6 +58,41 @@ int sqla_name_is_valid(const char *s);
  * SQLA_NAME_LEN + 1 bytes. */
 int sqla_name_from_ref(char *name, const sqla *a, const char *op, const envdb_db_ref *db);
 
+/** The file an operation works on.  An *owned* database is
+ * <base_dir>/<name>.db.  An *adopted* one — a v4 database the migration
+ * registered under its legacy name (README.md, "Adopted databases") — is
+ * the file its "file:" URL names, addressed through a descriptor of its
+ * directory, which must be given as a canonical absolute path (no symbolic
+ * link, "." or ".." on the way); the file itself is never followed either. */
+typedef struct sqla_target {
+	/** owned: the database name; adopted: the name derived from the
+	 * environment id (it names the trash entry of a drop) */
+	char name[SQLA_NAME_LEN + 1];
+	const char *label;    /**< the database name for messages (borrowed) */
+	int adopted;          /**< 1 for an adopted database */
+	int dir_fd;           /**< base_fd (not owned), or the adopted directory's
+			           (owned; -1 when that directory does not exist) */
+	const char *dir;      /**< base_dir, or dir_buf */
+	char dir_buf[PATH_MAX];
+	char file[NAME_MAX + 1]; /**< main file name inside dir */
+	char path[PATH_MAX];  /**< dir/file */
+} sqla_target;
+
+/** Resolve a db_ref to its file: an owned database as sqla_name_from_ref(),
+ * an adopted one when environment_id and database_name disagree, the
+ * metadata has a "migrated_from" object and the URL is "file:" + an
+ * absolute path.  ENVDB_ERR_INVALID (reported) for anything else.  Release
+ * with sqla_target_close(). */
+int sqla_target_from_ref(sqla_target *t, const sqla *a, const char *op, const envdb_db_ref *db);
+void sqla_target_close(sqla_target *t);
+
+/** Fill t for the owned database `name` (a valid name). */
+void sqla_target_owned(sqla_target *t, const sqla *a, const char *name);
+
+/** Name of the main file (i = -1) or of side file i (0 <= i <
+ * SQLA_N_SIDE_FILES) of a target; `out` has NAME_MAX + 1 bytes. */
+void sqla_target_file(char *out, const sqla_target *t, int i);
+
 /** Copy `s` into a new string from host->alloc; NULL when out of memory. */
 char *sqla_strdup(const sqla *a, const char *s);
 
@@ -70,9 +107,11 @@ const char *sqla_sqlite_code_name(int rc);
 
 /* trash.c ------------------------------------------------------------------ */
 
-/** Move the files of database `name` into a new directory of the trash.
+/** Move the files of a target into a new directory of the trash, named
+ * after t->name; they are stored as <t->name>.db[-wal|-shm|-journal] (an
+ * adopted database's files are renamed so, and purged like any other).
  * Files that do not exist are skipped; nothing to move is success. */
-int sqla_trash_move(const sqla *a, const char *name);
+int sqla_trash_move(const sqla *a, const sqla_target *t);
 
 /** Remove trash entries older than grace_seconds.  Failures are logged as
  * warnings, never returned: purging is housekeeping. */

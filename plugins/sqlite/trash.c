@@ -3,8 +3,9 @@
  * a trash configured, drop does not delete a database: it moves its files
  * (by rename, so the trash is on the same file system) into a new directory
  * <trash_dir>/env_<hex>.<unix time>[.<n>]/ where they keep their names, so
- * restoring is moving them back.  Entries older than grace_seconds are
- * deleted by later drops and at init.
+ * restoring is moving them back (an adopted database's files are stored
+ * under the names of the environment's own database, env_<hex>.db...).
+ * Entries older than grace_seconds are deleted by later drops and at init.
  */
 #include "config.h"
 
@@ -48,59 +49,71 @@ static int make_entry(char entry[SQLA_ENTRY_MAX], const sqla *a, const char *nam
 			      entry, n == SQLA_ENTRY_TRIES ? "too many entries" : strerror(errno));
 }
 
-int sqla_trash_move(const sqla *a, const char *name)
+int sqla_trash_move(const sqla *a, const sqla_target *t)
 {
-	char fname[SQLA_FILE_MAX + 1], entry[SQLA_ENTRY_MAX];
+	char src[NAME_MAX + 1], dst[SQLA_FILE_MAX + 1], entry[SQLA_ENTRY_MAX];
 	int present[SQLA_N_SIDE_FILES + 1], moved[SQLA_N_SIDE_FILES + 1];
 	struct stat st;
-	int i, any = 0, edir = -1, rc;
+	int i, any = 0, edir = -1, rc, e;
 
 	for (i = -1; i < SQLA_N_SIDE_FILES; i++) {
-		file_name(fname, name, i);
-		present[i + 1] = fstatat(a->base_fd, fname, &st, AT_SYMLINK_NOFOLLOW) == 0;
+		sqla_target_file(src, t, i);
+		present[i + 1] = fstatat(t->dir_fd, src, &st, AT_SYMLINK_NOFOLLOW) == 0;
 		if (!present[i + 1] && errno != ENOENT)
 			return a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
-					      "drop database %s: cannot stat %s/%s: %s", name,
-					      a->base_dir, fname, strerror(errno));
+					      "drop database %s: cannot stat %s/%s: %s", t->label,
+					      t->dir, src, strerror(errno));
 		any |= present[i + 1];
 		moved[i + 1] = 0;
 	}
 	if (!any)
 		return ENVDB_OK; /* already gone */
 
-	rc = make_entry(entry, a, name, a->host->wall_s(a->host->ctx));
+	rc = make_entry(entry, a, t->name, a->host->wall_s(a->host->ctx));
 	if (rc != ENVDB_OK)
 		return rc;
 	edir = openat(a->trash_fd, entry, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (edir < 0) {
 		rc = a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
-				    "drop database %s: cannot open %s/%s: %s", name, a->trash_dir,
-				    entry, strerror(errno));
+				    "drop database %s: cannot open %s/%s: %s", t->label,
+				    a->trash_dir, entry, strerror(errno));
 		goto undo;
 	}
-	/* Main file first, for the reason given in sqlite_adapter.h. */
+	/* Main file first, for the reason given in sqlite_adapter.h.  Stored
+	 * under the owned names, so that purging and restoring are the same
+	 * for an adopted database. */
 	for (i = -1; i < SQLA_N_SIDE_FILES; i++) {
 		if (!present[i + 1])
 			continue;
-		file_name(fname, name, i);
-		if (renameat(a->base_fd, fname, edir, fname) == 0) {
+		sqla_target_file(src, t, i);
+		file_name(dst, t->name, i);
+		if (renameat(t->dir_fd, src, edir, dst) == 0) {
 			moved[i + 1] = 1;
 			continue;
 		}
-		if (errno == ENOENT)
+		e = errno;
+		if (e == ENOENT)
 			continue; /* SQLite removed its side file meanwhile */
 		rc = a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
-				    "drop database %s: cannot move %s/%s into %s/%s: %s", name,
-				    a->base_dir, fname, a->trash_dir, entry, strerror(errno));
+				    "drop database %s: cannot move %s/%s into %s/%s: %s%s", t->label,
+				    t->dir, src, a->trash_dir, entry, strerror(e),
+				    e == EXDEV ? " (the trash must be on the database's file "
+						     "system; remove the file yourself, then drop "
+						     "again)"
+						   : "");
 		goto undo;
 	}
-	if (fsync(edir) != 0 || fsync(a->trash_fd) != 0 || fsync(a->base_fd) != 0) {
+	if (fsync(edir) != 0 || fsync(a->trash_fd) != 0 || fsync(t->dir_fd) != 0) {
 		rc = a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
-				    "drop database %s: cannot sync %s: %s", name, a->trash_dir,
+				    "drop database %s: cannot sync %s: %s", t->label, a->trash_dir,
 				    strerror(errno));
 		goto undo;
 	}
 	close(edir);
+	if (t->adopted)
+		a->host->log(a->host->ctx, ENVDB_LOG_INFO,
+			     "drop database %s: moved adopted %s into %s/%s as %s.db", t->label,
+			     t->path, a->trash_dir, entry, t->name);
 	return ENVDB_OK;
 undo:
 	/* Put back what was moved, so the database is either dropped or
@@ -108,11 +121,13 @@ undo:
 	for (i = SQLA_N_SIDE_FILES - 1; i >= -1; i--) {
 		if (!moved[i + 1])
 			continue;
-		file_name(fname, name, i);
-		if (renameat(edir, fname, a->base_fd, fname) != 0)
+		sqla_target_file(src, t, i);
+		file_name(dst, t->name, i);
+		if (renameat(edir, dst, t->dir_fd, src) != 0)
 			a->host->log(a->host->ctx, ENVDB_LOG_ERROR,
-				     "drop database %s: cannot move %s/%s/%s back: %s", name,
-				     a->trash_dir, entry, fname, strerror(errno));
+				     "drop database %s: cannot move %s/%s/%s back to %s/%s: %s",
+				     t->label, a->trash_dir, entry, dst, t->dir, src,
+				     strerror(errno));
 	}
 	if (edir >= 0)
 		close(edir);

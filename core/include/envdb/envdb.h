@@ -614,7 +614,9 @@ typedef struct envdb_reconcile_item {
 	/** "intent" (provisioning whose lease expired), "deletion" (grace
 	 * ended), "rotation" (overlap window ended), "orphan" (physical
 	 * database without a row), "missing" (row without a physical
-	 * database: reported only). */
+	 * database: reported only), "unverified" (a row the adapter's listing
+	 * cannot see — an adopted database, see envdb_reconcile(): reported
+	 * only, not an error). */
 	const char *kind;
 	const char *driver;        /**< adapter plugin, or NULL */
 	const char *database_name; /**< physical name, or NULL */
@@ -622,7 +624,7 @@ typedef struct envdb_reconcile_item {
 	const char *label;         /**< "acme/prod", or NULL */
 	/** What was done: "rolled back", "deleted", "revoked", "dropped";
 	 * without ENVDB_RECONCILE_APPLY: "would roll back", ...; or "failed",
-	 * "none" (missing: nothing reconcile can do). */
+	 * "none" (missing, unverified: nothing reconcile can do). */
 	const char *action;
 	int status;                /**< 0, or the error of the action */
 	const char *message;       /**< error detail when status != 0, else NULL */
@@ -651,6 +653,17 @@ enum envdb_reconcile_flags {
  * backend, then marked revoked), physical databases of adapters with
  * ENVDB_ADAPTER_CAP_LIST that have no row and no live intent (dropped), and
  * rows whose physical database such an adapter does not list (reported).
+ *
+ * A listing shows only the databases an adapter named itself, so a row
+ * counts as "missing" (status ENVDB_ERR_NOT_FOUND, in n_failed) only when
+ * its database_name is the name the adapter derives from its environment
+ * id.  A row with any other name — a database adopted by the v4 → v5
+ * migration, which keeps its legacy name and location (metadata
+ * "migrated_from", core/MIGRATION.md) — is reported as "unverified" with
+ * action "none" and status 0: reconcile neither claims it exists nor that
+ * it is missing, and never drops anything for it.  It is not probed: a
+ * probe needs the decrypted credential and a round trip per database, on
+ * every run, for every migrated environment.
  * Returns 0 when it ran (even if some actions failed: see n_failed); *out
  * owned by the caller.
  */

@@ -1,0 +1,329 @@
+/*
+ * bench/bench_provision.c — workload 1: provisioning environments through
+ * the library (sqlite adapter, kms encryptor) against its floor, on the
+ * same file system, in the same run, with the same durability settings.
+ *
+ * Measured: envdb_env_provision() of N environments per run (each a new
+ * organization's "dev" environment, created_by "owner"), on a control plane
+ * of its own.  Figure: milliseconds per environment.
+ *
+ * Floor, per environment, on a second control plane created by envdb (same
+ * schema, same pragmas: WAL, synchronous=FULL, foreign keys on):
+ *   1. the SQLite file the adapter creates: openat(O_CREAT|O_EXCL|
+ *      O_NOFOLLOW, 0600), close, sqlite3_open_v2, PRAGMA journal_mode=WAL,
+ *      sqlite3_close, fsync of the directory (what makes the new file
+ *      durable);
+ *   2. the secret: 32 random bytes, base64url (what the adapter mints);
+ *   3. the same encryption call: the kms plugin's encrypt, through the same
+ *      host call, with the credential's associated data;
+ *   4. ONE durable transaction (BEGIN IMMEDIATE ... COMMIT) inserting the
+ *      same four rows the library ends with — environment (active),
+ *      database, credential, owner member — with prepared statements.
+ * What the library does beyond it: the intent row committed before the
+ * file exists (a second durable transaction: the crash safety of
+ * DESIGN.md §4), validation, and reading the intent back under the write
+ * lock.  Target: <= 1.3 x floor.
+ *
+ * Environment: ENVDB_BENCH_PROVISION_N (environments per run, default 40),
+ * ENVDB_BENCH_RUNS (default 7), TMPDIR (where the files go: the durability
+ * figures are those of that file system).
+ */
+#include "config.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+#include <sqlite3.h>
+
+#include "bench.h"
+#include "internal.h"
+#include "store.h"
+
+typedef struct lib_run {
+	envdb_ctx *ctx;
+	int n;
+} lib_run;
+
+typedef struct floor_run {
+	envdb_ctx *enc_ctx; /* only its encryptor is used */
+	sqlite3 *cp;        /* the floor's control plane */
+	sqlite3_stmt *ins[4], *begin, *commit;
+	int envs_fd;
+	char envs[1200];
+	int n;
+} floor_run;
+
+static double lib_once(void *arg, int run)
+{
+	lib_run *L = arg;
+	envdb_provision_opts o = ENVDB_PROVISION_OPTS_INIT;
+	char org[64];
+	double t0 = bench_now();
+	int i;
+
+	o.env_type = "development";
+	o.created_by = "owner";
+	for (i = 0; i < L->n; i++) {
+		snprintf(org, sizeof(org), "org-%d-%d", run, i);
+		if (envdb_env_provision(NULL, L->ctx, org, "dev", &o) != 0)
+			bench_die("provision");
+	}
+	return (bench_now() - t0) * 1e3 / L->n;
+}
+
+static int exec1(sqlite3 *db, const char *sql)
+{
+	char *err = NULL;
+	int rc = sqlite3_exec(db, sql, NULL, NULL, &err);
+
+	if (rc != SQLITE_OK) {
+		fprintf(stderr, "bench_provision: floor: %s: %s\n", sql, err ? err : "?");
+		sqlite3_free(err);
+		return -1;
+	}
+	return 0;
+}
+
+static int step_done(sqlite3 *db, sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE) {
+		fprintf(stderr, "bench_provision: floor: %s\n", sqlite3_errmsg(db));
+		return -1;
+	}
+	return 0;
+}
+
+#define T(st, i, v) sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC)
+#define I(st, i, v) sqlite3_bind_int64(st, i, v)
+
+/* One environment of the floor (steps 1-4 of the header). */
+static int floor_one(floor_run *F, const char *org)
+{
+	char env_id[37], db_id[37], cred_id[37], mem_id[37], name[40], fname[48], path[1300];
+	char url[1400], meta[1500], token[64];
+	unsigned char raw[32], aad[ENVDB_CREDENTIAL_AAD_MAX];
+	envdbi_secret secret;
+	char *ct = NULL, *key_id = NULL;
+	size_t aad_len, i, o;
+	sqlite3 *db = NULL;
+	int64_t now = (int64_t)time(NULL);
+	int fd, rc = -1;
+	sqlite3_stmt *st;
+
+	envdbi_uuid_new(env_id);
+	envdbi_uuid_new(db_id);
+	envdbi_uuid_new(cred_id);
+	envdbi_uuid_new(mem_id);
+	memcpy(name, "env_", 4);
+	for (i = 0, o = 4; env_id[i]; i++)
+		if (env_id[i] != '-')
+			name[o++] = env_id[i];
+	name[o] = '\0';
+	snprintf(fname, sizeof(fname), "%s.db", name);
+	snprintf(path, sizeof(path), "%s/%s", F->envs, fname);
+
+	/* 1. The file, in WAL mode, durable. */
+	fd = openat(F->envs_fd, fname, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0 || close(fd) != 0)
+		goto out;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) != 0 ||
+	    exec1(db, "PRAGMA journal_mode=WAL") != 0)
+		goto out;
+	if (sqlite3_close(db) != SQLITE_OK)
+		goto out;
+	db = NULL;
+	if (fsync(F->envs_fd) != 0)
+		goto out;
+	snprintf(url, sizeof(url), "file:%s", path);
+	snprintf(meta, sizeof(meta), "{\"path\":\"%s\",\"journal_mode\":\"wal\"}", path);
+
+	/* 2. The secret. */
+	randombytes_buf(raw, sizeof(raw));
+	sodium_bin2base64(token, sizeof(token), raw, sizeof(raw),
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	secret.data = token;
+	secret.len = strlen(token);
+
+	/* 3. The encryption call. */
+	if (envdb_credential_aad(aad, &aad_len, cred_id, db_id) != 0 ||
+	    envdbi_encryptor_encrypt(F->enc_ctx->encryptor, &secret, aad, aad_len, &ct,
+				     &key_id) != 0)
+		bench_die("floor: encrypt");
+
+	/* 4. One durable transaction with the four rows. */
+	if (step_done(F->cp, F->begin) != 0)
+		goto out;
+	st = F->ins[0];
+	T(st, 1, env_id), T(st, 2, org), T(st, 3, "dev"), T(st, 4, "dev"),
+		T(st, 5, "development"), I(st, 6, 0), T(st, 7, "free"), T(st, 8, "active"),
+		T(st, 9, "owner"), I(st, 10, now), I(st, 11, now), T(st, 12, "{}");
+	if (step_done(F->cp, st) != 0)
+		goto rollback;
+	st = F->ins[1];
+	T(st, 1, db_id), T(st, 2, env_id), T(st, 3, name), T(st, 4, url), T(st, 5, "sqlite"),
+		I(st, 6, 1024), I(st, 7, now), T(st, 8, meta);
+	if (step_done(F->cp, st) != 0)
+		goto rollback;
+	st = F->ins[2];
+	T(st, 1, cred_id), T(st, 2, db_id), T(st, 3, ct), T(st, 4, key_id), T(st, 5, ""),
+		T(st, 6, "full_access"), T(st, 7, "active"), I(st, 8, now);
+	if (step_done(F->cp, st) != 0)
+		goto rollback;
+	st = F->ins[3];
+	T(st, 1, mem_id), T(st, 2, env_id), T(st, 3, "owner"), T(st, 4, "owner"), T(st, 5, "owner"),
+		I(st, 6, now), I(st, 7, now);
+	if (step_done(F->cp, st) != 0)
+		goto rollback;
+	if (step_done(F->cp, F->commit) != 0)
+		goto rollback;
+	rc = 0;
+	goto out;
+rollback:
+	exec1(F->cp, "ROLLBACK");
+out:
+	if (db != NULL)
+		sqlite3_close(db);
+	free(ct);
+	free(key_id);
+	sodium_memzero(token, sizeof(token));
+	return rc;
+}
+
+static double floor_once(void *arg, int run)
+{
+	floor_run *F = arg;
+	char org[64];
+	double t0 = bench_now();
+	int i;
+
+	for (i = 0; i < F->n; i++) {
+		snprintf(org, sizeof(org), "org-%d-%d", run, i);
+		if (floor_one(F, org) != 0) {
+			fprintf(stderr, "bench_provision: floor failed\n");
+			return -1;
+		}
+	}
+	return (bench_now() - t0) * 1e3 / F->n;
+}
+
+static void floor_open(floor_run *F, const char *dir, const char *manifest)
+{
+	static const char *const ins[4] = {
+		"INSERT INTO sys_environment (id, organization_id, slug, display_name, env_type, "
+		"is_default, plan, status, created_by, created_at, updated_at, metadata) VALUES "
+		"(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+		"INSERT INTO sys_environment_database (id, environment_id, database_name, "
+		"database_url, driver, storage_limit_mb, provisioned_at, metadata) VALUES "
+		"(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+		"INSERT INTO sys_database_credential (id, environment_database_id, "
+		"secret_ciphertext, encryption_key_id, handle, authorization, status, created_at) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+		"INSERT INTO sys_environment_member (id, environment_id, user_id, role, invited_by, "
+		"created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"};
+	char path[1300];
+	int i;
+
+	if (envdb_open(&F->enc_ctx, manifest, ENVDB_OPEN_NO_STORE) != 0)
+		bench_die("floor: load the encryptor");
+	snprintf(F->envs, sizeof(F->envs), "%s/envs", dir);
+	F->envs_fd = open(F->envs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	snprintf(path, sizeof(path), "%s/control.db", dir);
+	if (F->envs_fd < 0 || sqlite3_open_v2(path, &F->cp, SQLITE_OPEN_READWRITE, NULL) != 0 ||
+	    exec1(F->cp, "PRAGMA foreign_keys = ON") != 0 ||
+	    exec1(F->cp, "PRAGMA journal_mode = WAL") != 0 ||
+	    exec1(F->cp, "PRAGMA synchronous = FULL") != 0) {
+		fprintf(stderr, "bench_provision: cannot open the floor's control plane\n");
+		exit(2);
+	}
+	sqlite3_busy_timeout(F->cp, 5000);
+	for (i = 0; i < 4; i++)
+		if (sqlite3_prepare_v3(F->cp, ins[i], -1, SQLITE_PREPARE_PERSISTENT, &F->ins[i],
+				       NULL) != SQLITE_OK) {
+			fprintf(stderr, "bench_provision: floor: %s\n", sqlite3_errmsg(F->cp));
+			exit(2);
+		}
+	if (sqlite3_prepare_v2(F->cp, "BEGIN IMMEDIATE", -1, &F->begin, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(F->cp, "COMMIT", -1, &F->commit, NULL) != SQLITE_OK) {
+		fprintf(stderr, "bench_provision: floor: %s\n", sqlite3_errmsg(F->cp));
+		exit(2);
+	}
+}
+
+static void floor_close(floor_run *F)
+{
+	int i;
+
+	for (i = 0; i < 4; i++)
+		sqlite3_finalize(F->ins[i]);
+	sqlite3_finalize(F->begin);
+	sqlite3_finalize(F->commit);
+	sqlite3_close(F->cp);
+	close(F->envs_fd);
+	envdb_close(F->enc_ctx);
+}
+
+int main(void)
+{
+	char dir[1024], ldir[1100], fdir[1100], lman[1200], fman[1200], fs[32], title[128];
+	int n = (int)bench_env_long("ENVDB_BENCH_PROVISION_N", bench_quick() ? 10 : 40);
+	int runs = bench_runs(bench_quick() ? 3 : 7), rc;
+	bench_stats m, f;
+	lib_run L = {0};
+	floor_run F;
+
+	memset(&F, 0, sizeof(F));
+	bench_begin("bench_provision");
+	setenv("ENVDB_LOG_LEVEL", "error", 0);
+	if (sodium_init() < 0 || bench_mkdtemp(dir, sizeof(dir), NULL, "provision") != 0) {
+		perror("bench_provision: setup");
+		return 2;
+	}
+	snprintf(ldir, sizeof(ldir), "%s/lib", dir);
+	snprintf(fdir, sizeof(fdir), "%s/floor", dir);
+	if (mkdir(ldir, 0700) != 0 || mkdir(fdir, 0700) != 0) {
+		perror("bench_provision: mkdir");
+		return 2;
+	}
+	bench_manifest(lman, sizeof(lman), ldir, "envdb.yaml", NULL);
+	bench_manifest(fman, sizeof(fman), fdir, "envdb.yaml", NULL);
+	bench_init_store(lman);
+	bench_init_store(fman);
+	if (envdb_open(&L.ctx, lman, 0) != 0)
+		bench_die("open");
+	L.n = n;
+	floor_open(&F, fdir, fman);
+	F.n = n;
+	bench_fs_type(fs, sizeof(fs), dir);
+	printf("bench_provision: %d environments per run, %d runs each (interleaved), on %s "
+	       "(%s)\n",
+	       n, runs, dir, fs);
+
+	if (bench_pair(&m, &f, 1, runs, lib_once, &L, floor_once, &F) != 0)
+		return 2;
+	snprintf(title, sizeof(title), "1 provision (sqlite+kms, %s), %d envs/run", fs, n);
+	bench_ratio("provision", title, "ms/env", &m, &f, "floor",
+		    "per environment: create the SQLite file as the adapter does (O_EXCL, mode "
+		    "0600, journal_mode=WAL, fsync of the directory), 32 random bytes base64url, "
+		    "the same kms encrypt call, and ONE durable control-plane transaction "
+		    "(WAL, synchronous=FULL) inserting the same 4 rows (environment, database, "
+		    "credential, owner member)",
+		    1.3);
+	bench_note("provision: the library commits the intent row before creating the file "
+		   "(a second durable transaction, DESIGN.md section 4); the floor does not");
+
+	floor_close(&F);
+	envdb_close(L.ctx);
+	rc = bench_finish();
+	bench_rmtree(dir);
+	return rc;
+}

@@ -1,0 +1,452 @@
+/*
+ * bench/bench_scale.c — workload 6: do the per-environment costs stay flat
+ * as the number of environments grows?  Measured at SMALL (1,000) and at
+ * LARGE (100,000) environments, every one a real envdb environment
+ * provisioned through the library (envdb_org_provision: intent, SQLite file
+ * in WAL mode, minted and sealed credential, owner member, activation).
+ *
+ * The state lives on tmpfs (/dev/shm) when there is one: fsync is free there,
+ * so 100,000 provisionings fit the time budget of `make bench` (on a disk,
+ * each costs the few milliseconds of workload 1, and 100,000 of them would
+ * take minutes).  Both sizes are measured on the same file system, so the
+ * comparison is fair; the durable cost is workload 1's.
+ *
+ * At each size N, in this order:
+ *  - control-plane bytes per environment: the control plane's pages
+ *    (page_count x page_size, WAL included) / N;
+ *  - resident memory per cached environment: the growth of this process's
+ *    RSS while the cache is filled with the environments not yet cached,
+ *    divided by their number (the cache holds all N afterwards);
+ *  - cached resolve, hot set: 1,000 environments picked at random among
+ *    the N, resolved in a random order from a cache holding all N: the cost
+ *    of a hit as a function of how many environments exist and are cached
+ *    (the figure whose flatness is the target);
+ *  - cached resolve, uniform: every resolve a random one of the N, and its
+ *    floor (bench_resolve's: a plain hash table of the same N entries with
+ *    the same data); at 100,000 both are bound by memory latency, so the
+ *    ratio to the floor is what tells;
+ *  - provisioning: PROV_BATCH more environments, in 5 batches, with the
+ *    cache full (a change through the context invalidates cache entries).
+ * Targets: provisioning and hot-set cached resolve at LARGE within 1.2 x of
+ * their cost at SMALL.
+ *
+ * Environment: ENVDB_BENCH_SCALE_N (LARGE, default 100000),
+ * ENVDB_BENCH_SCALE_DIR (default /dev/shm, else TMPDIR), ENVDB_BENCH_RUNS.
+ */
+#include "config.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "bench.h"
+#include "internal.h"
+
+#define SLUG "prod"
+#define USER "owner"
+#define HOT 1000
+#define PROV_BATCHES 5
+#define REC_MAX 4096
+
+/* ------------------------------------------------------------------------ */
+/* The floor table (as in bench_resolve.c)                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct fentry {
+	struct fentry *next;
+	uint64_t hash;
+	size_t key_len, rec_len;
+	char *blob;
+} fentry;
+
+typedef struct ftable {
+	fentry **buckets;
+	size_t n_buckets, n;
+} ftable;
+
+static uint64_t fnv1a(const char *p, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		h ^= (unsigned char)p[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static size_t make_key(char *key, const char *org)
+{
+	size_t lo = strlen(org);
+
+	memcpy(key, org, lo + 1);
+	memcpy(key + lo + 1, SLUG "\0" USER, sizeof(SLUG) + sizeof(USER));
+	return lo + 1 + sizeof(SLUG) + sizeof(USER);
+}
+
+static size_t make_record(char *rec, const envdb_connection *c)
+{
+	const char *f[] = {c->environment_id, c->organization_id, c->slug,   c->driver,
+			   c->database_name,  c->database_url,    c->role,   c->authorization,
+			   c->credential_id};
+	size_t n = sizeof(*c), i, l;
+
+	memcpy(rec, c, sizeof(*c));
+	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+		l = strlen(f[i]) + 1;
+		memcpy(rec + n, f[i], l);
+		n += l;
+	}
+	memcpy(rec + n, c->secret, c->secret_len + 1);
+	return n + c->secret_len + 1;
+}
+
+static void ftable_init(ftable *t, size_t n)
+{
+	t->n_buckets = 16;
+	while (t->n_buckets < n + n / 3)
+		t->n_buckets *= 2;
+	t->buckets = calloc(t->n_buckets, sizeof(*t->buckets));
+	t->n = 0;
+	if (t->buckets == NULL)
+		abort();
+}
+
+static void ftable_put(ftable *t, const char *org, const envdb_connection *c)
+{
+	char key[512], rec[REC_MAX];
+	fentry *e = calloc(1, sizeof(*e));
+
+	if (e == NULL)
+		abort();
+	e->key_len = make_key(key, org);
+	e->rec_len = make_record(rec, c);
+	e->blob = malloc(e->key_len + e->rec_len);
+	if (e->blob == NULL)
+		abort();
+	memcpy(e->blob, key, e->key_len);
+	memcpy(e->blob + e->key_len, rec, e->rec_len);
+	e->hash = fnv1a(key, e->key_len);
+	e->next = t->buckets[e->hash & (t->n_buckets - 1)];
+	t->buckets[e->hash & (t->n_buckets - 1)] = e;
+	t->n++;
+}
+
+static size_t ftable_get(ftable *t, char *out, const char *org)
+{
+	char key[512];
+	size_t key_len = make_key(key, org);
+	uint64_t h = fnv1a(key, key_len);
+	fentry *e;
+
+	for (e = t->buckets[h & (t->n_buckets - 1)]; e != NULL; e = e->next)
+		if (e->hash == h && e->key_len == key_len && memcmp(e->blob, key, key_len) == 0) {
+			memcpy(out, e->blob + key_len, e->rec_len);
+			return e->rec_len;
+		}
+	return 0;
+}
+
+static void ftable_free(ftable *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->n_buckets; i++)
+		while (t->buckets[i] != NULL) {
+			fentry *e = t->buckets[i];
+
+			t->buckets[i] = e->next;
+			free(e->blob);
+			free(e);
+		}
+	free(t->buckets);
+	memset(t, 0, sizeof(*t));
+}
+
+/* ------------------------------------------------------------------------ */
+/* State                                                                     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct scale {
+	envdb_ctx *ctx;
+	char dir[1024], control[1100];
+	char **orgs;      /* organization of environment i */
+	size_t n, cap;    /* environments provisioned */
+	size_t cached;    /* environments 0..cached-1 are in the cache */
+	size_t *seq;      /* the resolve sequence of a run */
+	size_t seq_len, ops;
+	size_t prov_per_batch;
+	ftable table;
+	volatile size_t sink;
+} scale;
+
+static void provision_to(scale *S, size_t n)
+{
+	envdb_provision_opts o = ENVDB_PROVISION_OPTS_INIT;
+	char org[32];
+
+	o.created_by = USER;
+	if (n > S->cap) {
+		S->orgs = realloc(S->orgs, n * sizeof(*S->orgs));
+		if (S->orgs == NULL)
+			abort();
+		S->cap = n;
+	}
+	for (; S->n < n; S->n++) {
+		snprintf(org, sizeof(org), "org-%06zu", S->n);
+		S->orgs[S->n] = strdup(org);
+		if (envdb_org_provision(NULL, S->ctx, org, SLUG, &o) != 0)
+			bench_die("provision");
+	}
+}
+
+static double control_plane_bytes(scale *S)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	double bytes = 0;
+
+	if (sqlite3_open_v2(S->control, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db,
+			       "SELECT (SELECT page_count FROM pragma_page_count()) * "
+			       "(SELECT page_size FROM pragma_page_size())",
+			       -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		bytes = (double)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return bytes;
+}
+
+/* Resolve environments cached..n-1 once (they enter the cache); returns the
+ * RSS growth per environment. */
+static double fill_cache(scale *S)
+{
+	envdb_connection *c = NULL;
+	size_t before = bench_rss_bytes(), i, n = S->n - S->cached;
+
+	for (i = S->cached; i < S->n; i++) {
+		if (envdb_resolve(&c, S->ctx, S->orgs[i], SLUG, USER) != 0)
+			bench_die("resolve");
+		envdb_connection_free(c);
+	}
+	S->cached = S->n;
+	return n ? ((double)bench_rss_bytes() - (double)before) / (double)n : 0;
+}
+
+static double resolve_run(void *arg, int run)
+{
+	scale *S = arg;
+	envdb_connection *c = NULL;
+	double t0 = bench_now();
+	size_t i;
+
+	(void)run;
+	for (i = 0; i < S->ops; i++) {
+		if (envdb_resolve(&c, S->ctx, S->orgs[S->seq[i % S->seq_len]], SLUG, USER) != 0)
+			bench_die("resolve");
+		S->sink += c->secret_len;
+		envdb_connection_free(c);
+	}
+	return (bench_now() - t0) * 1e9 / (double)S->ops;
+}
+
+static double floor_run(void *arg, int run)
+{
+	scale *S = arg;
+	char out[REC_MAX];
+	double t0 = bench_now();
+	size_t i, n;
+
+	(void)run;
+	for (i = 0; i < S->ops; i++) {
+		n = ftable_get(&S->table, out, S->orgs[S->seq[i % S->seq_len]]);
+		if (n == 0)
+			return -1;
+		S->sink += (unsigned char)out[n - 2];
+	}
+	return (bench_now() - t0) * 1e9 / (double)S->ops;
+}
+
+static double prov_run(void *arg, int run)
+{
+	scale *S = arg;
+	double t0 = bench_now();
+
+	(void)run;
+	provision_to(S, S->n + S->prov_per_batch);
+	return (bench_now() - t0) * 1e3 / (double)S->prov_per_batch;
+}
+
+typedef struct at_size {
+	bench_stats prov, hot, hot_floor, uni, uni_floor;
+	double bytes_per_env, rss_per_env, fill_s, fill_rate;
+	size_t n;
+} at_size;
+
+static void measure(scale *S, at_size *A, size_t n, int runs)
+{
+	envdb_connection *c = NULL;
+	double t0 = bench_now();
+	size_t i;
+
+	provision_to(S, n);
+	A->n = n;
+	A->fill_s = bench_now() - t0;
+	printf("bench_scale: %zu environments (%.1f s to get here)\n", n, A->fill_s);
+	A->bytes_per_env = control_plane_bytes(S) / (double)n;
+	A->rss_per_env = fill_cache(S);
+
+	/* The floor table of the same n entries. */
+	ftable_init(&S->table, n);
+	for (i = 0; i < n; i++) {
+		if (envdb_resolve(&c, S->ctx, S->orgs[i], SLUG, USER) != 0)
+			bench_die("resolve");
+		ftable_put(&S->table, S->orgs[i], c);
+		envdb_connection_free(c);
+	}
+
+	/* Hot set: HOT environments at random among the n. */
+	S->seq_len = HOT < n ? HOT : n;
+	for (i = 0; i < S->seq_len; i++)
+		S->seq[i] = (size_t)(bench_rand() % n);
+	if (bench_pair(&A->hot, &A->hot_floor, 1, runs, resolve_run, S, floor_run, S) != 0)
+		exit(2);
+
+	/* Uniform over all n. */
+	S->seq_len = S->ops;
+	for (i = 0; i < S->seq_len; i++)
+		S->seq[i] = (size_t)(bench_rand() % n);
+	if (bench_pair(&A->uni, &A->uni_floor, 1, runs, resolve_run, S, floor_run, S) != 0)
+		exit(2);
+	ftable_free(&S->table);
+
+	/* Provisioning with the cache full. */
+	if (bench_repeat(&A->prov, 0, PROV_BATCHES, prov_run, S) != 0)
+		exit(2);
+	fill_cache(S);
+}
+
+int main(void)
+{
+	const char *base = getenv("ENVDB_BENCH_SCALE_DIR");
+	size_t large = (size_t)bench_env_long("ENVDB_BENCH_SCALE_N", bench_quick() ? 10000 : 100000);
+	size_t small = 1000;
+	int runs = bench_runs(bench_quick() ? 3 : 5), rc;
+	char man[1200], extra[256], fs[32], t[160], does[512];
+	struct stat st;
+	at_size A, B;
+	scale S;
+
+	memset(&S, 0, sizeof(S));
+	memset(&A, 0, sizeof(A));
+	memset(&B, 0, sizeof(B));
+	bench_begin("bench_scale");
+	setenv("ENVDB_LOG_LEVEL", "error", 0);
+	if (large < 2 * small)
+		large = 2 * small;
+	if (base == NULL || *base == '\0')
+		base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) &&
+				       access("/dev/shm", W_OK) == 0
+			       ? "/dev/shm"
+			       : NULL;
+	if (bench_mkdtemp(S.dir, sizeof(S.dir), base, "scale") != 0) {
+		perror("bench_scale: mkdtemp");
+		return 2;
+	}
+	bench_fs_type(fs, sizeof(fs), S.dir);
+	snprintf(S.control, sizeof(S.control), "%s/control.db", S.dir);
+	snprintf(extra, sizeof(extra), "resolve:\n  cache_size: %zu\n  cache_ttl_ms: 36000000\n",
+		 large + 4 * small);
+	bench_manifest(man, sizeof(man), S.dir, "envdb.yaml", extra);
+	bench_init_store(man);
+	if (envdb_open(&S.ctx, man, 0) != 0)
+		bench_die("open");
+	S.ops = (size_t)bench_env_long("ENVDB_BENCH_SCALE_OPS", 200000);
+	S.seq = calloc(S.ops > HOT ? S.ops : HOT, sizeof(*S.seq));
+	S.prov_per_batch = bench_quick() ? 20 : 100;
+	printf("bench_scale: %zu and %zu environments on %s (%s), %d runs\n", small, large, S.dir,
+	       fs, runs);
+
+	measure(&S, &A, small, runs);
+	measure(&S, &B, large, runs);
+
+	snprintf(t, sizeof(t), "6 provision per env, %zu envs (%s)", A.n, fs);
+	bench_value("scale_provision_small", t, "ms/env", &A.prov, BENCH_NO_TARGET, 0, NULL);
+	snprintf(t, sizeof(t), "6 provision per env, %zu envs (%s)", B.n, fs);
+	snprintf(does, sizeof(does),
+		 "the same %zu provisionings (5 batches, cache full) with %zu environments",
+		 (size_t)PROV_BATCHES * S.prov_per_batch, A.n);
+	bench_ratio("scale_provision", t, "ms/env", &B.prov, &A.prov, "at 1k", does, 1.2);
+
+	snprintf(t, sizeof(t), "6 resolve cached, 1,000 hot of %zu cached", A.n);
+	bench_ratio("scale_resolve_small", t, "ns", &A.hot, &A.hot_floor, "floor",
+		    "bench_resolve's cached floor (plain FNV-1a hash table of the same entries, "
+		    "same data, copy out), same keys in the same order",
+		    0);
+	snprintf(t, sizeof(t), "6 resolve cached, 1,000 hot of %zu cached", B.n);
+	snprintf(does, sizeof(does),
+		 "the same resolves of 1,000 hot environments from a cache holding all %zu", A.n);
+	bench_ratio("scale_resolve", t, "ns", &B.hot, &A.hot, "at 1k", does, 1.2);
+	snprintf(t, sizeof(t), "6 (its floor: 1,000 hot of %zu)", B.n);
+	bench_ratio("scale_resolve_floor", t, "ns", &B.hot_floor, &A.hot_floor, "at 1k",
+		    "the floor of the same resolves in a table of 1,000", 0);
+	{
+		/* The library's own cost per hit, the memory system's growth
+		 * taken out: (library / floor) at LARGE over the same at SMALL. */
+		double g = (B.hot.median / B.hot_floor.median) / (A.hot.median / A.hot_floor.median);
+		bench_stats gs = {g, g, g, 1};
+
+		snprintf(t, sizeof(t), "6 (hot resolve over its floor, %zu vs %zu)", B.n, A.n);
+		bench_value("scale_resolve_over_floor", t, "x", &gs, BENCH_NO_TARGET, 0,
+			    "(library / floor) at the large size divided by the same at 1,000: "
+			    "how much of the growth of a hit is the library's own");
+	}
+
+	snprintf(t, sizeof(t), "6 resolve cached, uniform over %zu", A.n);
+	bench_ratio("scale_resolve_uniform_small", t, "ns", &A.uni, &A.uni_floor, "floor",
+		    "bench_resolve's cached floor (plain FNV-1a hash table, same entries, same "
+		    "data, copy out) over the same environments in the same order",
+		    0);
+	snprintf(t, sizeof(t), "6 resolve cached, uniform over %zu", B.n);
+	bench_ratio("scale_resolve_uniform", t, "ns", &B.uni, &B.uni_floor, "floor",
+		    "the same floor at this size (memory latency bound: the floor grows too)", 0);
+
+	{
+		bench_stats v = {A.bytes_per_env, A.bytes_per_env, A.bytes_per_env, 1};
+		bench_stats w = {B.bytes_per_env, B.bytes_per_env, B.bytes_per_env, 1};
+		bench_stats r = {B.rss_per_env, B.rss_per_env, B.rss_per_env, 1};
+
+		snprintf(t, sizeof(t), "6 control-plane bytes per env, %zu envs", A.n);
+		bench_value("scale_bytes_small", t, "B/env", &v, BENCH_NO_TARGET, 0, NULL);
+		snprintf(t, sizeof(t), "6 control-plane bytes per env, %zu envs", B.n);
+		bench_value("scale_bytes", t, "B/env", &w, BENCH_NO_TARGET, 0,
+			    "pages of the control plane (WAL included) / environments; each "
+			    "environment has 4 rows (environment, database, credential, member) "
+			    "and their index entries");
+		snprintf(t, sizeof(t), "6 resident memory per cached env (%zu)", B.n - A.n);
+		bench_value("scale_rss", t, "B/env", &r, BENCH_NO_TARGET, 0,
+			    "growth of the process RSS while that many more environments entered "
+			    "the resolve cache (entry, key, strings, secret slot, touch record, "
+			    "index)");
+	}
+	bench_note("scale: the %zu environments were provisioned through the library on %s "
+		   "(%s), where fsync is free: %.0f s; the durable per-environment cost is "
+		   "workload 1's",
+		   B.n, S.dir, fs, A.fill_s + B.fill_s);
+
+	envdb_close(S.ctx);
+	for (size_t i = 0; i < S.n; i++)
+		free(S.orgs[i]);
+	free(S.orgs);
+	free(S.seq);
+	rc = bench_finish();
+	bench_rmtree(S.dir);
+	return rc;
+}
