@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -523,6 +524,21 @@ static void no_core_dumps(void)
 			prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
 }
 
+/* JSON documents can hold a revealed secret (`resolve --json --reveal`):
+ * every block jansson frees is wiped first. */
+static void *json_wiping_malloc(size_t size)
+{
+	return malloc(size);
+}
+
+static void json_wiping_free(void *ptr)
+{
+	if (ptr != NULL) {
+		explicit_bzero(ptr, malloc_usable_size(ptr));
+		free(ptr);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	envdb_cli cli;
@@ -533,6 +549,7 @@ int main(int argc, char **argv)
 	size_t i;
 
 	no_core_dumps();
+	json_set_alloc_funcs(json_wiping_malloc, json_wiping_free);
 	memset(&cli, 0, sizeof(cli));
 	if ((rc = take_global_options(&cli, &n, args, &help)) != EX_OK)
 		return rc;

@@ -537,8 +537,10 @@ static int load_plugin_config(const mctx *c, envdbi_plugin_spec *spec, const yno
 		if (ynode_is_null(v))
 			return node_error(c, v, kp, "a value is required");
 		if (ends_with(k->value, "_env") && !env_name_valid(v->value))
-			return node_error(c, v, kp, "'%s' is not an environment variable name",
-					  v->value);
+			/* The value is not echoed: a secret pasted here by mistake
+			 * must not end up in an error message. */
+			return node_error(c, v, kp,
+					  "not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
 		kv->key = strdup(k->value);
 		kv->value = strdup(v->value);
 		kv->line = v->line;

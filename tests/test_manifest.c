@@ -55,6 +55,12 @@ static void expect_error(const char *text, const char *where)
 	ck_assert_int_eq(strncmp(envdb_error_last()->message, mpath, strlen(mpath)), 0);
 }
 
+static void expect_no_echo(const char *text, const char *secret)
+{
+	ck_assert_int_eq(load_text(text), ENVDB_ERR_CONFIG);
+	ck_assert_ptr_null(strstr(envdb_error_last()->message, secret));
+}
+
 START_TEST(full_manifest)
 {
 	ck_assert_int_eq(load_text("version: 1\n"
@@ -247,8 +253,12 @@ START_TEST(plugin_entries)
 		     "3:44: plugins[0].config.dir: a value is required");
 	expect_error("version: 1\nplugins:\n"
 		     "  - name: x\n    kind: adapter\n    config:\n      token_env: 1NOPE\n",
-		     "6:18: plugins[0].config.token_env: '1NOPE' is not an environment variable "
-		     "name");
+		     "6:18: plugins[0].config.token_env: not an environment variable name");
+	/* A secret pasted where a variable name belongs is not echoed back. */
+	expect_no_echo("version: 1\nplugins:\n"
+		       "  - name: x\n    kind: adapter\n    config:\n"
+		       "      token_env: s3cr3t-T0KEN-value\n",
+		       "s3cr3t-T0KEN-value");
 }
 END_TEST
 
