@@ -131,19 +131,6 @@ int envdbi_credential_open(envdbi_secret **out, envdb_ctx *ctx, const envdb_cred
 /* Environment lookup shared by the public functions                         */
 /* ------------------------------------------------------------------------ */
 
-static int need_store(envdb_ctx *ctx, const char *org, const char *slug, const char *op)
-{
-	int rc;
-
-	if (ctx == NULL || org == NULL || slug == NULL)
-		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "%s: missing argument", op);
-	if ((rc = envdbi_check_env_ref(op, org, slug)) != ENVDB_OK)
-		return rc;
-	if (ctx->store == NULL)
-		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
-				    "%s %s/%s: the context has no control plane open", op, org, slug);
-	return ENVDB_OK;
-}
 
 /* The environment and its database; *db NULL (and 0 returned) when the
  * environment has none and `need_db` is false. */
@@ -249,7 +236,7 @@ int envdb_cred_complete(size_t *revoked, envdb_ctx *ctx, const char *organizatio
 
 	if (revoked != NULL)
 		*revoked = 0;
-	if ((rc = need_store(ctx, organization_id, slug, "complete rotation")) != ENVDB_OK)
+	if ((rc = envdbi_check_env_call(ctx, organization_id, slug, "complete rotation")) != ENVDB_OK)
 		return rc;
 	rc = env_and_db(&env, &db, ctx, organization_id, slug, true, "complete rotation");
 	if (rc != ENVDB_OK)
@@ -274,7 +261,7 @@ int envdb_cred_revoke(envdb_ctx *ctx, const char *organization_id, const char *s
 	envdb_credential *c = NULL;
 	int rc;
 
-	if ((rc = need_store(ctx, organization_id, slug, "revoke credential")) != ENVDB_OK)
+	if ((rc = envdbi_check_env_call(ctx, organization_id, slug, "revoke credential")) != ENVDB_OK)
 		return rc;
 	if (credential_id == NULL)
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "revoke credential: missing id");
@@ -320,7 +307,7 @@ int envdb_cred_list(envdb_credential ***out, size_t *n, envdb_ctx *ctx,
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "list credentials: missing argument");
 	*out = NULL;
 	*n = 0;
-	if ((rc = need_store(ctx, organization_id, slug, "list credentials")) != ENVDB_OK)
+	if ((rc = envdbi_check_env_call(ctx, organization_id, slug, "list credentials")) != ENVDB_OK)
 		return rc;
 	rc = env_and_db(&env, &db, ctx, organization_id, slug, false, "list credentials");
 	if (rc != ENVDB_OK || db == NULL)
@@ -422,7 +409,7 @@ int envdb_cred_rotate(envdb_ctx *ctx, const char *organization_id, const char *s
 	int64_t now, window_end;
 	int rc;
 
-	if ((rc = need_store(ctx, organization_id, slug, "rotate")) != ENVDB_OK)
+	if ((rc = envdbi_check_env_call(ctx, organization_id, slug, "rotate")) != ENVDB_OK)
 		return rc;
 	if (opts != NULL) {
 		if (opts->struct_size < sizeof(envdb_rotate_opts))

@@ -187,3 +187,17 @@ int envdbi_check_text(const char *op, const char *what, const char *s, size_t ma
 	return envdbi_error(ENVDB_ERR_INVALID, NULL, "%s: invalid %s \"%s\": %s (at most %zu bytes)",
 			    op, what, q, why, max);
 }
+
+int envdbi_check_env_call(envdb_ctx *ctx, const char *org, const char *slug, const char *op)
+{
+	int rc;
+
+	if (ctx == NULL || org == NULL || slug == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "%s: missing argument", op);
+	if ((rc = envdbi_check_env_ref(op, org, slug)) != ENVDB_OK)
+		return rc;
+	if (ctx->store == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
+				    "%s %s/%s: the context has no control plane open", op, org, slug);
+	return ENVDB_OK;
+}

@@ -47,6 +47,9 @@ unsigned envdbi_error_generation(void);
 int envdbi_check_ident(const char *op, const char *what, const char *s);
 /** An organization id and a slug, as above. */
 int envdbi_check_env_ref(const char *op, const char *org, const char *slug);
+/** The preconditions of every public call on ORG/SLUG: a context with a
+ * control plane open (else ENVDB_ERR_MISUSE) and a valid reference. */
+int envdbi_check_env_call(envdb_ctx *ctx, const char *org, const char *slug, const char *op);
 /** A name such as a region: [a-z0-9][a-z0-9_-]*, 1..max bytes. */
 int envdbi_check_name(const char *op, const char *what, const char *s, size_t max);
 /** Free text (display names): valid UTF-8, no control characters, at most

@@ -101,19 +101,6 @@ static int check_enum(const char *field, const char *value, const char *label)
 	}
 }
 
-static int need_ctx(envdb_ctx *ctx, const char *org, const char *slug, const char *op)
-{
-	int rc;
-
-	if (ctx == NULL || org == NULL || slug == NULL)
-		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "%s: missing argument", op);
-	if ((rc = envdbi_check_env_ref(op, org, slug)) != ENVDB_OK)
-		return rc;
-	if (ctx->store == NULL)
-		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
-				    "%s %s/%s: the context has no control plane open", op, org, slug);
-	return ENVDB_OK;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Provisioning                                                              */
@@ -506,7 +493,7 @@ int envdb_env_provision(envdb_environment **out, envdb_ctx *ctx, const char *org
 
 	if (out != NULL)
 		*out = NULL;
-	if ((rc = need_ctx(ctx, organization_id, slug, "provision")) != ENVDB_OK)
+	if ((rc = envdbi_check_env_call(ctx, organization_id, slug, "provision")) != ENVDB_OK)
 		return rc;
 	if (opts == NULL || opts->struct_size < sizeof(*opts))
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
@@ -528,7 +515,7 @@ int envdb_org_provision(envdb_environment **out, envdb_ctx *ctx, const char *org
 		*out = NULL;
 	if (slug == NULL)
 		slug = DEFAULT_ORG_SLUG;
-	if ((rc = need_ctx(ctx, organization_id, slug, "provision organization")) != ENVDB_OK)
+	if ((rc = envdbi_check_env_call(ctx, organization_id, slug, "provision organization")) != ENVDB_OK)
 		return rc;
 	if (opts == NULL || opts->struct_size < sizeof(*opts))
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
@@ -556,7 +543,7 @@ int envdb_env_get(envdb_environment **out, envdb_ctx *ctx, const char *organizat
 	if (out == NULL)
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "show environment: missing argument");
 	*out = NULL;
-	if ((rc = need_ctx(ctx, organization_id, slug, "show environment")) != ENVDB_OK)
+	if ((rc = envdbi_check_env_call(ctx, organization_id, slug, "show environment")) != ENVDB_OK)
 		return rc;
 	return envdbi_store_env_get_by_slug(ctx->store, out, organization_id, slug);
 }
@@ -589,7 +576,7 @@ int envdb_env_database(envdb_database **out, envdb_ctx *ctx, const char *organiz
 	if (out == NULL)
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "show database: missing argument");
 	*out = NULL;
-	if ((rc = need_ctx(ctx, organization_id, slug, "show database")) != ENVDB_OK)
+	if ((rc = envdbi_check_env_call(ctx, organization_id, slug, "show database")) != ENVDB_OK)
 		return rc;
 	if ((rc = envdbi_store_env_get_by_slug(ctx->store, &env, organization_id, slug)) != 0)
 		return rc;
@@ -623,7 +610,7 @@ int envdb_env_archive(envdb_ctx *ctx, const char *organization_id, const char *s
 	envdb_environment *env = NULL;
 	int rc;
 
-	if ((rc = need_ctx(ctx, organization_id, slug, "archive")) != ENVDB_OK)
+	if ((rc = envdbi_check_env_call(ctx, organization_id, slug, "archive")) != ENVDB_OK)
 		return rc;
 	s = ctx->store;
 	if ((rc = envdbi_store_begin(s)) != ENVDB_OK)
@@ -697,7 +684,7 @@ int envdb_env_delete(envdb_ctx *ctx, const char *organization_id, const char *sl
 	int64_t now, grace;
 	int rc;
 
-	if ((rc = need_ctx(ctx, organization_id, slug, "delete")) != ENVDB_OK)
+	if ((rc = envdbi_check_env_call(ctx, organization_id, slug, "delete")) != ENVDB_OK)
 		return rc;
 	s = ctx->store;
 	now = envdbi_now();
