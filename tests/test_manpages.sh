@@ -120,7 +120,11 @@ fi
 # Rendering: man(1) --warnings prints groff's warnings on stderr.
 if command -v man >/dev/null 2>&1; then
 	for p in "$build"/man/*.[157]; do
-		LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l "$p" >"$tmp/out" 2>"$tmp/warn"
+		LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l "$p" >"$tmp/out" 2>"$tmp/warn.all"
+		# "can't break line" depends on the length of the installation
+		# paths substituted into the page (long under make distcheck),
+		# not on the page's markup.
+		grep -v "can't break line" "$tmp/warn.all" >"$tmp/warn" || :
 		if [ -s "$tmp/warn" ] || [ ! -s "$tmp/out" ]; then
 			nok "$(basename "$p") renders cleanly: $(head -5 "$tmp/warn")"
 		else
