@@ -612,3 +612,16 @@ int main(int argc, char **argv)
 	}
 	return rc;
 }
+
+int envdb_cli_env_begin(envdb_cli *cli, int argc, char **argv, const envdb_cli_opt *opts,
+			envdb_cli_args *pos, int min_pos, int max_pos, envdb_cli_env_ref *ref,
+			envdb_ctx **ctx)
+{
+	int rc;
+
+	if ((rc = envdb_cli_parse(cli, argc, argv, opts, pos, min_pos, max_pos)) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_env_ref_parse(cli, ref, pos->v[0])) != EX_OK)
+		return rc;
+	return envdb_cli_open(cli, ctx, 0);
+}

@@ -119,6 +119,13 @@ int envdb_cli_manifest(envdb_cli *cli, const char **path);
  * (envdb_close() it), or the exit status after reporting the failure. */
 int envdb_cli_open(envdb_cli *cli, envdb_ctx **ctx, unsigned flags);
 
+/** The start every ORG/SLUG command shares: envdb_cli_parse(), then the
+ * first positional as ORG/SLUG into *ref, then envdb_cli_open().  Returns 0
+ * with *ctx set (envdb_close() it), or the exit status after reporting. */
+int envdb_cli_env_begin(envdb_cli *cli, int argc, char **argv, const envdb_cli_opt *opts,
+			envdb_cli_args *pos, int min_pos, int max_pos, envdb_cli_env_ref *ref,
+			envdb_ctx **ctx);
+
 /* ------------------------------------------------------------------------ */
 /* Output and errors                                                         */
 /* ------------------------------------------------------------------------ */

@@ -340,11 +340,8 @@ int envdb_cli_env_show(envdb_cli *cli, int argc, char **argv)
 	char t1[32], t2[32];
 	int rc;
 
-	if ((rc = envdb_cli_parse(cli, argc, argv, NULL, &pos, 1, 1)) != EX_OK)
-		return rc;
-	if ((rc = envdb_cli_env_ref_parse(cli, &ref, pos.v[0])) != EX_OK)
-		return rc;
-	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+	if ((rc = envdb_cli_env_begin(cli, argc, argv, NULL, &pos, 1, 1, &ref, &ctx)) !=
+	    EX_OK)
 		return rc;
 	if ((rc = envdb_env_get(&env, ctx, ref.org, ref.slug)) != ENVDB_OK) {
 		rc = envdb_cli_fail(cli, rc);
@@ -424,11 +421,8 @@ static int env_action(envdb_cli *cli, int argc, char **argv, const char *verb, b
 	int rc;
 
 	opts[0].out = &now;
-	if ((rc = envdb_cli_parse(cli, argc, argv, now_opt ? opts : NULL, &pos, 1, 1)) != EX_OK)
-		return rc;
-	if ((rc = envdb_cli_env_ref_parse(cli, &ref, pos.v[0])) != EX_OK)
-		return rc;
-	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+	if ((rc = envdb_cli_env_begin(cli, argc, argv, now_opt ? opts : NULL, &pos, 1, 1, &ref, &ctx)) !=
+	    EX_OK)
 		return rc;
 	if (strcmp(verb, "archive") == 0)
 		rc = envdb_env_archive(ctx, ref.org, ref.slug);
@@ -566,11 +560,8 @@ int envdb_cli_cred_complete(envdb_cli *cli, int argc, char **argv)
 	char msg[640];
 	int rc;
 
-	if ((rc = envdb_cli_parse(cli, argc, argv, NULL, &pos, 1, 1)) != EX_OK)
-		return rc;
-	if ((rc = envdb_cli_env_ref_parse(cli, &ref, pos.v[0])) != EX_OK)
-		return rc;
-	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+	if ((rc = envdb_cli_env_begin(cli, argc, argv, NULL, &pos, 1, 1, &ref, &ctx)) !=
+	    EX_OK)
 		return rc;
 	rc = envdb_cred_complete(&revoked, ctx, ref.org, ref.slug);
 	if (rc != ENVDB_OK) {
@@ -593,11 +584,8 @@ int envdb_cli_cred_list(envdb_cli *cli, int argc, char **argv)
 	envdb_ctx *ctx = NULL;
 	int rc;
 
-	if ((rc = envdb_cli_parse(cli, argc, argv, NULL, &pos, 1, 1)) != EX_OK)
-		return rc;
-	if ((rc = envdb_cli_env_ref_parse(cli, &ref, pos.v[0])) != EX_OK)
-		return rc;
-	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+	if ((rc = envdb_cli_env_begin(cli, argc, argv, NULL, &pos, 1, 1, &ref, &ctx)) !=
+	    EX_OK)
 		return rc;
 	rc = print_creds(cli, ctx, &ref, NULL, NULL);
 	envdb_close(ctx);
@@ -612,11 +600,8 @@ int envdb_cli_cred_revoke(envdb_cli *cli, int argc, char **argv)
 	char msg[640];
 	int rc;
 
-	if ((rc = envdb_cli_parse(cli, argc, argv, NULL, &pos, 2, 2)) != EX_OK)
-		return rc;
-	if ((rc = envdb_cli_env_ref_parse(cli, &ref, pos.v[0])) != EX_OK)
-		return rc;
-	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+	if ((rc = envdb_cli_env_begin(cli, argc, argv, NULL, &pos, 2, 2, &ref, &ctx)) !=
+	    EX_OK)
 		return rc;
 	rc = envdb_cred_revoke(ctx, ref.org, ref.slug, pos.v[1]);
 	if (rc != ENVDB_OK) {

@@ -164,11 +164,8 @@ int envdb_cli_member_remove(envdb_cli *cli, int argc, char **argv)
 	envdb_ctx *ctx = NULL;
 	int rc;
 
-	if ((rc = envdb_cli_parse(cli, argc, argv, NULL, &pos, 2, 2)) != EX_OK)
-		return rc;
-	if ((rc = envdb_cli_env_ref_parse(cli, &ref, pos.v[0])) != EX_OK)
-		return rc;
-	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+	if ((rc = envdb_cli_env_begin(cli, argc, argv, NULL, &pos, 2, 2, &ref, &ctx)) !=
+	    EX_OK)
 		return rc;
 	rc = envdb_member_remove(ctx, ref.org, ref.slug, pos.v[1]);
 	if (rc != ENVDB_OK) {
@@ -195,11 +192,8 @@ int envdb_cli_member_list(envdb_cli *cli, int argc, char **argv)
 	char t1[32], t2[32];
 	int rc;
 
-	if ((rc = envdb_cli_parse(cli, argc, argv, NULL, &pos, 1, 1)) != EX_OK)
-		return rc;
-	if ((rc = envdb_cli_env_ref_parse(cli, &ref, pos.v[0])) != EX_OK)
-		return rc;
-	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+	if ((rc = envdb_cli_env_begin(cli, argc, argv, NULL, &pos, 1, 1, &ref, &ctx)) !=
+	    EX_OK)
 		return rc;
 	if ((rc = envdb_member_list(&v, &n, ctx, ref.org, ref.slug)) != ENVDB_OK) {
 		rc = envdb_cli_fail(cli, rc);
