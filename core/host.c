@@ -714,10 +714,21 @@ int envdbi_adapter_mint(envdbi_plugin *p, const envdb_db_ref *db, const envdb_mi
 	if (req->authorization == ENVDB_AUTH_READ_ONLY && !(p->caps & ENVDB_ADAPTER_CAP_READ_ONLY))
 		return envdbi_error(ENVDB_ERR_NOT_SUPPORTED, NULL,
 				    "plugin %s: read-only credentials are not supported", p->name);
+	/* A 1.0 plugin leaves the granted expiry alone: it is then the one asked. */
+	if (ENVDB_STRUCT_HAS(req, envdb_mint_request, granted_expires_at) &&
+	    req->granted_expires_at != NULL)
+		*req->granted_expires_at = req->expires_at;
 	if ((rc = hbuf_init(&b[0], ENVDB_ADAPTER_OUTPUT_MIN, true)) ||
 	    (rc = hbuf_init(&b[1], ENVDB_ADAPTER_OUTPUT_MIN, false)) ||
 	    (rc = run_buffered(p, "mint", th_mint, &a, b, 2, true, NULL, 0)))
 		goto done;
+	if (ENVDB_STRUCT_HAS(req, envdb_mint_request, granted_expires_at) &&
+	    req->granted_expires_at != NULL && *req->granted_expires_at < 0) {
+		rc = envdbi_error(ENVDB_ERR_ABI, NULL,
+				  "plugin %s: mint: reported a negative expiry (%lld)", p->name,
+				  (long long)*req->granted_expires_at);
+		goto done;
+	}
 	if (b[0].b.len == 0) {
 		rc = empty_output(p, "mint", "secret");
 		goto done;
@@ -754,6 +765,36 @@ int envdbi_adapter_revoke(envdbi_plugin *p, const envdb_db_ref *db, uint32_t aut
 	call_begin(&c, p, "revoke", !p->thread_safe);
 	return call_end(
 	    &c, p->ops.adapter.revoke(p->instance, db, authorization, handle ? handle : ""));
+}
+
+/* suspend and resume (ABI 1.1): same shape, one body. */
+static int lockout(envdbi_plugin *p, const envdb_db_ref *db, bool suspend)
+{
+	const char *op = suspend ? "suspend" : "resume";
+	envdb_adapter_suspend_fn fn;
+	call c;
+	int rc;
+
+	if (!plugin_ready(p, ENVDB_PLUGIN_ADAPTER, op, &rc))
+		return rc;
+	fn = suspend ? p->ops.adapter.suspend : p->ops.adapter.resume;
+	if (fn == NULL || !(p->caps & ENVDB_ADAPTER_CAP_SUSPEND))
+		return not_supported(p, op);
+	if (db == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: %s: NULL argument", p->name,
+				    op);
+	call_begin(&c, p, op, !p->thread_safe);
+	return call_end(&c, fn(p->instance, db));
+}
+
+int envdbi_adapter_suspend(envdbi_plugin *p, const envdb_db_ref *db)
+{
+	return lockout(p, db, true);
+}
+
+int envdbi_adapter_resume(envdbi_plugin *p, const envdb_db_ref *db)
+{
+	return lockout(p, db, false);
 }
 
 int envdbi_adapter_probe(envdbi_plugin *p, const envdb_db_ref *db, const envdbi_secret *secret)

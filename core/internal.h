@@ -191,6 +191,9 @@ int envdbi_adapter_mint(envdbi_plugin *p, const envdb_db_ref *db, const envdb_mi
 int envdbi_adapter_revoke(envdbi_plugin *p, const envdb_db_ref *db, uint32_t authorization,
 			  const char *handle);
 int envdbi_adapter_probe(envdbi_plugin *p, const envdb_db_ref *db, const envdbi_secret *secret);
+/* ABI 1.1 lock-out (ENVDB_ADAPTER_CAP_SUSPEND); ENVDB_ERR_NOT_SUPPORTED without it. */
+int envdbi_adapter_suspend(envdbi_plugin *p, const envdb_db_ref *db);
+int envdbi_adapter_resume(envdbi_plugin *p, const envdb_db_ref *db);
 /** All names in *names (array and strings malloc'd; free with envdbi_strv_free). */
 int envdbi_adapter_list(envdbi_plugin *p, char ***names, size_t *n);
 

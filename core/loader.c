@@ -50,6 +50,9 @@
 #define CONFIG_KEYS_MAX 256
 
 /* Sizes of the ABI 1.0 structs: the least a plugin of this major gives. */
+/* Every capability bit this host knows (ABI 1.1). */
+#define ADAPTER_CAPS_KNOWN ((uint64_t)ENVDB_ADAPTER_CAP_DEPLOYMENT * 2 - 1)
+#define ENCRYPTOR_CAPS_KNOWN ((uint64_t)ENVDB_ENCRYPTOR_CAP_KEY_VERSIONS * 2 - 1)
 #define DESC_V1_0_SIZE (offsetof(envdb_plugin_descriptor, ops) + sizeof(const void *))
 #define ADAPTER_OPS_V1_0_SIZE (offsetof(envdb_adapter_ops, list) + sizeof(envdb_adapter_list_fn))
 #define ENCRYPTOR_OPS_V1_0_SIZE \
@@ -356,14 +359,18 @@ static int validate_ops(envdbi_plugin *p)
 		if (a->mint == NULL)
 			return BAD(ENVDB_ERR_ABI, "required adapter operation mint is NULL");
 		p->caps = a->capabilities;
-		if (p->caps & ~(uint64_t)0x7f)
+		if (p->caps & ~ADAPTER_CAPS_KNOWN)
 			return BAD(ENVDB_ERR_ABI, "claims unknown adapter capability bits 0x%llx",
-				   (unsigned long long)(p->caps & ~(uint64_t)0x7f));
+				   (unsigned long long)(p->caps & ~ADAPTER_CAPS_KNOWN));
 		if (check_cap(p, p->caps, ENVDB_ADAPTER_CAP_REVOKE, "revoke", a->revoke != NULL,
 			      "revoke") ||
 		    check_cap(p, p->caps, ENVDB_ADAPTER_CAP_PROBE, "probe", a->probe != NULL,
 			      "probe") ||
-		    check_cap(p, p->caps, ENVDB_ADAPTER_CAP_LIST, "list", a->list != NULL, "list"))
+		    check_cap(p, p->caps, ENVDB_ADAPTER_CAP_LIST, "list", a->list != NULL, "list") ||
+		    check_cap(p, p->caps, ENVDB_ADAPTER_CAP_SUSPEND, "suspend", a->suspend != NULL,
+			      "suspend") ||
+		    check_cap(p, p->caps, ENVDB_ADAPTER_CAP_SUSPEND, "suspend", a->resume != NULL,
+			      "resume"))
 			return envdb_error_last()->status;
 	} else {
 		const envdb_encryptor_ops *e = &p->ops.encryptor;
@@ -384,15 +391,19 @@ static int validate_ops(envdbi_plugin *p)
 		if (e->key_of == NULL)
 			return BAD(ENVDB_ERR_ABI, "required encryptor operation key_of is NULL");
 		p->caps = e->capabilities;
-		if (p->caps & ~(uint64_t)0x3)
+		if (p->caps & ~ENCRYPTOR_CAPS_KNOWN)
 			return BAD(ENVDB_ERR_ABI, "claims unknown encryptor capability bits 0x%llx",
-				   (unsigned long long)(p->caps & ~(uint64_t)0x3));
+				   (unsigned long long)(p->caps & ~ENCRYPTOR_CAPS_KNOWN));
 		if (check_cap(p, p->caps, ENVDB_ENCRYPTOR_CAP_REWRAP, "rewrap", e->rewrap != NULL,
 			      "rewrap") ||
 		    check_cap(p, p->caps, ENVDB_ENCRYPTOR_CAP_KEY_MANAGE, "key_manage",
 			      e->key_list != NULL, "key_list") ||
 		    check_cap(p, p->caps, ENVDB_ENCRYPTOR_CAP_KEY_MANAGE, "key_manage",
-			      e->key_generate != NULL, "key_generate"))
+			      e->key_generate != NULL, "key_generate") ||
+		    check_cap(p, p->caps, ENVDB_ENCRYPTOR_CAP_HEALTH, "health", e->health != NULL,
+			      "health") ||
+		    check_cap(p, p->caps, ENVDB_ENCRYPTOR_CAP_KEY_VERSIONS, "key_versions",
+			      e->is_current != NULL, "is_current"))
 			return envdb_error_last()->status;
 	}
 	return ENVDB_OK;

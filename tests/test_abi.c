@@ -83,10 +83,15 @@ PIN_VALUE(ENVDB_ADAPTER_CAP_EXPIRY, 1u << 3);
 PIN_VALUE(ENVDB_ADAPTER_CAP_PROBE, 1u << 4);
 PIN_VALUE(ENVDB_ADAPTER_CAP_LIST, 1u << 5);
 PIN_VALUE(ENVDB_ADAPTER_CAP_AUTHENTICATES, 1u << 6);
+PIN_VALUE(ENVDB_ADAPTER_CAP_SUSPEND, 1u << 7);    /* 1.1 */
+PIN_VALUE(ENVDB_ADAPTER_CAP_DEPLOYMENT, 1u << 8); /* 1.1 */
 PIN_VALUE(ENVDB_AUTH_FULL_ACCESS, 1);
 PIN_VALUE(ENVDB_AUTH_READ_ONLY, 2);
 PIN_VALUE(ENVDB_ENCRYPTOR_CAP_KEY_MANAGE, 1u << 0);
 PIN_VALUE(ENVDB_ENCRYPTOR_CAP_REWRAP, 1u << 1);
+PIN_VALUE(ENVDB_ENCRYPTOR_CAP_HEALTH, 1u << 2);       /* 1.1 */
+PIN_VALUE(ENVDB_ENCRYPTOR_CAP_KEY_VERSIONS, 1u << 3); /* 1.1 */
+PIN_VALUE(ENVDB_MESSAGE_MAX, 1024);                   /* 1.1 */
 
 /* ------------------------------------------------------------------------ */
 /* Layouts: LP64                                                             */
@@ -135,6 +140,15 @@ PIN(envdb_host, now_ms, 88, 8);
 PIN(envdb_host, wall_s, 96, 8);
 PIN(envdb_host, random, 104, 8);
 PIN_V1_0_END(envdb_host, random, 112);
+/* ABI 1.1 */
+PIN(envdb_host, call_current, 112, 8);
+PIN(envdb_host, call_error, 120, 8);
+PIN(envdb_host, call_verror, 128, 8);
+PIN(envdb_host, call_deadline_ms, 136, 8);
+PIN(envdb_host, call_cancelled, 144, 8);
+PIN(envdb_host, vlog, 152, 8);
+PIN(envdb_host, verror, 160, 8);
+PIN(envdb_host, config_secret, 168, 8);
 
 PIN(envdb_plugin_descriptor, struct_size, 0, 8);
 PIN(envdb_plugin_descriptor, abi_major, 8, 4);
@@ -149,6 +163,10 @@ PIN(envdb_plugin_descriptor, init, 56, 8);
 PIN(envdb_plugin_descriptor, fini, 64, 8);
 PIN(envdb_plugin_descriptor, ops, 72, 8);
 PIN_V1_0_END(envdb_plugin_descriptor, ops, 80);
+/* ABI 1.1 */
+PIN(envdb_plugin_descriptor, module_load, 80, 8);
+PIN(envdb_plugin_descriptor, module_unload, 88, 8);
+PIN(envdb_plugin_descriptor, url_schemes, 96, 8);
 
 /* adapter.h */
 PIN(envdb_db_ref, struct_size, 0, 8);
@@ -157,6 +175,7 @@ PIN(envdb_db_ref, database_name, 16, 8);
 PIN(envdb_db_ref, url, 24, 8);
 PIN(envdb_db_ref, metadata, 32, 8);
 PIN_V1_0_END(envdb_db_ref, metadata, 40);
+PIN(envdb_db_ref, deployment_id, 40, 8); /* 1.1 */
 
 PIN(envdb_create_request, struct_size, 0, 8);
 PIN(envdb_create_request, environment_id, 8, 8);
@@ -165,6 +184,7 @@ PIN(envdb_create_request, region, 24, 8);
 PIN(envdb_create_request, plan, 32, 8);
 PIN(envdb_create_request, storage_limit_mb, 40, 8);
 PIN_V1_0_END(envdb_create_request, storage_limit_mb, 48);
+PIN(envdb_create_request, deployment_id, 48, 8); /* 1.1 */
 
 PIN(envdb_mint_request, struct_size, 0, 8);
 PIN(envdb_mint_request, credential_id, 8, 8);
@@ -172,6 +192,8 @@ PIN(envdb_mint_request, authorization, 16, 4);
 PIN(envdb_mint_request, expires_at, 24, 8);
 PIN(envdb_mint_request, previous_handle, 32, 8);
 PIN_V1_0_END(envdb_mint_request, previous_handle, 40);
+PIN(envdb_mint_request, granted_expires_at, 40, 8); /* 1.1 */
+PIN(envdb_mint_request, previous_valid_until, 48, 8); /* 1.1 */
 
 PIN(envdb_adapter_ops, struct_size, 0, 8);
 PIN(envdb_adapter_ops, capabilities, 8, 8);
@@ -183,6 +205,8 @@ PIN(envdb_adapter_ops, revoke, 48, 8);
 PIN(envdb_adapter_ops, probe, 56, 8);
 PIN(envdb_adapter_ops, list, 64, 8);
 PIN_V1_0_END(envdb_adapter_ops, list, 72);
+PIN(envdb_adapter_ops, suspend, 72, 8); /* 1.1 */
+PIN(envdb_adapter_ops, resume, 80, 8);  /* 1.1 */
 
 /* encryptor.h */
 PIN(envdb_encryptor_ops, struct_size, 0, 8);
@@ -195,6 +219,8 @@ PIN(envdb_encryptor_ops, rewrap, 48, 8);
 PIN(envdb_encryptor_ops, key_list, 56, 8);
 PIN(envdb_encryptor_ops, key_generate, 64, 8);
 PIN_V1_0_END(envdb_encryptor_ops, key_generate, 72);
+PIN(envdb_encryptor_ops, health, 72, 8);     /* 1.1 */
+PIN(envdb_encryptor_ops, is_current, 80, 8); /* 1.1 */
 #endif
 
 /* Every data model: struct_size leads every boundary struct. */

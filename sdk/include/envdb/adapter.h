@@ -54,7 +54,16 @@ enum envdb_adapter_caps {
 	ENVDB_ADAPTER_CAP_LIST = 1u << 5,
 	/** The credential is a real backend credential (SQLite has none: its
 	 * "credential" is a random token the backend does not check). */
-	ENVDB_ADAPTER_CAP_AUTHENTICATES = 1u << 6
+	ENVDB_ADAPTER_CAP_AUTHENTICATES = 1u << 6,
+	/* Added in ABI 1.1. */
+	/** suspend() and resume() are available: every credential of a database
+	 * can be locked out at the backend (sessions ended) and let back in. */
+	ENVDB_ADAPTER_CAP_SUSPEND = 1u << 7,
+	/** The adapter writes the deployment id it is given (db_ref and
+	 * create_request) into an ownership marker on every object it makes,
+	 * and list(), drop() and the adoption after an ambiguous create consider
+	 * only objects that carry this deployment's marker. */
+	ENVDB_ADAPTER_CAP_DEPLOYMENT = 1u << 8
 };
 
 /** Credential authorizations. */
@@ -76,6 +85,10 @@ typedef struct envdb_db_ref {
 	const char *database_name;  /**< from database_name() */
 	const char *url;            /**< from create(); NULL before create */
 	const char *metadata;       /**< JSON object from create(), or NULL */
+	/* Members above are valid for ABI 1.0. */
+	/** Added in ABI 1.1: the id of the control plane (deployment) that owns
+	 * the database; NULL from a 1.0 host.  See ENVDB_ADAPTER_CAP_DEPLOYMENT. */
+	const char *deployment_id;
 } envdb_db_ref;
 
 /** What create() is asked to make.  All strings borrowed for the call. */
@@ -86,6 +99,10 @@ typedef struct envdb_create_request {
 	const char *region;          /**< may be NULL */
 	const char *plan;            /**< free, starter, pro, enterprise, custom */
 	int64_t storage_limit_mb;    /**< > 0 */
+	/* Members above are valid for ABI 1.0. */
+	/** Added in ABI 1.1: the deployment id to mark the new database with;
+	 * NULL from a 1.0 host. */
+	const char *deployment_id;
 } envdb_create_request;
 
 /** What mint() is asked to make. */
@@ -98,6 +115,21 @@ typedef struct envdb_mint_request {
 	 * replaces (rotation), or NULL for the first one.  An adapter with
 	 * ENVDB_ADAPTER_CAP_ROTATE_OVERLAP keeps that credential working. */
 	const char *previous_handle;
+	/* Members above are valid for ABI 1.0. */
+
+	/* Added in ABI 1.1. */
+	/** Out: where the plugin writes the expiry the backend actually applied
+	 * to the new credential (seconds since the epoch, 0 for none), which may
+	 * differ from expires_at (a backend-side default such as Turso's
+	 * token_expiration, a cap, a rounding).  NULL from a 1.0 host; a 1.0
+	 * plugin leaves it alone, and the host then assumes expires_at. */
+	int64_t *granted_expires_at;
+	/** With previous_handle: the time (seconds since the epoch) at which the
+	 * overlap window of the previous credential ends, 0 for no end.  An
+	 * adapter with ENVDB_ADAPTER_CAP_EXPIRY makes the backend itself refuse
+	 * the previous credential after it (PostgreSQL VALID UNTIL), so a
+	 * window that lapses without `cred complete` still closes. */
+	int64_t previous_valid_until;
 } envdb_mint_request;
 
 /** Receives one database name from list().  `name` is borrowed for the call.
@@ -153,6 +185,16 @@ typedef int (*envdb_adapter_probe_fn)(void *instance, const envdb_db_ref *db,
  * owns on its backend, and never for anything it does not own. */
 typedef int (*envdb_adapter_list_fn)(void *instance, envdb_adapter_list_cb cb, void *cb_ctx);
 
+/** Optional (ENVDB_ADAPTER_CAP_SUSPEND), ABI 1.1.  Lock every credential of
+ * the database out at the backend and end its open sessions (archive).
+ * Suspending a suspended database is success. */
+typedef int (*envdb_adapter_suspend_fn)(void *instance, const envdb_db_ref *db);
+
+/** Optional (ENVDB_ADAPTER_CAP_SUSPEND), ABI 1.1.  Undo suspend(): the
+ * credentials that were valid before it work again (unarchive).  Resuming a
+ * database that is not suspended is success. */
+typedef int (*envdb_adapter_resume_fn)(void *instance, const envdb_db_ref *db);
+
 /** The adapter operations.  Static, pointed to by the descriptor's ops. */
 typedef struct envdb_adapter_ops {
 	size_t struct_size;
@@ -165,6 +207,8 @@ typedef struct envdb_adapter_ops {
 	envdb_adapter_probe_fn probe;
 	envdb_adapter_list_fn list;
 	/* Members above are valid for ABI 1.0. */
+	envdb_adapter_suspend_fn suspend; /**< ABI 1.1 */
+	envdb_adapter_resume_fn resume;   /**< ABI 1.1 */
 } envdb_adapter_ops;
 
 #ifdef __cplusplus

@@ -34,7 +34,14 @@ enum envdb_encryptor_caps {
 	/** key_list and key_generate are available. */
 	ENVDB_ENCRYPTOR_CAP_KEY_MANAGE = 1u << 0,
 	/** rewrap is available. */
-	ENVDB_ENCRYPTOR_CAP_REWRAP = 1u << 1
+	ENVDB_ENCRYPTOR_CAP_REWRAP = 1u << 1,
+	/* Added in ABI 1.1. */
+	/** health() is available. */
+	ENVDB_ENCRYPTOR_CAP_HEALTH = 1u << 2,
+	/** is_current() is available: the plugin can tell whether a ciphertext
+	 * is sealed under the current version of the current key, where a KMS
+	 * rotates key versions behind one key id. */
+	ENVDB_ENCRYPTOR_CAP_KEY_VERSIONS = 1u << 3
 };
 
 /** Receives one key from key_list().  Strings borrowed for the call.
@@ -79,6 +86,18 @@ typedef int (*envdb_encryptor_key_list_fn)(void *instance, envdb_encryptor_key_c
 typedef int (*envdb_encryptor_key_generate_fn)(void *instance, int make_current,
 					       envdb_buffer *key_id);
 
+/** Optional (ENVDB_ENCRYPTOR_CAP_HEALTH), ABI 1.1.  Check that the KMS is
+ * reachable and the current key usable, without sealing anything the host
+ * keeps (like an adapter's probe).  0 when healthy. */
+typedef int (*envdb_encryptor_health_fn)(void *instance);
+
+/** Optional (ENVDB_ENCRYPTOR_CAP_KEY_VERSIONS), ABI 1.1.  Set *is_current to 1
+ * when `ct` is sealed under the current key at its current version, else 0.
+ * Rewrap skips exactly the ciphertexts for which this says 1; without it the
+ * host compares key_of() with current_key(). */
+typedef int (*envdb_encryptor_is_current_fn)(void *instance, const char *ct, size_t ct_len,
+					     int *is_current);
+
 /** The encryptor operations.  Static, pointed to by the descriptor's ops. */
 typedef struct envdb_encryptor_ops {
 	size_t struct_size;
@@ -91,6 +110,8 @@ typedef struct envdb_encryptor_ops {
 	envdb_encryptor_key_list_fn key_list;
 	envdb_encryptor_key_generate_fn key_generate;
 	/* Members above are valid for ABI 1.0. */
+	envdb_encryptor_health_fn health;         /**< ABI 1.1 */
+	envdb_encryptor_is_current_fn is_current; /**< ABI 1.1 */
 } envdb_encryptor_ops;
 
 #ifdef __cplusplus

@@ -36,10 +36,16 @@ extern "C" {
 #endif
 
 #define ENVDB_ABI_MAJOR 1
-#define ENVDB_ABI_MINOR 0
+#define ENVDB_ABI_MINOR 1
 
 /** The one symbol a plugin exports.  Its name carries the ABI major. */
 #define ENVDB_PLUGIN_ENTRY_SYMBOL "envdb_plugin_entry_v1"
+
+/** The length of a message (host->error, host->log and their 1.1 forms)
+ * that the host keeps whole: up to this many bytes, terminating NUL
+ * included, reach the last error and the log unchanged; a longer message is
+ * truncated, never refused.  Added in ABI 1.1. */
+#define ENVDB_MESSAGE_MAX 1024
 
 /** True when a struct of the given size (as written by its producer) covers
  * member `m` of struct type `type`. */
@@ -193,6 +199,33 @@ typedef int (*envdb_host_error_fn)(envdb_host_ctx *ctx, int status, const char *
 typedef int64_t (*envdb_host_time_fn)(envdb_host_ctx *ctx);
 typedef int (*envdb_host_random_fn)(envdb_host_ctx *ctx, void *buf, size_t len);
 
+/* ABI 1.1 service types. */
+
+/**
+ * The context of one operation (ABI 1.1): its error sink, its deadline and
+ * its cancellation flag.  Opaque, owned by the host.  A plugin obtains the
+ * context of the operation running on the calling thread with
+ * host->call_current() and may hand the pointer to its own worker threads;
+ * it stays valid until the operation returns to the host, so the plugin
+ * joins (or stops using it in) every worker before it returns.  Every call_*
+ * service may be called from any thread while the context is valid.
+ */
+typedef struct envdb_call envdb_call;
+
+typedef envdb_call *(*envdb_host_call_current_fn)(envdb_host_ctx *ctx);
+typedef int (*envdb_host_call_error_fn)(envdb_call *call, int status, const char *native_code,
+					const char *fmt, ...) ENVDB_PRINTF(4, 5);
+typedef int (*envdb_host_call_verror_fn)(envdb_call *call, int status, const char *native_code,
+					 const char *fmt, va_list ap) ENVDB_PRINTF(4, 0);
+typedef int64_t (*envdb_host_call_deadline_fn)(envdb_call *call);
+typedef int (*envdb_host_call_cancelled_fn)(envdb_call *call);
+typedef void (*envdb_host_vlog_fn)(envdb_host_ctx *ctx, int level, const char *fmt, va_list ap)
+	ENVDB_PRINTF(3, 0);
+typedef int (*envdb_host_verror_fn)(envdb_host_ctx *ctx, int status, const char *native_code,
+				    const char *fmt, va_list ap) ENVDB_PRINTF(4, 0);
+typedef int (*envdb_host_config_secret_fn)(envdb_host_ctx *ctx, const char *key,
+					   envdb_buffer *value);
+
 /**
  * The services the host gives a plugin.  The table and everything it points
  * to are owned by the host and valid from init until fini returns; every
@@ -240,6 +273,37 @@ typedef struct envdb_host {
 
 	/** Cryptographically secure random bytes.  Returns 0. */
 	envdb_host_random_fn random;
+	/* Members above are valid for ABI 1.0. */
+
+	/* Added in ABI 1.1.  Read only when ENVDB_STRUCT_HAS(host, envdb_host,
+	 * member) (a plugin requiring abi_minor 1 may use them directly). */
+
+	/** The context of the operation running on the calling thread, or NULL
+	 * outside an operation (init and fini have one too). */
+	envdb_host_call_current_fn call_current;
+	/** host->error() for a given operation, from any thread: the report is
+	 * kept for that operation whichever thread makes it.  Returns status. */
+	envdb_host_call_error_fn call_error;
+	/** va_list form of call_error. */
+	envdb_host_call_verror_fn call_verror;
+	/** The operation's absolute deadline (host monotonic ms) or 0. */
+	envdb_host_call_deadline_fn call_deadline_ms;
+	/** Non-zero once the host gave up on the operation (its deadline passed
+	 * or the process is shutting down): stop and return ENVDB_ERR_TIMEOUT. */
+	envdb_host_call_cancelled_fn call_cancelled;
+	/** va_list forms of log and error. */
+	envdb_host_vlog_fn vlog;
+	envdb_host_verror_fn verror;
+	/**
+	 * Read a secret configuration value again, now, from where the
+	 * manifest says it lives (`<key>_file` or `<key>_env`): a rotating
+	 * Vault token, an STS credentials file.  `key` is the declared name
+	 * (without the suffix); the value goes into *value, a buffer the plugin
+	 * allocated with secure_alloc, following the envdb_buffer protocol.
+	 * ENVDB_ERR_NOT_FOUND when the manifest gives no such secret key.  May be
+	 * called from any thread, at any time between init and fini.
+	 */
+	envdb_host_config_secret_fn config_secret;
 } envdb_host;
 
 /* ------------------------------------------------------------------------ */
@@ -259,6 +323,24 @@ typedef int (*envdb_plugin_init_fn)(void **instance, const envdb_host *host,
 typedef void (*envdb_plugin_fini_fn)(void *instance);
 
 /**
+ * Module hooks (ABI 1.1), like PKCS#11's C_Initialize/C_Finalize: process-
+ * global set-up of the libraries a plugin uses (curl_global_init, a cloud
+ * SDK's init).  module_load runs once per process, after the module is
+ * loaded and before the first init of any instance; module_unload runs once,
+ * after the last fini, before the module is unloaded.  Both are serialized
+ * with every other load, init and fini.  `host` is valid for the call only
+ * (init receives the instance's own).  A failing module_load (negative
+ * status, reported through host->error) refuses the plugin.
+ *
+ * Background threads: a plugin may start threads in module_load or init; it
+ * stops and joins those of an instance in fini and those of the module in
+ * module_unload.  No thread of a plugin may call a host service after the
+ * fini (or module_unload) that owns it has returned.
+ */
+typedef int (*envdb_plugin_module_load_fn)(const envdb_host *host);
+typedef void (*envdb_plugin_module_unload_fn)(void);
+
+/**
  * What a plugin is.  Static: returned by the entry and never freed.
  */
 typedef struct envdb_plugin_descriptor {
@@ -275,6 +357,17 @@ typedef struct envdb_plugin_descriptor {
 	envdb_plugin_fini_fn fini; /**< required */
 	/** envdb_adapter_ops or envdb_encryptor_ops, per kind.  Static. */
 	const void *ops;
+	/* Members above are valid for ABI 1.0. */
+
+	/* Added in ABI 1.1; the host reads them only when struct_size covers
+	 * them. */
+	envdb_plugin_module_load_fn module_load;     /**< optional */
+	envdb_plugin_module_unload_fn module_unload; /**< optional */
+	/** Adapters: the URL schemes of the databases this plugin serves
+	 * ("file", "libsql", "postgresql"), a static NULL-terminated array, or
+	 * NULL.  The v4 -> v5 migration picks the adapter for a legacy URL by
+	 * its scheme from these lists. */
+	const char *const *url_schemes;
 } envdb_plugin_descriptor;
 
 /**
