@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1235,6 +1236,86 @@ static int ensure_legacy(envdbi_store *s)
 	return envdbi_store_commit(s);
 }
 
+int envdbi_store_status_of_sqlite(int sqlite_rc)
+{
+	switch (sqlite_rc & 0xff) {
+	case SQLITE_OK:
+		return ENVDB_OK;
+	case SQLITE_NOTADB:
+	case SQLITE_CORRUPT:
+	case SQLITE_FORMAT:
+		return ENVDB_ERR_INVALID;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return ENVDB_ERR_BUSY;
+	case SQLITE_NOMEM:
+		return ENVDB_ERR_NOMEM;
+	default:
+		/* READONLY, CANTOPEN, PERM, IOERR, FULL, ...: the file is
+		 * (probably) fine; the system refused to read or write it. */
+		return ENVDB_ERR_IO;
+	}
+}
+
+/* Why the control plane cannot be written, for the message: the errno of
+ * a write-access probe of the file, else of its directory (where SQLite
+ * creates the -wal and -shm files), else SQLite's own errno. */
+static const char *unwritable_cause(char *buf, size_t cap, const char *path, int sys_errno)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+
+	if (faccessat(AT_FDCWD, path, W_OK, AT_EACCESS) != 0 && errno != ENOENT) {
+		snprintf(buf, cap, "the file is not writable: %s", strerror(errno));
+		return buf;
+	}
+	if (slash == NULL)
+		snprintf(dir, sizeof dir, ".");
+	else if (slash == path)
+		snprintf(dir, sizeof dir, "/");
+	else
+		snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+	if (faccessat(AT_FDCWD, dir, W_OK, AT_EACCESS) != 0) {
+		snprintf(buf, cap, "its directory %s is not writable (needed for the -wal and -shm "
+			 "files): %s", dir, strerror(errno));
+		return buf;
+	}
+	if (sys_errno != 0)
+		snprintf(buf, cap, "%s", strerror(sys_errno));
+	else
+		snprintf(buf, cap, "cannot write it");
+	return buf;
+}
+
+/* Report a failure of the first steps of open (the file opened read-only,
+ * the first read failed) by its real cause: only a file SQLite calls
+ * damaged or not a database is ENVDB_ERR_INVALID; a read-only file system
+ * or file, or a missing permission, is ENVDB_ERR_IO and says so (an
+ * operator told "not a database" might restore a healthy file). */
+static int open_error(envdbi_store *s, int sqlite_rc)
+{
+	int status = envdbi_store_status_of_sqlite(sqlite_rc);
+	char native[16], cause[PATH_MAX + 160];
+
+	snprintf(native, sizeof native, "%d", sqlite_rc);
+	if (status == ENVDB_ERR_INVALID)
+		return envdbi_error(status, native,
+				    "control plane %s: not an SQLite database (or damaged): %s",
+				    s->path, sqlite3_errstr(sqlite_rc));
+	if (status == ENVDB_ERR_IO)
+		return envdbi_error(status, native,
+				    "control plane %s: cannot be opened for writing: %s (sqlite: %s); "
+				    "a read-only file system or missing permissions, not a damaged "
+				    "file",
+				    s->path,
+				    unwritable_cause(cause, sizeof cause, s->path,
+						     s->db ? sqlite3_system_errno(s->db) : 0),
+				    s->db && sqlite3_errcode(s->db) != SQLITE_OK
+					    ? sqlite3_errmsg(s->db)
+					    : sqlite3_errstr(sqlite_rc));
+	return db_error(s, sqlite_rc, "open");
+}
+
 int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_timeout_ms,
 			   bool legacy_shim, unsigned flags)
 {
@@ -1286,8 +1367,14 @@ int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_ti
 				     ((flags & ENVDB_OPEN_CREATE) ? SQLITE_OPEN_CREATE : 0),
 			     NULL);
 	if (rc != SQLITE_OK) {
-		rc = envdbi_error(ENVDB_ERR_IO, NULL, "control plane %s: open: %s", path,
-				  s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+		rc = open_error(s, rc);
+		goto fail;
+	}
+	/* SQLite falls back to read-only when it cannot open the file for
+	 * writing (EROFS, EACCES); envdb always writes (the WAL index, the
+	 * last access time), so say so now rather than fail later. */
+	if (strcmp(path, ":memory:") != 0 && sqlite3_db_readonly(s->db, "main") == 1) {
+		rc = open_error(s, SQLITE_READONLY);
 		goto fail;
 	}
 	sqlite3_extended_result_codes(s->db, 1);
@@ -1296,12 +1383,17 @@ int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_ti
 	if ((rc = exec_sql(s, "PRAGMA foreign_keys = ON", "enable foreign keys")) != 0)
 		goto fail;
 	/* the first read tells whether this is a database at all */
-	int dummy = 0;
-	if ((rc = pragma_int(s, "PRAGMA schema_version", &dummy)) != 0) {
-		envdbi_error(ENVDB_ERR_INVALID, NULL,
-			     "control plane %s: not an SQLite database (or unreadable)", path);
-		rc = ENVDB_ERR_INVALID;
-		goto fail;
+	{
+		sqlite3_stmt *st = NULL;
+
+		rc = sqlite3_prepare_v2(s->db, "PRAGMA schema_version", -1, &st, NULL);
+		if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+			rc = SQLITE_OK;
+		sqlite3_finalize(st);
+		if (rc != SQLITE_OK) {
+			rc = open_error(s, rc);
+			goto fail;
+		}
 	}
 	snprintf(sql, sizeof sql, "PRAGMA journal_mode = WAL");
 	if ((rc = exec_sql(s, sql, "enable WAL")) != 0)

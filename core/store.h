@@ -78,7 +78,9 @@
  * Returns ENVDB_ERR_NOT_FOUND when the file is missing without CREATE,
  * ENVDB_ERR_NOT_SUPPORTED when the file's schema version is newer than
  * ENVDBI_STORE_VERSION, ENVDB_ERR_INVALID when the file is not an envdb
- * control plane.  On success *out is owned by the caller
+ * control plane (or not an SQLite database, or damaged), ENVDB_ERR_IO when
+ * it cannot be opened for writing (read-only file system, the file or its
+ * directory not writable: the message names which).  On success *out is owned by the caller
  * (envdbi_store_close()).
  */
 int envdbi_store_open(envdbi_store **out, const envdbi_manifest *m, unsigned flags);
@@ -86,6 +88,15 @@ int envdbi_store_open(envdbi_store **out, const envdbi_manifest *m, unsigned fla
 /** The same from explicit values (tests, tools).  `path` borrowed. */
 int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_timeout_ms,
 			   bool legacy_shim, unsigned flags);
+
+/** The status an SQLite result code (primary or extended) stands for when
+ * opening the control plane: ENVDB_ERR_INVALID only for a file that is not
+ * a database or is damaged (NOTADB, CORRUPT, FORMAT); ENVDB_ERR_BUSY for
+ * BUSY and LOCKED; ENVDB_ERR_NOMEM; ENVDB_ERR_IO for everything else
+ * (READONLY, CANTOPEN, PERM, IOERR, FULL: a read-only file system, a file
+ * or directory the process may not write).  envdbi_store_open() reports
+ * with it. */
+int envdbi_store_status_of_sqlite(int sqlite_rc);
 
 /** Close; NULL allowed.  A transaction still open is rolled back. */
 void envdbi_store_close(envdbi_store *s);
