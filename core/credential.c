@@ -197,6 +197,25 @@ int envdbi_credential_retire(envdb_ctx *ctx, const envdb_database *db, const env
 	if (failpoint != NULL && (rc = ENVDB_FAILPOINT(failpoint)) != ENVDB_OK)
 		return rc;
 	rc = envdbi_store_cred_set_status(ctx->store, c->id, from_status, "revoked");
+	if (rc == ENVDB_ERR_STATE || rc == ENVDB_ERR_NOT_FOUND) {
+		/* The compare-and-set lost: someone else (a concurrent
+		 * completion, rotation or reconcile) moved the row.  If it is
+		 * revoked now, or gone with its environment, what was asked is
+		 * done: revoking is idempotent, and the backend revocation
+		 * above was too. */
+		envdb_credential *cur = NULL;
+		int st = envdbi_store_cred_get(ctx->store, &cur, c->id);
+
+		if (st == ENVDB_ERR_NOT_FOUND || (st == ENVDB_OK && strcmp(cur->status, "revoked") == 0))
+			rc = ENVDB_OK;
+		else
+			rc = envdbi_error(ENVDB_ERR_STATE, NULL,
+					  "credential %s: status is %s, expected %s (changed "
+					  "meanwhile)",
+					  c->id, st == ENVDB_OK ? cur->status : "unknown",
+					  from_status);
+		envdb_credential_free(cur);
+	}
 	if (rc != ENVDB_OK)
 		return envdbi_error_prefix("revoke credential %s: ", c->id);
 	return ENVDB_OK;
