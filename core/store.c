@@ -1133,13 +1133,54 @@ static int create_objects(envdbi_store *s, bool legacy)
 	return 0;
 }
 
+static int table_has(envdbi_store *s, const char *sql, const char *a, const char *b, int *found);
+
 /* Migration 1: every non-legacy object from the definitions. */
 static int migration_1(envdbi_store *s)
 {
 	return create_objects(s, false);
 }
 
-static int (*const migrations[ENVDBI_STORE_VERSION])(envdbi_store *) = {migration_1};
+/* Add every column of the (non-legacy) definitions that a table of an
+ * older version lacks; a fresh file got them all from migration 1. */
+static int add_missing_columns(envdbi_store *s)
+{
+	for (size_t i = 0; i < envdbi_schema_n_objects; i++) {
+		const envdbi_object_def *o = &envdbi_schema_objects[i];
+
+		if (o->legacy)
+			continue;
+		for (size_t k = 0; k < o->n_fields; k++) {
+			char *ddl = NULL;
+			int found = 0, rc;
+
+			rc = table_has(s, "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+				       o->name, o->fields[k].name, &found);
+			if (rc != 0)
+				return rc;
+			if (found)
+				continue;
+			if ((rc = envdbi_schema_add_column_ddl(&ddl, o, &o->fields[k])) != 0)
+				return rc;
+			rc = exec_sql(s, ddl, o->name);
+			free(ddl);
+			if (rc != 0)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+/* Migration 2: sys_database_credential.aad_version (the associated data
+ * binds the database address from version 2 on); existing rows are
+ * version 1 (the column's default) until `envdb key rewrap`. */
+static int migration_2(envdbi_store *s)
+{
+	return add_missing_columns(s);
+}
+
+static int (*const migrations[ENVDBI_STORE_VERSION])(envdbi_store *) = {migration_1,
+									 migration_2};
 
 static int count_tables(envdbi_store *s, int *n)
 {
@@ -1797,7 +1838,8 @@ static const char resolve_sql[] =
 	"SELECT e.\"id\", e.\"status\", m.\"role\", d.\"id\", d.\"driver\", "
 	"d.\"database_name\", d.\"database_url\", " RESOLVE_AUTH("m") ", "
 	"c.\"id\", c.\"secret_ciphertext\", c.\"handle\", c.\"expires_at\", "
-	"p.\"id\", p.\"secret_ciphertext\", p.\"handle\", p.\"expires_at\" "
+	"p.\"id\", p.\"secret_ciphertext\", p.\"handle\", p.\"expires_at\", "
+	"c.\"aad_version\", p.\"aad_version\" "
 	"FROM \"sys_environment\" e "
 	"LEFT JOIN \"sys_environment_member\" m "
 	"ON m.\"environment_id\" = e.\"id\" AND m.\"user_id\" = ?3 "
@@ -1817,7 +1859,7 @@ int envdbi_store_resolve_get(envdbi_store *s, envdbi_resolve_row **out, const ch
 {
 	/* Columns in row order. */
 	enum { C_ENV, C_STATUS, C_ROLE, C_DB, C_DRIVER, C_DBNAME, C_URL, C_AUTH, C_CRED, C_CT,
-	       C_HANDLE, C_EXP, C_PREV, C_PCT, C_PHANDLE, C_PEXP, C__N };
+	       C_HANDLE, C_EXP, C_PREV, C_PCT, C_PHANDLE, C_PEXP, C_AADV, C_PAADV, C__N };
 	sqlite3_stmt *st = NULL;
 	envdbi_resolve_row *r = NULL;
 	size_t len[C__N], total = 0, i;
@@ -1842,7 +1884,8 @@ int envdbi_store_resolve_get(envdbi_store *s, envdbi_resolve_row **out, const ch
 	}
 	for (i = 0; i < C__N; i++) {
 		len[i] = 0;
-		if (i == C_EXP || i == C_PEXP || sqlite3_column_type(st, (int)i) == SQLITE_NULL)
+		if (i == C_EXP || i == C_PEXP || i == C_AADV || i == C_PAADV ||
+		    sqlite3_column_type(st, (int)i) == SQLITE_NULL)
 			continue;
 		len[i] = (size_t)sqlite3_column_bytes(st, (int)i) + 1;
 		total += len[i];
@@ -1857,7 +1900,7 @@ int envdbi_store_resolve_get(envdbi_store *s, envdbi_resolve_row **out, const ch
 			&r->env_id, &r->env_status, &r->role, &r->db_id, &r->driver,
 			&r->database_name, &r->database_url, &r->authorization, &r->cred_id,
 			&r->cred_ciphertext, &r->cred_handle, NULL, &r->prev_id,
-			&r->prev_ciphertext, &r->prev_handle, NULL};
+			&r->prev_ciphertext, &r->prev_handle, NULL, NULL, NULL};
 
 		p = r->buf;
 		for (i = 0; i < C__N; i++) {
@@ -1871,6 +1914,8 @@ int envdbi_store_resolve_get(envdbi_store *s, envdbi_resolve_row **out, const ch
 	}
 	r->cred_expires_at = sqlite3_column_int64(st, C_EXP);
 	r->prev_expires_at = sqlite3_column_int64(st, C_PEXP);
+	r->cred_aad_version = sqlite3_column_int64(st, C_AADV);
+	r->prev_aad_version = sqlite3_column_int64(st, C_PAADV);
 	*out = r;
 	r = NULL;
 out:

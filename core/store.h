@@ -60,8 +60,10 @@
 /* envdbi_store is typedef'd in internal.h. */
 
 /** Current schema version of the store file (PRAGMA user_version).  Version
- * 1 creates every table, index and trigger from the object definitions. */
-#define ENVDBI_STORE_VERSION 1
+ * 1 creates every table, index and trigger from the object definitions;
+ * version 2 adds the columns defined since (sys_database_credential.
+ * aad_version, 1 for the rows that exist). */
+#define ENVDBI_STORE_VERSION 2
 
 /* ------------------------------------------------------------------------ */
 /* Open / close                                                              */
@@ -276,6 +278,7 @@ typedef struct envdbi_resolve_row {
 	int64_t cred_expires_at;
 	const char *prev_id, *prev_ciphertext, *prev_handle; /* newest rotating in window */
 	int64_t prev_expires_at;
+	int64_t cred_aad_version, prev_aad_version; /* envdb_credential.aad_version */
 	char buf[];
 } envdbi_resolve_row;
 

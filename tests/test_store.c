@@ -132,7 +132,7 @@ START_TEST(open_create_and_versions)
 	sqlite3_close(raw);
 	ck_assert_int_eq(envdbi_store_open_path(&s, path, 1000, false, 0), ENVDB_ERR_NOT_SUPPORTED);
 	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message,
-				     "schema version 99 is newer than this libenvdb supports (1)"));
+				     "schema version 99 is newer than this libenvdb supports (2)"));
 	ck_assert_ptr_null(s);
 }
 END_TEST
