@@ -188,7 +188,11 @@ static double floor_run(const bench *b, size_t *n_done)
 		envdbi_uuid_new(cred_id);
 		c.id = cred_id;
 		c.environment_database_id = db_id;
-		if (envdbi_credential_seal(ctx, &c, token) != 0)
+		d.id = db_id;
+		d.database_name = r->database_name;
+		d.database_url = r->database_url;
+		d.driver = (char *)"sqlite";
+		if (envdbi_credential_seal(ctx, &c, &d, token) != 0)
 			die("floor: seal");
 		envdbi_secret_free(token);
 

@@ -336,8 +336,135 @@ out:
 	return rc;
 }
 
-int envdb_check(envdb_violation ***out, size_t *n, envdb_ctx *ctx)
+/* ---- the ciphertexts, through the encryptor (invariant 7) --------------- */
+
+#define CHECK_PAIRING_TRIES 10000
+
+/* One credential and what opening it told. */
+typedef struct sealed_row {
+	envdb_credential *c;
+	envdb_database *db; /* NULL: dangling (reported above) */
+	bool opens;         /* with its own associated data */
+} sealed_row;
+
+/* True when the ciphertext of `a` opens with the associated data of `b`. */
+static bool opens_as(envdb_ctx *ctx, const sealed_row *a, const sealed_row *b)
 {
+	unsigned char aad[ENVDB_CREDENTIAL_AAD_BOUND_MAX];
+	envdbi_secret *pt = NULL;
+	envdb_credential as_b = *b->c;
+	size_t len;
+
+	as_b.secret_ciphertext = a->c->secret_ciphertext;
+	if (envdbi_credential_aad_of(aad, &len, &as_b, b->c->aad_version, b->db) != ENVDB_OK ||
+	    envdbi_encryptor_decrypt(ctx->encryptor, a->c->secret_ciphertext, aad, len, &pt) !=
+		    ENVDB_OK)
+		return false;
+	envdbi_secret_free(pt);
+	return true;
+}
+
+/* Open every credential's ciphertext with its own associated data (the
+ * plaintext is wiped at once), compare the key id inside it with the
+ * row's encryption_key_id, and name the rows a ciphertext was swapped or
+ * copied with.  Fatal only when the rows cannot be read. */
+static int check_ciphertexts(vlist *l, envdb_ctx *ctx)
+{
+	envdb_credential **creds = NULL;
+	sealed_row *rows = NULL;
+	size_t nc = 0, i, k, tries = 0;
+	int rc;
+
+	if ((rc = envdbi_store_cred_list(ctx->store, &creds, &nc, NULL)) != 0)
+		return rc;
+	if (nc > 0 && (rows = calloc(nc, sizeof *rows)) == NULL) {
+		rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "check: out of memory");
+		goto out;
+	}
+	for (i = 0; i < nc; i++) {
+		envdb_credential *c = rows[i].c = creds[i];
+		envdbi_secret *pt = NULL;
+		char *key = NULL;
+
+		if (c->secret_ciphertext == NULL || !envdbi_ciphertext_plausible(c->secret_ciphertext))
+			continue; /* reported by the field rules */
+		rc = envdbi_store_db_get(ctx->store, &rows[i].db, c->environment_database_id);
+		if (rc == ENVDB_ERR_NOT_FOUND)
+			continue; /* dangling reference, reported above */
+		if (rc != 0)
+			goto out;
+		if (c->aad_version < ENVDB_CREDENTIAL_AAD_VERSION)
+			add(l, "sys_database_credential", "aad_binds_address", c->id,
+			    "credential %s of database %s: sealed with associated data version "
+			    "%lld, which does not bind the database's driver, name and url; run "
+			    "envdb key rewrap",
+			    c->id, nz(rows[i].db->database_name), (long long)c->aad_version);
+		if (envdbi_encryptor_key_of(ctx->encryptor, c->secret_ciphertext, &key) != ENVDB_OK)
+			add(l, "sys_database_credential", "ciphertext_key_id", c->id,
+			    "credential %s: the encryptor cannot tell the key of its ciphertext: %s",
+			    c->id, envdb_error_last()->message);
+		else if (c->key_id == NULL || strcmp(key, c->key_id) != 0)
+			add(l, "sys_database_credential", "ciphertext_key_id", c->id,
+			    "credential %s: its ciphertext is sealed with key %s, but "
+			    "encryption_key_id says %s",
+			    c->id, key, nz(c->key_id));
+		free(key);
+		if (envdbi_credential_open(&pt, ctx, c, rows[i].db) == ENVDB_OK) {
+			rows[i].opens = true;
+			envdbi_secret_free(pt);
+		} else if (envdb_error_last()->status != ENVDB_ERR_INTEGRITY) {
+			add(l, "sys_database_credential", "ciphertext_bound", c->id,
+			    "credential %s: its ciphertext cannot be opened: %s", c->id,
+			    envdb_error_last()->message);
+			rows[i].opens = true; /* not a binding question: no pairing */
+		}
+	}
+	rc = 0;
+	/* What does not open with its own associated data: whose does it
+	 * open with (a swap, or a copy onto another row)?  Bounded: a mass
+	 * failure (an edited url of a database with many credentials) costs
+	 * at most CHECK_PAIRING_TRIES extra decryptions. */
+	for (i = 0; i < nc; i++) {
+		char ids[80];
+		bool named = false;
+
+		if (rows[i].db == NULL || rows[i].opens)
+			continue;
+		for (k = 0; k < nc && !named && tries < CHECK_PAIRING_TRIES; k++) {
+			if (k == i || rows[k].db == NULL)
+				continue;
+			tries++;
+			if (!opens_as(ctx, &rows[i], &rows[k]))
+				continue;
+			snprintf(ids, sizeof ids, "%s,%s", rows[i].c->id, rows[k].c->id);
+			add(l, "sys_database_credential", "ciphertext_bound", ids,
+			    "credential %s: its ciphertext is the one sealed for credential %s "
+			    "(swapped or copied between rows)",
+			    rows[i].c->id, rows[k].c->id);
+			named = true;
+		}
+		if (!named)
+			add(l, "sys_database_credential", "ciphertext_bound", rows[i].c->id,
+			    "credential %s: its ciphertext does not open with its own associated "
+			    "data: it was replaced, or database %s's driver, name or url changed "
+			    "since it was sealed (driver %s, url %s now)",
+			    rows[i].c->id, nz(rows[i].db->database_name), nz(rows[i].db->driver),
+			    nz(rows[i].db->database_url));
+	}
+out:
+	if (rows != NULL)
+		for (i = 0; i < nc; i++)
+			envdb_database_free(rows[i].db);
+	free(rows);
+	envdb_credential_list_free(creds, nc);
+	return rc;
+}
+
+int envdb_check_flags(envdb_violation ***out, size_t *n, envdb_ctx *ctx, unsigned flags)
+{
+	vlist l = {NULL, 0, 0, false};
+	int rc;
+
 	if (out == NULL || n == NULL || ctx == NULL)
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "check: NULL argument");
 	*out = NULL;
@@ -345,8 +472,31 @@ int envdb_check(envdb_violation ***out, size_t *n, envdb_ctx *ctx)
 	if (ctx->store == NULL)
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
 				    "check: the context was opened without a control plane");
-	int rc = envdbi_check_store(out, n, ctx->store);
-	if (rc != 0)
+	if ((rc = envdbi_check_store(&l.v, &l.n, ctx->store)) != 0) {
 		envdbi_error_prefix("check: ");
-	return rc;
+		return rc;
+	}
+	l.cap = l.n;
+	if (!(flags & ENVDB_CHECK_NO_DECRYPT) && ctx->encryptor == NULL)
+		envdbi_log(ENVDB_LOG_WARNING,
+			   "check: the manifest configures no encryptor: the ciphertexts are not "
+			   "opened (their binding to their rows is not verified)");
+	else if (!(flags & ENVDB_CHECK_NO_DECRYPT) &&
+		 (rc = check_ciphertexts(&l, ctx)) != 0) {
+		envdbi_error_prefix("check: ");
+		envdb_violation_list_free(l.v, l.n);
+		return rc;
+	}
+	if (l.failed) {
+		envdb_violation_list_free(l.v, l.n);
+		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "check: out of memory");
+	}
+	*out = l.v;
+	*n = l.n;
+	return 0;
+}
+
+int envdb_check(envdb_violation ***out, size_t *n, envdb_ctx *ctx)
+{
+	return envdb_check_flags(out, n, ctx, 0);
 }

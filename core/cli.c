@@ -83,8 +83,9 @@ static const envdb_cli_command commands[] = {
 	 "an existing member"},
 	{"member", "remove", envdb_cli_member_remove, "ORG/SLUG USER", "remove a member"},
 	{"member", "list", envdb_cli_member_list, "ORG/SLUG", "list the members and their roles"},
-	{"check", NULL, envdb_cli_check, "",
-	 "verify every invariant of the control plane; exit 65 when any is violated"},
+	{"check", NULL, envdb_cli_check, "[--no-decrypt]",
+	 "verify every invariant of the control plane (and open every ciphertext unless "
+	 "--no-decrypt); exit 65 when any is violated"},
 	{"schema", NULL, envdb_cli_schema, "",
 	 "print the object definitions (fields, types, enum values, indexes); --json for JSON"},
 	/* v4 -> v5 migration (cli_migrate.c) */

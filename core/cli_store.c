@@ -75,16 +75,22 @@ done:
 int envdb_cli_check(envdb_cli *cli, int argc, char **argv)
 {
 	envdb_violation **v = NULL;
+	bool no_decrypt = false;
+	envdb_cli_opt opts[] = {
+		{"no-decrypt", ENVDB_CLI_FLAG, &no_decrypt},
+		{NULL, 0, NULL},
+	};
 	envdb_cli_args pos;
 	envdb_ctx *ctx = NULL;
 	size_t n = 0;
 	int rc;
 
-	if ((rc = envdb_cli_parse(cli, argc, argv, NULL, &pos, 0, 0)) != EX_OK)
+	if ((rc = envdb_cli_parse(cli, argc, argv, opts, &pos, 0, 0)) != EX_OK)
 		return rc;
 	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
 		return rc;
-	if ((rc = envdb_check(&v, &n, ctx)) != ENVDB_OK) {
+	if ((rc = envdb_check_flags(&v, &n, ctx, no_decrypt ? ENVDB_CHECK_NO_DECRYPT : 0)) !=
+	    ENVDB_OK) {
 		rc = envdb_cli_fail(cli, rc);
 		goto out;
 	}

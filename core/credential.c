@@ -18,6 +18,7 @@
  */
 #include "config.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,7 @@
 #include "store.h"
 
 #define AAD_TAG "envdb-credential-v1"
+#define AAD_TAG_V2 "envdb-credential-v2"
 
 /* ------------------------------------------------------------------------ */
 /* Lookup helpers                                                            */
@@ -65,31 +67,97 @@ int envdbi_encryptor_get(envdbi_plugin **out, envdb_ctx *ctx, const char *what)
 /* Sealing                                                                   */
 /* ------------------------------------------------------------------------ */
 
-int envdb_credential_aad(unsigned char *aad, size_t *len, const char *credential_id,
-			 const char *environment_database_id)
+/* The one builder of a credential's associated data, every version, for
+ * every caller (seal, open, rewrap, check, the public functions): see
+ * envdb_credential_aad_bound() in envdb.h for the bytes.  `db` is needed
+ * by version 2 only; version 1 uses `db_id`. */
+static int build_aad(unsigned char *aad, size_t cap, size_t *len, int64_t version,
+		     const char *credential_id, const char *db_id, const envdb_database *db)
 {
-	size_t n = 0;
+	static const char tag1[] = AAD_TAG, tag2[] = AAD_TAG_V2;
+	const char *tag = version == 1 ? tag1 : tag2;
+	size_t need, tag_len = version == 1 ? sizeof(tag1) : sizeof(tag2), n = 0;
 
-	if (aad == NULL || len == NULL || credential_id == NULL || environment_database_id == NULL)
-		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "credential aad: missing argument");
-	if (!envdbi_uuid_valid(credential_id) || !envdbi_uuid_valid(environment_database_id))
+	if (version != 1 && version != 2)
+		return envdbi_error(ENVDB_ERR_INVALID, NULL,
+				    "credential %s: aad: unknown associated data version %lld",
+				    credential_id, (long long)version);
+	if (!envdbi_uuid_valid(credential_id) || !envdbi_uuid_valid(db_id))
 		return envdbi_error(ENVDB_ERR_INVALID, NULL,
 				    "credential %s: aad: credential and database ids must be uuids",
 				    credential_id);
-	memcpy(aad, AAD_TAG, sizeof(AAD_TAG)); /* with its NUL */
-	n = sizeof(AAD_TAG);
+	if (version == 2 &&
+	    (db == NULL || db->driver == NULL || db->database_name == NULL || db->database_url == NULL))
+		return envdbi_error(ENVDB_ERR_INVALID, NULL,
+				    "credential %s: aad: the database's driver, name and url are "
+				    "needed",
+				    credential_id);
+	need = tag_len + 36 + 1 + 36 + (version == 2 ? 1 + crypto_generichash_BYTES : 0);
+	*len = need;
+	if (cap < need)
+		return envdbi_error(ENVDB_ERR_BUFFER_TOO_SMALL, NULL,
+				    "credential %s: aad: %zu bytes needed", credential_id, need);
+	memcpy(aad, tag, tag_len); /* with its NUL */
+	n = tag_len;
 	memcpy(aad + n, credential_id, 36);
 	n += 36;
 	aad[n++] = 0;
-	memcpy(aad + n, environment_database_id, 36);
+	memcpy(aad + n, db_id, 36);
 	n += 36;
-	*len = n;
+	if (version == 2) {
+		crypto_generichash_state h;
+
+		/* The strings with their NULs: no two addresses hash alike by
+		 * moving a boundary. */
+		aad[n++] = 0;
+		crypto_generichash_init(&h, NULL, 0, crypto_generichash_BYTES);
+		crypto_generichash_update(&h, (const unsigned char *)db->driver,
+					  strlen(db->driver) + 1);
+		crypto_generichash_update(&h, (const unsigned char *)db->database_name,
+					  strlen(db->database_name) + 1);
+		crypto_generichash_update(&h, (const unsigned char *)db->database_url,
+					  strlen(db->database_url) + 1);
+		crypto_generichash_final(&h, aad + n, crypto_generichash_BYTES);
+		n += crypto_generichash_BYTES;
+	}
+	assert(n == need);
 	return ENVDB_OK;
 }
 
-int envdbi_credential_seal(envdb_ctx *ctx, envdb_credential *c, const envdbi_secret *secret)
+int envdb_credential_aad(unsigned char *aad, size_t *len, const char *credential_id,
+			 const char *environment_database_id)
 {
-	unsigned char aad[ENVDB_CREDENTIAL_AAD_MAX];
+	if (aad == NULL || len == NULL || credential_id == NULL || environment_database_id == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "credential aad: missing argument");
+	return build_aad(aad, ENVDB_CREDENTIAL_AAD_MAX, len, 1, credential_id,
+			 environment_database_id, NULL);
+}
+
+int envdb_credential_aad_bound(unsigned char *aad, size_t cap, size_t *len, int64_t version,
+			       const char *credential_id, const envdb_database *db)
+{
+	if (aad == NULL || len == NULL || credential_id == NULL || db == NULL || db->id == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "credential aad: missing argument");
+	if (sodium_init() < 0)
+		return envdbi_error(ENVDB_ERR_GENERIC, NULL, "credential aad: libsodium init failed");
+	return build_aad(aad, cap, len, version, credential_id, db->id, db);
+}
+
+int envdbi_credential_aad_of(unsigned char aad[ENVDB_CREDENTIAL_AAD_BOUND_MAX], size_t *len,
+			     const envdb_credential *c, int64_t version, const envdb_database *db)
+{
+	if (db == NULL || db->id == NULL || c->environment_database_id == NULL ||
+	    strcmp(db->id, c->environment_database_id) != 0)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
+				    "credential %s: aad: not a credential of the database given",
+				    c->id);
+	return build_aad(aad, ENVDB_CREDENTIAL_AAD_BOUND_MAX, len, version, c->id, db->id, db);
+}
+
+int envdbi_credential_seal(envdb_ctx *ctx, envdb_credential *c, const envdb_database *db,
+			   const envdbi_secret *secret)
+{
+	unsigned char aad[ENVDB_CREDENTIAL_AAD_BOUND_MAX];
 	envdbi_plugin *enc;
 	char *ct = NULL, *key_id = NULL;
 	size_t aad_len;
@@ -97,7 +165,8 @@ int envdbi_credential_seal(envdb_ctx *ctx, envdb_credential *c, const envdbi_sec
 
 	if ((rc = envdbi_encryptor_get(&enc, ctx, "seal credential")) != ENVDB_OK)
 		return rc;
-	if ((rc = envdb_credential_aad(aad, &aad_len, c->id, c->environment_database_id)) != 0)
+	rc = envdbi_credential_aad_of(aad, &aad_len, c, ENVDB_CREDENTIAL_AAD_VERSION, db);
+	if (rc != ENVDB_OK)
 		return rc;
 	rc = envdbi_encryptor_encrypt(enc, secret, aad, aad_len, &ct, &key_id);
 	if (rc != ENVDB_OK)
@@ -106,12 +175,14 @@ int envdbi_credential_seal(envdb_ctx *ctx, envdb_credential *c, const envdbi_sec
 	free(c->key_id);
 	c->secret_ciphertext = ct;
 	c->key_id = key_id;
+	c->aad_version = ENVDB_CREDENTIAL_AAD_VERSION;
 	return ENVDB_OK;
 }
 
-int envdbi_credential_open(envdbi_secret **out, envdb_ctx *ctx, const envdb_credential *c)
+int envdbi_credential_open(envdbi_secret **out, envdb_ctx *ctx, const envdb_credential *c,
+			   const envdb_database *db)
 {
-	unsigned char aad[ENVDB_CREDENTIAL_AAD_MAX];
+	unsigned char aad[ENVDB_CREDENTIAL_AAD_BOUND_MAX];
 	envdbi_plugin *enc;
 	size_t aad_len;
 	int rc;
@@ -119,9 +190,13 @@ int envdbi_credential_open(envdbi_secret **out, envdb_ctx *ctx, const envdb_cred
 	*out = NULL;
 	if ((rc = envdbi_encryptor_get(&enc, ctx, "open credential")) != ENVDB_OK)
 		return rc;
-	if ((rc = envdb_credential_aad(aad, &aad_len, c->id, c->environment_database_id)) != 0)
+	if ((rc = envdbi_credential_aad_of(aad, &aad_len, c, c->aad_version, db)) != ENVDB_OK)
 		return rc;
 	rc = envdbi_encryptor_decrypt(enc, c->secret_ciphertext, aad, aad_len, out);
+	if (rc == ENVDB_ERR_INTEGRITY && c->aad_version >= 2)
+		return envdbi_error_prefix("credential %s: decrypt: not sealed for this row and "
+					   "database %s (driver, name and url as sealed): ",
+					   c->id, db->database_name);
 	if (rc != ENVDB_OK)
 		return envdbi_error_prefix("credential %s: decrypt: ", c->id);
 	return ENVDB_OK;
@@ -197,6 +272,25 @@ int envdbi_credential_retire(envdb_ctx *ctx, const envdb_database *db, const env
 	if (failpoint != NULL && (rc = ENVDB_FAILPOINT(failpoint)) != ENVDB_OK)
 		return rc;
 	rc = envdbi_store_cred_set_status(ctx->store, c->id, from_status, "revoked");
+	if (rc == ENVDB_ERR_STATE || rc == ENVDB_ERR_NOT_FOUND) {
+		/* The compare-and-set lost: someone else (a concurrent
+		 * completion, rotation or reconcile) moved the row.  If it is
+		 * revoked now, or gone with its environment, what was asked is
+		 * done: revoking is idempotent, and the backend revocation
+		 * above was too. */
+		envdb_credential *cur = NULL;
+		int st = envdbi_store_cred_get(ctx->store, &cur, c->id);
+
+		if (st == ENVDB_ERR_NOT_FOUND || (st == ENVDB_OK && strcmp(cur->status, "revoked") == 0))
+			rc = ENVDB_OK;
+		else
+			rc = envdbi_error(ENVDB_ERR_STATE, NULL,
+					  "credential %s: status is %s, expected %s (changed "
+					  "meanwhile)",
+					  c->id, st == ENVDB_OK ? cur->status : "unknown",
+					  from_status);
+		envdb_credential_free(cur);
+	}
 	if (rc != ENVDB_OK)
 		return envdbi_error_prefix("revoke credential %s: ", c->id);
 	return ENVDB_OK;
@@ -520,7 +614,7 @@ int envdb_cred_rotate(envdb_ctx *ctx, const char *organization_id, const char *s
 	for (i = 0; i < n_act; i++) {
 		if ((rc = ENVDB_FAILPOINT("rotate.encrypt")) != ENVDB_OK)
 			goto undo;
-		if ((rc = envdbi_credential_seal(ctx, r[i].fresh, r[i].secret)) != ENVDB_OK) {
+		if ((rc = envdbi_credential_seal(ctx, r[i].fresh, db, r[i].secret)) != ENVDB_OK) {
 			envdbi_error_prefix("rotate %s/%s: ", organization_id, slug);
 			goto undo;
 		}
@@ -574,28 +668,34 @@ out:
 /* Rewrap                                                                    */
 /* ------------------------------------------------------------------------ */
 
-/* Re-seal one ciphertext under the current key: the encryptor's rewrap when
- * it has one, else decrypt + encrypt in secure memory. */
-static int reseal(envdb_ctx *ctx, envdbi_plugin *enc, const envdb_credential *c, char **ct,
-		  char **key_id)
+/* Re-seal one ciphertext under the current key and associated data: the
+ * encryptor's rewrap when it has one and the associated data stays, else
+ * decrypt (with the row's version) + encrypt (with the current one) in
+ * secure memory. */
+static int reseal(envdb_ctx *ctx, envdbi_plugin *enc, const envdb_credential *c,
+		  const envdb_database *db, char **ct, char **key_id)
 {
-	unsigned char aad[ENVDB_CREDENTIAL_AAD_MAX];
+	unsigned char aad[ENVDB_CREDENTIAL_AAD_BOUND_MAX], aad_new[ENVDB_CREDENTIAL_AAD_BOUND_MAX];
 	envdbi_secret *pt = NULL;
-	size_t aad_len;
+	size_t aad_len, new_len;
 	int rc;
 
-	if ((rc = envdb_credential_aad(aad, &aad_len, c->id, c->environment_database_id)) != 0)
+	if ((rc = envdbi_credential_aad_of(aad, &aad_len, c, c->aad_version, db)) != ENVDB_OK ||
+	    (rc = envdbi_credential_aad_of(aad_new, &new_len, c, ENVDB_CREDENTIAL_AAD_VERSION,
+					   db)) != ENVDB_OK)
 		return rc;
-	if (envdbi_plugin_capabilities(enc) & ENVDB_ENCRYPTOR_CAP_REWRAP)
+	if (c->aad_version == ENVDB_CREDENTIAL_AAD_VERSION &&
+	    (envdbi_plugin_capabilities(enc) & ENVDB_ENCRYPTOR_CAP_REWRAP))
 		return envdbi_encryptor_rewrap(enc, c->secret_ciphertext, aad, aad_len, ct, key_id);
 	rc = envdbi_encryptor_decrypt(enc, c->secret_ciphertext, aad, aad_len, &pt);
 	if (rc == ENVDB_OK)
-		rc = envdbi_encryptor_encrypt(enc, pt, aad, aad_len, ct, key_id);
+		rc = envdbi_encryptor_encrypt(enc, pt, aad_new, new_len, ct, key_id);
 	envdbi_secret_free(pt);
 	return rc;
 }
 
-/* Write the new ciphertext unless the row changed since it was read. */
+/* Write the new ciphertext (sealed with the current associated data
+ * version) unless the row changed since it was read. */
 static int rewrap_store(envdb_ctx *ctx, const envdb_credential *seen, const char *ct,
 			const char *key_id, bool *changed)
 {
@@ -614,7 +714,8 @@ static int rewrap_store(envdb_ctx *ctx, const envdb_credential *seen, const char
 	}
 	if (rc != ENVDB_OK)
 		goto done;
-	if (strcmp(cur->secret_ciphertext, seen->secret_ciphertext) != 0) {
+	if (strcmp(cur->secret_ciphertext, seen->secret_ciphertext) != 0 ||
+	    cur->aad_version != seen->aad_version) {
 		*changed = true;
 		goto done;
 	}
@@ -622,6 +723,7 @@ static int rewrap_store(envdb_ctx *ctx, const envdb_credential *seen, const char
 	free(cur->key_id);
 	cur->secret_ciphertext = strdup(ct);
 	cur->key_id = strdup(key_id);
+	cur->aad_version = ENVDB_CREDENTIAL_AAD_VERSION;
 	if (cur->secret_ciphertext == NULL || cur->key_id == NULL)
 		rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "rewrap: out of memory");
 	else
@@ -663,12 +765,18 @@ int envdb_key_rewrap(envdb_rewrap_report *report, envdb_ctx *ctx, unsigned flags
 
 		report->total++;
 		rc = envdbi_encryptor_key_of(enc, c->secret_ciphertext, &key);
-		if (rc == ENVDB_OK && strcmp(key, current) == 0) {
+		if (rc == ENVDB_OK && strcmp(key, current) == 0 &&
+		    c->aad_version == ENVDB_CREDENTIAL_AAD_VERSION) {
 			report->already_current++;
 		} else if (rc == ENVDB_OK && (flags & ENVDB_REWRAP_DRY_RUN)) {
 			report->rewrapped++;
 		} else if (rc == ENVDB_OK) {
-			rc = reseal(ctx, enc, c, &ct, &key_id);
+			envdb_database *db = NULL;
+
+			rc = envdbi_store_db_get(ctx->store, &db, c->environment_database_id);
+			if (rc == ENVDB_OK)
+				rc = reseal(ctx, enc, c, db, &ct, &key_id);
+			envdb_database_free(db);
 			if (rc == ENVDB_OK)
 				rc = ENVDB_FAILPOINT("rewrap.after_seal");
 			if (rc == ENVDB_OK)

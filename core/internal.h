@@ -238,15 +238,26 @@ int envdbi_adapter_find(envdbi_plugin **out, envdb_ctx *ctx, const char *driver)
  * when the manifest configures none. */
 int envdbi_encryptor_get(envdbi_plugin **out, envdb_ctx *ctx, const char *what);
 
-/** Seal `secret` for credential row `c` with the AAD of
- * envdb_credential_aad(c->id, c->environment_database_id); replaces
- * c->secret_ciphertext and c->key_id (malloc'd, owned by c). */
-int envdbi_credential_seal(envdb_ctx *ctx, envdb_credential *c, const envdbi_secret *secret);
+/** The associated data of credential `c` of database `db` (which must be
+ * the row c->environment_database_id names, else ENVDB_ERR_MISUSE) in
+ * format `version` (envdb_credential_aad_bound()).  The one place every
+ * seal, open, rewrap and check gets it from. */
+int envdbi_credential_aad_of(unsigned char aad[ENVDB_CREDENTIAL_AAD_BOUND_MAX], size_t *len,
+			     const envdb_credential *c, int64_t version, const envdb_database *db);
 
-/** Open the ciphertext of row `c`; *out in secure memory (caller frees with
+/** Seal `secret` for credential row `c` of database `db` with the current
+ * associated data (ENVDB_CREDENTIAL_AAD_VERSION: ids, driver, name, url);
+ * replaces c->secret_ciphertext and c->key_id (malloc'd, owned by c) and
+ * sets c->aad_version. */
+int envdbi_credential_seal(envdb_ctx *ctx, envdb_credential *c, const envdb_database *db,
+			   const envdbi_secret *secret);
+
+/** Open the ciphertext of row `c` of database `db` with the associated data
+ * of c->aad_version; *out in secure memory (caller frees with
  * envdbi_secret_free).  ENVDB_ERR_INTEGRITY when the ciphertext is not
- * bound to this row. */
-int envdbi_credential_open(envdbi_secret **out, envdb_ctx *ctx, const envdb_credential *c);
+ * bound to this row and (version 2) this database address. */
+int envdbi_credential_open(envdbi_secret **out, envdb_ctx *ctx, const envdb_credential *c,
+			   const envdb_database *db);
 
 /** Revoke credential `c` of database `db` at the backend (when the adapter
  * has ENVDB_ADAPTER_CAP_REVOKE), then move its row from `from_status` to

@@ -84,6 +84,16 @@ int envdb_member_add(envdb_ctx *ctx, const char *organization_id, const char *sl
 				  organization_id, slug, user_id, env->status);
 		goto out;
 	}
+	/* An intent is not an environment yet: its provisioning may still be
+	 * rolled back (the slug freed and taken again), and a member added
+	 * now would outlive that into whatever environment comes next. */
+	if (strcmp(env->status, "provisioning") == 0) {
+		rc = envdbi_error(ENVDB_ERR_STATE, NULL,
+				  "environment %s/%s: member add %s: the environment is still "
+				  "being provisioned; add members once it is active",
+				  organization_id, slug, user_id);
+		goto out;
+	}
 	envdb_member m = {
 		.environment_id = env->id,
 		.user_id = (char *)user_id,

@@ -374,6 +374,7 @@ static int reseal(mig *m, planned *p, envdb_migrate_org *o)
 	char aad[ENVDBI_LEGACY_AAD_MAX];
 	size_t aad_len = envdbi_legacy_token_aad(aad, sizeof(aad), r->id);
 	envdbi_secret *token = NULL;
+	envdb_database d;
 	int rc;
 
 	if ((rc = ENVDB_FAILPOINT("migrate.decrypt")) != ENVDB_OK ||
@@ -389,8 +390,14 @@ static int reseal(mig *m, planned *p, envdb_migrate_org *o)
 	memset(&p->cred, 0, sizeof(p->cred));
 	p->cred.id = p->cred_id;
 	p->cred.environment_database_id = p->db_id;
+	/* Sealed for the address write_org() gives the database row. */
+	memset(&d, 0, sizeof(d));
+	d.id = p->db_id;
+	d.database_name = r->database_name;
+	d.database_url = r->database_url;
+	d.driver = (char *)p->driver;
 	if ((rc = ENVDB_FAILPOINT("migrate.encrypt")) == ENVDB_OK)
-		rc = envdbi_credential_seal(m->ctx, &p->cred, token);
+		rc = envdbi_credential_seal(m->ctx, &p->cred, &d, token);
 	envdbi_secret_free(token);
 	if (rc != ENVDB_OK) {
 		const char *why = envdb_error_last()->message;

@@ -406,19 +406,7 @@ static int provision(envdb_environment **out, envdb_ctx *ctx, prov_req *q)
 	if ((rc = ENVDB_FAILPOINT("provision.after_mint")) != ENVDB_OK)
 		goto fail;
 
-	/* 4. Seal. */
-	for (i = 0; i < n_creds; i++) {
-		if ((rc = ENVDB_FAILPOINT("provision.encrypt")) != ENVDB_OK)
-			goto fail;
-		if ((rc = envdbi_credential_seal(ctx, creds[i].row, creds[i].secret)) != ENVDB_OK)
-			goto fail_prefixed;
-		envdbi_secret_free(creds[i].secret);
-		creds[i].secret = NULL;
-	}
-	if ((rc = ENVDB_FAILPOINT("provision.after_encrypt")) != ENVDB_OK)
-		goto fail;
-
-	/* 5. One transaction makes it real. */
+	/* The database row, whose address the secrets are sealed for. */
 	memset(&d, 0, sizeof(d));
 	d.id = db_id;
 	d.environment_id = env_id;
@@ -429,6 +417,20 @@ static int provision(envdb_environment **out, envdb_ctx *ctx, prov_req *q)
 	d.storage_limit_mb = q->storage_mb;
 	d.provisioned_at = now;
 	d.metadata = meta;
+
+	/* 4. Seal. */
+	for (i = 0; i < n_creds; i++) {
+		if ((rc = ENVDB_FAILPOINT("provision.encrypt")) != ENVDB_OK)
+			goto fail;
+		if ((rc = envdbi_credential_seal(ctx, creds[i].row, &d, creds[i].secret)) != ENVDB_OK)
+			goto fail_prefixed;
+		envdbi_secret_free(creds[i].secret);
+		creds[i].secret = NULL;
+	}
+	if ((rc = ENVDB_FAILPOINT("provision.after_encrypt")) != ENVDB_OK)
+		goto fail;
+
+	/* 5. One transaction makes it real. */
 	rc = provision_commit(ctx, env_id, &d, creds, n_creds, q->owner);
 	if (rc != ENVDB_OK)
 		goto fail_prefixed;

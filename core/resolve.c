@@ -648,17 +648,26 @@ static const char *role_authorization(const char *role)
 	return NULL;
 }
 
-/* Open credential `id` of database `db_id` (the AAD binds both). */
-static int open_secret(envdbi_secret **out, envdb_ctx *ctx, const char *id, const char *db_id,
-		       const char *ciphertext)
+/* Open credential `id` of the database of `row`: the associated data binds
+ * the credential, the database and (aad_version 2) its driver, name and url
+ * as this very read saw them. */
+static int open_secret(envdbi_secret **out, envdb_ctx *ctx, const envdbi_resolve_row *row,
+		       const char *id, const char *ciphertext, int64_t aad_version)
 {
 	envdb_credential c;
+	envdb_database d;
 
 	memset(&c, 0, sizeof(c));
+	memset(&d, 0, sizeof(d));
 	c.id = (char *)id;
-	c.environment_database_id = (char *)db_id;
+	c.environment_database_id = (char *)row->db_id;
 	c.secret_ciphertext = (char *)ciphertext;
-	return envdbi_credential_open(out, ctx, &c);
+	c.aad_version = aad_version;
+	d.id = (char *)row->db_id;
+	d.driver = (char *)row->driver;
+	d.database_name = (char *)row->database_name;
+	d.database_url = (char *)row->database_url;
+	return envdbi_credential_open(out, ctx, &c, &d);
 }
 
 /* The slow path: read the control plane, check, decrypt.  The read is ONE
@@ -734,11 +743,13 @@ static int resolve_load(envdb_ctx *ctx, resolved *r, envdbi_resolve_row **row_ou
 				    "resolve %s/%s: the active %s credential %s expired at %lld; "
 				    "rotate it",
 				    org, slug, auth, row->cred_id, (long long)row->cred_expires_at);
-	rc = open_secret(sec_out, ctx, row->cred_id, row->db_id, row->cred_ciphertext);
+	rc = open_secret(sec_out, ctx, row, row->cred_id, row->cred_ciphertext,
+			 row->cred_aad_version);
 	if (rc != ENVDB_OK)
 		return envdbi_error_prefix("resolve %s/%s: ", org, slug);
 	if (row->prev_id != NULL) {
-		rc = open_secret(prev_sec_out, ctx, row->prev_id, row->db_id, row->prev_ciphertext);
+		rc = open_secret(prev_sec_out, ctx, row, row->prev_id, row->prev_ciphertext,
+				 row->prev_aad_version);
 		if (rc != ENVDB_OK)
 			return envdbi_error_prefix("resolve %s/%s: ", org, slug);
 	}

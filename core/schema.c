@@ -125,7 +125,9 @@ static const envdbi_field_def credential_fields[] = {
 	 NULL, true, NULL, "sys_environment_database", ENVDBI_FF_IMMUTABLE | ENVDBI_FF_CASCADE,
 	 F(envdb_credential, environment_database_id)},
 	{"secret_ciphertext", ENVDBI_FT_CIPHERTEXT,
-	 "the secret sealed by the encryptor, bound to id and environment_database_id", NULL, true,
+	 "the secret sealed by the encryptor, bound to id, environment_database_id and (see "
+	 "aad_version) the database's address",
+	 NULL, true,
 	 NULL, NULL, 0, F(envdb_credential, secret_ciphertext)},
 	{"encryption_key_id", ENVDBI_FT_TEXT, "id of the key that sealed the secret", NULL, true,
 	 NULL, NULL, 0, F(envdb_credential, key_id)},
@@ -142,6 +144,11 @@ static const envdbi_field_def credential_fields[] = {
 	 NULL, 0, F(envdb_credential, expires_at)},
 	{"revoked_at", ENVDBI_FT_TIME, "when the credential was revoked", NULL, false, NULL, NULL, 0,
 	 F(envdb_credential, revoked_at)},
+	/* Added by store migration 2; rows from before it are version 1. */
+	{"aad_version", ENVDBI_FT_INT,
+	 "associated data the ciphertext is bound to: 1 ids only (upgrade with envdb key "
+	 "rewrap), 2 ids and the database's driver, name and url",
+	 NULL, true, "1", NULL, ENVDBI_FF_POSITIVE, F(envdb_credential, aad_version)},
 };
 
 static const envdbi_index_def credential_indexes[] = {
@@ -824,6 +831,59 @@ void envdbi_strbuf_free(envdbi_strbuf *b)
 	b->failed = false;
 }
 
+/* The column definition of field f of o (what CREATE TABLE and ALTER
+ * TABLE ADD COLUMN take). */
+static int column_ddl(envdbi_strbuf *b, const envdbi_object_def *o, const envdbi_field_def *f)
+{
+	char *check = NULL;
+	int rc;
+
+	envdbi_strbuf_printf(b, "\"%s\" %s", f->name,
+			     envdbi_ftype_is_text(f->type) ? "TEXT" : "INTEGER");
+	if (f->required)
+		envdbi_strbuf_puts(b, " NOT NULL");
+	if (f->flags & ENVDBI_FF_PRIMARY)
+		envdbi_strbuf_puts(b, " PRIMARY KEY");
+	if (f->default_value != NULL) {
+		envdbi_strbuf_puts(b, " DEFAULT ");
+		if (envdbi_ftype_is_text(f->type))
+			sql_quote(b, f->default_value);
+		else
+			envdbi_strbuf_puts(b, f->default_value);
+	}
+	if (f->type == ENVDBI_FT_REF)
+		envdbi_strbuf_printf(b, " REFERENCES \"%s\"(\"id\")%s", f->ref,
+				     (f->flags & ENVDBI_FF_CASCADE) ? " ON DELETE CASCADE" : "");
+	if ((rc = envdbi_schema_field_check_sql(&check, f)) != 0)
+		return rc;
+	if (check != NULL) {
+		envdbi_strbuf_printf(b, "\n    CONSTRAINT \"%s_%s_check\" CHECK (%s)", o->name,
+				     f->name, check);
+		free(check);
+	}
+	return 0;
+}
+
+int envdbi_schema_add_column_ddl(char **out, const envdbi_object_def *o,
+				 const envdbi_field_def *f)
+{
+	envdbi_strbuf b = ENVDBI_STRBUF_INIT;
+	int rc;
+
+	*out = NULL;
+	envdbi_strbuf_printf(&b, "ALTER TABLE \"%s\" ADD COLUMN ", o->name);
+	if ((rc = column_ddl(&b, o, f)) != 0) {
+		envdbi_strbuf_free(&b);
+		return rc;
+	}
+	if (b.failed) {
+		envdbi_strbuf_free(&b);
+		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "schema %s: out of memory", o->name);
+	}
+	*out = b.data;
+	return 0;
+}
+
 int envdbi_schema_ddl(char **out, const envdbi_object_def *o)
 {
 	envdbi_strbuf b = ENVDBI_STRBUF_INIT;
@@ -831,32 +891,9 @@ int envdbi_schema_ddl(char **out, const envdbi_object_def *o)
 	*out = NULL;
 	envdbi_strbuf_printf(&b, "CREATE TABLE IF NOT EXISTS \"%s\" (\n", o->name);
 	for (size_t i = 0; i < o->n_fields; i++) {
-		const envdbi_field_def *f = &o->fields[i];
-		char *check = NULL;
-		envdbi_strbuf_printf(&b, "  \"%s\" %s", f->name,
-				     envdbi_ftype_is_text(f->type) ? "TEXT" : "INTEGER");
-		if (f->required)
-			envdbi_strbuf_puts(&b, " NOT NULL");
-		if (f->flags & ENVDBI_FF_PRIMARY)
-			envdbi_strbuf_puts(&b, " PRIMARY KEY");
-		if (f->default_value != NULL) {
-			envdbi_strbuf_puts(&b, " DEFAULT ");
-			if (envdbi_ftype_is_text(f->type))
-				sql_quote(&b, f->default_value);
-			else
-				envdbi_strbuf_puts(&b, f->default_value);
-		}
-		if (f->type == ENVDBI_FT_REF)
-			envdbi_strbuf_printf(&b, " REFERENCES \"%s\"(\"id\")%s", f->ref,
-					     (f->flags & ENVDBI_FF_CASCADE) ? " ON DELETE CASCADE"
-									    : "");
-		if ((rc = envdbi_schema_field_check_sql(&check, f)) != 0)
+		envdbi_strbuf_puts(&b, "  ");
+		if ((rc = column_ddl(&b, o, &o->fields[i])) != 0)
 			goto out;
-		if (check != NULL) {
-			envdbi_strbuf_printf(&b, "\n    CONSTRAINT \"%s_%s_check\" CHECK (%s)",
-					     o->name, f->name, check);
-			free(check);
-		}
 		envdbi_strbuf_puts(&b, i + 1 < o->n_fields ? ",\n" : "\n");
 	}
 	envdbi_strbuf_puts(&b, ");\n");

@@ -133,6 +133,11 @@ void *envdbi_record_dup(const envdbi_object_def *o, const void *record);
 /** CREATE TABLE/INDEX/TRIGGER statements of one object, generated from its
  * definition; *out malloc'd (free()).  Used by store migration 1. */
 int envdbi_schema_ddl(char **out, const envdbi_object_def *o);
+/** ALTER TABLE ADD COLUMN of field `f` of `o`, the same column definition
+ * as in envdbi_schema_ddl(); *out malloc'd (free()).  Used by the store
+ * migrations that add a field. */
+int envdbi_schema_add_column_ddl(char **out, const envdbi_object_def *o,
+				 const envdbi_field_def *f);
 /** The SQL CHECK expression of a field (enum, slug, positive, bool), or NULL
  * in *out when the field has none; *out malloc'd. */
 int envdbi_schema_field_check_sql(char **out, const envdbi_field_def *f);

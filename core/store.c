@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1132,13 +1133,54 @@ static int create_objects(envdbi_store *s, bool legacy)
 	return 0;
 }
 
+static int table_has(envdbi_store *s, const char *sql, const char *a, const char *b, int *found);
+
 /* Migration 1: every non-legacy object from the definitions. */
 static int migration_1(envdbi_store *s)
 {
 	return create_objects(s, false);
 }
 
-static int (*const migrations[ENVDBI_STORE_VERSION])(envdbi_store *) = {migration_1};
+/* Add every column of the (non-legacy) definitions that a table of an
+ * older version lacks; a fresh file got them all from migration 1. */
+static int add_missing_columns(envdbi_store *s)
+{
+	for (size_t i = 0; i < envdbi_schema_n_objects; i++) {
+		const envdbi_object_def *o = &envdbi_schema_objects[i];
+
+		if (o->legacy)
+			continue;
+		for (size_t k = 0; k < o->n_fields; k++) {
+			char *ddl = NULL;
+			int found = 0, rc;
+
+			rc = table_has(s, "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+				       o->name, o->fields[k].name, &found);
+			if (rc != 0)
+				return rc;
+			if (found)
+				continue;
+			if ((rc = envdbi_schema_add_column_ddl(&ddl, o, &o->fields[k])) != 0)
+				return rc;
+			rc = exec_sql(s, ddl, o->name);
+			free(ddl);
+			if (rc != 0)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+/* Migration 2: sys_database_credential.aad_version (the associated data
+ * binds the database address from version 2 on); existing rows are
+ * version 1 (the column's default) until `envdb key rewrap`. */
+static int migration_2(envdbi_store *s)
+{
+	return add_missing_columns(s);
+}
+
+static int (*const migrations[ENVDBI_STORE_VERSION])(envdbi_store *) = {migration_1,
+									 migration_2};
 
 static int count_tables(envdbi_store *s, int *n)
 {
@@ -1235,6 +1277,86 @@ static int ensure_legacy(envdbi_store *s)
 	return envdbi_store_commit(s);
 }
 
+int envdbi_store_status_of_sqlite(int sqlite_rc)
+{
+	switch (sqlite_rc & 0xff) {
+	case SQLITE_OK:
+		return ENVDB_OK;
+	case SQLITE_NOTADB:
+	case SQLITE_CORRUPT:
+	case SQLITE_FORMAT:
+		return ENVDB_ERR_INVALID;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return ENVDB_ERR_BUSY;
+	case SQLITE_NOMEM:
+		return ENVDB_ERR_NOMEM;
+	default:
+		/* READONLY, CANTOPEN, PERM, IOERR, FULL, ...: the file is
+		 * (probably) fine; the system refused to read or write it. */
+		return ENVDB_ERR_IO;
+	}
+}
+
+/* Why the control plane cannot be written, for the message: the errno of
+ * a write-access probe of the file, else of its directory (where SQLite
+ * creates the -wal and -shm files), else SQLite's own errno. */
+static const char *unwritable_cause(char *buf, size_t cap, const char *path, int sys_errno)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+
+	if (faccessat(AT_FDCWD, path, W_OK, AT_EACCESS) != 0 && errno != ENOENT) {
+		snprintf(buf, cap, "the file is not writable: %s", strerror(errno));
+		return buf;
+	}
+	if (slash == NULL)
+		snprintf(dir, sizeof dir, ".");
+	else if (slash == path)
+		snprintf(dir, sizeof dir, "/");
+	else
+		snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+	if (faccessat(AT_FDCWD, dir, W_OK, AT_EACCESS) != 0) {
+		snprintf(buf, cap, "its directory %s is not writable (needed for the -wal and -shm "
+			 "files): %s", dir, strerror(errno));
+		return buf;
+	}
+	if (sys_errno != 0)
+		snprintf(buf, cap, "%s", strerror(sys_errno));
+	else
+		snprintf(buf, cap, "cannot write it");
+	return buf;
+}
+
+/* Report a failure of the first steps of open (the file opened read-only,
+ * the first read failed) by its real cause: only a file SQLite calls
+ * damaged or not a database is ENVDB_ERR_INVALID; a read-only file system
+ * or file, or a missing permission, is ENVDB_ERR_IO and says so (an
+ * operator told "not a database" might restore a healthy file). */
+static int open_error(envdbi_store *s, int sqlite_rc)
+{
+	int status = envdbi_store_status_of_sqlite(sqlite_rc);
+	char native[16], cause[PATH_MAX + 160];
+
+	snprintf(native, sizeof native, "%d", sqlite_rc);
+	if (status == ENVDB_ERR_INVALID)
+		return envdbi_error(status, native,
+				    "control plane %s: not an SQLite database (or damaged): %s",
+				    s->path, sqlite3_errstr(sqlite_rc));
+	if (status == ENVDB_ERR_IO)
+		return envdbi_error(status, native,
+				    "control plane %s: cannot be opened for writing: %s (sqlite: %s); "
+				    "a read-only file system or missing permissions, not a damaged "
+				    "file",
+				    s->path,
+				    unwritable_cause(cause, sizeof cause, s->path,
+						     s->db ? sqlite3_system_errno(s->db) : 0),
+				    s->db && sqlite3_errcode(s->db) != SQLITE_OK
+					    ? sqlite3_errmsg(s->db)
+					    : sqlite3_errstr(sqlite_rc));
+	return db_error(s, sqlite_rc, "open");
+}
+
 int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_timeout_ms,
 			   bool legacy_shim, unsigned flags)
 {
@@ -1286,8 +1408,14 @@ int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_ti
 				     ((flags & ENVDB_OPEN_CREATE) ? SQLITE_OPEN_CREATE : 0),
 			     NULL);
 	if (rc != SQLITE_OK) {
-		rc = envdbi_error(ENVDB_ERR_IO, NULL, "control plane %s: open: %s", path,
-				  s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+		rc = open_error(s, rc);
+		goto fail;
+	}
+	/* SQLite falls back to read-only when it cannot open the file for
+	 * writing (EROFS, EACCES); envdb always writes (the WAL index, the
+	 * last access time), so say so now rather than fail later. */
+	if (strcmp(path, ":memory:") != 0 && sqlite3_db_readonly(s->db, "main") == 1) {
+		rc = open_error(s, SQLITE_READONLY);
 		goto fail;
 	}
 	sqlite3_extended_result_codes(s->db, 1);
@@ -1296,12 +1424,17 @@ int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_ti
 	if ((rc = exec_sql(s, "PRAGMA foreign_keys = ON", "enable foreign keys")) != 0)
 		goto fail;
 	/* the first read tells whether this is a database at all */
-	int dummy = 0;
-	if ((rc = pragma_int(s, "PRAGMA schema_version", &dummy)) != 0) {
-		envdbi_error(ENVDB_ERR_INVALID, NULL,
-			     "control plane %s: not an SQLite database (or unreadable)", path);
-		rc = ENVDB_ERR_INVALID;
-		goto fail;
+	{
+		sqlite3_stmt *st = NULL;
+
+		rc = sqlite3_prepare_v2(s->db, "PRAGMA schema_version", -1, &st, NULL);
+		if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+			rc = SQLITE_OK;
+		sqlite3_finalize(st);
+		if (rc != SQLITE_OK) {
+			rc = open_error(s, rc);
+			goto fail;
+		}
 	}
 	snprintf(sql, sizeof sql, "PRAGMA journal_mode = WAL");
 	if ((rc = exec_sql(s, sql, "enable WAL")) != 0)
@@ -1705,7 +1838,8 @@ static const char resolve_sql[] =
 	"SELECT e.\"id\", e.\"status\", m.\"role\", d.\"id\", d.\"driver\", "
 	"d.\"database_name\", d.\"database_url\", " RESOLVE_AUTH("m") ", "
 	"c.\"id\", c.\"secret_ciphertext\", c.\"handle\", c.\"expires_at\", "
-	"p.\"id\", p.\"secret_ciphertext\", p.\"handle\", p.\"expires_at\" "
+	"p.\"id\", p.\"secret_ciphertext\", p.\"handle\", p.\"expires_at\", "
+	"c.\"aad_version\", p.\"aad_version\" "
 	"FROM \"sys_environment\" e "
 	"LEFT JOIN \"sys_environment_member\" m "
 	"ON m.\"environment_id\" = e.\"id\" AND m.\"user_id\" = ?3 "
@@ -1725,7 +1859,7 @@ int envdbi_store_resolve_get(envdbi_store *s, envdbi_resolve_row **out, const ch
 {
 	/* Columns in row order. */
 	enum { C_ENV, C_STATUS, C_ROLE, C_DB, C_DRIVER, C_DBNAME, C_URL, C_AUTH, C_CRED, C_CT,
-	       C_HANDLE, C_EXP, C_PREV, C_PCT, C_PHANDLE, C_PEXP, C__N };
+	       C_HANDLE, C_EXP, C_PREV, C_PCT, C_PHANDLE, C_PEXP, C_AADV, C_PAADV, C__N };
 	sqlite3_stmt *st = NULL;
 	envdbi_resolve_row *r = NULL;
 	size_t len[C__N], total = 0, i;
@@ -1750,7 +1884,8 @@ int envdbi_store_resolve_get(envdbi_store *s, envdbi_resolve_row **out, const ch
 	}
 	for (i = 0; i < C__N; i++) {
 		len[i] = 0;
-		if (i == C_EXP || i == C_PEXP || sqlite3_column_type(st, (int)i) == SQLITE_NULL)
+		if (i == C_EXP || i == C_PEXP || i == C_AADV || i == C_PAADV ||
+		    sqlite3_column_type(st, (int)i) == SQLITE_NULL)
 			continue;
 		len[i] = (size_t)sqlite3_column_bytes(st, (int)i) + 1;
 		total += len[i];
@@ -1765,7 +1900,7 @@ int envdbi_store_resolve_get(envdbi_store *s, envdbi_resolve_row **out, const ch
 			&r->env_id, &r->env_status, &r->role, &r->db_id, &r->driver,
 			&r->database_name, &r->database_url, &r->authorization, &r->cred_id,
 			&r->cred_ciphertext, &r->cred_handle, NULL, &r->prev_id,
-			&r->prev_ciphertext, &r->prev_handle, NULL};
+			&r->prev_ciphertext, &r->prev_handle, NULL, NULL, NULL};
 
 		p = r->buf;
 		for (i = 0; i < C__N; i++) {
@@ -1779,6 +1914,8 @@ int envdbi_store_resolve_get(envdbi_store *s, envdbi_resolve_row **out, const ch
 	}
 	r->cred_expires_at = sqlite3_column_int64(st, C_EXP);
 	r->prev_expires_at = sqlite3_column_int64(st, C_PEXP);
+	r->cred_aad_version = sqlite3_column_int64(st, C_AADV);
+	r->prev_aad_version = sqlite3_column_int64(st, C_PAADV);
 	*out = r;
 	r = NULL;
 out:

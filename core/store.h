@@ -60,8 +60,10 @@
 /* envdbi_store is typedef'd in internal.h. */
 
 /** Current schema version of the store file (PRAGMA user_version).  Version
- * 1 creates every table, index and trigger from the object definitions. */
-#define ENVDBI_STORE_VERSION 1
+ * 1 creates every table, index and trigger from the object definitions;
+ * version 2 adds the columns defined since (sys_database_credential.
+ * aad_version, 1 for the rows that exist). */
+#define ENVDBI_STORE_VERSION 2
 
 /* ------------------------------------------------------------------------ */
 /* Open / close                                                              */
@@ -78,7 +80,9 @@
  * Returns ENVDB_ERR_NOT_FOUND when the file is missing without CREATE,
  * ENVDB_ERR_NOT_SUPPORTED when the file's schema version is newer than
  * ENVDBI_STORE_VERSION, ENVDB_ERR_INVALID when the file is not an envdb
- * control plane.  On success *out is owned by the caller
+ * control plane (or not an SQLite database, or damaged), ENVDB_ERR_IO when
+ * it cannot be opened for writing (read-only file system, the file or its
+ * directory not writable: the message names which).  On success *out is owned by the caller
  * (envdbi_store_close()).
  */
 int envdbi_store_open(envdbi_store **out, const envdbi_manifest *m, unsigned flags);
@@ -86,6 +90,15 @@ int envdbi_store_open(envdbi_store **out, const envdbi_manifest *m, unsigned fla
 /** The same from explicit values (tests, tools).  `path` borrowed. */
 int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_timeout_ms,
 			   bool legacy_shim, unsigned flags);
+
+/** The status an SQLite result code (primary or extended) stands for when
+ * opening the control plane: ENVDB_ERR_INVALID only for a file that is not
+ * a database or is damaged (NOTADB, CORRUPT, FORMAT); ENVDB_ERR_BUSY for
+ * BUSY and LOCKED; ENVDB_ERR_NOMEM; ENVDB_ERR_IO for everything else
+ * (READONLY, CANTOPEN, PERM, IOERR, FULL: a read-only file system, a file
+ * or directory the process may not write).  envdbi_store_open() reports
+ * with it. */
+int envdbi_store_status_of_sqlite(int sqlite_rc);
 
 /** Close; NULL allowed.  A transaction still open is rolled back. */
 void envdbi_store_close(envdbi_store *s);
@@ -265,6 +278,7 @@ typedef struct envdbi_resolve_row {
 	int64_t cred_expires_at;
 	const char *prev_id, *prev_ciphertext, *prev_handle; /* newest rotating in window */
 	int64_t prev_expires_at;
+	int64_t cred_aad_version, prev_aad_version; /* envdb_credential.aad_version */
 	char buf[];
 } envdbi_resolve_row;
 

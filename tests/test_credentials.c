@@ -9,8 +9,11 @@
 #include "config.h"
 
 #include <check.h>
+#include <limits.h>
 #include <signal.h>
+#include <sodium.h>
 #include <sqlite3.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "testdeploy.h"
 
 #ifdef ENVDB_FAILPOINTS
@@ -121,6 +125,327 @@ START_TEST(test_aad_bytes)
 	ck_assert_uint_eq(len, 93);
 	ck_assert_int_eq(memcmp(aad, want, n), 0);
 	ck_assert_int_eq(envdb_credential_aad(aad, &len, "not-a-uuid", did), ENVDB_ERR_INVALID);
+}
+END_TEST
+
+/* Version 2 binds the address: the same bytes as documented in envdb.h. */
+START_TEST(test_aad_v2_bytes)
+{
+	const char *cid = "11111111-2222-4333-8444-555555555555";
+	envdb_database d = {.id = "66666666-7777-4888-9999-aaaaaaaaaaaa",
+			    .driver = "sqlite",
+			    .database_name = "env_66",
+			    .database_url = "file:/srv/env_66.db"};
+	unsigned char aad[ENVDB_CREDENTIAL_AAD_BOUND_MAX], want[ENVDB_CREDENTIAL_AAD_BOUND_MAX];
+	unsigned char other[ENVDB_CREDENTIAL_AAD_BOUND_MAX];
+	const char addr[] = "sqlite\0env_66\0file:/srv/env_66.db";
+	size_t len = 0, n = 0, olen = 0;
+
+	ck_assert_int_eq(envdb_credential_aad_bound(aad, sizeof(aad), &len, 2, cid, &d), ENVDB_OK);
+	memcpy(want, "envdb-credential-v2", 20);
+	n = 20;
+	memcpy(want + n, cid, 36);
+	n += 36;
+	want[n++] = 0;
+	memcpy(want + n, d.id, 36);
+	n += 36;
+	want[n++] = 0;
+	crypto_generichash(want + n, 32, (const unsigned char *)addr, sizeof(addr), NULL, 0);
+	n += 32;
+	ck_assert_uint_eq(len, 126);
+	ck_assert_uint_eq(len, n);
+	ck_assert_int_eq(memcmp(aad, want, n), 0);
+	/* version 1 is envdb_credential_aad() */
+	ck_assert_int_eq(envdb_credential_aad_bound(aad, sizeof(aad), &len, 1, cid, &d), ENVDB_OK);
+	ck_assert_int_eq(envdb_credential_aad(other, &olen, cid, d.id), ENVDB_OK);
+	ck_assert_uint_eq(len, olen);
+	ck_assert_int_eq(memcmp(aad, other, len), 0);
+	/* each part of the address changes it, and a moved boundary too */
+	ck_assert_int_eq(envdb_credential_aad_bound(aad, sizeof(aad), &len, 2, cid, &d), ENVDB_OK);
+	d.database_url = "file:/srv/evil.db";
+	ck_assert_int_eq(envdb_credential_aad_bound(other, sizeof(other), &olen, 2, cid, &d),
+			 ENVDB_OK);
+	ck_assert_int_ne(memcmp(aad, other, len), 0);
+	d.database_url = "file:/srv/env_66.db";
+	d.driver = "sqlit";
+	d.database_name = "eenv_66";
+	ck_assert_int_eq(envdb_credential_aad_bound(other, sizeof(other), &olen, 2, cid, &d),
+			 ENVDB_OK);
+	ck_assert_int_ne(memcmp(aad, other, len), 0);
+	/* refusals */
+	ck_assert_int_eq(envdb_credential_aad_bound(aad, 100, &len, 2, cid, &d),
+			 ENVDB_ERR_BUFFER_TOO_SMALL);
+	ck_assert_uint_eq(len, 126);
+	ck_assert_int_eq(envdb_credential_aad_bound(aad, sizeof(aad), &len, 3, cid, &d),
+			 ENVDB_ERR_INVALID);
+	d.database_url = NULL;
+	ck_assert_int_eq(envdb_credential_aad_bound(aad, sizeof(aad), &len, 2, cid, &d),
+			 ENVDB_ERR_INVALID);
+}
+END_TEST
+
+/* Violations of `invariant` whose row_ids contain `id` (NULL: any). */
+static size_t violations(envdb_ctx *ctx, unsigned flags, const char *invariant, const char *id)
+{
+	envdb_violation **v = NULL;
+	size_t n = 0, i, k = 0;
+
+	ck_assert_msg(envdb_check_flags(&v, &n, ctx, flags) == ENVDB_OK, "check: %s",
+		      envdb_error_last()->message);
+	for (i = 0; i < n; i++)
+		if (strcmp(v[i]->invariant, invariant) == 0 &&
+		    (id == NULL || strstr(v[i]->row_ids, id) != NULL))
+			k++;
+	envdb_violation_list_free(v, n);
+	return k;
+}
+
+/* The id of acme/SLUG's credential of `auth` in `status`, malloc'd. */
+static char *cred_id(envdb_ctx *ctx, const char *slug, const char *auth, const char *status)
+{
+	envdb_credential **v = NULL;
+	size_t n = 0, i;
+	char *id = NULL;
+
+	ck_assert_int_eq(envdb_cred_list(&v, &n, ctx, "acme", slug), ENVDB_OK);
+	for (i = 0; i < n; i++)
+		if (strcmp(v[i]->authorization, auth) == 0 && strcmp(v[i]->status, status) == 0)
+			id = strdup(v[i]->id);
+	envdb_credential_list_free(v, n);
+	ck_assert_ptr_nonnull(id);
+	return id;
+}
+
+/* Run the envdb command on the deployment; its exit status, stdout in `out`. */
+static int run_cli(const char *args, char *out, size_t cap)
+{
+	const char *build = getenv("ENVDB_TEST_BUILDDIR");
+	char cmd[PATH_MAX * 3];
+	size_t n;
+	FILE *p;
+	int st;
+
+	snprintf(cmd, sizeof(cmd), "'%s/core/envdb' --manifest '%s' %s 2>/dev/null",
+		 build ? build : ".", T.manifest, args);
+	p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	n = fread(out, 1, cap - 1, p);
+	out[n] = '\0';
+	st = pclose(p);
+	ck_assert(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+/* Whoever can write the control plane cannot point a secret at another
+ * database: the url, driver and name are bound into the AAD.  resolve
+ * refuses (INTEGRITY), check reports it; --no-decrypt does not look. */
+START_TEST(test_address_bound_into_aad)
+{
+	envdb_ctx *ctx = td_open(&T);
+	envdb_connection *c = NULL;
+	char *fa, *s1, *s2, stmt[2300], url[1024];
+	envdb_database *d = NULL;
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	ck_assert_uint_eq(td_check(ctx), 0);
+	s1 = resolve_secret(ctx, "dev", NULL);
+	fa = cred_id(ctx, "dev", "full_access", "active");
+	ck_assert_int_eq(envdb_env_database(&d, ctx, "acme", "dev"), ENVDB_OK);
+	snprintf(url, sizeof(url), "%s", d->database_url);
+	envdb_close(ctx);
+
+	snprintf(stmt, sizeof(stmt),
+		 "UPDATE sys_environment_database SET database_url = 'postgresql://evil.example/x' "
+		 "WHERE id = '%s'", d->id);
+	sql(T.control, stmt);
+	ctx = td_open(&T);
+	ck_assert_int_eq(envdb_resolve(&c, ctx, "acme", "dev", "alice"), ENVDB_ERR_INTEGRITY);
+	ck_assert_ptr_null(c);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "acme/dev"));
+	ck_assert_uint_eq(violations(ctx, 0, "ciphertext_bound", fa), 1);
+	ck_assert_uint_eq(violations(ctx, ENVDB_CHECK_NO_DECRYPT, "ciphertext_bound", NULL), 0);
+	envdb_close(ctx);
+
+	/* the driver, too (to another loaded adapter) */
+	snprintf(stmt, sizeof(stmt),
+		 "UPDATE sys_environment_database SET database_url = '%s', driver = 'faulty_noro' "
+		 "WHERE id = '%s'", url, d->id);
+	sql(T.control, stmt);
+	ctx = td_open(&T);
+	ck_assert_int_eq(envdb_resolve(&c, ctx, "acme", "dev", "alice"), ENVDB_ERR_INTEGRITY);
+	ck_assert_uint_eq(violations(ctx, 0, "ciphertext_bound", fa), 1);
+	envdb_close(ctx);
+
+	/* put back: the secret opens again and check is clean */
+	snprintf(stmt, sizeof(stmt),
+		 "UPDATE sys_environment_database SET driver = '%s' WHERE id = '%s'", d->driver,
+		 d->id);
+	sql(T.control, stmt);
+	ctx = td_open(&T);
+	s2 = resolve_secret(ctx, "dev", NULL);
+	ck_assert_str_eq(s1, s2);
+	ck_assert_uint_eq(td_check(ctx), 0);
+	envdb_close(ctx);
+	envdb_database_free(d);
+	free(fa);
+	free(s1);
+	free(s2);
+}
+END_TEST
+
+/* Two credentials' ciphertexts swapped, or one copied onto another row:
+ * check names both ids (and the command exits 65); a wrong
+ * encryption_key_id is reported; --no-decrypt skips these checks. */
+START_TEST(test_check_reports_swapped_ciphertexts)
+{
+	envdb_ctx *ctx = td_open(&T);
+	char *a, *b, swap[1024], stmt[1024], ids[80], out[16384];
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	ck_assert_int_eq(td_provision(ctx, "acme", "test", NULL, "alice"), ENVDB_OK);
+	a = cred_id(ctx, "dev", "full_access", "active");
+	b = cred_id(ctx, "test", "full_access", "active");
+	envdb_close(ctx);
+	ck_assert_int_eq(run_cli("check", out, sizeof(out)), 0);
+	/* (a TEMP table lives as long as the connection sql() opens) */
+	snprintf(swap, sizeof(swap),
+		 "CREATE TEMP TABLE old AS SELECT id, secret_ciphertext AS ct FROM "
+		 "sys_database_credential WHERE id IN ('%s', '%s'); "
+		 "UPDATE sys_database_credential SET secret_ciphertext = (SELECT ct FROM old "
+		 "WHERE old.id <> sys_database_credential.id) WHERE id IN ('%s', '%s')",
+		 a, b, a, b);
+	sql(T.control, swap);
+	ctx = td_open(&T);
+	snprintf(ids, sizeof(ids), "%s,%s", a, b);
+	ck_assert_uint_eq(violations(ctx, 0, "ciphertext_bound", ids), 1);
+	snprintf(ids, sizeof(ids), "%s,%s", b, a);
+	ck_assert_uint_eq(violations(ctx, 0, "ciphertext_bound", ids), 1);
+	ck_assert_uint_eq(violations(ctx, 0, "ciphertext_bound", NULL), 2);
+	ck_assert_uint_eq(violations(ctx, ENVDB_CHECK_NO_DECRYPT, "ciphertext_bound", NULL), 0);
+	envdb_close(ctx);
+	ck_assert_int_eq(run_cli("check", out, sizeof(out)), 65);
+	ck_assert_msg(strstr(out, a) != NULL && strstr(out, b) != NULL, "%s", out);
+	ck_assert_int_eq(run_cli("check --no-decrypt", out, sizeof(out)), 0);
+
+	/* swapped back: clean; then b's ciphertext copied onto a (b intact) */
+	sql(T.control, swap);
+	ctx = td_open(&T);
+	ck_assert_uint_eq(violations(ctx, 0, "ciphertext_bound", NULL), 0);
+	envdb_close(ctx);
+	snprintf(stmt, sizeof(stmt),
+		 "CREATE TABLE keep AS SELECT secret_ciphertext AS ct FROM sys_database_credential "
+		 "WHERE id = '%s'; "
+		 "UPDATE sys_database_credential SET secret_ciphertext = (SELECT "
+		 "secret_ciphertext FROM sys_database_credential WHERE id = '%s') WHERE id = '%s'",
+		 a, b, a);
+	sql(T.control, stmt);
+	ctx = td_open(&T);
+	snprintf(ids, sizeof(ids), "%s,%s", a, b);
+	ck_assert_uint_eq(violations(ctx, 0, "ciphertext_bound", ids), 1);
+	ck_assert_uint_eq(violations(ctx, 0, "ciphertext_bound", NULL), 1);
+	envdb_close(ctx);
+	snprintf(stmt, sizeof(stmt),
+		 "UPDATE sys_database_credential SET secret_ciphertext = (SELECT ct FROM keep) "
+		 "WHERE id = '%s'; DROP TABLE keep",
+		 a);
+	sql(T.control, stmt);
+
+	/* a row that lies about its key */
+	snprintf(stmt, sizeof(stmt),
+		 "UPDATE sys_database_credential SET encryption_key_id = 'kother' WHERE id = '%s'",
+		 b);
+	sql(T.control, stmt);
+	ctx = td_open(&T);
+	ck_assert_uint_eq(violations(ctx, 0, "ciphertext_bound", NULL), 0);
+	ck_assert_uint_eq(violations(ctx, 0, "ciphertext_key_id", b), 1);
+	ck_assert_uint_eq(violations(ctx, ENVDB_CHECK_NO_DECRYPT, "ciphertext_key_id", NULL), 0);
+	envdb_close(ctx);
+	free(a);
+	free(b);
+}
+END_TEST
+
+/* A control plane of schema version 1 whose ciphertexts are bound to the
+ * ids only (what libenvdb sealed before): opening migrates it (aad_version
+ * 1 on every row), the rows still resolve, check asks for a rewrap, and
+ * rewrap re-seals them under the address-binding AAD (even with the key
+ * already current). */
+START_TEST(test_old_aad_rows_resolve_and_rewrap)
+{
+	envdb_rewrap_report rep = ENVDB_REWRAP_REPORT_INIT;
+	envdb_ctx *ctx = td_open(&T);
+	envdb_credential **v = NULL;
+	envdb_database *d = NULL;
+	char *s1, *s2, *prev = NULL, *stmts[8];
+	size_t n = 0, i, k = 0;
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	s1 = resolve_secret(ctx, "dev", NULL);
+	/* Re-seal every credential of dev with the version 1 AAD. */
+	ck_assert_int_eq(envdb_env_database(&d, ctx, "acme", "dev"), ENVDB_OK);
+	ck_assert_int_eq(envdb_cred_list(&v, &n, ctx, "acme", "dev"), ENVDB_OK);
+	ck_assert_uint_le(n, 8);
+	for (i = 0; i < n; i++) {
+		unsigned char aad[ENVDB_CREDENTIAL_AAD_MAX];
+		envdbi_secret *pt = NULL;
+		char *ct = NULL, *kid = NULL;
+		size_t len;
+
+		ck_assert_int_eq(v[i]->aad_version, ENVDB_CREDENTIAL_AAD_VERSION);
+		ck_assert_int_eq(envdbi_credential_open(&pt, ctx, v[i], d), ENVDB_OK);
+		ck_assert_int_eq(envdb_credential_aad(aad, &len, v[i]->id, d->id), ENVDB_OK);
+		ck_assert_int_eq(envdbi_encryptor_encrypt(ctx->encryptor, pt, aad, len, &ct, &kid),
+				 ENVDB_OK);
+		envdbi_secret_free(pt);
+		ck_assert_int_ge(asprintf(&stmts[k++],
+					  "UPDATE sys_database_credential SET secret_ciphertext = "
+					  "'%s', encryption_key_id = '%s' WHERE id = '%s'",
+					  ct, kid, v[i]->id),
+				 0);
+		free(ct);
+		free(kid);
+	}
+	envdb_credential_list_free(v, n);
+	envdb_close(ctx);
+	for (i = 0; i < k; i++) {
+		sql(T.control, stmts[i]);
+		free(stmts[i]);
+	}
+	/* and make the file what schema version 1 was */
+	sql(T.control, "ALTER TABLE sys_database_credential DROP COLUMN aad_version");
+	sql(T.control, "PRAGMA user_version = 1");
+
+	ctx = td_open(&T);
+	ck_assert_int_eq(envdb_cred_list(&v, &n, ctx, "acme", "dev"), ENVDB_OK);
+	for (i = 0; i < n; i++)
+		ck_assert_int_eq(v[i]->aad_version, 1);
+	envdb_credential_list_free(v, n);
+	s2 = resolve_secret(ctx, "dev", &prev);
+	ck_assert_str_eq(s1, s2);
+	free(s2);
+	ck_assert_uint_eq(violations(ctx, 0, "aad_binds_address", NULL), k);
+	ck_assert_uint_eq(violations(ctx, 0, "ciphertext_bound", NULL), 0);
+	ck_assert_int_eq(envdb_key_rewrap(&rep, ctx, ENVDB_REWRAP_DRY_RUN), ENVDB_OK);
+	ck_assert_uint_eq(rep.rewrapped, k);
+	ck_assert_uint_eq(violations(ctx, 0, "aad_binds_address", NULL), k);
+	ck_assert_int_eq(envdb_key_rewrap(&rep, ctx, 0), ENVDB_OK);
+	ck_assert_uint_eq(rep.total, k);
+	ck_assert_uint_eq(rep.rewrapped, k);
+	ck_assert_uint_eq(rep.failed, 0);
+	ck_assert_int_eq(envdb_cred_list(&v, &n, ctx, "acme", "dev"), ENVDB_OK);
+	for (i = 0; i < n; i++)
+		ck_assert_int_eq(v[i]->aad_version, ENVDB_CREDENTIAL_AAD_VERSION);
+	envdb_credential_list_free(v, n);
+	s2 = resolve_secret(ctx, "dev", NULL);
+	ck_assert_str_eq(s1, s2);
+	free(s2);
+	ck_assert_uint_eq(td_check(ctx), 0);
+	ck_assert_int_eq(envdb_key_rewrap(&rep, ctx, 0), ENVDB_OK);
+	ck_assert_uint_eq(rep.already_current, k);
+	envdb_close(ctx);
+	free(s1);
+	free(prev);
+	envdb_database_free(d);
 }
 END_TEST
 
@@ -616,6 +941,112 @@ START_TEST(test_rewrap_interrupted)
 }
 END_TEST
 
+/* ---- concurrent rotation, completion and reconcile ---------------------- */
+
+#define RACERS 4
+#define RACE_ROUNDS 25
+
+/* One racer: rotations (with and without overlap), completions and
+ * reconciles (with the clock past every window) of acme/dev, as fast as it
+ * can.  Every call must succeed or fail with a true conflict (a concurrent
+ * rotation won before this one committed, or the lock stayed taken past
+ * the busy timeout); an error after a commit, or "already revoked by
+ * someone else" reported as an error, fails the racer. */
+static int racer(void *arg)
+{
+	envdb_rotate_opts ro = ENVDB_ROTATE_OPTS_INIT;
+	envdb_reconcile_report *r = NULL;
+	unsigned seed = (unsigned)(uintptr_t)arg * 7919u + (unsigned)getpid();
+	envdb_ctx *ctx = NULL;
+	size_t n, i;
+	int round, rc, bad = 0;
+
+	if (envdb_open(&ctx, T.manifest, 0) != ENVDB_OK)
+		return 90;
+	for (round = 0; round < RACE_ROUNDS; round++) {
+		const char *what;
+
+		switch (rand_r(&seed) % 4) {
+		case 0:
+			what = "rotate (overlap 0)";
+			ro.overlap_seconds = 0;
+			rc = envdb_cred_rotate(ctx, "acme", "dev", &ro);
+			break;
+		case 1:
+			what = "rotate (overlap 600)";
+			ro.overlap_seconds = 600;
+			rc = envdb_cred_rotate(ctx, "acme", "dev", &ro);
+			break;
+		case 2:
+			what = "complete";
+			rc = envdb_cred_complete(&n, ctx, "acme", "dev");
+			break;
+		default:
+			what = "reconcile";
+			td_clock_ahead(3600);
+			rc = envdb_reconcile(&r, ctx, ENVDB_RECONCILE_APPLY);
+			td_clock_ahead(0);
+			if (rc == ENVDB_OK) {
+				for (i = 0; i < r->n_items; i++)
+					if (r->items[i].status != ENVDB_OK) {
+						fprintf(stderr, "racer: reconcile item %s: %s\n",
+							r->items[i].kind,
+							r->items[i].message ? r->items[i].message : "");
+						bad = 1;
+					}
+				envdb_reconcile_report_free(r);
+				r = NULL;
+			}
+			break;
+		}
+		if (rc == ENVDB_OK || rc == ENVDB_ERR_BUSY)
+			continue;
+		if (rc == ENVDB_ERR_STATE &&
+		    strstr(envdb_error_last()->message, "a concurrent rotation won") != NULL &&
+		    strstr(envdb_error_last()->message, "not revoked yet") == NULL)
+			continue;
+		fprintf(stderr, "racer: %s: status %d: %s\n", what, rc, envdb_error_last()->message);
+		bad = 1;
+	}
+	envdb_close(ctx);
+	return bad;
+}
+
+START_TEST(test_concurrent_rotate_complete_reconcile)
+{
+	envdb_ctx *ctx = td_open(&T);
+	pid_t pids[RACERS];
+	int i, status;
+	char *s;
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	envdb_close(ctx);
+	fflush(NULL);
+	for (i = 0; i < RACERS; i++) {
+		pids[i] = fork();
+		ck_assert_int_ge(pids[i], 0);
+		if (pids[i] == 0)
+			_exit(racer((void *)(uintptr_t)(i + 1)));
+	}
+	for (i = 0; i < RACERS; i++) {
+		ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			      "racer %d failed (status 0x%x; its errors are on stderr)", i, status);
+	}
+	/* The invariants hold: one active credential per authorization, it
+	 * resolves, nothing is left rotating once completed, check is clean. */
+	ctx = td_open(&T);
+	ck_assert_uint_eq(count_creds(ctx, "dev", "active", "full_access"), 1);
+	ck_assert_uint_eq(count_creds(ctx, "dev", "active", "read_only"), 1);
+	s = resolve_secret(ctx, "dev", NULL);
+	free(s);
+	ck_assert_int_eq(envdb_cred_complete(NULL, ctx, "acme", "dev"), ENVDB_OK);
+	ck_assert_uint_eq(count_creds(ctx, "dev", "rotating", NULL), 0);
+	ck_assert_uint_eq(td_check(ctx), 0);
+	envdb_close(ctx);
+}
+END_TEST
+
 static Suite *cred_suite(void)
 {
 	Suite *s = suite_create("credentials");
@@ -623,6 +1054,10 @@ static Suite *cred_suite(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_aad_bytes);
+	tcase_add_test(tc, test_aad_v2_bytes);
+	tcase_add_test(tc, test_address_bound_into_aad);
+	tcase_add_test(tc, test_check_reports_swapped_ciphertexts);
+	tcase_add_test(tc, test_old_aad_rows_resolve_and_rewrap);
 	tcase_add_test(tc, test_ciphertext_swap_fails_integrity);
 	tcase_add_test(tc, test_no_plaintext_in_control_plane);
 	tcase_add_test(tc, test_rotation_overlap_and_complete);
@@ -632,6 +1067,7 @@ static Suite *cred_suite(void)
 	tcase_add_test(tc, test_expiry);
 	tcase_add_test(tc, test_rotation_mint_failure_changes_nothing);
 	tcase_add_test(tc, test_rewrap);
+	tcase_add_test(tc, test_concurrent_rotate_complete_reconcile);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("failpoints");

@@ -8,14 +8,19 @@
 #include "config.h"
 
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -602,13 +607,18 @@ START_TEST(test_bad_key_files)
 {
 	char *id = generate(1), path[PATH_MAX], target[PATH_MAX];
 
-	/* Wrong size. */
+	/* Wrong size: the current key must be whole (the others are skipped,
+	 * see test_incomplete_keys_skipped). */
 	key_path(path, sizeof(path), "kshort");
 	write_file(path, "short", 5, 0600);
+	snprintf(target, sizeof(target), "%s/current", keydir);
+	write_file(target, "kshort\n", 7, 0600);
 	unload(&L);
 	ck_assert_int_eq(load(&L), ENVDB_ERR_CONFIG);
 	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, path));
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "holds 5 bytes, not 32"));
 	unload(&L);
+	write_file(target, id, strlen(id), 0600);
 	ck_assert_int_eq(unlink(path), 0);
 
 	/* A symbolic link is never followed. */
@@ -636,6 +646,247 @@ START_TEST(test_bad_key_files)
 	ck_assert_int_eq(chmod(keydir, 0700), 0);
 	ck_assert_int_eq(load(&L), ENVDB_OK);
 	free(id);
+}
+END_TEST
+
+/* stderr (where the host logs) into a file while a step runs. */
+static int saved_stderr = -1;
+static char capture_path[DIR_MAX + 64];
+
+static void capture_begin(void)
+{
+	int fd;
+
+	snprintf(capture_path, sizeof(capture_path), "%s/stderr.log", tmpdir);
+	fflush(stderr);
+	saved_stderr = dup(2);
+	fd = open(capture_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(dup2(fd, 2), 2);
+	close(fd);
+}
+
+/* Stop capturing; the text logged meanwhile, malloc'd. */
+static char *capture_end(void)
+{
+	char *text = calloc(1, 65536);
+	ssize_t n;
+	int fd;
+
+	fflush(stderr);
+	dup2(saved_stderr, 2);
+	close(saved_stderr);
+	saved_stderr = -1;
+	ck_assert_ptr_nonnull(text);
+	fd = open(capture_path, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	n = read(fd, text, 65535);
+	ck_assert_int_ge(n, 0);
+	close(fd);
+	unlink(capture_path);
+	return text;
+}
+
+static int count_key(void *ctx, const char *key_id, int is_current, int64_t created_at)
+{
+	(void)key_id;
+	(void)is_current;
+	(void)created_at;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+/* A key file left empty or truncated (an older envdb killed while writing
+ * it) next to a good current key: the keyring still loads, encrypts and
+ * decrypts, and a warning names each skipped file.  Only a ciphertext
+ * sealed with a skipped key fails, naming the file. */
+START_TEST(test_incomplete_keys_skipped)
+{
+	char *id = generate(1), *ct = seal(NULL), *ct2, *kid = NULL, *other, *log;
+	char zero[PATH_MAX], trunc[PATH_MAX];
+	int n = 0;
+
+	key_path(zero, sizeof(zero), "kzero");
+	write_file(zero, "", 0, 0600);
+	key_path(trunc, sizeof(trunc), "ktrunc");
+	write_file(trunc, "0123456789abcdef", 16, 0600);
+	unload(&L);
+	capture_begin();
+	n = load(&L);
+	log = capture_end();
+	ck_assert_msg(n == ENVDB_OK, "load: %s", envdb_error_last()->message);
+	ck_assert_msg(strstr(log, zero) != NULL && strstr(log, trunc) != NULL,
+		      "a warning names both files: %s", log);
+	ck_assert_ptr_nonnull(strstr(log, "warning"));
+	ck_assert_ptr_nonnull(strstr(log, "holds 0 bytes, not 32"));
+	ck_assert_ptr_nonnull(strstr(log, "holds 16 bytes, not 32"));
+	free(log);
+	ck_assert_int_eq(open_ct(ct, AAD), ENVDB_OK);
+	ct2 = seal(&kid);
+	ck_assert_str_eq(kid, id);
+	ck_assert_int_eq(open_ct(ct2, AAD), ENVDB_OK);
+	/* key list shows the good key only (and warns again) */
+	capture_begin();
+	ck_assert_int_eq(envdbi_encryptor_key_list(L.p, count_key, &n), ENVDB_OK);
+	free(capture_end());
+	ck_assert_int_eq(n, 1);
+	other = with_key_id(ct, "ktrunc");
+	ck_assert_int_eq(open_ct(other, AAD), ENVDB_ERR_CONFIG);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, trunc));
+	free(other);
+	/* A new key can still be made current. */
+	free(kid);
+	free(id);
+	id = generate(1);
+	free(ct2);
+	ct2 = seal(&kid);
+	ck_assert_str_eq(kid, id);
+	free(kid);
+	free(ct2);
+	free(ct);
+	free(id);
+}
+END_TEST
+
+/* The current key itself empty: that is an error, not a skip. */
+START_TEST(test_incomplete_current_key_refused)
+{
+	char path[PATH_MAX], cur[PATH_MAX];
+
+	free(generate(1));
+	key_path(path, sizeof(path), "kempty");
+	write_file(path, "", 0, 0600);
+	snprintf(cur, sizeof(cur), "%s/current", keydir);
+	write_file(cur, "kempty\n", 7, 0600);
+	unload(&L);
+	ck_assert_int_eq(load(&L), ENVDB_ERR_CONFIG);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, path));
+}
+END_TEST
+
+static void set_old(const char *path)
+{
+	struct timespec t[2] = {{time(NULL) - 3600, 0}, {time(NULL) - 3600, 0}};
+
+	ck_assert_int_eq(utimensat(AT_FDCWD, path, t, 0), 0);
+}
+
+/* What a process killed in the middle of key generate leaves (a partial
+ * key under its temporary name, a partial `current` under its temporary
+ * name) is ignored, the keyring stays usable, and the files are removed
+ * by the next load unless a live writer holds them. */
+START_TEST(test_stale_tmp_removed)
+{
+	char *id = generate(1), *ct = seal(NULL), *log;
+	char key_tmp[PATH_MAX], cur_tmp[PATH_MAX], busy_tmp[PATH_MAX], fresh_tmp[PATH_MAX];
+	char other[PATH_MAX];
+	int busy, rc;
+
+	snprintf(key_tmp, sizeof(key_tmp), "%s/.k20260101t000000z-0badc0de.key.tmp", keydir);
+	write_file(key_tmp, "0123456789", 10, 0600);
+	set_old(key_tmp);
+	snprintf(cur_tmp, sizeof(cur_tmp), "%s/.current.0badc0de.tmp", keydir);
+	write_file(cur_tmp, "k2026", 5, 0600);
+	set_old(cur_tmp);
+	/* one a live writer holds, one just made: both kept */
+	snprintf(busy_tmp, sizeof(busy_tmp), "%s/.current.00c0ffee.tmp", keydir);
+	write_file(busy_tmp, "k", 1, 0600);
+	set_old(busy_tmp);
+	busy = open(busy_tmp, O_RDONLY);
+	ck_assert_int_ge(busy, 0);
+	ck_assert_int_eq(flock(busy, LOCK_EX), 0);
+	snprintf(fresh_tmp, sizeof(fresh_tmp), "%s/.kfresh.key.tmp", keydir);
+	write_file(fresh_tmp, "0123", 4, 0600);
+	/* not ours: left alone */
+	snprintf(other, sizeof(other), "%s/.notes.tmp", keydir);
+	write_file(other, "x", 1, 0600);
+	set_old(other);
+
+	unload(&L);
+	capture_begin();
+	rc = load(&L);
+	log = capture_end();
+	ck_assert_msg(rc == ENVDB_OK, "load: %s", envdb_error_last()->message);
+	ck_assert_int_eq(access(key_tmp, F_OK), -1);
+	ck_assert_int_eq(access(cur_tmp, F_OK), -1);
+	ck_assert_msg(strstr(log, key_tmp) != NULL && strstr(log, cur_tmp) != NULL,
+		      "the removals are logged: %s", log);
+	ck_assert_int_eq(access(busy_tmp, F_OK), 0);
+	ck_assert_int_eq(access(fresh_tmp, F_OK), 0);
+	ck_assert_int_eq(access(other, F_OK), 0);
+	free(log);
+	ck_assert_int_eq(open_ct(ct, AAD), ENVDB_OK);
+	free(ct);
+	ct = seal(NULL);
+	ck_assert_int_eq(open_ct(ct, AAD), ENVDB_OK);
+	/* once its writer is gone, the held one goes too */
+	close(busy);
+	reload();
+	ck_assert_int_eq(access(busy_tmp, F_OK), -1);
+	free(ct);
+	free(id);
+}
+END_TEST
+
+/* Every key file under its final name holds a whole key. */
+static void assert_key_files_whole(void)
+{
+	struct dirent *de;
+	char path[PATH_MAX];
+	struct stat st;
+	DIR *d = opendir(keydir);
+	size_t len;
+
+	ck_assert_ptr_nonnull(d);
+	while ((de = readdir(d)) != NULL) {
+		len = strlen(de->d_name);
+		if (de->d_name[0] == '.' || len < 4 || strcmp(de->d_name + len - 4, ".key") != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", keydir, de->d_name);
+		ck_assert_int_eq(stat(path, &st), 0);
+		ck_assert_msg(st.st_size == 32, "%s holds %lld bytes", path, (long long)st.st_size);
+	}
+	closedir(d);
+}
+
+/* SIGKILL a process that generates and rotates keys as fast as it can, at
+ * random moments: after every kill the keyring loads, seals and opens, and
+ * no key file under its final name is partial. */
+START_TEST(test_killed_generate_leaves_usable_keyring)
+{
+	char *ct;
+	int i, status;
+	pid_t pid;
+
+	free(generate(1));
+	for (i = 0; i < 25; i++) {
+		fflush(NULL);
+		pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			char *id = NULL;
+			int j;
+
+			for (j = 0;; j++) {
+				if (envdbi_encryptor_key_generate(L.p, j % 2, &id) != ENVDB_OK)
+					_exit(3);
+				free(id);
+				id = NULL;
+			}
+		}
+		usleep((useconds_t)(randombytes_uniform(20000) + 1000));
+		ck_assert_int_eq(kill(pid, SIGKILL), 0);
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		ck_assert_msg(WIFSIGNALED(status), "generator exited by itself: 0x%x", status);
+		assert_key_files_whole();
+		unload(&L);
+		status = load(&L);
+		ck_assert_msg(status == ENVDB_OK, "load after kill %d: %s", i,
+			      envdb_error_last()->message);
+		ct = seal(NULL);
+		ck_assert_int_eq(open_ct(ct, AAD), ENVDB_OK);
+		free(ct);
+	}
 }
 END_TEST
 
@@ -735,6 +986,10 @@ static Suite *kms_suite(void)
 	tcase_add_test(tc, test_rewrap);
 	tcase_add_test(tc, test_group_readable_refused);
 	tcase_add_test(tc, test_bad_key_files);
+	tcase_add_test(tc, test_incomplete_keys_skipped);
+	tcase_add_test(tc, test_incomplete_current_key_refused);
+	tcase_add_test(tc, test_stale_tmp_removed);
+	tcase_add_test(tc, test_killed_generate_leaves_usable_keyring);
 	tcase_add_test(tc, test_other_process_key);
 	tcase_add_test(tc, test_key_protection);
 	suite_add_tcase(s, tc);

@@ -9,8 +9,11 @@
 #include "config.h"
 
 #include <check.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "testdeploy.h"
 
@@ -169,6 +172,63 @@ START_TEST(archived_environment_refuses_members)
 }
 END_TEST
 
+/* A child that provisions acme/dev and is killed right after committing
+ * the intent: the environment stays "provisioning". */
+static int provision_killed_child(void *arg)
+{
+	envdb_ctx *c = NULL;
+
+	(void)arg;
+	if (envdb_open(&c, T.manifest, 0) != ENVDB_OK)
+		return 90;
+	td_failpoints("provision.after_intent=kill");
+	td_provision(c, "acme", "dev", NULL, "alice");
+	envdb_close(c);
+	return 91;
+}
+
+START_TEST(provisioning_intent_refuses_members)
+{
+	envdb_environment *env = NULL;
+	envdb_member **v = NULL;
+	size_t n = 0;
+	int status;
+
+#ifndef ENVDB_FAILPOINTS
+	fprintf(stderr, "SKIP %s: failpoints not compiled in (configure --enable-failpoints)\n",
+		__func__);
+	return;
+#endif
+	status = td_fork(provision_killed_child, NULL);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+		      "the child was not killed at its failpoint (status 0x%x)", status);
+	ck_assert_int_eq(envdb_env_get(&env, ctx, "acme", "dev"), ENVDB_OK);
+	ck_assert_str_eq(env->status, "provisioning");
+	envdb_environment_free(env);
+	expect_error(envdb_member_add(ctx, "acme", "dev", "mallory", "owner", NULL),
+		     ENVDB_ERR_STATE,
+		     "environment acme/dev: member add mallory: the environment is still being "
+		     "provisioned; add members once it is active");
+	/* ENVDB_MEMBER_UPDATE does not get around it either */
+	envdb_member_opts mo = ENVDB_MEMBER_OPTS_INIT;
+	mo.flags = ENVDB_MEMBER_UPDATE;
+	ck_assert_int_eq(envdb_member_add(ctx, "acme", "dev", "mallory", "owner", &mo),
+			 ENVDB_ERR_STATE);
+	ck_assert_int_eq(envdb_member_list(&v, &n, ctx, "acme", "dev"), ENVDB_OK);
+	ck_assert_uint_eq(n, 0);
+	envdb_member_list_free(v, n);
+	/* Once reconcile rolled the intent back and the slug is provisioned
+	 * again, only its creator is a member. */
+	ck_assert_uint_eq(td_reconcile_apply(ctx, 3600), 0);
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "bob"), ENVDB_OK);
+	ck_assert_int_eq(envdb_member_list(&v, &n, ctx, "acme", "dev"), ENVDB_OK);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(v[0]->user_id, "bob");
+	envdb_member_list_free(v, n);
+	ck_assert_uint_eq(td_check(ctx), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("member");
@@ -179,6 +239,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, bad_input_changes_nothing);
 	tcase_add_test(tc, changes_invalidate_resolve_cache);
 	tcase_add_test(tc, archived_environment_refuses_members);
+	tcase_add_test(tc, provisioning_intent_refuses_members);
 	suite_add_tcase(s, tc);
 	return s;
 }

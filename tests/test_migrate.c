@@ -298,12 +298,17 @@ static char *dump_store(envdb_ctx *ctx)
 	for (i = 0; i < nc; i++) {
 		const envdb_credential *c = creds[i];
 		const char *dbn = c->environment_database_id;
+		const envdb_database *cd = NULL;
 		envdbi_secret *pt = NULL;
 
 		for (j = 0; j < nd; j++)
-			if (strcmp(dbs[j]->id, c->environment_database_id) == 0)
+			if (strcmp(dbs[j]->id, c->environment_database_id) == 0) {
 				dbn = dbs[j]->database_name;
-		ck_assert_msg(envdbi_credential_open(&pt, ctx, c) == 0, "open credential: %s",
+				cd = dbs[j];
+			}
+		ck_assert_ptr_nonnull(cd);
+		ck_assert_int_eq(c->aad_version, ENVDB_CREDENTIAL_AAD_VERSION);
+		ck_assert_msg(envdbi_credential_open(&pt, ctx, c, cd) == 0, "open credential: %s",
 			      envdb_error_last()->message);
 		sb_printf(&b, "credential of %s auth=%s status=%s key=%s handle=%s secret=%s\n", dbn,
 			  c->authorization, c->status, c->key_id, nz(c->handle), pt->data);
@@ -578,7 +583,7 @@ static void check_env(envdb_ctx *ctx, size_t i, const char *slug, int is_default
 	ck_assert_int_eq(d->storage_limit_mb, 512 + (int64_t)(i % 7) * 256);
 	ck_assert_int_eq(envdbi_store_cred_get_active(ctx->store, &c, d->id, "full_access"), 0);
 	/* re-encrypted under the current key, bound to its new row */
-	ck_assert_int_eq(envdbi_credential_open(&pt, ctx, c), 0);
+	ck_assert_int_eq(envdbi_credential_open(&pt, ctx, c, d), 0);
 	ck_assert_str_eq(pt->data, token);
 	envdbi_secret_free(pt);
 	if (strcmp(status, "active") == 0) {

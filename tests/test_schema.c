@@ -252,7 +252,8 @@ START_TEST(record_validation_messages)
 			      .key_id = "k1",
 			      .authorization = "full_access",
 			      .status = "active",
-			      .created_at = 5};
+			      .created_at = 5,
+			      .aad_version = ENVDB_CREDENTIAL_AAD_VERSION};
 	ck_assert_int_eq(envdbi_schema_check_record(ENVDBI_OBJ_CREDENTIAL, &c, "credential"),
 			 ENVDB_ERR_INVALID);
 	/* the refused value is never echoed */

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <sqlite3.h>
 
@@ -131,7 +132,7 @@ START_TEST(open_create_and_versions)
 	sqlite3_close(raw);
 	ck_assert_int_eq(envdbi_store_open_path(&s, path, 1000, false, 0), ENVDB_ERR_NOT_SUPPORTED);
 	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message,
-				     "schema version 99 is newer than this libenvdb supports (1)"));
+				     "schema version 99 is newer than this libenvdb supports (2)"));
 	ck_assert_ptr_null(s);
 }
 END_TEST
@@ -182,6 +183,109 @@ START_TEST(open_refuses_foreign_files)
 	fclose(f);
 	ck_assert_int_eq(envdbi_store_open_path(&s, other, 1000, false, 0), ENVDB_ERR_INVALID);
 	ck_assert_ptr_null(s);
+}
+END_TEST
+
+/* What SQLite says while opening decides the status: only a damaged file
+ * or one that is not a database is INVALID (exit 65); a read-only file
+ * system or missing permissions is IO (exit 74), so that nobody "restores"
+ * a healthy file. */
+START_TEST(open_sqlite_status_mapping)
+{
+	static const struct {
+		int sqlite_rc, status;
+	} cases[] = {
+		{SQLITE_READONLY, ENVDB_ERR_IO},
+		{SQLITE_READONLY_CANTINIT, ENVDB_ERR_IO},
+		{SQLITE_READONLY_RECOVERY, ENVDB_ERR_IO},
+		{SQLITE_READONLY_DIRECTORY, ENVDB_ERR_IO},
+		{SQLITE_CANTOPEN, ENVDB_ERR_IO},
+		{SQLITE_PERM, ENVDB_ERR_IO},
+		{SQLITE_IOERR, ENVDB_ERR_IO},
+		{SQLITE_IOERR_WRITE, ENVDB_ERR_IO},
+		{SQLITE_IOERR_SHMOPEN, ENVDB_ERR_IO},
+		{SQLITE_FULL, ENVDB_ERR_IO},
+		{SQLITE_NOTADB, ENVDB_ERR_INVALID},
+		{SQLITE_CORRUPT, ENVDB_ERR_INVALID},
+		{SQLITE_BUSY, ENVDB_ERR_BUSY},
+		{SQLITE_BUSY_RECOVERY, ENVDB_ERR_BUSY},
+		{SQLITE_NOMEM, ENVDB_ERR_NOMEM},
+		{SQLITE_OK, ENVDB_OK},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		ck_assert_msg(envdbi_store_status_of_sqlite(cases[i].sqlite_rc) == cases[i].status,
+			      "sqlite %d -> %d, want %d", cases[i].sqlite_rc,
+			      envdbi_store_status_of_sqlite(cases[i].sqlite_rc), cases[i].status);
+}
+END_TEST
+
+/* Open `path` as a process that may not write it: as root (who bypasses
+ * permissions) after dropping to nobody, else with the modes alone.
+ * Exit 0 when the open failed with ENVDB_ERR_IO and a message naming the
+ * cause `want`; 1 otherwise (the message on stderr). */
+static int open_unwritable_child(const char *want)
+{
+	envdbi_store *s = NULL;
+	int rc;
+
+	if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+		return 2;
+	if (access(path, R_OK) != 0)
+		return 3; /* $TMPDIR is not open to nobody: nothing to learn here */
+	rc = envdbi_store_open_path(&s, path, 1000, false, 0);
+	if (rc == ENVDB_ERR_IO && strstr(envdb_error_last()->message, want) != NULL &&
+	    strstr(envdb_error_last()->message, "cannot be opened for writing") != NULL &&
+	    strstr(envdb_error_last()->message, "not an SQLite database") == NULL)
+		return 0;
+	fprintf(stderr, "open as uid %d: status %d: %s\n", (int)geteuid(), rc,
+		envdb_error_last()->message);
+	envdbi_store_close(s);
+	return 1;
+}
+
+static void expect_unwritable(const char *want)
+{
+	int status;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(open_unwritable_child(want));
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 3) {
+		fprintf(stderr, "SKIP read-only control plane (%s): %s is not readable by nobody\n",
+			want, path);
+		return;
+	}
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "read-only control plane (%s): child status 0x%x", want, status);
+}
+
+START_TEST(open_read_only_reports_the_cause)
+{
+	envdbi_store *s = open_store(false);
+	envdbi_store_close(s);
+	/* Others may enter the directory and read the file, not write it. */
+	ck_assert_int_eq(chmod(dir, 0555), 0);
+	ck_assert_int_eq(chmod(path, 0444), 0);
+	expect_unwritable("the file is not writable: Permission denied");
+	/* A writable file in a directory where the -wal and -shm files
+	 * cannot be made (a root-owned directory for nobody). */
+	if (geteuid() == 0)
+		ck_assert_int_eq(chown(path, 65534, 65534), 0);
+	ck_assert_int_eq(chmod(path, 0644), 0);
+	expect_unwritable("its directory");
+	ck_assert_int_eq(chmod(dir, 0700), 0);
+	/* and a file that really is no database is still INVALID */
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	for (int i = 0; i < 200; i++)
+		fputs("this is not sqlite ", f);
+	fclose(f);
+	ck_assert_int_eq(envdbi_store_open_path(&s, path, 1000, false, 0), ENVDB_ERR_INVALID);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "not an SQLite database"));
 }
 END_TEST
 
@@ -713,6 +817,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, open_create_and_versions);
 	tcase_add_test(tc, open_create_owner_only);
 	tcase_add_test(tc, open_refuses_foreign_files);
+	tcase_add_test(tc, open_sqlite_status_mapping);
+	tcase_add_test(tc, open_read_only_reports_the_cause);
 	tcase_add_test(tc, environment_crud);
 	tcase_add_test(tc, environment_constraints);
 	tcase_add_test(tc, database_rules);

@@ -8,15 +8,26 @@
  * while idle.  Key ids are validated before they are ever used in a path,
  * files are opened relative to the directory descriptor without following
  * symbolic links, and a key file that group or others can access is refused.
+ *
+ * Crash safety: a key file and `current` are each written under a
+ * temporary name (.<id>.key.tmp, .current.<random>.tmp: O_EXCL, 0600,
+ * flock'd while written), synced, then given their final name (link or
+ * rename) and the directory synced, so a process killed at any point
+ * leaves either no key file or a whole one.  Loading the keyring skips,
+ * with a warning naming it, a non-current key file of the wrong size (left
+ * by an older envdb killed mid-write) instead of refusing every command,
+ * and removes temporary files nobody holds any more.
  */
 #include "config.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,6 +37,16 @@
 #include "kms.h"
 
 #define KMS_KEY_FILE_MAX (KMS_ID_MAX + sizeof(KMS_KEY_SUFFIX))
+/* .<id>.key.tmp */
+#define KMS_KEY_TMP_MAX (KMS_KEY_FILE_MAX + 5)
+#define KMS_TMP_SUFFIX ".tmp"
+/* A temporary file nobody holds a lock on and older than this (seconds)
+ * was left by a process that died: removed when the keyring is loaded. */
+#define KMS_TMP_STALE_S 5
+
+/* load_key(): the key file is incomplete or damaged (wrong size, short
+ * read) and the caller asked to be told instead of a report. */
+#define KMS_SKIPPED 1
 
 int kms_id_is_valid(const char *s, size_t len)
 {
@@ -163,8 +184,12 @@ static kms_key *key_new(kms *k, const char *id)
 	return key;
 }
 
-/* Load key file <id>.key into the ring.  `id` is already validated. */
-static int load_key(kms_key **out, kms *k, const char *id, const char *op)
+/* Load key file <id>.key into the ring.  `id` is already validated.  With
+ * `why` (why_cap bytes), an incomplete or damaged file is not reported but
+ * described there, and KMS_SKIPPED returned; anything else (a link, wrong
+ * mode, an I/O error) is reported whatever `why`. */
+static int load_key(kms_key **out, kms *k, const char *id, const char *op, char *why,
+		    size_t why_cap)
 {
 	char fname[KMS_KEY_FILE_MAX];
 	kms_key *key = NULL;
@@ -208,6 +233,12 @@ static int load_key(kms_key **out, kms *k, const char *id, const char *op)
 				    op, k->dir, fname, (unsigned)(st.st_mode & 07777));
 		goto fail;
 	}
+	if (st.st_size != KMS_KEY_BYTES && why != NULL) {
+		snprintf(why, why_cap, "key file %s/%s holds %lld bytes, not %d", k->dir, fname,
+			 (long long)st.st_size, KMS_KEY_BYTES);
+		rc = KMS_SKIPPED;
+		goto fail;
+	}
 	if (st.st_size != KMS_KEY_BYTES) {
 		rc = k->host->error(k->host->ctx, ENVDB_ERR_CONFIG, NULL,
 				    "%s: key file %s/%s holds %lld bytes, not %d", op, k->dir,
@@ -227,6 +258,12 @@ static int load_key(kms_key **out, kms *k, const char *id, const char *op)
 		if (r <= 0)
 			break;
 		got += (size_t)r;
+	}
+	if ((got != KMS_KEY_BYTES || read(fd, &extra, 1) != 0) && why != NULL) {
+		snprintf(why, why_cap, "cannot read key file %s/%s: %s", k->dir, fname,
+			 got != KMS_KEY_BYTES ? "short read" : "file grew while read");
+		rc = KMS_SKIPPED;
+		goto fail;
 	}
 	if (got != KMS_KEY_BYTES || read(fd, &extra, 1) != 0) {
 		rc = k->host->error(k->host->ctx, ENVDB_ERR_IO, NULL,
@@ -260,7 +297,7 @@ int kms_ring_get(kms_key **out, kms *k, const char *id, const char *op)
 	*out = ring_find(k, id);
 	if (*out != NULL)
 		return ENVDB_OK;
-	return load_key(out, k, id, op);
+	return load_key(out, k, id, op, NULL, 0);
 }
 
 int kms_ring_current_id(char *id, kms *k, const char *op)
@@ -332,7 +369,7 @@ int kms_ring_current(kms_key **out, kms *k, const char *op)
 
 int kms_ring_refresh(kms *k, const char *op)
 {
-	char id[KMS_ID_MAX + 1];
+	char id[KMS_ID_MAX + 1], current[KMS_ID_MAX + 1] = "", why[PATH_MAX + 160];
 	const size_t slen = strlen(KMS_KEY_SUFFIX);
 	struct dirent *de;
 	kms_key *key;
@@ -340,6 +377,10 @@ int kms_ring_refresh(kms *k, const char *op)
 	size_t len;
 	int fd, rc = ENVDB_OK;
 
+	/* The current key must be whole; any other may be skipped. */
+	if ((rc = kms_ring_current_id(current, k, op)) < 0)
+		return rc;
+	rc = ENVDB_OK;
 	fd = openat(k->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || (dir = fdopendir(fd)) == NULL) {
 		rc = k->host->error(k->host->ctx, ENVDB_ERR_IO, NULL,
@@ -372,12 +413,79 @@ int kms_ring_refresh(kms *k, const char *op)
 		id[len] = '\0';
 		if (ring_find(k, id) != NULL)
 			continue;
-		rc = load_key(&key, k, id, op);
+		rc = load_key(&key, k, id, op, strcmp(id, current) == 0 ? NULL : why, sizeof(why));
+		if (rc == KMS_SKIPPED) {
+			k->host->log(k->host->ctx, ENVDB_LOG_WARNING,
+				     "%s: skipping key %s: %s (incomplete or damaged; ciphertexts "
+				     "sealed with it cannot be opened; remove the file if no "
+				     "credential uses that key)",
+				     op, id, why);
+			rc = ENVDB_OK;
+			continue;
+		}
 		if (rc != ENVDB_OK)
 			break;
 	}
 	closedir(dir);
 	return rc;
+}
+
+/* A temporary file of ours: .current.<random>.tmp or .<id>.key.tmp. */
+static int is_tmp_name(const char *name)
+{
+	size_t len = strlen(name), tl = strlen(KMS_TMP_SUFFIX);
+	const size_t cl = strlen("." KMS_CURRENT_FILE "."), kl = strlen(KMS_KEY_SUFFIX);
+
+	if (name[0] != '.' || len <= tl + 1 || strcmp(name + len - tl, KMS_TMP_SUFFIX) != 0)
+		return 0;
+	if (strncmp(name, "." KMS_CURRENT_FILE ".", cl) == 0)
+		return 1;
+	len -= tl;
+	return len > kl + 1 && strncmp(name + len - kl, KMS_KEY_SUFFIX, kl) == 0 &&
+	       kms_id_is_valid(name + 1, len - kl - 1);
+}
+
+/* Remove the temporary files left by processes killed while writing a key
+ * or `current`: a writer holds an exclusive flock on its temporary file
+ * until it is renamed, so one nobody holds (and not brand new: the lock
+ * is taken just after the O_EXCL create) is garbage.  Best effort: a
+ * failure is logged, never fatal (the files are ignored when loading). */
+static void remove_stale_tmp(kms *k, const char *op)
+{
+	int64_t now = k->host->wall_s(k->host->ctx);
+	struct dirent *de;
+	struct stat st;
+	DIR *dir;
+	int dfd, fd;
+
+	dfd = openat(k->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || (dir = fdopendir(dfd)) == NULL) {
+		if (dfd >= 0)
+			close(dfd);
+		return;
+	}
+	while ((de = readdir(dir)) != NULL) {
+		if (!is_tmp_name(de->d_name))
+			continue;
+		fd = openat(k->dir_fd, de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		    (int64_t)st.st_mtime + KMS_TMP_STALE_S <= now &&
+		    flock(fd, LOCK_EX | LOCK_NB) == 0) {
+			if (unlinkat(k->dir_fd, de->d_name, 0) == 0)
+				k->host->log(k->host->ctx, ENVDB_LOG_WARNING,
+					     "%s: removed %s/%s, a temporary file left by an "
+					     "interrupted key generate",
+					     op, k->dir, de->d_name);
+			else
+				k->host->log(k->host->ctx, ENVDB_LOG_WARNING,
+					     "%s: cannot remove stale temporary file %s/%s: %s", op,
+					     k->dir, de->d_name, strerror(errno));
+		}
+		close(fd); /* drops the lock */
+	}
+	closedir(dir);
 }
 
 int kms_ring_open(kms *k, const char *dir)
@@ -406,6 +514,7 @@ int kms_ring_open(kms *k, const char *dir)
 	rc = kms_ring_refresh(k, "load keyring");
 	if (rc != ENVDB_OK)
 		return rc;
+	remove_stale_tmp(k, "load keyring");
 	/* An empty keyring is fine (`envdb init` generates the first key);
 	 * a `current` file naming a missing key is not. */
 	rc = kms_ring_current_id((char[KMS_ID_MAX + 1]){0}, k, "load keyring");
@@ -449,35 +558,52 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-/* Replace `current` atomically: temporary file, fsync, rename, fsync dir. */
-static int set_current(kms *k, const char *id)
+/* Give `data` the name `name` in the keyring atomically: temporary file
+ * `tmp` (O_EXCL, 0600, flock'd so that remove_stale_tmp() leaves it alone),
+ * write, fsync, then rename over `name` (replace) or link to it (!replace:
+ * ENVDB_ERR_EXISTS when `name` exists), and fsync the directory.  A crash
+ * at any point leaves `name` as it was or whole, never partial; at worst a
+ * temporary file, removed by a later load.  `id` names the key in
+ * messages. */
+static int publish(kms *k, const char *tmp, const char *name, const void *data, size_t len,
+		   int replace, const char *id)
 {
-	char tmp[64], line[KMS_ID_MAX + 2];
-	uint32_t r = randombytes_random();
 	int fd, rc;
 
-	snprintf(tmp, sizeof(tmp), "." KMS_CURRENT_FILE ".%08x.tmp", (unsigned)r);
-	snprintf(line, sizeof(line), "%s\n", id);
 	fd = openat(k->dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return k->host->error(k->host->ctx, ENVDB_ERR_IO, NULL,
 				      "key generate %s: cannot create %s/%s: %s", id, k->dir, tmp,
 				      strerror(errno));
-	if (fchmod(fd, 0600) != 0 || write_all(fd, line, strlen(line)) != 0 || fsync(fd) != 0) {
+	if (flock(fd, LOCK_EX) != 0 || fchmod(fd, 0600) != 0 || write_all(fd, data, len) != 0 ||
+	    fsync(fd) != 0) {
 		rc = k->host->error(k->host->ctx, ENVDB_ERR_IO, NULL,
 				    "key generate %s: cannot write %s/%s: %s", id, k->dir, tmp,
 				    strerror(errno));
 		close(fd);
 		goto fail;
 	}
-	close(fd);
-	if (renameat(k->dir_fd, tmp, k->dir_fd, KMS_CURRENT_FILE) != 0) {
-		rc = k->host->error(k->host->ctx, ENVDB_ERR_IO, NULL,
-				    "key generate %s: cannot rename %s/%s to " KMS_CURRENT_FILE
-				    ": %s",
-				    id, k->dir, tmp, strerror(errno));
+	if (replace) {
+		rc = renameat(k->dir_fd, tmp, k->dir_fd, name);
+	} else {
+		/* link() never replaces; a file system without hard links
+		 * gets a rename (the id's random suffix makes a clash moot). */
+		rc = linkat(k->dir_fd, tmp, k->dir_fd, name, 0);
+		if (rc != 0 && (errno == EPERM || errno == ENOTSUP || errno == EOPNOTSUPP ||
+				errno == EMLINK))
+			rc = renameat(k->dir_fd, tmp, k->dir_fd, name);
+		else if (rc == 0)
+			(void)unlinkat(k->dir_fd, tmp, 0);
+	}
+	if (rc != 0) {
+		rc = k->host->error(k->host->ctx,
+				    !replace && errno == EEXIST ? ENVDB_ERR_EXISTS : ENVDB_ERR_IO,
+				    NULL, "key generate %s: cannot rename %s/%s to %s: %s", id,
+				    k->dir, tmp, name, strerror(errno));
+		close(fd);
 		goto fail;
 	}
+	close(fd);
 	if (fsync(k->dir_fd) != 0)
 		return k->host->error(k->host->ctx, ENVDB_ERR_IO, NULL,
 				      "key generate %s: cannot sync keyring %s: %s", id, k->dir,
@@ -488,14 +614,25 @@ fail:
 	return rc;
 }
 
+/* Replace `current` atomically. */
+static int set_current(kms *k, const char *id)
+{
+	char tmp[64], line[KMS_ID_MAX + 2];
+	uint32_t r = randombytes_random();
+
+	snprintf(tmp, sizeof(tmp), "." KMS_CURRENT_FILE ".%08x" KMS_TMP_SUFFIX, (unsigned)r);
+	snprintf(line, sizeof(line), "%s\n", id);
+	return publish(k, tmp, KMS_CURRENT_FILE, line, strlen(line), 1, id);
+}
+
 int kms_ring_generate(char *id, kms *k, int make_current)
 {
-	char fname[KMS_KEY_FILE_MAX], stamp[32];
+	char fname[KMS_KEY_FILE_MAX], tmp[KMS_KEY_TMP_MAX], stamp[32];
 	unsigned char suffix[4];
 	kms_key *key = NULL;
 	time_t now = (time_t)k->host->wall_s(k->host->ctx);
 	struct tm tm;
-	int fd = -1, created = 0, rc;
+	int created = 0, rc;
 
 	if (gmtime_r(&now, &tm) == NULL ||
 	    strftime(stamp, sizeof(stamp), "k%Y%m%dt%H%M%Sz", &tm) == 0)
@@ -513,29 +650,11 @@ int kms_ring_generate(char *id, kms *k, int make_current)
 	crypto_aead_xchacha20poly1305_ietf_keygen(key->key);
 	key->created_at = (int64_t)now;
 
-	fd = openat(k->dir_fd, fname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		rc = k->host->error(k->host->ctx, errno == EEXIST ? ENVDB_ERR_EXISTS : ENVDB_ERR_IO,
-				    NULL, "key generate %s: cannot create %s/%s: %s", id, k->dir,
-				    fname, strerror(errno));
+	snprintf(tmp, sizeof(tmp), ".%s" KMS_TMP_SUFFIX, fname);
+	rc = publish(k, tmp, fname, key->key, KMS_KEY_BYTES, 0, id);
+	if (rc != ENVDB_OK)
 		goto fail;
-	}
 	created = 1;
-	if (fchmod(fd, 0600) != 0 || write_all(fd, key->key, KMS_KEY_BYTES) != 0 ||
-	    fsync(fd) != 0) {
-		rc = k->host->error(k->host->ctx, ENVDB_ERR_IO, NULL,
-				    "key generate %s: cannot write %s/%s: %s", id, k->dir, fname,
-				    strerror(errno));
-		goto fail;
-	}
-	close(fd);
-	fd = -1;
-	if (fsync(k->dir_fd) != 0) {
-		rc = k->host->error(k->host->ctx, ENVDB_ERR_IO, NULL,
-				    "key generate %s: cannot sync keyring %s: %s", id, k->dir,
-				    strerror(errno));
-		goto fail;
-	}
 	kms_key_lock(key);
 	rc = ring_add(k, key, "key generate");
 	key = NULL; /* owned by the ring, or freed */
@@ -550,8 +669,6 @@ int kms_ring_generate(char *id, kms *k, int make_current)
 	}
 	return ENVDB_OK;
 fail:
-	if (fd >= 0)
-		close(fd);
 	if (created)
 		(void)unlinkat(k->dir_fd, fname, 0); /* nothing half-done */
 	key_free(k, key);

@@ -211,7 +211,8 @@ typedef struct envdb_credential {
 	char *id;
 	char *environment_database_id;
 	char *secret_ciphertext; /**< encryptor output (never plaintext); bound to
-				      id and environment_database_id as AAD */
+				      id, environment_database_id and (aad_version
+				      2) the database's address as AAD */
 	char *key_id;            /**< encryption_key_id that sealed it */
 	char *handle;            /**< adapter's non-secret credential id (role
 				      name, token id) or "" */
@@ -220,6 +221,12 @@ typedef struct envdb_credential {
 	int64_t created_at;
 	int64_t expires_at;      /**< 0 when it does not expire */
 	int64_t revoked_at;      /**< 0 unless revoked */
+	/** Which associated data the ciphertext is bound to (see
+	 * envdb_credential_aad_bound()): 1 = the ids only (rows sealed before
+	 * libenvdb bound the database address; `envdb key rewrap` upgrades
+	 * them), 2 = the ids and the database's driver, name and URL.  Added
+	 * with control-plane schema version 2. */
+	int64_t aad_version;
 } envdb_credential;
 
 /** sys_environment_member: a user's role in one environment. */
@@ -313,6 +320,27 @@ ENVDB_EXPORT void envdb_violation_list_free(envdb_violation **v, size_t n);
  * could not run.  Read-only.
  */
 ENVDB_EXPORT int envdb_check(envdb_violation ***out, size_t *n, envdb_ctx *ctx);
+
+enum envdb_check_flags {
+	/** Do not open the ciphertexts (no encryptor call): only what the
+	 * control plane alone can tell is checked. */
+	ENVDB_CHECK_NO_DECRYPT = 1u << 0
+};
+
+/**
+ * envdb_check() with `flags` (envdb_check_flags).  Without
+ * ENVDB_CHECK_NO_DECRYPT, and when the context has an encryptor, every
+ * credential's ciphertext is also opened with its own associated data
+ * (envdb_credential_aad_bound()) and the secret wiped at once: a
+ * ciphertext that does not open is reported ("ciphertext_bound"; naming
+ * the other credential when it opens with that one's associated data: two
+ * ciphertexts swapped or copied), as is a key id inside the ciphertext
+ * other than the row's encryption_key_id ("ciphertext_key_id") and a row
+ * still sealed with associated data version 1 ("aad_binds_address": run
+ * `envdb key rewrap`).  envdb_check() is envdb_check_flags(..., 0).
+ */
+ENVDB_EXPORT int envdb_check_flags(envdb_violation ***out, size_t *n, envdb_ctx *ctx,
+				   unsigned flags);
 
 /**
  * The object definitions as JSON: {"version":N,"objects":[{"name",
@@ -466,6 +494,32 @@ ENVDB_EXPORT int envdb_credential_aad(unsigned char *aad, size_t *len,
 				      const char *credential_id,
 				      const char *environment_database_id);
 
+/** The associated data version new ciphertexts are sealed with. */
+#define ENVDB_CREDENTIAL_AAD_VERSION 2
+/** Bytes of the longest associated data envdb_credential_aad_bound() writes. */
+#define ENVDB_CREDENTIAL_AAD_BOUND_MAX 128
+
+/**
+ * The associated data of credential `credential_id` of database `db`, in
+ * format `version` (envdb_credential.aad_version):
+ *  - 1: exactly what envdb_credential_aad(credential_id, db->id) writes;
+ *  - 2: "envdb-credential-v2" 0x00 CREDENTIAL_ID 0x00 DATABASE_ID 0x00
+ *       BLAKE2b-256(DRIVER 0x00 DATABASE_NAME 0x00 DATABASE_URL)
+ *    (20 + 36 + 1 + 36 + 1 + 32 = 126 bytes; crypto_generichash of
+ *    libsodium, unkeyed, 32-byte output), so that a ciphertext also stops
+ *    opening when the database row is made to point elsewhere (its
+ *    driver, database_name or database_url edited in the control plane):
+ *    the secret is never handed out next to an address it was not sealed
+ *    for.
+ * Writes at most `cap` bytes into `aad` (ENVDB_CREDENTIAL_AAD_BOUND_MAX
+ * suffice) and the length into *len.  ENVDB_ERR_INVALID when an id is not a
+ * UUID, a field of `db` is missing, or `version` is unknown;
+ * ENVDB_ERR_BUFFER_TOO_SMALL (*len: the size needed).  `db` borrowed.
+ */
+ENVDB_EXPORT int envdb_credential_aad_bound(unsigned char *aad, size_t cap, size_t *len,
+					    int64_t version, const char *credential_id,
+					    const envdb_database *db);
+
 /** Options of envdb_cred_rotate(). */
 typedef struct envdb_rotate_opts {
 	size_t struct_size;
@@ -516,7 +570,8 @@ ENVDB_EXPORT int envdb_cred_list(envdb_credential ***out, size_t *n, envdb_ctx *
 typedef struct envdb_rewrap_report {
 	size_t struct_size;
 	size_t total;           /**< credentials examined */
-	size_t already_current; /**< already sealed with the current key */
+	size_t already_current; /**< already sealed with the current key and
+				     associated data version */
 	size_t rewrapped;       /**< re-sealed (or, in a dry run, that would be) */
 	size_t failed;          /**< could not be re-sealed (the first error is
 				     in envdb_error_last(), the call fails) */
@@ -530,10 +585,13 @@ enum envdb_rewrap_flags {
 
 /**
  * Re-seal every credential (every status) under the encryptor's current
- * key, each row in its own transaction (a concurrent change of the row wins
- * and the row is examined again next time).  Uses the encryptor's rewrap
- * when it has ENVDB_ENCRYPTOR_CAP_REWRAP, else decrypt + encrypt in secure
- * memory.  `report` (caller-owned, struct_size set) receives the counts,
+ * key and the current associated data (ENVDB_CREDENTIAL_AAD_VERSION: rows
+ * sealed with version 1 are upgraded even when their key is current), each
+ * row in its own transaction (a concurrent change of the row wins and the
+ * row is examined again next time).  Uses the encryptor's rewrap when it
+ * has ENVDB_ENCRYPTOR_CAP_REWRAP and the associated data stays the same,
+ * else decrypt + encrypt in secure memory.  An upgrade binds the address
+ * the row names at that moment: run envdb_check() first.  `report` (caller-owned, struct_size set) receives the counts,
  * also on failure.
  */
 ENVDB_EXPORT int envdb_key_rewrap(envdb_rewrap_report *report, envdb_ctx *ctx, unsigned flags);
