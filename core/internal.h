@@ -135,6 +135,21 @@ int envdbi_manifest_load(envdbi_manifest **out, const char *path);
 void envdbi_manifest_free(envdbi_manifest *m);
 
 /* ------------------------------------------------------------------------ */
+/* trust.c — may what the process loads be trusted (OpenSSH's rule)           */
+/* ------------------------------------------------------------------------ */
+
+struct stat;
+/** True when `st` (of `path`) is owned by root or the effective user and
+ * writable by nobody else (a sticky directory such as /tmp excepted).
+ * Otherwise false, and `why` says what was refused: the path, its mode and
+ * its owner ("file F is writable by group or others (mode 0666, owner
+ * root); ..."). */
+bool envdbi_trusted(const char *path, const struct stat *st, char *why, size_t cap);
+/** envdbi_trusted() for "/" and every directory on the path to `dir`
+ * (absolute, without symbolic links: realpath() it first), `dir` included. */
+bool envdbi_trusted_dirs(const char *dir, char *why, size_t cap);
+
+/* ------------------------------------------------------------------------ */
 /* loader.c (the only file that includes <ltdl.h>) and host.c                 */
 /* ------------------------------------------------------------------------ */
 

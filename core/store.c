@@ -1281,6 +1281,17 @@ int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_ti
 			goto fail;
 		}
 	}
+	/* Whoever else can write the file can rewrite the registry (URLs,
+	 * members, ciphertexts): an existing group- or other-writable control
+	 * plane is refused, not used silently. */
+	if (strcmp(path, ":memory:") != 0 && stat(path, &stt) == 0 &&
+	    (stt.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+		rc = envdbi_error(ENVDB_ERR_CONFIG, NULL,
+				  "control plane %s: refused: the file is writable by group or "
+				  "others (mode %04o, owner uid %u); make it 0600 (chmod 600)",
+				  path, (unsigned)(stt.st_mode & 07777), (unsigned)stt.st_uid);
+		goto fail;
+	}
 	rc = sqlite3_open_v2(path, &s->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX |
 				     ((flags & ENVDB_OPEN_CREATE) ? SQLITE_OPEN_CREATE : 0),
