@@ -13,6 +13,7 @@
 #include <envdb/adapter.h>
 #include <envdb/encryptor.h>
 #include <envdb/envdb.h>
+#include "quote.h"
 
 /* ------------------------------------------------------------------------ */
 /* error.c — thread-local last error                                          */
@@ -55,10 +56,7 @@ int envdbi_check_name(const char *op, const char *what, const char *s, size_t ma
 /** Free text (display names): valid UTF-8, no control characters, at most
  * max bytes.  NULL passes. */
 int envdbi_check_text(const char *op, const char *what, const char *s, size_t max);
-/** Write `s` into out (cap bytes) with everything outside printable ASCII,
- * quotes and backslashes as \xNN, cut after 48 characters: safe to put in a
- * message. */
-void envdbi_quote(char *out, size_t cap, const char *s);
+/* envdbi_quote(): core/quote.h */
 
 /* ------------------------------------------------------------------------ */
 /* secmem.c — secure memory (libsodium guarded allocations)                   */
