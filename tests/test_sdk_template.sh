@@ -61,6 +61,8 @@ src="$tmp/src"
 step "make distdir (a clean copy of the sources)" "$tmp/distdir.log" \
 	make -C "$build" distdir distdir="$src" top_distdir="$src"
 chmod -R u+w "$src"
+[ -f "$src/COPYING" ] && grep -q '^MIT License' "$src/COPYING" ||
+	fail "the distributed files have no COPYING (MIT license)"
 mkdir "$tmp/build"
 cd "$tmp/build" || exit 99
 step "configure envdb --prefix=$prefix" "$tmp/configure.log" \
