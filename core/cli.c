@@ -87,6 +87,12 @@ static const envdb_cli_command commands[] = {
 	 "verify every invariant of the control plane; exit 65 when any is violated"},
 	{"schema", NULL, envdb_cli_schema, "",
 	 "print the object definitions (fields, types, enum values, indexes); --json for JSON"},
+	{"backup", NULL, envdb_cli_backup, "FILE",
+	 "write a consistent copy of the control plane to the new FILE (0600; never overwrites), "
+	 "while other processes keep working"},
+	{"restore", NULL, envdb_cli_restore, "FILE [--force]",
+	 "check the backup FILE and put it in place of the control plane (an existing one only "
+	 "with --force, and only when no process has it open)"},
 	/* v4 -> v5 migration (cli_migrate.c) */
 	{"migrate", "v4-to-v5", envdb_cli_migrate_v4_to_v5,
 	 "[--dry-run] [--batch N] [--legacy-encryptor NAME] [--by USER]",

@@ -198,6 +198,8 @@ int envdb_cli_key_rewrap(envdb_cli *cli, int argc, char **argv);
 /* core/cli_store.c */
 int envdb_cli_schema(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_check(envdb_cli *cli, int argc, char **argv);
+int envdb_cli_backup(envdb_cli *cli, int argc, char **argv);
+int envdb_cli_restore(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_member_add(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_member_remove(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_member_list(envdb_cli *cli, int argc, char **argv);

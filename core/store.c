@@ -30,7 +30,6 @@
 #include "schema.h"
 #include "store.h"
 
-#define ENVDBI_APPLICATION_ID 0x656e7664 /* "envd" */
 #define STMT_CACHE 64
 
 typedef struct cached_stmt {
@@ -1368,6 +1367,17 @@ bool envdbi_store_legacy(const envdbi_store *s)
 const char *envdbi_store_path(const envdbi_store *s)
 {
 	return s->path;
+}
+
+sqlite3 *envdbi_store_sqlite_lock(envdbi_store *s)
+{
+	lock(s);
+	return s->db;
+}
+
+void envdbi_store_sqlite_unlock(envdbi_store *s)
+{
+	unlock(s);
 }
 
 /* ------------------------------------------------------------------------ */

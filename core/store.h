@@ -62,6 +62,8 @@
 /** Current schema version of the store file (PRAGMA user_version).  Version
  * 1 creates every table, index and trigger from the object definitions. */
 #define ENVDBI_STORE_VERSION 1
+/** PRAGMA application_id of every envdb control plane ("envd"). */
+#define ENVDBI_APPLICATION_ID 0x656e7664
 
 /* ------------------------------------------------------------------------ */
 /* Open / close                                                              */
@@ -97,6 +99,11 @@ bool envdbi_store_legacy(const envdbi_store *s);
 
 /** Path of the control-plane file (owned by the store). */
 const char *envdbi_store_path(const envdbi_store *s);
+
+/** The store's SQLite connection with the store's lock held, for
+ * core/store_backup.c; envdbi_store_sqlite_unlock() releases it. */
+struct sqlite3 *envdbi_store_sqlite_lock(envdbi_store *s);
+void envdbi_store_sqlite_unlock(envdbi_store *s);
 
 /* ------------------------------------------------------------------------ */
 /* Transactions                                                              */
