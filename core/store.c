@@ -1323,6 +1323,7 @@ int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_ti
 	if (s->legacy && (rc = ensure_legacy(s)) != 0)
 		goto fail;
 	envdbi_store_legacy_notice(s); /* migration support (G) */
+	envdbi_store_track(s, path, true); /* restore refuses an open one */
 	*out = s;
 	return 0;
 fail:
@@ -1343,6 +1344,7 @@ void envdbi_store_close(envdbi_store *s)
 {
 	if (s == NULL)
 		return;
+	envdbi_store_track(s, NULL, false);
 	if (s->db != NULL) {
 		if (!sqlite3_get_autocommit(s->db))
 			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);

@@ -104,6 +104,10 @@ const char *envdbi_store_path(const envdbi_store *s);
  * core/store_backup.c; envdbi_store_sqlite_unlock() releases it. */
 struct sqlite3 *envdbi_store_sqlite_lock(envdbi_store *s);
 void envdbi_store_sqlite_unlock(envdbi_store *s);
+/** Record that this process has the control plane `path` open in `s`
+ * (open) or no longer (!open, path unused): envdb_restore() refuses to
+ * replace a file the process uses (core/store_backup.c). */
+void envdbi_store_track(const envdbi_store *s, const char *path, bool open);
 
 /* ------------------------------------------------------------------------ */
 /* Transactions                                                              */

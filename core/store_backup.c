@@ -18,13 +18,19 @@
  * holds a read lock on the SHARED range for as long as it has a WAL
  * database open, so a write lock on [PENDING_BYTE, PENDING_BYTE + 512)
  * succeeds only when nobody uses the file, and keeps newcomers out (they
- * see SQLITE_BUSY) while the files are swapped.
+ * see SQLITE_BUSY) while the files are swapped.  POSIX locks do not
+ * conflict within one process, and closing any descriptor of a file drops
+ * every lock the process holds on it: so the stores this process has open
+ * are tracked here (envdbi_store_track), and a restore over one of them is
+ * refused before the file is even opened.  A restore must not run while
+ * another thread of the process opens the same control plane.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +49,56 @@
 static const char *const envdb_tables[] = {"sys_environment", "sys_environment_database",
 					   "sys_database_credential", "sys_environment_member",
 					   NULL};
+
+/* The control planes this process has open: store, device, inode. */
+typedef struct tracked {
+	const envdbi_store *s;
+	dev_t dev;
+	ino_t ino;
+} tracked;
+
+static pthread_mutex_t tracked_lock = PTHREAD_MUTEX_INITIALIZER;
+static tracked *tracked_v;
+static size_t tracked_n, tracked_cap;
+
+void envdbi_store_track(const envdbi_store *s, const char *path, bool open)
+{
+	struct stat st;
+	size_t i;
+
+	pthread_mutex_lock(&tracked_lock);
+	if (!open) {
+		for (i = 0; i < tracked_n; i++)
+			if (tracked_v[i].s == s) {
+				tracked_v[i] = tracked_v[--tracked_n];
+				break;
+			}
+	} else if (stat(path, &st) == 0) {
+		if (tracked_n == tracked_cap) {
+			size_t cap = tracked_cap ? 2 * tracked_cap : 8;
+			tracked *v = realloc(tracked_v, cap * sizeof(*v));
+			if (v != NULL) {
+				tracked_v = v;
+				tracked_cap = cap;
+			}
+		}
+		if (tracked_n < tracked_cap)
+			tracked_v[tracked_n++] = (tracked){s, st.st_dev, st.st_ino};
+	}
+	pthread_mutex_unlock(&tracked_lock);
+}
+
+static bool open_here(const struct stat *st)
+{
+	bool found = false;
+	size_t i;
+
+	pthread_mutex_lock(&tracked_lock);
+	for (i = 0; i < tracked_n && !found; i++)
+		found = tracked_v[i].dev == st->st_dev && tracked_v[i].ino == st->st_ino;
+	pthread_mutex_unlock(&tracked_lock);
+	return found;
+}
 
 /* The directory of `path` (allocated), "." for a bare name. */
 static char *dir_of(const char *path)
@@ -352,6 +408,11 @@ int envdb_restore(envdb_ctx *ctx, const char *backup_path, unsigned flags)
 		return envdbi_error(ENVDB_ERR_EXISTS, NULL,
 				    "restore: control plane %s exists; it is replaced only with "
 				    "--force (and only when no process has it open)",
+				    target);
+	if (exists && open_here(&st))
+		return envdbi_error(ENVDB_ERR_BUSY, NULL,
+				    "restore: control plane %s is in use (this process has it "
+				    "open): close it and retry",
 				    target);
 	if ((rc = verify_backup(&src, backup_path)) != ENVDB_OK)
 		return rc;

@@ -541,6 +541,34 @@ START_TEST(unsafe_permissions_refused)
 }
 END_TEST
 
+/* envdb backup FILE / envdb restore FILE [--force], as an operator runs them */
+START_TEST(backup_and_restore_commands)
+{
+	char dir[PATH_MAX], mf[PATH_MAX], b[PATH_MAX];
+	json_t *doc;
+
+	tu_path(dir, sizeof(dir), "site");
+	ck_assert_int_eq(RUN("init", dir), 0);
+	join(mf, sizeof(mf), dir, "envdb.yaml");
+	join(b, sizeof(b), dir, "backup.db");
+	ck_assert_int_eq(RUN("--manifest", mf, "backup"), 64);
+	ck_assert_int_eq(RUN("--manifest", mf, "backup", b), 0);
+	tu_assert_contains(out, "written to");
+	assert_mode(b, S_IFREG, 0600);
+	ck_assert_int_eq(RUN("--manifest", mf, "backup", b), 65);
+	tu_assert_contains(err, "the file exists; a backup never overwrites one");
+	ck_assert_int_eq(RUN("--manifest", mf, "restore", b), 65);
+	tu_assert_contains(err, "replaced only with --force");
+	ck_assert_int_eq(RUN("--manifest", mf, "--json", "restore", b, "--force"), 0);
+	doc = json_out();
+	ck_assert_str_eq(json_string_value(json_object_get(doc, "restored_from")), b);
+	json_decref(doc);
+	ck_assert_int_eq(RUN("--manifest", mf, "check"), 0);
+	ck_assert_int_eq(RUN("--manifest", mf, "restore", mf, "--force"), 65);
+	tu_assert_contains(err, "is not an SQLite database");
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
 	Suite *s = suite_create("cli_host");
@@ -561,6 +589,7 @@ static Suite *cli_suite(void)
 		tcase_add_test(e2e, init_end_to_end);
 		tcase_add_test(e2e, init_never_overwrites);
 		tcase_add_test(e2e, unsafe_permissions_refused);
+		tcase_add_test(e2e, backup_and_restore_commands);
 		suite_add_tcase(s, e2e);
 	} else {
 		fprintf(stderr,
