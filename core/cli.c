@@ -88,6 +88,12 @@ static const envdb_cli_command commands[] = {
 	 "--no-decrypt); exit 65 when any is violated"},
 	{"schema", NULL, envdb_cli_schema, "",
 	 "print the object definitions (fields, types, enum values, indexes); --json for JSON"},
+	{"backup", NULL, envdb_cli_backup, "FILE",
+	 "write a consistent copy of the control plane to the new FILE (0600; never overwrites), "
+	 "while other processes keep working"},
+	{"restore", NULL, envdb_cli_restore, "FILE [--force]",
+	 "check the backup FILE and put it in place of the control plane (an existing one only "
+	 "with --force, and only when no process has it open)"},
 	/* v4 -> v5 migration (cli_migrate.c) */
 	{"migrate", "v4-to-v5", envdb_cli_migrate_v4_to_v5,
 	 "[--dry-run] [--batch N] [--legacy-encryptor NAME] [--by USER]",
@@ -238,6 +244,12 @@ int envdb_cli_fail_msg(envdb_cli *cli, int status, const char *fmt, ...)
 	return code;
 }
 
+const char *envdb_cli_quote(char *buf, size_t cap, const char *s)
+{
+	envdbi_quote(buf, cap, s);
+	return buf;
+}
+
 int envdb_cli_usage(envdb_cli *cli, const char *fmt, ...)
 {
 	char msg[2048], words[128];
@@ -293,7 +305,7 @@ int envdb_cli_parse(envdb_cli *cli, int argc, char **argv, const envdb_cli_opt *
 			const char *value = eq ? eq + 1 : NULL;
 
 			if (o == NULL)
-				return envdb_cli_usage(cli, "unknown option %s", a);
+				return envdb_cli_usage(cli, "unknown option %s", CLI_Q(a));
 			if (o->type == ENVDB_CLI_FLAG) {
 				if (value != NULL)
 					return envdb_cli_usage(cli, "option --%s takes no value",
@@ -315,7 +327,7 @@ int envdb_cli_parse(envdb_cli *cli, int argc, char **argv, const envdb_cli_opt *
 				if (errno != 0 || end == value || *end != '\0')
 					return envdb_cli_usage(cli,
 							       "option --%s: '%s' is not an integer",
-							       o->name, value);
+							       o->name, CLI_Q(value));
 				*(int64_t *)o->out = v;
 			} else {
 				*(const char **)o->out = value;
@@ -323,7 +335,7 @@ int envdb_cli_parse(envdb_cli *cli, int argc, char **argv, const envdb_cli_opt *
 			continue;
 		}
 		if (pos->n >= max_pos || pos->n >= ENVDB_CLI_MAX_ARGS)
-			return envdb_cli_usage(cli, "unexpected argument '%s'", a);
+			return envdb_cli_usage(cli, "unexpected argument '%s'", CLI_Q(a));
 		pos->v[pos->n++] = argv[i];
 	}
 	if (pos->n < min_pos)
@@ -338,13 +350,13 @@ int envdb_cli_env_ref_parse(envdb_cli *cli, envdb_cli_env_ref *out, const char *
 
 	if (slash == NULL || slash == arg || slash[1] == '\0' || strchr(slash + 1, '/') != NULL)
 		return envdb_cli_usage(cli, "'%s' is not ORG/SLUG (e.g. acme/prod)",
-				       arg ? arg : "");
+				       CLI_Q(arg ? arg : ""));
 	for (i = 0; arg[i]; i++)
 		if (arg[i] == ' ' || arg[i] == '\t' || arg[i] == '\n' || arg[i] == '\r')
-			return envdb_cli_usage(cli, "'%s': ORG/SLUG contains whitespace", arg);
+			return envdb_cli_usage(cli, "'%s': ORG/SLUG contains whitespace", CLI_Q(arg));
 	org_len = (size_t)(slash - arg);
 	if (org_len >= sizeof(out->org) || strlen(slash + 1) >= sizeof(out->slug))
-		return envdb_cli_usage(cli, "'%s': ORG/SLUG is too long", arg);
+		return envdb_cli_usage(cli, "'%s': ORG/SLUG is too long", CLI_Q(arg));
 	memcpy(out->org, arg, org_len);
 	out->org[org_len] = '\0';
 	snprintf(out->slug, sizeof(out->slug), "%s", slash + 1);
@@ -364,7 +376,12 @@ static bool file_exists(const char *path)
 int envdb_cli_manifest(envdb_cli *cli, const char **path)
 {
 	const char *env = getenv("ENVDB_MANIFEST");
-	const char *sys = ENVDB_SYSCONF_DIR "/envdb.yaml";
+	const char *sys = getenv("ENVDB_SYSTEM_MANIFEST");
+
+	/* ENVDB_SYSTEM_MANIFEST stands for the installed default: the tests set
+	 * it, so that what `make install` left behind never decides a result. */
+	if (sys == NULL || sys[0] == '\0')
+		sys = ENVDB_SYSCONF_DIR "/envdb.yaml";
 
 	if (cli->manifest_opt != NULL) {
 		*path = cli->manifest_opt;
@@ -423,7 +440,7 @@ static int print_help(envdb_cli *cli, const char *only)
 			shown++;
 	}
 	if (shown == 0)
-		return envdb_cli_usage(cli, "unknown command '%s'", only);
+		return envdb_cli_usage(cli, "unknown command '%s'", CLI_Q(only));
 	if (cli->json) {
 		json_t *list = json_array();
 		for (i = 0; i < N_COMMANDS; i++) {
@@ -565,7 +582,7 @@ int main(int argc, char **argv)
 		return envdb_cli_usage(&cli, "no command given");
 	}
 	if (args[0][0] == '-')
-		return envdb_cli_usage(&cli, "unknown option %s", args[0]);
+		return envdb_cli_usage(&cli, "unknown option %s", CLI_Q(args[0]));
 
 	for (i = 0; i < N_COMMANDS; i++) {
 		if (strcmp(commands[i].name, args[0]) != 0)
@@ -579,7 +596,7 @@ int main(int argc, char **argv)
 			row = &commands[i];
 	}
 	if (!known)
-		return envdb_cli_usage(&cli, "unknown command '%s'", args[0]);
+		return envdb_cli_usage(&cli, "unknown command '%s'", CLI_Q(args[0]));
 	if (help)
 		return print_help(&cli, args[0]);
 	if (row == NULL) {
@@ -596,7 +613,7 @@ int main(int argc, char **argv)
 			}
 		if (n > 1)
 			return envdb_cli_usage(&cli, "%s: unknown subcommand '%s' (one of: %s)",
-					       args[0], args[1], subs);
+					       args[0], CLI_Q(args[1]), subs);
 		return envdb_cli_usage(&cli, "%s: a subcommand is needed (one of: %s)", args[0],
 				       subs);
 	}

@@ -34,6 +34,8 @@
 
 #include <envdb/envdb.h>
 
+#include "quote.h"
+
 typedef struct envdb_cli_command envdb_cli_command;
 
 /** The state of one run of the command. */
@@ -138,6 +140,11 @@ int envdb_cli_exit_status(int status);
 /** Print "envdb: <message>" to stderr. */
 void envdb_cli_error(envdb_cli *cli, const char *fmt, ...) ENVDB_PRINTF(2, 3);
 
+/** `s` (from argv) escaped for a message (core/quote.c): buf, for the call.
+ * CLI_Q(s) gives it a buffer of its own that lives to the end of the
+ * statement's block: `envdb_cli_usage(cli, "bad '%s'", CLI_Q(arg))`. */
+const char *envdb_cli_quote(char *buf, size_t cap, const char *s);
+#define CLI_Q(s) envdb_cli_quote((char[ENVDBI_QUOTE_MAX]){0}, ENVDBI_QUOTE_MAX, (s))
 /** Report a usage problem ("envdb: COMMAND: <message>" and the synopsis;
  * with --json also the error document) and return EX_USAGE. */
 int envdb_cli_usage(envdb_cli *cli, const char *fmt, ...) ENVDB_PRINTF(2, 3);
@@ -191,6 +198,8 @@ int envdb_cli_key_rewrap(envdb_cli *cli, int argc, char **argv);
 /* core/cli_store.c */
 int envdb_cli_schema(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_check(envdb_cli *cli, int argc, char **argv);
+int envdb_cli_backup(envdb_cli *cli, int argc, char **argv);
+int envdb_cli_restore(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_member_add(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_member_remove(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_member_list(envdb_cli *cli, int argc, char **argv);

@@ -533,10 +533,10 @@ int envdb_cli_cred_rotate(envdb_cli *cli, int argc, char **argv)
 		return rc;
 	if (overlap != NULL && parse_duration(&ro.overlap_seconds, overlap) != 0)
 		return envdb_cli_usage(cli, "--overlap %s: not a duration (30s, 15m, 2h, 1d)",
-				       overlap);
+				       CLI_Q(overlap));
 	if (expires != NULL && parse_duration(&ro.expires_in_seconds, expires) != 0)
 		return envdb_cli_usage(cli, "--expires %s: not a duration (30s, 15m, 2h, 1d)",
-				       expires);
+				       CLI_Q(expires));
 	ro.authorization = auth;
 	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
 		return rc;

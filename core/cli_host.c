@@ -99,7 +99,8 @@ static int make_dir(envdb_cli *cli, const char *path, bool *created)
 
 	*created = false;
 	if (len == 0 || len >= sizeof(buf))
-		return envdb_cli_fail_msg(cli, ENVDB_ERR_INVALID, "init: bad directory '%s'", path);
+		return envdb_cli_fail_msg(cli, ENVDB_ERR_INVALID, "init: bad directory '%s'",
+					  CLI_Q(path));
 	memcpy(buf, path, len + 1);
 	for (i = 1; i <= len; i++) {
 		if (buf[i] != '/' && buf[i] != '\0')

@@ -1,10 +1,12 @@
 /*
  * core/cli_store.c — the envdb commands of the control-plane store:
- * `schema [--json]`, `check`, and `member add|remove|list`.  Public API only.
+ * `schema [--json]`, `check`, `backup`, `restore` and `member add|remove|list`.
+ * Public API only.
  */
 #include "config.h"
 
 #include <pwd.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,61 @@ static const char *fmt_time(char *buf, size_t cap, int64_t t)
 	    strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
 		snprintf(buf, cap, "-");
 	return buf;
+}
+
+/* ---- backup, restore ---------------------------------------------------- */
+
+int envdb_cli_backup(envdb_cli *cli, int argc, char **argv)
+{
+	envdb_cli_args pos;
+	envdb_ctx *ctx = NULL;
+	int rc;
+
+	if ((rc = envdb_cli_parse(cli, argc, argv, NULL, &pos, 1, 1)) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+		return rc;
+	if ((rc = envdb_backup(ctx, pos.v[0])) != ENVDB_OK) {
+		rc = envdb_cli_fail(cli, rc);
+	} else if (cli->json) {
+		rc = envdb_cli_json_print(cli, json_pack("{s:s, s:s}", "control_plane",
+							 envdb_control_plane_path(ctx), "backup",
+							 pos.v[0]));
+	} else {
+		envdb_cli_print(cli, "backup of %s written to %s\n", envdb_control_plane_path(ctx),
+				pos.v[0]);
+		rc = EX_OK;
+	}
+	envdb_close(ctx);
+	return rc;
+}
+
+int envdb_cli_restore(envdb_cli *cli, int argc, char **argv)
+{
+	bool force = false;
+	const envdb_cli_opt opts[] = {{"force", ENVDB_CLI_FLAG, &force}, {NULL, 0, NULL}};
+	envdb_cli_args pos;
+	envdb_ctx *ctx = NULL;
+	int rc;
+
+	if ((rc = envdb_cli_parse(cli, argc, argv, opts, &pos, 1, 1)) != EX_OK)
+		return rc;
+	/* the control plane stays closed: restore replaces it */
+	if ((rc = envdb_cli_open(cli, &ctx, ENVDB_OPEN_NO_STORE)) != EX_OK)
+		return rc;
+	if ((rc = envdb_restore(ctx, pos.v[0], force ? ENVDB_RESTORE_FORCE : 0)) != ENVDB_OK) {
+		rc = envdb_cli_fail(cli, rc);
+	} else if (cli->json) {
+		rc = envdb_cli_json_print(cli, json_pack("{s:s, s:s}", "control_plane",
+							 envdb_control_plane_path(ctx), "restored_from",
+							 pos.v[0]));
+	} else {
+		envdb_cli_print(cli, "control plane %s restored from %s (run envdb check)\n",
+				envdb_control_plane_path(ctx), pos.v[0]);
+		rc = EX_OK;
+	}
+	envdb_close(ctx);
+	return rc;
 }
 
 /* ---- schema ------------------------------------------------------------- */

@@ -7,7 +7,9 @@
  * optionally the backend's native code.  Storage is a fixed per-thread
  * buffer, so reporting an error never allocates (and cannot fail or leak
  * when a thread exits).  Messages never contain secrets: callers make sure
- * of that, this file only copies.
+ * of that, this file only copies — and wipes what a message leaves behind
+ * (the rest of the buffer after a shorter message, the formatting
+ * buffers), so that nothing of a plugin's earlier report outlives it.
  */
 #include "config.h"
 
@@ -16,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include <sodium.h>
 
 #include "internal.h"
 
@@ -42,12 +46,25 @@ static envdbi_error_state *error_state(void)
 static void error_set_native(envdbi_error_state *st, const char *native)
 {
 	if (native != NULL && native[0] != '\0') {
-		snprintf(st->native, sizeof(st->native), "%s", native);
+		size_t len = strnlen(native, sizeof(st->native) - 1);
+		memmove(st->native, native, len);
+		sodium_memzero(st->native + len, sizeof(st->native) - len);
 		st->pub.native_code = st->native;
 	} else {
-		st->native[0] = '\0';
+		sodium_memzero(st->native, sizeof(st->native));
 		st->pub.native_code = NULL;
 	}
+}
+
+/* Make `text` the message; zero the rest of the buffer, which may still
+ * hold the tail of a longer earlier message. */
+static void message_set(envdbi_error_state *st, const char *text)
+{
+	size_t len = strnlen(text, sizeof(st->message) - 1);
+
+	memmove(st->message, text, len);
+	sodium_memzero(st->message + len, sizeof(st->message) - len);
+	st->pub.message = st->message;
 }
 
 int envdbi_error_v(int status, const char *native, const char *fmt, va_list ap)
@@ -61,9 +78,9 @@ int envdbi_error_v(int status, const char *native, const char *fmt, va_list ap)
 		vsnprintf(tmp, sizeof(tmp), fmt, ap);
 	else
 		tmp[0] = '\0';
-	memcpy(st->message, tmp, sizeof(tmp));
+	message_set(st, tmp);
+	sodium_memzero(tmp, sizeof(tmp));
 	st->pub.status = status;
-	st->pub.message = st->message;
 	error_set_native(st, native);
 	st->generation++;
 	return status;
@@ -97,8 +114,8 @@ int envdbi_error_prefix(const char *fmt, ...)
 		len = sizeof(tmp) - 1 - used;
 	memcpy(tmp + used, st->message, len);
 	tmp[used + len] = '\0';
-	memcpy(st->message, tmp, sizeof(tmp));
-	st->pub.message = st->message;
+	message_set(st, tmp);
+	sodium_memzero(tmp, sizeof(tmp));
 	if (st->pub.status == 0)
 		st->pub.status = ENVDB_ERR_GENERIC;
 	return st->pub.status;
@@ -119,8 +136,7 @@ void envdb_error_clear(void)
 	envdbi_error_state *st = error_state();
 
 	st->pub.status = 0;
-	st->message[0] = '\0';
-	st->pub.message = st->message;
+	message_set(st, "");
 	error_set_native(st, NULL);
 }
 
@@ -158,6 +174,7 @@ void envdbi_log_v(int level, const char *fmt, va_list ap)
 	/* One fprintf per line so that lines of threads do not interleave. */
 	fprintf(stderr, "envdb: %s: %s\n",
 		(level >= 0 && level <= ENVDB_LOG_DEBUG) ? names[level] : "log", line);
+	sodium_memzero(line, sizeof(line));
 }
 
 void envdbi_log(int level, const char *fmt, ...)

@@ -129,6 +129,10 @@ static void redact_one(char *msg, size_t cap, const char *sec, size_t len)
 	}
 	out[o] = '\0';
 	memcpy(msg, out, o + 1);
+	/* the redacted text may be shorter: wipe what the secret left after it */
+	if (mlen > o)
+		sodium_memzero(msg + o + 1, mlen - o < cap - o - 1 ? mlen - o : cap - o - 1);
+	sodium_memzero(out, o + 1);
 	free(out);
 }
 
@@ -182,6 +186,14 @@ static void svc_secure_free(envdb_host_ctx *ctx, void *ptr)
 	envdbi_secure_free(ptr);
 }
 
+/* Free a REPORT_MAX buffer that held a plugin's message: it was formatted
+ * before redaction, so wipe it all first. */
+static void report_free(char *msg)
+{
+	sodium_memzero(msg, REPORT_MAX);
+	free(msg);
+}
+
 static void svc_log(envdb_host_ctx *ctx, int level, const char *fmt, ...) ENVDB_PRINTF(3, 4);
 
 static void svc_log(envdb_host_ctx *ctx, int level, const char *fmt, ...)
@@ -198,7 +210,7 @@ static void svc_log(envdb_host_ctx *ctx, int level, const char *fmt, ...)
 	va_end(ap);
 	redact_call_secrets(msg, REPORT_MAX);
 	envdbi_log(level, "plugin %s: %s", ctx && ctx->plugin ? ctx->plugin->name : "?", msg);
-	free(msg);
+	report_free(msg);
 }
 
 static int svc_error(envdb_host_ctx *ctx, int status, const char *native_code, const char *fmt, ...)
@@ -228,7 +240,8 @@ static int svc_error(envdb_host_ctx *ctx, int status, const char *native_code, c
 	redact_call_secrets(msg, REPORT_MAX);
 	redact_call_secrets(native, sizeof(native));
 	envdbi_error(status, native[0] ? native : NULL, "%s", msg);
-	free(msg);
+	report_free(msg);
+	sodium_memzero(native, sizeof(native));
 	return status;
 }
 
@@ -374,8 +387,10 @@ static int call_end(call *c, int rc)
 	redact_call_secrets(msg, sizeof(msg));
 	redact_call_secrets(native, sizeof(native));
 	tls_call = c->outer;
-	return envdbi_error(rc, native[0] ? native : NULL, "plugin %s: %s%s", c->p->name, msg,
-			    late);
+	rc = envdbi_error(rc, native[0] ? native : NULL, "plugin %s: %s%s", c->p->name, msg, late);
+	sodium_memzero(msg, sizeof(msg));
+	sodium_memzero(native, sizeof(native));
+	return rc;
 }
 
 static bool plugin_ready(envdbi_plugin *p, uint32_t kind, const char *op, int *rc)

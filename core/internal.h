@@ -13,6 +13,7 @@
 #include <envdb/adapter.h>
 #include <envdb/encryptor.h>
 #include <envdb/envdb.h>
+#include "quote.h"
 
 /* ------------------------------------------------------------------------ */
 /* error.c — thread-local last error                                          */
@@ -55,10 +56,7 @@ int envdbi_check_name(const char *op, const char *what, const char *s, size_t ma
 /** Free text (display names): valid UTF-8, no control characters, at most
  * max bytes.  NULL passes. */
 int envdbi_check_text(const char *op, const char *what, const char *s, size_t max);
-/** Write `s` into out (cap bytes) with everything outside printable ASCII,
- * quotes and backslashes as \xNN, cut after 48 characters: safe to put in a
- * message. */
-void envdbi_quote(char *out, size_t cap, const char *s);
+/* envdbi_quote(): core/quote.h */
 
 /* ------------------------------------------------------------------------ */
 /* secmem.c — secure memory (libsodium guarded allocations)                   */
@@ -133,6 +131,21 @@ typedef struct envdbi_manifest {
  * ENVDB_ERR_IO) with a message "FILE:LINE:COLUMN: KEY.PATH: cause". */
 int envdbi_manifest_load(envdbi_manifest **out, const char *path);
 void envdbi_manifest_free(envdbi_manifest *m);
+
+/* ------------------------------------------------------------------------ */
+/* trust.c — may what the process loads be trusted (OpenSSH's rule)           */
+/* ------------------------------------------------------------------------ */
+
+struct stat;
+/** True when `st` (of `path`) is owned by root or the effective user and
+ * writable by nobody else (a sticky directory such as /tmp excepted).
+ * Otherwise false, and `why` says what was refused: the path, its mode and
+ * its owner ("file F is writable by group or others (mode 0666, owner
+ * root); ..."). */
+bool envdbi_trusted(const char *path, const struct stat *st, char *why, size_t cap);
+/** envdbi_trusted() for "/" and every directory on the path to `dir`
+ * (absolute, without symbolic links: realpath() it first), `dir` included. */
+bool envdbi_trusted_dirs(const char *dir, char *why, size_t cap);
 
 /* ------------------------------------------------------------------------ */
 /* loader.c (the only file that includes <ltdl.h>) and host.c                 */

@@ -29,6 +29,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -145,18 +146,13 @@ static void module_name(char *out, size_t cap, const char *path)
 
 /* Why a file ltdl refused could not be opened, from the file itself.
  * With ltdl_lock held. */
-static int diagnose_open(const envdbi_plugin *p, const char *lt_msg)
+static int diagnose_open(const envdbi_plugin *p, const char *load_path, const char *lt_msg)
 {
 	unsigned char magic[4] = {0};
 	const char *why;
-	ssize_t got = -1;
+	ssize_t got = pread(p->fd, magic, sizeof(magic), 0);
 	void *h;
-	int fd = open(p->path, O_RDONLY | O_CLOEXEC);
 
-	if (fd >= 0) {
-		got = read(fd, magic, sizeof(magic));
-		close(fd);
-	}
 	if (got >= 0 && (got < 4 || memcmp(magic, "\177ELF", 4) != 0))
 		return envdbi_error(ENVDB_ERR_ABI, NULL,
 				    "plugin %s (%s): not a shared object (no ELF header)", p->name,
@@ -165,13 +161,13 @@ static int diagnose_open(const envdbi_plugin *p, const char *lt_msg)
 	 * last one ("file not found"): ask the dynamic linker itself why this
 	 * file does not load (missing dependency, wrong architecture, ...). */
 	dlerror();
-	h = dlopen(p->path, RTLD_LAZY | RTLD_LOCAL);
+	h = dlopen(load_path, RTLD_LAZY | RTLD_LOCAL);
 	if (h != NULL) {
 		dlclose(h);
 	} else if ((why = dlerror()) != NULL) {
 		const char *colon = strstr(why, ": ");
 		/* dlerror() starts with the path, which the message has already */
-		if (colon != NULL && strncmp(why, p->path, strlen(p->path)) == 0)
+		if (colon != NULL && strncmp(why, load_path, strlen(load_path)) == 0)
 			why = colon + 2;
 		return envdbi_error(ENVDB_ERR_ABI, NULL,
 				    "plugin %s (%s): cannot load the shared object: %s", p->name,
@@ -187,8 +183,9 @@ typedef union {
 	envdb_plugin_entry_fn fn;
 } entry_ptr;
 
-/* Open p->path and find its entry.  With ltdl_lock held. */
-static int open_module(envdbi_plugin *p, envdb_plugin_entry_fn *entry)
+/* Load the module at load_path (the checked file, see open_checked) and
+ * find its entry.  With ltdl_lock held. */
+static int open_module(envdbi_plugin *p, const char *load_path, envdb_plugin_entry_fn *entry)
 {
 	lt_dladvise advise = NULL;
 	lt_dlhandle h = NULL;
@@ -198,17 +195,17 @@ static int open_module(envdbi_plugin *p, envdb_plugin_entry_fn *entry)
 
 	if ((rc = ltdl_acquire()) != ENVDB_OK)
 		return envdbi_error_prefix("plugin %s (%s): ", p->name, p->path);
-	if (lt_dladvise_init(&advise) != 0 || lt_dladvise_local(&advise) != 0 ||
-	    lt_dladvise_ext(&advise) != 0) {
+	/* No lt_dladvise_ext: the file is already open, no other name is tried. */
+	if (lt_dladvise_init(&advise) != 0 || lt_dladvise_local(&advise) != 0) {
 		rc = envdbi_error(ENVDB_ERR_GENERIC, NULL,
 				  "plugin %s (%s): cannot prepare the load options: %s", p->name,
 				  p->path, ltdl_message());
 		goto fail;
 	}
 	lt_dlerror(); /* clear a stale message */
-	h = lt_dlopenadvise(p->path, advise);
+	h = lt_dlopenadvise(load_path, advise);
 	if (h == NULL) {
-		rc = diagnose_open(p, ltdl_message());
+		rc = diagnose_open(p, load_path, ltdl_message());
 		goto fail;
 	}
 
@@ -261,6 +258,86 @@ static void close_module(envdbi_plugin *p)
 	p->handle = NULL;
 	ltdl_release();
 	pthread_mutex_unlock(&ltdl_lock);
+}
+
+/* Open p->path to load it, refusing what someone other than root or the
+ * current user could have written or replaced (core/trust.c): every
+ * directory from / to the plugin's, then the file itself, opened without
+ * following a symbolic link and checked through its descriptor.  The
+ * module is then loaded from that descriptor ("/proc/self/fd/N"), so the
+ * inode checked is the inode loaded.  p->fd stays open while the module is
+ * loaded: libltdl shares a handle between two loads of one file name, and
+ * a reused descriptor number must not name another plugin's module.
+ * Without /proc, the resolved path is loaded after a last check that it
+ * still names the checked inode: a residual gap that only someone able to
+ * write the (checked) directories could use. */
+static int open_checked(envdbi_plugin *p, char *load_path, size_t cap)
+{
+	char why[1024], *dir = NULL, *real = NULL, *file = NULL, *slash;
+	struct stat st, again;
+	int rc = ENVDB_OK, e;
+
+	if ((dir = strdup(p->path)) == NULL)
+		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "plugin %s: out of memory", p->name);
+	slash = strrchr(dir, '/'); /* p->path is absolute */
+	*slash = '\0';
+	real = realpath(dir[0] ? dir : "/", NULL);
+	if (real == NULL) {
+		e = errno;
+		goto missing;
+	}
+	if (!envdbi_trusted_dirs(real, why, sizeof(why))) {
+		rc = envdbi_error(ENVDB_ERR_CONFIG, NULL, "plugin %s (%s): refused: %s", p->name,
+				  p->path, why);
+		goto done;
+	}
+	if ((file = path_join(real, slash + 1)) == NULL) {
+		rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "plugin %s: out of memory", p->name);
+		goto done;
+	}
+	p->fd = open(file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	if (p->fd < 0) {
+		e = errno;
+		if (e == ELOOP) {
+			rc = envdbi_error(ENVDB_ERR_CONFIG, NULL,
+					  "plugin %s (%s): refused: %s is a symbolic link; name "
+					  "the shared object itself",
+					  p->name, p->path, file);
+			goto done;
+		}
+		goto missing;
+	}
+	if (fstat(p->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		rc = envdbi_error(ENVDB_ERR_CONFIG, NULL, "plugin %s (%s): not a regular file",
+				  p->name, p->path);
+		goto done;
+	}
+	if (!envdbi_trusted(file, &st, why, sizeof(why))) {
+		rc = envdbi_error(ENVDB_ERR_CONFIG, NULL, "plugin %s (%s): refused: %s", p->name,
+				  p->path, why);
+		goto done;
+	}
+	snprintf(load_path, cap, "/proc/self/fd/%d", p->fd);
+	if (stat(load_path, &again) == 0 && again.st_dev == st.st_dev &&
+	    again.st_ino == st.st_ino)
+		goto done;
+	snprintf(load_path, cap, "%s", file);
+	if (stat(file, &again) != 0 || again.st_dev != st.st_dev || again.st_ino != st.st_ino)
+		rc = envdbi_error(ENVDB_ERR_CONFIG, NULL,
+				  "plugin %s (%s): refused: %s was replaced while it was checked",
+				  p->name, p->path, file);
+	goto done;
+missing:
+	rc = envdbi_error(e == ENOENT || e == ENOTDIR ? ENVDB_ERR_CONFIG : ENVDB_ERR_IO, NULL,
+			  "plugin %s (%s): %s", p->name, p->path,
+			  e == ENOENT || e == ENOTDIR ? "no such file (is the plugin installed? "
+						      "check plugin_dir / ENVDB_PLUGIN_DIR)"
+						    : strerror(e));
+done:
+	free(dir);
+	free(real);
+	free(file);
+	return rc;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -805,6 +882,8 @@ static void plugin_unload(envdbi_plugin *p)
 		return;
 	envdbi_host_fini(p);
 	close_module(p);
+	if (p->fd >= 0)
+		close(p->fd);
 	if (p->lock_ready)
 		pthread_mutex_destroy(&p->lock);
 	free(p->name);
@@ -820,13 +899,14 @@ static int plugin_load(envdbi_plugin **out, const envdbi_manifest *m, size_t idx
 	envdb_plugin_entry_fn entry = NULL;
 	plugin_config cfg = {0};
 	envdb_config config;
-	struct stat st;
+	char load_path[PATH_MAX];
 	int rc;
 
 	*out = NULL;
 	p = calloc(1, sizeof(*p));
 	if (p == NULL)
 		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "plugin %s: out of memory", spec->name);
+	p->fd = -1;
 	p->name = strdup(spec->name);
 	if (spec->path[0] == '/') {
 		p->path = strdup(spec->path);
@@ -846,22 +926,10 @@ static int plugin_load(envdbi_plugin **out, const envdbi_manifest *m, size_t idx
 	}
 	p->kind = spec->kind;
 
-	if (stat(p->path, &st) != 0) {
-		rc = envdbi_error(errno == ENOENT ? ENVDB_ERR_CONFIG : ENVDB_ERR_IO, NULL,
-				  "plugin %s (%s): %s", p->name, p->path,
-				  errno == ENOENT ? "no such file (is the plugin installed? "
-						    "check plugin_dir / ENVDB_PLUGIN_DIR)"
-						  : strerror(errno));
+	if ((rc = open_checked(p, load_path, sizeof(load_path))) != ENVDB_OK)
 		goto fail;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = envdbi_error(ENVDB_ERR_CONFIG, NULL, "plugin %s (%s): not a regular file",
-				  p->name, p->path);
-		goto fail;
-	}
-
 	pthread_mutex_lock(&ltdl_lock);
-	rc = open_module(p, &entry);
+	rc = open_module(p, load_path, &entry);
 	pthread_mutex_unlock(&ltdl_lock);
 	if (rc != ENVDB_OK)
 		goto fail;

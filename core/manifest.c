@@ -27,12 +27,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <yaml.h>
 
@@ -821,8 +823,9 @@ int envdbi_manifest_load(envdbi_manifest **out, const char *path)
 	ynode *root = NULL;
 	FILE *fp = NULL;
 	struct stat st;
+	char why[1024];
 	mctx c;
-	int rc;
+	int fd, rc;
 
 	if (out == NULL || path == NULL || path[0] == '\0')
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "manifest: no path given");
@@ -841,14 +844,25 @@ int envdbi_manifest_load(envdbi_manifest **out, const char *path)
 
 	if ((rc = manifest_paths(m, path)) != ENVDB_OK)
 		goto cleanup;
-	fp = fopen(m->path, "rb");
-	if (fp == NULL) {
+	/* m->path is resolved: O_NOFOLLOW keeps what is checked below the file
+	 * that is read, even if the name is swapped meanwhile. */
+	fd = open(m->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0 || (fp = fdopen(fd, "rb")) == NULL) {
 		rc = envdbi_error(errno == ENOENT ? ENVDB_ERR_CONFIG : ENVDB_ERR_IO, NULL,
 				  "manifest %s: cannot open: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
 		goto cleanup;
 	}
 	if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
 		rc = envdbi_error(ENVDB_ERR_CONFIG, NULL, "manifest %s: not a regular file", path);
+		goto cleanup;
+	}
+	/* Whoever can write the manifest or rename it chooses the plugins
+	 * this process loads: refuse what another user could have changed. */
+	if (!envdbi_trusted(m->path, &st, why, sizeof(why)) ||
+	    !envdbi_trusted_dirs(m->dir, why, sizeof(why))) {
+		rc = envdbi_error(ENVDB_ERR_CONFIG, NULL, "manifest %s: refused: %s", path, why);
 		goto cleanup;
 	}
 	if (st.st_size > MANIFEST_MAX_BYTES) {

@@ -21,6 +21,7 @@ struct envdbi_plugin {
 	char *path; /* absolute path of the shared object; owned */
 	uint32_t kind;
 	void *handle; /* lt_dlhandle (loader.c only) */
+	int fd;       /* the checked file, open while loaded (loader.c only); -1: none */
 	/* Zero-extended copies of the plugin's structs: a member the plugin's
 	 * struct_size does not cover reads as 0/NULL, so the rest of the host
 	 * can use them without ENVDB_STRUCT_HAS at every access.  Strings and

@@ -31,7 +31,6 @@
 #include "schema.h"
 #include "store.h"
 
-#define ENVDBI_APPLICATION_ID 0x656e7664 /* "envd" */
 #define STMT_CACHE 64
 
 typedef struct cached_stmt {
@@ -1403,6 +1402,17 @@ int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_ti
 			goto fail;
 		}
 	}
+	/* Whoever else can write the file can rewrite the registry (URLs,
+	 * members, ciphertexts): an existing group- or other-writable control
+	 * plane is refused, not used silently. */
+	if (strcmp(path, ":memory:") != 0 && stat(path, &stt) == 0 &&
+	    (stt.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+		rc = envdbi_error(ENVDB_ERR_CONFIG, NULL,
+				  "control plane %s: refused: the file is writable by group or "
+				  "others (mode %04o, owner uid %u); make it 0600 (chmod 600)",
+				  path, (unsigned)(stt.st_mode & 07777), (unsigned)stt.st_uid);
+		goto fail;
+	}
 	rc = sqlite3_open_v2(path, &s->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX |
 				     ((flags & ENVDB_OPEN_CREATE) ? SQLITE_OPEN_CREATE : 0),
@@ -1446,6 +1456,7 @@ int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_ti
 	if (s->legacy && (rc = ensure_legacy(s)) != 0)
 		goto fail;
 	envdbi_store_legacy_notice(s); /* migration support (G) */
+	envdbi_store_track(s, path, true); /* restore refuses an open one */
 	*out = s;
 	return 0;
 fail:
@@ -1466,6 +1477,7 @@ void envdbi_store_close(envdbi_store *s)
 {
 	if (s == NULL)
 		return;
+	envdbi_store_track(s, NULL, false);
 	if (s->db != NULL) {
 		if (!sqlite3_get_autocommit(s->db))
 			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
@@ -1490,6 +1502,17 @@ bool envdbi_store_legacy(const envdbi_store *s)
 const char *envdbi_store_path(const envdbi_store *s)
 {
 	return s->path;
+}
+
+sqlite3 *envdbi_store_sqlite_lock(envdbi_store *s)
+{
+	lock(s);
+	return s->db;
+}
+
+void envdbi_store_sqlite_unlock(envdbi_store *s)
+{
+	unlock(s);
 }
 
 /* ------------------------------------------------------------------------ */

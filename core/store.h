@@ -64,6 +64,8 @@
  * version 2 adds the columns defined since (sys_database_credential.
  * aad_version, 1 for the rows that exist). */
 #define ENVDBI_STORE_VERSION 2
+/** PRAGMA application_id of every envdb control plane ("envd"). */
+#define ENVDBI_APPLICATION_ID 0x656e7664
 
 /* ------------------------------------------------------------------------ */
 /* Open / close                                                              */
@@ -110,6 +112,15 @@ bool envdbi_store_legacy(const envdbi_store *s);
 
 /** Path of the control-plane file (owned by the store). */
 const char *envdbi_store_path(const envdbi_store *s);
+
+/** The store's SQLite connection with the store's lock held, for
+ * core/store_backup.c; envdbi_store_sqlite_unlock() releases it. */
+struct sqlite3 *envdbi_store_sqlite_lock(envdbi_store *s);
+void envdbi_store_sqlite_unlock(envdbi_store *s);
+/** Record that this process has the control plane `path` open in `s`
+ * (open) or no longer (!open, path unused): envdb_restore() refuses to
+ * replace a file the process uses (core/store_backup.c). */
+void envdbi_store_track(const envdbi_store *s, const char *path, bool open);
 
 /* ------------------------------------------------------------------------ */
 /* Transactions                                                              */

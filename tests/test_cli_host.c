@@ -28,10 +28,15 @@
 
 static char out[OUT_MAX], err[OUT_MAX];
 
+static char no_sys_manifest[PATH_MAX];
+
 static void setup(void)
 {
 	tu_setup();
 	unsetenv("ENVDB_MANIFEST");
+	/* never the installed default manifest, whatever `make install` left */
+	tu_path(no_sys_manifest, sizeof(no_sys_manifest), "no-such-dir/envdb.yaml");
+	setenv("ENVDB_SYSTEM_MANIFEST", no_sys_manifest, 1);
 }
 
 static void slurp(char *buf, const char *path)
@@ -202,12 +207,40 @@ START_TEST(usage_errors)
 }
 END_TEST
 
+/* Usage errors quote what came from argv: a terminal escape or a newline
+ * with a fake log line must not reach the terminal as such. */
+START_TEST(usage_errors_escape_argv)
+{
+	static const char *const hostile = "x\033[2J\nenvdb: error: fake line\r";
+
+	ck_assert_int_eq(RUN(hostile), 64);
+	tu_assert_contains(err, "unknown command 'x\\x1b[2J\\x0aenvdb: error: fake line\\x0d'");
+	ck_assert_ptr_null(strchr(err, '\033'));
+	ck_assert_ptr_null(strchr(err, '\r'));
+	ck_assert_ptr_null(strstr(err, "\nenvdb: error: fake"));
+	ck_assert_int_eq(RUN("key", hostile), 64);
+	ck_assert_ptr_null(strchr(err, '\033'));
+	tu_assert_contains(err, "unknown subcommand 'x\\x1b[2J");
+	ck_assert_int_eq(RUN("key", "list", "--\033]0;title\007"), 64);
+	tu_assert_contains(err, "unknown option --\\x1b]0;title\\x07");
+	ck_assert_int_eq(RUN("init", "a", hostile), 64);
+	tu_assert_contains(err, "unexpected argument 'x\\x1b[2J");
+	ck_assert_int_eq(RUN("--\033[31m"), 64);
+	ck_assert_ptr_null(strchr(err, '\033'));
+	/* --json: the message in the document is escaped too */
+	ck_assert_int_eq(RUN("--json", hostile), 64);
+	ck_assert_ptr_null(strstr(out, "\\u001b"));
+	tu_assert_contains(out, "\\\\x1b[2J");
+}
+END_TEST
+
 START_TEST(no_manifest)
 {
 	json_t *doc;
 
 	ck_assert_int_eq(RUN("plugins"), 78);
 	tu_assert_contains(err, "envdb: no manifest: give --manifest FILE, set ENVDB_MANIFEST");
+	tu_assert_contains(err, no_sys_manifest);
 	ck_assert_int_eq(RUN("--json", "key", "list"), 78);
 	doc = json_out();
 	ck_assert_str_eq(
@@ -449,6 +482,93 @@ START_TEST(init_never_overwrites)
 }
 END_TEST
 
+/* What the command loads or opens is refused when someone other than root
+ * or the current user could have written it (core/trust.c, core/store.c,
+ * plugins/kms/keyring.c): exit 78 and a message naming path, mode, owner. */
+START_TEST(unsafe_permissions_refused)
+{
+	char dir[PATH_MAX], mf[PATH_MAX], p[PATH_MAX], want[2 * PATH_MAX];
+
+	tu_path(dir, sizeof(dir), "site");
+	ck_assert_int_eq(RUN("init", dir), 0);
+	join(mf, sizeof(mf), dir, "envdb.yaml");
+	ck_assert_int_eq(RUN("--manifest", mf, "check"), 0);
+
+	/* a control plane others may write: refused, not used silently */
+	join(p, sizeof(p), dir, "control.db");
+	ck_assert_int_eq(chmod(p, 0666), 0);
+	ck_assert_int_eq(RUN("--manifest", mf, "check"), 78);
+	snprintf(want, sizeof(want),
+		 "control plane %s: refused: the file is writable by group or others (mode 0666",
+		 p);
+	tu_assert_contains(err, want);
+	ck_assert_int_eq(chmod(p, 0600), 0);
+	ck_assert_int_eq(RUN("--manifest", mf, "check"), 0);
+
+	/* a group-writable manifest */
+	ck_assert_int_eq(chmod(mf, 0660), 0);
+	ck_assert_int_eq(RUN("--manifest", mf, "plugins"), 78);
+	snprintf(want, sizeof(want),
+		 "refused: file %s is writable by group or others (mode 0660", mf);
+	tu_assert_contains(err, want);
+	ck_assert_int_eq(chmod(mf, 0600), 0);
+
+	/* a deployment directory others may write (they could swap the manifest) */
+	ck_assert_int_eq(chmod(dir, 0777), 0);
+	ck_assert_int_eq(RUN("--manifest", mf, "plugins"), 78);
+	snprintf(want, sizeof(want), "refused: directory %s is writable by group or others", dir);
+	tu_assert_contains(err, want);
+	ck_assert_int_eq(chmod(dir, 0700), 0);
+
+	if (geteuid() != 0) {
+		printf("unsafe_permissions_refused: foreign owners skipped: chown needs root\n");
+		return;
+	}
+	/* a keyring owned by someone else (mode 0700 is not enough) */
+	join(p, sizeof(p), dir, "keyring");
+	ck_assert_int_eq(chown(p, 12345, 12345), 0);
+	ck_assert_int_eq(RUN("--manifest", mf, "key", "list"), 78);
+	snprintf(want, sizeof(want),
+		 "keyring %s is owned by uid 12345, neither root nor the current user", p);
+	tu_assert_contains(err, want);
+	ck_assert_int_eq(chown(p, 0, 0), 0);
+	/* a manifest owned by someone else */
+	ck_assert_int_eq(chown(mf, 12345, 12345), 0);
+	ck_assert_int_eq(RUN("--manifest", mf, "plugins"), 78);
+	tu_assert_contains(err, "is owned by uid 12345 (mode 0600), neither root nor the current");
+	ck_assert_int_eq(chown(mf, 0, 0), 0);
+	ck_assert_int_eq(RUN("--manifest", mf, "check"), 0);
+}
+END_TEST
+
+/* envdb backup FILE / envdb restore FILE [--force], as an operator runs them */
+START_TEST(backup_and_restore_commands)
+{
+	char dir[PATH_MAX], mf[PATH_MAX], b[PATH_MAX];
+	json_t *doc;
+
+	tu_path(dir, sizeof(dir), "site");
+	ck_assert_int_eq(RUN("init", dir), 0);
+	join(mf, sizeof(mf), dir, "envdb.yaml");
+	join(b, sizeof(b), dir, "backup.db");
+	ck_assert_int_eq(RUN("--manifest", mf, "backup"), 64);
+	ck_assert_int_eq(RUN("--manifest", mf, "backup", b), 0);
+	tu_assert_contains(out, "written to");
+	assert_mode(b, S_IFREG, 0600);
+	ck_assert_int_eq(RUN("--manifest", mf, "backup", b), 65);
+	tu_assert_contains(err, "the file exists; a backup never overwrites one");
+	ck_assert_int_eq(RUN("--manifest", mf, "restore", b), 65);
+	tu_assert_contains(err, "replaced only with --force");
+	ck_assert_int_eq(RUN("--manifest", mf, "--json", "restore", b, "--force"), 0);
+	doc = json_out();
+	ck_assert_str_eq(json_string_value(json_object_get(doc, "restored_from")), b);
+	json_decref(doc);
+	ck_assert_int_eq(RUN("--manifest", mf, "check"), 0);
+	ck_assert_int_eq(RUN("--manifest", mf, "restore", mf, "--force"), 65);
+	tu_assert_contains(err, "is not an SQLite database");
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
 	Suite *s = suite_create("cli_host");
@@ -459,6 +579,7 @@ static Suite *cli_suite(void)
 	tcase_add_test(tc, help_lists_every_command);
 	tcase_add_test(tc, version);
 	tcase_add_test(tc, usage_errors);
+	tcase_add_test(tc, usage_errors_escape_argv);
 	tcase_add_test(tc, no_manifest);
 	tcase_add_test(tc, manifest_check);
 	suite_add_tcase(s, tc);
@@ -467,6 +588,8 @@ static Suite *cli_suite(void)
 		tcase_add_checked_fixture(e2e, setup, tu_teardown);
 		tcase_add_test(e2e, init_end_to_end);
 		tcase_add_test(e2e, init_never_overwrites);
+		tcase_add_test(e2e, unsafe_permissions_refused);
+		tcase_add_test(e2e, backup_and_restore_commands);
 		suite_add_tcase(s, e2e);
 	} else {
 		fprintf(stderr,

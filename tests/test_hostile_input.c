@@ -16,6 +16,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -480,6 +481,44 @@ START_TEST(test_yaml_bombs_bounded)
 }
 END_TEST
 
+/* The last error is a fixed per-thread buffer (core/error.c, 2048 bytes):
+ * a shorter message must not leave the tail of a longer one behind it (a
+ * plugin's report, the part a redaction cut off), and clearing wipes it. */
+#define ERROR_BUFFER 2048
+
+static bool error_buffer_holds(const char *needle)
+{
+	const char *buf = envdb_error_last()->message;
+
+	return memmem(buf, ERROR_BUFFER, needle, strlen(needle)) != NULL;
+}
+
+START_TEST(test_error_buffer_tails_wiped)
+{
+	char longmsg[1500];
+
+	memset(longmsg, 'x', sizeof(longmsg) - 1);
+	longmsg[sizeof(longmsg) - 1] = '\0';
+	memcpy(longmsg + 1000, "TAIL-OF-AN-EARLIER-REPORT", 25);
+	envdbi_error(ENVDB_ERR_INVALID, "NATIVE-EARLIER-CODE", "plugin x: %s", longmsg);
+	ck_assert(error_buffer_holds("TAIL-OF-AN-EARLIER-REPORT"));
+	envdbi_error(ENVDB_ERR_INVALID, "N1", "plugin x: short");
+	ck_assert_str_eq(envdb_error_last()->message, "plugin x: short");
+	ck_assert_str_eq(envdb_error_last()->native_code, "N1");
+	ck_assert_msg(!error_buffer_holds("TAIL-OF-AN-EARLIER-REPORT"),
+		      "the earlier message survives after the shorter one");
+	ck_assert(memmem(envdb_error_last()->native_code, 64, "EARLIER", 7) == NULL);
+	/* a prefix added to a message rewrites it in place: same rule */
+	envdbi_error(ENVDB_ERR_INVALID, NULL, "%s", longmsg);
+	envdbi_error(ENVDB_ERR_INVALID, NULL, "b");
+	envdbi_error_prefix("a: ");
+	ck_assert_str_eq(envdb_error_last()->message, "a: b");
+	ck_assert(!error_buffer_holds("TAIL-OF-AN-EARLIER-REPORT"));
+	envdb_error_clear();
+	ck_assert(!error_buffer_holds("a: b"));
+}
+END_TEST
+
 static Suite *hostile_input_suite(void)
 {
 	Suite *s = suite_create("hostile input");
@@ -489,6 +528,7 @@ static Suite *hostile_input_suite(void)
 	tcase_add_test(tc, test_hostile_organization_ids);
 	tcase_add_test(tc, test_hostile_slugs_users_regions_names);
 	tcase_add_test(tc, test_hostile_command_line);
+	tcase_add_test(tc, test_error_buffer_tails_wiped);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("manifest");
 	tcase_add_checked_fixture(tc, setup, teardown);

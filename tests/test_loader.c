@@ -154,7 +154,7 @@ END_TEST
 
 START_TEST(unknown_config_key)
 {
-	char want[PATH_MAX + 64];
+	char want[2 * PATH_MAX];
 
 	expect_fail("  - name: good\n"
 		    "    kind: encryptor\n"
@@ -171,7 +171,7 @@ END_TEST
 
 START_TEST(missing_required_key)
 {
-	char want[PATH_MAX + 64];
+	char want[2 * PATH_MAX];
 
 	expect_fail("  - name: good\n    kind: encryptor\n    config: {current: k9}\n",
 		    ENVDB_ERR_CONFIG, "good", "plugins[0].config.dir: missing required key");
@@ -544,12 +544,219 @@ START_TEST(adapter_calls)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* Permissions on what is loaded (core/trust.c)                              */
+/* ------------------------------------------------------------------------ */
+
+/* Copy the fixture fxadapter.so to tu_dir/SUB/fxadapter.so (directories
+ * made 0755), the file with `mode`; its path goes to out. */
+static void copy_fixture(char *out, size_t cap, const char *sub, mode_t mode)
+{
+	char src[2 * PATH_MAX], dir[PATH_MAX], buf[65536];
+	FILE *in, *o;
+	size_t n, i;
+
+	tu_path(dir, sizeof(dir), sub);
+	for (i = strlen(tu_dir) + 1; dir[i]; i++)
+		if (dir[i] == '/') {
+			dir[i] = '\0';
+			(void)mkdir(dir, 0755);
+			dir[i] = '/';
+		}
+	(void)mkdir(dir, 0755);
+	ck_assert_int_eq(chmod(dir, 0755), 0);
+	snprintf(src, sizeof(src), "%s/fxadapter.so", tu_fixture_dir());
+	ck_assert_int_lt(snprintf(out, cap, "%s/fxadapter.so", dir), (int)cap);
+	in = fopen(src, "rb");
+	ck_assert_ptr_nonnull(in);
+	o = fopen(out, "wb");
+	ck_assert_ptr_nonnull(o);
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		ck_assert_uint_eq(fwrite(buf, 1, n, o), n);
+	fclose(in);
+	ck_assert_int_eq(fclose(o), 0);
+	ck_assert_int_eq(chmod(out, mode), 0);
+}
+
+/* Load fxadapter from tu_dir/SUB. */
+static int load_from(const char *sub)
+{
+	char text[PATH_MAX + 256];
+
+	envdbi_plugins_free(set);
+	envdbi_manifest_free(m);
+	set = NULL;
+	m = NULL;
+	snprintf(text, sizeof(text),
+		 "version: 1\nplugin_dir: %s/%s\nplugins:\n  - {name: fxadapter, kind: adapter}\n",
+		 tu_dir, sub);
+	tu_write(mpath, sizeof(mpath), "envdb.yaml", 0600, text);
+	ck_assert_msg(envdbi_manifest_load(&m, mpath) == ENVDB_OK, "manifest: %s",
+		      envdb_error_last()->message);
+	return envdbi_plugins_load(&set, m);
+}
+
+/* Loading from SUB is refused, and the message says `what`. */
+static void expect_refused(const char *sub, const char *what)
+{
+	int rc = load_from(sub);
+
+	ck_assert_msg(rc == ENVDB_ERR_CONFIG, "status %d (%s)", rc, envdb_error_last()->message);
+	ck_assert_ptr_null(set);
+	tu_assert_contains(envdb_error_last()->message, "plugin fxadapter (");
+	tu_assert_contains(envdb_error_last()->message, "): refused: ");
+	tu_assert_contains(envdb_error_last()->message, what);
+}
+
+START_TEST(trusted_plugin_loads)
+{
+	char so[PATH_MAX];
+
+	copy_fixture(so, sizeof(so), "ok", 0755);
+	ck_assert_msg(load_from("ok") == ENVDB_OK, "%s", envdb_error_last()->message);
+	ck_assert_uint_eq(envdbi_plugins_count(set), 1);
+	/* the name shown is the one configured, not the descriptor it came from */
+	ck_assert_str_eq(envdbi_plugin_path(envdbi_plugins_at(set, 0)), so);
+}
+END_TEST
+
+START_TEST(group_writable_plugin_refused)
+{
+	char so[PATH_MAX], want[2 * PATH_MAX];
+
+	copy_fixture(so, sizeof(so), "gw", 0775);
+	snprintf(want, sizeof(want), "file %s is writable by group or others (mode 0775", so);
+	expect_refused("gw", want);
+}
+END_TEST
+
+START_TEST(world_writable_plugin_refused)
+{
+	char so[PATH_MAX], want[2 * PATH_MAX];
+
+	copy_fixture(so, sizeof(so), "ow", 0757);
+	snprintf(want, sizeof(want), "file %s is writable by group or others (mode 0757", so);
+	expect_refused("ow", want);
+}
+END_TEST
+
+START_TEST(foreign_owned_plugin_refused)
+{
+	char so[PATH_MAX], want[2 * PATH_MAX];
+
+	if (geteuid() != 0) {
+		printf("foreign_owned_plugin_refused: skipped: chown needs root\n");
+		return;
+	}
+	copy_fixture(so, sizeof(so), "foreign", 0755);
+	ck_assert_int_eq(chown(so, 12345, 12345), 0);
+	snprintf(want, sizeof(want), "file %s is owned by uid 12345 (mode 0755), neither root nor "
+		 "the current user", so);
+	expect_refused("foreign", want);
+}
+END_TEST
+
+START_TEST(writable_plugin_dir_refused)
+{
+	char so[PATH_MAX], dir[PATH_MAX], want[2 * PATH_MAX];
+
+	copy_fixture(so, sizeof(so), "wdir", 0755);
+	tu_path(dir, sizeof(dir), "wdir");
+	ck_assert_int_eq(chmod(dir, 0777), 0);
+	snprintf(want, sizeof(want), "directory %s is writable by group or others (mode 0777", dir);
+	expect_refused("wdir", want);
+}
+END_TEST
+
+START_TEST(writable_parent_dir_refused)
+{
+	char so[PATH_MAX], dir[PATH_MAX], want[2 * PATH_MAX];
+
+	/* tu_dir/up is writable by the group: whoever is in it can rename
+	 * tu_dir/up/lib and put another plugin directory in its place */
+	copy_fixture(so, sizeof(so), "up/lib", 0755);
+	tu_path(dir, sizeof(dir), "up");
+	ck_assert_int_eq(chmod(dir, 0775), 0);
+	snprintf(want, sizeof(want), "directory %s is writable by group or others (mode 0775", dir);
+	expect_refused("up/lib", want);
+}
+END_TEST
+
+START_TEST(foreign_owned_plugin_dir_refused)
+{
+	char so[PATH_MAX], dir[PATH_MAX], want[2 * PATH_MAX];
+
+	if (geteuid() != 0) {
+		printf("foreign_owned_plugin_dir_refused: skipped: chown needs root\n");
+		return;
+	}
+	copy_fixture(so, sizeof(so), "fdir", 0755);
+	tu_path(dir, sizeof(dir), "fdir");
+	ck_assert_int_eq(chown(dir, 12345, 12345), 0);
+	snprintf(want, sizeof(want), "directory %s is owned by uid 12345 (mode 0755)", dir);
+	expect_refused("fdir", want);
+}
+END_TEST
+
+START_TEST(sticky_dir_accepted)
+{
+	char so[PATH_MAX], dir[PATH_MAX];
+
+	/* like /tmp: others may create files in it, not replace ours */
+	copy_fixture(so, sizeof(so), "sticky/lib", 0755);
+	tu_path(dir, sizeof(dir), "sticky");
+	ck_assert_int_eq(chmod(dir, 01777), 0);
+	ck_assert_msg(load_from("sticky/lib") == ENVDB_OK, "%s", envdb_error_last()->message);
+	/* the sticky bit does not excuse a writable plugin directory's file */
+	ck_assert_int_eq(chmod(so, 0777), 0);
+	expect_refused("sticky/lib", "is writable by group or others (mode 0777");
+}
+END_TEST
+
+START_TEST(symlinked_plugin_refused)
+{
+	char so[PATH_MAX], link[PATH_MAX];
+
+	copy_fixture(so, sizeof(so), "real", 0755);
+	copy_fixture(link, sizeof(link), "linked", 0755);
+	ck_assert_int_eq(unlink(link), 0);
+	ck_assert_int_eq(symlink(so, link), 0);
+	expect_refused("linked", "is a symbolic link; name the shared object itself");
+}
+END_TEST
+
+START_TEST(loaded_inode_is_checked_inode)
+{
+	char so[PATH_MAX], line[PATH_MAX + 256];
+	bool mapped = false;
+	FILE *maps;
+
+	/* The module is mapped from the file that was checked, and the
+	 * descriptor it was loaded through stays open while it is loaded. */
+	copy_fixture(so, sizeof(so), "ino", 0755);
+	ck_assert_msg(load_from("ino") == ENVDB_OK, "%s", envdb_error_last()->message);
+	maps = fopen("/proc/self/maps", "r");
+	if (maps == NULL) {
+		printf("loaded_inode_is_checked_inode: skipped: no /proc/self/maps\n");
+		return;
+	}
+	while (fgets(line, sizeof(line), maps) != NULL)
+		mapped = mapped || strstr(line, so) != NULL;
+	fclose(maps);
+	ck_assert_msg(mapped, "%s is not mapped", so);
+	/* replacing the file now changes nothing for the loaded module */
+	ck_assert_int_eq(unlink(so), 0);
+	ck_assert_ptr_nonnull(envdbi_plugins_find(set, "fxadapter", ENVDB_PLUGIN_ADAPTER));
+}
+END_TEST
+
 static Suite *loader_suite(void)
 {
 	Suite *s = suite_create("loader");
 	TCase *fail = tcase_create("failure modes");
 	TCase *cfg = tcase_create("configuration");
 	TCase *calls = tcase_create("calls");
+	TCase *perm = tcase_create("permissions");
 
 	tcase_add_checked_fixture(fail, setup, teardown);
 	tcase_add_test(fail, no_entry_symbol);
@@ -579,6 +786,19 @@ static Suite *loader_suite(void)
 	tcase_add_test(cfg, critical_and_optional);
 	tcase_add_test(cfg, check_only_does_not_init);
 	suite_add_tcase(s, cfg);
+
+	tcase_add_checked_fixture(perm, setup, teardown);
+	tcase_add_test(perm, trusted_plugin_loads);
+	tcase_add_test(perm, group_writable_plugin_refused);
+	tcase_add_test(perm, world_writable_plugin_refused);
+	tcase_add_test(perm, foreign_owned_plugin_refused);
+	tcase_add_test(perm, writable_plugin_dir_refused);
+	tcase_add_test(perm, writable_parent_dir_refused);
+	tcase_add_test(perm, foreign_owned_plugin_dir_refused);
+	tcase_add_test(perm, sticky_dir_accepted);
+	tcase_add_test(perm, symlinked_plugin_refused);
+	tcase_add_test(perm, loaded_inode_is_checked_inode);
+	suite_add_tcase(s, perm);
 
 	tcase_add_checked_fixture(calls, setup, teardown);
 	tcase_add_test(calls, encryptor_calls);

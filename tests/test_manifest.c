@@ -346,6 +346,82 @@ START_TEST(missing_file)
 }
 END_TEST
 
+/* A manifest chooses the plugins the process loads: one that someone
+ * other than root or the current user could have written is refused,
+ * with its path, mode and owner (core/trust.c). */
+static void expect_refused(const char *what)
+{
+	int rc = envdbi_manifest_load(&m, mpath);
+
+	ck_assert_msg(rc == ENVDB_ERR_CONFIG, "status %d (%s)", rc, envdb_error_last()->message);
+	ck_assert_ptr_null(m);
+	tu_assert_contains(envdb_error_last()->message, "manifest ");
+	tu_assert_contains(envdb_error_last()->message, ": refused: ");
+	tu_assert_contains(envdb_error_last()->message, what);
+}
+
+START_TEST(writable_manifest_refused)
+{
+	char want[2 * PATH_MAX];
+
+	tu_write(mpath, sizeof(mpath), "envdb.yaml", 0620, "version: 1\n");
+	snprintf(want, sizeof(want), "file %s is writable by group or others (mode 0620, owner ",
+		 mpath);
+	expect_refused(want);
+	ck_assert_int_eq(chmod(mpath, 0646), 0);
+	snprintf(want, sizeof(want), "file %s is writable by group or others (mode 0646", mpath);
+	expect_refused(want);
+	/* readable by others is fine: a manifest holds no secret */
+	ck_assert_int_eq(chmod(mpath, 0644), 0);
+	ck_assert_msg(envdbi_manifest_load(&m, mpath) == ENVDB_OK, "%s",
+		      envdb_error_last()->message);
+}
+END_TEST
+
+START_TEST(foreign_owned_manifest_refused)
+{
+	char want[2 * PATH_MAX];
+
+	if (geteuid() != 0) {
+		printf("foreign_owned_manifest_refused: skipped: chown needs root\n");
+		return;
+	}
+	tu_write(mpath, sizeof(mpath), "envdb.yaml", 0644, "version: 1\n");
+	ck_assert_int_eq(chown(mpath, 12345, 12345), 0);
+	snprintf(want, sizeof(want),
+		 "file %s is owned by uid 12345 (mode 0644), neither root nor the current user",
+		 mpath);
+	expect_refused(want);
+}
+END_TEST
+
+START_TEST(manifest_in_writable_dir_refused)
+{
+	char dir[PATH_MAX], want[2 * PATH_MAX];
+
+	tu_path(dir, sizeof(dir), "conf");
+	ck_assert_int_eq(mkdir(dir, 0755), 0);
+	tu_write(mpath, sizeof(mpath), "conf/envdb.yaml", 0600, "version: 1\n");
+	ck_assert_int_eq(chmod(dir, 0777), 0);
+	snprintf(want, sizeof(want), "directory %s is writable by group or others (mode 0777", dir);
+	expect_refused(want);
+	/* the same directory with the sticky bit (as /tmp) is accepted */
+	ck_assert_int_eq(chmod(dir, 01777), 0);
+	ck_assert_msg(envdbi_manifest_load(&m, mpath) == ENVDB_OK, "%s",
+		      envdb_error_last()->message);
+	envdbi_manifest_free(m);
+	m = NULL;
+	if (geteuid() != 0) {
+		printf("manifest_in_writable_dir_refused: foreign owner skipped: chown needs root\n");
+		return;
+	}
+	ck_assert_int_eq(chmod(dir, 0755), 0);
+	ck_assert_int_eq(chown(dir, 12345, 12345), 0);
+	snprintf(want, sizeof(want), "directory %s is owned by uid 12345 (mode 0755)", dir);
+	expect_refused(want);
+}
+END_TEST
+
 static Suite *manifest_suite(void)
 {
 	Suite *s = suite_create("manifest");
@@ -362,6 +438,9 @@ static Suite *manifest_suite(void)
 	tcase_add_test(tc, syntax_errors);
 	tcase_add_test(tc, hostile_input);
 	tcase_add_test(tc, missing_file);
+	tcase_add_test(tc, writable_manifest_refused);
+	tcase_add_test(tc, foreign_owned_manifest_refused);
+	tcase_add_test(tc, manifest_in_writable_dir_refused);
 	suite_add_tcase(s, tc);
 	return s;
 }

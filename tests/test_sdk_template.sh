@@ -1,7 +1,9 @@
 #!/bin/sh
 # tests/test_sdk_template.sh — the SDK as a third-party plugin author gets
 # it, end to end:
-#  1. configure this source tree with --prefix=TMP/prefix and `make install`;
+#  1. copy this tree's distributed files (`make distdir`, so it does not
+#     matter whether the tree is configured in place or where it is built),
+#     configure the copy with --prefix=TMP/prefix and `make install`;
 #     check what is installed: the ABI headers, envdb-plugin.pc (compile
 #     flags only, plugindir, ABI version), libenvdb.pc (a program embedding
 #     the library builds and runs with it), envdb-conformance, the documents;
@@ -15,7 +17,7 @@
 # Skips (77) when autoreconf, pkg-config or a C compiler is missing.
 set -u
 
-src=${ENVDB_TEST_SRCDIR:?ENVDB_TEST_SRCDIR is not set}
+build=${ENVDB_TEST_BUILDDIR:?ENVDB_TEST_BUILDDIR is not set}
 for tool in autoreconf pkg-config make cc; do
 	if ! command -v "$tool" >/dev/null 2>&1; then
 		echo "skip: $tool not found"
@@ -52,6 +54,15 @@ expect() {
 }
 
 # ---- 1. install envdb into a temporary prefix ------------------------------
+# A clean copy to configure: configuring the source tree itself again fails
+# when it is already configured in place ("source directory already
+# configured"), and its own build must not be disturbed.
+src="$tmp/src"
+step "make distdir (a clean copy of the sources)" "$tmp/distdir.log" \
+	make -C "$build" distdir distdir="$src" top_distdir="$src"
+chmod -R u+w "$src"
+[ -f "$src/COPYING" ] && grep -q '^MIT License' "$src/COPYING" ||
+	fail "the distributed files have no COPYING (MIT license)"
 mkdir "$tmp/build"
 cd "$tmp/build" || exit 99
 step "configure envdb --prefix=$prefix" "$tmp/configure.log" \

@@ -511,6 +511,12 @@ int kms_ring_open(kms *k, const char *dir)
 				      "keyring %s is accessible by group or others (mode "
 				      "%04o): refused; make it 0700",
 				      dir, (unsigned)(st.st_mode & 07777));
+	/* ... and its owner, who could chmod it at will: root or us. */
+	if (st.st_uid != 0 && st.st_uid != geteuid())
+		return k->host->error(k->host->ctx, ENVDB_ERR_CONFIG, NULL,
+				      "keyring %s is owned by uid %u, neither root nor the "
+				      "current user (uid %u): refused",
+				      dir, (unsigned)st.st_uid, (unsigned)geteuid());
 	rc = kms_ring_refresh(k, "load keyring");
 	if (rc != ENVDB_OK)
 		return rc;

@@ -356,6 +356,45 @@ ENVDB_EXPORT int envdb_schema_json(char **out, const envdb_ctx *ctx);
  * owned by the caller: envdb_free(). */
 ENVDB_EXPORT int envdb_schema_text(char **out, const envdb_ctx *ctx);
 
+/* ------------------------------------------------------------------------ */
+/* Backup and restore of the control plane (core/store_backup.c)             */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Write a consistent copy of the control plane to a new file `path`
+ * (borrowed), with SQLite's online backup API: one read transaction, so
+ * writers in other processes go on meanwhile and the copy is the state of
+ * one instant.  The copy is written to a temporary file next to `path`
+ * (mode 0600), checked (PRAGMA quick_check), fsync'ed, then linked to
+ * `path`, which is never overwritten (ENVDB_ERR_EXISTS if it exists), and
+ * the directory is fsync'ed.  The copy is a single file (rollback-journal
+ * mode).  `ctx` needs its control plane open.  ENVDB_ERR_IO on a file
+ * error.  Other calls on `ctx` wait while it runs (it holds the store).
+ */
+ENVDB_EXPORT int envdb_backup(envdb_ctx *ctx, const char *path);
+
+/** envdb_restore() flags. */
+enum envdb_restore_flags {
+	/** Replace an existing control plane (else ENVDB_ERR_EXISTS). */
+	ENVDB_RESTORE_FORCE = 1u << 0
+};
+
+/**
+ * Put the backup `backup_path` (borrowed) in place of the control plane of
+ * `ctx`'s manifest.  `ctx` must be opened with ENVDB_OPEN_NO_STORE (else
+ * ENVDB_ERR_MISUSE).  The backup must open, be an envdb control plane of a
+ * schema version this library supports and pass PRAGMA integrity_check
+ * (ENVDB_ERR_INVALID, ENVDB_ERR_NOT_SUPPORTED otherwise).  An existing
+ * control plane is replaced only with ENVDB_RESTORE_FORCE, and only when
+ * no process has it open: the SQLite lock bytes of the file are locked
+ * exclusively for the swap (ENVDB_ERR_BUSY when that fails).  The copy is
+ * written to a temporary file in the same directory (0600), fsync'ed,
+ * renamed over the control plane after its -wal, -shm and -journal files
+ * are removed, and the directory is fsync'ed; the restored file is then
+ * opened once (pending schema migrations apply).
+ */
+ENVDB_EXPORT int envdb_restore(envdb_ctx *ctx, const char *backup_path, unsigned flags);
+
 /* ---- C2: provisioning, credentials, resolve, reconcile below ------------ */
 
 /* ------------------------------------------------------------------------ */
