@@ -34,6 +34,8 @@ void envdbi_log_v(int level, const char *fmt, va_list ap) ENVDB_PRINTF(2, 0);
 /** A per-thread counter bumped by every envdbi_error(): a caller compares it
  * before and after a call to know whether the callee reported anything. */
 unsigned envdbi_error_generation(void);
+/** True when `status` is one of the envdb_status codes (0 included). */
+bool envdbi_status_known(int status);
 
 /* ------------------------------------------------------------------------ */
 /* ident.c — identifiers and text from outside, checked at every entry point  */
@@ -173,6 +175,11 @@ const char *envdbi_plugin_dir(const envdbi_manifest *m);
  * 0 means no deadline).  Process-wide; thread-safe. */
 void envdbi_host_set_call_timeout_ms(int64_t ms);
 int64_t envdbi_host_call_timeout_ms(void);
+/** The plugin and operation of the call in progress on this thread (true),
+ * else of the call most recently begun in the process (false; both NULL
+ * when there was none).  Reads only plain pointers: usable in a signal
+ * handler.  The strings live while the plugin is loaded. */
+bool envdbi_host_current_call(const char **plugin, const char **op);
 
 /*
  * Calls into plugins (host.c).  Each call: sets the operation deadline,
