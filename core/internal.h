@@ -160,6 +160,12 @@ size_t envdbi_plugins_count(const envdbi_plugins *set);
 envdbi_plugin *envdbi_plugins_at(const envdbi_plugins *set, size_t i);
 /** NULL when no loaded plugin has that name and kind (kind 0: any kind). */
 envdbi_plugin *envdbi_plugins_find(const envdbi_plugins *set, const char *name, uint32_t kind);
+/** The name of the adapter that serves URL scheme `scheme` (ABI 1.1
+ * url_schemes, compared case-insensitively): a loaded adapter of `set`,
+ * else one installed in its plugin directory (descriptors read once, not
+ * initialised).  *name is owned by `set`.  ENVDB_ERR_NOT_FOUND when none
+ * does, ENVDB_ERR_INVALID when two do; the last error says which. */
+int envdbi_adapter_of_scheme(envdbi_plugins *set, const char *scheme, const char **name);
 
 const char *envdbi_plugin_name(const envdbi_plugin *p);
 const char *envdbi_plugin_path(const envdbi_plugin *p);

@@ -26,6 +26,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,9 +63,22 @@
 	(offsetof(envdb_encryptor_ops, key_generate) + sizeof(envdb_encryptor_key_generate_fn))
 #define CONFIG_KEY_V1_0_SIZE (offsetof(envdb_config_key, flags) + sizeof(uint32_t))
 
+/* An adapter installed in the plugin directory, as its descriptor says
+ * (url_schemes lookup; not loaded, not initialised). */
+typedef struct installed_adapter {
+	char *name;
+	char **schemes;
+	size_t n_schemes;
+} installed_adapter;
+
 struct envdbi_plugins {
 	envdbi_plugin **v;
 	size_t n;
+	char *dir; /* the plugin directory of the manifest; owned */
+	/* the installed adapters, read on first need */
+	bool scanned;
+	installed_adapter *installed;
+	size_t n_installed;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -1089,7 +1104,10 @@ int envdbi_plugins_load_ex(envdbi_plugins **out, const envdbi_manifest *m, unsig
 	if ((rc = envdbi_sodium_init()) != ENVDB_OK)
 		return rc;
 	set = calloc(1, sizeof(*set));
-	if (set == NULL || (set->v = calloc(m->n_plugins + 1, sizeof(*set->v))) == NULL) {
+	if (set == NULL || (set->v = calloc(m->n_plugins + 1, sizeof(*set->v))) == NULL ||
+	    (set->dir = strdup(envdbi_plugin_dir(m))) == NULL) {
+		if (set != NULL)
+			free(set->v);
 		free(set);
 		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "plugins: out of memory");
 	}
@@ -1125,8 +1143,175 @@ void envdbi_plugins_free(envdbi_plugins *set)
 	/* Reverse order: a plugin loaded later may rely on one loaded earlier. */
 	for (i = set->n; i > 0; i--)
 		plugin_unload(set->v[i - 1]);
+	for (i = 0; i < set->n_installed; i++) {
+		free(set->installed[i].name);
+		envdbi_strv_free(set->installed[i].schemes, set->installed[i].n_schemes);
+	}
+	free(set->installed);
+	free(set->dir);
 	free(set->v);
 	free(set);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Adapters by URL scheme (ABI 1.1 url_schemes)                              */
+/* ------------------------------------------------------------------------ */
+
+static bool schemes_have(const char *const *v, size_t n, const char *scheme)
+{
+	size_t i;
+
+	for (i = 0; i < n && v[i] != NULL; i++)
+		if (strcasecmp(v[i], scheme) == 0)
+			return true;
+	return false;
+}
+
+/* Read the descriptor of the module at `path` into *out when it is an ABI
+ * 1.1 adapter with url_schemes.  With ltdl_lock held; never calls init. */
+static void scan_one(installed_adapter *out, const char *path)
+{
+	envdbi_plugin probe;
+	lt_dladvise advise = NULL;
+	lt_dlhandle h = NULL;
+	entry_ptr e = {NULL};
+	const envdb_plugin_descriptor *d;
+	char mod[128], sym[256];
+	size_t i, n;
+
+	memset(out, 0, sizeof(*out));
+	memset(&probe, 0, sizeof(probe));
+	if (lt_dladvise_init(&advise) != 0 || lt_dladvise_local(&advise) != 0 ||
+	    (h = lt_dlopenadvise(path, advise)) == NULL)
+		goto done;
+	e.ptr = lt_dlsym(h, ENVDB_PLUGIN_ENTRY_SYMBOL);
+	if (e.ptr == NULL) {
+		module_name(mod, sizeof(mod), path);
+		snprintf(sym, sizeof(sym), "%s_LTX_%s", mod, ENVDB_PLUGIN_ENTRY_SYMBOL);
+		e.ptr = lt_dlsym(h, sym);
+	}
+	if (e.ptr == NULL || (d = e.fn()) == NULL ||
+	    !ENVDB_STRUCT_HAS(d, envdb_plugin_descriptor, url_schemes) ||
+	    d->abi_major != ENVDB_ABI_MAJOR || d->kind != ENVDB_PLUGIN_ADAPTER ||
+	    d->name == NULL || !name_valid(d->name) || d->url_schemes == NULL)
+		goto done;
+	probe.name = (char *)d->name;
+	probe.path = (char *)path;
+	memcpy(&probe.desc, d, sizeof(probe.desc));
+	if (validate_url_schemes(&probe) != ENVDB_OK) {
+		envdbi_log(ENVDB_LOG_WARNING, "%s; its url_schemes are ignored",
+			   envdb_error_last()->message);
+		goto done;
+	}
+	for (n = 0; d->url_schemes[n] != NULL; n++)
+		;
+	out->name = strdup(d->name);
+	out->schemes = calloc(n + 1, sizeof(*out->schemes));
+	if (out->name == NULL || out->schemes == NULL)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		if ((out->schemes[i] = strdup(d->url_schemes[i])) == NULL)
+			goto fail;
+		out->n_schemes++;
+	}
+	goto done;
+fail:
+	free(out->name);
+	envdbi_strv_free(out->schemes, out->n_schemes);
+	memset(out, 0, sizeof(*out));
+done:
+	if (advise != NULL)
+		lt_dladvise_destroy(&advise);
+	if (h != NULL)
+		lt_dlclose(h);
+}
+
+/* Read the descriptors of every adapter installed in set->dir, once. */
+static void scan_installed(envdbi_plugins *set)
+{
+	struct dirent *de;
+	DIR *d;
+
+	if (set->scanned)
+		return;
+	set->scanned = true;
+	if (set->dir == NULL || set->dir[0] != '/' || (d = opendir(set->dir)) == NULL)
+		return;
+	pthread_mutex_lock(&ltdl_lock);
+	if (ltdl_acquire() != ENVDB_OK) {
+		pthread_mutex_unlock(&ltdl_lock);
+		closedir(d);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+		installed_adapter a, *v;
+		char *path;
+
+		if (len < 4 || strcmp(de->d_name + len - 3, ".so") != 0 ||
+		    (path = path_join(set->dir, de->d_name)) == NULL)
+			continue;
+		scan_one(&a, path);
+		free(path);
+		if (a.name == NULL)
+			continue;
+		v = realloc(set->installed, (set->n_installed + 1) * sizeof(*v));
+		if (v == NULL) {
+			free(a.name);
+			envdbi_strv_free(a.schemes, a.n_schemes);
+			continue;
+		}
+		set->installed = v;
+		set->installed[set->n_installed++] = a;
+	}
+	ltdl_release();
+	pthread_mutex_unlock(&ltdl_lock);
+	closedir(d);
+}
+
+int envdbi_adapter_of_scheme(envdbi_plugins *set, const char *scheme, const char **name)
+{
+	const char *found = NULL, *twice = NULL;
+	size_t i;
+
+	*name = NULL;
+	if (scheme == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "adapter of scheme: no scheme given");
+	/* the loaded adapters first: they are the deployment's */
+	for (i = 0; set != NULL && i < set->n; i++) {
+		const envdbi_plugin *p = set->v[i];
+		if (p->kind != ENVDB_PLUGIN_ADAPTER || p->desc.url_schemes == NULL ||
+		    !schemes_have(p->desc.url_schemes, URL_SCHEMES_MAX, scheme))
+			continue;
+		if (found == NULL)
+			found = p->name;
+		else if (twice == NULL)
+			twice = p->name;
+	}
+	/* then those installed but not configured (a v4 row may name a driver
+	 * the v5 deployment has not set up yet) */
+	if (found == NULL && set != NULL) {
+		scan_installed(set);
+		for (i = 0; i < set->n_installed; i++) {
+			const installed_adapter *a = &set->installed[i];
+			if (!schemes_have((const char *const *)a->schemes, a->n_schemes, scheme))
+				continue;
+			if (found == NULL)
+				found = a->name;
+			else if (twice == NULL && strcmp(a->name, found) != 0)
+				twice = a->name;
+		}
+	}
+	if (found == NULL)
+		return envdbi_error(ENVDB_ERR_NOT_FOUND, NULL,
+				    "unknown scheme '%s': no loaded or installed adapter serves it",
+				    scheme);
+	if (twice != NULL)
+		return envdbi_error(ENVDB_ERR_INVALID, NULL,
+				    "scheme '%s' is served by two adapters, %s and %s", scheme,
+				    found, twice);
+	*name = found;
+	return ENVDB_OK;
 }
 
 size_t envdbi_plugins_count(const envdbi_plugins *set)
