@@ -1373,3 +1373,43 @@ int envdbi_encryptor_key_generate(envdbi_plugin *p, int make_current, char **key
 	hbuf_free(&b[0]);
 	return rc;
 }
+
+/* ABI 1.1 encryptor operations. */
+
+int envdbi_encryptor_health(envdbi_plugin *p)
+{
+	call c;
+	int rc;
+
+	if (!plugin_ready(p, ENVDB_PLUGIN_ENCRYPTOR, "health", &rc))
+		return rc;
+	if (p->ops.encryptor.health == NULL || !(p->caps & ENVDB_ENCRYPTOR_CAP_HEALTH))
+		return not_supported(p, "health");
+	call_begin(&c, p, "health", !p->thread_safe);
+	return call_end(&c, p->ops.encryptor.health(p->instance));
+}
+
+int envdbi_encryptor_is_current(envdbi_plugin *p, const char *ct, bool *is_current)
+{
+	int cur = -1;
+	call c;
+	int rc;
+
+	if (!plugin_ready(p, ENVDB_PLUGIN_ENCRYPTOR, "is_current", &rc))
+		return rc;
+	if (p->ops.encryptor.is_current == NULL || !(p->caps & ENVDB_ENCRYPTOR_CAP_KEY_VERSIONS))
+		return not_supported(p, "is_current");
+	if (ct == NULL || is_current == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: is_current: NULL argument",
+				    p->name);
+	call_begin(&c, p, "is_current", !p->thread_safe);
+	rc = call_end(&c, p->ops.encryptor.is_current(p->instance, ct, strlen(ct), &cur));
+	if (rc != ENVDB_OK)
+		return rc;
+	if (cur != 0 && cur != 1)
+		return envdbi_error(ENVDB_ERR_ABI, NULL,
+				    "plugin %s: is_current answered %d (0 or 1 expected)", p->name,
+				    cur);
+	*is_current = cur == 1;
+	return ENVDB_OK;
+}

@@ -220,6 +220,12 @@ int envdbi_encryptor_rewrap(envdbi_plugin *p, const char *ct, const void *aad, s
 			    char **ct_out, char **key_id);
 int envdbi_encryptor_key_list(envdbi_plugin *p, envdb_encryptor_key_cb cb, void *cb_ctx);
 int envdbi_encryptor_key_generate(envdbi_plugin *p, int make_current, char **key_id);
+/** ABI 1.1: ENVDB_ENCRYPTOR_CAP_HEALTH's health(); ENVDB_ERR_NOT_SUPPORTED
+ * without the capability. */
+int envdbi_encryptor_health(envdbi_plugin *p);
+/** ABI 1.1: ENVDB_ENCRYPTOR_CAP_KEY_VERSIONS's is_current(): whether `ct` is
+ * sealed under the current version of the current key. */
+int envdbi_encryptor_is_current(envdbi_plugin *p, const char *ct, bool *is_current);
 
 void envdbi_strv_free(char **v, size_t n);
 
