@@ -567,6 +567,7 @@ int main(int argc, char **argv)
 	size_t i;
 
 	no_core_dumps();
+	envdb_crash_report_install(); /* a crashing plugin is named */
 	json_set_alloc_funcs(json_wiping_malloc, json_wiping_free);
 	memset(&cli, 0, sizeof(cli));
 	if ((rc = take_global_options(&cli, &n, args, &help)) != EX_OK)

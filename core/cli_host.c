@@ -40,6 +40,8 @@ static const bit_name adapter_caps[] = {
 static const bit_name encryptor_caps[] = {
     {ENVDB_ENCRYPTOR_CAP_KEY_MANAGE, "key_manage"},
     {ENVDB_ENCRYPTOR_CAP_REWRAP, "rewrap"},
+    {ENVDB_ENCRYPTOR_CAP_HEALTH, "health"},
+    {ENVDB_ENCRYPTOR_CAP_KEY_VERSIONS, "key_versions"},
     {0, NULL},
 };
 

@@ -761,11 +761,18 @@ int envdb_key_rewrap(envdb_rewrap_report *report, envdb_ctx *ctx, unsigned flags
 	for (i = 0; i < n; i++) {
 		const envdb_credential *c = v[i];
 		char *key = NULL, *ct = NULL, *key_id = NULL;
-		bool changed = false;
+		bool changed = false, is_current = false;
 
 		report->total++;
-		rc = envdbi_encryptor_key_of(enc, c->secret_ciphertext, &key);
-		if (rc == ENVDB_OK && strcmp(key, current) == 0 &&
+		/* Where the KMS rotates versions behind one key id, only the
+		 * plugin can tell (ABI 1.1 is_current); otherwise the key id does. */
+		if (envdbi_plugin_capabilities(enc) & ENVDB_ENCRYPTOR_CAP_KEY_VERSIONS) {
+			rc = envdbi_encryptor_is_current(enc, c->secret_ciphertext, &is_current);
+		} else {
+			rc = envdbi_encryptor_key_of(enc, c->secret_ciphertext, &key);
+			is_current = rc == ENVDB_OK && strcmp(key, current) == 0;
+		}
+		if (rc == ENVDB_OK && is_current &&
 		    c->aad_version == ENVDB_CREDENTIAL_AAD_VERSION) {
 			report->already_current++;
 		} else if (rc == ENVDB_OK && (flags & ENVDB_REWRAP_DRY_RUN)) {

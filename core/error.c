@@ -190,7 +190,8 @@ void envdbi_log(int level, const char *fmt, ...)
 /* Status names                                                              */
 /* ------------------------------------------------------------------------ */
 
-const char *envdb_status_str(int status)
+/* The name of a status, NULL when it is not an envdb_status. */
+static const char *status_name(int status)
 {
 	switch (status) {
 	case ENVDB_OK:
@@ -232,6 +233,18 @@ const char *envdb_status_str(int status)
 	case ENVDB_ERR_BUSY:
 		return "busy";
 	default:
-		return "unknown status";
+		return NULL;
 	}
+}
+
+const char *envdb_status_str(int status)
+{
+	const char *name = status_name(status);
+
+	return name ? name : "unknown status";
+}
+
+bool envdbi_status_known(int status)
+{
+	return status_name(status) != NULL;
 }

@@ -5,14 +5,19 @@
  *
  * Each call into a plugin:
  *  - answers ENVDB_ERR_NOT_SUPPORTED itself for a NULL slot;
- *  - sets the thread's operation deadline (host->deadline_ms) for its
- *    duration — the per-call timeout, or an earlier deadline already set;
+ *  - runs under a `struct envdb_call` (ABI 1.1: host->call_current), which
+ *    carries the operation's deadline, its cancellation flag and its error
+ *    report, so a plugin's worker threads report errors and see deadlines
+ *    through it; the thread's own deadline (host->deadline_ms, ABI 1.0) is
+ *    set too for the duration — the per-call timeout, or an earlier
+ *    deadline already set;
  *  - serializes on the instance unless the plugin declared itself
  *    thread-safe;
  *  - speaks the envdb_buffer protocol: retries ENVDB_ERR_BUFFER_TOO_SMALL
  *    with the size the plugin asked for (bounded), and checks that what
  *    came back fits and is terminated;
- *  - on failure leaves the plugin's own report in the last error, prefixed
+ *  - on failure leaves the plugin's own report (host->error on the calling
+ *    thread, or call_error from any thread) in the last error, prefixed
  *    with "plugin NAME: ", or says which operation failed when the plugin
  *    reported nothing (or an empty report, or a status that is not one);
  *  - treats a call that returns after its deadline as ENVDB_ERR_TIMEOUT and
@@ -48,6 +53,7 @@
 #define REDACT_MIN 4             /* shorter "secrets" are not searched for */
 #define REDACTED "[redacted]"
 #define CALL_SECRETS 2
+#define REPORT_KEEP 1536        /* what a call keeps of a report (> ENVDB_MESSAGE_MAX) */
 
 /* ------------------------------------------------------------------------ */
 /* Clocks and deadlines                                                      */
@@ -80,7 +86,12 @@ int64_t envdbi_host_call_timeout_ms(void)
 
 typedef struct hbuf hbuf;
 
-typedef struct call {
+/* The host's record of one operation, and the envdb_call a plugin may hand
+ * to its threads (ABI 1.1).  It lives on the calling thread's stack from
+ * call_begin to call_end.  The plugin's error report is kept here, under
+ * `mu`, whichever thread makes it; call_end copies it into the calling
+ * thread's last error. */
+struct envdb_call {
 	envdbi_plugin *p;
 	const char *op;
 	int64_t saved_deadline;
@@ -92,11 +103,25 @@ typedef struct call {
 	size_t in_secret_len[CALL_SECRETS];
 	/* ... and secure output buffers it may write one into */
 	const hbuf *out_secret[CALL_SECRETS];
-	const struct call *outer; /* the call this one runs inside, if any */
-} call;
+	struct envdb_call *outer; /* the call this one runs inside, if any */
+	/* the operation's error report */
+	pthread_mutex_t mu;
+	bool reported;
+	int status;
+	char message[REPORT_KEEP];
+	char native[64];
+	atomic_bool ended; /* call_end ran: the operation is over */
+};
+typedef struct envdb_call call;
 
 /* The calls in progress on this thread (innermost first). */
-static _Thread_local const call *tls_call;
+static _Thread_local call *tls_call;
+
+/* The plugin and operation of the call most recently begun in the process,
+ * for a crash report from a thread that has no call of its own (a plugin's
+ * worker).  Plain pointers to static or plugin-lifetime strings. */
+static _Atomic(const char *) last_plugin;
+static _Atomic(const char *) last_op;
 
 /* Replace every occurrence of the `len` bytes at `sec` in the NUL-terminated
  * text `msg` (capacity `cap`) with REDACTED. */
@@ -138,18 +163,24 @@ static void redact_one(char *msg, size_t cap, const char *sec, size_t len)
 
 static void redact_hbuf(char *msg, size_t cap, const hbuf *h);
 
-/* Redact the secrets of every call in progress on this thread from `msg`. */
-static void redact_call_secrets(char *msg, size_t cap)
+/* Redact the secrets of call `from` and every call it runs inside. */
+static void redact_secrets_of(const call *from, char *msg, size_t cap)
 {
 	const call *c;
 	size_t i;
 
-	for (c = tls_call; c != NULL; c = c->outer)
+	for (c = from; c != NULL; c = c->outer)
 		for (i = 0; i < CALL_SECRETS; i++) {
 			redact_one(msg, cap, c->in_secret[i], c->in_secret_len[i]);
 			if (c->out_secret[i] != NULL)
 				redact_hbuf(msg, cap, c->out_secret[i]);
 		}
+}
+
+/* Redact the secrets of every call in progress on this thread from `msg`. */
+static void redact_call_secrets(char *msg, size_t cap)
+{
+	redact_secrets_of(tls_call, msg, cap);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -194,48 +225,102 @@ static void report_free(char *msg)
 	free(msg);
 }
 
-static void svc_log(envdb_host_ctx *ctx, int level, const char *fmt, ...) ENVDB_PRINTF(3, 4);
+static void svc_vlog(envdb_host_ctx *ctx, int level, const char *fmt, va_list ap)
+    ENVDB_PRINTF(3, 0);
 
-static void svc_log(envdb_host_ctx *ctx, int level, const char *fmt, ...)
+static void svc_vlog(envdb_host_ctx *ctx, int level, const char *fmt, va_list ap)
 {
 	char *msg = malloc(REPORT_MAX);
-	va_list ap;
 
 	if (msg == NULL || fmt == NULL) {
 		free(msg);
 		return;
 	}
-	va_start(ap, fmt);
 	vsnprintf(msg, REPORT_MAX, fmt, ap);
-	va_end(ap);
 	redact_call_secrets(msg, REPORT_MAX);
 	envdbi_log(level, "plugin %s: %s", ctx && ctx->plugin ? ctx->plugin->name : "?", msg);
 	report_free(msg);
 }
 
-static int svc_error(envdb_host_ctx *ctx, int status, const char *native_code, const char *fmt, ...)
-    ENVDB_PRINTF(4, 5);
+static void svc_log(envdb_host_ctx *ctx, int level, const char *fmt, ...) ENVDB_PRINTF(3, 4);
 
-static int svc_error(envdb_host_ctx *ctx, int status, const char *native_code, const char *fmt, ...)
+static void svc_log(envdb_host_ctx *ctx, int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	svc_vlog(ctx, level, fmt, ap);
+	va_end(ap);
+}
+
+/* Keep a report for call `c` (any thread): formatted in full (up to
+ * REPORT_MAX) and redacted before it is cut to what the call keeps, so no
+ * part of a secret survives at the cut.  The last report wins. */
+static int call_report_v(call *c, int status, const char *native_code, const char *fmt,
+			 va_list ap) ENVDB_PRINTF(4, 0);
+
+static int call_report_v(call *c, int status, const char *native_code, const char *fmt,
+			 va_list ap)
 {
 	char native[64];
 	char *msg;
-	va_list ap;
 
-	(void)ctx;
 	if (status >= 0)
 		status = ENVDB_ERR_GENERIC; /* an error report always carries an error */
-	/* Format in full (up to REPORT_MAX) and redact before the last error
-	 * truncates it, so no part of a secret survives at the cut. */
+	msg = malloc(REPORT_MAX);
+	if (msg != NULL) {
+		msg[0] = '\0';
+		if (fmt != NULL)
+			vsnprintf(msg, REPORT_MAX, fmt, ap);
+		redact_secrets_of(c, msg, REPORT_MAX);
+	}
+	snprintf(native, sizeof(native), "%s", native_code ? native_code : "");
+	redact_secrets_of(c, native, sizeof(native));
+	pthread_mutex_lock(&c->mu);
+	c->reported = true;
+	c->status = status;
+	snprintf(c->message, sizeof(c->message), "%s",
+		 msg ? msg : "(the plugin's report was lost: out of memory)");
+	snprintf(c->native, sizeof(c->native), "%s", native);
+	pthread_mutex_unlock(&c->mu);
+	if (msg != NULL)
+		report_free(msg);
+	sodium_memzero(native, sizeof(native));
+	return status;
+}
+
+static int call_report(call *c, int status, const char *native_code, const char *fmt, ...)
+    ENVDB_PRINTF(4, 5);
+
+static int call_report(call *c, int status, const char *native_code, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = call_report_v(c, status, native_code, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* host->error without a call on this thread (a 1.0 plugin's own thread):
+ * the thread's last error, as ABI 1.0 had it. */
+static int thread_report_v(int status, const char *native_code, const char *fmt, va_list ap)
+    ENVDB_PRINTF(3, 0);
+
+static int thread_report_v(int status, const char *native_code, const char *fmt, va_list ap)
+{
+	char native[64];
+	char *msg;
+
+	if (status >= 0)
+		status = ENVDB_ERR_GENERIC;
 	msg = malloc(REPORT_MAX);
 	if (msg == NULL)
 		return envdbi_error(status, NULL, "(the plugin's report was lost: out of memory)");
 	msg[0] = '\0';
-	if (fmt != NULL) {
-		va_start(ap, fmt);
+	if (fmt != NULL)
 		vsnprintf(msg, REPORT_MAX, fmt, ap);
-		va_end(ap);
-	}
 	snprintf(native, sizeof(native), "%s", native_code ? native_code : "");
 	redact_call_secrets(msg, REPORT_MAX);
 	redact_call_secrets(native, sizeof(native));
@@ -243,6 +328,103 @@ static int svc_error(envdb_host_ctx *ctx, int status, const char *native_code, c
 	report_free(msg);
 	sodium_memzero(native, sizeof(native));
 	return status;
+}
+
+static int svc_verror(envdb_host_ctx *ctx, int status, const char *native_code, const char *fmt,
+		      va_list ap) ENVDB_PRINTF(4, 0);
+
+static int svc_verror(envdb_host_ctx *ctx, int status, const char *native_code, const char *fmt,
+		      va_list ap)
+{
+	(void)ctx;
+	/* On a thread running an operation the report belongs to it. */
+	if (tls_call != NULL)
+		return call_report_v(tls_call, status, native_code, fmt, ap);
+	return thread_report_v(status, native_code, fmt, ap);
+}
+
+static int svc_error(envdb_host_ctx *ctx, int status, const char *native_code, const char *fmt, ...)
+    ENVDB_PRINTF(4, 5);
+
+static int svc_error(envdb_host_ctx *ctx, int status, const char *native_code, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = svc_verror(ctx, status, native_code, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* ABI 1.1: the explicit call context. */
+
+static envdb_call *svc_call_current(envdb_host_ctx *ctx)
+{
+	(void)ctx;
+	return tls_call;
+}
+
+static int svc_call_verror(envdb_call *c, int status, const char *native_code, const char *fmt,
+			   va_list ap) ENVDB_PRINTF(4, 0);
+
+static int svc_call_verror(envdb_call *c, int status, const char *native_code, const char *fmt,
+			   va_list ap)
+{
+	if (c == NULL) /* outside an operation: the thread's last error */
+		return thread_report_v(status, native_code, fmt, ap);
+	return call_report_v(c, status, native_code, fmt, ap);
+}
+
+static int svc_call_error(envdb_call *c, int status, const char *native_code, const char *fmt,
+			  ...) ENVDB_PRINTF(4, 5);
+
+static int svc_call_error(envdb_call *c, int status, const char *native_code, const char *fmt,
+			  ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = svc_call_verror(c, status, native_code, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+static int64_t svc_call_deadline_ms(envdb_call *c)
+{
+	return c ? c->deadline : 0;
+}
+
+static int svc_call_cancelled(envdb_call *c)
+{
+	if (c == NULL)
+		return 0;
+	if (atomic_load(&c->ended))
+		return 1;
+	return c->deadline > 0 && monotonic_ms() > c->deadline;
+}
+
+/* Read a declared secret again from where the manifest says it lives. */
+static int svc_config_secret(envdb_host_ctx *ctx, const char *key, envdb_buffer *value)
+{
+	envdbi_plugin *p = ctx ? ctx->plugin : NULL;
+	envdbi_secret *sec = NULL;
+	int rc;
+
+	if (p == NULL || key == NULL || value == NULL)
+		return ENVDB_ERR_MISUSE;
+	rc = envdbi_plugin_secret_read(p, key, &sec);
+	if (rc != ENVDB_OK) {
+		/* the host's report, for the operation that asked */
+		const envdb_error *e = envdb_error_last();
+		if (tls_call != NULL)
+			call_report(tls_call, rc, NULL, "config_secret %s: %s", key, e->message);
+		return rc;
+	}
+	rc = envdb_buffer_set(value, sec->data, sec->len);
+	envdbi_secret_free(sec);
+	return rc;
 }
 
 static int64_t svc_deadline_ms(envdb_host_ctx *ctx)
@@ -289,6 +471,14 @@ void envdbi_host_prepare(envdbi_plugin *p)
 	p->host.now_ms = svc_now_ms;
 	p->host.wall_s = svc_wall_s;
 	p->host.random = svc_random;
+	p->host.call_current = svc_call_current;
+	p->host.call_error = svc_call_error;
+	p->host.call_verror = svc_call_verror;
+	p->host.call_deadline_ms = svc_call_deadline_ms;
+	p->host.call_cancelled = svc_call_cancelled;
+	p->host.vlog = svc_vlog;
+	p->host.verror = svc_verror;
+	p->host.config_secret = svc_config_secret;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -313,8 +503,32 @@ static void call_begin(call *c, envdbi_plugin *p, const char *op, bool serialize
 	if (serialize)
 		pthread_mutex_lock(&p->lock);
 	c->generation = envdbi_error_generation();
+	pthread_mutex_init(&c->mu, NULL);
+	atomic_init(&c->ended, false);
 	c->outer = tls_call;
 	tls_call = c;
+	atomic_store(&last_plugin, p->name);
+	atomic_store(&last_op, op);
+}
+
+/* The operation of call `c` returned: leave this thread's call and deadline,
+ * and move the report the plugin kept in the call (from whichever thread)
+ * into this thread's last error.  Returns true when the plugin (or the host
+ * on its behalf) reported anything during the call. */
+static bool call_leave(call *c)
+{
+	bool kept;
+
+	tls_deadline_ms = c->saved_deadline;
+	tls_call = c->outer;
+	pthread_mutex_lock(&c->mu);
+	atomic_store(&c->ended, true);
+	kept = c->reported;
+	if (kept)
+		envdbi_error(c->status, c->native[0] ? c->native : NULL, "%s", c->message);
+	pthread_mutex_unlock(&c->mu);
+	pthread_mutex_destroy(&c->mu);
+	return kept || envdbi_error_generation() != c->generation;
 }
 
 /* Secrets of call `c` (before the plugin runs): one handed in, one secure
@@ -346,16 +560,15 @@ static void call_secret_out(call *c, const hbuf *h)
  * "plugin NAME: <the plugin's report, or which operation failed>". */
 static int call_end(call *c, int rc)
 {
-	char msg[1536], native[64], late[160] = "";
-	bool reported = envdbi_error_generation() != c->generation;
+	char msg[REPORT_KEEP], native[64], late[160] = "";
 	int64_t now = monotonic_ms();
 	const envdb_error *e;
+	bool reported;
 	int raw = rc;
 
 	if (c->locked)
 		pthread_mutex_unlock(&c->p->lock);
-	tls_deadline_ms = c->saved_deadline;
-	tls_call = c->outer;
+	reported = call_leave(c);
 	/* Past its deadline the result is discarded, whatever it was. */
 	if (c->deadline > 0 && now > c->deadline && rc != ENVDB_ERR_BUFFER_TOO_SMALL) {
 		snprintf(late, sizeof(late), " (returned %lld ms after its deadline)",
@@ -370,7 +583,7 @@ static int call_end(call *c, int rc)
 	if (rc == ENVDB_OK)
 		return ENVDB_OK;
 	/* A status that is not an envdb_status is a generic error. */
-	if (rc > 0 || rc < ENVDB_ERR_BUSY)
+	if (rc > 0 || !envdbi_status_known(rc))
 		rc = ENVDB_ERR_GENERIC;
 	if (!reported)
 		return envdbi_error(rc, NULL, "plugin %s: %s failed (%s, status %d) without a report",
@@ -383,10 +596,8 @@ static int call_end(call *c, int rc)
 	snprintf(msg, sizeof(msg), "%s", e->message);
 	snprintf(native, sizeof(native), "%s", e->native_code ? e->native_code : "");
 	/* The plugin may have written a secret after it reported. */
-	tls_call = c;
-	redact_call_secrets(msg, sizeof(msg));
-	redact_call_secrets(native, sizeof(native));
-	tls_call = c->outer;
+	redact_secrets_of(c, msg, sizeof(msg));
+	redact_secrets_of(c, native, sizeof(native));
 	rc = envdbi_error(rc, native[0] ? native : NULL, "plugin %s: %s%s", c->p->name, msg, late);
 	sodium_memzero(msg, sizeof(msg));
 	sodium_memzero(native, sizeof(native));
@@ -414,46 +625,100 @@ static int not_supported(const envdbi_plugin *p, const char *op)
 			    p->name, op);
 }
 
-int envdbi_host_init(envdbi_plugin *p, const envdb_config *cfg)
-{
-	static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
-	char msg[1536], native[64];
-	call c;
-	int rc;
+/* init, fini and the module hooks run one at a time in the process. */
+static pthread_mutex_t life_lock = PTHREAD_MUTEX_INITIALIZER;
 
-	pthread_mutex_lock(&init_lock);
-	call_begin(&c, p, "init", false);
-	p->instance = NULL;
-	rc = p->desc.init(&p->instance, &p->host, cfg);
-	tls_deadline_ms = c.saved_deadline;
-	tls_call = c.outer;
-	if (rc == ENVDB_OK)
-		p->initialized = true;
-	pthread_mutex_unlock(&init_lock);
+/* Run a lifecycle function of the plugin (init or module_load) under a
+ * call; on failure the last error reads "WHAT failed: <the report>". */
+static int lifecycle_end(call *c, int rc, const char *what)
+{
+	char msg[REPORT_KEEP], native[64];
+	bool reported = call_leave(c);
+
 	if (rc == ENVDB_OK)
 		return ENVDB_OK;
-	if (rc > 0)
+	if (rc > 0 || !envdbi_status_known(rc))
 		rc = ENVDB_ERR_GENERIC;
-	if (envdbi_error_generation() == c.generation)
-		return envdbi_error(rc, NULL, "init failed (%s) without a report",
+	if (!reported)
+		return envdbi_error(rc, NULL, "%s failed (%s) without a report", what,
 				    envdb_status_str(rc));
 	snprintf(msg, sizeof(msg), "%s", envdb_error_last()->message);
 	snprintf(native, sizeof(native), "%s",
 		 envdb_error_last()->native_code ? envdb_error_last()->native_code : "");
-	return envdbi_error(rc, native[0] ? native : NULL, "init failed: %s", msg);
+	redact_secrets_of(c, msg, sizeof(msg));
+	return envdbi_error(rc, native[0] ? native : NULL, "%s failed: %s", what, msg);
+}
+
+int envdbi_host_init(envdbi_plugin *p, const envdb_config *cfg)
+{
+	call c;
+	int rc;
+
+	pthread_mutex_lock(&life_lock);
+	call_begin(&c, p, "init", false);
+	p->instance = NULL;
+	rc = p->desc.init(&p->instance, &p->host, cfg);
+	if (rc == ENVDB_OK)
+		p->initialized = true;
+	rc = lifecycle_end(&c, rc, "init");
+	pthread_mutex_unlock(&life_lock);
+	return rc;
 }
 
 void envdbi_host_fini(envdbi_plugin *p)
 {
-	static pthread_mutex_t fini_lock = PTHREAD_MUTEX_INITIALIZER;
+	call c;
 
 	if (p == NULL || !p->initialized)
 		return;
-	pthread_mutex_lock(&fini_lock);
+	pthread_mutex_lock(&life_lock);
+	call_begin(&c, p, "fini", false);
 	p->desc.fini(p->instance);
+	call_leave(&c);
 	p->initialized = false;
 	p->instance = NULL;
-	pthread_mutex_unlock(&fini_lock);
+	pthread_mutex_unlock(&life_lock);
+}
+
+int envdbi_host_module_load(envdbi_plugin *p)
+{
+	call c;
+	int rc;
+
+	if (p->desc.module_load == NULL)
+		return ENVDB_OK;
+	pthread_mutex_lock(&life_lock);
+	call_begin(&c, p, "module_load", false);
+	rc = lifecycle_end(&c, p->desc.module_load(&p->host), "module_load");
+	pthread_mutex_unlock(&life_lock);
+	return rc;
+}
+
+void envdbi_host_module_unload(envdbi_plugin *p)
+{
+	call c;
+
+	if (p->desc.module_unload == NULL)
+		return;
+	pthread_mutex_lock(&life_lock);
+	call_begin(&c, p, "module_unload", false);
+	p->desc.module_unload();
+	call_leave(&c);
+	pthread_mutex_unlock(&life_lock);
+}
+
+bool envdbi_host_current_call(const char **plugin, const char **op)
+{
+	const call *c = tls_call;
+
+	if (c != NULL) {
+		*plugin = c->p->name;
+		*op = c->op;
+		return true;
+	}
+	*plugin = atomic_load(&last_plugin);
+	*op = atomic_load(&last_op);
+	return false;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -878,7 +1143,7 @@ int envdbi_adapter_list(envdbi_plugin *p, char ***names, size_t *n)
 	call_begin(&c, p, "list", !p->thread_safe);
 	rc = p->ops.adapter.list(p->instance, collect_name, &l);
 	if (l.nomem)
-		rc = call_end(&c, envdbi_error(ENVDB_ERR_NOMEM, NULL, "list: out of memory"));
+		rc = call_end(&c, call_report(&c, ENVDB_ERR_NOMEM, NULL, "list: out of memory"));
 	else
 		rc = call_end(&c, rc);
 	if (rc != ENVDB_OK) {
@@ -1124,4 +1389,44 @@ int envdbi_encryptor_key_generate(envdbi_plugin *p, int make_current, char **key
 		rc = take_string(key_id, &b[0]);
 	hbuf_free(&b[0]);
 	return rc;
+}
+
+/* ABI 1.1 encryptor operations. */
+
+int envdbi_encryptor_health(envdbi_plugin *p)
+{
+	call c;
+	int rc;
+
+	if (!plugin_ready(p, ENVDB_PLUGIN_ENCRYPTOR, "health", &rc))
+		return rc;
+	if (p->ops.encryptor.health == NULL || !(p->caps & ENVDB_ENCRYPTOR_CAP_HEALTH))
+		return not_supported(p, "health");
+	call_begin(&c, p, "health", !p->thread_safe);
+	return call_end(&c, p->ops.encryptor.health(p->instance));
+}
+
+int envdbi_encryptor_is_current(envdbi_plugin *p, const char *ct, bool *is_current)
+{
+	int cur = -1;
+	call c;
+	int rc;
+
+	if (!plugin_ready(p, ENVDB_PLUGIN_ENCRYPTOR, "is_current", &rc))
+		return rc;
+	if (p->ops.encryptor.is_current == NULL || !(p->caps & ENVDB_ENCRYPTOR_CAP_KEY_VERSIONS))
+		return not_supported(p, "is_current");
+	if (ct == NULL || is_current == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: is_current: NULL argument",
+				    p->name);
+	call_begin(&c, p, "is_current", !p->thread_safe);
+	rc = call_end(&c, p->ops.encryptor.is_current(p->instance, ct, strlen(ct), &cur));
+	if (rc != ENVDB_OK)
+		return rc;
+	if (cur != 0 && cur != 1)
+		return envdbi_error(ENVDB_ERR_ABI, NULL,
+				    "plugin %s: is_current answered %d (0 or 1 expected)", p->name,
+				    cur);
+	*is_current = cur == 1;
+	return ENVDB_OK;
 }

@@ -35,6 +35,8 @@ void envdbi_log_v(int level, const char *fmt, va_list ap) ENVDB_PRINTF(2, 0);
 /** A per-thread counter bumped by every envdbi_error(): a caller compares it
  * before and after a call to know whether the callee reported anything. */
 unsigned envdbi_error_generation(void);
+/** True when `status` is one of the envdb_status codes (0 included). */
+bool envdbi_status_known(int status);
 
 /* ------------------------------------------------------------------------ */
 /* ident.c — identifiers and text from outside, checked at every entry point  */
@@ -171,6 +173,12 @@ size_t envdbi_plugins_count(const envdbi_plugins *set);
 envdbi_plugin *envdbi_plugins_at(const envdbi_plugins *set, size_t i);
 /** NULL when no loaded plugin has that name and kind (kind 0: any kind). */
 envdbi_plugin *envdbi_plugins_find(const envdbi_plugins *set, const char *name, uint32_t kind);
+/** The name of the adapter that serves URL scheme `scheme` (ABI 1.1
+ * url_schemes, compared case-insensitively): a loaded adapter of `set`,
+ * else one installed in its plugin directory (descriptors read once, not
+ * initialised).  *name is owned by `set`.  ENVDB_ERR_NOT_FOUND when none
+ * does, ENVDB_ERR_INVALID when two do; the last error says which. */
+int envdbi_adapter_of_scheme(envdbi_plugins *set, const char *scheme, const char **name);
 
 const char *envdbi_plugin_name(const envdbi_plugin *p);
 const char *envdbi_plugin_path(const envdbi_plugin *p);
@@ -186,6 +194,11 @@ const char *envdbi_plugin_dir(const envdbi_manifest *m);
  * 0 means no deadline).  Process-wide; thread-safe. */
 void envdbi_host_set_call_timeout_ms(int64_t ms);
 int64_t envdbi_host_call_timeout_ms(void);
+/** The plugin and operation of the call in progress on this thread (true),
+ * else of the call most recently begun in the process (false; both NULL
+ * when there was none).  Reads only plain pointers: usable in a signal
+ * handler.  The strings live while the plugin is loaded. */
+bool envdbi_host_current_call(const char **plugin, const char **op);
 
 /*
  * Calls into plugins (host.c).  Each call: sets the operation deadline,
@@ -220,6 +233,12 @@ int envdbi_encryptor_rewrap(envdbi_plugin *p, const char *ct, const void *aad, s
 			    char **ct_out, char **key_id);
 int envdbi_encryptor_key_list(envdbi_plugin *p, envdb_encryptor_key_cb cb, void *cb_ctx);
 int envdbi_encryptor_key_generate(envdbi_plugin *p, int make_current, char **key_id);
+/** ABI 1.1: ENVDB_ENCRYPTOR_CAP_HEALTH's health(); ENVDB_ERR_NOT_SUPPORTED
+ * without the capability. */
+int envdbi_encryptor_health(envdbi_plugin *p);
+/** ABI 1.1: ENVDB_ENCRYPTOR_CAP_KEY_VERSIONS's is_current(): whether `ct` is
+ * sealed under the current version of the current key. */
+int envdbi_encryptor_is_current(envdbi_plugin *p, const char *ct, bool *is_current);
 
 void envdbi_strv_free(char **v, size_t n);
 

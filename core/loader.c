@@ -26,6 +26,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -49,6 +51,8 @@
 
 #define SECRET_FILE_MAX (64 * 1024)
 #define CONFIG_KEYS_MAX 256
+#define URL_SCHEMES_MAX 16
+#define URL_SCHEME_LEN_MAX 32
 
 /* Sizes of the ABI 1.0 structs: the least a plugin of this major gives. */
 /* Every capability bit this host knows (ABI 1.1). */
@@ -60,9 +64,22 @@
 	(offsetof(envdb_encryptor_ops, key_generate) + sizeof(envdb_encryptor_key_generate_fn))
 #define CONFIG_KEY_V1_0_SIZE (offsetof(envdb_config_key, flags) + sizeof(uint32_t))
 
+/* An adapter installed in the plugin directory, as its descriptor says
+ * (url_schemes lookup; not loaded, not initialised). */
+typedef struct installed_adapter {
+	char *name;
+	char **schemes;
+	size_t n_schemes;
+} installed_adapter;
+
 struct envdbi_plugins {
 	envdbi_plugin **v;
 	size_t n;
+	char *dir; /* the plugin directory of the manifest; owned */
+	/* the installed adapters, read on first need */
+	bool scanned;
+	installed_adapter *installed;
+	size_t n_installed;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -550,6 +567,44 @@ static bool module_named(const char *path, const char *name)
 	return len == strlen(name) && strncmp(base, name, len) == 0;
 }
 
+/* url_schemes (ABI 1.1): adapters only; at most URL_SCHEMES_MAX entries of
+ * [a-z][a-z0-9+.-]* (RFC 3986 schemes, lowercase), none repeated. */
+static int validate_url_schemes(const envdbi_plugin *p)
+{
+	const char *const *v = p->desc.url_schemes;
+	size_t i, j, n;
+
+	if (v == NULL)
+		return ENVDB_OK;
+	if (p->desc.kind != ENVDB_PLUGIN_ADAPTER)
+		return BAD(ENVDB_ERR_ABI, "url_schemes is given but only adapters serve URLs");
+	for (i = 0; v[i] != NULL; i++) {
+		const char *sch = v[i];
+		if (i == URL_SCHEMES_MAX)
+			return BAD(ENVDB_ERR_ABI,
+				   "url_schemes has more than %d entries (or lacks its NULL "
+				   "terminator)",
+				   URL_SCHEMES_MAX);
+		n = strnlen(sch, URL_SCHEME_LEN_MAX + 1);
+		if (n == 0 || n > URL_SCHEME_LEN_MAX || !(sch[0] >= 'a' && sch[0] <= 'z'))
+			return BAD(ENVDB_ERR_ABI,
+				   "url_schemes[%zu] is not a lowercase URL scheme "
+				   "[a-z][a-z0-9+.-]{0,%d}",
+				   i, URL_SCHEME_LEN_MAX - 1);
+		for (j = 1; j < n; j++)
+			if (!((sch[j] >= 'a' && sch[j] <= 'z') || (sch[j] >= '0' && sch[j] <= '9') ||
+			      sch[j] == '+' || sch[j] == '.' || sch[j] == '-'))
+				return BAD(ENVDB_ERR_ABI,
+					   "url_schemes[%zu] is not a lowercase URL scheme "
+					   "[a-z][a-z0-9+.-]{0,%d}",
+					   i, URL_SCHEME_LEN_MAX - 1);
+		for (j = 0; j < i; j++)
+			if (strcmp(v[j], sch) == 0)
+				return BAD(ENVDB_ERR_ABI, "url_schemes lists '%s' twice", sch);
+	}
+	return ENVDB_OK;
+}
+
 static int validate_descriptor(envdbi_plugin *p, const envdbi_plugin_spec *spec,
 			       const envdb_plugin_descriptor *d)
 {
@@ -601,6 +656,8 @@ static int validate_descriptor(envdbi_plugin *p, const envdbi_plugin_spec *spec,
 	if ((rc = validate_ops(p)) != ENVDB_OK)
 		return rc;
 	if ((rc = validate_config_keys(p)) != ENVDB_OK)
+		return rc;
+	if ((rc = validate_url_schemes(p)) != ENVDB_OK)
 		return rc;
 	p->thread_safe = (p->desc.flags & ENVDB_PLUGIN_THREAD_SAFE) != 0;
 	return ENVDB_OK;
@@ -746,10 +803,67 @@ done:
 	return rc;
 }
 
+/* Remember where secret `key` came from (takes `source`; NULL: out of
+ * memory, and config_secret will not find it). */
+static void secret_source_add(envdbi_plugin *p, const char *key, bool is_file, char *source)
+{
+	if (source == NULL)
+		return;
+	p->secret_sources[p->n_secret_sources].key = key;
+	p->secret_sources[p->n_secret_sources].is_file = is_file;
+	p->secret_sources[p->n_secret_sources].source = source;
+	p->n_secret_sources++;
+}
+
+static void secret_sources_free(envdbi_plugin *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->n_secret_sources; i++)
+		free(p->secret_sources[i].source);
+	free(p->secret_sources);
+	p->secret_sources = NULL;
+	p->n_secret_sources = 0;
+}
+
+int envdbi_plugin_secret_read(const envdbi_plugin *p, const char *key, envdbi_secret **out)
+{
+	const struct envdbi_secret_source *src = NULL;
+	char why[1024];
+	const char *val;
+	size_t i;
+	int rc;
+
+	*out = NULL;
+	for (i = 0; i < p->n_secret_sources && src == NULL; i++)
+		if (strcmp(p->secret_sources[i].key, key) == 0)
+			src = &p->secret_sources[i];
+	if (src == NULL)
+		return envdbi_error(ENVDB_ERR_NOT_FOUND, NULL,
+				    "plugin %s: the manifest gives no secret %s (%s_file or %s_env)",
+				    p->name, key, key, key);
+	if (src->is_file) {
+		rc = read_secret_file(out, src->source, why, sizeof(why));
+		if (rc != ENVDB_OK)
+			return envdbi_error(rc, NULL, "plugin %s: secret %s: %s", p->name, key, why);
+		return ENVDB_OK;
+	}
+	val = getenv(src->source);
+	if (val == NULL || val[0] == '\0')
+		return envdbi_error(ENVDB_ERR_CONFIG, NULL,
+				    "plugin %s: secret %s: environment variable %s is %s", p->name,
+				    key, src->source, val ? "empty" : "not set");
+	*out = envdbi_secret_new(val, strlen(val));
+	if (*out == NULL)
+		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "plugin %s: secret %s: out of secure memory",
+				    p->name, key);
+	return ENVDB_OK;
+}
+
 /* Check the manifest's configuration of plugin `idx` against what the
  * plugin declares, resolve secret references, and build what init gets. */
 static int build_config(plugin_config *out, const envdbi_manifest *m, size_t idx,
-			const envdbi_plugin *p)
+			envdbi_plugin *p)
 {
 	const envdbi_plugin_spec *spec = &m->plugins[idx];
 	const envdb_config_key *k;
@@ -760,7 +874,8 @@ static int build_config(plugin_config *out, const envdbi_manifest *m, size_t idx
 	memset(out, 0, sizeof(*out));
 	out->entries = calloc(spec->n_config + 1, sizeof(*out->entries));
 	out->secrets = calloc(spec->n_config + 1, sizeof(*out->secrets));
-	if (out->entries == NULL || out->secrets == NULL) {
+	p->secret_sources = calloc(spec->n_config + 1, sizeof(*p->secret_sources));
+	if (out->entries == NULL || out->secrets == NULL || p->secret_sources == NULL) {
 		rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "plugin %s: out of memory", p->name);
 		goto fail;
 	}
@@ -818,7 +933,10 @@ static int build_config(plugin_config *out, const envdbi_manifest *m, size_t idx
 				goto fail;
 			}
 			rc = read_secret_file(&sec, fpath, why, sizeof(why));
-			free(fpath);
+			if (rc == ENVDB_OK)
+				secret_source_add(p, k->name, true, fpath);
+			else
+				free(fpath);
 			if (rc != ENVDB_OK) {
 				rc =
 				    config_error(m, idx, p, kv->line, kv->column, kv->key, why, rc);
@@ -834,6 +952,7 @@ static int build_config(plugin_config *out, const envdbi_manifest *m, size_t idx
 				goto fail;
 			}
 			sec = envdbi_secret_new(val, strlen(val));
+			secret_source_add(p, k->name, false, strdup(kv->value));
 			if (sec == NULL) {
 				rc = envdbi_error(ENVDB_ERR_NOMEM, NULL,
 						  "plugin %s: out of secure memory", p->name);
@@ -869,7 +988,78 @@ static int build_config(plugin_config *out, const envdbi_manifest *m, size_t idx
 	return ENVDB_OK;
 fail:
 	plugin_config_free(out);
+	secret_sources_free(p);
 	return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Module hooks: module_load before the first init of any instance of a     */
+/* module, module_unload after the last fini.  A module is known by its     */
+/* descriptor's address (two instances of one .so share it).  ltdl_lock.    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct module_use {
+	const void *key;
+	unsigned users;
+} module_use;
+
+static module_use *modules;
+static size_t n_modules;
+
+static int module_acquire(envdbi_plugin *p, const void *key)
+{
+	module_use *u = NULL, *v;
+	size_t i;
+	int rc = ENVDB_OK;
+
+	pthread_mutex_lock(&ltdl_lock);
+	for (i = 0; i < n_modules && u == NULL; i++)
+		if (modules[i].key == key)
+			u = &modules[i];
+	if (u == NULL) {
+		if ((v = realloc(modules, (n_modules + 1) * sizeof(*v))) == NULL) {
+			rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "plugin %s (%s): out of memory",
+					  p->name, p->path);
+			goto done;
+		}
+		modules = v;
+		u = &modules[n_modules++];
+		u->key = key;
+		u->users = 0;
+	}
+	if (u->users == 0 && (rc = envdbi_host_module_load(p)) != ENVDB_OK) {
+		envdbi_error_prefix("plugin %s (%s): ", p->name, p->path);
+		goto done;
+	}
+	u->users++;
+	p->module_key = key;
+	p->module_counted = true;
+done:
+	pthread_mutex_unlock(&ltdl_lock);
+	return rc;
+}
+
+static void module_release(envdbi_plugin *p)
+{
+	size_t i;
+
+	if (!p->module_counted)
+		return;
+	pthread_mutex_lock(&ltdl_lock);
+	for (i = 0; i < n_modules; i++)
+		if (modules[i].key == p->module_key && modules[i].users > 0) {
+			if (--modules[i].users == 0) {
+				envdbi_host_module_unload(p);
+				modules[i] = modules[--n_modules];
+				if (n_modules == 0) {
+					free(modules);
+					modules = NULL;
+				}
+			}
+			break;
+		}
+	p->module_counted = false;
+	pthread_mutex_unlock(&ltdl_lock);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -881,6 +1071,8 @@ static void plugin_unload(envdbi_plugin *p)
 	if (p == NULL)
 		return;
 	envdbi_host_fini(p);
+	module_release(p);
+	secret_sources_free(p);
 	close_module(p);
 	if (p->fd >= 0)
 		close(p->fd);
@@ -895,6 +1087,7 @@ static int plugin_load(envdbi_plugin **out, const envdbi_manifest *m, size_t idx
 {
 	const envdbi_plugin_spec *spec = &m->plugins[idx];
 	const char *dir = envdbi_plugin_dir(m);
+	const envdb_plugin_descriptor *d;
 	envdbi_plugin *p;
 	envdb_plugin_entry_fn entry = NULL;
 	plugin_config cfg = {0};
@@ -933,7 +1126,8 @@ static int plugin_load(envdbi_plugin **out, const envdbi_manifest *m, size_t idx
 	pthread_mutex_unlock(&ltdl_lock);
 	if (rc != ENVDB_OK)
 		goto fail;
-	if ((rc = validate_descriptor(p, spec, entry())) != ENVDB_OK)
+	d = entry();
+	if ((rc = validate_descriptor(p, spec, d)) != ENVDB_OK)
 		goto fail;
 	if ((rc = build_config(&cfg, m, idx, p)) != ENVDB_OK)
 		goto fail;
@@ -949,6 +1143,8 @@ static int plugin_load(envdbi_plugin **out, const envdbi_manifest *m, size_t idx
 		config.entries = cfg.entries;
 		config.n_entries = cfg.n;
 		config.base_dir = m->dir;
+		if ((rc = module_acquire(p, d)) != ENVDB_OK)
+			goto fail;
 		rc = envdbi_host_init(p, &config);
 		if (rc != ENVDB_OK) {
 			envdbi_error_prefix("plugin %s (%s): ", p->name, p->path);
@@ -976,7 +1172,10 @@ int envdbi_plugins_load_ex(envdbi_plugins **out, const envdbi_manifest *m, unsig
 	if ((rc = envdbi_sodium_init()) != ENVDB_OK)
 		return rc;
 	set = calloc(1, sizeof(*set));
-	if (set == NULL || (set->v = calloc(m->n_plugins + 1, sizeof(*set->v))) == NULL) {
+	if (set == NULL || (set->v = calloc(m->n_plugins + 1, sizeof(*set->v))) == NULL ||
+	    (set->dir = strdup(envdbi_plugin_dir(m))) == NULL) {
+		if (set != NULL)
+			free(set->v);
 		free(set);
 		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "plugins: out of memory");
 	}
@@ -1012,8 +1211,175 @@ void envdbi_plugins_free(envdbi_plugins *set)
 	/* Reverse order: a plugin loaded later may rely on one loaded earlier. */
 	for (i = set->n; i > 0; i--)
 		plugin_unload(set->v[i - 1]);
+	for (i = 0; i < set->n_installed; i++) {
+		free(set->installed[i].name);
+		envdbi_strv_free(set->installed[i].schemes, set->installed[i].n_schemes);
+	}
+	free(set->installed);
+	free(set->dir);
 	free(set->v);
 	free(set);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Adapters by URL scheme (ABI 1.1 url_schemes)                              */
+/* ------------------------------------------------------------------------ */
+
+static bool schemes_have(const char *const *v, size_t n, const char *scheme)
+{
+	size_t i;
+
+	for (i = 0; i < n && v[i] != NULL; i++)
+		if (strcasecmp(v[i], scheme) == 0)
+			return true;
+	return false;
+}
+
+/* Read the descriptor of the module at `path` into *out when it is an ABI
+ * 1.1 adapter with url_schemes.  With ltdl_lock held; never calls init. */
+static void scan_one(installed_adapter *out, const char *path)
+{
+	envdbi_plugin probe;
+	lt_dladvise advise = NULL;
+	lt_dlhandle h = NULL;
+	entry_ptr e = {NULL};
+	const envdb_plugin_descriptor *d;
+	char mod[128], sym[256];
+	size_t i, n;
+
+	memset(out, 0, sizeof(*out));
+	memset(&probe, 0, sizeof(probe));
+	if (lt_dladvise_init(&advise) != 0 || lt_dladvise_local(&advise) != 0 ||
+	    (h = lt_dlopenadvise(path, advise)) == NULL)
+		goto done;
+	e.ptr = lt_dlsym(h, ENVDB_PLUGIN_ENTRY_SYMBOL);
+	if (e.ptr == NULL) {
+		module_name(mod, sizeof(mod), path);
+		snprintf(sym, sizeof(sym), "%s_LTX_%s", mod, ENVDB_PLUGIN_ENTRY_SYMBOL);
+		e.ptr = lt_dlsym(h, sym);
+	}
+	if (e.ptr == NULL || (d = e.fn()) == NULL ||
+	    !ENVDB_STRUCT_HAS(d, envdb_plugin_descriptor, url_schemes) ||
+	    d->abi_major != ENVDB_ABI_MAJOR || d->kind != ENVDB_PLUGIN_ADAPTER ||
+	    d->name == NULL || !name_valid(d->name) || d->url_schemes == NULL)
+		goto done;
+	probe.name = (char *)d->name;
+	probe.path = (char *)path;
+	memcpy(&probe.desc, d, sizeof(probe.desc));
+	if (validate_url_schemes(&probe) != ENVDB_OK) {
+		envdbi_log(ENVDB_LOG_WARNING, "%s; its url_schemes are ignored",
+			   envdb_error_last()->message);
+		goto done;
+	}
+	for (n = 0; d->url_schemes[n] != NULL; n++)
+		;
+	out->name = strdup(d->name);
+	out->schemes = calloc(n + 1, sizeof(*out->schemes));
+	if (out->name == NULL || out->schemes == NULL)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		if ((out->schemes[i] = strdup(d->url_schemes[i])) == NULL)
+			goto fail;
+		out->n_schemes++;
+	}
+	goto done;
+fail:
+	free(out->name);
+	envdbi_strv_free(out->schemes, out->n_schemes);
+	memset(out, 0, sizeof(*out));
+done:
+	if (advise != NULL)
+		lt_dladvise_destroy(&advise);
+	if (h != NULL)
+		lt_dlclose(h);
+}
+
+/* Read the descriptors of every adapter installed in set->dir, once. */
+static void scan_installed(envdbi_plugins *set)
+{
+	struct dirent *de;
+	DIR *d;
+
+	if (set->scanned)
+		return;
+	set->scanned = true;
+	if (set->dir == NULL || set->dir[0] != '/' || (d = opendir(set->dir)) == NULL)
+		return;
+	pthread_mutex_lock(&ltdl_lock);
+	if (ltdl_acquire() != ENVDB_OK) {
+		pthread_mutex_unlock(&ltdl_lock);
+		closedir(d);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+		installed_adapter a, *v;
+		char *path;
+
+		if (len < 4 || strcmp(de->d_name + len - 3, ".so") != 0 ||
+		    (path = path_join(set->dir, de->d_name)) == NULL)
+			continue;
+		scan_one(&a, path);
+		free(path);
+		if (a.name == NULL)
+			continue;
+		v = realloc(set->installed, (set->n_installed + 1) * sizeof(*v));
+		if (v == NULL) {
+			free(a.name);
+			envdbi_strv_free(a.schemes, a.n_schemes);
+			continue;
+		}
+		set->installed = v;
+		set->installed[set->n_installed++] = a;
+	}
+	ltdl_release();
+	pthread_mutex_unlock(&ltdl_lock);
+	closedir(d);
+}
+
+int envdbi_adapter_of_scheme(envdbi_plugins *set, const char *scheme, const char **name)
+{
+	const char *found = NULL, *twice = NULL;
+	size_t i;
+
+	*name = NULL;
+	if (scheme == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "adapter of scheme: no scheme given");
+	/* the loaded adapters first: they are the deployment's */
+	for (i = 0; set != NULL && i < set->n; i++) {
+		const envdbi_plugin *p = set->v[i];
+		if (p->kind != ENVDB_PLUGIN_ADAPTER || p->desc.url_schemes == NULL ||
+		    !schemes_have(p->desc.url_schemes, URL_SCHEMES_MAX, scheme))
+			continue;
+		if (found == NULL)
+			found = p->name;
+		else if (twice == NULL)
+			twice = p->name;
+	}
+	/* then those installed but not configured (a v4 row may name a driver
+	 * the v5 deployment has not set up yet) */
+	if (found == NULL && set != NULL) {
+		scan_installed(set);
+		for (i = 0; i < set->n_installed; i++) {
+			const installed_adapter *a = &set->installed[i];
+			if (!schemes_have((const char *const *)a->schemes, a->n_schemes, scheme))
+				continue;
+			if (found == NULL)
+				found = a->name;
+			else if (twice == NULL && strcmp(a->name, found) != 0)
+				twice = a->name;
+		}
+	}
+	if (found == NULL)
+		return envdbi_error(ENVDB_ERR_NOT_FOUND, NULL,
+				    "unknown scheme '%s': no loaded or installed adapter serves it",
+				    scheme);
+	if (twice != NULL)
+		return envdbi_error(ENVDB_ERR_INVALID, NULL,
+				    "scheme '%s' is served by two adapters, %s and %s", scheme,
+				    found, twice);
+	*name = found;
+	return ENVDB_OK;
 }
 
 size_t envdbi_plugins_count(const envdbi_plugins *set)

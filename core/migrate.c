@@ -90,19 +90,11 @@ static bool query_has_secret(const char *url)
 	return false;
 }
 
-int envdbi_migrate_driver_of_url(const char **driver, const char *url)
+int envdbi_migrate_driver_of_url(envdbi_plugins *set, const char **driver, const char *url)
 {
-	static const struct {
-		const char *scheme;
-		const char *driver;
-		int authority; /* "scheme://" required */
-	} map[] = {
-		{"libsql", "turso", 1},      {"https", "turso", 1},
-		{"file", "sqlite", 0},       {"postgres", "postgres", 1},
-		{"postgresql", "postgres", 1},
-	};
 	char scheme[32];
-	size_t n = 0, i;
+	const char *rest, *name;
+	size_t n = 0;
 
 	*driver = NULL;
 	if (url == NULL || *url == '\0')
@@ -124,36 +116,31 @@ int envdbi_migrate_driver_of_url(const char **driver, const char *url)
 		return envdbi_error(ENVDB_ERR_INVALID, NULL,
 				    "url: carries a credential in its query string "
 				    "(v5 keeps no secret in database_url)");
-	for (i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
-		const char *rest = url + n + 1, *end, *at;
+	if (envdbi_adapter_of_scheme(set, scheme, &name) != ENVDB_OK) {
+		envdbi_error_prefix("url: ");
+		return envdbi_error(ENVDB_ERR_INVALID, NULL, "%s", envdb_error_last()->message);
+	}
+	/* With an authority ("scheme://"): a host, and no password in it. */
+	rest = url + n + 1;
+	if (strncmp(rest, "//", 2) == 0) {
+		const char *end, *at = NULL;
 
-		if (strcasecmp(scheme, map[i].scheme) != 0)
-			continue;
-		if (!map[i].authority) {
-			*driver = map[i].driver;
-			return ENVDB_OK;
-		}
-		if (strncmp(rest, "//", 2) != 0 || rest[2] == '\0')
+		rest += 2;
+		if (rest[0] == '\0')
 			return envdbi_error(ENVDB_ERR_INVALID, NULL,
 					    "url: scheme '%s' without a host ('%s://HOST...')",
 					    scheme, scheme);
-		rest += 2;
 		end = rest + strcspn(rest, "/?#");
-		at = NULL;
-		for (const char *p = rest; p < end; p++)
-			if (*p == '@')
-				at = p;
+		for (const char *q = rest; q < end; q++)
+			if (*q == '@')
+				at = q;
 		if (at != NULL && memchr(rest, ':', (size_t)(at - rest)) != NULL)
 			return envdbi_error(ENVDB_ERR_INVALID, NULL,
 					    "url: carries a password in its user information "
 					    "(v5 keeps no secret in database_url)");
-		*driver = map[i].driver;
-		return ENVDB_OK;
 	}
-	return envdbi_error(ENVDB_ERR_INVALID, NULL,
-			    "url: unknown scheme '%s' (known: libsql, https, file, postgres, "
-			    "postgresql)",
-			    scheme);
+	*driver = name;
+	return ENVDB_OK;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -233,7 +220,7 @@ typedef struct mig {
 /* One legacy row being migrated. */
 typedef struct planned {
 	const envdbi_tenant_db_row *row; /* borrowed from the batch */
-	const char *driver;              /* static */
+	const char *driver;              /* the adapter's name, owned by the loader */
 	char env_id[37], db_id[37], cred_id[37];
 	char slug[64];
 	int is_default;
@@ -453,7 +440,8 @@ static int plan_org(mig *m, envdb_migrate_org *o, const envdbi_tenant_db_row *co
 		const envdbi_tenant_db_row *r = plan[i].row;
 		envdb_database *d = NULL;
 
-		if (envdbi_migrate_driver_of_url(&plan[i].driver, r->database_url) != ENVDB_OK)
+		if (envdbi_migrate_driver_of_url(m->ctx->plugins, &plan[i].driver,
+						 r->database_url) != ENVDB_OK)
 			return org_set(o, ENVDB_MIGRATE_FAILED, "legacy row %s (database %s): %s",
 				       r->id, r->database_name, envdb_error_last()->message);
 		if (r->auth_token == NULL || r->auth_token[0] == '\0')

@@ -1,8 +1,8 @@
 /*
  * core/migrate.h — internal pieces of the v4 → v5 migration (migrate.c)
  * that other files of the tree need: the v4 token format (its associated
- * data), shared with the seeding helper of the tests, and the URL-scheme
- * driver mapping.  The public entry point is envdb_migrate_v4_to_v5() in
+ * data), shared with the seeding helper of the tests, and the choice of
+ * the adapter of a legacy URL by its scheme.  The public entry point is envdb_migrate_v4_to_v5() in
  * <envdb/envdb.h>; the procedure is documented in core/MIGRATION.md.
  */
 #ifndef ENVDB_MIGRATE_H
@@ -25,13 +25,17 @@
 size_t envdbi_legacy_token_aad(char *buf, size_t cap, const char *legacy_id);
 
 /**
- * The adapter driver of a legacy database URL, from its scheme:
- * libsql:// and https:// → "turso", file: → "sqlite", postgres:// and
- * postgresql:// → "postgres".  *driver is static.  Returns ENVDB_ERR_INVALID
- * (with a message naming the scheme, never the rest of the URL) for any
- * other scheme, a missing scheme, or a URL that carries a password in its
- * user information.
+ * The adapter driver of a legacy database URL, from its scheme: the name of
+ * the one adapter whose descriptor lists the scheme in its url_schemes (ABI
+ * 1.1; sqlite serves file:, postgres postgres:// and postgresql://, turso
+ * libsql:// and https://): a loaded adapter of `set`, else one installed in
+ * its plugin directory (envdbi_adapter_of_scheme).  *driver is owned by
+ * `set`.  Returns ENVDB_ERR_INVALID (with a
+ * message naming the scheme, never the rest of the URL) for a scheme no
+ * adapter (or two adapters) serve, a missing scheme, "scheme://" without a
+ * host, a URL that carries a password in its user information or a
+ * credential in its query string.
  */
-int envdbi_migrate_driver_of_url(const char **driver, const char *url);
+int envdbi_migrate_driver_of_url(envdbi_plugins *set, const char **driver, const char *url);
 
 #endif /* ENVDB_MIGRATE_H */

@@ -40,6 +40,17 @@ struct envdbi_plugin {
 	pthread_mutex_t lock; /* serializes calls unless thread_safe */
 	envdb_host host;      /* the services table handed to init */
 	envdb_host_ctx hctx;
+	/* Where each secret configuration value came from (the manifest's
+	 * `<key>_file` path, made absolute, or `<key>_env` variable name), for
+	 * host->config_secret.  Never the value.  Owned. */
+	struct envdbi_secret_source {
+		const char *key; /* the declared name, static in the plugin */
+		bool is_file;
+		char *source;
+	} *secret_sources;
+	size_t n_secret_sources;
+	const void *module_key; /* the module's descriptor address (loader.c) */
+	bool module_counted;    /* counted as a user of its module's module_load */
 };
 
 /* host.c */
@@ -53,5 +64,17 @@ void envdbi_host_prepare(envdbi_plugin *p);
 int envdbi_host_init(envdbi_plugin *p, const envdb_config *cfg);
 /** Call fini if init succeeded. */
 void envdbi_host_fini(envdbi_plugin *p);
+/** The descriptor's module_load / module_unload (ABI 1.1), when present,
+ * serialized with init and fini.  module_load's failure reads
+ * "module_load failed: <the plugin's report>". */
+int envdbi_host_module_load(envdbi_plugin *p);
+void envdbi_host_module_unload(envdbi_plugin *p);
+
+/* loader.c */
+
+/** Read the secret configuration value `key` of `p` again, from the file
+ * or environment variable the manifest named.  ENVDB_ERR_NOT_FOUND when
+ * the manifest gave no such secret; the last error says why otherwise. */
+int envdbi_plugin_secret_read(const envdbi_plugin *p, const char *key, envdbi_secret **out);
 
 #endif /* ENVDB_PLUGIN_PRIV_H */

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -80,9 +81,11 @@ static int run_in(const char *cwd, const char *const *args)
 		_exit(127);
 	}
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert(WIFEXITED(status));
 	slurp(out, o);
 	slurp(err, e);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status); /* as a shell reports it */
+	ck_assert(WIFEXITED(status));
 	return WEXITSTATUS(status);
 }
 
@@ -309,6 +312,30 @@ START_TEST(manifest_check)
 }
 END_TEST
 
+/* A plugin that crashes the process is named, with the operation. */
+START_TEST(crashing_plugin_is_named)
+{
+	char text[PATH_MAX + 256], path[PATH_MAX];
+	int rc;
+
+	snprintf(text, sizeof(text),
+		 "version: 1\nplugin_dir: %s\nplugins:\n  - {name: crashinit, kind: adapter}\n",
+		 tu_fixture_dir());
+	tu_write(path, sizeof(path), "crash.yaml", 0600, text);
+	rc = RUN("--manifest", path, "plugins");
+	ck_assert_int_eq(rc, 128 + SIGSEGV);
+	tu_assert_contains(err, "envdb: crashed in plugin crashinit during init (SIGSEGV)\n");
+	/* secure memory freed with the plain allocator: the C library aborts */
+	snprintf(text, sizeof(text),
+		 "version: 1\nplugin_dir: %s\nplugins:\n  - {name: crashfree, kind: adapter}\n",
+		 tu_fixture_dir());
+	tu_write(path, sizeof(path), "crash.yaml", 0600, text);
+	rc = RUN("--manifest", path, "plugins");
+	ck_assert_msg(rc == 128 + SIGABRT || rc == 128 + SIGSEGV, "exit %d: %s", rc, err);
+	tu_assert_contains(err, "envdb: crashed in plugin crashfree during init (SIG");
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 /* init, plugins, key (real sqlite and kms plugins)                          */
 /* ------------------------------------------------------------------------ */
@@ -392,7 +419,7 @@ START_TEST(init_end_to_end)
 			 "adapter");
 	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 1), "name")),
 			 "kms");
-	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 1), "abi")), "1.0");
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 1), "abi")), "1.1");
 	ck_assert_str_eq(json_string_value(json_array_get(
 			     json_object_get(json_array_get(list, 1), "capabilities"), 0)),
 			 "key_manage");
@@ -582,6 +609,7 @@ static Suite *cli_suite(void)
 	tcase_add_test(tc, usage_errors_escape_argv);
 	tcase_add_test(tc, no_manifest);
 	tcase_add_test(tc, manifest_check);
+	tcase_add_test(tc, crashing_plugin_is_named);
 	suite_add_tcase(s, tc);
 	if (plugins_built()) {
 		e2e = tcase_create("init");

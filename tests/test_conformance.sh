@@ -128,6 +128,10 @@ fails broken_secure_leak adapter \
 fails broken_not_idempotent adapter \
 	'^FAIL - drop: dropping twice is success: ENVDB_ERR_NOT_FOUND' \
 	'^FAIL - errors: .*create returned ENVDB_ERR_EXISTS without reporting it through host->error'
+fails broken_stdout adapter \
+	'^FAIL - standard output: [0-9]+ problem.*mint wrote [0-9]+ byte\(s\) to standard output \("minting a credential'
+fails broken_extra_symbol adapter \
+	'^FAIL - exports: only the entry symbol: .*also exports 1 symbol\(s\): broken_helper_visible'
 fails broken_aad_ignored encryptor \
 	'^FAIL - decrypt: wrong associated data is INTEGRITY: with another row.s aad: ENVDB_OK'
 

@@ -146,9 +146,9 @@ static envdbi_plugin *adapter(envdb_ctx *ctx)
 static int call_op(envdb_ctx *ctx, const char *op)
 {
 	envdbi_plugin *p = adapter(ctx);
-	envdb_db_ref ref = {sizeof(ref), ENV_ID, "h_" ENV_ID, "hostile://x", "{}"};
-	envdb_create_request cr = {sizeof(cr), ENV_ID, "h_" ENV_ID, NULL, "free", 64};
-	envdb_mint_request mr = {sizeof(mr), ENV_ID, ENVDB_AUTH_FULL_ACCESS, 0, NULL};
+	envdb_db_ref ref = {sizeof(ref), ENV_ID, "h_" ENV_ID, "hostile://x", "{}", NULL};
+	envdb_create_request cr = {sizeof(cr), ENV_ID, "h_" ENV_ID, NULL, "free", 64, NULL};
+	envdb_mint_request mr = {sizeof(mr), ENV_ID, ENVDB_AUTH_FULL_ACCESS, 0, NULL, NULL, 0};
 	char *a = NULL, *b = NULL;
 	envdbi_secret *sec = NULL;
 	int rc;

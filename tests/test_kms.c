@@ -240,6 +240,8 @@ START_TEST(test_descriptor)
 	ck_assert_uint_eq(d->kind, ENVDB_PLUGIN_ENCRYPTOR);
 	ck_assert(caps & ENVDB_ENCRYPTOR_CAP_REWRAP);
 	ck_assert(caps & ENVDB_ENCRYPTOR_CAP_KEY_MANAGE);
+	ck_assert(caps & ENVDB_ENCRYPTOR_CAP_HEALTH);
+	ck_assert(caps & ENVDB_ENCRYPTOR_CAP_KEY_VERSIONS);
 	for (k = d->config_keys; k != NULL && k->name != NULL; k++)
 		if (strcmp(k->name, "keyring_dir") == 0) {
 			ck_assert(k->flags & ENVDB_CONFIG_REQUIRED);
@@ -262,6 +264,9 @@ START_TEST(test_empty_keyring)
 	ck_assert_uint_eq(st.st_mode & 0777, 0700);
 
 	ck_assert_int_eq(envdbi_encryptor_current_key(L.p, &kid), ENVDB_ERR_CONFIG);
+	/* unhealthy: no current key */
+	ck_assert_int_eq(envdbi_encryptor_health(L.p), ENVDB_ERR_CONFIG);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "plugin kms: health: "));
 	ck_assert_int_eq(envdbi_encryptor_encrypt(L.p, pt, AAD, strlen(AAD), &ct, &kid),
 			 ENVDB_ERR_CONFIG);
 	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "no current key"));
@@ -515,8 +520,12 @@ START_TEST(test_rewrap)
 	char *a = generate(1), *kid_a = NULL, *ct1 = seal(&kid_a), *b, *ct2 = NULL, *kid2 = NULL;
 	char *of = NULL, *ct3 = NULL, *kid3 = NULL, path[PATH_MAX];
 	key_seen seen = {.n = 0};
+	bool cur = true;
 
 	ck_assert_str_eq(kid_a, a);
+	ck_assert_int_eq(envdbi_encryptor_health(L.p), ENVDB_OK);
+	ck_assert_int_eq(envdbi_encryptor_is_current(L.p, ct1, &cur), ENVDB_OK);
+	ck_assert(cur);
 	sleep(1); /* distinct creation times */
 	b = generate(1);
 	ck_assert_str_ne(a, b);
@@ -524,6 +533,10 @@ START_TEST(test_rewrap)
 	ck_assert_str_eq(of, a);
 	free(of);
 	of = NULL;
+	/* under a key that is no longer current */
+	ck_assert_int_eq(envdbi_encryptor_is_current(L.p, ct1, &cur), ENVDB_OK);
+	ck_assert(!cur);
+	ck_assert_int_eq(envdbi_encryptor_is_current(L.p, "edb1.garbage", &cur), ENVDB_ERR_INVALID);
 
 	ck_assert_int_eq(envdbi_encryptor_rewrap(L.p, ct1, AAD, strlen(AAD), &ct2, &kid2),
 			 ENVDB_OK);
@@ -555,6 +568,19 @@ START_TEST(test_rewrap)
 	reload();
 	ck_assert_int_eq(open_ct(ct1, AAD), ENVDB_ERR_NOT_FOUND);
 	ck_assert_int_eq(open_ct(ct2, AAD), ENVDB_OK);
+	ck_assert_int_eq(envdbi_encryptor_is_current(L.p, ct2, &cur), ENVDB_OK);
+	ck_assert(cur);
+	/* `current` names a key that is not there: unhealthy, and says so */
+	{
+		FILE *f;
+		snprintf(path, sizeof(path), "%s/current", keydir);
+		f = fopen(path, "w");
+		ck_assert_ptr_nonnull(f);
+		fputs("no-such-key\n", f);
+		fclose(f);
+	}
+	ck_assert_int_lt(envdbi_encryptor_health(L.p), 0);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "plugin kms: health: "));
 	free(a);
 	free(b);
 	free(kid_a);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "host_testutil.h"
 #include "internal.h"
@@ -27,6 +28,9 @@ static void setup(void)
 	m = NULL;
 	set = NULL;
 	unsetenv("ENVDB_TEST_SECRET");
+	unsetenv("ENVDB_TEST_MODULE_LOG");
+	unsetenv("ENVDB_TEST_MODULE_FAIL");
+	envdbi_host_set_call_timeout_ms(30000);
 	envdb_error_clear();
 }
 
@@ -461,9 +465,9 @@ END_TEST
 START_TEST(adapter_calls)
 {
 	envdbi_plugin *p, *ltx;
-	envdb_create_request req = {sizeof(req), "env-1", NULL, NULL, "free", 10};
-	envdb_db_ref db = {sizeof(db), "env-1", NULL, NULL, NULL};
-	envdb_mint_request mreq = {sizeof(mreq), "cred-1", ENVDB_AUTH_FULL_ACCESS, 0, NULL};
+	envdb_create_request req = {sizeof(req), "env-1", NULL, NULL, "free", 10, NULL};
+	envdb_db_ref db = {sizeof(db), "env-1", NULL, NULL, NULL, NULL};
+	envdb_mint_request mreq = {sizeof(mreq), "cred-1", ENVDB_AUTH_FULL_ACCESS, 0, NULL, NULL, 0};
 	envdbi_secret *secret = NULL;
 	char *name = NULL, *url = NULL, *meta = NULL, *handle = NULL, **names = NULL;
 	size_t n = 0;
@@ -750,6 +754,238 @@ START_TEST(loaded_inode_is_checked_inode)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* ABI 1.1: the call context on a plugin's own threads, config_secret,      */
+/* module hooks; ABI 1.0 plugins                                             */
+/* ------------------------------------------------------------------------ */
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+START_TEST(worker_thread_reports_and_sees_deadline)
+{
+	envdb_create_request req = {sizeof(req), "env-1", "taken_1", NULL, "free", 10, NULL};
+	envdbi_plugin *p;
+	char *url = NULL, *meta = NULL;
+	const char *d;
+	int64_t before, deadline;
+
+	setenv("ENVDB_TEST_SECRET", "t", 1);
+	ck_assert_msg(load("  - {name: worker, kind: adapter,"
+			   " config: {token_env: ENVDB_TEST_SECRET}}\n") == ENVDB_OK,
+		      "%s", envdb_error_last()->message);
+	p = envdbi_plugins_find(set, "worker", ENVDB_PLUGIN_ADAPTER);
+	/* an error reported on the worker thread is the operation's error */
+	ck_assert_int_eq(envdbi_adapter_create(p, &req, &url, &meta), ENVDB_ERR_EXISTS);
+	ck_assert_str_eq(envdb_error_last()->message,
+			 "plugin worker: database taken_1: already exists (reported by a worker)");
+	ck_assert_str_eq(envdb_error_last()->native_code, "23505");
+	/* the worker sees the operation's deadline: now + the call timeout */
+	req.database_name = "fresh_1";
+	before = mono_ms();
+	ck_assert_int_eq(envdbi_adapter_create(p, &req, &url, &meta), ENVDB_OK);
+	d = strstr(url, "?deadline=");
+	ck_assert_ptr_nonnull(d);
+	deadline = strtoll(d + 10, NULL, 10);
+	ck_assert_int_ge(deadline, before + 30000);
+	ck_assert_int_le(deadline, mono_ms() + 30000);
+	free(url);
+	free(meta);
+}
+END_TEST
+
+START_TEST(worker_thread_sees_cancellation)
+{
+	envdb_db_ref db = {sizeof(db), "env-1", "db", NULL, NULL, NULL};
+	envdb_mint_request mreq = {sizeof(mreq), "slow", ENVDB_AUTH_FULL_ACCESS, 0, NULL, NULL, 0};
+	envdbi_secret *secret = NULL;
+	char *handle = NULL;
+	envdbi_plugin *p;
+	int64_t t0;
+
+	setenv("ENVDB_TEST_SECRET", "t", 1);
+	ck_assert_int_eq(load("  - {name: worker, kind: adapter,"
+			      " config: {token_env: ENVDB_TEST_SECRET}}\n"),
+			 ENVDB_OK);
+	p = envdbi_plugins_find(set, "worker", ENVDB_PLUGIN_ADAPTER);
+	envdbi_host_set_call_timeout_ms(200);
+	t0 = mono_ms();
+	ck_assert_int_eq(envdbi_adapter_mint(p, &db, &mreq, &secret, &handle), ENVDB_ERR_TIMEOUT);
+	ck_assert_int_lt(mono_ms() - t0, 5000); /* the worker stopped when told */
+	tu_assert_contains(envdb_error_last()->message,
+			   "plugin worker: mint: gave up: the host cancelled the call");
+	tu_assert_contains(envdb_error_last()->message, "ms after its deadline");
+	ck_assert_ptr_null(secret);
+}
+END_TEST
+
+START_TEST(worker_thread_report_is_redacted)
+{
+	envdb_db_ref db = {sizeof(db), "env-1", "db_1", NULL, NULL, NULL};
+	envdbi_secret *secret = envdbi_secret_new("probe-secret-0123", 17);
+	envdbi_plugin *p;
+
+	setenv("ENVDB_TEST_SECRET", "t", 1);
+	ck_assert_int_eq(load("  - {name: worker, kind: adapter,"
+			      " config: {token_env: ENVDB_TEST_SECRET}}\n"),
+			 ENVDB_OK);
+	p = envdbi_plugins_find(set, "worker", ENVDB_PLUGIN_ADAPTER);
+	ck_assert_int_eq(envdbi_adapter_probe(p, &db, secret), ENVDB_ERR_AUTH);
+	ck_assert_str_eq(envdb_error_last()->message,
+			 "plugin worker: database db_1: secret [redacted] refused");
+	envdbi_secret_free(secret);
+}
+END_TEST
+
+START_TEST(config_secret_reads_again)
+{
+	envdb_db_ref db = {sizeof(db), "env-1", "db", NULL, NULL, NULL};
+	envdb_mint_request mreq = {sizeof(mreq), "c1", ENVDB_AUTH_FULL_ACCESS, 0, NULL, NULL, 0};
+	char sec[PATH_MAX];
+	envdbi_secret *secret = NULL;
+	char *handle = NULL;
+	envdbi_plugin *p;
+
+	/* from an environment variable */
+	setenv("ENVDB_TEST_SECRET", "token-one", 1);
+	ck_assert_int_eq(load("  - {name: worker, kind: adapter,"
+			      " config: {token_env: ENVDB_TEST_SECRET}}\n"),
+			 ENVDB_OK);
+	p = envdbi_plugins_find(set, "worker", ENVDB_PLUGIN_ADAPTER);
+	ck_assert_int_eq(envdbi_adapter_mint(p, &db, &mreq, &secret, &handle), ENVDB_OK);
+	ck_assert_str_eq(secret->data, "token-one");
+	envdbi_secret_free(secret);
+	free(handle);
+	setenv("ENVDB_TEST_SECRET", "token-two-rotated", 1);
+	ck_assert_int_eq(envdbi_adapter_mint(p, &db, &mreq, &secret, &handle), ENVDB_OK);
+	ck_assert_str_eq(secret->data, "token-two-rotated");
+	envdbi_secret_free(secret);
+	free(handle);
+	unsetenv("ENVDB_TEST_SECRET");
+	ck_assert_int_eq(envdbi_adapter_mint(p, &db, &mreq, &secret, &handle), ENVDB_ERR_CONFIG);
+	ck_assert_str_eq(envdb_error_last()->message,
+			 "plugin worker: config_secret token: plugin worker: secret token: "
+			 "environment variable ENVDB_TEST_SECRET is not set");
+
+	/* from a file, relative to the manifest */
+	tu_write(sec, sizeof(sec), "tok", 0600, "file-token-1\n");
+	ck_assert_int_eq(load("  - {name: worker, kind: adapter, config: {token_file: tok}}\n"),
+			 ENVDB_OK);
+	p = envdbi_plugins_find(set, "worker", ENVDB_PLUGIN_ADAPTER);
+	tu_write(sec, sizeof(sec), "tok", 0600, "file-token-2\n");
+	ck_assert_int_eq(envdbi_adapter_mint(p, &db, &mreq, &secret, &handle), ENVDB_OK);
+	ck_assert_str_eq(secret->data, "file-token-2");
+	envdbi_secret_free(secret);
+	free(handle);
+}
+END_TEST
+
+static void read_text(const char *path, char *out, size_t cap)
+{
+	FILE *f = fopen(path, "r");
+	size_t n = 0;
+
+	out[0] = '\0';
+	if (f == NULL)
+		return;
+	n = fread(out, 1, cap - 1, f);
+	out[n] = '\0';
+	fclose(f);
+}
+
+START_TEST(module_hooks_once_per_module)
+{
+	char log[PATH_MAX], plugins[1024], text[256];
+
+	tu_path(log, sizeof(log), "module.log");
+	setenv("ENVDB_TEST_MODULE_LOG", log, 1);
+	setenv("ENVDB_TEST_SECRET", "t", 1);
+	/* two instances of one module: one module_load, one module_unload */
+	snprintf(plugins, sizeof(plugins),
+		 "  - {name: worker, kind: adapter, config: {token_env: ENVDB_TEST_SECRET}}\n"
+		 "  - {name: worker2, path: worker.so, kind: adapter,"
+		 " config: {token_env: ENVDB_TEST_SECRET}}\n");
+	ck_assert_msg(load(plugins) == ENVDB_OK, "%s", envdb_error_last()->message);
+	ck_assert_uint_eq(envdbi_plugins_count(set), 2);
+	read_text(log, text, sizeof(text));
+	ck_assert_str_eq(text, "load\n");
+	envdbi_plugins_free(set);
+	set = NULL;
+	read_text(log, text, sizeof(text));
+	ck_assert_str_eq(text, "load\nunload\n");
+	/* not initialised (check only): no module_load either */
+	remove(log);
+	ck_assert_int_eq(load_flags(plugins, ENVDBI_LOAD_NO_INIT), ENVDB_OK);
+	envdbi_plugins_free(set);
+	set = NULL;
+	read_text(log, text, sizeof(text));
+	ck_assert_str_eq(text, "");
+}
+END_TEST
+
+START_TEST(module_load_failure_refuses_plugin)
+{
+	setenv("ENVDB_TEST_MODULE_FAIL", "1", 1);
+	setenv("ENVDB_TEST_SECRET", "t", 1);
+	expect_fail("  - {name: worker, kind: adapter, config: {token_env: ENVDB_TEST_SECRET}}\n",
+		    ENVDB_ERR_UNAVAILABLE, "worker",
+		    "): module_load failed: client library: global initialisation failed");
+}
+END_TEST
+
+START_TEST(abi_1_0_plugin_loads)
+{
+	envdb_create_request req = {sizeof(req), "env-1", "taken_1", NULL, "free", 10, NULL};
+	envdb_db_ref db = {sizeof(db), "env-1", "db", NULL, NULL, NULL};
+	envdb_mint_request mreq = {sizeof(mreq), "c1", ENVDB_AUTH_FULL_ACCESS, 0, NULL, NULL, 0};
+	envdbi_secret *secret = NULL;
+	char *url = NULL, *meta = NULL, *name = NULL, *handle = NULL;
+	const envdb_plugin_descriptor *d;
+	envdbi_plugin *p;
+	int64_t granted = -1;
+
+	ck_assert_msg(load("  - {name: v10, kind: adapter}\n") == ENVDB_OK, "%s",
+		      envdb_error_last()->message);
+	p = envdbi_plugins_find(set, "v10", ENVDB_PLUGIN_ADAPTER);
+	d = envdbi_plugin_descriptor(p);
+	ck_assert_uint_eq(d->abi_minor, 0);
+	/* the members it does not have read as absent */
+	ck_assert_ptr_null(d->module_load);
+	ck_assert_ptr_null(d->url_schemes);
+	ck_assert_int_eq(envdbi_adapter_suspend(p, &db), ENVDB_ERR_NOT_SUPPORTED);
+	/* and it works */
+	ck_assert_int_eq(envdbi_adapter_database_name(p, "env-1", &name), ENVDB_OK);
+	ck_assert_str_eq(name, "env-1");
+	ck_assert_int_eq(envdbi_adapter_create(p, &req, &url, &meta), ENVDB_ERR_EXISTS);
+	ck_assert_str_eq(envdb_error_last()->message, "plugin v10: database taken_1: already exists");
+	ck_assert_str_eq(envdb_error_last()->native_code, "23505");
+	req.database_name = "db";
+	ck_assert_int_eq(envdbi_adapter_create(p, &req, &url, &meta), ENVDB_OK);
+	ck_assert_str_eq(url, "v10://db");
+	mreq.granted_expires_at = &granted;
+	mreq.expires_at = 1234;
+	ck_assert_int_eq(envdbi_adapter_mint(p, &db, &mreq, &secret, &handle), ENVDB_OK);
+	ck_assert_str_eq(secret->data, "fixture-secret");
+	ck_assert_int_eq(granted, 1234);
+	ck_assert_int_eq(envdbi_adapter_probe(p, &db, secret), ENVDB_OK);
+	envdbi_host_set_call_timeout_ms(0);
+	ck_assert_int_eq(envdbi_adapter_probe(p, &db, secret), ENVDB_ERR_TIMEOUT);
+	ck_assert_str_eq(envdb_error_last()->message,
+			 "plugin v10: database db: probe: no deadline ahead");
+	ck_assert_int_eq(envdbi_adapter_drop(p, &db), ENVDB_OK);
+	envdbi_secret_free(secret);
+	free(handle);
+	free(url);
+	free(meta);
+	free(name);
+}
+END_TEST
+
 static Suite *loader_suite(void)
 {
 	Suite *s = suite_create("loader");
@@ -803,6 +1039,13 @@ static Suite *loader_suite(void)
 	tcase_add_checked_fixture(calls, setup, teardown);
 	tcase_add_test(calls, encryptor_calls);
 	tcase_add_test(calls, adapter_calls);
+	tcase_add_test(calls, worker_thread_reports_and_sees_deadline);
+	tcase_add_test(calls, worker_thread_sees_cancellation);
+	tcase_add_test(calls, worker_thread_report_is_redacted);
+	tcase_add_test(calls, config_secret_reads_again);
+	tcase_add_test(calls, module_hooks_once_per_module);
+	tcase_add_test(calls, module_load_failure_refuses_plugin);
+	tcase_add_test(calls, abi_1_0_plugin_loads);
 	suite_add_tcase(s, calls);
 	return s;
 }

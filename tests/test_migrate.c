@@ -458,6 +458,46 @@ static void assert_check_clean(fx *f)
 /* Unit: the URL scheme → driver mapping and the legacy AAD                  */
 /* ------------------------------------------------------------------------ */
 
+/* The adapters of the build (sqlite always; postgres and turso when built),
+ * loaded without init: the descriptors' url_schemes are what counts. */
+static envdbi_plugins *scheme_adapters(envdbi_manifest **mf, bool *pg, bool *turso)
+{
+	const char *dir = getenv("ENVDB_PLUGIN_DIR");
+	char text[2048], path[PATH_MAX], so[PATH_MAX];
+	envdbi_plugins *set = NULL;
+	const char *tmp = getenv("TMPDIR");
+	FILE *f;
+	int n;
+
+	ck_assert_ptr_nonnull(dir);
+	snprintf(so, sizeof(so), "%s/postgres.so", dir);
+	*pg = access(so, R_OK) == 0;
+	snprintf(so, sizeof(so), "%s/turso.so", dir);
+	*turso = access(so, R_OK) == 0;
+	setenv("ENVDB_TEST_SCHEME_SECRET", "x", 1);
+	n = snprintf(text, sizeof(text),
+		     "version: 1\nplugins:\n  - {name: sqlite, kind: adapter, config: {base_dir: /nowhere}}\n"
+		     "%s%s",
+		     *pg ? "  - {name: postgres, kind: adapter, config: "
+			   "{admin_conninfo_env: ENVDB_TEST_SCHEME_SECRET}}\n"
+			 : "",
+		     *turso ? "  - {name: turso, kind: adapter, config: {organization: o, "
+			      "api_token_env: ENVDB_TEST_SCHEME_SECRET}}\n"
+			    : "");
+	ck_assert_int_lt(n, (int)sizeof(text));
+	snprintf(path, sizeof(path), "%s/envdb-schemes-%ld.yaml", tmp && tmp[0] ? tmp : "/tmp",
+		 (long)getpid());
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+	ck_assert_msg(envdbi_manifest_load(mf, path) == 0, "%s", envdb_error_last()->message);
+	remove(path);
+	ck_assert_msg(envdbi_plugins_load_ex(&set, *mf, ENVDBI_LOAD_NO_INIT) == 0, "%s",
+		      envdb_error_last()->message);
+	return set;
+}
+
 START_TEST(test_driver_of_url)
 {
 	static const struct {
@@ -482,22 +522,40 @@ START_TEST(test_driver_of_url)
 	};
 	const char *d;
 	char aad[ENVDBI_LEGACY_AAD_MAX];
+	envdbi_manifest *mf = NULL;
+	envdbi_plugins *set;
+	bool pg, turso;
 	size_t i;
 
+	set = scheme_adapters(&mf, &pg, &turso);
 	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-		ck_assert_msg(envdbi_migrate_driver_of_url(&d, ok[i].url) == 0, "%s: %s", ok[i].url,
-			      envdb_error_last()->message);
+		int rc = envdbi_migrate_driver_of_url(set, &d, ok[i].url);
+		if ((strcmp(ok[i].driver, "postgres") == 0 && !pg) ||
+		    (strcmp(ok[i].driver, "turso") == 0 && !turso)) {
+			/* not built: no adapter serves the scheme */
+			ck_assert_int_eq(rc, ENVDB_ERR_INVALID);
+			ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "no loaded or installed adapter serves it"));
+			continue;
+		}
+		ck_assert_msg(rc == 0, "%s: %s", ok[i].url, envdb_error_last()->message);
 		ck_assert_str_eq(d, ok[i].driver);
 	}
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		ck_assert_int_eq(envdbi_migrate_driver_of_url(&d, bad[i]), ENVDB_ERR_INVALID);
+		ck_assert_int_eq(envdbi_migrate_driver_of_url(set, &d, bad[i]), ENVDB_ERR_INVALID);
 		ck_assert_ptr_null(d);
 	}
+	/* the choice comes from the descriptors: without adapters, nothing */
+	ck_assert_int_eq(envdbi_migrate_driver_of_url(NULL, &d, "file:/v4/acme.db"),
+			 ENVDB_ERR_INVALID);
+	ck_assert_str_eq(envdb_error_last()->message,
+			 "url: unknown scheme 'file': no loaded or installed adapter serves it");
 	/* never the password in the message */
-	envdbi_migrate_driver_of_url(&d, "postgres://user:hunter2@db/acme");
+	envdbi_migrate_driver_of_url(set, &d, "postgres://user:hunter2@db/acme");
 	ck_assert_ptr_null(strstr(envdb_error_last()->message, "hunter2"));
-	envdbi_migrate_driver_of_url(&d, "libsql://db-acme.turso.io?authToken=hunter2");
+	envdbi_migrate_driver_of_url(set, &d, "libsql://db-acme.turso.io?authToken=hunter2");
 	ck_assert_ptr_null(strstr(envdb_error_last()->message, "hunter2"));
+	envdbi_plugins_free(set);
+	envdbi_manifest_free(mf);
 
 	ck_assert_uint_eq(envdbi_legacy_token_aad(aad, sizeof(aad),
 						  "3f0c8a3e-1111-4222-8333-444455556666"),

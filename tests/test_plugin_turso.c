@@ -201,7 +201,7 @@ static void made_free(made *m)
 
 static envdb_db_ref ref_of(const made *m)
 {
-	envdb_db_ref r = { sizeof(envdb_db_ref), m->env, m->name, m->url, m->metadata };
+	envdb_db_ref r = { sizeof(envdb_db_ref), m->env, m->name, m->url, m->metadata, NULL };
 	return r;
 }
 
@@ -214,7 +214,7 @@ static int make_db(envdbi_plugin *p, made *m)
 	random_uuid(m->env);
 	expect_status(envdbi_adapter_database_name(p, m->env, &m->name), 0);
 	req = (envdb_create_request){ sizeof(envdb_create_request), m->env, m->name, "local",
-				      "free", 100 };
+				      "free", 100, NULL };
 	return envdbi_adapter_create(p, &req, &m->url, &m->metadata);
 }
 
@@ -226,7 +226,7 @@ static int mint(envdbi_plugin *p, const made *m, uint32_t auth, int64_t expires_
 	envdb_mint_request req;
 
 	random_uuid(cred);
-	req = (envdb_mint_request){ sizeof(envdb_mint_request), cred, auth, expires_at, NULL };
+	req = (envdb_mint_request){ sizeof(envdb_mint_request), cred, auth, expires_at, NULL, NULL, 0 };
 	*secret = NULL;
 	*handle = NULL;
 	return envdbi_adapter_mint(p, &r, &req, secret, handle);
@@ -438,7 +438,7 @@ START_TEST(migrated_database)
 	r = ref_of(&m);
 	random_uuid(cred);
 	req = (envdb_mint_request){ sizeof(envdb_mint_request), cred, ENVDB_AUTH_FULL_ACCESS, 0,
-				    h1 };
+				    h1, NULL, 0 };
 	expect_status(envdbi_adapter_mint(p, &r, &req, &s2, &h2), 0);
 	ck_assert_str_ne(s1->data, s2->data);
 
@@ -564,7 +564,7 @@ START_TEST(adopt_duplicate)
 	expect_status(envdbi_adapter_database_name(p, env, &m.name), 0);
 	snprintf(name, sizeof name, "%s", m.name);
 	turso_emu_put_db(emu, name, "default");
-	req = (envdb_create_request){ sizeof req, env, name, NULL, "free", 10 };
+	req = (envdb_create_request){ sizeof req, env, name, NULL, "free", 10, NULL };
 	expect_status(envdbi_adapter_create(p, &req, &m.url, &m.metadata), 0);
 	ck_assert(strstr(m.metadata, "\"adopted\":true"));
 	ck_assert_int_eq(turso_emu_count(emu, "create"), 1);
@@ -585,7 +585,7 @@ START_TEST(no_adoption_across_groups)
 	random_uuid(env);
 	expect_status(envdbi_adapter_database_name(p, env, &name), 0);
 	turso_emu_put_db(emu, name, "other");
-	req = (envdb_create_request){ sizeof req, env, name, NULL, "free", 10 };
+	req = (envdb_create_request){ sizeof req, env, name, NULL, "free", 10, NULL };
 	expect_status(envdbi_adapter_create(p, &req, &url, &meta), ENVDB_ERR_EXISTS);
 	ck_assert(strstr(envdb_error_last()->message, "group other") != NULL);
 	/* someone else's database is left alone */
@@ -862,7 +862,7 @@ START_TEST(names_validated_before_any_request)
 		hex[o] = '\0';
 		ck_assert_str_eq(name + 4, hex);
 	}
-	req = (envdb_create_request){ sizeof req, env, "Bad_Name", NULL, "free", 10 };
+	req = (envdb_create_request){ sizeof req, env, "Bad_Name", NULL, "free", 10, NULL };
 	expect_status(envdbi_adapter_create(p, &req, &url, &meta), ENVDB_ERR_INVALID);
 	req.database_name = "env-0123";
 	expect_status(envdbi_adapter_create(p, &req, &url, &meta), ENVDB_ERR_INVALID);

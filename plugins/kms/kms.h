@@ -4,9 +4,11 @@
  * crosses the plugin boundary: the module is built with hidden visibility
  * and exports only envdb_plugin_entry_v1.
  *
- *   plugin.c   descriptor, configuration, init/fini, key_list, key_generate
+ *   plugin.c   descriptor, configuration, init/fini, key_list, key_generate,
+ *              health
  *   keyring.c  key ids, key files, the `current` file, the in-memory ring
- *   seal.c     the ciphertext format: encrypt, decrypt, key_of, rewrap
+ *   seal.c     the ciphertext format: encrypt, decrypt, key_of, rewrap,
+ *              is_current
  */
 #ifndef ENVDB_KMS_H
 #define ENVDB_KMS_H
@@ -92,5 +94,8 @@ int kms_decrypt(void *instance, const char *ct, size_t ct_len, const void *aad, 
 int kms_key_of(void *instance, const char *ct, size_t ct_len, envdb_buffer *key_id);
 int kms_rewrap(void *instance, const char *ct, size_t ct_len, const void *aad, size_t aad_len,
 	       envdb_buffer *out, envdb_buffer *key_id);
+/** ABI 1.1 (ENVDB_ENCRYPTOR_CAP_KEY_VERSIONS): *is_current is 1 when `ct` is
+ * sealed under the current key. */
+int kms_is_current(void *instance, const char *ct, size_t ct_len, int *is_current);
 
 #endif /* ENVDB_KMS_H */

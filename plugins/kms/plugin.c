@@ -1,7 +1,7 @@
 /*
  * plugins/kms/plugin.c — the kms encryptor's descriptor, configuration and
  * instance lifetime, and the key-management operations (current_key,
- * key_list, key_generate).  The keyring itself is in keyring.c, the
+ * key_list, key_generate, health).  The keyring itself is in keyring.c, the
  * ciphertext format in seal.c; see README.md.
  */
 #include "config.h"
@@ -163,9 +163,23 @@ static int kms_key_generate(void *instance, int make_current, envdb_buffer *key_
 	return envdb_buffer_set_str(key_id, id);
 }
 
+/* ABI 1.1: healthy when the current key loads from the keyring (its id is
+ * read from the `current` file, its key file opened and checked). */
+static int kms_health(void *instance)
+{
+	kms *k = instance;
+	kms_key *key;
+	int rc;
+
+	if ((rc = kms_ring_refresh(k, "health")) != ENVDB_OK)
+		return rc;
+	return kms_ring_current(&key, k, "health");
+}
+
 static const envdb_encryptor_ops kms_ops = {
 	.struct_size = sizeof(envdb_encryptor_ops),
-	.capabilities = ENVDB_ENCRYPTOR_CAP_KEY_MANAGE | ENVDB_ENCRYPTOR_CAP_REWRAP,
+	.capabilities = ENVDB_ENCRYPTOR_CAP_KEY_MANAGE | ENVDB_ENCRYPTOR_CAP_REWRAP |
+			ENVDB_ENCRYPTOR_CAP_HEALTH | ENVDB_ENCRYPTOR_CAP_KEY_VERSIONS,
 	.current_key = kms_current_key,
 	.encrypt = kms_encrypt,
 	.decrypt = kms_decrypt,
@@ -173,12 +187,14 @@ static const envdb_encryptor_ops kms_ops = {
 	.rewrap = kms_rewrap,
 	.key_list = kms_key_list,
 	.key_generate = kms_key_generate,
+	.health = kms_health,
+	.is_current = kms_is_current,
 };
 
 static const envdb_plugin_descriptor kms_descriptor = {
 	.struct_size = sizeof(envdb_plugin_descriptor),
 	.abi_major = ENVDB_ABI_MAJOR,
-	.abi_minor = 0,
+	.abi_minor = 1, /* health, is_current */
 	.name = "kms",
 	.version = PACKAGE_VERSION,
 	.description = "libsodium keyring in a directory (xchacha20-poly1305, key ids, rewrap)",

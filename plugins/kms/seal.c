@@ -284,6 +284,29 @@ int kms_key_of(void *instance, const char *ct, size_t ct_len, envdb_buffer *key_
 	return ENVDB_OK;
 }
 
+int kms_is_current(void *instance, const char *ct, size_t ct_len, int *is_current)
+{
+	char current[KMS_ID_MAX + 1] = "";
+	kms *k = instance;
+	sealed s;
+	int rc;
+
+	if (is_current == NULL)
+		return k->host->error(k->host->ctx, ENVDB_ERR_MISUSE, NULL,
+				      "is current: no output given");
+	*is_current = 0;
+	rc = sealed_parse(&s, k, "is current", ct, ct_len);
+	if (rc != ENVDB_OK)
+		return rc;
+	sealed_clear(k, &s);
+	/* A key of this keyring has one version: the key id decides. */
+	rc = kms_ring_current_id(current, k, "is current");
+	if (rc < 0)
+		return rc;
+	*is_current = rc == 1 && strcmp(current, s.id) == 0;
+	return ENVDB_OK;
+}
+
 int kms_rewrap(void *instance, const char *ct, size_t ct_len, const void *aad, size_t aad_len,
 	       envdb_buffer *out, envdb_buffer *key_id)
 {

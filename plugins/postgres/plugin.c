@@ -338,6 +338,10 @@ static const envdb_adapter_ops pga_ops = {
 	.list = pga_list,
 };
 
+/* The URLs this adapter's databases have (the v4 -> v5 migration picks the
+ * adapter of a legacy URL by them). */
+static const char *const pga_url_schemes[] = {"postgres", "postgresql", NULL};
+
 static const envdb_plugin_descriptor pga_descriptor = {
 	.struct_size = sizeof(envdb_plugin_descriptor),
 	.abi_major = ENVDB_ABI_MAJOR,
@@ -351,6 +355,7 @@ static const envdb_plugin_descriptor pga_descriptor = {
 	.init = pga_init,
 	.fini = pga_fini,
 	.ops = &pga_ops,
+	.url_schemes = pga_url_schemes,
 };
 
 ENVDB_PLUGIN_DEFINE(pga_descriptor)

@@ -275,6 +275,10 @@ static const envdb_adapter_ops sqla_ops = {
 	.list = sqla_list,
 };
 
+/* The URLs this adapter's databases have (the v4 -> v5 migration picks the
+ * adapter of a legacy URL by them). */
+static const char *const sqla_url_schemes[] = {"file", NULL};
+
 static const envdb_plugin_descriptor sqla_descriptor = {
 	.struct_size = sizeof(envdb_plugin_descriptor),
 	.abi_major = ENVDB_ABI_MAJOR,
@@ -289,6 +293,7 @@ static const envdb_plugin_descriptor sqla_descriptor = {
 	.init = sqla_init,
 	.fini = sqla_fini,
 	.ops = &sqla_ops,
+	.url_schemes = sqla_url_schemes,
 };
 
 ENVDB_PLUGIN_DEFINE(sqla_descriptor)

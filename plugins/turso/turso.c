@@ -409,6 +409,10 @@ static const envdb_adapter_ops turso_ops = {
 	.list = turso_list,
 };
 
+/* The URLs this adapter's databases have (the v4 -> v5 migration picks the
+ * adapter of a legacy URL by them). */
+static const char *const turso_url_schemes[] = {"libsql", "https", NULL};
+
 static const envdb_plugin_descriptor turso_descriptor = {
 	.struct_size = sizeof(envdb_plugin_descriptor),
 	.abi_major = ENVDB_ABI_MAJOR,
@@ -422,6 +426,7 @@ static const envdb_plugin_descriptor turso_descriptor = {
 	.init = turso_init,
 	.fini = turso_fini,
 	.ops = &turso_ops,
+	.url_schemes = turso_url_schemes,
 };
 
 ENVDB_PLUGIN_DEFINE(turso_descriptor)

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -235,12 +236,70 @@ void kit_set_thread_safe(bool ts)
 	thread_safe = ts;
 }
 
+/* Standard output during calls: fd 1 points at an unlinked scratch file
+ * while any call is in flight; what the plugin wrote there is a finding
+ * (a plugin that prints breaks `envdb --json`). */
+static pthread_mutex_t stdout_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned stdout_users;
+static int stdout_saved = -1, stdout_scratch = -1;
+
+void kit_stdout_begin(void)
+{
+	pthread_mutex_lock(&stdout_lock);
+	if (stdout_scratch < 0) {
+		const char *tmp = getenv("TMPDIR");
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/envdb-conformance-stdout-XXXXXX",
+			 tmp && tmp[0] ? tmp : "/tmp");
+		if ((stdout_scratch = mkstemp(path)) >= 0)
+			unlink(path);
+	}
+	if (stdout_users++ == 0 && stdout_scratch >= 0) {
+		fflush(stdout);
+		stdout_saved = dup(STDOUT_FILENO);
+		dup2(stdout_scratch, STDOUT_FILENO);
+	}
+	pthread_mutex_unlock(&stdout_lock);
+}
+
+void kit_stdout_end(const char *op)
+{
+	char got[128];
+	off_t n = 0;
+	ssize_t r;
+
+	pthread_mutex_lock(&stdout_lock);
+	if (stdout_users > 0 && --stdout_users == 0 && stdout_saved >= 0) {
+		fflush(stdout); /* what the plugin printed with stdio */
+		dup2(stdout_saved, STDOUT_FILENO);
+		close(stdout_saved);
+		stdout_saved = -1;
+		n = lseek(stdout_scratch, 0, SEEK_END);
+		if (n > 0) {
+			r = pread(stdout_scratch, got, sizeof(got) - 1, 0);
+			got[r > 0 ? r : 0] = '\0';
+			for (r = 0; got[r] != '\0'; r++)
+				if ((unsigned char)got[r] < 0x20)
+					got[r] = ' ';
+			kit_finding(KIT_STDOUT,
+				    "%s wrote %lld byte(s) to standard output (\"%s\"); a plugin "
+				    "reports through the host, never on stdout",
+				    op, (long long)n, got);
+			if (ftruncate(stdout_scratch, 0) != 0)
+				n = 0;
+			lseek(stdout_scratch, 0, SEEK_SET);
+		}
+	}
+	pthread_mutex_unlock(&stdout_lock);
+}
+
 void kit_call_begin(const char *op)
 {
 	if (!thread_safe)
 		pthread_mutex_lock(&instance_lock);
 	kit_report_reset();
 	kit_set_current_op(op);
+	kit_stdout_begin();
 }
 
 static bool is_status(int rc)
@@ -252,6 +311,7 @@ int kit_call_end(const char *op, int rc)
 {
 	const kit_report *r = kit_report_get();
 
+	kit_stdout_end(op);
 	if (!thread_safe)
 		pthread_mutex_unlock(&instance_lock);
 	kit_poison_borrowed();

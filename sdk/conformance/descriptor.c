@@ -161,7 +161,8 @@ bool kit_check_descriptor(const envdb_plugin_descriptor *desc, uint32_t kind,
 		const uint64_t known = ENVDB_ADAPTER_CAP_READ_ONLY | ENVDB_ADAPTER_CAP_ROTATE_OVERLAP |
 				       ENVDB_ADAPTER_CAP_REVOKE | ENVDB_ADAPTER_CAP_EXPIRY |
 				       ENVDB_ADAPTER_CAP_PROBE | ENVDB_ADAPTER_CAP_LIST |
-				       ENVDB_ADAPTER_CAP_AUTHENTICATES;
+				       ENVDB_ADAPTER_CAP_AUTHENTICATES | ENVDB_ADAPTER_CAP_SUSPEND |
+				       ENVDB_ADAPTER_CAP_DEPLOYMENT;
 		char why[256] = "";
 
 		if (!kit_check(o->database_name && o->create && o->drop && o->mint,
@@ -190,7 +191,8 @@ bool kit_check_descriptor(const envdb_plugin_descriptor *desc, uint32_t kind,
 			return false;
 	} else {
 		const envdb_encryptor_ops *o = ops_out;
-		const uint64_t known = ENVDB_ENCRYPTOR_CAP_KEY_MANAGE | ENVDB_ENCRYPTOR_CAP_REWRAP;
+		const uint64_t known = ENVDB_ENCRYPTOR_CAP_KEY_MANAGE | ENVDB_ENCRYPTOR_CAP_REWRAP |
+				       ENVDB_ENCRYPTOR_CAP_HEALTH | ENVDB_ENCRYPTOR_CAP_KEY_VERSIONS;
 		bool km = (o->capabilities & ENVDB_ENCRYPTOR_CAP_KEY_MANAGE) != 0;
 		char why[256] = "";
 
@@ -207,6 +209,14 @@ bool kit_check_descriptor(const envdb_plugin_descriptor *desc, uint32_t kind,
 			snprintf(why, sizeof(why), "CAP_REWRAP %s but the rewrap slot is %s",
 				 (o->capabilities & ENVDB_ENCRYPTOR_CAP_REWRAP) ? "set" : "clear",
 				 o->rewrap ? "set" : "NULL");
+		else if (!(o->capabilities & ENVDB_ENCRYPTOR_CAP_HEALTH) != !o->health)
+			snprintf(why, sizeof(why), "CAP_HEALTH %s but the health slot is %s",
+				 (o->capabilities & ENVDB_ENCRYPTOR_CAP_HEALTH) ? "set" : "clear",
+				 o->health ? "set" : "NULL");
+		else if (!(o->capabilities & ENVDB_ENCRYPTOR_CAP_KEY_VERSIONS) != !o->is_current)
+			snprintf(why, sizeof(why), "CAP_KEY_VERSIONS %s but the is_current slot is %s",
+				 (o->capabilities & ENVDB_ENCRYPTOR_CAP_KEY_VERSIONS) ? "set" : "clear",
+				 o->is_current ? "set" : "NULL");
 		else if (km != (o->key_list != NULL) || km != (o->key_generate != NULL))
 			snprintf(why, sizeof(why),
 				 "CAP_KEY_MANAGE %s but key_list is %s and key_generate is %s",

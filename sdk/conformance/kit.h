@@ -24,6 +24,18 @@
 /* report.c — the output                                                     */
 /* ------------------------------------------------------------------------ */
 
+/** Print from now on to a duplicate of standard output, so that fd 1 can
+ * be redirected while the plugin runs.  Call first. */
+void kit_output_init(void);
+/** Check that the plugin at `path` exports nothing but its entry symbol
+ * (symbols.c: the ELF dynamic symbol table). */
+void kit_check_exports(const char *path);
+/** Point fd 1 at a scratch file while plugin code runs (nested and
+ * concurrent calls counted); at the end, a finding for anything that
+ * arrived there. */
+void kit_stdout_begin(void);
+void kit_stdout_end(const char *op);
+
 /** Print "ok - NAME". */
 void kit_ok(const char *name, const char *fmt, ...) ENVDB_PRINTF(2, 3);
 /** Print "FAIL - NAME: DETAIL". */
@@ -54,6 +66,7 @@ enum kit_category {
 	KIT_MEMORY,      /* host->alloc/free balance and misuse */
 	KIT_SECURE,      /* host->secure_alloc/secure_free balance and misuse */
 	KIT_STATUS,      /* a return value that is not an envdb_status */
+	KIT_STDOUT,      /* bytes written to standard output during a call */
 	KIT_N_CATEGORIES
 };
 void kit_finding(enum kit_category cat, const char *fmt, ...) ENVDB_PRINTF(2, 3);

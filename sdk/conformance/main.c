@@ -281,6 +281,7 @@ int main(int argc, char **argv)
 	void *inst;
 	int a;
 
+	kit_output_init(); /* fd 1 is redirected while plugin code runs */
 	memset(&r, 0, sizeof(r));
 	memset(&cfg, 0, sizeof(cfg));
 	r.opt.threads = 4;
@@ -377,6 +378,7 @@ int main(int argc, char **argv)
 		goto done;
 
 	desc = envdbi_plugin_descriptor(p);
+	kit_check_exports(envdbi_plugin_path(p));
 	if (!kit_check_descriptor(desc, r.kind, NULL, &ops, sizeof(ops)))
 		goto done;
 

@@ -10,10 +10,27 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kit.h"
 
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
+static FILE *out_file; /* the kit's own standard output (kit_output_init) */
+
+/* Where the kit prints: a duplicate of the original standard output, so
+ * that fd 1 can be pointed elsewhere while the plugin runs (call.c). */
+static FILE *out(void)
+{
+	return out_file != NULL ? out_file : stdout;
+}
+
+void kit_output_init(void)
+{
+	int fd = dup(STDOUT_FILENO);
+
+	if (fd >= 0 && (out_file = fdopen(fd, "w")) == NULL)
+		close(fd);
+}
 static unsigned n_pass, n_fail, n_skip;
 static bool verbose;
 
@@ -25,6 +42,7 @@ static const char *const category_names[KIT_N_CATEGORIES] = {
 	[KIT_MEMORY] = "memory",
 	[KIT_SECURE] = "secure memory",
 	[KIT_STATUS] = "status codes",
+	[KIT_STDOUT] = "standard output",
 };
 
 static const char *const category_ok[KIT_N_CATEGORIES] = {
@@ -35,6 +53,7 @@ static const char *const category_ok[KIT_N_CATEGORIES] = {
 	[KIT_MEMORY] = "every host->alloc block was released with host->free",
 	[KIT_SECURE] = "every host->secure_alloc block was released with host->secure_free",
 	[KIT_STATUS] = "every operation returned an envdb_status",
+	[KIT_STDOUT] = "nothing was written to standard output (it carries envdb --json)",
 };
 
 static struct {
@@ -51,10 +70,10 @@ static void line(const char *tag, const char *name, const char *fmt, va_list ap)
 	/* Nothing the kit prints may carry a secret either. */
 	pthread_mutex_lock(&out_lock);
 	if (detail[0] != '\0')
-		printf("%s - %s: %s\n", tag, name, kit_redact(detail));
+		fprintf(out(), "%s - %s: %s\n", tag, name, kit_redact(detail));
 	else
-		printf("%s - %s\n", tag, name);
-	fflush(stdout);
+		fprintf(out(), "%s - %s\n", tag, name);
+	fflush(out());
 	pthread_mutex_unlock(&out_lock);
 }
 
@@ -122,8 +141,8 @@ void kit_note(const char *fmt, ...)
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	pthread_mutex_lock(&out_lock);
-	printf("# %s\n", kit_redact(text));
-	fflush(stdout);
+	fprintf(out(), "# %s\n", kit_redact(text));
+	fflush(out());
 	pthread_mutex_unlock(&out_lock);
 }
 
@@ -139,11 +158,11 @@ bool kit_verbose(void)
 
 unsigned kit_summary(void)
 {
-	printf("%u passed, %u failed", n_pass, n_fail);
+	fprintf(out(), "%u passed, %u failed", n_pass, n_fail);
 	if (n_skip > 0)
-		printf(" (%u skipped)", n_skip);
-	printf("\n");
-	fflush(stdout);
+		fprintf(out(), " (%u skipped)", n_skip);
+	fprintf(out(), "\n");
+	fflush(out());
 	return n_fail;
 }
 

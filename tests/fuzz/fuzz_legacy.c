@@ -195,7 +195,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(buf, data + 1, size - 1);
 	buf[size - 1] = '\0';
 	/* the pure helpers, on the raw text */
-	(void)envdbi_migrate_driver_of_url(&driver, buf);
+	(void)envdbi_migrate_driver_of_url(NULL, &driver, buf);
 	(void)envdbi_legacy_token_aad(aad, sizeof(aad), buf);
 	for (row = buf; row != NULL && n < 3; row = next, n++) {
 		next = strchr(row, 0x1e);

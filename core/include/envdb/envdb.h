@@ -102,6 +102,14 @@ typedef struct envdb_plugin_info {
 /** Number of loaded plugins. */
 ENVDB_EXPORT size_t envdb_plugin_count(const envdb_ctx *ctx);
 
+/** Install handlers for SIGSEGV, SIGBUS, SIGILL, SIGFPE and SIGABRT that
+ * write "envdb: crashed in plugin NAME during OP (SIGNAL)" to stderr (the
+ * plugin call running on the crashing thread) and then let the signal kill
+ * the process as it would have.  For programs (the envdb command) that
+ * want a crashing plugin named; a library never installs it by itself.
+ * Replaces the process's handlers of those signals.  Since 0.2.0. */
+ENVDB_EXPORT void envdb_crash_report_install(void);
+
 /** Fill *info for the i-th loaded plugin (info->struct_size set by the caller). */
 ENVDB_EXPORT int envdb_plugin_get(envdb_plugin_info *info, const envdb_ctx *ctx, size_t i);
 

@@ -24,6 +24,10 @@
 #ifndef ENVDB_PLUGIN_H
 #define ENVDB_PLUGIN_H
 
+#if !defined(__cplusplus) && (!defined(__STDC_VERSION__) || __STDC_VERSION__ < 199901L)
+#error "the envdb plugin headers need C99 or later (inline functions, <stdint.h>): use -std=c99 or newer"
+#endif
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -74,7 +78,9 @@ enum envdb_plugin_flags {
 	/** Calls on one instance may run concurrently; without this flag the host
 	 * serializes every call on an instance behind a lock. */
 	ENVDB_PLUGIN_THREAD_SAFE = 1u << 0,
-	/** The plugin talks to a remote service: it must honour host->deadline(). */
+	/** The plugin talks to a remote service: it must honour the operation's
+	 * deadline (host->deadline_ms(), or host->call_deadline_ms() from its
+	 * own threads). */
 	ENVDB_PLUGIN_REMOTE = 1u << 1
 };
 
