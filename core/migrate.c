@@ -35,6 +35,7 @@
 #include <time.h>
 
 #include <jansson.h>
+#include <sodium.h>
 
 #include "failpoint.h"
 #include "internal.h"
@@ -162,6 +163,51 @@ int envdbi_migrate_driver_of_url(const char **driver, const char *url)
 			    scheme);
 }
 
+void envdbi_migrate_uuid_next(uint64_t *state, char out[37])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char r[8];
+	uint64_t v, rnd;
+	char h[32];
+	size_t i, o = 0;
+
+	if (*state == 0) {
+		struct timespec t;
+
+		clock_gettime(CLOCK_REALTIME, &t);
+		*state = (((uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u) << 12) &
+			 ((UINT64_C(1) << 60) - 1);
+	}
+	v = (*state)++;
+	randombytes_buf(r, sizeof(r));
+	memcpy(&rnd, r, sizeof(rnd));
+	for (i = 0; i < 15; i++) /* 60 bits of the counter */
+		h[i] = hex[(v >> (4 * (14 - i))) & 0xf];
+	h[15] = hex[8 | (rnd & 0x3)]; /* variant 10xx */
+	rnd >>= 2;
+	for (i = 16; i < 31; i++) {
+		h[i] = hex[rnd & 0xf];
+		rnd >>= 4;
+	}
+	/* 8-4-4-4-12 with the version nibble '4' in front of the third group */
+	for (i = 0; i < 12; i++) {
+		if (i == 8)
+			out[o++] = '-';
+		out[o++] = h[i];
+	}
+	out[o++] = '-';
+	out[o++] = '4';
+	for (i = 12; i < 15; i++)
+		out[o++] = h[i];
+	out[o++] = '-';
+	for (i = 15; i < 19; i++)
+		out[o++] = h[i];
+	out[o++] = '-';
+	for (i = 19; i < 31; i++)
+		out[o++] = h[i];
+	out[o] = '\0';
+}
+
 /* ------------------------------------------------------------------------ */
 /* Report                                                                    */
 /* ------------------------------------------------------------------------ */
@@ -234,6 +280,7 @@ typedef struct mig {
 	int plaintext;             /* legacy encryptor "none" */
 	org_map_entry *map;
 	size_t n_map;
+	uint64_t id_seq;           /* envdbi_migrate_uuid_next */
 	const char *created_by;
 	const char *owner;         /* NULL: no member */
 	int dry_run;
@@ -252,7 +299,7 @@ typedef struct planned {
 	const char *org;                 /* v5 organization id (mapped or the row's) */
 	const char *old_org;             /* the legacy id when mapped, else NULL */
 	const char *driver;              /* static */
-	char env_id[37], db_id[37], cred_id[37];
+	char env_id[37], db_id[37], cred_id[37], member_id[37];
 	char slug[64];
 	int is_default;
 	int plaintext;                   /* the token was taken as plaintext */
@@ -605,9 +652,10 @@ static int plan_org(mig *m, envdb_migrate_org *o, const envdbi_tenant_db_row *co
 			}
 			suffix++;
 		}
-		envdbi_uuid_new(p->env_id);
-		envdbi_uuid_new(p->db_id);
-		envdbi_uuid_new(p->cred_id);
+		envdbi_migrate_uuid_next(&m->id_seq, p->env_id);
+		envdbi_migrate_uuid_next(&m->id_seq, p->db_id);
+		envdbi_migrate_uuid_next(&m->id_seq, p->cred_id);
+		envdbi_migrate_uuid_next(&m->id_seq, p->member_id);
 	}
 
 	/* The tokens, last: the costly part, only for organizations that pass. */
@@ -700,6 +748,7 @@ static int write_row(mig *m, planned *p, size_t *repointed)
 		envdb_member mem;
 
 		memset(&mem, 0, sizeof(mem));
+		mem.id = p->member_id;
 		mem.environment_id = p->env_id;
 		mem.user_id = (char *)m->owner;
 		mem.role = (char *)"owner";

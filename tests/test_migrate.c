@@ -2097,12 +2097,36 @@ START_TEST(test_wipe_legacy_tokens)
 }
 END_TEST
 
+/* Ids in creation order: valid v4 UUID text, strictly increasing. */
+START_TEST(test_uuid_seq)
+{
+	uint64_t st = 0, other = 0;
+	char prev[37] = "", cur[37], b[37];
+	int i;
+
+	for (i = 0; i < 20000; i++) {
+		envdbi_migrate_uuid_next(&st, cur);
+		ck_assert_msg(envdbi_uuid_valid(cur), "not a uuid: %s", cur);
+		ck_assert_int_eq(cur[14], '4');
+		ck_assert_ptr_nonnull(strchr("89ab", cur[19]));
+		ck_assert_msg(strcmp(prev, cur) < 0, "%s then %s", prev, cur);
+		memcpy(prev, cur, sizeof(prev));
+	}
+	/* a second run started at the same moment still differs */
+	envdbi_migrate_uuid_next(&other, b);
+	st = 0;
+	envdbi_migrate_uuid_next(&st, cur);
+	ck_assert_str_ne(b, cur);
+}
+END_TEST
+
 static Suite *migrate_suite(void)
 {
 	Suite *s = suite_create("migrate");
 	TCase *tc = tcase_create("unit");
 
 	tcase_add_test(tc, test_driver_of_url);
+	tcase_add_test(tc, test_uuid_seq);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("migrate");
 	tcase_set_timeout(tc, 600);
