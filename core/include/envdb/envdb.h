@@ -745,10 +745,12 @@ typedef void (*envdb_migrate_progress_fn)(void *cb_ctx, const envdb_migrate_prog
 /** Options of envdb_migrate_v4_to_v5(). */
 typedef struct envdb_migrate_opts {
 	size_t struct_size;
-	/** Run everything, then roll every batch back: the report says what a
-	 * real run would do and the control plane is not changed. */
+	/** Run everything on a private in-memory snapshot of the control
+	 * plane: the report says what a real run would do and nothing is
+	 * written to the file (open the context with ENVDB_OPEN_SNAPSHOT for
+	 * -wal and -shm to stay byte-identical too). */
 	int dry_run;
-	/** Organizations per committed batch; 0: 256. */
+	/** Organizations per durable commit (each in a savepoint); 0: 4096. */
 	size_t batch;
 	/** Encryptor plugin holding the v4 keys; NULL: the manifest's
 	 * legacy.encryptor, else defaults.encryptor.  The reserved name
