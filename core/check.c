@@ -237,6 +237,56 @@ static bool status_needs_database(const char *status)
 				  strcmp(status, "suspended") == 0 || strcmp(status, "migrating") == 0);
 }
 
+static int cmp_db_by_env(const void *a, const void *b)
+{
+	const envdb_database *x = *(const envdb_database *const *)a;
+	const envdb_database *y = *(const envdb_database *const *)b;
+	return strcmp(x->environment_id ? x->environment_id : "",
+		      y->environment_id ? y->environment_id : "");
+}
+
+static int cmp_cred_by_db(const void *a, const void *b)
+{
+	const envdb_credential *x = *(const envdb_credential *const *)a;
+	const envdb_credential *y = *(const envdb_credential *const *)b;
+	return strcmp(x->environment_database_id ? x->environment_database_id : "",
+		      y->environment_database_id ? y->environment_database_id : "");
+}
+
+/* The first element of sorted `v` (n entries) whose key equals `key`
+ * (lower bound), or n. */
+static size_t lower_bound(void *const *v, size_t n, const char *key,
+			  const char *(*key_of)(const void *))
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const char *k = key_of(v[mid]);
+		if (strcmp(k ? k : "", key) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static const char *db_env_key(const void *d)
+{
+	return ((const envdb_database *)d)->environment_id;
+}
+
+static const char *cred_db_key(const void *c)
+{
+	return ((const envdb_credential *)c)->environment_database_id;
+}
+
+/*
+ * The per-environment invariants.  Linear after two sorts (n log n): the
+ * databases sorted by environment_id and the active full_access
+ * credentials by database id, each environment then looked up by binary
+ * search (comparing every environment with every database and credential
+ * took minutes at 100,000 environments).
+ */
 static int check_environments(vlist *l, envdbi_store *s)
 {
 	envdb_environment **envs = NULL;
@@ -253,25 +303,38 @@ static int check_environments(vlist *l, envdbi_store *s)
 	    (rc = envdbi_store_db_list(s, &dbs, &nd)) != 0 ||
 	    (rc = envdbi_store_cred_list(s, &creds, &nc, &cf)) != 0)
 		goto out;
+	if (nd > 1)
+		qsort(dbs, nd, sizeof *dbs, cmp_db_by_env);
+	if (nc > 1)
+		qsort(creds, nc, sizeof *creds, cmp_cred_by_db);
 	for (size_t i = 0; i < ne; i++) {
 		const envdb_environment *e = envs[i];
 		const envdb_database *db = NULL;
 		size_t active_fa = 0;
-		for (size_t k = 0; k < nd; k++)
-			if (dbs[k]->environment_id && e->id &&
-			    strcmp(dbs[k]->environment_id, e->id) == 0) {
+		if (e->id != NULL) {
+			size_t k = lower_bound((void *const *)dbs, nd, e->id, db_env_key);
+			if (k < nd && dbs[k]->environment_id && strcmp(dbs[k]->environment_id, e->id) == 0)
 				db = dbs[k];
-				break;
-			}
+		}
+		/* v5 addresses an environment as ORG/SLUG from a command line or a
+		 * request: an organization id outside the identifier rules (a
+		 * space, '/', non-ASCII, ...) is an environment nobody can reach */
+		if (e->organization_id != NULL &&
+		    envdbi_check_ident("check", "organization id", e->organization_id) != 0) {
+			add(l, "sys_environment", "organization_addressable", e->id,
+			    "environment %s: %s", nz(e->id), envdb_error_last()->message);
+			envdb_error_clear();
+		}
 		if (status_needs_database(e->status) && db == NULL)
 			add(l, "sys_environment", "database_per_active_environment", e->id,
 			    "environment %s/%s: status %s but it has no database row",
 			    nz(e->organization_id), nz(e->slug), e->status);
 		if (db != NULL && db->id != NULL)
-			for (size_t k = 0; k < nc; k++)
-				if (creds[k]->environment_database_id &&
-				    strcmp(creds[k]->environment_database_id, db->id) == 0)
-					active_fa++;
+			for (size_t k = lower_bound((void *const *)creds, nc, db->id, cred_db_key);
+			     k < nc && creds[k]->environment_database_id &&
+			     strcmp(creds[k]->environment_database_id, db->id) == 0;
+			     k++)
+				active_fa++;
 		if (e->status != NULL && strcmp(e->status, "active") == 0 && db != NULL &&
 		    active_fa == 0)
 			add(l, "sys_environment", "active_full_access", e->id,

@@ -96,9 +96,12 @@ static const envdb_cli_command commands[] = {
 	 "with --force, and only when no process has it open)"},
 	/* v4 -> v5 migration (cli_migrate.c) */
 	{"migrate", "v4-to-v5", envdb_cli_migrate_v4_to_v5,
-	 "[--dry-run] [--batch N] [--legacy-encryptor NAME] [--by USER]",
+	 "[--dry-run] [--batch N] [--legacy-encryptor NAME|none] [--by USER] [--map-org OLD=NEW]... "
+	 "[--map-org-file FILE]",
 	 "turn every legacy v4 tenant database into a default prod environment (same physical "
-	 "database); idempotent, one transaction per organization"},
+	 "database); idempotent, each organization atomic"},
+	{"migrate", "wipe-legacy-tokens", envdb_cli_migrate_wipe, "[--dry-run]",
+	 "wipe the v4 token of every migrated legacy row whose environment resolves"},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -206,5 +206,6 @@ int envdb_cli_member_list(envdb_cli *cli, int argc, char **argv);
 
 /* core/cli_migrate.c */
 int envdb_cli_migrate_v4_to_v5(envdb_cli *cli, int argc, char **argv);
+int envdb_cli_migrate_wipe(envdb_cli *cli, int argc, char **argv);
 
 #endif /* ENVDB_CLI_H */

@@ -11,7 +11,8 @@
 #include "resolve.h"
 #include "store.h"
 
-#define OPEN_FLAGS_KNOWN (ENVDB_OPEN_NO_STORE | ENVDB_OPEN_CREATE | ENVDB_OPEN_CHECK_ONLY)
+#define OPEN_FLAGS_KNOWN                                                                  \
+	(ENVDB_OPEN_NO_STORE | ENVDB_OPEN_CREATE | ENVDB_OPEN_CHECK_ONLY | ENVDB_OPEN_SNAPSHOT)
 
 const char *envdb_version(void)
 {
@@ -31,6 +32,9 @@ int envdb_open(envdb_ctx **out, const char *manifest_path, unsigned flags)
 				    flags & ~(unsigned)OPEN_FLAGS_KNOWN);
 	if (flags & ENVDB_OPEN_CHECK_ONLY)
 		flags |= ENVDB_OPEN_NO_STORE;
+	if ((flags & ENVDB_OPEN_SNAPSHOT) && (flags & ENVDB_OPEN_CREATE))
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
+				    "envdb_open: a snapshot cannot create the control plane");
 	envdb_error_clear();
 
 	ctx = calloc(1, sizeof(*ctx));
@@ -46,7 +50,8 @@ int envdb_open(envdb_ctx **out, const char *manifest_path, unsigned flags)
 		ctx->encryptor = envdbi_plugins_find(ctx->plugins, ctx->manifest->default_encryptor,
 						     ENVDB_PLUGIN_ENCRYPTOR);
 	if (!(flags & ENVDB_OPEN_NO_STORE)) {
-		rc = envdbi_store_open(&ctx->store, ctx->manifest, flags & ENVDB_OPEN_CREATE);
+		rc = envdbi_store_open(&ctx->store, ctx->manifest,
+				       flags & (ENVDB_OPEN_CREATE | ENVDB_OPEN_SNAPSHOT));
 		if (rc != ENVDB_OK)
 			goto fail;
 	}

@@ -35,16 +35,23 @@
 #include <time.h>
 
 #include <jansson.h>
+#include <sodium.h>
 
 #include "failpoint.h"
 #include "internal.h"
 #include "migrate.h"
 #include "store.h"
 
-#define MIGRATE_DEFAULT_BATCH 256
+#define MIGRATE_DEFAULT_BATCH 4096
+/* Page cache for the run (KiB) and WAL pages between checkpoints: a batch
+ * transaction dirties index pages all over the B-trees (the keys are random
+ * UUIDs); they must stay in the cache until the COMMIT writes each once. */
+#define MIGRATE_CACHE_KIB 131072
+#define MIGRATE_WAL_PAGES 32768
 #define MIGRATE_CREATED_BY "v4-migration"
 #define MIGRATE_SLUG "prod"
 #define MIGRATE_MAX_SUFFIX 10000
+#define MIGRATE_PLAINTEXT "none" /* legacy encryptor name: tokens are plaintext */
 
 /* ------------------------------------------------------------------------ */
 /* The v4 token format and the driver mapping (migrate.h)                    */
@@ -143,6 +150,51 @@ int envdbi_migrate_driver_of_url(envdbi_plugins *set, const char **driver, const
 	return ENVDB_OK;
 }
 
+void envdbi_migrate_uuid_next(uint64_t *state, char out[37])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char r[8];
+	uint64_t v, rnd;
+	char h[32];
+	size_t i, o = 0;
+
+	if (*state == 0) {
+		struct timespec t;
+
+		clock_gettime(CLOCK_REALTIME, &t);
+		*state = (((uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u) << 12) &
+			 ((UINT64_C(1) << 60) - 1);
+	}
+	v = (*state)++;
+	randombytes_buf(r, sizeof(r));
+	memcpy(&rnd, r, sizeof(rnd));
+	for (i = 0; i < 15; i++) /* 60 bits of the counter */
+		h[i] = hex[(v >> (4 * (14 - i))) & 0xf];
+	h[15] = hex[8 | (rnd & 0x3)]; /* variant 10xx */
+	rnd >>= 2;
+	for (i = 16; i < 31; i++) {
+		h[i] = hex[rnd & 0xf];
+		rnd >>= 4;
+	}
+	/* 8-4-4-4-12 with the version nibble '4' in front of the third group */
+	for (i = 0; i < 12; i++) {
+		if (i == 8)
+			out[o++] = '-';
+		out[o++] = h[i];
+	}
+	out[o++] = '-';
+	out[o++] = '4';
+	for (i = 12; i < 15; i++)
+		out[o++] = h[i];
+	out[o++] = '-';
+	for (i = 15; i < 19; i++)
+		out[o++] = h[i];
+	out[o++] = '-';
+	for (i = 19; i < 31; i++)
+		out[o++] = h[i];
+	out[o] = '\0';
+}
+
 /* ------------------------------------------------------------------------ */
 /* Report                                                                    */
 /* ------------------------------------------------------------------------ */
@@ -180,6 +232,7 @@ static void org_clear(envdb_migrate_org *o)
 	free(o->envs);
 	free(o->organization_id);
 	free(o->reason);
+	free(o->mapped_to);
 	memset(o, 0, sizeof(*o));
 }
 
@@ -200,11 +253,21 @@ void envdb_migrate_report_free(envdb_migrate_report *r)
 /* The run                                                                   */
 /* ------------------------------------------------------------------------ */
 
+/* One entry of the organization id map (sorted by old id). */
+typedef struct org_map_entry {
+	const char *old_id, *new_id; /* borrowed from the options */
+} org_map_entry;
+
 typedef struct mig {
 	envdb_ctx *ctx;
 	envdbi_store *s;
-	envdbi_plugin *legacy;     /* decrypts v4 tokens */
+	envdbi_store *snapshot;    /* dry run on a store opened for writing: owned */
+	envdbi_plugin *legacy;     /* decrypts v4 tokens; NULL: plaintext */
 	const char *legacy_name;
+	int plaintext;             /* legacy encryptor "none" */
+	org_map_entry *map;
+	size_t n_map;
+	uint64_t id_seq;           /* envdbi_migrate_uuid_next */
 	const char *created_by;
 	const char *owner;         /* NULL: no member */
 	int dry_run;
@@ -220,10 +283,13 @@ typedef struct mig {
 /* One legacy row being migrated. */
 typedef struct planned {
 	const envdbi_tenant_db_row *row; /* borrowed from the batch */
+	const char *org;                 /* v5 organization id (mapped or the row's) */
+	const char *old_org;             /* the legacy id when mapped, else NULL */
 	const char *driver;              /* the adapter's name, owned by the loader */
-	char env_id[37], db_id[37], cred_id[37];
+	char env_id[37], db_id[37], cred_id[37], member_id[37];
 	char slug[64];
 	int is_default;
+	int plaintext;                   /* the token was taken as plaintext */
 	envdb_credential cred;           /* secret_ciphertext, key_id owned */
 } planned;
 
@@ -354,6 +420,42 @@ static int slug_taken(mig *m, const char *org, const char *slug)
 	return rc;
 }
 
+/* The map entry of legacy organization `org`, or NULL. */
+static int map_cmp(const void *a, const void *b)
+{
+	return strcmp(((const org_map_entry *)a)->old_id, ((const org_map_entry *)b)->old_id);
+}
+
+static const org_map_entry *map_find(const mig *m, const char *org)
+{
+	org_map_entry key = {org, NULL};
+
+	if (m->n_map == 0)
+		return NULL;
+	return bsearch(&key, m->map, m->n_map, sizeof(*m->map), map_cmp);
+}
+
+/* `id` with every byte that is not printable ASCII, and '\\', "'" and '=',
+ * written as \xNN: the form --map-org reads back (envdb_migrate_unescape_id). */
+static char *escape_id(const char *id)
+{
+	size_t n = strlen(id), o = 0, i;
+	char *out = malloc(4 * n + 1);
+
+	if (out == NULL)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)id[i];
+
+		if (c <= 0x20 || c >= 0x7f || c == '\\' || c == '\'' || c == '=')
+			o += (size_t)sprintf(out + o, "\\x%02x", c);
+		else
+			out[o++] = (char)c;
+	}
+	out[o] = '\0';
+	return out;
+}
+
 /* Decrypt the legacy token of p->row and seal it for its new credential row. */
 static int reseal(mig *m, planned *p, envdb_migrate_org *o)
 {
@@ -364,9 +466,17 @@ static int reseal(mig *m, planned *p, envdb_migrate_org *o)
 	envdb_database d;
 	int rc;
 
-	if ((rc = ENVDB_FAILPOINT("migrate.decrypt")) != ENVDB_OK ||
-	    (rc = envdbi_encryptor_decrypt(m->legacy, r->auth_token, aad, aad_len, &token)) !=
-		    ENVDB_OK) {
+	if (m->plaintext) {
+		/* declared plaintext for the whole run (--legacy-encryptor none) */
+		if ((rc = ENVDB_FAILPOINT("migrate.decrypt")) != ENVDB_OK)
+			return org_set(o, ENVDB_MIGRATE_FAILED, "legacy row %s (database %s): %s",
+				       r->id, r->database_name, envdb_error_last()->message);
+		if ((token = envdbi_secret_new(r->auth_token, strlen(r->auth_token))) == NULL)
+			return envdbi_error(ENVDB_ERR_NOMEM, NULL, "migrate: out of memory");
+		p->plaintext = 1;
+	} else if ((rc = ENVDB_FAILPOINT("migrate.decrypt")) != ENVDB_OK ||
+		   (rc = envdbi_encryptor_decrypt(m->legacy, r->auth_token, aad, aad_len,
+						  &token)) != ENVDB_OK) {
 		const char *why = envdb_error_last()->message;
 
 		return org_set(o, ENVDB_MIGRATE_FAILED,
@@ -406,7 +516,8 @@ static int reseal(mig *m, planned *p, envdb_migrate_org *o)
 static int plan_org(mig *m, envdb_migrate_org *o, const envdbi_tenant_db_row *const *rows,
 		    size_t n, planned *plan, size_t *n_plan)
 {
-	const char *org = rows[0]->organization_id;
+	const char *legacy_org = rows[0]->organization_id, *org = legacy_org;
+	const org_map_entry *mapped = map_find(m, legacy_org);
 	envdb_environment *def = NULL;
 	size_t i, k = 0, suffix = 2;
 	int rc = ENVDB_OK, need_default = 1;
@@ -425,7 +536,7 @@ static int plan_org(mig *m, envdb_migrate_org *o, const envdbi_tenant_db_row *co
 	}
 	if (k == 0) {
 		/* Only archived/failed v4 rows: done before, or never to be done. */
-		rc = envdbi_store_tenant_db_org_has_migrated(m->s, org);
+		rc = envdbi_store_tenant_db_org_has_migrated(m->s, legacy_org);
 		if (rc < 0)
 			return rc;
 		if (rc == 1)
@@ -433,6 +544,28 @@ static int plan_org(mig *m, envdb_migrate_org *o, const envdbi_tenant_db_row *co
 		return org_set(o, ENVDB_MIGRATE_SKIPPED,
 			       "%zu legacy row(s) archived or failed in v4: left as they are",
 			       o->rows_left);
+	}
+
+	/* The organization id must be one v5 can address (resolve, env show,
+	 * member add take it from a command line), or be mapped to one. */
+	if (mapped != NULL) {
+		org = mapped->new_id;
+		if ((o->mapped_to = strdup(org)) == NULL)
+			return envdbi_error(ENVDB_ERR_NOMEM, NULL, "migrate: out of memory");
+	} else if (envdbi_check_ident("migrate v4-to-v5", "organization id", org) != ENVDB_OK) {
+		char *esc = escape_id(org);
+
+		rc = org_set(o, ENVDB_MIGRATE_FAILED,
+			     "%s: v5 cannot address it; map it to a valid id with --map-org "
+			     "'%s=NEW_ID' (or a line '%s=NEW_ID' in --map-org-file)",
+			     envdb_error_last()->message, esc ? esc : "?", esc ? esc : "?");
+		free(esc);
+		envdb_error_clear();
+		return rc;
+	}
+	for (i = 0; i < k; i++) {
+		plan[i].org = org;
+		plan[i].old_org = mapped ? legacy_org : NULL;
 	}
 
 	/* Per row: a known driver, a token, a free database name. */
@@ -514,9 +647,10 @@ static int plan_org(mig *m, envdb_migrate_org *o, const envdbi_tenant_db_row *co
 			}
 			suffix++;
 		}
-		envdbi_uuid_new(p->env_id);
-		envdbi_uuid_new(p->db_id);
-		envdbi_uuid_new(p->cred_id);
+		envdbi_migrate_uuid_next(&m->id_seq, p->env_id);
+		envdbi_migrate_uuid_next(&m->id_seq, p->db_id);
+		envdbi_migrate_uuid_next(&m->id_seq, p->cred_id);
+		envdbi_migrate_uuid_next(&m->id_seq, p->member_id);
 	}
 
 	/* The tokens, last: the costly part, only for organizations that pass. */
@@ -534,14 +668,30 @@ static int plan_org(mig *m, envdb_migrate_org *o, const envdbi_tenant_db_row *co
 static int write_row(mig *m, planned *p, size_t *repointed)
 {
 	const envdbi_tenant_db_row *r = p->row;
-	char meta[160];
+	char meta_buf[160], *meta = meta_buf, *meta_owned = NULL;
 	envdb_environment e;
 	envdb_database d;
 	char display[160];
 	int rc;
 
-	snprintf(meta, sizeof(meta),
-		 "{\"migrated_from\":{\"object\":\"sys_tenant_database\",\"id\":\"%s\"}}", r->id);
+	if (p->old_org == NULL) {
+		snprintf(meta_buf, sizeof(meta_buf),
+			 "{\"migrated_from\":{\"object\":\"sys_tenant_database\",\"id\":\"%s\"}}",
+			 r->id);
+	} else {
+		/* the legacy organization id, which the environment no longer carries */
+		json_t *j = json_pack("{s:{s:s, s:s, s:s%}}", "migrated_from", "object",
+				      "sys_tenant_database", "id", r->id, "organization_id",
+				      p->old_org, strlen(p->old_org));
+
+		meta = meta_owned = j ? json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+		json_decref(j);
+		if (meta == NULL)
+			return envdbi_error(ENVDB_ERR_INVALID, NULL,
+					    "legacy row %s: its organization id is not valid UTF-8 "
+					    "(metadata)",
+					    r->id);
+	}
 	if (p->is_default)
 		snprintf(display, sizeof(display), "Production");
 	else
@@ -550,7 +700,7 @@ static int write_row(mig *m, planned *p, size_t *repointed)
 
 	memset(&e, 0, sizeof(e));
 	e.id = p->env_id;
-	e.organization_id = r->organization_id;
+	e.organization_id = (char *)p->org;
 	e.slug = p->slug;
 	e.display_name = display;
 	e.env_type = (char *)"production";
@@ -563,7 +713,7 @@ static int write_row(mig *m, planned *p, size_t *repointed)
 	e.metadata = meta;
 	if ((rc = envdbi_store_env_insert(m->s, &e, NULL)) != ENVDB_OK ||
 	    (rc = ENVDB_FAILPOINT("migrate.environment")) != ENVDB_OK)
-		return rc;
+		goto out;
 
 	memset(&d, 0, sizeof(d));
 	d.id = p->db_id;
@@ -578,7 +728,7 @@ static int write_row(mig *m, planned *p, size_t *repointed)
 	d.metadata = meta;
 	if ((rc = envdbi_store_db_insert(m->s, &d, NULL)) != ENVDB_OK ||
 	    (rc = ENVDB_FAILPOINT("migrate.database")) != ENVDB_OK)
-		return rc;
+		goto out;
 
 	p->cred.handle = (char *)"";
 	p->cred.authorization = (char *)"full_access";
@@ -587,27 +737,30 @@ static int write_row(mig *m, planned *p, size_t *repointed)
 	rc = envdbi_store_cred_insert(m->s, &p->cred, NULL);
 	p->cred.handle = p->cred.authorization = p->cred.status = NULL;
 	if (rc != ENVDB_OK || (rc = ENVDB_FAILPOINT("migrate.credential")) != ENVDB_OK)
-		return rc;
+		goto out;
 
 	if (m->owner != NULL) {
 		envdb_member mem;
 
 		memset(&mem, 0, sizeof(mem));
+		mem.id = p->member_id;
 		mem.environment_id = p->env_id;
 		mem.user_id = (char *)m->owner;
 		mem.role = (char *)"owner";
 		if ((rc = envdbi_store_member_insert(m->s, &mem, NULL)) != ENVDB_OK ||
 		    (rc = ENVDB_FAILPOINT("migrate.member")) != ENVDB_OK)
-			return rc;
+			goto out;
 	}
 
 	if ((rc = envdbi_store_package_repoint(m->s, r->id, p->env_id, repointed)) != ENVDB_OK ||
 	    (rc = ENVDB_FAILPOINT("migrate.packages")) != ENVDB_OK)
-		return rc;
+		goto out;
 
-	if ((rc = envdbi_store_tenant_db_archive(m->s, r->id, p->env_id)) != ENVDB_OK)
-		return rc;
-	return ENVDB_FAILPOINT("migrate.archive");
+	if ((rc = envdbi_store_tenant_db_archive(m->s, r->id, p->env_id)) == ENVDB_OK)
+		rc = ENVDB_FAILPOINT("migrate.archive");
+out:
+	free(meta_owned);
+	return rc;
 }
 
 /* Record what was (or would be) made for a migrated organization. */
@@ -700,6 +853,8 @@ static void tally(mig *m, size_t mark)
 		case ENVDB_MIGRATE_MIGRATED:
 			r->migrated++;
 			r->rows_migrated += o->n_envs;
+			if (m->plaintext)
+				r->rows_plaintext += o->n_envs;
 			for (j = 0; j < o->n_envs; j++)
 				r->packages_repointed += o->envs[j].packages_repointed;
 			break;
@@ -728,10 +883,12 @@ static int finish(mig *m)
 		envdbi_store_rollback(m->s);
 		return rc;
 	}
-	if (m->dry_run) {
+	if (m->dry_run && !envdbi_store_is_snapshot(m->s)) {
 		envdbi_store_rollback(m->s);
 		return ENVDB_OK;
 	}
+	/* a dry run commits to its private snapshot: later batches and the
+	 * final totals then see what the real run would have written */
 	return envdbi_store_commit(m->s);
 }
 
@@ -851,15 +1008,31 @@ static int run_batch(mig *m, char **cursor, bool *done)
 		envdbi_store_rollback(m->s);
 		goto out;
 	}
+	/* Each organization in a savepoint of the batch transaction: a write
+	 * that fails undoes that organization only, and a kill before the
+	 * durable COMMIT undoes the whole batch. */
 	for (at = 0; at < n && !dirty; at = end) {
 		end = next_group(rows, n, at);
-		rc = migrate_org(m, (const envdbi_tenant_db_row *const *)rows + at, end - at);
-		if (rc < 0) {
+		if ((rc = envdbi_store_begin(m->s)) != ENVDB_OK) {
 			envdbi_store_rollback(m->s);
 			report_truncate(m, mark);
 			goto out;
 		}
-		dirty = rc == 1;
+		rc = migrate_org(m, (const envdbi_tenant_db_row *const *)rows + at, end - at);
+		if (rc < 0) {
+			envdbi_store_rollback(m->s); /* the savepoint */
+			envdbi_store_rollback(m->s); /* the batch */
+			report_truncate(m, mark);
+			goto out;
+		}
+		if (rc == 1) {
+			envdbi_store_rollback(m->s); /* this organization only */
+			continue;
+		}
+		if ((rc = envdbi_store_commit(m->s)) != ENVDB_OK) {
+			/* RELEASE failed: the batch is in doubt, replay it below */
+			dirty = 1;
+		}
 	}
 	if (!dirty && (rc = finish(m)) == ENVDB_OK) {
 		tally(m, mark);
@@ -899,6 +1072,67 @@ static void report_progress(mig *m)
 	p.rows_done = m->rep->rows_migrated;
 	p.elapsed_ms = elapsed_ms(m);
 	m->progress(m->progress_ctx, &p);
+}
+
+/* The organization id map of the options, checked and sorted. */
+static int setup_map(mig *m, const envdb_migrate_opts *opts)
+{
+	size_t n, i;
+	int rc;
+
+	if (opts == NULL || !ENVDB_STRUCT_HAS(opts, envdb_migrate_opts, n_org_map) ||
+	    opts->n_org_map == 0)
+		return ENVDB_OK;
+	n = opts->n_org_map;
+	if (opts->org_map == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
+				    "migrate v4-to-v5: organization map: n_org_map without org_map");
+	if ((m->map = calloc(n, sizeof(*m->map))) == NULL)
+		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "migrate: out of memory");
+	for (i = 0; i < n; i++) {
+		m->map[i].old_id = opts->org_map[2 * i];
+		m->map[i].new_id = opts->org_map[2 * i + 1];
+		if (m->map[i].old_id == NULL || m->map[i].old_id[0] == '\0' ||
+		    m->map[i].new_id == NULL)
+			return envdbi_error(ENVDB_ERR_INVALID, NULL,
+					    "migrate v4-to-v5: organization map: entry %zu is empty",
+					    i + 1);
+		if ((rc = envdbi_check_ident("migrate v4-to-v5: organization map", "new id",
+					     m->map[i].new_id)) != ENVDB_OK)
+			return rc;
+	}
+	m->n_map = n;
+	qsort(m->map, n, sizeof(*m->map), map_cmp);
+	for (i = 0; i < n; i++) {
+		envdbi_tenant_db_row **rows = NULL;
+		size_t nr = 0, j;
+		char q[256];
+
+		envdbi_quote(q, sizeof(q), m->map[i].old_id);
+		if (i > 0 && strcmp(m->map[i].old_id, m->map[i - 1].old_id) == 0)
+			return envdbi_error(ENVDB_ERR_INVALID, NULL,
+					    "migrate v4-to-v5: organization map: \"%s\" is mapped twice",
+					    q);
+		for (j = 0; j < n; j++)
+			if (j != i && strcmp(m->map[i].new_id, m->map[j].new_id) == 0)
+				return envdbi_error(ENVDB_ERR_INVALID, NULL,
+						    "migrate v4-to-v5: organization map: two "
+						    "organizations are mapped to %s (that would merge them)",
+						    m->map[i].new_id);
+		/* a new id that is a legacy organization of its own (not mapped away)
+		 * would merge two organizations as well */
+		if (map_find(m, m->map[i].new_id) != NULL)
+			continue;
+		if ((rc = envdbi_store_tenant_db_list(m->s, &rows, &nr, m->map[i].new_id)) != ENVDB_OK)
+			return rc;
+		envdbi_tenant_db_list_free(rows, nr);
+		if (nr > 0)
+			return envdbi_error(ENVDB_ERR_INVALID, NULL,
+					    "migrate v4-to-v5: organization map: \"%s\" -> %s: %s is "
+					    "the id of another legacy organization (that would merge them)",
+					    q, m->map[i].new_id, m->map[i].new_id);
+	}
+	return ENVDB_OK;
 }
 
 static int setup(mig *m, envdb_ctx *ctx, const envdb_migrate_opts *opts)
@@ -943,6 +1177,12 @@ static int setup(mig *m, envdb_ctx *ctx, const envdb_migrate_opts *opts)
 		name = ctx->manifest->legacy_encryptor;
 	if (name == NULL)
 		name = envdbi_plugin_name(cur);
+	if (strcmp(name, MIGRATE_PLAINTEXT) == 0) {
+		/* an explicit declaration for the whole run, never a guess per row */
+		m->plaintext = 1;
+		m->legacy_name = MIGRATE_PLAINTEXT;
+		return setup_map(m, opts);
+	}
 	m->legacy = envdbi_plugins_find(ctx->plugins, name, ENVDB_PLUGIN_ENCRYPTOR);
 	if (m->legacy == NULL)
 		return envdbi_error(ENVDB_ERR_CONFIG, NULL,
@@ -950,7 +1190,40 @@ static int setup(mig *m, envdb_ctx *ctx, const envdb_migrate_opts *opts)
 				    "that name is loaded",
 				    name);
 	m->legacy_name = envdbi_plugin_name(m->legacy);
-	return ENVDB_OK;
+	return setup_map(m, opts);
+}
+
+/* The whole store's totals at the end of the run (the report's store_*):
+ * a count over the legacy table, so that concurrent runs add up.  A failure
+ * here leaves them 0 and does not fail the run. */
+static void store_totals(mig *m)
+{
+	envdbi_legacy_counts c;
+	const envdb_error *e = envdb_error_last();
+	int keep = e->status;
+	char *msg = keep ? strdup(e->message) : NULL;
+
+	if (envdbi_store_tenant_db_counts(m->s, &c) == ENVDB_OK) {
+		m->rep->store_done = c.orgs_done;
+		m->rep->store_open = c.orgs_open;
+		m->rep->store_inactive = c.orgs_inactive;
+	}
+	if (keep)
+		envdbi_error(keep, NULL, "%s", msg ? msg : "");
+	else
+		envdb_error_clear();
+	free(msg);
+}
+
+static void cleanup(mig *m)
+{
+	if (m->snapshot != NULL)
+		envdbi_store_close(m->snapshot);
+	else if (m->s != NULL && !m->dry_run)
+		(void)envdbi_store_bulk(m->s, false, 0, 0);
+	m->snapshot = NULL;
+	free(m->map);
+	m->map = NULL;
 }
 
 int envdb_migrate_v4_to_v5(envdb_migrate_report **out, envdb_ctx *ctx,
@@ -966,8 +1239,24 @@ int envdb_migrate_v4_to_v5(envdb_migrate_report **out, envdb_ctx *ctx,
 	*out = NULL;
 	memset(&m, 0, sizeof(m));
 	clock_gettime(CLOCK_MONOTONIC, &m.t0);
-	if ((rc = setup(&m, ctx, opts)) != ENVDB_OK)
+	if ((rc = setup(&m, ctx, opts)) != ENVDB_OK) {
+		free(m.map);
 		return rc;
+	}
+	if (m.dry_run && !envdbi_store_is_snapshot(m.s)) {
+		/* never write the control plane in a dry run, not even frames of
+		 * a transaction rolled back: run on a private copy */
+		if ((rc = envdbi_store_snapshot(&m.snapshot, m.s)) != ENVDB_OK) {
+			free(m.map);
+			return rc;
+		}
+		m.s = m.snapshot;
+	}
+	if (!m.dry_run && (rc = envdbi_store_bulk(m.s, true, MIGRATE_CACHE_KIB,
+						 MIGRATE_WAL_PAGES)) != ENVDB_OK) {
+		free(m.map);
+		return rc;
+	}
 	if ((m.rep = calloc(1, sizeof(*m.rep))) == NULL)
 		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "migrate: out of memory");
 	m.rep->struct_size = sizeof(*m.rep);
@@ -996,8 +1285,10 @@ int envdb_migrate_v4_to_v5(envdb_migrate_report **out, envdb_ctx *ctx,
 			goto stopped;
 		report_progress(&m);
 	}
+	store_totals(&m);
 	m.rep->elapsed_ms = elapsed_ms(&m);
 	free(after);
+	cleanup(&m);
 	*out = m.rep;
 	return ENVDB_OK;
 
@@ -1005,12 +1296,145 @@ stopped:
 	/* What was committed before stays reported; the error is returned too. */
 	m.rep->stopped_status = rc;
 	m.rep->stopped_message = dup_last_error();
+	store_totals(&m);
 	m.rep->elapsed_ms = elapsed_ms(&m);
 	free(after);
+	cleanup(&m);
 	*out = m.rep;
 	return rc;
 fail:
 	envdb_migrate_report_free(m.rep);
 	free(after);
+	cleanup(&m);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Wiping the v4 tokens of migrated rows                                     */
+/* ------------------------------------------------------------------------ */
+
+void envdb_wipe_report_free(envdb_wipe_report *r)
+{
+	size_t i;
+
+	if (r == NULL)
+		return;
+	for (i = 0; i < r->n_rows; i++) {
+		free(r->rows[i].legacy_id);
+		free(r->rows[i].organization_id);
+		free(r->rows[i].environment_id);
+		free(r->rows[i].reason);
+	}
+	free(r->rows);
+	free(r);
+}
+
+/* Does the environment `env_id` resolve: its database, its active
+ * full_access credential, which decrypts?  0 yes, ENVDB_ERR_* no (the last
+ * error says why), a fatal status when the store fails. */
+static int env_resolves(envdb_ctx *ctx, envdbi_store *s, const char *env_id)
+{
+	envdb_database *d = NULL;
+	envdb_credential *c = NULL;
+	envdbi_secret *secret = NULL;
+	int rc;
+
+	if ((rc = envdbi_store_db_get_by_env(s, &d, env_id)) != ENVDB_OK)
+		goto out;
+	if ((rc = envdbi_store_cred_get_active(s, &c, d->id, "full_access")) != ENVDB_OK)
+		goto out;
+	rc = envdbi_credential_open(&secret, ctx, c, d);
+out:
+	envdbi_secret_free(secret);
+	envdb_credential_free(c);
+	envdb_database_free(d);
+	return rc;
+}
+
+int envdb_migrate_wipe_legacy_tokens(envdb_wipe_report **out, envdb_ctx *ctx, int dry_run)
+{
+	envdbi_tenant_db_row **rows = NULL;
+	envdb_wipe_report *r = NULL;
+	envdbi_store *s;
+	size_t n = 0, i, k = 0;
+	int rc, txn = 0;
+
+	if (out == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "migrate wipe-legacy-tokens: no report pointer");
+	*out = NULL;
+	if (ctx == NULL || ctx->store == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
+				    "migrate wipe-legacy-tokens: the context has no control plane open");
+	s = ctx->store;
+	if (!envdbi_store_legacy(s))
+		return envdbi_error(ENVDB_ERR_CONFIG, NULL,
+				    "migrate wipe-legacy-tokens: the manifest does not register the "
+				    "legacy objects (legacy.register_shim is false)");
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "migrate: out of memory");
+	r->struct_size = sizeof(*r);
+	r->dry_run = dry_run != 0;
+	if (!dry_run) {
+		/* one transaction: the rows read are the rows wiped */
+		if ((rc = envdbi_store_begin(s)) != ENVDB_OK)
+			goto fail;
+		txn = 1;
+	}
+	if ((rc = envdbi_store_tenant_db_list(s, &rows, &n, NULL)) != ENVDB_OK)
+		goto fail;
+	for (i = 0; i < n; i++)
+		if (rows[i]->migrated_environment_id != NULL && rows[i]->auth_token != NULL)
+			k++;
+	if (k > 0 && (r->rows = calloc(k, sizeof(*r->rows))) == NULL) {
+		rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "migrate: out of memory");
+		goto fail;
+	}
+	for (i = 0; i < n; i++) {
+		const envdbi_tenant_db_row *t = rows[i];
+		envdb_wipe_row *w;
+
+		if (t->migrated_environment_id == NULL || t->auth_token == NULL)
+			continue;
+		w = &r->rows[r->n_rows++];
+		w->legacy_id = strdup(t->id);
+		w->organization_id = strdup(t->organization_id);
+		w->environment_id = strdup(t->migrated_environment_id);
+		if (!w->legacy_id || !w->organization_id || !w->environment_id) {
+			rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "migrate: out of memory");
+			goto fail;
+		}
+		rc = env_resolves(ctx, s, t->migrated_environment_id);
+		if (rc != ENVDB_OK && is_fatal(rc))
+			goto fail;
+		if (rc != ENVDB_OK) {
+			if (asprintf(&w->reason,
+				     "legacy row %s (database %s): environment %s does not resolve: "
+				     "%s; token kept",
+				     t->id, t->database_name, t->migrated_environment_id,
+				     envdb_error_last()->message) < 0)
+				w->reason = NULL;
+			envdb_error_clear();
+			r->refused++;
+			continue;
+		}
+		if (!dry_run && (rc = envdbi_store_tenant_db_wipe_token(
+					 s, t->id, t->migrated_environment_id)) != ENVDB_OK)
+			goto fail;
+		w->wiped = 1;
+		r->wiped++;
+	}
+	if (txn) {
+		txn = 0;
+		if ((rc = envdbi_store_commit(s)) != ENVDB_OK)
+			goto fail;
+	}
+	envdbi_tenant_db_list_free(rows, n);
+	*out = r;
+	return ENVDB_OK;
+fail:
+	if (txn)
+		envdbi_store_rollback(s);
+	envdbi_tenant_db_list_free(rows, n);
+	envdb_wipe_report_free(r);
 	return rc;
 }

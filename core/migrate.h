@@ -38,4 +38,16 @@ size_t envdbi_legacy_token_aad(char *buf, size_t cap, const char *legacy_id);
  */
 int envdbi_migrate_driver_of_url(envdbi_plugins *set, const char **driver, const char *url);
 
+/**
+ * Ids for the rows one migration run writes, in creation order: canonical
+ * UUID text of version 4 and RFC 4122 variant, whose first 60 bits are a
+ * counter started from the run's clock (milliseconds << 12) and whose last
+ * 62 bits are random (libsodium).  A run inserts 100,000s of rows: with
+ * random ids every primary-key and reference index takes each insert on a
+ * random leaf, so every large transaction dirties (and writes) nearly all
+ * of their pages again; ids in creation order append.  Unique across runs
+ * by the random part.  *state starts at 0; not thread-safe.
+ */
+void envdbi_migrate_uuid_next(uint64_t *state, char out[37]);
+
 #endif /* ENVDB_MIGRATE_H */

@@ -48,6 +48,7 @@ struct envdbi_store {
 	pthread_mutex_t lock; /* recursive */
 	pthread_t owner;      /* thread of the open transaction (depth > 0) */
 	int depth;            /* transaction depth of `owner` */
+	bool snapshot;        /* an in-memory copy (ENVDB_OPEN_SNAPSHOT) */
 	cached_stmt cache[STMT_CACHE];
 };
 
@@ -1356,6 +1357,129 @@ static int open_error(envdbi_store *s, int sqlite_rc)
 	return db_error(s, sqlite_rc, "open");
 }
 
+/* ------------------------------------------------------------------------ */
+/* Snapshots: a private in-memory copy, read without writing to the file     */
+/* ------------------------------------------------------------------------ */
+
+/* "file:" URI of `path` with `query`, percent-escaping what a URI reserves. */
+static char *file_uri(const char *path, const char *query)
+{
+	envdbi_strbuf b = ENVDBI_STRBUF_INIT;
+	envdbi_strbuf_puts(&b, "file:");
+	for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+		if (*p == '%' || *p == '?' || *p == '#' || *p <= 0x20 || *p >= 0x7f)
+			envdbi_strbuf_printf(&b, "%%%02X", *p);
+		else
+			envdbi_strbuf_putc(&b, (char)*p);
+	}
+	envdbi_strbuf_printf(&b, "?%s", query);
+	if (b.failed) {
+		envdbi_strbuf_free(&b);
+		return NULL;
+	}
+	return b.data;
+}
+
+static bool wal_exists(const char *path)
+{
+	char wal[PATH_MAX];
+	struct stat st;
+	if (snprintf(wal, sizeof wal, "%s-wal", path) >= (int)sizeof wal)
+		return true; /* cannot tell: take the path that reads the WAL */
+	return stat(wal, &st) == 0;
+}
+
+/* Copy everything of `src` (database "main") into `dst`. */
+static int backup_all(envdbi_store *s, sqlite3 *dst, sqlite3 *src, const char *what)
+{
+	sqlite3_backup *b = sqlite3_backup_init(dst, "main", src, "main");
+	int rc;
+	if (b == NULL)
+		return envdbi_error(ENVDB_ERR_IO, NULL, "control plane %s: %s: %s", s->path, what,
+				    sqlite3_errmsg(dst));
+	rc = sqlite3_backup_step(b, -1);
+	sqlite3_backup_finish(b);
+	if (rc != SQLITE_DONE)
+		return envdbi_error((rc & 0xff) == SQLITE_BUSY ? ENVDB_ERR_BUSY : ENVDB_ERR_IO, NULL,
+				    "control plane %s: %s: %s", s->path, what,
+				    sqlite3_errstr(rc));
+	return 0;
+}
+
+/*
+ * Read the file at s->path into the in-memory connection s->db without
+ * writing a byte to the file, its -wal or its -shm.  A read-only
+ * connection alone is not enough: it sets read marks in the -shm and
+ * rebuilds a stale wal-index there (a writer was killed), so the -shm is
+ * opened read-only too (readonly_shm=1: SQLite then reads the WAL into
+ * private memory when no other process has the file open, and uses an
+ * existing read mark otherwise).  Without a -wal, such a connection would
+ * create one: then nothing is to be replayed and the main file is read as
+ * it is (immutable=1), and the copy is retried through the WAL if a -wal
+ * appeared meanwhile (a writer started).
+ */
+static int open_snapshot(envdbi_store *s)
+{
+	int rc = 0;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		bool wal = attempt > 0 || wal_exists(s->path);
+		char *uri = file_uri(s->path, wal ? "mode=ro&readonly_shm=1" : "mode=ro&immutable=1");
+		sqlite3 *src = NULL;
+		if (uri == NULL)
+			return nomem();
+		rc = sqlite3_open_v2(uri, &src, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+		free(uri);
+		if (rc != SQLITE_OK) {
+			rc = envdbi_error(ENVDB_ERR_IO, NULL, "control plane %s: open a snapshot: %s",
+					  s->path, src ? sqlite3_errmsg(src) : sqlite3_errstr(rc));
+			sqlite3_close_v2(src);
+			return rc;
+		}
+		sqlite3_busy_timeout(src, (int)(s->busy_timeout_ms > 0x7fffffff ? 0x7fffffff
+										 : s->busy_timeout_ms));
+		rc = backup_all(s, s->db, src, "copy a snapshot");
+		sqlite3_close_v2(src);
+		if (rc != 0)
+			return rc;
+		if (wal || !wal_exists(s->path))
+			return 0;
+	}
+	return rc;
+}
+
+int envdbi_store_snapshot(envdbi_store **out, envdbi_store *src)
+{
+	envdbi_store *s = NULL;
+	int rc;
+	*out = NULL;
+	if ((rc = envdbi_store_open_path(&s, ":memory:", src->busy_timeout_ms, false,
+					 ENVDB_OPEN_CREATE)) != 0)
+		return rc;
+	stmt_cache_clear(s);
+	lock(src);
+	rc = backup_all(src, s->db, src->db, "copy a snapshot");
+	unlock(src);
+	if (rc != 0) {
+		envdbi_store_close(s);
+		return rc;
+	}
+	s->legacy = src->legacy;
+	s->version = src->version;
+	s->snapshot = true;
+	free(s->path);
+	if ((s->path = strdup(src->path)) == NULL) {
+		envdbi_store_close(s);
+		return nomem();
+	}
+	*out = s;
+	return 0;
+}
+
+bool envdbi_store_is_snapshot(const envdbi_store *s)
+{
+	return s->snapshot;
+}
+
 int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_timeout_ms,
 			   bool legacy_shim, unsigned flags)
 {
@@ -1390,7 +1514,19 @@ int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_ti
 	/* SQLite would create the file with 0644 & ~umask, and its -wal and
 	 * -shm files with the mode of the main file: create it owner-only
 	 * first.  An existing file keeps the mode its owner gave it. */
-	if ((flags & ENVDB_OPEN_CREATE) && strcmp(path, ":memory:") != 0) {
+	if (flags & ENVDB_OPEN_SNAPSHOT) {
+		s->snapshot = true;
+		if ((rc = sqlite3_open_v2(":memory:", &s->db,
+					  SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL)) !=
+		    SQLITE_OK) {
+			rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "control plane %s: snapshot: %s",
+					  path, sqlite3_errstr(rc));
+			goto fail;
+		}
+		if ((rc = open_snapshot(s)) != 0)
+			goto fail;
+		flags &= ~(unsigned)ENVDB_OPEN_CREATE;
+	} else if ((flags & ENVDB_OPEN_CREATE) && strcmp(path, ":memory:") != 0) {
 		int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 
 		if (fd >= 0) {
@@ -1413,10 +1549,11 @@ int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_ti
 				  path, (unsigned)(stt.st_mode & 07777), (unsigned)stt.st_uid);
 		goto fail;
 	}
-	rc = sqlite3_open_v2(path, &s->db,
-			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX |
-				     ((flags & ENVDB_OPEN_CREATE) ? SQLITE_OPEN_CREATE : 0),
-			     NULL);
+	if (!s->snapshot)
+		rc = sqlite3_open_v2(path, &s->db,
+				     SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX |
+					     ((flags & ENVDB_OPEN_CREATE) ? SQLITE_OPEN_CREATE : 0),
+				     NULL);
 	if (rc != SQLITE_OK) {
 		rc = open_error(s, rc);
 		goto fail;
@@ -1447,9 +1584,9 @@ int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_ti
 		}
 	}
 	snprintf(sql, sizeof sql, "PRAGMA journal_mode = WAL");
-	if ((rc = exec_sql(s, sql, "enable WAL")) != 0)
+	if (!s->snapshot && (rc = exec_sql(s, sql, "enable WAL")) != 0)
 		goto fail;
-	if ((rc = exec_sql(s, "PRAGMA synchronous = FULL", "set synchronous")) != 0)
+	if (!s->snapshot && (rc = exec_sql(s, "PRAGMA synchronous = FULL", "set synchronous")) != 0)
 		goto fail;
 	if ((rc = migrate(s, flags)) != 0)
 		goto fail;
@@ -2324,8 +2461,13 @@ int envdbi_store_tenant_db_counts(envdbi_store *s, envdbi_legacy_counts *out)
 	lock(s);
 	if ((rc = stmt_get(s, &st,
 			   "SELECT count(*), coalesce(sum(p > 0), 0), coalesce(sum(p = 0), 0), "
-			   "coalesce(sum(p), 0) FROM (SELECT sum(\"migrated_environment_id\" IS NULL) "
-			   "AS p FROM \"sys_tenant_database\" GROUP BY \"organization_id\")")) != 0)
+			   "coalesce(sum(p), 0), coalesce(sum(a = 0 AND m > 0), 0), "
+			   "coalesce(sum(a > 0), 0), coalesce(sum(a = 0 AND m = 0), 0) FROM "
+			   "(SELECT sum(\"migrated_environment_id\" IS NULL) AS p, "
+			   "sum(\"migrated_environment_id\" IS NULL AND \"status\" IN "
+			   "('active', 'suspended')) AS a, "
+			   "sum(\"migrated_environment_id\" IS NOT NULL) AS m "
+			   "FROM \"sys_tenant_database\" GROUP BY \"organization_id\")")) != 0)
 		goto out;
 	int step = sqlite3_step(st);
 	if (step != SQLITE_ROW) {
@@ -2336,6 +2478,9 @@ int envdbi_store_tenant_db_counts(envdbi_store *s, envdbi_legacy_counts *out)
 	out->orgs_pending = (size_t)sqlite3_column_int64(st, 1);
 	out->orgs_migrated = (size_t)sqlite3_column_int64(st, 2);
 	out->rows_pending = (size_t)sqlite3_column_int64(st, 3);
+	out->orgs_done = (size_t)sqlite3_column_int64(st, 4);
+	out->orgs_open = (size_t)sqlite3_column_int64(st, 5);
+	out->orgs_inactive = (size_t)sqlite3_column_int64(st, 6);
 out:
 	stmt_put(s, st);
 	unlock(s);
@@ -2421,6 +2566,45 @@ int envdbi_store_tenant_db_archive(envdbi_store *s, const char *id, const char *
 	else if (changes == 0)
 		rc = envdbi_error(ENVDB_ERR_STATE, NULL,
 				  "legacy tenant database %s: archive: gone or already migrated", id);
+	unlock(s);
+	return rc;
+}
+
+int envdbi_store_tenant_db_wipe_token(envdbi_store *s, const char *id, const char *environment_id)
+{
+	int changes = 0, rc = need_legacy(s);
+	if (rc)
+		return rc;
+	if (id == NULL || environment_id == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
+				    "legacy tenant database: wipe token: no id or no environment id");
+	lock(s);
+	int step = exec_raw(s,
+			    "UPDATE \"sys_tenant_database\" SET \"auth_token\" = NULL, "
+			    "\"updated_at\" = ?1 WHERE \"id\" = ?2 AND "
+			    "\"migrated_environment_id\" = ?3",
+			    (bindv[]){BI(envdbi_now()), BT(id), BT(environment_id)}, 3, &changes);
+	if (step != SQLITE_DONE)
+		rc = db_error(s, step, "wipe legacy token");
+	else if (changes == 0)
+		rc = envdbi_error(ENVDB_ERR_STATE, NULL,
+				  "legacy tenant database %s: wipe token: gone or not migrated", id);
+	unlock(s);
+	return rc;
+}
+
+int envdbi_store_bulk(envdbi_store *s, bool on, int64_t cache_kib, int64_t wal_pages)
+{
+	char sql[128];
+	if (s->snapshot)
+		return 0;
+	if (on)
+		snprintf(sql, sizeof sql, "PRAGMA cache_size = %lld; PRAGMA wal_autocheckpoint = %lld",
+			 -(long long)cache_kib, (long long)wal_pages);
+	else
+		snprintf(sql, sizeof sql, "PRAGMA cache_size = -2000; PRAGMA wal_autocheckpoint = 1000");
+	lock(s);
+	int rc = exec_sql(s, sql, "bulk settings");
 	unlock(s);
 	return rc;
 }

@@ -101,6 +101,26 @@ int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_ti
  * or directory the process may not write).  envdbi_store_open() reports
  * with it. */
 int envdbi_store_status_of_sqlite(int sqlite_rc);
+/**
+ * A private in-memory copy of `src` (everything of its file as this
+ * connection sees it), for a dry run on a store that was opened for
+ * writing: what is written to the copy never reaches the file.  *out is
+ * owned by the caller (envdbi_store_close()).  A store opened with
+ * ENVDB_OPEN_SNAPSHOT (flags of envdbi_store_open) is such a copy from the
+ * start, taken without writing to the file, its -wal or its -shm.
+ */
+int envdbi_store_snapshot(envdbi_store **out, envdbi_store *src);
+/** True for a store that is an in-memory copy (see above). */
+bool envdbi_store_is_snapshot(const envdbi_store *s);
+
+/**
+ * Settings for one long bulk writer (the migration): on, a page cache large
+ * enough for the pages a big transaction dirties (so they are not spilled
+ * into the WAL before the commit) and a WAL that is checkpointed when it
+ * reaches `wal_pages` pages instead of the default 1,000 (each checkpoint
+ * rewrites the pages into the main file); off, the defaults again.
+ */
+int envdbi_store_bulk(envdbi_store *s, bool on, int64_t cache_kib, int64_t wal_pages);
 
 /** Close; NULL allowed.  A transaction still open is rolled back. */
 void envdbi_store_close(envdbi_store *s);
@@ -463,6 +483,10 @@ typedef struct envdbi_legacy_counts {
 	size_t orgs_pending;  /**< ... with at least one row not migrated */
 	size_t orgs_migrated; /**< ... whose every row is migrated */
 	size_t rows_pending;  /**< rows not migrated */
+	/* By what is left of each organization (the three add up to orgs): */
+	size_t orgs_done;     /**< some row migrated, no active/suspended row left */
+	size_t orgs_open;     /**< an active or suspended row not migrated */
+	size_t orgs_inactive; /**< nothing migrated, only archived/failed v4 rows */
 } envdbi_legacy_counts;
 int envdbi_store_tenant_db_counts(envdbi_store *s, envdbi_legacy_counts *out);
 
@@ -475,6 +499,12 @@ int envdbi_store_tenant_db_org_has_migrated(envdbi_store *s, const char *organiz
  * yet (compare-and-set); ENVDB_ERR_STATE "... gone or already migrated"
  * otherwise. */
 int envdbi_store_tenant_db_archive(envdbi_store *s, const char *id, const char *environment_id);
+
+/** Set auth_token NULL (and updated_at) on legacy row `id` only if it is
+ * migrated (compare-and-set on migrated_environment_id = `environment_id`);
+ * ENVDB_ERR_STATE otherwise. */
+int envdbi_store_tenant_db_wipe_token(envdbi_store *s, const char *id,
+				      const char *environment_id);
 
 /** The deprecated shim's notice, logged (warning) when the store opens with
  * the legacy objects registered and they hold rows: "run envdb migrate

@@ -123,6 +123,11 @@ int legacy_seed_row(envdb_ctx *ctx, const char *legacy_encryptor, const legacy_r
 		if (ct == NULL)
 			rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "legacy seed: out of memory");
 		break;
+	case LEGACY_TOKEN_PLAINTEXT:
+		ct = strdup(r->token);
+		if (ct == NULL)
+			rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "legacy seed: out of memory");
+		break;
 	case LEGACY_TOKEN_NONE:
 	default:
 		break;

@@ -24,7 +24,8 @@ enum legacy_token_kind {
 	LEGACY_TOKEN_NONE,          /**< auth_token NULL */
 	LEGACY_TOKEN_WRONG_AAD,     /**< sealed for another row (copied ciphertext) */
 	LEGACY_TOKEN_GARBAGE,       /**< not encryptor output at all */
-	LEGACY_TOKEN_CURRENT_KEY    /**< sealed with the *current* encryptor */
+	LEGACY_TOKEN_CURRENT_KEY,   /**< sealed with the *current* encryptor */
+	LEGACY_TOKEN_PLAINTEXT      /**< the token itself (v4's default no-op encryptor) */
 };
 
 /** One legacy row.  Strings borrowed for the call; NULL gives the default

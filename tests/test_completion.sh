@@ -105,7 +105,7 @@ run_checks()
 		sed -n 's/^      "id": "\([^"]*\)",$/\1/p' | sort | tr '\n' ' ' | sed 's/ $//')" \
 		"$envdb" cred revoke acme/prod ""
 	expect_has "a credential id by prefix" "$cred" "$envdb" cred revoke acme/prod "${cred:0:8}"
-	expect "options of migrate" "--batch --by --dry-run --help --json --legacy-encryptor" \
+	expect "options of migrate" "--batch --by --dry-run --help --json --legacy-encryptor --map-org --map-org-file" \
 		"$envdb" migrate v4-to-v5 --
 	expect "help COMMAND" "manifest member migrate" "$envdb" help m
 	unset ENVDB_MANIFEST

@@ -25,6 +25,7 @@
 #include <pty.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1640,12 +1641,555 @@ START_TEST(test_adopted_reconcile_cli)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* Issue 17: real v4 deployments                                             */
+/* ------------------------------------------------------------------------ */
+
+/* One legacy row of organization `org` (a turso URL, database tenant_N). */
+static void seed_one(envdb_ctx *ctx, const char *org, int n, const char *token, int kind)
+{
+	legacy_row r = {0};
+	char name[64], url[128];
+	int rc;
+
+	snprintf(name, sizeof(name), "tenant_%d", n);
+	snprintf(url, sizeof(url), "libsql://tenant-%d.example.turso.io", n);
+	r.organization_id = org;
+	r.database_name = name;
+	r.database_url = url;
+	r.token = token;
+	r.token_kind = kind;
+	rc = legacy_seed_row(ctx, NULL, &r, NULL);
+	ck_assert_msg(rc == 0, "seed row %d: %s", n, envdb_error_last()->message);
+}
+
+static envdb_migrate_report *run_migrate_opts(fx *f, envdb_migrate_opts *o, int want_rc)
+{
+	envdb_migrate_report *rep = NULL;
+	envdb_ctx *ctx = fx_open(f);
+	int rc = envdb_migrate_v4_to_v5(&rep, ctx, o);
+
+	ck_assert_msg(rc == want_rc, "migrate: %d (%s), expected %d", rc,
+		      envdb_error_last()->message, want_rc);
+	envdb_close(ctx);
+	return rep;
+}
+
+static void assert_resolves(fx *f, const char *org, const char *token)
+{
+	envdb_connection *conn = NULL;
+	envdb_ctx *ctx = fx_open(f);
+	int rc = envdb_resolve(&conn, ctx, org, "prod", "alice");
+
+	ck_assert_msg(rc == 0, "resolve %s/prod: %s", org, envdb_error_last()->message);
+	ck_assert_str_eq(conn->secret, token);
+	envdb_connection_free(conn);
+	envdb_close(ctx);
+}
+
+/* v4's default encryptor was a no-op: tokens in clear.  Declared with the
+ * reserved legacy encryptor name "none", they are migrated and sealed. */
+START_TEST(test_plaintext_tokens)
+{
+	fx f;
+	envdb_ctx *ctx;
+	envdb_migrate_opts o = ENVDB_MIGRATE_OPTS_INIT;
+	envdb_migrate_report *rep;
+	envdbi_tenant_db_row **rows = NULL;
+	char tok[64], *out = NULL, *err = NULL;
+	size_t n = 0, i;
+	int st;
+
+	fx_init(&f, true);
+	ctx = fx_open(&f);
+	for (i = 0; i < 4; i++) {
+		char org[32];
+
+		snprintf(org, sizeof(org), "plain-%zu", i);
+		snprintf(tok, sizeof(tok), "eyJhbGciOiJFZERTQSJ9.plain-%zu.sig", i);
+		seed_one(ctx, org, (int)i, tok, LEGACY_TOKEN_PLAINTEXT);
+	}
+	envdb_close(ctx);
+	copy_file(f.control, f.pristine);
+
+	/* the legacy encryptor of the manifest refuses them, as before */
+	rep = run_migrate(&f, 0, 0, "alice");
+	ck_assert_uint_eq(rep->failed, 4);
+	ck_assert_uint_eq(rep->migrated, 0);
+	envdb_migrate_report_free(rep);
+
+	/* declared plaintext: every row migrated, counted, sealed */
+	o.by = "alice";
+	o.legacy_encryptor = "none";
+	rep = run_migrate_opts(&f, &o, 0);
+	ck_assert_uint_eq(rep->migrated, 4);
+	ck_assert_uint_eq(rep->failed, 0);
+	ck_assert_uint_eq(rep->rows_plaintext, 4);
+	envdb_migrate_report_free(rep);
+	for (i = 0; i < 4; i++) {
+		char org[32];
+
+		snprintf(org, sizeof(org), "plain-%zu", i);
+		snprintf(tok, sizeof(tok), "eyJhbGciOiJFZERTQSJ9.plain-%zu.sig", i);
+		assert_resolves(&f, org, tok);
+	}
+	/* the new credentials are ciphertexts, not the plaintext */
+	ctx = fx_open(&f);
+	{
+		envdb_credential **c = NULL;
+		size_t nc = 0;
+
+		ck_assert_int_eq(envdbi_store_cred_list(ctx->store, &c, &nc, NULL), 0);
+		ck_assert_uint_eq(nc, 4);
+		for (i = 0; i < nc; i++)
+			ck_assert_ptr_null(strstr(c[i]->secret_ciphertext, "plain-"));
+		envdb_credential_list_free(c, nc);
+	}
+	ck_assert_int_eq(envdbi_store_tenant_db_list(ctx->store, &rows, &n, NULL), 0);
+	envdbi_tenant_db_list_free(rows, n);
+	envdb_close(ctx);
+	assert_check_clean(&f);
+
+	/* the command: --legacy-encryptor none, a warning in the report */
+	fx_restore(&f);
+	st = run_cli(&f, "--json migrate v4-to-v5 --legacy-encryptor none --by alice", &out, &err);
+	ck_assert_msg(st == 0, "exit %d: %s", st, err);
+	ck_assert_ptr_nonnull(strstr(out, "\"rows_plaintext\": 4"));
+	ck_assert_ptr_nonnull(strstr(out, "declared plaintext"));
+	ck_assert_ptr_nonnull(strstr(err, "warning"));
+	free(out);
+	free(err);
+	fx_done(&f);
+}
+END_TEST
+
+static const char *const odd_orgs[] = {
+	"acme corp", "a/b", "caf\xc3\xa9", "-lead", "a..b", "tab\there", NULL /* 200 bytes */,
+};
+#define N_ODD (sizeof(odd_orgs) / sizeof(odd_orgs[0]))
+
+/* Organization ids v5 cannot address are refused with a reason that says
+ * how to map them; mapped, they migrate under the new id and resolve. */
+START_TEST(test_unaddressable_orgs)
+{
+	fx f;
+	envdb_ctx *ctx;
+	envdb_migrate_opts o = ENVDB_MIGRATE_OPTS_INIT;
+	envdb_migrate_report *rep;
+	char long_id[201], tok[64], *out = NULL, *err = NULL, args[512];
+	const char *ids[N_ODD];
+	const char *map[4];
+	size_t i;
+	int st;
+
+	memset(long_id, 'x', 200);
+	long_id[200] = '\0';
+	for (i = 0; i < N_ODD; i++)
+		ids[i] = odd_orgs[i] ? odd_orgs[i] : long_id;
+	fx_init(&f, true);
+	ctx = fx_open(&f);
+	for (i = 0; i < N_ODD; i++) {
+		snprintf(tok, sizeof(tok), "tok-odd-%zu", i);
+		seed_one(ctx, ids[i], (int)i, tok, LEGACY_TOKEN_GOOD);
+	}
+	seed_one(ctx, "fine-org", 99, "tok-fine", LEGACY_TOKEN_GOOD);
+	envdb_close(ctx);
+	copy_file(f.control, f.pristine);
+
+	rep = run_migrate(&f, 0, 0, "alice");
+	ck_assert_uint_eq(rep->migrated, 1);
+	ck_assert_uint_eq(rep->failed, N_ODD);
+	for (i = 0; i < N_ODD; i++) {
+		const envdb_migrate_org *org = find_org(rep, ids[i]);
+
+		ck_assert_ptr_nonnull(org);
+		ck_assert_int_eq(org->outcome, ENVDB_MIGRATE_FAILED);
+		ck_assert_msg(strstr(org->reason, "--map-org") != NULL, "reason: %s", org->reason);
+		ck_assert_ptr_null(strchr(org->reason, '\t')); /* escaped, never raw */
+	}
+	envdb_migrate_report_free(rep);
+	assert_resolves(&f, "fine-org", "tok-fine");
+	assert_check_clean(&f); /* nothing unaddressable was made */
+
+	/* mapped: migrated under the new id, reachable */
+	map[0] = "acme corp";
+	map[1] = "acme-corp";
+	map[2] = "tab\there";
+	map[3] = "tab-here";
+	o.by = "alice";
+	o.org_map = map;
+	o.n_org_map = 2;
+	rep = run_migrate_opts(&f, &o, 0);
+	ck_assert_uint_eq(rep->migrated, 2);
+	ck_assert_uint_eq(rep->failed, N_ODD - 2);
+	ck_assert_str_eq(find_org(rep, "acme corp")->mapped_to, "acme-corp");
+	envdb_migrate_report_free(rep);
+	assert_resolves(&f, "acme-corp", "tok-odd-0");
+	assert_resolves(&f, "tab-here", "tok-odd-5");
+	assert_check_clean(&f);
+
+	/* bad maps are refused before anything is done */
+	map[1] = "bad id";
+	o.n_org_map = 1;
+	rep = run_migrate_opts(&f, &o, ENVDB_ERR_INVALID);
+	ck_assert_ptr_null(rep);
+	map[0] = "a/b";
+	map[1] = "fine-org"; /* another legacy organization: would merge */
+	rep = run_migrate_opts(&f, &o, ENVDB_ERR_INVALID);
+	ck_assert_ptr_null(rep);
+
+	/* the command reads the escaped form the report prints */
+	snprintf(args, sizeof(args),
+		 "--json migrate v4-to-v5 --by alice --map-org 'a/b=a-b' --map-org 'caf\\xc3\\xa9=cafe'");
+	st = run_cli(&f, args, &out, &err);
+	ck_assert_msg(st == EX_DATAERR, "exit %d: %s", st, err); /* 3 left unmapped */
+	ck_assert_ptr_nonnull(strstr(out, "\"mapped_to\": \"cafe\""));
+	free(out);
+	free(err);
+	assert_resolves(&f, "cafe", "tok-odd-2");
+	assert_resolves(&f, "a-b", "tok-odd-1");
+
+	/* envdb check notices an unaddressable organization id however it came */
+	ctx = fx_open(&f);
+	{
+		envdb_environment e = {0};
+		envdb_violation **v = NULL;
+		size_t nv = 0, hits = 0;
+
+		e.organization_id = (char *)"bad org";
+		e.slug = (char *)"dev";
+		e.status = (char *)"archived";
+		ck_assert_int_eq(envdbi_store_env_insert(ctx->store, &e, NULL), 0);
+		ck_assert_int_eq(envdb_check(&v, &nv, ctx), 0);
+		for (i = 0; i < nv; i++)
+			if (strcmp(v[i]->invariant, "organization_addressable") == 0)
+				hits++;
+		ck_assert_uint_eq(hits, 1);
+		envdb_violation_list_free(v, nv);
+	}
+	envdb_close(ctx);
+	fx_done(&f);
+}
+END_TEST
+
+/* The three files of the control plane, as bytes (NULL: absent). */
+typedef struct files3 {
+	char *b[3];
+	size_t n[3];
+} files3;
+
+static void files_read(fx *f, files3 *o)
+{
+	static const char *const suf[3] = {"", "-wal", "-shm"};
+	char p[400];
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s%s", f->control, suf[i]);
+		o->n[i] = 0;
+		o->b[i] = path_exists(p) ? slurp(p, &o->n[i]) : NULL;
+	}
+}
+
+static void files_assert_same(const files3 *a, const files3 *b, const char *what)
+{
+	static const char *const suf[3] = {"main file", "-wal", "-shm"};
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		ck_assert_msg((a->b[i] == NULL) == (b->b[i] == NULL), "%s: %s %s", what, suf[i],
+			      a->b[i] ? "disappeared" : "appeared");
+		ck_assert_msg(a->n[i] == b->n[i], "%s: %s size %zu -> %zu", what, suf[i], a->n[i],
+			      b->n[i]);
+		ck_assert_msg(a->b[i] == NULL || memcmp(a->b[i], b->b[i], a->n[i]) == 0,
+			      "%s: %s changed", what, suf[i]);
+	}
+}
+
+static void files_free(files3 *o)
+{
+	for (int i = 0; i < 3; i++)
+		free(o->b[i]);
+}
+
+/* A dry run (the command) leaves main, -wal and -shm byte-identical: with
+ * another process's connection open on the file, and with a WAL that a
+ * killed writer left behind. */
+START_TEST(test_dry_run_read_only)
+{
+	fx f;
+	files3 before, after;
+	char *out = NULL, *err = NULL;
+	int p[2], st;
+	pid_t pid;
+	char c;
+
+	fx_init(&f, true);
+	fx_seed(&f, MIX_ORGS, NULL);
+
+	/* 1. a concurrent reader: another process has the file open and read */
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		sqlite3 *db = NULL;
+
+		close(p[0]);
+		if (sqlite3_open(f.control, &db) != SQLITE_OK ||
+		    sqlite3_exec(db, "PRAGMA wal_autocheckpoint = 0; UPDATE sys_package_installation SET updated_at = updated_at + 1; SELECT count(*) FROM sys_tenant_database", NULL, NULL, NULL) != SQLITE_OK)
+			_exit(3);
+		/* a second writer moves the WAL past this reader's read mark */
+		{
+			sqlite3 *w = NULL;
+
+			if (sqlite3_open(f.control, &w) != SQLITE_OK ||
+			    sqlite3_exec(w, "PRAGMA wal_autocheckpoint = 0; UPDATE sys_tenant_database SET updated_at = updated_at + 1", NULL, NULL, NULL) != SQLITE_OK)
+				_exit(3);
+			sqlite3_close(w);
+		}
+		if (write(p[1], "r", 1) != 1)
+			_exit(4);
+		pause();
+		_exit(0);
+	}
+	close(p[1]);
+	ck_assert_int_eq(read(p[0], &c, 1), 1);
+	close(p[0]);
+	files_read(&f, &before);
+	ck_assert_ptr_nonnull(before.b[1]);
+	ck_assert_uint_gt(before.n[1], 0); /* frames in the WAL */
+	st = run_cli(&f, "--json migrate v4-to-v5 --dry-run --by alice --batch 3", &out, &err);
+	ck_assert_msg(st == EX_DATAERR, "exit %d: %s", st, err); /* the mix has failures */
+	ck_assert_ptr_nonnull(strstr(out, "\"dry_run\": true"));
+	files_read(&f, &after);
+	files_assert_same(&before, &after, "dry run with a concurrent reader");
+	files_free(&before);
+	files_free(&after);
+	free(out);
+	free(err);
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+
+	/* 2. a WAL left by a killed writer (committed frames, a stale -shm) */
+	fx_restore(&f);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		sqlite3 *db = NULL;
+
+		if (sqlite3_open(f.control, &db) != SQLITE_OK ||
+		    sqlite3_exec(db, "PRAGMA wal_autocheckpoint = 0; UPDATE sys_package_installation SET updated_at = updated_at + 1; BEGIN; UPDATE sys_tenant_database SET updated_at = 1", NULL, NULL, NULL) != SQLITE_OK)
+			_exit(3);
+		kill(getpid(), SIGKILL);
+		_exit(5);
+	}
+	waitpid(pid, &st, 0);
+	ck_assert(WIFSIGNALED(st));
+	files_read(&f, &before);
+	ck_assert_uint_gt(before.n[1], 0);
+	st = run_cli(&f, "--json migrate v4-to-v5 --dry-run --by alice", &out, &err);
+	ck_assert_msg(st == EX_DATAERR, "exit %d: %s", st, err);
+	ck_assert_ptr_nonnull(strstr(out, "\"dry_run\": true"));
+	files_read(&f, &after);
+	files_assert_same(&before, &after, "dry run over a killed writer's WAL");
+	files_free(&before);
+	files_free(&after);
+	free(out);
+	free(err);
+
+	/* 3. a clean file (no -wal, no -shm): none appears */
+	fx_restore(&f);
+	files_read(&f, &before);
+	ck_assert_ptr_null(before.b[1]);
+	st = run_cli(&f, "migrate v4-to-v5 --dry-run --by alice", &out, &err);
+	ck_assert_msg(st == EX_DATAERR, "exit %d: %s", st, err);
+	files_read(&f, &after);
+	files_assert_same(&before, &after, "dry run on a clean file");
+	files_free(&before);
+	files_free(&after);
+	free(out);
+	free(err);
+	fx_done(&f);
+}
+END_TEST
+
+/* Two runs at once: each report's store totals cover the whole store, and
+ * the two shares add up to it. */
+START_TEST(test_concurrent_totals)
+{
+	fx f;
+	pid_t pid[2];
+	int p[2][2], st, i;
+	size_t got[2][5], total_by_runs = 0, max_done = 0;
+
+	fx_init(&f, true);
+	fx_seed(&f, 200, NULL);
+	for (i = 0; i < 2; i++) {
+		ck_assert_int_eq(pipe(p[i]), 0);
+		pid[i] = fork();
+		ck_assert_int_ge(pid[i], 0);
+		if (pid[i] == 0) {
+			envdb_migrate_opts o = ENVDB_MIGRATE_OPTS_INIT;
+			envdb_migrate_report *rep = NULL;
+			envdb_ctx *ctx = NULL;
+			size_t v[5];
+
+			close(p[i][0]);
+			if (envdb_open(&ctx, f.manifest, 0) != 0)
+				_exit(3);
+			o.batch = 2;
+			o.by = "alice";
+			if (envdb_migrate_v4_to_v5(&rep, ctx, &o) != 0)
+				_exit(4);
+			v[0] = rep->migrated;
+			v[1] = rep->store_done;
+			v[2] = rep->store_open;
+			v[3] = rep->store_inactive;
+			v[4] = rep->organizations;
+			if (write(p[i][1], v, sizeof(v)) != (ssize_t)sizeof(v))
+				_exit(5);
+			envdb_migrate_report_free(rep);
+			envdb_close(ctx);
+			_exit(0);
+		}
+		close(p[i][1]);
+	}
+	for (i = 0; i < 2; i++) {
+		ck_assert_int_eq(read(p[i][0], got[i], sizeof(got[i])), (ssize_t)sizeof(got[i]));
+		close(p[i][0]);
+		ck_assert_int_eq(waitpid(pid[i], &st, 0), pid[i]);
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "run %d: status %d", i, st);
+		/* the store totals of each report add up to the organizations */
+		ck_assert_uint_eq(got[i][1] + got[i][2] + got[i][3], got[i][4]);
+		ck_assert_uint_eq(got[i][4], f.stats.orgs);
+		ck_assert_uint_eq(got[i][2], f.stats.orgs_bad);
+		ck_assert_uint_eq(got[i][3], f.stats.orgs_skipped);
+		total_by_runs += got[i][0];
+		if (got[i][1] > max_done)
+			max_done = got[i][1];
+	}
+	/* what the two runs did is exactly what is done */
+	ck_assert_uint_eq(total_by_runs, f.stats.orgs_good);
+	ck_assert_uint_eq(max_done, f.stats.orgs_good);
+	fx_done(&f);
+}
+END_TEST
+
+/* wipe-legacy-tokens: the v4 token goes once the environment resolves;
+ * kept (and said why) when it does not. */
+START_TEST(test_wipe_legacy_tokens)
+{
+	fx f;
+	envdb_ctx *ctx;
+	envdb_wipe_report *w = NULL;
+	envdb_migrate_report *rep;
+	envdbi_tenant_db_row **rows = NULL;
+	size_t n = 0, i, with_token = 0, migrated_rows;
+	files3 before, after;
+	char *out = NULL, *err = NULL;
+	int st;
+
+	fx_init(&f, true);
+	fx_seed(&f, MIX_ORGS, NULL);
+	rep = run_migrate(&f, 0, 0, "alice");
+	migrated_rows = rep->rows_migrated;
+	ck_assert_uint_gt(migrated_rows, 2);
+	envdb_migrate_report_free(rep);
+
+	/* spoil one environment's credential: it no longer resolves */
+	ctx = fx_open(&f);
+	{
+		envdb_environment *e = NULL;
+		envdb_database *d = NULL;
+		envdb_credential *c = NULL;
+
+		ck_assert_int_eq(envdbi_store_env_get_by_slug(ctx->store, &e, "org-000000", "prod"), 0);
+		ck_assert_int_eq(envdbi_store_db_get_by_env(ctx->store, &d, e->id), 0);
+		ck_assert_int_eq(envdbi_store_cred_get_active(ctx->store, &c, d->id, "full_access"), 0);
+		free(c->secret_ciphertext);
+		c->secret_ciphertext = strdup("edb1.nokey.bm90LWEtY2lwaGVydGV4dC1hdC1hbGw");
+		ck_assert_int_eq(envdbi_store_cred_update(ctx->store, c), 0);
+		envdb_credential_free(c);
+		envdb_database_free(d);
+		envdb_environment_free(e);
+	}
+	envdb_close(ctx);
+
+	/* dry run: says what it would do, writes nothing */
+	files_read(&f, &before);
+	st = run_cli(&f, "--json migrate wipe-legacy-tokens --dry-run", &out, &err);
+	ck_assert_msg(st == EX_DATAERR, "exit %d: %s", st, err); /* one refused */
+	ck_assert_ptr_nonnull(strstr(out, "\"refused\": 1"));
+	files_read(&f, &after);
+	files_assert_same(&before, &after, "wipe-legacy-tokens --dry-run");
+	files_free(&before);
+	files_free(&after);
+	free(out);
+	free(err);
+
+	ctx = fx_open(&f);
+	ck_assert_int_eq(envdb_migrate_wipe_legacy_tokens(&w, ctx, 0), 0);
+	ck_assert_uint_eq(w->wiped, migrated_rows - 1);
+	ck_assert_uint_eq(w->refused, 1);
+	for (i = 0; i < w->n_rows; i++)
+		if (!w->rows[i].wiped) {
+			ck_assert_str_eq(w->rows[i].organization_id, "org-000000");
+			ck_assert_ptr_nonnull(strstr(w->rows[i].reason, "does not resolve"));
+		}
+	envdb_wipe_report_free(w);
+	ck_assert_int_eq(envdbi_store_tenant_db_list(ctx->store, &rows, &n, NULL), 0);
+	for (i = 0; i < n; i++) {
+		if (rows[i]->migrated_environment_id != NULL && rows[i]->auth_token != NULL) {
+			ck_assert_str_eq(rows[i]->organization_id, "org-000000");
+			with_token++;
+		}
+		/* rows not migrated keep their token for the next run */
+		if (rows[i]->migrated_environment_id == NULL &&
+		    strcmp(rows[i]->status, "active") == 0 && strcmp(rows[i]->organization_id, "org-000014") != 0)
+			ck_assert_ptr_nonnull(rows[i]->auth_token);
+	}
+	ck_assert_uint_eq(with_token, 1);
+	envdbi_tenant_db_list_free(rows, n);
+	/* a second run finds only the refused one */
+	ck_assert_int_eq(envdb_migrate_wipe_legacy_tokens(&w, ctx, 0), 0);
+	ck_assert_uint_eq(w->wiped, 0);
+	ck_assert_uint_eq(w->refused, 1);
+	envdb_wipe_report_free(w);
+	envdb_close(ctx);
+	fx_done(&f);
+}
+END_TEST
+
+/* Ids in creation order: valid v4 UUID text, strictly increasing. */
+START_TEST(test_uuid_seq)
+{
+	uint64_t st = 0, other = 0;
+	char prev[37] = "", cur[37], b[37];
+	int i;
+
+	for (i = 0; i < 20000; i++) {
+		envdbi_migrate_uuid_next(&st, cur);
+		ck_assert_msg(envdbi_uuid_valid(cur), "not a uuid: %s", cur);
+		ck_assert_int_eq(cur[14], '4');
+		ck_assert_ptr_nonnull(strchr("89ab", cur[19]));
+		ck_assert_msg(strcmp(prev, cur) < 0, "%s then %s", prev, cur);
+		memcpy(prev, cur, sizeof(prev));
+	}
+	/* a second run started at the same moment still differs */
+	envdbi_migrate_uuid_next(&other, b);
+	st = 0;
+	envdbi_migrate_uuid_next(&st, cur);
+	ck_assert_str_ne(b, cur);
+}
+END_TEST
+
 static Suite *migrate_suite(void)
 {
 	Suite *s = suite_create("migrate");
 	TCase *tc = tcase_create("unit");
 
 	tcase_add_test(tc, test_driver_of_url);
+	tcase_add_test(tc, test_uuid_seq);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("migrate");
 	tcase_set_timeout(tc, 600);
@@ -1657,6 +2201,11 @@ static Suite *migrate_suite(void)
 	tcase_add_test(tc, test_cli);
 	tcase_add_test(tc, test_adopted_sqlite);
 	tcase_add_test(tc, test_adopted_reconcile_cli);
+	tcase_add_test(tc, test_plaintext_tokens);
+	tcase_add_test(tc, test_unaddressable_orgs);
+	tcase_add_test(tc, test_dry_run_read_only);
+	tcase_add_test(tc, test_concurrent_totals);
+	tcase_add_test(tc, test_wipe_legacy_tokens);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("crash");
 	tcase_set_timeout(tc, 1200);

@@ -68,7 +68,16 @@ enum envdb_open_flags {
 	 * secret references, but call no plugin's init and open no control
 	 * plane.  The context can list plugins (envdb_plugin_get) and nothing
 	 * else.  Implies ENVDB_OPEN_NO_STORE. */
-	ENVDB_OPEN_CHECK_ONLY = 1u << 2
+	ENVDB_OPEN_CHECK_ONLY = 1u << 2,
+	/** Work on a private in-memory copy of the control plane, read from
+	 * the file without writing anything to it, its -wal or its -shm
+	 * (dry runs: `envdb migrate v4-to-v5 --dry-run`).  Whatever the
+	 * context then writes goes to the copy and is lost at envdb_close().
+	 * The copy is taken with a read-only connection that opens the -shm
+	 * read-only (SQLite's readonly_shm), or, when no -wal exists, with
+	 * immutable=1 (nothing to replay; checked again after the copy).
+	 * Not with ENVDB_OPEN_CREATE. */
+	ENVDB_OPEN_SNAPSHOT = 1u << 3
 };
 
 /**
@@ -822,6 +831,9 @@ typedef struct envdb_migrate_org {
 	envdb_migrate_env *envs; /**< migrated: the environments made */
 	size_t n_envs;
 	size_t rows_left;       /**< archived/failed v4 rows left as they are */
+	/** The v5 organization id of its environments when the legacy id
+	 * was mapped (envdb_migrate_opts.org_map), else NULL. */
+	char *mapped_to;
 } envdb_migrate_org;
 
 /** Progress of a run, passed to envdb_migrate_opts.progress after every
@@ -838,21 +850,37 @@ typedef void (*envdb_migrate_progress_fn)(void *cb_ctx, const envdb_migrate_prog
 /** Options of envdb_migrate_v4_to_v5(). */
 typedef struct envdb_migrate_opts {
 	size_t struct_size;
-	/** Run everything, then roll every batch back: the report says what a
-	 * real run would do and the control plane is not changed. */
+	/** Run everything on a private in-memory snapshot of the control
+	 * plane: the report says what a real run would do and nothing is
+	 * written to the file (open the context with ENVDB_OPEN_SNAPSHOT for
+	 * -wal and -shm to stay byte-identical too). */
 	int dry_run;
-	/** Organizations per committed batch; 0: 256. */
+	/** Organizations per durable commit (each in a savepoint); 0: 4096. */
 	size_t batch;
 	/** Encryptor plugin holding the v4 keys; NULL: the manifest's
-	 * legacy.encryptor, else defaults.encryptor. */
+	 * legacy.encryptor, else defaults.encryptor.  The reserved name
+	 * "none" declares every legacy token of the run plaintext (the v4
+	 * framework's default no-op encryptor): each is taken as it is and
+	 * sealed under the current encryptor; the report counts them
+	 * (rows_plaintext) and the command warns. */
 	const char *legacy_encryptor;
 	/** User recorded as created_by and made owner of every migrated
 	 * environment; NULL: created_by "v4-migration" and no member. */
 	const char *by;
 	envdb_migrate_progress_fn progress; /**< may be NULL */
 	void *progress_ctx;
+	/** Organization ids v5 cannot address (envdb_check_ident rules:
+	 * spaces, '/', non-ASCII, a leading '-', "..", control characters,
+	 * over 128 bytes) are refused (outcome failed) unless mapped here:
+	 * n_org_map pairs {old, new} as 2 * n_org_map strings (borrowed for
+	 * the call).  The environments of a mapped organization get the new
+	 * id; its legacy rows keep the old one.  A new id must be valid, used
+	 * once, and not be another legacy organization's id
+	 * (ENVDB_ERR_INVALID).  Appended after progress_ctx. */
+	const char *const *org_map;
+	size_t n_org_map;
 } envdb_migrate_opts;
-#define ENVDB_MIGRATE_OPTS_INIT { sizeof(envdb_migrate_opts), 0, 0, NULL, NULL, NULL, NULL }
+#define ENVDB_MIGRATE_OPTS_INIT { sizeof(envdb_migrate_opts), 0, 0, NULL, NULL, NULL, NULL, NULL, 0 }
 
 /** The result of a run.  Owned by the caller: envdb_migrate_report_free(). */
 typedef struct envdb_migrate_report {
@@ -870,6 +898,16 @@ typedef struct envdb_migrate_report {
 	 * failed); everything reported above was done (committed) before it. */
 	int stopped_status;
 	char *stopped_message;
+	/** Legacy tokens taken as plaintext (legacy encryptor "none"). */
+	size_t rows_plaintext;
+	/** The whole store at the end of the run, so that the reports of
+	 * concurrent runs add up: organizations fully migrated (by any run;
+	 * `migrated` above is this run's share), organizations with an active
+	 * or suspended legacy row still not migrated (failed, conflict, or
+	 * being migrated by another run), organizations with only
+	 * archived/failed v4 rows.  The three add up to the organizations of
+	 * the legacy registry.  In a dry run: as the real run would leave it. */
+	size_t store_done, store_open, store_inactive;
 } envdb_migrate_report;
 
 /**
@@ -893,6 +931,41 @@ typedef struct envdb_migrate_report {
 ENVDB_EXPORT int envdb_migrate_v4_to_v5(envdb_migrate_report **out, envdb_ctx *ctx,
 					const envdb_migrate_opts *opts);
 ENVDB_EXPORT void envdb_migrate_report_free(envdb_migrate_report *r);
+
+/** One migrated legacy row that still held its v4 token. */
+typedef struct envdb_wipe_row {
+	char *legacy_id;        /**< sys_tenant_database.id */
+	char *organization_id;  /**< the legacy organization id */
+	char *environment_id;   /**< the environment it became */
+	int wiped;              /**< 1: token wiped (dry run: would be) */
+	char *reason;           /**< refused: why (never a secret); NULL otherwise */
+} envdb_wipe_row;
+
+/** The result of envdb_migrate_wipe_legacy_tokens(); envdb_wipe_report_free(). */
+typedef struct envdb_wipe_report {
+	size_t struct_size;
+	int dry_run;
+	size_t wiped;           /**< tokens wiped (dry run: would be) */
+	size_t refused;         /**< kept: their environment does not resolve */
+	envdb_wipe_row *rows;   /**< every migrated row that held a token */
+	size_t n_rows;
+} envdb_wipe_report;
+
+/**
+ * Wipe the v4 tokens kept on archived legacy rows once the environment each
+ * became resolves: for every migrated sys_tenant_database row with an
+ * auth_token, the environment's database row must exist and its active
+ * full_access credential must decrypt (with its AAD) under the current
+ * encryptor; then auth_token is set NULL (one compare-and-set per row on
+ * migrated_environment_id).  A row whose environment does not resolve is
+ * refused and keeps its token.  `dry_run`: nothing is written, the report
+ * says what would be.  Returns 0 when the run went through (see refused);
+ * *out is owned by the caller.  ENVDB_ERR_CONFIG without the legacy
+ * objects, ENVDB_ERR_MISUSE without a control plane.
+ */
+ENVDB_EXPORT int envdb_migrate_wipe_legacy_tokens(envdb_wipe_report **out, envdb_ctx *ctx,
+						  int dry_run);
+ENVDB_EXPORT void envdb_wipe_report_free(envdb_wipe_report *r);
 
 #ifdef __cplusplus
 }
