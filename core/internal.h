@@ -164,6 +164,11 @@ const char *envdbi_plugin_path(const envdbi_plugin *p);
 const envdb_plugin_descriptor *envdbi_plugin_descriptor(const envdbi_plugin *p);
 uint64_t envdbi_plugin_capabilities(const envdbi_plugin *p);
 uint32_t envdbi_plugin_kind(const envdbi_plugin *p);
+/** Give the plugin the deployment id of its context's control plane (a
+ * UUID; NULL or anything else clears it): host->deployment_id() answers it
+ * and every db_ref / create_request the host passes carries it (host.c).
+ * Called once, after the control plane opened, before any operation. */
+void envdbi_plugin_set_deployment(envdbi_plugin *p, const char *deployment_id);
 /** The directory plugins of `m` are loaded from (manifest plugin_dir, else
  * $ENVDB_PLUGIN_DIR, else the compiled-in ENVDB_PLUGIN_DIR).  Static or
  * owned by m / the environment; do not free. */

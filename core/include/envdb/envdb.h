@@ -112,6 +112,14 @@ ENVDB_EXPORT const char *envdb_plugin_dir(const envdb_ctx *ctx);
 /** Path of the control-plane file the manifest names (absolute; whether or
  * not the context opened it).  Owned by the context. */
 ENVDB_EXPORT const char *envdb_control_plane_path(const envdb_ctx *ctx);
+/** The deployment id of the open control plane: a lowercase UUID made when
+ * the control plane was created (or first opened by an envdb that has
+ * deployment ids), never changed.  Adapters with
+ * ENVDB_ADAPTER_CAP_DEPLOYMENT mark every database with it and list, drop
+ * and reconcile only what carries it, so deployments sharing a backend
+ * never touch each other's databases.  NULL when the context has no
+ * control plane open (ENVDB_OPEN_NO_STORE).  Owned by the context. */
+ENVDB_EXPORT const char *envdb_deployment_id(const envdb_ctx *ctx);
 
 /* ------------------------------------------------------------------------ */
 /* Keys of an encryptor (core/keys.c)                                        */
