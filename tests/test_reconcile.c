@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "failpoint.h"
+#include "internal.h"
 #include "legacy_seed.h"
 #include "testdeploy.h"
 
@@ -181,6 +182,75 @@ START_TEST(test_missing_database_reported)
 	ck_assert_ptr_nonnull(strstr(r->items[0].message, db->database_name));
 	envdb_reconcile_report_free(r);
 	envdb_database_free(db);
+	envdb_close(ctx);
+}
+END_TEST
+
+/* Issue 16 §3: more orphans than the safety limit at once are dropped only
+ * with ENVDB_RECONCILE_FORCE; without it reconcile --apply changes nothing
+ * (not the orphans, not the other work it found either). */
+START_TEST(test_orphan_drop_limit_needs_force)
+{
+	envdb_rotate_opts ro = ENVDB_ROTATE_OPTS_INIT;
+	envdb_reconcile_report *r = NULL;
+	envdb_ctx *ctx = td_open(&T);
+	const char *msg;
+	size_t n_rot;
+
+	/* 10% of the registered databases, at least 1, at most 10 */
+	ck_assert_uint_eq(envdbi_reconcile_drop_limit(0), 1);
+	ck_assert_uint_eq(envdbi_reconcile_drop_limit(19), 1);
+	ck_assert_uint_eq(envdbi_reconcile_drop_limit(20), 2);
+	ck_assert_uint_eq(envdbi_reconcile_drop_limit(99), 9);
+	ck_assert_uint_eq(envdbi_reconcile_drop_limit(100), 10);
+	ck_assert_uint_eq(envdbi_reconcile_drop_limit(100000), 10);
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	make_orphan("0123456789abcdef0123456789abcde1");
+	make_orphan("0123456789abcdef0123456789abcde2");
+	/* a rotation whose window ended: work reconcile would also do */
+	ro.overlap_seconds = 60;
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "dev", &ro), ENVDB_OK);
+	td_clock_ahead(3600);
+	ck_assert_uint_eq(td_faulty_dbs(&T), 3);
+
+	/* the dry run reports them all */
+	ck_assert_int_eq(envdb_reconcile(&r, ctx, 0), ENVDB_OK);
+	ck_assert_uint_eq(count_kind(r, "orphan", "would drop"), 2);
+	n_rot = count_kind(r, "rotation", "would revoke");
+	ck_assert_uint_gt(n_rot, 0);
+	envdb_reconcile_report_free(r);
+	r = NULL;
+
+	/* 2 orphans for 1 registered database: over the limit of 1 */
+	ck_assert_int_eq(envdb_reconcile(&r, ctx, ENVDB_RECONCILE_APPLY), ENVDB_ERR_STATE);
+	ck_assert_ptr_null(r);
+	msg = envdb_error_last()->message;
+	ck_assert_msg(strstr(msg, "would drop 2 orphan databases") != NULL &&
+			  strstr(msg, "limit of 1 for 1 registered") != NULL &&
+			  strstr(msg, "nothing was changed") != NULL && strstr(msg, "--force"),
+		      "%s", msg);
+	ck_assert_uint_eq(td_faulty_dbs(&T), 3);
+	ck_assert_int_eq(envdb_reconcile(&r, ctx, 0), ENVDB_OK);
+	ck_assert_uint_eq(count_kind(r, "orphan", "would drop"), 2);
+	ck_assert_uint_eq(count_kind(r, "rotation", "would revoke"), n_rot);
+	envdb_reconcile_report_free(r);
+	r = NULL;
+
+	/* FORCE without APPLY changes nothing either; with APPLY it acts */
+	ck_assert_int_eq(envdb_reconcile(&r, ctx, ENVDB_RECONCILE_FORCE), ENVDB_OK);
+	ck_assert_uint_eq(count_kind(r, "orphan", "would drop"), 2);
+	envdb_reconcile_report_free(r);
+	r = NULL;
+	ck_assert_int_eq(envdb_reconcile(&r, ctx, ENVDB_RECONCILE_APPLY | ENVDB_RECONCILE_FORCE),
+			 ENVDB_OK);
+	ck_assert_uint_eq(count_kind(r, "orphan", "dropped"), 2);
+	ck_assert_uint_eq(count_kind(r, "rotation", "revoked"), n_rot);
+	ck_assert_uint_eq(r->n_failed, 0);
+	envdb_reconcile_report_free(r);
+	td_clock_ahead(0);
+	ck_assert_uint_eq(td_faulty_dbs(&T), 1);
+	assert_reconciled(ctx);
 	envdb_close(ctx);
 }
 END_TEST
@@ -677,6 +747,7 @@ static Suite *reconcile_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_nothing_to_do);
 	tcase_add_test(tc, test_orphans_dropped_only_with_apply);
+	tcase_add_test(tc, test_orphan_drop_limit_needs_force);
 	tcase_add_test(tc, test_missing_database_reported);
 	tcase_add_test(tc, test_orphan_race);
 	tcase_add_test(tc, test_dry_run_changes_nothing);
