@@ -75,8 +75,9 @@ static const envdb_cli_command commands[] = {
 	 "revoke one credential (not the active full_access one: rotate instead)"},
 	{"resolve", NULL, envdb_cli_resolve, "ORG/SLUG --user USER [--reveal]",
 	 "driver, URL and credential of the user's authorization (the secret only with --reveal)"},
-	{"reconcile", NULL, envdb_cli_reconcile, "[--apply]",
-	 "find interrupted or due work and orphan databases; --apply repairs"},
+	{"reconcile", NULL, envdb_cli_reconcile, "[--apply [--force]]",
+	 "find interrupted or due work and orphan databases; --apply repairs (--force: even "
+	 "more orphans than the safety limit)"},
 	/* members, invariant check, object definitions (cli_store.c) */
 	{"member", "add", envdb_cli_member_add, "ORG/SLUG USER ROLE [--by USER] [--update]",
 	 "add USER with ROLE (owner, admin, maker, reader, guest); --update changes the role of "

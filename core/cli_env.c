@@ -715,9 +715,10 @@ out:
 
 int envdb_cli_reconcile(envdb_cli *cli, int argc, char **argv)
 {
-	bool apply = false;
+	bool apply = false, force = false;
 	envdb_cli_opt opts[] = {
 		{"apply", ENVDB_CLI_FLAG, &apply},
+		{"force", ENVDB_CLI_FLAG, &force},
 		{NULL, 0, NULL},
 	};
 	envdb_reconcile_report *r = NULL;
@@ -729,9 +730,12 @@ int envdb_cli_reconcile(envdb_cli *cli, int argc, char **argv)
 
 	if ((rc = envdb_cli_parse(cli, argc, argv, opts, &pos, 0, 0)) != EX_OK)
 		return rc;
+	if (force && !apply)
+		return envdb_cli_usage(cli, "reconcile: --force goes with --apply");
 	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
 		return rc;
-	rc = envdb_reconcile(&r, ctx, apply ? ENVDB_RECONCILE_APPLY : 0);
+	rc = envdb_reconcile(&r, ctx,
+			     (apply ? ENVDB_RECONCILE_APPLY : 0) | (force ? ENVDB_RECONCILE_FORCE : 0));
 	if (rc != ENVDB_OK) {
 		rc = envdb_cli_fail(cli, rc);
 		goto out;

@@ -34,6 +34,7 @@ static const bit_name adapter_caps[] = {
     {ENVDB_ADAPTER_CAP_PROBE, "probe"},
     {ENVDB_ADAPTER_CAP_LIST, "list"},
     {ENVDB_ADAPTER_CAP_AUTHENTICATES, "authenticates"},
+    {ENVDB_ADAPTER_CAP_DEPLOYMENT, "deployment"},
     {0, NULL},
 };
 
@@ -361,9 +362,10 @@ int envdb_cli_init(envdb_cli *cli, int argc, char **argv)
 
 	if (cli->json) {
 		rc = envdb_cli_json_print(
-		    cli, json_pack("{s:s, s:o, s:o, s:o, s:o, s:{s:s?, s:b}}", "dir", dir,
+		    cli, json_pack("{s:s, s:o, s:o, s:s?, s:o, s:o, s:{s:s?, s:b}}", "dir", dir,
 				   "manifest", item_json(manifest, manifest_created),
-				   "control_plane", item_json(control, cp_created), "keyring",
+				   "control_plane", item_json(control, cp_created),
+				   "deployment_id", envdb_deployment_id(ctx), "keyring",
 				   existing ? json_null() : item_json(keyring, keyring_created),
 				   "environments",
 				   existing ? json_null() : item_json(envs, envs_created), "key",
@@ -373,6 +375,7 @@ int envdb_cli_init(envdb_cli *cli, int argc, char **argv)
 	}
 	item_text(cli, "manifest", manifest, manifest_created);
 	item_text(cli, "control plane", control, cp_created);
+	item_text(cli, "deployment", envdb_deployment_id(ctx), cp_created);
 	if (!existing) {
 		item_text(cli, "keyring", keyring, keyring_created);
 		item_text(cli, "environments", envs, envs_created);

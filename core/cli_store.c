@@ -158,9 +158,11 @@ int envdb_cli_check(envdb_cli *cli, int argc, char **argv)
 							     v[i]->object, "invariant",
 							     v[i]->invariant, "row_ids", v[i]->row_ids,
 							     "message", v[i]->message));
-		rc = envdb_cli_json_print(cli, json_pack("{s:b, s:I, s:o}", "ok", n == 0, "count",
-							 (json_int_t)n, "violations", arr));
+		rc = envdb_cli_json_print(cli, json_pack("{s:s?, s:b, s:I, s:o}", "deployment_id",
+							 envdb_deployment_id(ctx), "ok", n == 0,
+							 "count", (json_int_t)n, "violations", arr));
 	} else {
+		envdb_cli_print(cli, "deployment %s\n", envdb_deployment_id(ctx));
 		for (size_t i = 0; i < n; i++)
 			envdb_cli_print(cli, "VIOLATION %s %s [%s]: %s\n", v[i]->object,
 					v[i]->invariant, v[i]->row_ids, v[i]->message);

@@ -54,6 +54,9 @@ int envdb_open(envdb_ctx **out, const char *manifest_path, unsigned flags)
 				       flags & (ENVDB_OPEN_CREATE | ENVDB_OPEN_SNAPSHOT));
 		if (rc != ENVDB_OK)
 			goto fail;
+		for (size_t i = 0; i < envdbi_plugins_count(ctx->plugins); i++)
+			envdbi_plugin_set_deployment(envdbi_plugins_at(ctx->plugins, i),
+						     envdbi_store_deployment_id(ctx->store));
 	}
 	/* The resolve cache (resolve.c) is created on first use from
 	 * manifest->cache_size / cache_ttl_ms; it stays NULL until then.
@@ -125,6 +128,11 @@ const char *envdb_manifest_path(const envdb_ctx *ctx)
 const char *envdb_plugin_dir(const envdb_ctx *ctx)
 {
 	return ctx ? envdbi_plugin_dir(ctx->manifest) : NULL;
+}
+
+const char *envdb_deployment_id(const envdb_ctx *ctx)
+{
+	return ctx && ctx->store ? envdbi_store_deployment_id(ctx->store) : NULL;
 }
 
 const char *envdb_control_plane_path(const envdb_ctx *ctx)

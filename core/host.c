@@ -452,6 +452,13 @@ static int svc_random(envdb_host_ctx *ctx, void *buf, size_t len)
 	return ENVDB_OK;
 }
 
+static const char *svc_deployment_id(envdb_host_ctx *ctx)
+{
+	if (ctx == NULL || ctx->plugin == NULL || ctx->plugin->deployment_id[0] == '\0')
+		return NULL;
+	return ctx->plugin->deployment_id;
+}
+
 void envdbi_host_prepare(envdbi_plugin *p)
 {
 	p->hctx.plugin = p;
@@ -479,6 +486,27 @@ void envdbi_host_prepare(envdbi_plugin *p)
 	p->host.vlog = svc_vlog;
 	p->host.verror = svc_verror;
 	p->host.config_secret = svc_config_secret;
+	p->host.deployment_id = svc_deployment_id;
+}
+
+void envdbi_plugin_set_deployment(envdbi_plugin *p, const char *deployment_id)
+{
+	snprintf(p->deployment_id, sizeof(p->deployment_id), "%s",
+		 deployment_id != NULL && strlen(deployment_id) == 36 ? deployment_id : "");
+}
+
+/* The db_ref a plugin receives: the caller's, with the deployment id of the
+ * context filled in where the caller left it NULL, so that no call site of
+ * the core can forget it (ENVDB_ADAPTER_CAP_DEPLOYMENT). */
+static const envdb_db_ref *ref_of(envdb_db_ref *copy, const envdbi_plugin *p,
+				  const envdb_db_ref *db)
+{
+	if (db == NULL || db->struct_size < sizeof(*db) || db->deployment_id != NULL ||
+	    p->deployment_id[0] == '\0')
+		return db;
+	*copy = *db;
+	copy->deployment_id = p->deployment_id;
+	return copy;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -925,6 +953,7 @@ int envdbi_adapter_create(envdbi_plugin *p, const envdb_create_request *req, cha
 			  char **metadata)
 {
 	hbuf b[2] = {{.secure = false}, {.secure = false}};
+	envdb_create_request creq;
 	int rc;
 
 	if (!plugin_ready(p, ENVDB_PLUGIN_ADAPTER, "create", &rc))
@@ -933,6 +962,12 @@ int envdbi_adapter_create(envdbi_plugin *p, const envdb_create_request *req, cha
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: create: NULL argument",
 				    p->name);
 	*url = *metadata = NULL;
+	if (req->struct_size >= sizeof(*req) && req->deployment_id == NULL &&
+	    p->deployment_id[0] != '\0') {
+		creq = *req;
+		creq.deployment_id = p->deployment_id;
+		req = &creq;
+	}
 	if ((rc = hbuf_init(&b[0], ENVDB_ADAPTER_OUTPUT_MIN, false)) ||
 	    (rc = hbuf_init(&b[1], ENVDB_ADAPTER_OUTPUT_MIN, false)) ||
 	    (rc = run_buffered(p, "create", th_create, (void *)req, b, 2, true, NULL, 0)))
@@ -954,6 +989,7 @@ done:
 
 int envdbi_adapter_drop(envdbi_plugin *p, const envdb_db_ref *db)
 {
+	envdb_db_ref copy;
 	call c;
 	int rc;
 
@@ -962,6 +998,7 @@ int envdbi_adapter_drop(envdbi_plugin *p, const envdb_db_ref *db)
 	if (db == NULL)
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: drop: NULL argument",
 				    p->name);
+	db = ref_of(&copy, p, db);
 	call_begin(&c, p, "drop", !p->thread_safe);
 	return call_end(&c, p->ops.adapter.drop(p->instance, db));
 }
@@ -981,7 +1018,8 @@ int envdbi_adapter_mint(envdbi_plugin *p, const envdb_db_ref *db, const envdb_mi
 			envdbi_secret **secret, char **handle)
 {
 	hbuf b[2] = {{.secure = true}, {.secure = false}};
-	mint_args a = {db, req};
+	envdb_db_ref copy;
+	mint_args a = {ref_of(&copy, p, db), req};
 	int rc;
 
 	if (!plugin_ready(p, ENVDB_PLUGIN_ADAPTER, "mint", &rc))
@@ -1032,6 +1070,7 @@ done:
 int envdbi_adapter_revoke(envdbi_plugin *p, const envdb_db_ref *db, uint32_t authorization,
 			  const char *handle)
 {
+	envdb_db_ref copy;
 	call c;
 	int rc;
 
@@ -1042,6 +1081,7 @@ int envdbi_adapter_revoke(envdbi_plugin *p, const envdb_db_ref *db, uint32_t aut
 	if (db == NULL)
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: revoke: NULL argument",
 				    p->name);
+	db = ref_of(&copy, p, db);
 	call_begin(&c, p, "revoke", !p->thread_safe);
 	return call_end(
 	    &c, p->ops.adapter.revoke(p->instance, db, authorization, handle ? handle : ""));
@@ -1052,6 +1092,7 @@ static int lockout(envdbi_plugin *p, const envdb_db_ref *db, bool suspend)
 {
 	const char *op = suspend ? "suspend" : "resume";
 	envdb_adapter_suspend_fn fn;
+	envdb_db_ref copy;
 	call c;
 	int rc;
 
@@ -1063,6 +1104,7 @@ static int lockout(envdbi_plugin *p, const envdb_db_ref *db, bool suspend)
 	if (db == NULL)
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "plugin %s: %s: NULL argument", p->name,
 				    op);
+	db = ref_of(&copy, p, db);
 	call_begin(&c, p, op, !p->thread_safe);
 	return call_end(&c, fn(p->instance, db));
 }
@@ -1079,6 +1121,7 @@ int envdbi_adapter_resume(envdbi_plugin *p, const envdb_db_ref *db)
 
 int envdbi_adapter_probe(envdbi_plugin *p, const envdb_db_ref *db, const envdbi_secret *secret)
 {
+	envdb_db_ref copy;
 	call c;
 	int rc;
 
@@ -1091,6 +1134,7 @@ int envdbi_adapter_probe(envdbi_plugin *p, const envdb_db_ref *db, const envdbi_
 				    p->name);
 	call_begin(&c, p, "probe", !p->thread_safe);
 	call_secret_in(&c, secret->data, secret->len);
+	db = ref_of(&copy, p, db);
 	return call_end(&c, p->ops.adapter.probe(p->instance, db, secret->data, secret->len));
 }
 

@@ -185,6 +185,17 @@ const char *envdbi_plugin_path(const envdbi_plugin *p);
 const envdb_plugin_descriptor *envdbi_plugin_descriptor(const envdbi_plugin *p);
 uint64_t envdbi_plugin_capabilities(const envdbi_plugin *p);
 uint32_t envdbi_plugin_kind(const envdbi_plugin *p);
+/** Give the plugin the deployment id of its context's control plane (a
+ * UUID; NULL or anything else clears it): host->deployment_id() answers it
+ * and every db_ref / create_request the host passes carries it (host.c).
+ * Called once, after the control plane opened, before any operation. */
+void envdbi_plugin_set_deployment(envdbi_plugin *p, const char *deployment_id);
+
+/** reconcile.c: the most orphan databases one reconcile --apply drops
+ * without ENVDB_RECONCILE_FORCE, for `registered` database rows: 10% of
+ * them, at least 1, at most ENVDBI_RECONCILE_DROP_MAX (man/envdb.1). */
+#define ENVDBI_RECONCILE_DROP_MAX 10
+size_t envdbi_reconcile_drop_limit(size_t registered);
 /** The directory plugins of `m` are loaded from (manifest plugin_dir, else
  * $ENVDB_PLUGIN_DIR, else the compiled-in ENVDB_PLUGIN_DIR).  Static or
  * owned by m / the environment; do not free. */

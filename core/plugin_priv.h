@@ -38,6 +38,10 @@ struct envdbi_plugin {
 	bool thread_safe; /* ENVDB_PLUGIN_THREAD_SAFE: calls are not serialized */
 	bool lock_ready;
 	pthread_mutex_t lock; /* serializes calls unless thread_safe */
+	/* The deployment id of the context's control plane ("" without one):
+	 * host->deployment_id() and the db_ref / create_request the host hands
+	 * the plugin carry it.  Set once, before the first operation. */
+	char deployment_id[37];
 	envdb_host host;      /* the services table handed to init */
 	envdb_host_ctx hctx;
 	/* Where each secret configuration value came from (the manifest's

@@ -22,6 +22,13 @@
  * The phases run in that order, so orphans are judged after the intents and
  * deletions they may belong to were handled.  Without APPLY nothing is
  * changed: the report says what would be done.
+ *
+ * A safety limit (issue 16 §3): with APPLY but without FORCE, a reconcile
+ * that would drop more orphans than envdbi_reconcile_drop_limit() allows
+ * refuses before it changes anything — many orphans at once more likely
+ * mean another deployment's databases on a shared backend (an adapter
+ * without deployment markers) or a control plane restored from an old
+ * backup than crash leftovers.
  */
 #include "config.h"
 
@@ -230,8 +237,9 @@ static bool pending_name(envdb_environment **envs, size_t n, const char *name)
  * the one the adapter derives from the environment id; any other name (a
  * database adopted by the v4 migration, which keeps its legacy name) is
  * beyond what the listing can see: "unverified", not an error. */
-static void unlisted_row(report_builder *b, envdbi_plugin *pl, const char *driver,
-			 const envdb_database *d, envdb_environment **envs, size_t n_envs)
+static void unlisted_row(report_builder *b, envdb_ctx *ctx, envdbi_plugin *pl,
+			 const char *driver, const envdb_database *d, envdb_environment **envs,
+			 size_t n_envs)
 {
 	char label[300] = "", *derived = NULL;
 	size_t e;
@@ -247,7 +255,12 @@ static void unlisted_row(report_builder *b, envdbi_plugin *pl, const char *drive
 		envdbi_error_prefix("database %s (driver %s): ", d->database_name, driver);
 		add_item(b, "unverified", driver, d->database_name, d->environment_id,
 			 label[0] ? label : NULL, "failed", st);
-	} else if (strcmp(derived, d->database_name) != 0) {
+	} else if (strcmp(derived, d->database_name) != 0 ||
+		   ((envdbi_plugin_capabilities(pl) & ENVDB_ADAPTER_CAP_DEPLOYMENT) &&
+		    d->provisioned_at < envdbi_store_deployment_created_at(ctx->store))) {
+		/* Adopted; or provisioned before this control plane had its
+		 * deployment id, so its marker may lack it and an adapter that
+		 * lists by deployment cannot see it. */
 		add_item(b, "unverified", driver, d->database_name, d->environment_id,
 			 label[0] ? label : NULL, "none", ENVDB_OK);
 	} else {
@@ -269,17 +282,31 @@ static void unlisted_row(report_builder *b, envdbi_plugin *pl, const char *drive
  * AFTER the listing.  Orphans are therefore judged against rows read after
  * each listing; "missing" is judged against rows read before it (a row that
  * existed before the listing must have its database in it). */
-static int phase_orphans(report_builder *b, envdb_ctx *ctx, bool apply)
+size_t envdbi_reconcile_drop_limit(size_t registered)
+{
+	size_t limit = registered / 10;
+
+	if (limit > ENVDBI_RECONCILE_DROP_MAX)
+		limit = ENVDBI_RECONCILE_DROP_MAX;
+	return limit < 1 ? 1 : limit;
+}
+
+/* With `limit` (0: none), drop at most that many orphans; the rest are
+ * reported "refused". *n_orphans counts the orphans found. */
+static int phase_orphans(report_builder *b, envdb_ctx *ctx, bool apply, size_t limit,
+			 size_t *n_orphans, size_t *n_registered)
 {
 	envdb_environment **envs = NULL, **envs_now = NULL;
 	envdb_database **dbs = NULL, **dbs_now = NULL;
-	size_t n_envs = 0, n_dbs = 0, n_envs_now = 0, n_dbs_now = 0, p, i;
+	size_t n_envs = 0, n_dbs = 0, n_envs_now = 0, n_dbs_now = 0, p, i, n_dropped = 0;
 	int rc;
 
+	*n_orphans = 0;
 	if ((rc = envdbi_store_env_list(ctx->store, &envs, &n_envs, NULL)) != ENVDB_OK)
 		return rc;
 	if ((rc = envdbi_store_db_list(ctx->store, &dbs, &n_dbs)) != ENVDB_OK)
 		goto out;
+	*n_registered = n_dbs;
 	for (p = 0; p < envdbi_plugins_count(ctx->plugins); p++) {
 		envdbi_plugin *pl = envdbi_plugins_at(ctx->plugins, p);
 		const char *driver = envdbi_plugin_name(pl);
@@ -316,7 +343,18 @@ static int phase_orphans(report_builder *b, envdb_ctx *ctx, bool apply)
 			if (has_row || pending_name(envs_now, n_envs_now, names[i]))
 				continue;
 			st = ENVDB_OK;
+			++*n_orphans;
+			if (apply && limit > 0 && n_dropped >= limit) {
+				st = envdbi_error(ENVDB_ERR_STATE, NULL,
+						  "database %s (driver %s): not dropped: more than "
+						  "%zu orphans at once need ENVDB_RECONCILE_FORCE "
+						  "(--force)",
+						  names[i], driver, limit);
+				add_item(b, "orphan", driver, names[i], NULL, NULL, "refused", st);
+				continue;
+			}
 			if (apply) {
+				n_dropped++;
 				memset(&ref, 0, sizeof(ref));
 				ref.struct_size = sizeof(ref);
 				ref.database_name = names[i];
@@ -339,7 +377,7 @@ static int phase_orphans(report_builder *b, envdb_ctx *ctx, bool apply)
 					   envs[e]->delete_after != 0;
 			if (deleting)
 				continue; /* a deletion on its way */
-			unlisted_row(b, pl, driver, d, envs, n_envs);
+			unlisted_row(b, ctx, pl, driver, d, envs, n_envs);
 		}
 		envdbi_strv_free(names, n_names);
 	}
@@ -355,6 +393,8 @@ int envdb_reconcile(envdb_reconcile_report **out, envdb_ctx *ctx, unsigned flags
 {
 	report_builder b;
 	bool apply = (flags & ENVDB_RECONCILE_APPLY) != 0;
+	bool force = (flags & ENVDB_RECONCILE_FORCE) != 0;
+	size_t n_orphans = 0, n_registered = 0, limit = 0;
 	int64_t now;
 	int rc;
 
@@ -364,6 +404,30 @@ int envdb_reconcile(envdb_reconcile_report **out, envdb_ctx *ctx, unsigned flags
 	if (ctx->store == NULL)
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
 				    "reconcile: the context has no control plane open");
+	if (flags & ~(unsigned)(ENVDB_RECONCILE_APPLY | ENVDB_RECONCILE_FORCE))
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "reconcile: unknown flags 0x%x",
+				    flags & ~(unsigned)(ENVDB_RECONCILE_APPLY | ENVDB_RECONCILE_FORCE));
+	if (apply && !force) {
+		/* Count first, change nothing: over the limit, refuse it all. */
+		memset(&b, 0, sizeof(b));
+		if ((b.r = calloc(1, sizeof(*b.r))) == NULL)
+			return envdbi_error(ENVDB_ERR_NOMEM, NULL, "reconcile: out of memory");
+		rc = phase_orphans(&b, ctx, false, 0, &n_orphans, &n_registered);
+		envdb_reconcile_report_free(b.r);
+		if (rc != ENVDB_OK)
+			return envdbi_error_prefix("reconcile: ");
+		limit = envdbi_reconcile_drop_limit(n_registered);
+		if (n_orphans > limit)
+			return envdbi_error(
+			    ENVDB_ERR_STATE, NULL,
+			    "reconcile: would drop %zu orphan databases (no row names them), more "
+			    "than the limit of %zu for %zu registered databases (10%%, at least 1, "
+			    "at most %d): nothing was changed.  So many at once may be another "
+			    "deployment's databases on a shared backend, or a control plane "
+			    "restored from an old backup: check with a dry run, then use --force "
+			    "(ENVDB_RECONCILE_FORCE)",
+			    n_orphans, limit, n_registered, ENVDBI_RECONCILE_DROP_MAX);
+	}
 	memset(&b, 0, sizeof(b));
 	b.r = calloc(1, sizeof(*b.r));
 	if (b.r == NULL)
@@ -374,7 +438,7 @@ int envdb_reconcile(envdb_reconcile_report **out, envdb_ctx *ctx, unsigned flags
 	if ((rc = phase_intents(&b, ctx, apply, now)) != ENVDB_OK ||
 	    (rc = phase_deletions(&b, ctx, apply, now)) != ENVDB_OK ||
 	    (rc = phase_rotations(&b, ctx, apply, now)) != ENVDB_OK ||
-	    (rc = phase_orphans(&b, ctx, apply)) != ENVDB_OK) {
+	    (rc = phase_orphans(&b, ctx, apply, limit, &n_orphans, &n_registered)) != ENVDB_OK) {
 		envdbi_error_prefix("reconcile: ");
 		envdb_reconcile_report_free(b.r);
 		return rc;

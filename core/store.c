@@ -45,6 +45,8 @@ struct envdbi_store {
 	int64_t busy_timeout_ms;
 	bool legacy;
 	int version;
+	char deployment_id[37];       /* sys_deployment.id, read at open */
+	int64_t deployment_created_at; /* sys_deployment.created_at */
 	pthread_mutex_t lock; /* recursive */
 	pthread_t owner;      /* thread of the open transaction (depth > 0) */
 	int depth;            /* transaction depth of `owner` */
@@ -1179,8 +1181,69 @@ static int migration_2(envdbi_store *s)
 	return add_missing_columns(s);
 }
 
-static int (*const migrations[ENVDBI_STORE_VERSION])(envdbi_store *) = {migration_1,
-									 migration_2};
+/* Migration 3: the deployment identity (issue 16 §3).  Self-contained: it
+ * creates the one-row table sys_deployment and gives it a new random id, so
+ * a control plane made by `envdb init` and one of an earlier version (on
+ * its first open, which takes the write lock to migrate) both get one.  The
+ * id never changes: triggers refuse UPDATE and DELETE.  Not an object of
+ * the definitions (schema.c): it is a property of the file, not a record
+ * envdb manages.  Idempotent: a file whose version number was set back
+ * keeps the id it has. */
+static int migration_deployment_id(envdbi_store *s)
+{
+	static const char ddl[] =
+		"CREATE TABLE IF NOT EXISTS \"sys_deployment\" ("
+		"\"singleton\" INTEGER PRIMARY KEY NOT NULL CHECK (\"singleton\" = 1), "
+		"\"id\" TEXT NOT NULL CHECK (length(\"id\") = 36 AND \"id\" NOT GLOB '*[^0-9a-f-]*'), "
+		"\"created_at\" INTEGER NOT NULL);"
+		"CREATE TRIGGER IF NOT EXISTS \"sys_deployment_immutable\" BEFORE UPDATE ON \"sys_deployment\" "
+		"BEGIN SELECT RAISE(ABORT, 'deployment id: immutable'); END;"
+		"CREATE TRIGGER IF NOT EXISTS \"sys_deployment_kept\" BEFORE DELETE ON \"sys_deployment\" "
+		"BEGIN SELECT RAISE(ABORT, 'deployment id: cannot be deleted'); END;";
+	char id[37];
+	int rc;
+
+	if ((rc = exec_sql(s, ddl, "create sys_deployment")) != 0)
+		return rc;
+	envdbi_uuid_new(id);
+	rc = exec_raw(s,
+		      "INSERT OR IGNORE INTO \"sys_deployment\" (\"singleton\", \"id\", \"created_at\") "
+		      "VALUES (1, ?1, ?2)",
+		      (bindv[]){BT(id), BI(envdbi_now())}, 2, NULL);
+	return rc == SQLITE_DONE ? 0 : db_error(s, rc, "create the deployment id");
+}
+
+static int (*const migrations[ENVDBI_STORE_VERSION])(envdbi_store *) = {
+	migration_1, migration_2, migration_deployment_id};
+
+/* The deployment id into s (every open, after the migrations). */
+static int load_deployment_id(envdbi_store *s)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, step;
+
+	lock(s);
+	if ((rc = stmt_get(s, &st,
+			   "SELECT \"id\", \"created_at\" FROM \"sys_deployment\" "
+			   "WHERE \"singleton\" = 1")) == 0) {
+		step = sqlite3_step(st);
+		if (step == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 36 &&
+		    envdbi_uuid_valid((const char *)sqlite3_column_text(st, 0))) {
+			memcpy(s->deployment_id, sqlite3_column_text(st, 0), 37);
+			s->deployment_created_at = sqlite3_column_int64(st, 1);
+		} else if (step == SQLITE_ROW || step == SQLITE_DONE) {
+			rc = envdbi_error(ENVDB_ERR_INVALID, NULL,
+					  "control plane %s: no valid deployment id (table "
+					  "sys_deployment %s)",
+					  s->path, step == SQLITE_DONE ? "is empty" : "holds a malformed id");
+		} else {
+			rc = db_error(s, step, "read the deployment id");
+		}
+	}
+	stmt_put(s, st);
+	unlock(s);
+	return rc;
+}
 
 static int count_tables(envdbi_store *s, int *n)
 {
@@ -1588,7 +1651,7 @@ int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_ti
 		goto fail;
 	if (!s->snapshot && (rc = exec_sql(s, "PRAGMA synchronous = FULL", "set synchronous")) != 0)
 		goto fail;
-	if ((rc = migrate(s, flags)) != 0)
+	if ((rc = migrate(s, flags)) != 0 || (rc = load_deployment_id(s)) != 0)
 		goto fail;
 	if (s->legacy && (rc = ensure_legacy(s)) != 0)
 		goto fail;
@@ -1629,6 +1692,16 @@ void envdbi_store_close(envdbi_store *s)
 int envdbi_store_version(const envdbi_store *s)
 {
 	return s->version;
+}
+
+const char *envdbi_store_deployment_id(const envdbi_store *s)
+{
+	return s->deployment_id;
+}
+
+int64_t envdbi_store_deployment_created_at(const envdbi_store *s)
+{
+	return s->deployment_created_at;
 }
 
 bool envdbi_store_legacy(const envdbi_store *s)

@@ -62,8 +62,9 @@
 /** Current schema version of the store file (PRAGMA user_version).  Version
  * 1 creates every table, index and trigger from the object definitions;
  * version 2 adds the columns defined since (sys_database_credential.
- * aad_version, 1 for the rows that exist). */
-#define ENVDBI_STORE_VERSION 2
+ * aad_version, 1 for the rows that exist); version 3 adds the deployment
+ * id (table sys_deployment, one row). */
+#define ENVDBI_STORE_VERSION 3
 /** PRAGMA application_id of every envdb control plane ("envd"). */
 #define ENVDBI_APPLICATION_ID 0x656e7664
 
@@ -129,6 +130,16 @@ void envdbi_store_close(envdbi_store *s);
  * registered (their tables exist and the typed legacy functions work). */
 int envdbi_store_version(const envdbi_store *s);
 bool envdbi_store_legacy(const envdbi_store *s);
+
+/** The deployment id of the control plane: a lowercase UUID made when the
+ * control plane was created (or, for one of an earlier schema version, when
+ * it was first opened and migrated), never changed.  Adapters mark what
+ * they make with it (ENVDB_ADAPTER_CAP_DEPLOYMENT), so two deployments that
+ * share a backend never take each other's databases.  Owned by the store. */
+const char *envdbi_store_deployment_id(const envdbi_store *s);
+/** When that id was made (epoch seconds): databases provisioned before it
+ * may carry an ownership marker without it (made by an earlier envdb). */
+int64_t envdbi_store_deployment_created_at(const envdbi_store *s);
 
 /** Path of the control-plane file (owned by the store). */
 const char *envdbi_store_path(const envdbi_store *s);

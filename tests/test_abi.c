@@ -149,6 +149,7 @@ PIN(envdb_host, call_cancelled, 144, 8);
 PIN(envdb_host, vlog, 152, 8);
 PIN(envdb_host, verror, 160, 8);
 PIN(envdb_host, config_secret, 168, 8);
+PIN(envdb_host, deployment_id, 176, 8); /* 1.1, issue 16 §3 */
 
 PIN(envdb_plugin_descriptor, struct_size, 0, 8);
 PIN(envdb_plugin_descriptor, abi_major, 8, 4);

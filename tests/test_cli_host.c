@@ -461,6 +461,42 @@ START_TEST(init_end_to_end)
 }
 END_TEST
 
+/* Issue 16 §3: init makes the deployment id and says so; init again and
+ * `check` show the same one; another deployment has another. */
+START_TEST(init_deployment_id)
+{
+	char dir[PATH_MAX], dir2[PATH_MAX], p[PATH_MAX], id[64], line[128];
+	json_t *doc;
+
+	tu_path(dir, sizeof(dir), "site-a");
+	tu_path(dir2, sizeof(dir2), "site-b");
+	ck_assert_int_eq(RUN("--json", "init", dir), 0);
+	doc = json_out();
+	ck_assert(json_is_string(json_object_get(doc, "deployment_id")));
+	snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(doc, "deployment_id")));
+	json_decref(doc);
+	ck_assert_uint_eq(strlen(id), 36);
+	ck_assert_uint_eq(strspn(id, "0123456789abcdef-"), 36);
+
+	ck_assert_int_eq(RUN("init", dir), 0);
+	snprintf(line, sizeof(line), "exists   deployment    %s", id);
+	tu_assert_contains(out, line);
+	join(p, sizeof(p), dir, "envdb.yaml");
+	ck_assert_int_eq(RUN("--manifest", p, "--json", "check"), 0);
+	doc = json_out();
+	ck_assert_str_eq(json_string_value(json_object_get(doc, "deployment_id")), id);
+	json_decref(doc);
+	ck_assert_int_eq(RUN("--manifest", p, "check"), 0);
+	snprintf(line, sizeof(line), "deployment %s", id);
+	tu_assert_contains(out, line);
+
+	ck_assert_int_eq(RUN("--json", "init", dir2), 0);
+	doc = json_out();
+	ck_assert_str_ne(json_string_value(json_object_get(doc, "deployment_id")), id);
+	json_decref(doc);
+}
+END_TEST
+
 START_TEST(init_never_overwrites)
 {
 	char dir[PATH_MAX], p[PATH_MAX], text[PATH_MAX + 512], after[OUT_MAX];
@@ -618,6 +654,7 @@ static Suite *cli_suite(void)
 		tcase_add_test(e2e, init_never_overwrites);
 		tcase_add_test(e2e, unsafe_permissions_refused);
 		tcase_add_test(e2e, backup_and_restore_commands);
+		tcase_add_test(e2e, init_deployment_id);
 		suite_add_tcase(s, e2e);
 	} else {
 		fprintf(stderr,

@@ -1068,6 +1068,85 @@ START_TEST(test_list_and_foreign)
 }
 END_TEST
 
+#define DEP_1 "11111111-2222-4333-8444-555555555555"
+#define DEP_2 "99999999-8888-4777-8666-555555555555"
+
+static size_t list_count(void)
+{
+	char **names = NULL;
+	size_t n = 0;
+
+	ck_assert_int_eq(envdbi_adapter_list(P, &names, &n), ENVDB_OK);
+	envdbi_strv_free(names, n);
+	return n;
+}
+
+/* Issue 16 §3 (ENVDB_ADAPTER_CAP_DEPLOYMENT): the database and its group
+ * roles are marked with the deployment; another deployment on the same
+ * server (same prefix) neither lists nor drops it; a database marked by an
+ * earlier envdb (no deployment id) is nobody's orphan: not listed, not
+ * dropped by name alone, dropped when the host names its environment. */
+START_TEST(test_deployment_marker)
+{
+	char prefix[16], line[64], env[37], db[80], sql[512], v[256];
+	unsigned char rnd[4];
+	envdb_db_ref ref;
+
+	random_bytes(rnd, sizeof(rnd));
+	snprintf(prefix, sizeof(prefix), "d%02x%02x%02x_", rnd[0], rnd[1], rnd[2]);
+	snprintf(line, sizeof(line), "      prefix: %s\n", prefix);
+	ck_assert_int_eq(reload_with(NULL, line), ENVDB_OK);
+	ck_assert(envdbi_plugin_capabilities(P) & ENVDB_ADAPTER_CAP_DEPLOYMENT);
+	new_uuid(env);
+	db_name_of(db, sizeof(db), prefix, env);
+
+	envdbi_plugin_set_deployment(P, DEP_1);
+	ck_assert_int_eq(create_env(env, NULL, NULL), ENVDB_OK);
+	snprintf(sql, sizeof(sql),
+		 "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = "
+		 "'%s'",
+		 db);
+	ck_assert_int_eq(pg_harness_query1(H, NULL, sql, v, sizeof(v)), 1);
+	ck_assert_ptr_nonnull(strstr(v, " deployment:" DEP_1));
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM pg_roles WHERE rolname IN ('%s_rw', '%s_ro') AND "
+		 "shobj_description(oid, 'pg_authid') LIKE '%% deployment:" DEP_1 "'",
+		 db, db);
+	ck_assert_int_eq(super_count(sql), 2);
+	ck_assert_uint_eq(list_count(), 1);
+
+	/* The other deployment: not listed, not dropped, by name or by id. */
+	envdbi_plugin_set_deployment(P, DEP_2);
+	ck_assert_uint_eq(list_count(), 0);
+	ref_of(&ref, NULL, db);
+	ck_assert_int_eq(envdbi_adapter_drop(P, &ref), ENVDB_ERR_STATE);
+	ck_assert_ptr_nonnull(strstr(last_message(), "belongs to deployment " DEP_1));
+	ck_assert_int_eq(drop_env(env), ENVDB_ERR_STATE);
+	ck_assert_int_eq(database_exists(db), 1);
+	ck_assert_int_gt(roles_of(db), 0);
+	/* A host without a deployment id (1.0) sees it, as before. */
+	envdbi_plugin_set_deployment(P, NULL);
+	ck_assert_uint_eq(list_count(), 1);
+
+	/* What an earlier envdb wrote: the marker without a deployment id. */
+	snprintf(sql, sizeof(sql), "COMMENT ON DATABASE \"%s\" IS 'envdb:%s'", db, env);
+	super_exec(NULL, sql);
+	envdbi_plugin_set_deployment(P, DEP_2);
+	ck_assert_uint_eq(list_count(), 0);
+	ck_assert_int_eq(envdbi_adapter_drop(P, &ref), ENVDB_ERR_STATE);
+	ck_assert_ptr_nonnull(strstr(last_message(), "without a deployment id"));
+	envdbi_plugin_set_deployment(P, DEP_1);
+	ck_assert_uint_eq(list_count(), 0);
+	ck_assert_int_eq(envdbi_adapter_drop(P, &ref), ENVDB_ERR_STATE);
+	ck_assert_int_eq(database_exists(db), 1);
+	/* The deployment whose row names the environment drops it. */
+	ck_assert_int_eq(drop_env(env), ENVDB_OK);
+	ck_assert_int_eq(database_exists(db), 0);
+	ck_assert_int_eq(roles_of(db), 0);
+	envdbi_plugin_set_deployment(P, NULL);
+}
+END_TEST
+
 /* Unreachable server, wrong admin password, URI conninfo: the right
  * status, and never the password or the conninfo in a message. */
 START_TEST(test_errors_and_secrets)
@@ -1224,6 +1303,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_descriptor);
 	tcase_add_test(tc, test_database_name);
 	tcase_add_test(tc, test_lifecycle);
+	tcase_add_test(tc, test_deployment_marker);
 	tcase_add_test(tc, test_isolation);
 	tcase_add_test(tc, test_read_only_cannot_write);
 	tcase_add_test(tc, test_rotation_overlap);

@@ -434,6 +434,92 @@ START_TEST(test_drop)
 }
 END_TEST
 
+#define DEP_1 "11111111-2222-4333-8444-555555555555"
+#define DEP_2 "99999999-8888-4777-8666-555555555555"
+
+/* Names list() reports now, joined by spaces (static buffer). */
+static const char *listed(void)
+{
+	static char out[512];
+	char **names = NULL;
+	size_t n = 0, i;
+
+	out[0] = '\0';
+	ck_assert_int_eq(envdbi_adapter_list(P, &names, &n), ENVDB_OK);
+	for (i = 0; i < n; i++)
+		snprintf(out + strlen(out), sizeof(out) - strlen(out), "%s%s", i ? " " : "",
+			 names[i]);
+	envdbi_strv_free(names, n);
+	return out;
+}
+
+/* Issue 16 §3 (ENVDB_ADAPTER_CAP_DEPLOYMENT): create marks the file with the
+ * deployment (env_<hex>.envdb); another deployment sharing base_dir neither
+ * lists it nor drops it; an unmarked file (made by an earlier envdb) is
+ * nobody's orphan: not listed, not dropped by name alone, dropped when the
+ * host names its environment (it has the row). */
+START_TEST(test_deployment_marker)
+{
+	char path[PATH_MAX], marker[PATH_MAX], line[256];
+	FILE *f;
+
+	ck_assert(envdbi_plugin_capabilities(P) & ENVDB_ADAPTER_CAP_DEPLOYMENT);
+	snprintf(marker, sizeof(marker), "%s/%s.envdb", dbdir, NAME_A);
+	db_path(path, sizeof(path), dbdir, NAME_A, "");
+
+	envdbi_plugin_set_deployment(P, DEP_1);
+	ck_assert_int_eq(create(ENV_A, NULL, NULL), ENVDB_OK);
+	f = fopen(marker, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+	fclose(f);
+	ck_assert_str_eq(line, "envdb:" ENV_A " deployment:" DEP_1 "\n");
+	ck_assert_str_eq(listed(), NAME_A);
+
+	/* The other deployment: not listed, not dropped, by name or by id. */
+	envdbi_plugin_set_deployment(P, DEP_2);
+	ck_assert_str_eq(listed(), "");
+	ck_assert_int_eq(drop(NULL, NAME_A), ENVDB_ERR_STATE);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "belongs to deployment " DEP_1));
+	ck_assert_int_eq(drop(ENV_A, NAME_A), ENVDB_ERR_STATE);
+	ck_assert(exists(path) && exists(marker));
+	/* A host without a deployment id (1.0) sees every file, as before. */
+	envdbi_plugin_set_deployment(P, NULL);
+	ck_assert_str_eq(listed(), NAME_A);
+
+	/* Its own deployment drops it, marker last. */
+	envdbi_plugin_set_deployment(P, DEP_1);
+	ck_assert_int_eq(drop(NULL, NAME_A), ENVDB_OK);
+	ck_assert(!exists(path) && !exists(marker));
+	ck_assert_int_eq(count_entries(dbdir), 0);
+
+	/* An unmarked file, as an earlier envdb made them. */
+	envdbi_plugin_set_deployment(P, NULL);
+	ck_assert_int_eq(create(ENV_A, NULL, NULL), ENVDB_OK);
+	ck_assert(!exists(marker));
+	envdbi_plugin_set_deployment(P, DEP_2);
+	ck_assert_str_eq(listed(), "");
+	ck_assert_int_eq(drop(NULL, NAME_A), ENVDB_ERR_STATE);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "no deployment marker"));
+	envdbi_plugin_set_deployment(P, DEP_1);
+	ck_assert_str_eq(listed(), "");
+	ck_assert_int_eq(drop(NULL, NAME_A), ENVDB_ERR_STATE);
+	ck_assert(exists(path));
+	ck_assert_int_eq(drop(ENV_A, NAME_A), ENVDB_OK); /* the deployment with its row */
+	ck_assert(!exists(path));
+
+	/* A marker left by a create that crashed before the file: harmless,
+	 * replaced by the next create. */
+	write_text(marker, "envdb:" ENV_A " deployment:" DEP_1 "\n");
+	ck_assert_str_eq(listed(), "");
+	ck_assert_int_eq(create(ENV_A, NULL, NULL), ENVDB_OK);
+	ck_assert_str_eq(listed(), NAME_A);
+	ck_assert_int_eq(drop(ENV_A, NULL), ENVDB_OK);
+	ck_assert_int_eq(count_entries(dbdir), 0);
+	envdbi_plugin_set_deployment(P, NULL);
+}
+END_TEST
+
 START_TEST(test_trash)
 {
 	char path[PATH_MAX], trash[DIR_MAX + 64], entry[256], *v;
@@ -866,6 +952,7 @@ static Suite *sqlite_suite(void)
 	tcase_add_test(tc, test_descriptor);
 	tcase_add_test(tc, test_database_name);
 	tcase_add_test(tc, test_create);
+	tcase_add_test(tc, test_deployment_marker);
 	tcase_add_test(tc, test_create_twice);
 	tcase_add_test(tc, test_drop);
 	tcase_add_test(tc, test_trash);

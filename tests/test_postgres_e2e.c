@@ -35,7 +35,9 @@ static char envdb_bin[1024];
 static char psql_bin[1024];
 
 static char dir[512];
-static char manifest[600];
+static char manifest[600]; /* the deployment envdb() works on */
+static char manifest_main[600];
+static const char *dir_of_conninfo;
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -192,23 +194,27 @@ static int server_objects(void)
 			   "starts_with(rolname, 'e2e_') AND rolname <> '" ADMIN_USER "')");
 }
 
-static void setup(void)
+/* `envdb init` a deployment in a new directory `d` (manifest `m`) with the
+ * postgres adapter added; `prefix` NULL: the plugin's default.  Leaves
+ * `manifest` naming it. */
+static void make_deployment(char *d, size_t dcap, char *m, size_t mcap, const char *prefix)
 {
 	static char out[OUT_MAX];
 	char conninfo[1024], cpath[600], text[2048];
-	const char *init_argv[] = {envdb_bin, "init", dir, NULL};
+	const char *init_argv[] = {envdb_bin, "init", d, NULL};
 	FILE *f;
 	int fd;
 
-	snprintf(dir, sizeof(dir), "%s/envdb-pge2e-XXXXXX",
-		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	snprintf(manifest, sizeof(manifest), "%s/envdb.yaml", dir);
+	snprintf(d, dcap, "%s/envdb-pge2e-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	ck_assert_ptr_nonnull(mkdtemp(d));
+	snprintf(m, mcap, "%s/envdb.yaml", d);
+	snprintf(manifest, sizeof(manifest), "%s", m);
 	ck_assert_int_eq(run(out, sizeof(out), NULL, init_argv), 0);
+	dir_of_conninfo = d;
 
 	/* Add the postgres adapter: the admin connection string in a file
 	 * only its owner can read. */
-	snprintf(cpath, sizeof(cpath), "%s/postgres-admin.conninfo", dir);
+	snprintf(cpath, sizeof(cpath), "%s/postgres-admin.conninfo", dir_of_conninfo);
 	pg_harness_conninfo(conninfo, sizeof(conninfo), H, ADMIN_USER, admin_pw, "postgres");
 	fd = open(cpath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	ck_assert_int_ge(fd, 0);
@@ -219,13 +225,18 @@ static void setup(void)
 		 "    kind: adapter\n"
 		 "    config:\n"
 		 "      admin_conninfo_file: %s\n"
-		 "      prefix: e2e_\n",
-		 cpath);
+		 "%s%s%s",
+		 cpath, prefix ? "      prefix: " : "", prefix ? prefix : "", prefix ? "\n" : "");
 	f = fopen(manifest, "a");
 	ck_assert_ptr_nonnull(f);
 	fputs(text, f);
 	fclose(f);
 	ck_assert_int_eq(envdb(out, "manifest", "check", NULL), 0);
+}
+
+static void setup(void)
+{
+	make_deployment(dir, sizeof(dir), manifest_main, sizeof(manifest_main), "e2e_");
 }
 
 static void teardown(void)
@@ -340,6 +351,112 @@ END_TEST
 
 /* ------------------------------------------------------------------------ */
 
+/* Items of a `reconcile --json` output, after checking it parses. */
+static size_t reconcile_items(const char *out, const char *kind)
+{
+	json_t *doc = json_loads(out, 0, NULL), *items;
+	size_t i, n = 0;
+
+	ck_assert_msg(doc != NULL, "reconcile: not JSON: %s", out);
+	items = json_object_get(doc, "items");
+	for (i = 0; i < json_array_size(items); i++) {
+		const char *k = json_string_value(json_object_get(json_array_get(items, i), "kind"));
+
+		if (kind == NULL || (k != NULL && strcmp(k, kind) == 0))
+			n++;
+	}
+	json_decref(doc);
+	return n;
+}
+
+static int envdb_databases(void)
+{
+	return super_count("SELECT count(*) FROM pg_database WHERE starts_with(datname, 'envdb_')");
+}
+
+/*
+ * Issue 16 §3: two deployments (two control planes, two manifests) share ONE
+ * PostgreSQL server with the default prefix.  Each provisions its
+ * environments; reconcile on each lists no orphan of the other, reconcile
+ * --apply on each drops nothing of the other, and both still resolve and
+ * connect afterwards.  Before deployment ids the second deployment listed
+ * every database of the first as an orphan and --apply dropped them.
+ */
+START_TEST(test_two_deployments_one_server)
+{
+	static char out[OUT_MAX];
+	char dir_a[512], dir_b[512], man_a[600], man_b[600];
+	const char *envs_a[] = {"acme/prod", "acme/dev"}, *envs_b[] = {"beta/prod", "beta/dev"};
+	resolved r;
+	int k, pass;
+
+	ck_assert_int_eq(envdb_databases(), 0);
+	make_deployment(dir_a, sizeof(dir_a), man_a, sizeof(man_a), NULL);
+	ck_assert_int_eq(envdb(out, "org", "provision", "acme", "--driver", "postgres", "--by",
+			       "alice", NULL),
+			 0);
+	ck_assert_int_eq(envdb(out, "env", "provision", "acme", "dev", "--type", "development",
+			       "--driver", "postgres", "--by", "alice", NULL),
+			 0);
+	make_deployment(dir_b, sizeof(dir_b), man_b, sizeof(man_b), NULL);
+	ck_assert_int_eq(envdb(out, "org", "provision", "beta", "--driver", "postgres", "--by",
+			       "bob", NULL),
+			 0);
+	ck_assert_int_eq(envdb(out, "env", "provision", "beta", "dev", "--type", "development",
+			       "--driver", "postgres", "--by", "bob", NULL),
+			 0);
+	ck_assert_int_eq(envdb_databases(), 4);
+	/* Data in every database. */
+	for (k = 0; k < 4; k++) {
+		snprintf(manifest, sizeof(manifest), "%s", k < 2 ? man_a : man_b);
+		resolve(&r, k < 2 ? envs_a[k] : envs_b[k - 2], k < 2 ? "alice" : "bob");
+		ck_assert_int_eq(psql(r.url, r.handle, r.secret,
+				      "CREATE TABLE kept (x int); INSERT INTO kept VALUES (42)"),
+				 0);
+	}
+
+	/* Each deployment's reconcile: nothing of the other, dry run and
+	 * --apply, twice each, in both orders. */
+	for (pass = 0; pass < 2; pass++) {
+		for (k = 0; k < 2; k++) {
+			snprintf(manifest, sizeof(manifest), "%s", (k ^ pass) ? man_b : man_a);
+			ck_assert_int_eq(envdb(out, "reconcile", NULL), 0);
+			ck_assert_msg(reconcile_items(out, NULL) == 0, "dry run: %s", out);
+			ck_assert_int_eq(envdb(out, "reconcile", "--apply", NULL), 0);
+			ck_assert_msg(reconcile_items(out, "orphan") == 0, "apply: %s", out);
+			ck_assert_uint_eq(reconcile_items(out, NULL), 0);
+			ck_assert_int_eq(envdb(out, "check", NULL), 0);
+		}
+		ck_assert_int_eq(envdb_databases(), 4);
+	}
+	/* Both still resolve and connect, and the data is there. */
+	for (k = 0; k < 4; k++) {
+		snprintf(manifest, sizeof(manifest), "%s", k < 2 ? man_a : man_b);
+		resolve(&r, k < 2 ? envs_a[k] : envs_b[k - 2], k < 2 ? "alice" : "bob");
+		ck_assert_int_eq(psql(r.url, r.handle, r.secret,
+				      "DO $$ BEGIN IF (SELECT x FROM kept) <> 42 THEN "
+				      "RAISE 'lost'; END IF; END $$"),
+				 0);
+	}
+	/* Each deletes its own; the other's stay. */
+	snprintf(manifest, sizeof(manifest), "%s", man_a);
+	ck_assert_int_eq(envdb(out, "env", "delete", "acme/dev", "--now", NULL), 0);
+	ck_assert_int_eq(envdb(out, "env", "delete", "acme/prod", "--now", NULL), 0);
+	ck_assert_int_eq(envdb_databases(), 2);
+	snprintf(manifest, sizeof(manifest), "%s", man_b);
+	ck_assert_int_eq(envdb(out, "reconcile", "--apply", NULL), 0);
+	ck_assert_uint_eq(reconcile_items(out, NULL), 0);
+	resolve(&r, "beta/dev", "bob");
+	ck_assert_int_eq(psql(r.url, r.handle, r.secret, "SELECT x FROM kept"), 0);
+	ck_assert_int_eq(envdb(out, "env", "delete", "beta/dev", "--now", NULL), 0);
+	ck_assert_int_eq(envdb(out, "env", "delete", "beta/prod", "--now", NULL), 0);
+	ck_assert_int_eq(envdb_databases(), 0);
+	nftw(dir_a, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	nftw(dir_b, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	snprintf(manifest, sizeof(manifest), "%s", manifest_main);
+}
+END_TEST
+
 int main(void)
 {
 	char err[4096], sql[256];
@@ -389,6 +506,7 @@ int main(void)
 	tcase_set_timeout(tc, 180);
 	tcase_add_test(tc, test_provision_resolve_psql);
 	tcase_add_test(tc, test_rotate_complete);
+	tcase_add_test(tc, test_two_deployments_one_server);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);

@@ -20,7 +20,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "failpoint.h"
+#include "internal.h"
 #include "legacy_seed.h"
 #include "testdeploy.h"
 
@@ -182,6 +185,214 @@ START_TEST(test_missing_database_reported)
 	envdb_reconcile_report_free(r);
 	envdb_database_free(db);
 	envdb_close(ctx);
+}
+END_TEST
+
+/* Issue 16 §3: more orphans than the safety limit at once are dropped only
+ * with ENVDB_RECONCILE_FORCE; without it reconcile --apply changes nothing
+ * (not the orphans, not the other work it found either). */
+START_TEST(test_orphan_drop_limit_needs_force)
+{
+	envdb_rotate_opts ro = ENVDB_ROTATE_OPTS_INIT;
+	envdb_reconcile_report *r = NULL;
+	envdb_ctx *ctx = td_open(&T);
+	const char *msg;
+	size_t n_rot;
+
+	/* 10% of the registered databases, at least 1, at most 10 */
+	ck_assert_uint_eq(envdbi_reconcile_drop_limit(0), 1);
+	ck_assert_uint_eq(envdbi_reconcile_drop_limit(19), 1);
+	ck_assert_uint_eq(envdbi_reconcile_drop_limit(20), 2);
+	ck_assert_uint_eq(envdbi_reconcile_drop_limit(99), 9);
+	ck_assert_uint_eq(envdbi_reconcile_drop_limit(100), 10);
+	ck_assert_uint_eq(envdbi_reconcile_drop_limit(100000), 10);
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	make_orphan("0123456789abcdef0123456789abcde1");
+	make_orphan("0123456789abcdef0123456789abcde2");
+	/* a rotation whose window ended: work reconcile would also do */
+	ro.overlap_seconds = 60;
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "dev", &ro), ENVDB_OK);
+	td_clock_ahead(3600);
+	ck_assert_uint_eq(td_faulty_dbs(&T), 3);
+
+	/* the dry run reports them all */
+	ck_assert_int_eq(envdb_reconcile(&r, ctx, 0), ENVDB_OK);
+	ck_assert_uint_eq(count_kind(r, "orphan", "would drop"), 2);
+	n_rot = count_kind(r, "rotation", "would revoke");
+	ck_assert_uint_gt(n_rot, 0);
+	envdb_reconcile_report_free(r);
+	r = NULL;
+
+	/* 2 orphans for 1 registered database: over the limit of 1 */
+	ck_assert_int_eq(envdb_reconcile(&r, ctx, ENVDB_RECONCILE_APPLY), ENVDB_ERR_STATE);
+	ck_assert_ptr_null(r);
+	msg = envdb_error_last()->message;
+	ck_assert_msg(strstr(msg, "would drop 2 orphan databases") != NULL &&
+			  strstr(msg, "limit of 1 for 1 registered") != NULL &&
+			  strstr(msg, "nothing was changed") != NULL && strstr(msg, "--force"),
+		      "%s", msg);
+	ck_assert_uint_eq(td_faulty_dbs(&T), 3);
+	ck_assert_int_eq(envdb_reconcile(&r, ctx, 0), ENVDB_OK);
+	ck_assert_uint_eq(count_kind(r, "orphan", "would drop"), 2);
+	ck_assert_uint_eq(count_kind(r, "rotation", "would revoke"), n_rot);
+	envdb_reconcile_report_free(r);
+	r = NULL;
+
+	/* FORCE without APPLY changes nothing either; with APPLY it acts */
+	ck_assert_int_eq(envdb_reconcile(&r, ctx, ENVDB_RECONCILE_FORCE), ENVDB_OK);
+	ck_assert_uint_eq(count_kind(r, "orphan", "would drop"), 2);
+	envdb_reconcile_report_free(r);
+	r = NULL;
+	ck_assert_int_eq(envdb_reconcile(&r, ctx, ENVDB_RECONCILE_APPLY | ENVDB_RECONCILE_FORCE),
+			 ENVDB_OK);
+	ck_assert_uint_eq(count_kind(r, "orphan", "dropped"), 2);
+	ck_assert_uint_eq(count_kind(r, "rotation", "revoked"), n_rot);
+	ck_assert_uint_eq(r->n_failed, 0);
+	envdb_reconcile_report_free(r);
+	td_clock_ahead(0);
+	ck_assert_uint_eq(td_faulty_dbs(&T), 1);
+	assert_reconciled(ctx);
+	envdb_close(ctx);
+}
+END_TEST
+
+/* The file of a sqlite environment's database (from resolve), and a value
+ * written into / read from it with plain SQLite. */
+static void sqlite_file_of(char *out, size_t cap, envdb_ctx *ctx, const char *org,
+			   const char *slug)
+{
+	envdb_connection *c = NULL;
+
+	ck_assert_int_eq(envdb_resolve(&c, ctx, org, slug, "alice"), ENVDB_OK);
+	ck_assert_str_eq(c->driver, "sqlite");
+	ck_assert(strncmp(c->database_url, "file:", 5) == 0);
+	snprintf(out, cap, "%s", c->database_url + 5);
+	envdb_connection_free(c);
+}
+
+static void sqlite_put(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+
+	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static int sqlite_get(const char *path)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int v = -1;
+
+	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	if (sqlite3_prepare_v2(db, "SELECT x FROM kept", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+/*
+ * Issue 16 §3: two deployments (two control planes, two manifests) share
+ * one sqlite base_dir.  Reconcile on each lists no orphan of the other,
+ * --apply on each drops nothing of the other, and both still resolve and
+ * read their data.  A database of an earlier envdb (no marker, provisioned
+ * before the control plane had a deployment id) keeps working for its own
+ * deployment, is "unverified" there, and is no orphan of the other.
+ * Before deployment ids each listed the other's files as orphans and
+ * --apply dropped them.
+ */
+START_TEST(test_two_deployments_one_base_dir)
+{
+	static const char *slugs[] = {"prod", "dev", "prod", "dev"};
+	static const char *orgs[] = {"acme", "acme", "beta", "beta"};
+	envdb_reconcile_report *r = NULL;
+	char text[16384], path[4][PATH_MAX], old_path[PATH_MAX], marker[PATH_MAX + 16];
+	envdb_ctx *ctx[2];
+	td T2;
+	FILE *f;
+	size_t len, k, pass;
+	char *at;
+
+	/* T2's sqlite adapter works in T's base_dir. */
+	td_setup(&T2, NULL);
+	f = fopen(T2.manifest, "r");
+	ck_assert_ptr_nonnull(f);
+	len = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[len] = '\0';
+	at = strstr(text, "base_dir: environments\n");
+	ck_assert_ptr_nonnull(at);
+	{
+		char rest[16384];
+
+		snprintf(rest, sizeof(rest), "%s", at + strlen("base_dir: environments\n"));
+		snprintf(at, sizeof(text) - (size_t)(at - text), "base_dir: %s\n%s", T.sqlite_dir,
+			 rest);
+	}
+	f = fopen(T2.manifest, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+
+	ctx[0] = td_open(&T);
+	ctx[1] = td_open(&T2);
+	ck_assert_str_ne(envdb_deployment_id(ctx[0]), envdb_deployment_id(ctx[1]));
+	for (k = 0; k < 4; k++) {
+		ck_assert_int_eq(td_provision(ctx[k / 2], orgs[k], slugs[k], "sqlite", "alice"),
+				 ENVDB_OK);
+		sqlite_file_of(path[k], sizeof(path[k]), ctx[k / 2], orgs[k], slugs[k]);
+		sqlite_put(path[k], "CREATE TABLE kept (x int); INSERT INTO kept VALUES (42)");
+	}
+	/* An earlier envdb's database of the first deployment: provisioned
+	 * before its deployment id existed, and without a marker. */
+	td_clock_ahead(-86400);
+	ck_assert_int_eq(td_provision(ctx[0], "acme", "old", "sqlite", "alice"), ENVDB_OK);
+	td_clock_ahead(0);
+	sqlite_file_of(old_path, sizeof(old_path), ctx[0], "acme", "old");
+	sqlite_put(old_path, "CREATE TABLE kept (x int); INSERT INTO kept VALUES (42)");
+	snprintf(marker, sizeof(marker), "%.*s.envdb", (int)(strlen(old_path) - 3), old_path);
+	ck_assert_int_eq(unlink(marker), 0);
+	ck_assert_uint_eq(td_sqlite_dbs(&T), 5);
+
+	for (pass = 0; pass < 2; pass++)
+		for (k = 0; k < 2; k++) {
+			envdb_ctx *c = ctx[k ^ pass];
+
+			ck_assert_int_eq(envdb_reconcile(&r, c, 0), ENVDB_OK);
+			ck_assert_uint_eq(count_kind(r, "orphan", NULL), 0);
+			ck_assert_uint_eq(count_kind(r, "missing", NULL), 0);
+			ck_assert_uint_eq(count_kind(r, "unverified", "none"), c == ctx[0] ? 1 : 0);
+			ck_assert_uint_eq(r->n_failed, 0);
+			envdb_reconcile_report_free(r);
+			r = NULL;
+			ck_assert_int_eq(envdb_reconcile(&r, c, ENVDB_RECONCILE_APPLY), ENVDB_OK);
+			ck_assert_uint_eq(count_kind(r, "orphan", NULL), 0);
+			ck_assert_uint_eq(r->n_failed, 0);
+			envdb_reconcile_report_free(r);
+			r = NULL;
+			ck_assert_uint_eq(td_check(c), 0);
+			ck_assert_uint_eq(td_sqlite_dbs(&T), 5);
+		}
+	for (k = 0; k < 4; k++) {
+		char again[PATH_MAX];
+
+		sqlite_file_of(again, sizeof(again), ctx[k / 2], orgs[k], slugs[k]);
+		ck_assert_str_eq(again, path[k]);
+		ck_assert_int_eq(sqlite_get(path[k]), 42);
+	}
+	ck_assert_int_eq(sqlite_get(old_path), 42);
+	/* Each deletes its own (the earlier envdb's one too); the other's stay. */
+	ck_assert_int_eq(envdb_env_delete(ctx[0], "acme", "old", ENVDB_DELETE_NOW), ENVDB_OK);
+	ck_assert_int_eq(envdb_env_delete(ctx[0], "acme", "dev", ENVDB_DELETE_NOW), ENVDB_OK);
+	ck_assert_uint_eq(td_sqlite_dbs(&T), 3);
+	ck_assert_int_eq(sqlite_get(path[3]), 42);
+	envdb_close(ctx[0]);
+	envdb_close(ctx[1]);
+	td_teardown(&T2);
 }
 END_TEST
 
@@ -677,6 +888,8 @@ static Suite *reconcile_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_nothing_to_do);
 	tcase_add_test(tc, test_orphans_dropped_only_with_apply);
+	tcase_add_test(tc, test_orphan_drop_limit_needs_force);
+	tcase_add_test(tc, test_two_deployments_one_base_dir);
 	tcase_add_test(tc, test_missing_database_reported);
 	tcase_add_test(tc, test_orphan_race);
 	tcase_add_test(tc, test_dry_run_changes_nothing);

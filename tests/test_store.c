@@ -131,9 +131,102 @@ START_TEST(open_create_and_versions)
 	ck_assert_int_eq(sqlite3_exec(raw, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(raw);
 	ck_assert_int_eq(envdbi_store_open_path(&s, path, 1000, false, 0), ENVDB_ERR_NOT_SUPPORTED);
-	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message,
-				     "schema version 99 is newer than this libenvdb supports (2)"));
+	char want[96];
+	snprintf(want, sizeof want, "schema version 99 is newer than this libenvdb supports (%d)",
+		 ENVDBI_STORE_VERSION);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, want));
 	ck_assert_ptr_null(s);
+}
+END_TEST
+
+/* Read sys_deployment.id of the file at `p` with plain SQLite ("" if none). */
+static void raw_deployment_id(const char *p, char out[64])
+{
+	sqlite3 *raw = NULL;
+	sqlite3_stmt *st = NULL;
+
+	out[0] = '\0';
+	ck_assert_int_eq(sqlite3_open(p, &raw), SQLITE_OK);
+	if (sqlite3_prepare_v2(raw, "SELECT id FROM sys_deployment", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		snprintf(out, 64, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(raw);
+}
+
+/* Issue 16 §3: a new control plane has a deployment id, it is stored in
+ * the file, stable across opens, different for another control plane, and
+ * neither UPDATE nor DELETE can change it. */
+START_TEST(deployment_id_created_and_immutable)
+{
+	envdbi_store *s = open_store(false), *s2 = NULL;
+	char id[37], raw_id[64], other[512];
+	sqlite3 *raw = NULL;
+
+	ck_assert(envdbi_uuid_valid(envdbi_store_deployment_id(s)));
+	ck_assert_int_gt(envdbi_store_deployment_created_at(s), 0);
+	snprintf(id, sizeof id, "%s", envdbi_store_deployment_id(s));
+	envdbi_store_close(s);
+	raw_deployment_id(path, raw_id);
+	ck_assert_str_eq(raw_id, id);
+	ck_assert_int_eq(envdbi_store_open_path(&s, path, 1000, false, 0), 0);
+	ck_assert_str_eq(envdbi_store_deployment_id(s), id);
+	envdbi_store_close(s);
+
+	snprintf(other, sizeof other, "%s/other.db", dir);
+	ck_assert_int_eq(envdbi_store_open_path(&s2, other, 1000, false, ENVDB_OPEN_CREATE), 0);
+	ck_assert(envdbi_uuid_valid(envdbi_store_deployment_id(s2)));
+	ck_assert_str_ne(envdbi_store_deployment_id(s2), id);
+	envdbi_store_close(s2);
+
+	ck_assert_int_eq(sqlite3_open(path, &raw), SQLITE_OK);
+	ck_assert_int_ne(sqlite3_exec(raw, "UPDATE sys_deployment SET id = "
+					   "'00000000-0000-4000-8000-000000000000'",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	ck_assert_int_ne(sqlite3_exec(raw, "DELETE FROM sys_deployment", NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(raw);
+	raw_deployment_id(path, raw_id);
+	ck_assert_str_eq(raw_id, id);
+}
+END_TEST
+
+/* A control plane of schema version 1 (before deployment ids) gets one on
+ * its first open, keeps its rows, and keeps that id afterwards. */
+START_TEST(deployment_id_migrated_from_version_1)
+{
+	envdbi_store *s = open_store(false);
+	envdb_environment *e = NULL;
+	char env_id[37], id[64], again[64];
+	sqlite3 *raw = NULL;
+
+	mkenv(s, "acme", "prod", 1, "active", env_id);
+	envdbi_store_close(s);
+	/* Make it what envdb 0.1 wrote: version 1, no sys_deployment. */
+	ck_assert_int_eq(sqlite3_open(path, &raw), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(raw,
+				      "DROP TRIGGER sys_deployment_kept; DROP TABLE sys_deployment; "
+				      "PRAGMA user_version = 1",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(raw);
+	raw_deployment_id(path, id);
+	ck_assert_str_eq(id, "");
+
+	ck_assert_int_eq(envdbi_store_open_path(&s, path, 1000, false, 0), 0);
+	ck_assert_int_eq(envdbi_store_version(s), ENVDBI_STORE_VERSION);
+	ck_assert(envdbi_uuid_valid(envdbi_store_deployment_id(s)));
+	ck_assert_int_eq(envdbi_store_env_get(s, &e, env_id), 0);
+	ck_assert_str_eq(e->slug, "prod");
+	envdb_environment_free(e);
+	envdbi_store_close(s);
+	raw_deployment_id(path, id);
+	ck_assert(envdbi_uuid_valid(id));
+	ck_assert_int_eq(envdbi_store_open_path(&s, path, 1000, false, 0), 0);
+	snprintf(again, sizeof again, "%s", envdbi_store_deployment_id(s));
+	envdbi_store_close(s);
+	ck_assert_str_eq(again, id);
 }
 END_TEST
 
@@ -815,6 +908,8 @@ static Suite *suite(void)
 	TCase *tc = tcase_create("store");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, open_create_and_versions);
+	tcase_add_test(tc, deployment_id_created_and_immutable);
+	tcase_add_test(tc, deployment_id_migrated_from_version_1);
 	tcase_add_test(tc, open_create_owner_only);
 	tcase_add_test(tc, open_refuses_foreign_files);
 	tcase_add_test(tc, open_sqlite_status_mapping);

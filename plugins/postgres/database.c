@@ -57,16 +57,39 @@ static int db_row_is_ours(PGresult *r, int i, const char *marker)
 	       pga_marker_matches(PQgetvalue(r, i, 2), marker);
 }
 
-int pga_db_lookup(int *exists, int *ours, const pga_op *o, PGconn *conn, const pga_names *n)
+/* Whose a database of ours (db_row_is_ours) is, by the deployment its
+ * marker names: the database's comment, or in the window before it, the
+ * owner group role's. */
+enum db_owner { OWNER_NONE = 0, OWNER_MINE, OWNER_OTHER };
+
+static enum db_owner db_row_owner(PGresult *r, int i, const char *dep, char other[37])
+{
+	const char *comment = !PQgetisnull(r, i, 0) ? PQgetvalue(r, i, 0)
+			      : !PQgetisnull(r, i, 2) ? PQgetvalue(r, i, 2)
+						      : NULL;
+
+	if (!pga_marker_deployment(comment, other))
+		return OWNER_NONE; /* made by an earlier envdb (or a host without an id) */
+	return dep != NULL && strcmp(other, dep) == 0 ? OWNER_MINE : OWNER_OTHER;
+}
+
+/* The db_lookup_sql row of the database of `n` into *r (none when absent). */
+static int db_lookup_row(PGresult **r, const pga_op *o, PGconn *conn, const pga_names *n)
 {
 	const char *params[1] = {n->db};
 	char sql[sizeof(db_lookup_sql) + 32];
+
+	snprintf(sql, sizeof(sql), "%sWHERE d.datname = $1", db_lookup_sql);
+	return pga_exec(r, o, conn, "look up the database", sql, 1, params);
+}
+
+int pga_db_lookup(int *exists, int *ours, const pga_op *o, PGconn *conn, const pga_names *n)
+{
 	PGresult *r = NULL;
 	int rc;
 
 	*exists = *ours = 0;
-	snprintf(sql, sizeof(sql), "%sWHERE d.datname = $1", db_lookup_sql);
-	rc = pga_exec(&r, o, conn, "look up the database", sql, 1, params);
+	rc = db_lookup_row(&r, o, conn, n);
 	if (rc != ENVDB_OK)
 		return rc;
 	if (PQntuples(r) > 0) {
@@ -191,21 +214,62 @@ static int drop_role(const pga_op *o, PGconn *conn, const char *role)
 }
 
 /*
+ * With a deployment id `dep` (ENVDB_ADAPTER_CAP_DEPLOYMENT): may the
+ * existing database of ours in row 0 of `r` be dropped?  Not when its
+ * marker names another deployment; not when it names none (made by an
+ * earlier envdb, for whichever deployment shares the server) and the host
+ * names the database alone (`by_name`: a reconcile orphan, which no row of
+ * this deployment names).
+ */
+static int drop_allowed(const pga_op *o, PGresult *r, const pga_names *n, const char *dep,
+			int by_name)
+{
+	char other[37];
+
+	switch (db_row_owner(r, 0, dep, other)) {
+	case OWNER_MINE:
+		return ENVDB_OK;
+	case OWNER_OTHER:
+		return pga_fail(o, ENVDB_ERR_STATE, NULL,
+				"the database belongs to deployment %s, not to this one (%s): "
+				"not dropping it",
+				other, dep);
+	default:
+		if (!by_name)
+			return ENVDB_OK; /* this deployment has its row: ours */
+		return pga_fail(o, ENVDB_ERR_STATE, NULL,
+				"the database carries the marker '%s' without a deployment id "
+				"(made by an earlier envdb, maybe for another deployment sharing "
+				"the server) and no row of this deployment names it: not "
+				"dropping it",
+				n->marker);
+	}
+}
+
+/*
  * Drop everything of the environment `n` that is ours: its login roles are
  * locked out first (NOLOGIN), their sessions and the database's ended, the
  * database dropped, then every role.  Nothing that lacks our marker is
- * touched; a database with our name but not our marker is an error.
+ * touched; a database with our name but not our marker is an error, and so
+ * is one of another deployment (drop_allowed; `dep` NULL: not checked).
  */
-static int drop_all(const pga_op *o, PGconn *conn, const pga_names *n)
+static int drop_all(const pga_op *o, PGconn *conn, const pga_names *n, const char *dep,
+		    int by_name)
 {
 	pga_admin_privs privs;
-	PGresult *roles = NULL;
+	PGresult *roles = NULL, *db = NULL;
 	char q[PGA_QID_MAX], sql[256];
 	int exists, ours, i, rc, first = ENVDB_OK;
 
 	if ((rc = pga_admin_privileges(&privs, o, conn)) != ENVDB_OK)
 		return rc;
-	if ((rc = pga_db_lookup(&exists, &ours, o, conn, n)) != ENVDB_OK)
+	if ((rc = db_lookup_row(&db, o, conn, n)) != ENVDB_OK)
+		return rc;
+	exists = PQntuples(db) > 0;
+	ours = exists && db_row_is_ours(db, 0, n->marker);
+	rc = exists && ours && dep != NULL ? drop_allowed(o, db, n, dep, by_name) : ENVDB_OK;
+	PQclear(db);
+	if (rc != ENVDB_OK)
 		return rc;
 	if (exists && !ours)
 		return pga_fail(o, ENVDB_ERR_STATE, NULL,
@@ -274,7 +338,7 @@ int pga_drop(void *instance, const envdb_db_ref *db)
 	rc = pga_admin(&conn, &o);
 	if (rc != ENVDB_OK)
 		return rc;
-	return drop_all(&o, conn, &n);
+	return drop_all(&o, conn, &n, pga_ref_deployment(a, db), db->environment_id == NULL);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -516,7 +580,9 @@ int pga_create(void *instance, const envdb_create_request *req, envdb_buffer *ur
 	pga_admin_privs privs;
 	pga_names n;
 	PGconn *conn = NULL, *dbconn = NULL;
-	char urlbuf[512], meta[1024], qmarker[PGA_MARKER_MAX * 2 + 8], q[PGA_QID_MAX], sql[256];
+	char urlbuf[512], meta[1024], q[PGA_QID_MAX], sql[256];
+	char marker[PGA_FULL_MARKER_MAX + 1], qmarker[PGA_FULL_MARKER_MAX * 2 + 8];
+	const char *dep;
 	int url_len, meta_len, exists, ours, rc;
 	int made_roles = 0, made_db = 0;
 
@@ -572,7 +638,13 @@ int pga_create(void *instance, const envdb_create_request *req, envdb_buffer *ur
 				       "by envdb");
 	if ((rc = clear_leftover_roles(&o, conn, &n)) != ENVDB_OK)
 		return rc;
-	if ((rc = pga_qlit(qmarker, sizeof(qmarker), &o, conn, n.marker)) != ENVDB_OK)
+	/* The database and its group roles name the deployment too. */
+	dep = pga_deployment(a, ENVDB_STRUCT_HAS(req, envdb_create_request, deployment_id)
+					? req->deployment_id
+					: NULL);
+	snprintf(marker, sizeof(marker), "%s%s%s", n.marker, dep ? PGA_DEPLOYMENT_TAG : "",
+		 dep ? dep : "");
+	if ((rc = pga_qlit(qmarker, sizeof(qmarker), &o, conn, marker)) != ENVDB_OK)
 		return rc;
 
 	/* 1. The group roles, in one transaction; the administrator becomes a
@@ -635,7 +707,7 @@ fail:
 			 * it, so it goes without the check drop_all makes. */
 			if (made_db)
 				(void)drop_database(&undo, uc, &n);
-			(void)drop_all(&undo, uc, &n);
+			(void)drop_all(&undo, uc, &n, NULL, 0);
 		}
 		pga_cleanup_end(a);
 	}
@@ -651,10 +723,11 @@ int pga_list(void *instance, envdb_adapter_list_cb cb, void *cb_ctx)
 	pga *a = instance;
 	pga_op o = {.a = a, .op = "list"};
 	const char *params[1] = {a->prefix};
+	const char *dep = pga_deployment(a, NULL);
 	PGresult *r = NULL;
 	PGconn *conn;
 	pga_names n;
-	char hex[PGA_HEX_LEN + 1], sql[sizeof(db_lookup_sql) + 96];
+	char hex[PGA_HEX_LEN + 1], other[37], sql[sizeof(db_lookup_sql) + 96];
 	int i, rc;
 
 	if (cb == NULL)
@@ -678,6 +751,10 @@ int pga_list(void *instance, envdb_adapter_list_cb cb, void *cb_ctx)
 						       .database_name = name}) != ENVDB_OK)
 			continue;
 		if (!db_row_is_ours(r, i, n.marker))
+			continue;
+		/* With a deployment id: this deployment's only (one without an
+		 * id may be anybody's, so it is nobody's orphan). */
+		if (dep != NULL && db_row_owner(r, i, dep, other) != OWNER_MINE)
 			continue;
 		rc = cb(cb_ctx, name);
 		if (rc != 0)

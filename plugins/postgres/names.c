@@ -239,6 +239,53 @@ int pga_marker_matches(const char *comment, const char *marker)
 	return comment[lm] == '\0' || comment[lm] == ' ';
 }
 
+static int uuid_text(const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < 36; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return 0;
+		} else if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+const char *pga_deployment(const pga *a, const char *given)
+{
+	const char *id = given;
+
+	if (id == NULL && ENVDB_STRUCT_HAS(a->host, envdb_host, deployment_id) &&
+	    a->host->deployment_id != NULL)
+		id = a->host->deployment_id(a->host->ctx);
+	return id != NULL && strlen(id) == 36 && uuid_text(id) ? id : NULL;
+}
+
+const char *pga_ref_deployment(const pga *a, const envdb_db_ref *db)
+{
+	return pga_deployment(a, db != NULL && ENVDB_STRUCT_HAS(db, envdb_db_ref, deployment_id)
+					 ? db->deployment_id
+					 : NULL);
+}
+
+int pga_marker_deployment(const char *comment, char out[37])
+{
+	const char *tag = comment != NULL ? strstr(comment, PGA_DEPLOYMENT_TAG) : NULL;
+
+	out[0] = '\0';
+	if (tag == NULL)
+		return 0;
+	tag += sizeof(PGA_DEPLOYMENT_TAG) - 1;
+	if (strlen(tag) < 36 || !uuid_text(tag) || (tag[36] != '\0' && tag[36] != ' '))
+		return 0;
+	memcpy(out, tag, 36);
+	out[36] = '\0';
+	return 1;
+}
+
 void pga_fingerprint(char *out, const char *secret, size_t secret_len)
 {
 	/* BLAKE2b, personalised so the value is useless for anything else;

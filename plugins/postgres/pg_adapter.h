@@ -19,7 +19,9 @@
  * login role P H "_rw_" X or P H "_ro_" X, X being the last 10 hex digits of
  * the credential id.  Every database and role the plugin creates carries
  * the comment "envdb:<environment id>" (login roles append " fp:<16 hex>",
- * a fingerprint of their password that lets probe find the role).
+ * a fingerprint of their password that lets probe find the role).  With a
+ * deployment id (ENVDB_ADAPTER_CAP_DEPLOYMENT) the database and its group
+ * roles carry "envdb:<environment id> deployment:<deployment id>".
  */
 #ifndef ENVDB_PG_ADAPTER_H
 #define ENVDB_PG_ADAPTER_H
@@ -45,6 +47,10 @@
 #define PGA_QID_MAX (2 * PGA_ROLE_MAX + 3)
 /** "envdb:" + a UUID. */
 #define PGA_MARKER_MAX (6 + 36)
+/** What follows the environment marker on the database and its group roles. */
+#define PGA_DEPLOYMENT_TAG " deployment:"
+/** "envdb:" + a UUID + " deployment:" + a UUID. */
+#define PGA_FULL_MARKER_MAX (PGA_MARKER_MAX + 12 + 36)
 /** Bytes of randomness in a password (base64url without padding: 43). */
 #define PGA_PASSWORD_BYTES 32
 #define PGA_PASSWORD_LEN 43
@@ -126,6 +132,16 @@ int pga_login_role(char *out, const pga *a, const pga_names *n, uint32_t authori
 /** True when `comment` is exactly `marker`, or `marker` followed by a space
  * and more. */
 int pga_marker_matches(const char *comment, const char *marker);
+
+/** The deployment id to work for: `given` (from a request or db_ref) or the
+ * host's (host->deployment_id, ABI 1.1); NULL when neither is a UUID (then
+ * the plugin marks and considers no deployment, as before ABI 1.1). */
+const char *pga_deployment(const pga *a, const char *given);
+/** The same from a db_ref (its deployment_id when its size covers it). */
+const char *pga_ref_deployment(const pga *a, const envdb_db_ref *db);
+/** The deployment a marker comment names (" deployment:<uuid>") into `out`
+ * (37 bytes): 1, or 0 when it names none (made by an earlier envdb). */
+int pga_marker_deployment(const char *comment, char out[37]);
 
 /** Fingerprint of a password: 16 lowercase hex digits into `out` (17 bytes). */
 void pga_fingerprint(char *out, const char *secret, size_t secret_len);

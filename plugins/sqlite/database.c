@@ -177,10 +177,11 @@ int sqla_create(void *instance, const envdb_create_request *req, envdb_buffer *u
 	const sqla *a = instance;
 	char name[SQLA_NAME_LEN + 1], fname[NAME_MAX + 1];
 	char url_s[PATH_MAX + 16], meta_s[PATH_MAX + 64];
+	const char *dep;
 	sqla_target t;
 	struct stat st;
 	sqlite3 *db = NULL;
-	int fd = -1, created = 0, rc, i;
+	int fd = -1, created = 0, marked = 0, rc, i;
 
 	if (req == NULL || url == NULL || metadata == NULL)
 		return a->host->error(a->host->ctx, ENVDB_ERR_MISUSE, NULL,
@@ -220,8 +221,31 @@ int sqla_create(void *instance, const envdb_create_request *req, envdb_buffer *u
 					      name, a->base_dir, fname);
 	}
 
+	/* The marker goes first (marker.c), so the database must not exist
+	 * yet: never re-mark someone's file. */
+	rc = file_exists(&st, a, &t, t.file, "create database");
+	if (rc < 0)
+		return rc;
+	if (rc > 0)
+		return a->host->error(a->host->ctx, ENVDB_ERR_EXISTS, "EEXIST",
+				      "create database %s: %s already exists", name, t.path);
+	dep = sqla_deployment(a, ENVDB_STRUCT_HAS(req, envdb_create_request, deployment_id)
+					 ? req->deployment_id
+					 : NULL);
+	if (dep != NULL) {
+		rc = sqla_marker_write(a, name, req->environment_id, dep);
+		if (rc != ENVDB_OK)
+			return rc;
+		marked = 1;
+	}
+
 	fd = openat(a->base_fd, t.file, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
+		int e = errno;
+
+		if (marked && e != EEXIST)
+			(void)sqla_marker_remove(a, name, "create");
+		errno = e;
 		if (errno == EEXIST)
 			return a->host->error(a->host->ctx, ENVDB_ERR_EXISTS, "EEXIST",
 					      "create database %s: %s already exists", name,
@@ -268,9 +292,47 @@ fail:
 		close(fd);
 	if (db != NULL)
 		sqlite3_close(db);
-	if (created)
-		(void)unlink_all(a, &t, "create"); /* the first error is the one reported */
+	if (created && unlink_all(a, &t, "create") == ENVDB_OK && marked)
+		(void)sqla_marker_remove(a, name, "create"); /* the first error is reported */
 	return rc;
+}
+
+/* May drop() remove the owned database of `t`?  With a deployment id
+ * (ENVDB_ADAPTER_CAP_DEPLOYMENT): not when its marker names another
+ * deployment, and not when it has no marker (made by an earlier envdb, for
+ * whichever deployment) and the host names it alone, without an
+ * environment (a reconcile orphan): the host has no row for it, so it may
+ * be anybody's.  *keep_marker: the marker is another deployment's. */
+static int drop_allowed(int *keep_marker, const sqla *a, const sqla_target *t,
+			const envdb_db_ref *db, int exists)
+{
+	const char *dep = sqla_ref_deployment(a, db);
+	enum sqla_owner owner;
+	char other[37];
+	int rc;
+
+	*keep_marker = 0;
+	if (t->adopted || dep == NULL)
+		return ENVDB_OK;
+	rc = sqla_marker_read(&owner, other, a, t->name, dep);
+	if (rc != ENVDB_OK)
+		return rc;
+	if (owner == SQLA_OWNER_OTHER) {
+		*keep_marker = 1;
+		if (!exists)
+			return ENVDB_OK; /* nothing of ours to drop */
+		return a->host->error(a->host->ctx, ENVDB_ERR_STATE, NULL,
+				      "drop database %s: it belongs to deployment %s, not to this "
+				      "one (%s): not dropping it",
+				      t->label, other, dep);
+	}
+	if (owner == SQLA_OWNER_NONE && exists && db->environment_id == NULL)
+		return a->host->error(a->host->ctx, ENVDB_ERR_STATE, NULL,
+				      "drop database %s: it carries no deployment marker (made "
+				      "by an earlier envdb, maybe for another deployment sharing "
+				      "%s) and no row of this deployment names it: not dropping it",
+				      t->label, a->base_dir);
+	return ENVDB_OK;
 }
 
 int sqla_drop(void *instance, const envdb_db_ref *db)
@@ -278,7 +340,7 @@ int sqla_drop(void *instance, const envdb_db_ref *db)
 	const sqla *a = instance;
 	sqla_target t;
 	struct stat st;
-	int rc;
+	int rc, keep_marker = 0;
 
 	rc = sqla_target_from_ref(&t, a, "drop database", db);
 	if (rc != ENVDB_OK)
@@ -286,6 +348,13 @@ int sqla_drop(void *instance, const envdb_db_ref *db)
 	rc = file_exists(&st, a, &t, t.file, "drop database");
 	if (rc < 0)
 		goto out;
+	{
+		int exists = rc;
+
+		if ((rc = drop_allowed(&keep_marker, a, &t, db, exists)) != ENVDB_OK)
+			goto out;
+		rc = exists;
+	}
 	if (rc > 0 && !S_ISREG(st.st_mode)) {
 		rc = a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
 				    "drop database %s: refusing to remove %s: not a regular file",
@@ -298,14 +367,23 @@ int sqla_drop(void *instance, const envdb_db_ref *db)
 	}
 	if (a->trash_fd >= 0) {
 		rc = sqla_trash_move(a, &t);
+		if (rc == ENVDB_OK && !t.adopted && !keep_marker &&
+		    (rc = sqla_marker_remove(a, t.name, "drop")) == ENVDB_OK &&
+		    fsync(t.dir_fd) != 0)
+			rc = a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
+					    "drop database %s: cannot sync directory %s: %s",
+					    t.label, t.dir, strerror(errno));
 		if (rc == ENVDB_OK)
 			sqla_trash_purge(a);
 		goto out;
 	}
 	/* Main file first: an interrupted drop leaves at worst a stale -wal,
 	 * which makes create refuse, rather than a database that opens fine
-	 * but silently lost the transactions still in its log. */
+	 * but silently lost the transactions still in its log.  The marker
+	 * last: a database file never outlives it. */
 	rc = unlink_all(a, &t, "drop");
+	if (rc == ENVDB_OK && !t.adopted && !keep_marker)
+		rc = sqla_marker_remove(a, t.name, "drop");
 	if (rc != ENVDB_OK)
 		goto out;
 	if (fsync(t.dir_fd) != 0)
@@ -432,6 +510,8 @@ out:
 int sqla_list(void *instance, envdb_adapter_list_cb cb, void *cb_ctx)
 {
 	const sqla *a = instance;
+	const char *dep = sqla_deployment(a, NULL);
+	enum sqla_owner owner;
 	char name[SQLA_NAME_LEN + 1];
 	struct dirent *de;
 	struct stat st;
@@ -475,6 +555,14 @@ int sqla_list(void *instance, envdb_adapter_list_cb cb, void *cb_ctx)
 				continue;
 			if (fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
 			    !S_ISREG(st.st_mode))
+				continue;
+		}
+		/* With a deployment id: only this deployment's files (an
+		 * unmarked one may be anybody's, so it is nobody's orphan). */
+		if (dep != NULL) {
+			if ((rc = sqla_marker_read(&owner, NULL, a, name, dep)) != ENVDB_OK)
+				break;
+			if (owner != SQLA_OWNER_MINE)
 				continue;
 		}
 		rc = cb(cb_ctx, name);

@@ -265,7 +265,7 @@ static const envdb_adapter_ops sqla_ops = {
 	 * ROTATE_OVERLAP holds trivially: a previous token keeps "working"
 	 * because no token is ever checked. */
 	.capabilities = ENVDB_ADAPTER_CAP_ROTATE_OVERLAP | ENVDB_ADAPTER_CAP_PROBE |
-			ENVDB_ADAPTER_CAP_LIST,
+			ENVDB_ADAPTER_CAP_LIST | ENVDB_ADAPTER_CAP_DEPLOYMENT,
 	.database_name = sqla_database_name,
 	.create = sqla_create,
 	.drop = sqla_drop,
@@ -282,7 +282,7 @@ static const char *const sqla_url_schemes[] = {"file", NULL};
 static const envdb_plugin_descriptor sqla_descriptor = {
 	.struct_size = sizeof(envdb_plugin_descriptor),
 	.abi_major = ENVDB_ABI_MAJOR,
-	.abi_minor = 0,
+	.abi_minor = 1, /* envdb_host.deployment_id, the deployment_id members */
 	.name = "sqlite",
 	.version = PACKAGE_VERSION,
 	.description = "one sqlite file per environment (no authentication: tokens are not "

@@ -9,6 +9,7 @@
  *               which file a db_ref addresses (owned or adopted)
  *   database.c  create, drop, mint, probe, list
  *   trash.c     moving dropped files into the trash directory, purging it
+ *   marker.c    the ownership marker env_<hex>.envdb naming the deployment
  */
 #ifndef ENVDB_SQLITE_ADAPTER_H
 #define ENVDB_SQLITE_ADAPTER_H
@@ -116,6 +117,37 @@ int sqla_trash_move(const sqla *a, const sqla_target *t);
 /** Remove trash entries older than grace_seconds.  Failures are logged as
  * warnings, never returned: purging is housekeeping. */
 void sqla_trash_purge(const sqla *a);
+
+/* marker.c ----------------------------------------------------------------- */
+
+/** Whose a database file is, by its marker. */
+enum sqla_owner {
+	SQLA_OWNER_NONE = 0, /**< no marker (an earlier envdb), or one naming no deployment */
+	SQLA_OWNER_MINE,     /**< the marker names this deployment */
+	SQLA_OWNER_OTHER     /**< the marker names another deployment */
+};
+
+/** The deployment id to work for: `given` (from a request or db_ref) or the
+ * host's (host->deployment_id, ABI 1.1); NULL when neither is a UUID (a 1.0
+ * host, or one without a control plane: then markers are neither written
+ * nor consulted, as before deployment ids). */
+const char *sqla_deployment(const sqla *a, const char *given);
+/** The same from a db_ref (its deployment_id when its size covers it). */
+const char *sqla_ref_deployment(const sqla *a, const envdb_db_ref *db);
+
+/** Write the marker of database `name` atomically (temporary file, fsync,
+ * rename; the caller syncs base_dir). */
+int sqla_marker_write(const sqla *a, const char *name, const char *environment_id,
+		      const char *deployment_id);
+
+/** Read the marker of database `name` against `deployment_id` (may be NULL:
+ * then any deployment named is OTHER).  `other` (37 bytes, may be NULL)
+ * receives the deployment an OTHER marker names. */
+int sqla_marker_read(enum sqla_owner *owner, char other[37], const sqla *a, const char *name,
+		     const char *deployment_id);
+
+/** Remove the marker of `name`; missing is fine. */
+int sqla_marker_remove(const sqla *a, const char *name, const char *op);
 
 /* database.c --------------------------------------------------------------- */
 

@@ -115,7 +115,9 @@ static envdb_db_ref *ref_of(const kdb *d)
 	envdb_db_ref *r = kit_xmalloc(sizeof(*r));
 
 	kit_keep(r);
+	memset(r, 0, sizeof(*r));
 	r->struct_size = sizeof(*r);
+	r->deployment_id = kit_borrow(kit_deployment_id);
 	r->environment_id = kit_borrow(d->env);
 	r->database_name = kit_borrow(d->name);
 	r->url = kit_borrow(d->url);
@@ -133,7 +135,9 @@ static int a_create(const adapter *a, kdb *d)
 		kit_buf url, meta;
 
 		kit_keep(req);
+		memset(req, 0, sizeof(*req));
 		req->struct_size = sizeof(*req);
+		req->deployment_id = kit_borrow(kit_deployment_id);
 		req->environment_id = kit_borrow(d->env);
 		req->database_name = kit_borrow(d->name);
 		req->region = NULL;
@@ -197,6 +201,7 @@ static int a_mint(const adapter *a, const kdb *d, uint32_t auth, const char *pre
 		kit_buf sec, handle;
 
 		kit_keep(req);
+		memset(req, 0, sizeof(*req)); /* the 1.1 members the kit does not set */
 		req->struct_size = sizeof(*req);
 		req->credential_id = kit_borrow(cred_id);
 		req->authorization = auth;

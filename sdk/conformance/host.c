@@ -657,11 +657,22 @@ static int h_random(envdb_host_ctx *ctx, void *buf, size_t len)
 
 static struct envdb_host_ctx the_ctx;
 
+/* The deployment the kit's host runs for (ABI 1.1): also in every db_ref
+ * and create request it makes, so an adapter with
+ * ENVDB_ADAPTER_CAP_DEPLOYMENT sees one consistent deployment. */
+const char kit_deployment_id[37] = "c0f0c0f0-1111-4222-8333-444455556666";
+
+static const char *h_deployment_id(envdb_host_ctx *ctx)
+{
+	(void)ctx;
+	return kit_deployment_id;
+}
+
 #define HOST_SERVICES                                                                     \
 	.ctx = &the_ctx, .alloc = h_alloc, .realloc = h_realloc, .free = h_free,           \
 	.secure_alloc = h_secure_alloc, .secure_free = h_secure_free, .log = h_log,         \
 	.error = h_error, .deadline_ms = h_deadline_ms, .now_ms = h_now_ms,                 \
-	.wall_s = h_wall_s, .random = h_random
+	.wall_s = h_wall_s, .random = h_random, .deployment_id = h_deployment_id
 
 static const envdb_host host_table = {
 	.struct_size = sizeof(envdb_host),

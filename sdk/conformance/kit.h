@@ -83,6 +83,9 @@ const char *kit_status_name(int status);
 
 /** The host table handed to the plugin (valid for the whole run). */
 const envdb_host *kit_host(void);
+/** The deployment id of the kit's host (host->deployment_id, db_ref and
+ * create request deployment_id). */
+extern const char kit_deployment_id[37];
 /** A host table announcing a newer minor and a larger struct_size, for the
  * forward-compatibility check. */
 const envdb_host *kit_host_newer(void);

@@ -129,6 +129,14 @@ ENVDB_EXPORT const char *envdb_plugin_dir(const envdb_ctx *ctx);
 /** Path of the control-plane file the manifest names (absolute; whether or
  * not the context opened it).  Owned by the context. */
 ENVDB_EXPORT const char *envdb_control_plane_path(const envdb_ctx *ctx);
+/** The deployment id of the open control plane: a lowercase UUID made when
+ * the control plane was created (or first opened by an envdb that has
+ * deployment ids), never changed.  Adapters with
+ * ENVDB_ADAPTER_CAP_DEPLOYMENT mark every database with it and list, drop
+ * and reconcile only what carries it, so deployments sharing a backend
+ * never touch each other's databases.  NULL when the context has no
+ * control plane open (ENVDB_OPEN_NO_STORE).  Owned by the context. */
+ENVDB_EXPORT const char *envdb_deployment_id(const envdb_ctx *ctx);
 
 /* ------------------------------------------------------------------------ */
 /* Keys of an encryptor (core/keys.c)                                        */
@@ -756,7 +764,12 @@ typedef struct envdb_reconcile_report {
 
 enum envdb_reconcile_flags {
 	/** Act; without it reconcile only reports and changes nothing. */
-	ENVDB_RECONCILE_APPLY = 1u << 0
+	ENVDB_RECONCILE_APPLY = 1u << 0,
+	/** With APPLY: drop orphans even when there are more than the safety
+	 * limit (10% of the registered databases, at least 1, at most 10).
+	 * Without it such a reconcile returns ENVDB_ERR_STATE and changes
+	 * nothing. */
+	ENVDB_RECONCILE_FORCE = 1u << 1
 };
 
 /**
@@ -778,6 +791,13 @@ enum envdb_reconcile_flags {
  * it is missing, and never drops anything for it.  It is not probed: a
  * probe needs the decrypted credential and a round trip per database, on
  * every run, for every migrated environment.
+ * A row provisioned before its control plane had a deployment id, on an
+ * adapter with ENVDB_ADAPTER_CAP_DEPLOYMENT (which lists only what carries
+ * this deployment's id), is "unverified" too.
+ *
+ * With ENVDB_RECONCILE_APPLY and without ENVDB_RECONCILE_FORCE, more orphans
+ * than the limit make it return ENVDB_ERR_STATE before anything changes
+ * (*out stays NULL).
  * Returns 0 when it ran (even if some actions failed: see n_failed); *out
  * owned by the caller.
  */

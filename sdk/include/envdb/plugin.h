@@ -231,6 +231,7 @@ typedef int (*envdb_host_verror_fn)(envdb_host_ctx *ctx, int status, const char 
 				    const char *fmt, va_list ap) ENVDB_PRINTF(4, 0);
 typedef int (*envdb_host_config_secret_fn)(envdb_host_ctx *ctx, const char *key,
 					   envdb_buffer *value);
+typedef const char *(*envdb_host_deployment_id_fn)(envdb_host_ctx *ctx);
 
 /**
  * The services the host gives a plugin.  The table and everything it points
@@ -310,6 +311,17 @@ typedef struct envdb_host {
 	 * called from any thread, at any time between init and fini.
 	 */
 	envdb_host_config_secret_fn config_secret;
+	/**
+	 * The deployment id (a lowercase UUID) of the control plane this
+	 * instance serves — the value the host also puts in
+	 * envdb_db_ref.deployment_id and envdb_create_request.deployment_id —
+	 * or NULL when the host has none (a context opened without its control
+	 * plane, a test harness).  For the operations that get no db_ref, list()
+	 * above all: an adapter with ENVDB_ADAPTER_CAP_DEPLOYMENT lists only
+	 * what carries this id.  The string is owned by the host and valid
+	 * until fini; it does not change while an operation runs.  Any thread.
+	 */
+	envdb_host_deployment_id_fn deployment_id;
 } envdb_host;
 
 /* ------------------------------------------------------------------------ */
