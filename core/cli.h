@@ -76,6 +76,11 @@ typedef struct envdb_cli_opt {
 
 #define ENVDB_CLI_MAX_ARGS 32
 
+/** Exit status of `envdb reconcile` without --apply when it found work that
+ * --apply would do (nothing failed, nothing changed).  Not a sysexits code:
+ * like diff(1), 1 means "there are differences". */
+#define ENVDB_CLI_EX_PENDING 1
+
 /** Positional arguments, pointing into argv. */
 typedef struct envdb_cli_args {
 	int n;

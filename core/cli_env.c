@@ -792,10 +792,25 @@ int envdb_cli_reconcile(envdb_cli *cli, int argc, char **argv)
 					n_unverified);
 		rc = EX_OK;
 	}
-	if (r->n_failed > 0)
+	if (r->n_failed > 0) {
 		rc = envdb_cli_fail_msg(cli, first_failed,
 					"reconcile: %zu of %zu items need attention", r->n_failed,
 					r->n_items);
+	} else if (!r->applied && rc == EX_OK) {
+		/* A dry run that found work: a script must not read "all is
+		 * well" from it (envdb(1), EXIT STATUS: 1). */
+		size_t n_todo = 0;
+
+		for (i = 0; i < r->n_items; i++)
+			if (strncmp(r->items[i].action, "would ", 6) == 0)
+				n_todo++;
+		if (n_todo > 0) {
+			envdb_cli_error(cli, "reconcile: %zu item(s) need attention (dry run; "
+					     "--apply acts)",
+					n_todo);
+			rc = ENVDB_CLI_EX_PENDING;
+		}
+	}
 out:
 	envdb_reconcile_report_free(r);
 	envdb_close(ctx);
