@@ -845,6 +845,7 @@ static int plugin_load(envdbi_plugin **out, const envdbi_manifest *m, size_t idx
 		goto fail;
 	}
 	p->kind = spec->kind;
+	p->call_timeout_ms = spec->call_timeout_ms;
 
 	if (stat(p->path, &st) != 0) {
 		rc = envdbi_error(errno == ENOENT ? ENVDB_ERR_CONFIG : ENVDB_ERR_IO, NULL,

@@ -36,6 +36,7 @@ struct envdbi_plugin {
 	bool initialized; /* init succeeded; fini is due */
 	bool thread_safe; /* ENVDB_PLUGIN_THREAD_SAFE: calls are not serialized */
 	bool lock_ready;
+	int64_t call_timeout_ms; /* the manifest's, 0: the process-wide one */
 	pthread_mutex_t lock; /* serializes calls unless thread_safe */
 	envdb_host host;      /* the services table handed to init */
 	envdb_host_ctx hctx;
