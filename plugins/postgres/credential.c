@@ -277,6 +277,24 @@ done:
 	return rc;
 }
 
+/* After a failed step of revoke: has another process removed the role
+ * meanwhile (a concurrent revoke or drop)?  Then the credential is revoked,
+ * which is what the caller asked for.  1 when it is gone, else 0. */
+static int role_vanished(const pga_op *o, PGconn *conn, const pga_names *n, const char *role)
+{
+	pga_op quiet = *o;
+	int exists, ours, can_login;
+
+	quiet.silent = 1;
+	if (role_lookup(&exists, &ours, &can_login, &quiet, conn, n, role) != ENVDB_OK)
+		return 0;
+	if (!exists)
+		o->a->host->log(o->a->host->ctx, ENVDB_LOG_INFO,
+				"revoke %s: role %s was removed by someone else meanwhile: revoked",
+				n->db, role);
+	return !exists;
+}
+
 int pga_revoke(void *instance, const envdb_db_ref *db, uint32_t authorization, const char *handle)
 {
 	pga *a = instance;
@@ -312,15 +330,21 @@ int pga_revoke(void *instance, const envdb_db_ref *db, uint32_t authorization, c
 				handle, n.marker);
 	if ((rc = pga_admin_privileges(&privs, &o, conn)) != ENVDB_OK)
 		return rc;
-	/* 1. Lock out: no new session can start, whatever happens next. */
+	/* 1. Lock out: no new session can start, whatever happens next.
+	 * Another process may drop the role between the lookup and here (a
+	 * concurrent revoke, or drop): ALTER then fails (42704, or "tuple
+	 * concurrently deleted" after waiting on its lock), and so may the
+	 * GRANT that lets us end its sessions; a role that is gone is
+	 * revoked. */
 	if ((rc = pga_qid(q, &o, conn, handle)) != ENVDB_OK ||
 	    (rc = pga_sql(sql, sizeof(sql), &o, "ALTER ROLE %s NOLOGIN PASSWORD NULL", q)) !=
-		    ENVDB_OK ||
-	    (rc = pga_exec(NULL, &o, conn, "lock out the role", sql, 0, NULL)) != ENVDB_OK)
+		    ENVDB_OK)
 		return rc;
+	if ((rc = pga_exec(NULL, &o, conn, "lock out the role", sql, 0, NULL)) != ENVDB_OK)
+		return role_vanished(&o, conn, &n, handle) ? ENVDB_OK : rc;
 	/* 2. End the sessions it still has. */
 	if ((rc = pga_terminate_role_sessions(&o, conn, handle, privs.superuser)) != ENVDB_OK)
-		return rc;
+		return role_vanished(&o, conn, &n, handle) ? ENVDB_OK : rc;
 	/* 3. Drop it; when it still owns or holds something, hand that over
 	 * and retry; if even that fails it stays locked, which is revoked. */
 	if ((rc = pga_sql(sql, sizeof(sql), &o, "DROP ROLE IF EXISTS %s", q)) != ENVDB_OK)
