@@ -184,6 +184,8 @@ int envdb_cli_env_provision(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_env_list(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_env_show(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_env_archive(envdb_cli *cli, int argc, char **argv);
+int envdb_cli_env_unarchive(envdb_cli *cli, int argc, char **argv);
+int envdb_cli_cred_mint(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_env_delete(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_cred_rotate(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_cred_complete(envdb_cli *cli, int argc, char **argv);
