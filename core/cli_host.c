@@ -34,6 +34,7 @@ static const bit_name adapter_caps[] = {
     {ENVDB_ADAPTER_CAP_PROBE, "probe"},
     {ENVDB_ADAPTER_CAP_LIST, "list"},
     {ENVDB_ADAPTER_CAP_AUTHENTICATES, "authenticates"},
+    {ENVDB_ADAPTER_CAP_SUSPEND, "suspend"},
     {0, NULL},
 };
 

@@ -478,6 +478,15 @@ START_TEST(reconcile_dry_run_exit_status)
 	tu_assert_contains(out, "revoked");
 	ck_assert_int_eq(RUN("--manifest", m, "reconcile"), 0);
 	tu_assert_contains(out, "nothing to reconcile");
+	/* sqlite cannot lock credentials out on archive: the command says so. */
+	ck_assert_int_eq(RUN("--manifest", m, "--json", "env", "archive", "acme/prod"), 0);
+	doc = json_out();
+	ck_assert(json_is_false(json_object_get(doc, "credentials_locked_out")));
+	json_decref(doc);
+	tu_assert_contains(err, "driver sqlite cannot lock credentials out at the backend");
+	ck_assert_int_eq(RUN("--manifest", m, "env", "unarchive", "acme/prod"), 0);
+	tu_assert_contains(out, "unarchived acme/prod");
+	ck_assert_int_eq(RUN("--manifest", m, "check"), 0);
 }
 END_TEST
 
