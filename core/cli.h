@@ -78,6 +78,11 @@ typedef struct envdb_cli_opt {
 
 #define ENVDB_CLI_MAX_ARGS 32
 
+/** Exit status of `envdb reconcile` without --apply when it found work that
+ * --apply would do (nothing failed, nothing changed).  Not a sysexits code:
+ * like diff(1), 1 means "there are differences". */
+#define ENVDB_CLI_EX_PENDING 1
+
 /** Positional arguments, pointing into argv. */
 typedef struct envdb_cli_args {
 	int n;
@@ -186,6 +191,8 @@ int envdb_cli_env_provision(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_env_list(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_env_show(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_env_archive(envdb_cli *cli, int argc, char **argv);
+int envdb_cli_env_unarchive(envdb_cli *cli, int argc, char **argv);
+int envdb_cli_cred_mint(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_env_delete(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_cred_rotate(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_cred_complete(envdb_cli *cli, int argc, char **argv);

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <envdb/adapter.h>
+
 #include "cli.h"
 
 /* ------------------------------------------------------------------------ */
@@ -406,6 +408,22 @@ out:
 	return rc;
 }
 
+/* Whether the adapter of the environment's database (NULL: none) locks
+ * credentials out at the backend on archive (ENVDB_ADAPTER_CAP_SUSPEND). */
+static bool can_lock_out(envdb_ctx *ctx, const envdb_database *db)
+{
+	size_t i;
+
+	for (i = 0; db != NULL && i < envdb_plugin_count(ctx); i++) {
+		envdb_plugin_info info = {.struct_size = sizeof(info)};
+
+		if (envdb_plugin_get(&info, ctx, i) == ENVDB_OK &&
+		    info.kind == ENVDB_PLUGIN_ADAPTER && strcmp(info.name, db->driver) == 0)
+			return (info.capabilities & ENVDB_ADAPTER_CAP_SUSPEND) != 0;
+	}
+	return false;
+}
+
 /* Shared shape of the commands that act on one ORG/SLUG and print a line. */
 static int env_action(envdb_cli *cli, int argc, char **argv, const char *verb, bool now_opt)
 {
@@ -417,7 +435,8 @@ static int env_action(envdb_cli *cli, int argc, char **argv, const char *verb, b
 	envdb_cli_args pos;
 	envdb_ctx *ctx = NULL;
 	envdb_environment *env = NULL;
-	bool now = false;
+	envdb_database *db = NULL;
+	bool now = false, locked;
 	int rc;
 
 	opts[0].out = &now;
@@ -426,6 +445,8 @@ static int env_action(envdb_cli *cli, int argc, char **argv, const char *verb, b
 		return rc;
 	if (strcmp(verb, "archive") == 0)
 		rc = envdb_env_archive(ctx, ref.org, ref.slug);
+	else if (strcmp(verb, "unarchive") == 0)
+		rc = envdb_env_unarchive(ctx, ref.org, ref.slug);
 	else
 		rc = envdb_env_delete(ctx, ref.org, ref.slug, now ? ENVDB_DELETE_NOW : 0);
 	if (rc != ENVDB_OK) {
@@ -433,14 +454,29 @@ static int env_action(envdb_cli *cli, int argc, char **argv, const char *verb, b
 		goto out;
 	}
 	(void)envdb_env_get(&env, ctx, ref.org, ref.slug);
+	(void)envdb_env_database(&db, ctx, ref.org, ref.slug);
 	envdb_error_clear();
+	locked = can_lock_out(ctx, db);
+	if (env != NULL && db != NULL && strcmp(verb, "unarchive") != 0 && !locked)
+		envdb_cli_error(cli,
+				"warning: driver %s cannot lock credentials out at the backend: "
+				"they keep working there until the database is dropped",
+				db->driver);
 	if (cli->json) {
-		rc = envdb_cli_json_print(cli, json_pack("{s:s, s:s, s:s, s:o}", "environment",
-							 pos.v[0], "action", verb, "result",
-							 env == NULL ? "deleted"
-								     : env->delete_after ? "pending deletion"
-											 : "archived",
-							 "state", env ? env_json(env) : json_null()));
+		json_t *doc = json_pack("{s:s, s:s, s:s, s:o}", "environment", pos.v[0], "action",
+					verb, "result",
+					env == NULL		? "deleted"
+					: env->delete_after	? "pending deletion"
+					: strcmp(env->status, "active") == 0 ? "active"
+									       : "archived",
+					"state", env ? env_json(env) : json_null());
+
+		if (env != NULL && db != NULL && strcmp(verb, "unarchive") != 0)
+			json_object_set_new(doc, "credentials_locked_out", json_boolean(locked));
+		rc = envdb_cli_json_print(cli, doc);
+	} else if (strcmp(verb, "unarchive") == 0) {
+		envdb_cli_print(cli, "unarchived %s (active again)\n", pos.v[0]);
+		rc = EX_OK;
 	} else {
 		char t[32];
 
@@ -455,6 +491,7 @@ static int env_action(envdb_cli *cli, int argc, char **argv, const char *verb, b
 		rc = EX_OK;
 	}
 out:
+	envdb_database_free(db);
 	envdb_environment_free(env);
 	envdb_close(ctx);
 	return rc;
@@ -463,6 +500,11 @@ out:
 int envdb_cli_env_archive(envdb_cli *cli, int argc, char **argv)
 {
 	return env_action(cli, argc, argv, "archive", false);
+}
+
+int envdb_cli_env_unarchive(envdb_cli *cli, int argc, char **argv)
+{
+	return env_action(cli, argc, argv, "unarchive", false);
 }
 
 int envdb_cli_env_delete(envdb_cli *cli, int argc, char **argv)
@@ -546,6 +588,46 @@ int envdb_cli_cred_rotate(envdb_cli *cli, int argc, char **argv)
 	} else {
 		snprintf(msg, sizeof(msg), "rotated %s/%s", ref.org, ref.slug);
 		rc = print_creds(cli, ctx, &ref, msg, json_pack("{s:s}", "action", "rotate"));
+	}
+	envdb_close(ctx);
+	return rc;
+}
+
+int envdb_cli_cred_mint(envdb_cli *cli, int argc, char **argv)
+{
+	const char *expires = NULL, *auth = NULL;
+	envdb_cli_opt opts[] = {
+		{"expires", ENVDB_CLI_STRING, &expires},
+		{"authorization", ENVDB_CLI_STRING, &auth},
+		{NULL, 0, NULL},
+	};
+	envdb_cli_env_ref ref;
+	envdb_cli_args pos;
+	envdb_ctx *ctx = NULL;
+	int64_t lifetime = 0;
+	char msg[700], id[37];
+	int rc;
+
+	if ((rc = envdb_cli_parse(cli, argc, argv, opts, &pos, 1, 1)) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_env_ref_parse(cli, &ref, pos.v[0])) != EX_OK)
+		return rc;
+	if (auth == NULL)
+		return envdb_cli_usage(cli, "cred mint: --authorization full_access|read_only is "
+					    "required");
+	if (expires != NULL && parse_duration(&lifetime, expires) != 0)
+		return envdb_cli_usage(cli, "--expires %s: not a duration (30s, 15m, 2h, 1d)",
+				       expires);
+	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+		return rc;
+	rc = envdb_cred_mint(id, ctx, ref.org, ref.slug, auth, lifetime);
+	if (rc != ENVDB_OK) {
+		rc = envdb_cli_fail(cli, rc);
+	} else {
+		snprintf(msg, sizeof(msg), "minted %s credential %s for %s/%s", auth, id, ref.org,
+			 ref.slug);
+		rc = print_creds(cli, ctx, &ref, msg,
+				 json_pack("{s:s, s:s}", "action", "mint", "credential_id", id));
 	}
 	envdb_close(ctx);
 	return rc;
@@ -796,10 +878,25 @@ int envdb_cli_reconcile(envdb_cli *cli, int argc, char **argv)
 					n_unverified);
 		rc = EX_OK;
 	}
-	if (r->n_failed > 0)
+	if (r->n_failed > 0) {
 		rc = envdb_cli_fail_msg(cli, first_failed,
 					"reconcile: %zu of %zu items need attention", r->n_failed,
 					r->n_items);
+	} else if (!r->applied && rc == EX_OK) {
+		/* A dry run that found work: a script must not read "all is
+		 * well" from it (envdb(1), EXIT STATUS: 1). */
+		size_t n_todo = 0;
+
+		for (i = 0; i < r->n_items; i++)
+			if (strncmp(r->items[i].action, "would ", 6) == 0)
+				n_todo++;
+		if (n_todo > 0) {
+			envdb_cli_error(cli, "reconcile: %zu item(s) need attention (dry run; "
+					     "--apply acts)",
+					n_todo);
+			rc = ENVDB_CLI_EX_PENDING;
+		}
+	}
 out:
 	envdb_reconcile_report_free(r);
 	envdb_close(ctx);

@@ -35,6 +35,7 @@ static const bit_name adapter_caps[] = {
     {ENVDB_ADAPTER_CAP_LIST, "list"},
     {ENVDB_ADAPTER_CAP_AUTHENTICATES, "authenticates"},
     {ENVDB_ADAPTER_CAP_DEPLOYMENT, "deployment"},
+    {ENVDB_ADAPTER_CAP_SUSPEND, "suspend"},
     {0, NULL},
 };
 

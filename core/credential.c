@@ -573,6 +573,7 @@ int envdb_cred_rotate(envdb_ctx *ctx, const char *organization_id, const char *s
 		goto out;
 	}
 	now = envdbi_now();
+	window_end = now + o.overlap_seconds;
 	db_ref_of(&ref, db);
 	for (i = 0; i < n_act; i++) {
 		envdb_mint_request req;
@@ -602,6 +603,7 @@ int envdb_cred_rotate(envdb_ctx *ctx, const char *organization_id, const char *s
 		req.authorization = auth_code(c->authorization);
 		req.expires_at = c->expires_at;
 		req.previous_handle = act[i]->handle;
+		req.previous_valid_until = window_end; /* the backend closes the window too */
 		rc = envdbi_adapter_mint(adapter, &ref, &req, &r[i].secret, &c->handle);
 		if (rc != ENVDB_OK) {
 			envdbi_error_prefix("rotate %s/%s: mint %s: ", organization_id, slug,
@@ -621,7 +623,6 @@ int envdb_cred_rotate(envdb_ctx *ctx, const char *organization_id, const char *s
 		envdbi_secret_free(r[i].secret);
 		r[i].secret = NULL;
 	}
-	window_end = now + o.overlap_seconds;
 	if ((rc = rotation_commit(ctx, r, n_act, window_end)) != ENVDB_OK) {
 		envdbi_error_prefix("rotate %s/%s: ", organization_id, slug);
 		goto undo;
@@ -658,6 +659,106 @@ out:
 		}
 		free(r);
 	}
+	envdb_credential_list_free(act, n_act);
+	envdb_environment_free(env);
+	envdb_database_free(db);
+	return rc;
+}
+
+/* A fresh credential of one authorization when there is no active one
+ * (the read_only one was revoked: rotate has nothing to replace). */
+int envdb_cred_mint(char credential_id[37], envdb_ctx *ctx, const char *organization_id,
+		    const char *slug, const char *authorization, int64_t expires_in_seconds)
+{
+	envdbi_cred_filter f = ENVDBI_CRED_FILTER_INIT;
+	envdb_environment *env = NULL;
+	envdb_database *db = NULL;
+	envdb_credential **act = NULL;
+	envdbi_plugin *adapter = NULL;
+	rotation r = {0};
+	envdb_mint_request req;
+	envdb_db_ref ref;
+	size_t n_act = 0;
+	char id[37];
+	int rc;
+
+	if ((rc = envdbi_check_env_call(ctx, organization_id, slug, "mint credential")) != ENVDB_OK)
+		return rc;
+	if (authorization == NULL || (strcmp(authorization, "full_access") != 0 &&
+				      strcmp(authorization, "read_only") != 0) ||
+	    expires_in_seconds < 0)
+		return envdbi_error(ENVDB_ERR_INVALID, NULL,
+				    "mint credential %s/%s: the authorization must be full_access or "
+				    "read_only, the lifetime not negative",
+				    organization_id, slug);
+	if ((rc = env_and_db(&env, &db, ctx, organization_id, slug, true, "mint credential")) != 0)
+		return rc;
+	if (strcmp(env->status, "active") != 0) {
+		rc = envdbi_error(ENVDB_ERR_STATE, NULL, "mint credential %s/%s: environment is %s",
+				  organization_id, slug, env->status);
+		goto out;
+	}
+	if ((rc = envdbi_adapter_find(&adapter, ctx, db->driver)) != ENVDB_OK)
+		goto out;
+	if (strcmp(authorization, "read_only") == 0 &&
+	    !(envdbi_plugin_capabilities(adapter) & ENVDB_ADAPTER_CAP_READ_ONLY)) {
+		rc = envdbi_error(ENVDB_ERR_NOT_SUPPORTED, NULL,
+				  "mint credential %s/%s: driver %s cannot mint read_only credentials",
+				  organization_id, slug, db->driver);
+		goto out;
+	}
+	r.fresh = calloc(1, sizeof(*r.fresh));
+	envdbi_uuid_new(id);
+	if (r.fresh == NULL || (r.fresh->id = strdup(id)) == NULL ||
+	    (r.fresh->environment_database_id = strdup(db->id)) == NULL ||
+	    (r.fresh->authorization = strdup(authorization)) == NULL ||
+	    (r.fresh->status = strdup("active")) == NULL) {
+		rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "mint credential: out of memory");
+		goto out;
+	}
+	r.fresh->created_at = envdbi_now();
+	r.fresh->expires_at = expires_in_seconds > 0 ? r.fresh->created_at + expires_in_seconds : 0;
+	memset(&req, 0, sizeof(req));
+	req.struct_size = sizeof(req);
+	req.credential_id = r.fresh->id;
+	req.authorization = auth_code(authorization);
+	req.expires_at = r.fresh->expires_at;
+	db_ref_of(&ref, db);
+	if ((rc = envdbi_adapter_mint(adapter, &ref, &req, &r.secret, &r.fresh->handle)) != 0 ||
+	    (rc = envdbi_credential_seal(ctx, r.fresh, db, r.secret)) != ENVDB_OK ||
+	    (rc = envdbi_store_begin(ctx->store)) != ENVDB_OK)
+		goto undo;
+	/* Under the write lock: only where none is active (rotate replaces). */
+	f.environment_database_id = db->id;
+	f.authorization = authorization;
+	f.status = "active";
+	rc = envdbi_store_cred_list(ctx->store, &act, &n_act, &f);
+	if (rc == ENVDB_OK && n_act > 0)
+		rc = envdbi_error(ENVDB_ERR_EXISTS, NULL,
+				  "%s credential %s is active: rotate it instead", authorization,
+				  act[0]->id);
+	if (rc == ENVDB_OK)
+		rc = envdbi_store_cred_insert(ctx->store, r.fresh, NULL);
+	if (rc != ENVDB_OK || (rc = envdbi_store_commit(ctx->store)) != ENVDB_OK) {
+		envdbi_store_rollback(ctx->store);
+		goto undo;
+	}
+	envdbi_cache_invalidate_env(ctx->cache, env->id);
+	if (credential_id != NULL)
+		memcpy(credential_id, id, sizeof(id));
+	goto out;
+undo:
+	{
+		char *msg = strdup(envdb_error_last()->message);
+
+		rotation_undo(ctx, adapter, db, &r, 1);
+		envdbi_error(rc, NULL, "mint credential %s/%s: %s", organization_id, slug,
+			     msg ? msg : "failed");
+		free(msg);
+	}
+out:
+	envdbi_secret_free(r.secret);
+	envdb_credential_free(r.fresh);
 	envdb_credential_list_free(act, n_act);
 	envdb_environment_free(env);
 	envdb_database_free(db);

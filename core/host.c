@@ -96,6 +96,8 @@ struct envdb_call {
 	const char *op;
 	int64_t saved_deadline;
 	int64_t deadline; /* this call's own, 0: none */
+	int64_t timeout;  /* the per-call timeout it was given, 0: none */
+	bool own_deadline; /* the deadline is this call's timeout, not an outer one */
 	unsigned generation;
 	bool locked;
 	/* secrets handed to the plugin (data, len) ... */
@@ -515,16 +517,19 @@ static const envdb_db_ref *ref_of(envdb_db_ref *copy, const envdbi_plugin *p,
 
 static void call_begin(call *c, envdbi_plugin *p, const char *op, bool serialize)
 {
-	int64_t timeout = envdbi_host_call_timeout_ms();
+	int64_t timeout = p->call_timeout_ms > 0 ? p->call_timeout_ms : envdbi_host_call_timeout_ms();
 
 	memset(c, 0, sizeof(*c));
 	c->p = p;
 	c->op = op;
 	c->saved_deadline = tls_deadline_ms;
+	c->timeout = timeout;
 	if (timeout > 0) {
 		int64_t mine = monotonic_ms() + timeout;
-		if (tls_deadline_ms == 0 || mine < tls_deadline_ms)
+		if (tls_deadline_ms == 0 || mine < tls_deadline_ms) {
 			tls_deadline_ms = mine;
+			c->own_deadline = true;
+		}
 	}
 	c->deadline = tls_deadline_ms;
 	c->locked = serialize;
@@ -584,11 +589,26 @@ static void call_secret_out(call *c, const hbuf *h)
 		}
 }
 
+/* Which deadline a call that timed out had, for its message. */
+static void deadline_note(char *out, size_t cap, const call *c)
+{
+	if (!c->own_deadline)
+		snprintf(out, cap, "the deadline of the operation that made the call");
+	else if (c->p->call_timeout_ms > 0)
+		snprintf(out, cap, "call_timeout_ms %lld, set in the manifest",
+			 (long long)c->timeout);
+	else
+		snprintf(out, cap,
+			 "call_timeout_ms %lld, the default; set call_timeout_ms on the plugin "
+			 "in the manifest",
+			 (long long)c->timeout);
+}
+
 /* Finish a call that returned `rc`; on failure make the last error say
  * "plugin NAME: <the plugin's report, or which operation failed>". */
 static int call_end(call *c, int rc)
 {
-	char msg[REPORT_KEEP], native[64], late[160] = "";
+	char msg[REPORT_KEEP], native[64], late[320] = "", which[160] = "";
 	int64_t now = monotonic_ms();
 	const envdb_error *e;
 	bool reported;
@@ -599,14 +619,21 @@ static int call_end(call *c, int rc)
 	reported = call_leave(c);
 	/* Past its deadline the result is discarded, whatever it was. */
 	if (c->deadline > 0 && now > c->deadline && rc != ENVDB_ERR_BUFFER_TOO_SMALL) {
-		snprintf(late, sizeof(late), " (returned %lld ms after its deadline)",
-			 (long long)(now - c->deadline));
+		deadline_note(which, sizeof(which), c);
 		if (rc == ENVDB_OK || !reported)
 			return envdbi_error(ENVDB_ERR_TIMEOUT, NULL,
-					    "plugin %s: %s did not finish within its deadline: it "
-					    "returned %s%s; its result is discarded",
-					    c->p->name, c->op, envdb_status_str(rc), late);
+					    "plugin %s: %s did not finish within its deadline (%s): "
+					    "it returned %s %lld ms after it; its result is discarded",
+					    c->p->name, c->op, which, envdb_status_str(rc),
+					    (long long)(now - c->deadline));
+		snprintf(late, sizeof(late), " (returned %lld ms after its deadline: %s)",
+			 (long long)(now - c->deadline), which);
 		rc = ENVDB_ERR_TIMEOUT;
+	} else if (rc == ENVDB_ERR_TIMEOUT && c->deadline > 0) {
+		/* The plugin gave up, at the host's deadline or at one of its
+		 * own: say which deadline the host had given the call. */
+		deadline_note(which, sizeof(which), c);
+		snprintf(late, sizeof(late), " (the host's deadline for %s: %s)", c->op, which);
 	}
 	if (rc == ENVDB_OK)
 		return ENVDB_OK;

@@ -96,6 +96,9 @@ typedef struct envdbi_plugin_spec {
 	uint32_t kind;    /* envdb_plugin_kind */
 	char *path;       /* as written; resolved by the loader */
 	bool critical;    /* default true */
+	/* The host's deadline for each call of this plugin, or 0 for the
+	 * process-wide one (envdbi_host_call_timeout_ms, default 30 s). */
+	int64_t call_timeout_ms;
 	envdbi_kv *config;
 	size_t n_config;
 	int line, column;

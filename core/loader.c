@@ -1118,6 +1118,7 @@ static int plugin_load(envdbi_plugin **out, const envdbi_manifest *m, size_t idx
 		goto fail;
 	}
 	p->kind = spec->kind;
+	p->call_timeout_ms = spec->call_timeout_ms;
 
 	if ((rc = open_checked(p, load_path, sizeof(load_path))) != ENVDB_OK)
 		goto fail;

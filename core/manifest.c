@@ -17,7 +17,7 @@
  *   resolve: {cache_size, cache_ttl_ms}
  *   control_plane_busy_timeout_ms: 5000
  *   legacy: {register_shim, encryptor}
- *   plugins: [{name, kind, path, critical, config: {KEY: SCALAR}}]
+ *   plugins: [{name, kind, path, critical, call_timeout_ms, config: {KEY: SCALAR}}]
  *
  * Relative paths resolve against the manifest's directory.  Plugin
  * configuration keys are checked against what each plugin declares by the
@@ -558,7 +558,8 @@ static int load_plugin_config(const mctx *c, envdbi_plugin_spec *spec, const yno
 
 static int load_plugins(const mctx *c, const ynode *seq)
 {
-	static const char *const keys[] = {"name", "kind", "path", "critical", "config", NULL};
+	static const char *const keys[] = {"name",	       "kind",	 "path", "critical",
+					   "call_timeout_ms", "config", NULL};
 	envdbi_manifest *m = c->m;
 	char path[MANIFEST_PATH_MAX], kp[MANIFEST_PATH_MAX];
 	size_t i, j;
@@ -622,6 +623,9 @@ static int load_plugins(const mctx *c, const ynode *seq)
 			snprintf(spec->path, n, "%s.so", spec->name);
 		}
 		if ((rc = get_bool(c, item, path, "critical", &spec->critical)) != ENVDB_OK)
+			return rc;
+		if ((rc = get_int(c, item, path, "call_timeout_ms", false, 1, 86400000,
+				  &spec->call_timeout_ms)) != ENVDB_OK)
 			return rc;
 		path_join(kp, sizeof(kp), path, "config");
 		if ((rc = load_plugin_config(c, spec, map_get(item, "config", NULL), kp)) !=

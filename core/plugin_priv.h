@@ -37,6 +37,7 @@ struct envdbi_plugin {
 	bool initialized; /* init succeeded; fini is due */
 	bool thread_safe; /* ENVDB_PLUGIN_THREAD_SAFE: calls are not serialized */
 	bool lock_ready;
+	int64_t call_timeout_ms; /* the manifest's, 0: the process-wide one */
 	pthread_mutex_t lock; /* serializes calls unless thread_safe */
 	/* The deployment id of the context's control plane ("" without one):
 	 * host->deployment_id() and the db_ref / create_request the host hands

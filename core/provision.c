@@ -606,34 +606,126 @@ static int set_str(char **field, const char *value)
 	return ENVDB_OK;
 }
 
+/* Lock every credential of the environment's database out at the backend
+ * (suspend) or let them back in (resume), where its adapter can
+ * (ENVDB_ADAPTER_CAP_SUSPEND); an environment without a database, or an
+ * adapter without the capability, is success (*done false). */
+static int env_lockout(envdb_ctx *ctx, const envdb_environment *env, bool suspend, bool *done)
+{
+	envdb_database *db = NULL;
+	envdbi_plugin *adapter;
+	envdb_db_ref ref;
+	int rc;
+
+	*done = false;
+	rc = envdbi_store_db_get_by_env(ctx->store, &db, env->id);
+	if (rc == ENVDB_ERR_NOT_FOUND)
+		return ENVDB_OK;
+	if (rc != ENVDB_OK)
+		return rc;
+	if ((rc = envdbi_adapter_find(&adapter, ctx, db->driver)) != ENVDB_OK)
+		goto out;
+	if (!(envdbi_plugin_capabilities(adapter) & ENVDB_ADAPTER_CAP_SUSPEND))
+		goto out;
+	memset(&ref, 0, sizeof(ref));
+	ref.struct_size = sizeof(ref);
+	ref.environment_id = env->id;
+	ref.database_name = db->database_name;
+	ref.url = db->database_url;
+	ref.metadata = db->metadata;
+	rc = suspend ? envdbi_adapter_suspend(adapter, &ref) : envdbi_adapter_resume(adapter, &ref);
+	if (rc != ENVDB_OK)
+		envdbi_error_prefix("%s the credentials of database %s: ",
+				    suspend ? "lock out" : "let in", db->database_name);
+	*done = rc == ENVDB_OK;
+out:
+	envdb_database_free(db);
+	return rc;
+}
+
 int envdb_env_archive(envdb_ctx *ctx, const char *organization_id, const char *slug)
 {
 	envdbi_store *s;
 	envdb_environment *env = NULL;
+	bool locked = false, ignored;
 	int rc;
 
 	if ((rc = envdbi_check_env_call(ctx, organization_id, slug, "archive")) != ENVDB_OK)
 		return rc;
 	s = ctx->store;
-	if ((rc = envdbi_store_begin(s)) != ENVDB_OK)
-		return rc;
 	if ((rc = envdbi_store_env_get_by_slug(s, &env, organization_id, slug)) != ENVDB_OK)
-		goto fail;
+		return rc;
 	if (strcmp(env->status, "provisioning") == 0 || strcmp(env->status, "archived") == 0 ||
 	    strcmp(env->status, "failed") == 0) {
 		rc = envdbi_error(ENVDB_ERR_STATE, NULL,
 				  "archive %s/%s: environment is %s", organization_id, slug,
 				  env->status);
-		goto fail;
-	}
-	if ((rc = envdbi_store_env_set_status(s, env->id, env->status, "archived")) != ENVDB_OK)
-		goto fail;
-	if ((rc = envdbi_store_commit(s)) != ENVDB_OK)
 		goto out;
+	}
+	/* Lock out first: an archived environment whose credentials still
+	 * work at the backend is what archive must never leave. */
+	if ((rc = env_lockout(ctx, env, true, &locked)) != ENVDB_OK) {
+		envdbi_error_prefix("archive %s/%s: ", organization_id, slug);
+		goto out;
+	}
+	if ((rc = envdbi_store_begin(s)) != ENVDB_OK)
+		goto undo;
+	if ((rc = envdbi_store_env_set_status(s, env->id, env->status, "archived")) != ENVDB_OK) {
+		envdbi_store_rollback(s);
+		goto undo;
+	}
+	if ((rc = envdbi_store_commit(s)) != ENVDB_OK)
+		goto undo;
 	envdbi_cache_invalidate_env(ctx->cache, env->id);
 	goto out;
-fail:
-	envdbi_store_rollback(s);
+undo:
+	if (locked) {
+		saved_error se;
+
+		error_save(&se, rc);
+		(void)env_lockout(ctx, env, false, &ignored);
+		rc = error_restore(&se, NULL);
+	}
+out:
+	envdb_environment_free(env);
+	return rc;
+}
+
+int envdb_env_unarchive(envdb_ctx *ctx, const char *organization_id, const char *slug)
+{
+	envdb_environment *env = NULL;
+	bool ignored;
+	int rc;
+
+	if ((rc = envdbi_check_env_call(ctx, organization_id, slug, "unarchive")) != ENVDB_OK)
+		return rc;
+	if ((rc = envdbi_store_env_get_by_slug(ctx->store, &env, organization_id, slug)) !=
+	    ENVDB_OK)
+		return rc;
+	if (strcmp(env->status, "archived") != 0 || env->delete_after != 0) {
+		rc = envdbi_error(ENVDB_ERR_STATE, NULL, "unarchive %s/%s: environment is %s",
+				  organization_id, slug,
+				  env->delete_after != 0 ? "being deleted" : env->status);
+		goto out;
+	}
+	/* Active first (a concurrent delete loses the race on the status),
+	 * then the backend lets the credentials in; if it cannot, archived
+	 * again. */
+	if ((rc = envdbi_store_env_set_status(ctx->store, env->id, "archived", "active")) !=
+	    ENVDB_OK) {
+		envdbi_error_prefix("unarchive %s/%s: ", organization_id, slug);
+		goto out;
+	}
+	envdbi_cache_invalidate_env(ctx->cache, env->id);
+	if ((rc = env_lockout(ctx, env, false, &ignored)) != ENVDB_OK) {
+		saved_error se;
+
+		error_save(&se, rc);
+		(void)envdbi_store_env_set_status(ctx->store, env->id, "active", "archived");
+		envdbi_cache_invalidate_env(ctx->cache, env->id);
+		rc = error_restore(&se, NULL);
+		envdbi_error_prefix("unarchive %s/%s: ", organization_id, slug);
+	}
 out:
 	envdb_environment_free(env);
 	return rc;
@@ -693,6 +785,18 @@ int envdb_env_delete(envdb_ctx *ctx, const char *organization_id, const char *sl
 	grace = (flags & ENVDB_DELETE_NOW) ? 0 : ctx->manifest->delete_grace_seconds;
 	if (grace < 0)
 		grace = 0;
+	/* Lock the credentials out before the grace period starts (the drop
+	 * at its end removes them). */
+	if (grace > 0 && envdbi_store_env_get_by_slug(s, &env, organization_id, slug) == ENVDB_OK &&
+	    strcmp(env->status, "provisioning") != 0) {
+		bool locked;
+
+		if ((rc = env_lockout(ctx, env, true, &locked)) != ENVDB_OK)
+			goto out;
+	}
+	envdb_environment_free(env);
+	env = NULL;
+	envdb_error_clear();
 	if ((rc = envdbi_store_begin(s)) != ENVDB_OK)
 		return rc;
 	if ((rc = envdbi_store_env_get_by_slug(s, &env, organization_id, slug)) != ENVDB_OK)

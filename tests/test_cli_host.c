@@ -632,6 +632,47 @@ START_TEST(backup_and_restore_commands)
 }
 END_TEST
 
+/* `envdb reconcile` without --apply exits 1 while it lists work that --apply
+ * would do, and 0 once there is none (envdb(1), EXIT STATUS). */
+START_TEST(reconcile_dry_run_exit_status)
+{
+	char dir[PATH_MAX], m[PATH_MAX];
+	json_t *doc;
+
+	tu_path(dir, sizeof(dir), "site");
+	ck_assert_int_eq(RUN("init", dir), 0);
+	join(m, sizeof(m), dir, "envdb.yaml");
+	ck_assert_int_eq(RUN("--manifest", m, "org", "provision", "acme", "--by", "alice"), 0);
+	ck_assert_int_eq(RUN("--manifest", m, "reconcile"), 0);
+	tu_assert_contains(out, "nothing to reconcile");
+	ck_assert_int_eq(RUN("--manifest", m, "cred", "rotate", "acme/prod", "--overlap", "1s"),
+			 0);
+	sleep(2);
+	/* The window ended: a dry run lists the revocation and says so. */
+	ck_assert_int_eq(RUN("--manifest", m, "reconcile"), 1);
+	tu_assert_contains(out, "would revoke");
+	tu_assert_contains(err, "need attention");
+	ck_assert_int_eq(RUN("--manifest", m, "--json", "reconcile"), 1);
+	doc = json_out();
+	ck_assert_uint_eq(json_array_size(json_object_get(doc, "items")), 1);
+	json_decref(doc);
+	/* --apply acts on everything: 0; after it the dry run is clean. */
+	ck_assert_int_eq(RUN("--manifest", m, "reconcile", "--apply"), 0);
+	tu_assert_contains(out, "revoked");
+	ck_assert_int_eq(RUN("--manifest", m, "reconcile"), 0);
+	tu_assert_contains(out, "nothing to reconcile");
+	/* sqlite cannot lock credentials out on archive: the command says so. */
+	ck_assert_int_eq(RUN("--manifest", m, "--json", "env", "archive", "acme/prod"), 0);
+	doc = json_out();
+	ck_assert(json_is_false(json_object_get(doc, "credentials_locked_out")));
+	json_decref(doc);
+	tu_assert_contains(err, "driver sqlite cannot lock credentials out at the backend");
+	ck_assert_int_eq(RUN("--manifest", m, "env", "unarchive", "acme/prod"), 0);
+	tu_assert_contains(out, "unarchived acme/prod");
+	ck_assert_int_eq(RUN("--manifest", m, "check"), 0);
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
 	Suite *s = suite_create("cli_host");
@@ -655,6 +696,7 @@ static Suite *cli_suite(void)
 		tcase_add_test(e2e, unsafe_permissions_refused);
 		tcase_add_test(e2e, backup_and_restore_commands);
 		tcase_add_test(e2e, init_deployment_id);
+		tcase_add_test(e2e, reconcile_dry_run_exit_status);
 		suite_add_tcase(s, e2e);
 	} else {
 		fprintf(stderr,

@@ -84,7 +84,7 @@ run_checks()
 		"$envdb" ""
 	expect "a command by its prefix" "env" "$envdb" "en"
 	expect "global options" "--help --json --manifest --version" "$envdb" "--"
-	expect "env subcommands" "archive delete list provision show" "$envdb" env ""
+	expect "env subcommands" "archive delete list provision show unarchive" "$envdb" env ""
 	expect "key subcommands" "generate list rewrap rotate" "$envdb" key ""
 	expect "ORG/SLUG from the control plane" "acme/dev acme/prod beta/prod" "$envdb" env show ""
 	expect "ORG/SLUG by prefix" "acme/dev acme/prod" "$envdb" resolve a

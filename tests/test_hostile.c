@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -425,6 +426,52 @@ START_TEST(test_past_the_deadline)
 }
 END_TEST
 
+/* The deadline is the manifest's call_timeout_ms of the plugin (not the
+ * process-wide 30 s), and a timeout names it. */
+START_TEST(test_call_timeout_from_manifest)
+{
+	char text[3 * PATH_MAX + 1024], *at;
+	FILE *f;
+	size_t n;
+	envdb_ctx *ctx;
+	struct timespec t0, t1;
+	int64_t ms;
+
+	/* Without it: the process-wide deadline, named as the default. */
+	envdbi_host_set_call_timeout_ms(200);
+	ctx = open_ctx();
+	mode("create slow");
+	expect(call_op(ctx, "create"), ENVDB_ERR_TIMEOUT, "create",
+	       "call_timeout_ms 200, the default", "set call_timeout_ms on the plugin in the manifest");
+	envdb_close(ctx);
+
+	/* With it: that deadline, whatever the process-wide one says. */
+	f = fopen(F.manifest, "r");
+	ck_assert_ptr_nonnull(f);
+	n = fread(text, 1, sizeof(text) - 64, f);
+	fclose(f);
+	text[n] = '\0';
+	at = strstr(text, "hostile.so\n");
+	ck_assert_ptr_nonnull(at);
+	at += strlen("hostile.so\n");
+	memmove(at + strlen("    call_timeout_ms: 1500\n"), at, strlen(at) + 1);
+	memcpy(at, "    call_timeout_ms: 1500\n", strlen("    call_timeout_ms: 1500\n"));
+	write_text(F.manifest, text);
+	ctx = open_ctx();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	expect(call_op(ctx, "create"), ENVDB_ERR_TIMEOUT, "create",
+	       "did not finish within its deadline", "call_timeout_ms 1500, set in the manifest");
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	ck_assert_msg(ms >= 1500, "the call gave up after %lld ms, before the manifest's 1500",
+		      (long long)ms);
+	/* A fast call is unaffected. */
+	mode("");
+	ck_assert_int_eq(call_op(ctx, "database_name"), ENVDB_OK);
+	envdb_close(ctx);
+}
+END_TEST
+
 static Suite *hostile_suite(void)
 {
 	Suite *s = suite_create("hostile plugins");
@@ -435,6 +482,7 @@ static Suite *hostile_suite(void)
 	tcase_add_test(tc, test_wrong_sizes_and_missing_outputs);
 	tcase_add_test(tc, test_secret_in_error_redacted);
 	tcase_add_test(tc, test_past_the_deadline);
+	tcase_add_test(tc, test_call_timeout_from_manifest);
 	suite_add_tcase(s, tc);
 	return s;
 }

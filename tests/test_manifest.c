@@ -262,6 +262,25 @@ START_TEST(plugin_entries)
 }
 END_TEST
 
+/* call_timeout_ms on a plugin entry: the host's per-call deadline for that
+ * plugin (0 in the spec when absent: the process-wide default). */
+START_TEST(plugin_call_timeout)
+{
+	ck_assert_int_eq(load_text("version: 1\nplugins:\n"
+				   "  - {name: turso, kind: adapter, call_timeout_ms: 180000}\n"
+				   "  - {name: sqlite, kind: adapter}\n"),
+			 ENVDB_OK);
+	ck_assert_int_eq(m->plugins[0].call_timeout_ms, 180000);
+	ck_assert_int_eq(m->plugins[1].call_timeout_ms, 0);
+	envdbi_manifest_free(m);
+	m = NULL;
+	expect_error("version: 1\nplugins:\n  - {name: x, kind: adapter, call_timeout_ms: 0}\n",
+		     "3:47: plugins[0].call_timeout_ms: 0 is out of range (1 to 86400000)");
+	expect_error("version: 1\nplugins:\n  - {name: x, kind: adapter, call_timeout_ms: 2m}\n",
+		     "3:47: plugins[0].call_timeout_ms: '2m' is not an integer");
+}
+END_TEST
+
 START_TEST(plugin_references)
 {
 	expect_error(
@@ -434,6 +453,7 @@ static Suite *manifest_suite(void)
 	tcase_add_test(tc, unknown_keys_everywhere);
 	tcase_add_test(tc, wrong_values);
 	tcase_add_test(tc, plugin_entries);
+	tcase_add_test(tc, plugin_call_timeout);
 	tcase_add_test(tc, plugin_references);
 	tcase_add_test(tc, syntax_errors);
 	tcase_add_test(tc, hostile_input);

@@ -19,6 +19,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -1293,6 +1294,78 @@ END_TEST
 
 /* ------------------------------------------------------------------------ */
 
+/* Revoke races another process that drops the same role: the role is seen
+ * by revoke's lookup, then dropped (committed) while revoke's ALTER ROLE
+ * waits on it.  A role that is gone is revoked: success, not an error. */
+typedef struct revoke_job {
+	const char *env, *handle;
+	int rc;
+	char message[1024];
+} revoke_job;
+
+static void *revoke_thread(void *arg)
+{
+	revoke_job *j = arg;
+
+	j->rc = revoke_cred(j->env, ENVDB_AUTH_FULL_ACCESS, j->handle);
+	snprintf(j->message, sizeof(j->message), "%s", envdb_error_last()->message);
+	return NULL;
+}
+
+START_TEST(test_revoke_races_a_drop)
+{
+	char env[37], db[80], sql[256], v[32];
+	char *h1 = NULL;
+	envdbi_secret *s1 = NULL;
+	PGconn *other;
+	pthread_t th;
+	revoke_job job;
+	int i, waiting = 0;
+
+	new_uuid(env);
+	db_name_of(db, sizeof(db), "envdb_", env);
+	ck_assert_int_eq(create_env(env, NULL, NULL), ENVDB_OK);
+	ck_assert_int_eq(mint(env, ENVDB_AUTH_FULL_ACCESS, NULL, 0, &s1, &h1), ENVDB_OK);
+	ck_assert(can_connect(db, h1, s1->data));
+
+	other = pg_harness_connect_super(H, NULL);
+	ck_assert_ptr_nonnull(other);
+	ck_assert_str_eq(run_sql(other, "BEGIN"), "");
+	snprintf(sql, sizeof(sql), "DROP ROLE \"%s\"", h1);
+	ck_assert_str_eq(run_sql(other, sql), "");
+	memset(&job, 0, sizeof(job));
+	job.env = env;
+	job.handle = h1;
+	ck_assert_int_eq(pthread_create(&th, NULL, revoke_thread, &job), 0);
+	/* Wait until revoke blocks on the role the other transaction drops. */
+	for (i = 0; i < 200 && !waiting; i++) {
+		ck_assert_int_eq(
+			pg_harness_query1(H, NULL,
+					  "SELECT count(*) FROM pg_stat_activity WHERE usename = '"
+					  ADMIN_USER "' AND wait_event_type = 'Lock'",
+					  v, sizeof(v)),
+			1);
+		waiting = atoi(v) > 0;
+		if (!waiting)
+			usleep(50000);
+	}
+	ck_assert_str_eq(run_sql(other, "COMMIT"), "");
+	PQfinish(other);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_msg(waiting, "revoke never waited on the dropped role (the race was not made)");
+	ck_assert_msg(job.rc == ENVDB_OK, "revoke of a role dropped meanwhile: %d: %s", job.rc,
+		      job.message);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_roles WHERE rolname = '%s'", h1);
+	ck_assert_int_eq(super_count(sql), 0);
+	ck_assert(!can_connect(db, h1, s1->data));
+	/* And the same role gone before revoke looks: success too. */
+	ck_assert_int_eq(revoke_cred(env, ENVDB_AUTH_FULL_ACCESS, h1), ENVDB_OK);
+	ck_assert_int_eq(drop_env(env), ENVDB_OK);
+	envdbi_secret_free(s1);
+	free(h1);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("plugin_postgres");
@@ -1307,6 +1380,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_isolation);
 	tcase_add_test(tc, test_read_only_cannot_write);
 	tcase_add_test(tc, test_rotation_overlap);
+	tcase_add_test(tc, test_revoke_races_a_drop);
 	tcase_add_test(tc, test_expiry);
 	tcase_add_test(tc, test_hostile_names);
 	tcase_add_test(tc, test_migrated_database);

@@ -16,7 +16,9 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -943,6 +945,84 @@ START_TEST(test_config)
 }
 END_TEST
 
+/* A full disk, simulated with RLIMIT_FSIZE (no root needed; SIGXFSZ
+ * ignored, so a write past the limit fails with EFBIG): SQLite answers
+ * "wal" to the switch and closes cleanly although nothing reached the file.
+ * create must fail and leave no file behind.  Before the fix it reported
+ * success with a 0-byte database in rollback mode. */
+START_TEST(test_create_full_disk)
+{
+	static const rlim_t limits[] = {200, 1000, 4095};
+	char path[PATH_MAX], side[PATH_MAX];
+	struct rlimit saved, lim;
+	size_t i;
+	int rc;
+
+	db_path(path, sizeof(path), dbdir, NAME_A, "");
+	ck_assert_ptr_ne(signal(SIGXFSZ, SIG_IGN), SIG_ERR);
+	ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &saved), 0);
+	for (i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+		lim = saved;
+		lim.rlim_cur = limits[i];
+		ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+		rc = create(ENV_A, NULL, NULL);
+		ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &saved), 0);
+		ck_assert_msg(rc == ENVDB_ERR_IO, "limit %lu: create returned %d (%s)",
+			      (unsigned long)limits[i], rc, envdb_error_last()->message);
+		assert_error_mentions("create", NAME_A);
+		ck_assert_msg(!exists(path), "limit %lu: %s left behind", (unsigned long)limits[i],
+			      path);
+		db_path(side, sizeof(side), dbdir, NAME_A, "-wal");
+		ck_assert(!exists(side));
+		db_path(side, sizeof(side), dbdir, NAME_A, "-shm");
+		ck_assert(!exists(side));
+	}
+	/* With room again, the same create works and is in WAL mode. */
+	ck_assert_int_eq(create(ENV_A, NULL, NULL), ENVDB_OK);
+	{
+		char *mode = query(path, "PRAGMA journal_mode");
+		ck_assert_str_eq(mode, "wal");
+		free(mode);
+	}
+	signal(SIGXFSZ, SIG_DFL);
+}
+END_TEST
+
+/* base_dir (and trash_dir) writable by group or others is refused, as the
+ * kms keyring refuses a directory others can reach. */
+START_TEST(test_base_dir_mode)
+{
+	char shared[DIR_MAX + 64], cfg[3 * DIR_MAX];
+	static const mode_t bad[] = {0777, 0770, 0702, 01777};
+	size_t i;
+
+	snprintf(shared, sizeof(shared), "%s/shared", tmpdir);
+	ck_assert_int_eq(mkdir(shared, 0700), 0);
+	snprintf(cfg, sizeof(cfg), "      base_dir: %s\n", shared);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(chmod(shared, bad[i]), 0);
+		unload();
+		write_manifest(cfg);
+		ck_assert_int_eq(load(), ENVDB_ERR_CONFIG);
+		assert_error_mentions("base_dir", "writable by group or others");
+	}
+	/* Readable by others, or owner only: fine. */
+	ck_assert_int_eq(chmod(shared, 0755), 0);
+	reload_with(cfg);
+	ck_assert_int_eq(chmod(shared, 0700), 0);
+	reload_with(cfg);
+	/* The trash directory follows the same rule. */
+	snprintf(cfg, sizeof(cfg), "      base_dir: %s\n      trash_dir: %s/trash\n", shared, tmpdir);
+	snprintf(shared, sizeof(shared), "%s/trash", tmpdir);
+	ck_assert_int_eq(mkdir(shared, 0700), 0);
+	ck_assert_int_eq(chmod(shared, 0777), 0);
+	unload();
+	write_manifest(cfg);
+	ck_assert_int_eq(load(), ENVDB_ERR_CONFIG);
+	assert_error_mentions("trash_dir", "writable by group or others");
+}
+END_TEST
+
 static Suite *sqlite_suite(void)
 {
 	Suite *s = suite_create("plugin_sqlite");
@@ -960,6 +1040,8 @@ static Suite *sqlite_suite(void)
 	tcase_add_test(tc, test_mint_and_probe);
 	tcase_add_test(tc, test_adopted);
 	tcase_add_test(tc, test_config);
+	tcase_add_test(tc, test_create_full_disk);
+	tcase_add_test(tc, test_base_dir_mode);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -349,6 +350,167 @@ START_TEST(test_rotate_complete)
 }
 END_TEST
 
+/* A libpq session as the resolved credential (the URL's database). */
+static PGconn *session(const resolved *r)
+{
+	char ci[1024];
+	const char *db = strrchr(r->url, '/');
+
+	ck_assert_ptr_nonnull(db);
+	pg_harness_conninfo(ci, sizeof(ci), H, r->handle, r->secret, db + 1);
+	return PQconnectdb(ci);
+}
+
+static int session_alive(PGconn *c)
+{
+	PGresult *r = PQexec(c, "SELECT 1");
+	int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+
+	PQclear(r);
+	return ok;
+}
+
+/* Archive locks every credential out at the server (and ends its open
+ * sessions); unarchive lets them back in; delete does the same lock-out for
+ * its grace period.  Before: archived environments' roles kept working. */
+START_TEST(test_archive_locks_out)
+{
+	static char out[OUT_MAX];
+	resolved owner, reader, again;
+	PGconn *open_session;
+	json_t *doc;
+
+	ck_assert_int_eq(envdb(out, "env", "provision", "acme", "arch", "--type", "development",
+			       "--driver", "postgres", "--by", "alice", NULL),
+			 0);
+	ck_assert_int_eq(
+		envdb(out, "member", "add", "acme/arch", "bob", "reader", "--by", "alice", NULL), 0);
+	resolve(&owner, "acme/arch", "alice");
+	resolve(&reader, "acme/arch", "bob");
+	ck_assert_int_eq(psql(owner.url, owner.handle, owner.secret, "CREATE TABLE t (x int)"), 0);
+	open_session = session(&owner);
+	ck_assert_int_eq(PQstatus(open_session), CONNECTION_OK);
+
+	ck_assert_int_eq(envdb(out, "env", "archive", "acme/arch", NULL), 0);
+	doc = json_loads(out, 0, NULL);
+	ck_assert_ptr_nonnull(doc);
+	ck_assert(json_is_true(json_object_get(doc, "credentials_locked_out")));
+	json_decref(doc);
+	ck_assert_int_ne(psql(owner.url, owner.handle, owner.secret, "INSERT INTO t VALUES (1)"), 0);
+	ck_assert_int_ne(psql(reader.url, reader.handle, reader.secret, "SELECT 1"), 0);
+	ck_assert_msg(!session_alive(open_session), "an open session survived the archive");
+	PQfinish(open_session);
+	/* Archiving twice is refused, and changes nothing. */
+	ck_assert_int_ne(envdb(out, "env", "archive", "acme/arch", NULL), 0);
+
+	ck_assert_int_eq(envdb(out, "env", "unarchive", "acme/arch", NULL), 0);
+	resolve(&again, "acme/arch", "alice");
+	ck_assert_str_eq(again.credential_id, owner.credential_id);
+	ck_assert_int_eq(psql(owner.url, owner.handle, owner.secret, "INSERT INTO t VALUES (1)"), 0);
+	ck_assert_int_eq(psql(reader.url, reader.handle, reader.secret, "SELECT * FROM t"), 0);
+	ck_assert_int_eq(envdb(out, "check", NULL), 0);
+
+	/* Delete with a grace period: locked out at once, dropped later. */
+	ck_assert_int_eq(envdb(out, "env", "delete", "acme/arch", NULL), 0);
+	ck_assert_int_ne(psql(owner.url, owner.handle, owner.secret, "SELECT 1"), 0);
+	ck_assert_int_ne(psql(reader.url, reader.handle, reader.secret, "SELECT 1"), 0);
+	ck_assert_int_ne(envdb(out, "env", "unarchive", "acme/arch", NULL), 0);
+	ck_assert_int_eq(envdb(out, "env", "delete", "acme/arch", "--now", NULL), 0);
+	ck_assert_int_eq(server_objects(), 0);
+}
+END_TEST
+
+/* The overlap window is on the role (VALID UNTIL): once it lapses the old
+ * password is refused by the server, with no `cred complete` and no
+ * reconcile.  Before: it kept working until someone ran one of them. */
+START_TEST(test_overlap_window_enforced_by_server)
+{
+	static char out[OUT_MAX];
+	resolved before, during;
+	time_t end;
+
+	ck_assert_int_eq(envdb(out, "env", "provision", "acme", "win", "--type", "test",
+			       "--driver", "postgres", "--by", "alice", NULL),
+			 0);
+	resolve(&before, "acme/win", "alice");
+	end = time(NULL) + 4;
+	ck_assert_int_eq(envdb(out, "cred", "rotate", "acme/win", "--overlap", "4s", NULL), 0);
+	resolve(&during, "acme/win", "alice");
+	ck_assert_str_eq(during.prev_handle, before.handle);
+	ck_assert_int_eq(psql(during.url, during.prev_handle, during.prev_secret, "SELECT 1"), 0);
+	while (time(NULL) <= end + 1)
+		sleep(1);
+	ck_assert_int_ne(psql(during.url, before.handle, before.secret, "SELECT 1"), 0);
+	ck_assert_int_eq(psql(during.url, during.handle, during.secret, "SELECT 1"), 0);
+	ck_assert_int_eq(envdb(out, "env", "delete", "acme/win", "--now", NULL), 0);
+}
+END_TEST
+
+/* A revoked read_only credential can be replaced: `cred mint`.  Before:
+ * rotate needed an active one, and readers were refused forever. */
+START_TEST(test_mint_after_revoke)
+{
+	static char out[OUT_MAX];
+	const char *argv_resolve[] = {envdb_bin, "--manifest", manifest, "resolve", "acme/ro",
+				      "--user",	 "bob",	       NULL};
+	resolved reader, fresh;
+
+	ck_assert_int_eq(envdb(out, "env", "provision", "acme", "ro", "--type", "test", "--driver",
+			       "postgres", "--by", "alice", NULL),
+			 0);
+	ck_assert_int_eq(
+		envdb(out, "member", "add", "acme/ro", "bob", "reader", "--by", "alice", NULL), 0);
+	resolve(&reader, "acme/ro", "bob");
+	ck_assert_int_eq(envdb(out, "cred", "revoke", "acme/ro", reader.credential_id, NULL), 0);
+	ck_assert_int_ne(run(out, OUT_MAX, NULL, argv_resolve), 0);
+	ck_assert_int_ne(envdb(out, "cred", "rotate", "acme/ro", "--authorization", "read_only",
+			       NULL),
+			 0);
+	/* mint: a fresh read_only credential, and readers resolve again. */
+	ck_assert_int_eq(envdb(out, "cred", "mint", "acme/ro", "--authorization", "read_only",
+			       NULL),
+			 0);
+	resolve(&fresh, "acme/ro", "bob");
+	ck_assert_str_eq(fresh.authorization, "read_only");
+	ck_assert_str_ne(fresh.credential_id, reader.credential_id);
+	ck_assert_int_eq(psql(fresh.url, fresh.handle, fresh.secret, "SELECT 1"), 0);
+	ck_assert_int_ne(psql(fresh.url, fresh.handle, fresh.secret, "CREATE TABLE w (x int)"),
+			 0);
+	ck_assert_int_ne(psql(reader.url, reader.handle, reader.secret, "SELECT 1"), 0);
+	/* Not while one is active (rotate that one), nor without an
+	 * authorization. */
+	ck_assert_int_eq(envdb(out, "cred", "mint", "acme/ro", "--authorization", "read_only",
+			       NULL),
+			 65);
+	ck_assert_int_eq(envdb(out, "cred", "mint", "acme/ro", NULL), 64);
+	ck_assert_int_eq(envdb(out, "check", NULL), 0);
+	ck_assert_int_eq(envdb(out, "env", "delete", "acme/ro", "--now", NULL), 0);
+}
+END_TEST
+
+/* Through envdb a second rotation ends the first one's window: at most two
+ * credentials per authorization work (plugins/postgres/README.md). */
+START_TEST(test_rotate_twice)
+{
+	static char out[OUT_MAX];
+	resolved first, second, third;
+
+	ck_assert_int_eq(envdb(out, "env", "provision", "acme", "twice", "--type", "test",
+			       "--driver", "postgres", "--by", "alice", NULL),
+			 0);
+	resolve(&first, "acme/twice", "alice");
+	ck_assert_int_eq(envdb(out, "cred", "rotate", "acme/twice", "--overlap", "1h", NULL), 0);
+	resolve(&second, "acme/twice", "alice");
+	ck_assert_int_eq(envdb(out, "cred", "rotate", "acme/twice", "--overlap", "1h", NULL), 0);
+	resolve(&third, "acme/twice", "alice");
+	ck_assert_str_eq(third.prev_credential_id, second.credential_id);
+	ck_assert_int_ne(psql(first.url, first.handle, first.secret, "SELECT 1"), 0);
+	ck_assert_int_eq(psql(second.url, second.handle, second.secret, "SELECT 1"), 0);
+	ck_assert_int_eq(psql(third.url, third.handle, third.secret, "SELECT 1"), 0);
+	ck_assert_int_eq(envdb(out, "env", "delete", "acme/twice", "--now", NULL), 0);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 
 /* Items of a `reconcile --json` output, after checking it parses. */
@@ -507,6 +669,10 @@ int main(void)
 	tcase_add_test(tc, test_provision_resolve_psql);
 	tcase_add_test(tc, test_rotate_complete);
 	tcase_add_test(tc, test_two_deployments_one_server);
+	tcase_add_test(tc, test_archive_locks_out);
+	tcase_add_test(tc, test_overlap_window_enforced_by_server);
+	tcase_add_test(tc, test_mint_after_revoke);
+	tcase_add_test(tc, test_rotate_twice);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);

@@ -90,6 +90,35 @@ static int valid_until(char *out, size_t cap, const pga_op *o, int64_t expires_a
 /* mint                                                                      */
 /* ------------------------------------------------------------------------ */
 
+/* ABI 1.1: the previous credential's overlap window ends at `until`: make
+ * the server refuse it from then on (VALID UNTIL), unless it expires
+ * earlier anyway.  Part of mint's transaction. */
+static int end_previous_at(const pga_op *o, PGconn *conn, const char *prev, int64_t until)
+{
+	char u[40], qu[48], q[PGA_QID_MAX], sql[256], num[24];
+	const char *params[2] = {prev, num};
+	PGresult *r = NULL;
+	int rc, later;
+
+	snprintf(num, sizeof(num), "%lld", (long long)until);
+	if ((rc = pga_exec(&r, o, conn, "look up the previous role's expiry",
+			   "SELECT rolvaliduntil IS NULL OR rolvaliduntil > "
+			   "pg_catalog.to_timestamp($2::bigint) FROM pg_catalog.pg_roles "
+			   "WHERE rolname = $1",
+			   2, params)) != ENVDB_OK)
+		return rc;
+	later = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	if (!later)
+		return ENVDB_OK; /* gone, or it expires first */
+	if ((rc = valid_until(u, sizeof(u), o, until)) != ENVDB_OK ||
+	    (rc = pga_qlit(qu, sizeof(qu), o, conn, u)) != ENVDB_OK ||
+	    (rc = pga_qid(q, o, conn, prev)) != ENVDB_OK ||
+	    (rc = pga_sql(sql, sizeof(sql), o, "ALTER ROLE %s VALID UNTIL %s", q, qu)) != ENVDB_OK)
+		return rc;
+	return pga_exec(NULL, o, conn, "end the previous credential's overlap", sql, 0, NULL);
+}
+
 int pga_mint(void *instance, const envdb_db_ref *db, const envdb_mint_request *req,
 	     envdb_buffer *secret, envdb_buffer *handle)
 {
@@ -221,6 +250,10 @@ int pga_mint(void *instance, const envdb_db_ref *db, const envdb_mint_request *r
 	    (rc = pga_sql(sql, sizeof(sql), &o, "ALTER ROLE %s IN DATABASE %s SET role = %s", qrole,
 			  qdb, qgrouplit)) == ENVDB_OK)
 		rc = pga_exec(NULL, &o, conn, "make the role act as the owner role", sql, 0, NULL);
+	if (rc == ENVDB_OK && prev != NULL && prev[0] != '\0' &&
+	    ENVDB_STRUCT_HAS(req, envdb_mint_request, previous_valid_until) &&
+	    req->previous_valid_until > 0)
+		rc = end_previous_at(&o, conn, prev, req->previous_valid_until);
 	if (rc == ENVDB_OK)
 		rc = pga_commit(&o, conn);
 	if (rc != ENVDB_OK) {
@@ -277,6 +310,24 @@ done:
 	return rc;
 }
 
+/* After a failed step of revoke: has another process removed the role
+ * meanwhile (a concurrent revoke or drop)?  Then the credential is revoked,
+ * which is what the caller asked for.  1 when it is gone, else 0. */
+static int role_vanished(const pga_op *o, PGconn *conn, const pga_names *n, const char *role)
+{
+	pga_op quiet = *o;
+	int exists, ours, can_login;
+
+	quiet.silent = 1;
+	if (role_lookup(&exists, &ours, &can_login, &quiet, conn, n, role) != ENVDB_OK)
+		return 0;
+	if (!exists)
+		o->a->host->log(o->a->host->ctx, ENVDB_LOG_INFO,
+				"revoke %s: role %s was removed by someone else meanwhile: revoked",
+				n->db, role);
+	return !exists;
+}
+
 int pga_revoke(void *instance, const envdb_db_ref *db, uint32_t authorization, const char *handle)
 {
 	pga *a = instance;
@@ -312,15 +363,21 @@ int pga_revoke(void *instance, const envdb_db_ref *db, uint32_t authorization, c
 				handle, n.marker);
 	if ((rc = pga_admin_privileges(&privs, &o, conn)) != ENVDB_OK)
 		return rc;
-	/* 1. Lock out: no new session can start, whatever happens next. */
+	/* 1. Lock out: no new session can start, whatever happens next.
+	 * Another process may drop the role between the lookup and here (a
+	 * concurrent revoke, or drop): ALTER then fails (42704, or "tuple
+	 * concurrently deleted" after waiting on its lock), and so may the
+	 * GRANT that lets us end its sessions; a role that is gone is
+	 * revoked. */
 	if ((rc = pga_qid(q, &o, conn, handle)) != ENVDB_OK ||
 	    (rc = pga_sql(sql, sizeof(sql), &o, "ALTER ROLE %s NOLOGIN PASSWORD NULL", q)) !=
-		    ENVDB_OK ||
-	    (rc = pga_exec(NULL, &o, conn, "lock out the role", sql, 0, NULL)) != ENVDB_OK)
+		    ENVDB_OK)
 		return rc;
+	if ((rc = pga_exec(NULL, &o, conn, "lock out the role", sql, 0, NULL)) != ENVDB_OK)
+		return role_vanished(&o, conn, &n, handle) ? ENVDB_OK : rc;
 	/* 2. End the sessions it still has. */
 	if ((rc = pga_terminate_role_sessions(&o, conn, handle, privs.superuser)) != ENVDB_OK)
-		return rc;
+		return role_vanished(&o, conn, &n, handle) ? ENVDB_OK : rc;
 	/* 3. Drop it; when it still owns or holds something, hand that over
 	 * and retry; if even that fails it stays locked, which is revoked. */
 	if ((rc = pga_sql(sql, sizeof(sql), &o, "DROP ROLE IF EXISTS %s", q)) != ENVDB_OK)

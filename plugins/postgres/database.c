@@ -763,3 +763,113 @@ int pga_list(void *instance, envdb_adapter_list_cb cb, void *cb_ctx)
 	PQclear(r);
 	return rc;
 }
+
+/* ------------------------------------------------------------------------ */
+/* suspend, resume (ABI 1.1)                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* The comment suffix that records "suspend locked this role out": resume
+ * lets in exactly the roles that carry it, so a credential revoked (and
+ * locked) before the suspension stays locked. */
+#define PGA_SUSPENDED " suspended"
+
+static int has_suspended_mark(const char *comment)
+{
+	size_t n = comment != NULL ? strlen(comment) : 0, k = strlen(PGA_SUSPENDED);
+
+	return n >= k && strcmp(comment + n - k, PGA_SUSPENDED) == 0;
+}
+
+/* ALTER ROLE role <LOGIN|NOLOGIN> and set its comment, in one transaction. */
+static int set_login(const pga_op *o, PGconn *conn, const char *role, int login,
+		     const char *comment)
+{
+	char q[PGA_QID_MAX], qc[2 * 128 + 4], sql[512];
+	int rc;
+
+	if ((rc = pga_qid(q, o, conn, role)) != ENVDB_OK ||
+	    (rc = pga_qlit(qc, sizeof(qc), o, conn, comment)) != ENVDB_OK ||
+	    (rc = pga_begin(o, conn)) != ENVDB_OK)
+		return rc;
+	if ((rc = pga_sql(sql, sizeof(sql), o, "ALTER ROLE %s %s", q, login ? "LOGIN" : "NOLOGIN")) ==
+		    ENVDB_OK &&
+	    (rc = pga_exec(NULL, o, conn, login ? "let the role in again" : "lock out the role", sql,
+			   0, NULL)) == ENVDB_OK &&
+	    (rc = pga_sql(sql, sizeof(sql), o, "COMMENT ON ROLE %s IS %s", q, qc)) == ENVDB_OK &&
+	    (rc = pga_exec(NULL, o, conn, "mark the role", sql, 0, NULL)) == ENVDB_OK)
+		rc = pga_commit(o, conn);
+	if (rc != ENVDB_OK)
+		pga_rollback(o, conn);
+	return rc;
+}
+
+static int lockout(void *instance, const envdb_db_ref *db, int suspend)
+{
+	pga *a = instance;
+	pga_op o = {.a = a, .op = suspend ? "suspend" : "resume"};
+	pga_admin_privs privs;
+	pga_names n;
+	PGconn *conn;
+	PGresult *roles = NULL;
+	int exists, ours, i, rc;
+
+	if ((rc = pga_names_from_ref(&n, a, o.op, db)) != ENVDB_OK)
+		return rc;
+	o.object = n.db;
+	if ((rc = pga_admin(&conn, &o)) != ENVDB_OK ||
+	    (rc = pga_admin_privileges(&privs, &o, conn)) != ENVDB_OK ||
+	    (rc = pga_db_lookup(&exists, &ours, &o, conn, &n)) != ENVDB_OK)
+		return rc;
+	if (exists && !ours)
+		return pga_fail(&o, ENVDB_ERR_STATE, NULL,
+				"the database does not carry the marker '%s': it was not made by "
+				"envdb, not touching it",
+				n.marker);
+	if ((rc = pga_find_roles(&roles, &o, conn, &n)) != ENVDB_OK)
+		return rc;
+	for (i = 0; i < PQntuples(roles); i++) {
+		const char *role = PQgetvalue(roles, i, 0), *comment = PQgetvalue(roles, i, 2);
+		enum pga_role_kind k = pga_role_kind(&n, role);
+		int can_login = strcmp(PQgetvalue(roles, i, 1), "t") == 0;
+		size_t len = strlen(comment);
+		char c[128];
+
+		if ((k != PGA_ROLE_RW_LOGIN && k != PGA_ROLE_RO_LOGIN) ||
+		    !pga_role_row_is_ours(roles, i, &n) || len + sizeof(PGA_SUSPENDED) > sizeof(c))
+			continue;
+		memcpy(c, comment, len + 1);
+		if (suspend) {
+			/* A role already locked without our mark was revoked:
+			 * it stays as it is, and resume leaves it locked. */
+			if (can_login) {
+				if (!has_suspended_mark(c))
+					memcpy(c + len, PGA_SUSPENDED, sizeof(PGA_SUSPENDED));
+				if ((rc = set_login(&o, conn, role, 0, c)) != ENVDB_OK)
+					goto done;
+			}
+			if (has_suspended_mark(comment) || can_login) {
+				rc = pga_terminate_role_sessions(&o, conn, role, privs.superuser);
+				if (rc != ENVDB_OK)
+					goto done;
+			}
+		} else if (has_suspended_mark(comment)) {
+			c[len - strlen(PGA_SUSPENDED)] = '\0';
+			if ((rc = set_login(&o, conn, role, 1, c)) != ENVDB_OK)
+				goto done;
+		}
+	}
+	rc = ENVDB_OK;
+done:
+	PQclear(roles);
+	return rc;
+}
+
+int pga_suspend(void *instance, const envdb_db_ref *db)
+{
+	return lockout(instance, db, 1);
+}
+
+int pga_resume(void *instance, const envdb_db_ref *db)
+{
+	return lockout(instance, db, 0);
+}

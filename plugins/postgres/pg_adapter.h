@@ -252,6 +252,11 @@ int pga_create(void *instance, const envdb_create_request *req, envdb_buffer *ur
 	       envdb_buffer *metadata);
 int pga_drop(void *instance, const envdb_db_ref *db);
 int pga_list(void *instance, envdb_adapter_list_cb cb, void *cb_ctx);
+/** ABI 1.1: NOLOGIN for every login role of the database that can log in
+ * (its comment gets " suspended"), sessions ended; resume gives LOGIN back
+ * to exactly the roles so marked. */
+int pga_suspend(void *instance, const envdb_db_ref *db);
+int pga_resume(void *instance, const envdb_db_ref *db);
 
 /** Does the database of `n` exist, and is it ours: marked, or (a create
  * interrupted before its COMMENT) owned by the administrator with a marked

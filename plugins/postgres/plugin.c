@@ -328,7 +328,8 @@ static const envdb_adapter_ops pga_ops = {
 	.capabilities = ENVDB_ADAPTER_CAP_READ_ONLY | ENVDB_ADAPTER_CAP_ROTATE_OVERLAP |
 			ENVDB_ADAPTER_CAP_REVOKE | ENVDB_ADAPTER_CAP_EXPIRY |
 			ENVDB_ADAPTER_CAP_PROBE | ENVDB_ADAPTER_CAP_LIST |
-			ENVDB_ADAPTER_CAP_AUTHENTICATES | ENVDB_ADAPTER_CAP_DEPLOYMENT,
+			ENVDB_ADAPTER_CAP_AUTHENTICATES | ENVDB_ADAPTER_CAP_SUSPEND |
+			ENVDB_ADAPTER_CAP_DEPLOYMENT,
 	.database_name = pga_database_name,
 	.create = pga_create,
 	.drop = pga_drop,
@@ -336,6 +337,8 @@ static const envdb_adapter_ops pga_ops = {
 	.revoke = pga_revoke,
 	.probe = pga_probe,
 	.list = pga_list,
+	.suspend = pga_suspend,
+	.resume = pga_resume,
 };
 
 /* The URLs this adapter's databases have (the v4 -> v5 migration picks the
@@ -345,7 +348,7 @@ static const char *const pga_url_schemes[] = {"postgres", "postgresql", NULL};
 static const envdb_plugin_descriptor pga_descriptor = {
 	.struct_size = sizeof(envdb_plugin_descriptor),
 	.abi_major = ENVDB_ABI_MAJOR,
-	.abi_minor = 1, /* envdb_host.deployment_id, the deployment_id members */
+	.abi_minor = 1, /* suspend/resume, deployment id */
 	.name = "postgres",
 	.version = PACKAGE_VERSION,
 	.description = "one postgresql database and its own login roles per environment",

@@ -171,6 +171,46 @@ int sqla_database_name(void *instance, const char *environment_id, envdb_buffer 
 	return envdb_buffer_set(out, name, SQLA_NAME_LEN);
 }
 
+/* The file of a freshly created database holds a SQLite header that says
+ * WAL (bytes 18 and 19 are 2): the first write and the WAL switch are on
+ * disk. */
+static int check_header(const sqla *a, const sqla_target *t, const char *name)
+{
+	static const char magic[16] = "SQLite format 3";
+	unsigned char h[100];
+	struct stat st;
+	ssize_t n;
+	int fd, err;
+
+	fd = openat(t->dir_fd, t->file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
+				      "create database %s: cannot reopen %s: %s", name, t->path,
+				      strerror(errno));
+	do
+		n = pread(fd, h, sizeof(h), 0);
+	while (n < 0 && errno == EINTR);
+	err = errno;
+	if (n >= 0 && fstat(fd, &st) != 0)
+		st.st_size = -1;
+	close(fd);
+	if (n < 0)
+		return a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
+				      "create database %s: cannot read back %s: %s", name, t->path,
+				      strerror(err));
+	if (n < (ssize_t)sizeof(h) || memcmp(h, magic, sizeof(magic)) != 0)
+		return a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
+				      "create database %s: the first write did not reach %s (it "
+				      "holds %lld bytes, no database header): is the disk full?",
+				      name, t->path, (long long)st.st_size);
+	if (h[18] != 2 || h[19] != 2)
+		return a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
+				      "create database %s: %s is not in wal mode on disk (header "
+				      "versions %u/%u)",
+				      name, t->path, (unsigned)h[18], (unsigned)h[19]);
+	return ENVDB_OK;
+}
+
 int sqla_create(void *instance, const envdb_create_request *req, envdb_buffer *url,
 		envdb_buffer *metadata)
 {
@@ -278,6 +318,12 @@ int sqla_create(void *instance, const envdb_create_request *req, envdb_buffer *u
 		rc = sqlite_error(a, NULL, rc, "create", name);
 		goto fail;
 	}
+	/* SQLite can answer "wal" and close cleanly although the header never
+	 * reached the file (a full disk: the write of page 1 fails and is
+	 * not reported), leaving an empty file in rollback mode: read back
+	 * what is on disk. */
+	if ((rc = check_header(a, &t, name)) != ENVDB_OK)
+		goto fail;
 	if (fsync(a->base_fd) != 0) {
 		rc = a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
 				    "create database %s: cannot sync directory %s: %s", name,

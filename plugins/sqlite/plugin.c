@@ -84,6 +84,7 @@ static int open_dir(char **path_out, int *fd_out, int *created, const sqla *a,
 {
 	char joined[PATH_MAX], canon[PATH_MAX];
 	const char *base = ENVDB_STRUCT_HAS(cfg, envdb_config, base_dir) ? cfg->base_dir : NULL;
+	struct stat st;
 	int fd = -1, n, rc;
 
 	if (value[0] == '\0')
@@ -114,6 +115,21 @@ static int open_dir(char **path_out, int *fd_out, int *created, const sqla *a,
 		rc = a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
 				    "configuration %s: cannot open directory %s: %s", key,
 				    joined, strerror(errno));
+		goto fail;
+	}
+	/* Whoever can write the directory can swap or remove the databases
+	 * (as for the kms keyring): owner only. */
+	if (fstat(fd, &st) != 0) {
+		rc = a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
+				    "configuration %s: cannot stat directory %s: %s", key, joined,
+				    strerror(errno));
+		goto fail;
+	}
+	if ((st.st_mode & 022) != 0) {
+		rc = a->host->error(a->host->ctx, ENVDB_ERR_CONFIG, NULL,
+				    "configuration %s: directory %s is writable by group or others "
+				    "(mode %04o): refused; make it 0700",
+				    key, joined, (unsigned)(st.st_mode & 07777));
 		goto fail;
 	}
 	if (realpath(joined, canon) == NULL) {

@@ -186,6 +186,11 @@ bool kit_check_descriptor(const envdb_plugin_descriptor *desc, uint32_t kind,
 			snprintf(why, sizeof(why), "CAP_REVOKE %s but the revoke slot is %s",
 				 (o->capabilities & ENVDB_ADAPTER_CAP_REVOKE) ? "set" : "clear",
 				 o->revoke ? "set" : "NULL");
+		else if (!(o->capabilities & ENVDB_ADAPTER_CAP_SUSPEND) != !(o->suspend && o->resume))
+			snprintf(why, sizeof(why), "CAP_SUSPEND %s but the suspend/resume slots are "
+				 "%s/%s",
+				 (o->capabilities & ENVDB_ADAPTER_CAP_SUSPEND) ? "set" : "clear",
+				 o->suspend ? "set" : "NULL", o->resume ? "set" : "NULL");
 		if (!kit_check(why[0] == '\0', "ops: capabilities agree with the operations",
 			       "%s", why[0] ? why : "consistent"))
 			return false;

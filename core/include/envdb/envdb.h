@@ -518,9 +518,21 @@ ENVDB_EXPORT int envdb_env_database(envdb_database **out, envdb_ctx *ctx,
 
 /** Archive ORGANIZATION/SLUG: it stops resolving (ENVDB_ERR_STATE) and
  * gives up its default slot; its physical database and rows are kept.
+ * Where the adapter has ENVDB_ADAPTER_CAP_SUSPEND every credential of the
+ * database is first locked out at the backend and its sessions ended (a
+ * failure there archives nothing); an adapter without it leaves them
+ * working at the backend (envdb_plugin_info.capabilities says which).
  * ENVDB_ERR_STATE when it is provisioning or already archived. */
 ENVDB_EXPORT int envdb_env_archive(envdb_ctx *ctx, const char *organization_id,
 				   const char *slug);
+
+/** Undo envdb_env_archive(): ORGANIZATION/SLUG becomes active again and the
+ * credentials the backend locked out work again (those revoked before stay
+ * revoked).  ENVDB_ERR_STATE unless it is archived and not being deleted;
+ * ENVDB_ERR_EXISTS when it was the default and the organization has
+ * another default now.  Added in envdb 0.2.0. */
+ENVDB_EXPORT int envdb_env_unarchive(envdb_ctx *ctx, const char *organization_id,
+				     const char *slug);
 
 enum envdb_env_delete_flags {
 	/** Drop the physical database now instead of after the grace period. */
@@ -611,6 +623,20 @@ typedef struct envdb_rotate_opts {
  */
 ENVDB_EXPORT int envdb_cred_rotate(envdb_ctx *ctx, const char *organization_id, const char *slug,
 				   const envdb_rotate_opts *opts);
+
+/**
+ * Mint a fresh credential of `authorization` ("full_access" or "read_only")
+ * for ORGANIZATION/SLUG when it has no active one of that authorization —
+ * the way back after revoking the read_only credential, which rotate cannot
+ * replace.  It expires after expires_in_seconds (0: never).  Its id goes
+ * into credential_id (may be NULL).  ENVDB_ERR_EXISTS when one is active
+ * (rotate it instead), ENVDB_ERR_STATE unless the environment is active,
+ * ENVDB_ERR_NOT_SUPPORTED for read_only on a driver that cannot mint one.
+ * Added in envdb 0.2.0.
+ */
+ENVDB_EXPORT int envdb_cred_mint(char credential_id[37], envdb_ctx *ctx,
+				 const char *organization_id, const char *slug,
+				 const char *authorization, int64_t expires_in_seconds);
 
 /** Complete the rotations of ORGANIZATION/SLUG now: every "rotating"
  * credential is revoked at the backend (where the adapter can) and then
