@@ -78,6 +78,7 @@ char *turso_urlencode(turso *t, const char *s)
 
 	if (p == NULL)
 		return NULL;
+	memset(p, 0, n * 3 + 1); /* no recycled heap residue in the unused tail */
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
@@ -368,6 +369,10 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 			r->overflow = true;
 			return 0;
 		}
+		/* The grown part is recycled heap: libcurl frees its request
+		 * buffers (Authorization header included) without wiping them.
+		 * Never keep such residue in a block of ours. */
+		memset(nb + r->len, 0, ncap - r->len);
 		r->body = nb;
 		r->cap = ncap;
 	}
