@@ -161,7 +161,8 @@ bool kit_check_descriptor(const envdb_plugin_descriptor *desc, uint32_t kind,
 		const uint64_t known = ENVDB_ADAPTER_CAP_READ_ONLY | ENVDB_ADAPTER_CAP_ROTATE_OVERLAP |
 				       ENVDB_ADAPTER_CAP_REVOKE | ENVDB_ADAPTER_CAP_EXPIRY |
 				       ENVDB_ADAPTER_CAP_PROBE | ENVDB_ADAPTER_CAP_LIST |
-				       ENVDB_ADAPTER_CAP_AUTHENTICATES;
+				       ENVDB_ADAPTER_CAP_AUTHENTICATES |
+				       ENVDB_ADAPTER_CAP_DEPLOYMENT /* ABI 1.1, no slot */;
 		char why[256] = "";
 
 		if (!kit_check(o->database_name && o->create && o->drop && o->mint,
