@@ -484,6 +484,7 @@ int envdb_cred_rotate(envdb_ctx *ctx, const char *organization_id, const char *s
 		envdb_mint_request req;
 		envdb_credential *c;
 		char id[37];
+		int64_t granted = 0;
 
 		r[i].old = act[i];
 		c = r[i].fresh = calloc(1, sizeof(*c));
@@ -508,7 +509,11 @@ int envdb_cred_rotate(envdb_ctx *ctx, const char *organization_id, const char *s
 		req.authorization = auth_code(c->authorization);
 		req.expires_at = c->expires_at;
 		req.previous_handle = act[i]->handle;
+		req.granted_expires_at = &granted;
 		rc = envdbi_adapter_mint(adapter, &ref, &req, &r[i].secret, &c->handle);
+		/* The backend's own expiry, when it is the earlier one. */
+		if (rc == ENVDB_OK && granted > 0 && (c->expires_at == 0 || granted < c->expires_at))
+			c->expires_at = granted;
 		if (rc != ENVDB_OK) {
 			envdbi_error_prefix("rotate %s/%s: mint %s: ", organization_id, slug,
 					    c->authorization);

@@ -1647,6 +1647,212 @@ START_TEST(cli_provision_resolve)
 }
 END_TEST
 
+/* `envdb init` a deployment in tmpdir/deploy and add the turso adapter
+ * (its base configuration plus `extra` lines); mpath gets the manifest. */
+static void cli_deploy(char *mpath, size_t cap, const char *extra)
+{
+	char dir[256], tokpath[PATH_MAX];
+	char *out = NULL, *err = NULL;
+	FILE *f;
+	int fd, rc;
+
+	snprintf(dir, sizeof dir, "%s/deploy", tmpdir);
+	snprintf(mpath, cap, "%s/envdb.yaml", dir);
+	rc = run_envdb(NULL, &out, &err, (const char *const[]){ "init", dir, NULL });
+	ck_assert_msg(rc == 0, "envdb init: %d: %s", rc, err);
+	free(out);
+	free(err);
+	snprintf(tokpath, sizeof tokpath, "%s/turso.token", dir);
+	fd = open(tokpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, api_token, strlen(api_token)), (ssize_t)strlen(api_token));
+	close(fd);
+	f = fopen(mpath, "a");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f,
+		"  - name: turso\n"
+		"    kind: adapter\n"
+		"    config:\n"
+		"      organization: " ORG "\n"
+		"      api_token_file: turso.token\n"
+		"      api_url: %s\n"
+		"      data_plane_scheme: http\n"
+		"      retry_initial_delay: 50ms\n"
+		"      retry_max_delay: 400ms\n"
+		"      max_attempts: 3\n%s",
+		turso_emu_api_url(emu), extra ? extra : "");
+	fclose(f);
+	rc = ENVDB(&out, &err, "org", "provision", "acme", "--by", "alice");
+	ck_assert_msg(rc == 0, "org provision: %d: %s", rc, err);
+	free(out);
+	free(err);
+}
+
+static void provision_dev(const char *mpath)
+{
+	char *out = NULL, *err = NULL;
+	int rc = ENVDB(&out, &err, "env", "provision", "acme", "dev", "--type", "development",
+		       "--by", "alice", "--driver", "turso");
+
+	ck_assert_msg(rc == 0, "env provision: %d: %s", rc, err);
+	free(out);
+	free(err);
+}
+
+/* The expiry Turso applies (token_expiration) is the one envdb stores:
+ * cred list shows it, check and reconcile act on it, resolve refuses an
+ * expired credential with a clear error. */
+START_TEST(cli_granted_expiry)
+{
+	char mpath[PATH_MAX];
+	char *out = NULL, *err = NULL;
+	json_t *doc, *creds, *c;
+	json_error_t jerr;
+	size_t i;
+	int rc;
+
+	cli_deploy(mpath, sizeof mpath, "      token_expiration: 4s\n");
+	provision_dev(mpath);
+	rc = ENVDB(&out, &err, "--json", "cred", "list", "acme/dev");
+	ck_assert_msg(rc == 0, "cred list: %d: %s", rc, err);
+	doc = json_loads(out, 0, &jerr);
+	ck_assert_msg(doc != NULL, "%s", out);
+	creds = json_object_get(doc, "credentials");
+	ck_assert_int_eq(json_array_size(creds), 2);
+	json_array_foreach(creds, i, c)
+	{
+		/* not null ("no expiry"): the time Turso will refuse it */
+		json_t *e = json_object_get(c, "expires_at");
+		ck_assert_msg(json_is_string(e) || json_is_integer(e), "expires_at %s in %s",
+			      e ? json_dumps(e, JSON_ENCODE_ANY) : "(none)", out);
+	}
+	json_decref(doc);
+	free(out);
+	free(err);
+	rc = ENVDB(&out, &err, "check");
+	ck_assert_msg(rc == 0, "check before expiry: %d: %s%s", rc, out, err);
+	free(out);
+	free(err);
+
+	sleep(5);
+	/* the tokens expired at Turso: envdb says so */
+	rc = ENVDB(&out, &err, "check");
+	ck_assert_msg(rc == 65 && strstr(out, "active_credential_expired") != NULL,
+		      "check after expiry: %d: %s%s", rc, out, err);
+	free(out);
+	free(err);
+	rc = ENVDB(&out, &err, "resolve", "acme/dev", "--user", "alice");
+	ck_assert_int_ne(rc, 0);
+	ck_assert_msg(strstr(err, "expired") && strstr(err, "envdb cred rotate acme/dev"), "%s",
+		      err);
+	free(out);
+	free(err);
+	rc = ENVDB(&out, &err, "reconcile");
+	ck_assert_msg(strstr(out, "expiry") && strstr(out, "would rotate"), "reconcile: %d: %s%s",
+		      rc, out, err);
+	free(out);
+	free(err);
+	rc = ENVDB(&out, &err, "reconcile", "--apply");
+	ck_assert_msg(rc == 0 && strstr(out, "rotated"), "reconcile --apply: %d: %s%s", rc, out,
+		      err);
+	free(out);
+	free(err);
+	/* rotated: resolves again, to a token that works at the data plane */
+	{
+		json_t *alice = resolve_json(mpath, "alice");
+		char *ans = NULL;
+		ck_assert_int_eq(pipeline(json_string_value(json_object_get(alice, "database_url")),
+					  json_string_value(json_object_get(alice, "secret")),
+					  "SELECT 1", &ans),
+				 200);
+		free(ans);
+		json_decref(alice);
+	}
+}
+END_TEST
+
+/* cred complete on an adapter without ENVDB_ADAPTER_CAP_REVOKE: the CLI
+ * says the "revoked" token keeps working, and it really does. */
+START_TEST(cli_complete_warns_not_revoked)
+{
+	char mpath[PATH_MAX];
+	char *out = NULL, *err = NULL, *ans = NULL, old_jwt[4096], url[512];
+	json_t *alice, *doc;
+	json_error_t jerr;
+	int rc;
+
+	cli_deploy(mpath, sizeof mpath, NULL);
+	provision_dev(mpath);
+	alice = resolve_json(mpath, "alice");
+	snprintf(old_jwt, sizeof old_jwt, "%s", json_string_value(json_object_get(alice, "secret")));
+	snprintf(url, sizeof url, "%s", json_string_value(json_object_get(alice, "database_url")));
+	json_decref(alice);
+	rc = ENVDB(&out, &err, "cred", "rotate", "acme/dev", "--overlap", "1h");
+	ck_assert_msg(rc == 0, "rotate: %d: %s", rc, err);
+	free(out);
+	free(err);
+	rc = ENVDB(&out, &err, "--json", "cred", "complete", "acme/dev");
+	ck_assert_msg(rc == 0, "complete: %d: %s", rc, err);
+	ck_assert_msg(strstr(err, "warning: credential ") &&
+			      strstr(err, "is marked revoked in envdb but the turso adapter cannot "
+					  "revoke a single token: it keeps working until it expires "
+					  "or the group's tokens are invalidated"),
+		      "%s", err);
+	doc = json_loads(out, 0, &jerr);
+	ck_assert_msg(doc != NULL, "%s", out);
+	ck_assert(json_is_false(json_object_get(doc, "revoked_at_backend")));
+	ck_assert_int_eq(json_array_size(json_object_get(doc, "warnings")), 2);
+	json_decref(doc);
+	assert_no_secret(out);
+	assert_no_secret(err);
+	free(out);
+	free(err);
+	/* which is the truth: the old token still reads the database */
+	ck_assert_int_eq(pipeline(url, old_jwt, "SELECT 1", &ans), 200);
+	ck_assert_msg(strstr(ans, "\"type\":\"ok\"") != NULL, "%s", ans);
+	free(ans);
+	/* rotate --overlap 0 revokes at once: the same warning */
+	rc = ENVDB(&out, &err, "cred", "rotate", "acme/dev", "--overlap", "0");
+	ck_assert_msg(rc == 0 && strstr(err, "cannot revoke a single token"), "%d: %s", rc, err);
+	free(out);
+	free(err);
+}
+END_TEST
+
+/* A definite 401 on create (the API token was revoked after the start):
+ * nothing was created, so the intent goes at once and the slug is free
+ * again -- no failed intent waiting for reconcile. */
+START_TEST(cli_auth_failure_frees_slug)
+{
+	char mpath[PATH_MAX];
+	char *out = NULL, *err = NULL;
+	int rc;
+
+	cli_deploy(mpath, sizeof mpath, NULL);
+	turso_emu_add_fault(emu, &(turso_emu_fault){ .op = "create", .count = 1, .status = 401,
+						    .retry_after = -1 });
+	turso_emu_add_fault(emu, &(turso_emu_fault){ .op = "get", .count = 20, .status = 401,
+						    .retry_after = -1 });
+	turso_emu_add_fault(emu, &(turso_emu_fault){ .op = "delete", .count = 20, .status = 401,
+						    .retry_after = -1 });
+	rc = ENVDB(&out, &err, "env", "provision", "acme", "dev", "--type", "development", "--by",
+		   "alice", "--driver", "turso");
+	ck_assert_int_ne(rc, 0);
+	ck_assert_msg(strstr(err, "HTTP 401") != NULL, "%s", err);
+	ck_assert_msg(strstr(err, "reconcile") == NULL, "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(turso_emu_count(emu, "delete"), 0);
+	turso_emu_clear_faults(emu);
+	rc = ENVDB(&out, &err, "check");
+	ck_assert_msg(rc == 0, "check: %d: %s%s", rc, out, err);
+	free(out);
+	free(err);
+	provision_dev(mpath);
+	ck_assert_int_eq(turso_emu_db_count(emu), 1);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 
 static bool plugin_built(const char *name)
@@ -1710,6 +1916,9 @@ static Suite *suite(void)
 		tcase_add_checked_fixture(tc, setup, teardown);
 		tcase_set_timeout(tc, 120);
 		tcase_add_test(tc, cli_provision_resolve);
+		tcase_add_test(tc, cli_granted_expiry);
+		tcase_add_test(tc, cli_complete_warns_not_revoked);
+		tcase_add_test(tc, cli_auth_failure_frees_slug);
 		suite_add_tcase(s, tc);
 	} else {
 		printf("note: sqlite or kms plugin not built: end-to-end envdb case skipped\n");
