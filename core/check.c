@@ -359,6 +359,33 @@ out:
 	return rc;
 }
 
+/* An active credential past its expires_at: resolve refuses it, so its
+ * readers are locked out until someone rotates (envdb reconcile --apply
+ * does ahead of time).  A violation, not a note: the environment does not
+ * work.  One query; the store filters on expires_at. */
+static int check_expired_credentials(vlist *l, envdbi_store *s)
+{
+	envdbi_cred_filter cf = ENVDBI_CRED_FILTER_INIT;
+	envdb_credential **creds = NULL;
+	size_t nc = 0;
+	int64_t now = envdbi_now();
+	int rc;
+
+	cf.status = "active";
+	cf.expired_at = now;
+	if ((rc = envdbi_store_cred_list(s, &creds, &nc, &cf)) != 0)
+		return rc;
+	for (size_t k = 0; k < nc; k++)
+		add(l, "sys_database_credential", "active_credential_expired", creds[k]->id,
+		    "credential %s (%s) of database row %s: active but it expired %lld s ago; "
+		    "resolve refuses it (envdb cred rotate, or envdb reconcile --apply)",
+		    nz(creds[k]->id), nz(creds[k]->authorization),
+		    nz(creds[k]->environment_database_id),
+		    (long long)(now - creds[k]->expires_at));
+	envdb_credential_list_free(creds, nc);
+	return 0;
+}
+
 int envdbi_check_store(envdb_violation ***out, size_t *n, envdbi_store *s)
 {
 	vlist l = {NULL, 0, 0, false};
@@ -385,6 +412,8 @@ int envdbi_check_store(envdb_violation ***out, size_t *n, envdbi_store *s)
 			goto out;
 	}
 	if ((rc = check_environments(&l, s)) != 0)
+		goto out;
+	if ((rc = check_expired_credentials(&l, s)) != 0)
 		goto out;
 	if (l.failed) {
 		rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "check: out of memory");

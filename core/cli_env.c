@@ -553,6 +553,100 @@ static int print_creds(envdb_cli *cli, envdb_ctx *ctx, const envdb_cli_env_ref *
 	return rc;
 }
 
+/* Can the adapter plugin `driver` revoke one credential at its backend
+ * (ENVDB_ADAPTER_CAP_REVOKE)?  Unknown drivers count as able: nothing to
+ * warn about that the loader did not already say. */
+static bool driver_revokes(envdb_ctx *ctx, const char *driver)
+{
+	size_t i, n = envdb_plugin_count(ctx);
+
+	for (i = 0; driver != NULL && i < n; i++) {
+		envdb_plugin_info pi = {.struct_size = sizeof(pi)};
+
+		if (envdb_plugin_get(&pi, ctx, i) == ENVDB_OK && pi.kind == ENVDB_PLUGIN_ADAPTER &&
+		    strcmp(pi.name, driver) == 0)
+			return (pi.capabilities & ENVDB_ADAPTER_CAP_REVOKE) != 0;
+	}
+	return true;
+}
+
+/* The warning for a credential envdb marked revoked that its backend still
+ * accepts (Turso: revocation is group-wide there, so the plugin never
+ * does it). */
+static void warn_not_revoked(envdb_cli *cli, json_t *warnings, const char *cred_id,
+			     const char *driver)
+{
+	char msg[512];
+
+	snprintf(msg, sizeof(msg),
+		 "credential %s is marked revoked in envdb but the %s adapter cannot revoke a "
+		 "single token: it keeps working until it expires or the group's tokens are "
+		 "invalidated",
+		 cred_id, driver);
+	envdb_cli_error(cli, "warning: %s", msg);
+	if (warnings != NULL)
+		json_array_append_new(warnings, json_string(msg));
+}
+
+/* The credential ids of ORG/SLUG that are not "revoked", before an
+ * operation (NULL-terminated, malloc'd; NULL on failure: no warnings). */
+static char **unrevoked_ids(envdb_ctx *ctx, const envdb_cli_env_ref *ref)
+{
+	envdb_credential **v = NULL;
+	size_t n = 0, i, k = 0;
+	char **ids = NULL;
+
+	if (envdb_cred_list(&v, &n, ctx, ref->org, ref->slug) != ENVDB_OK)
+		return NULL;
+	ids = calloc(n + 1, sizeof(*ids));
+	for (i = 0; ids != NULL && i < n; i++)
+		if (strcmp(v[i]->status, "revoked") != 0 && (ids[k] = strdup(v[i]->id)) != NULL)
+			k++;
+	envdb_credential_list_free(v, n);
+	return ids;
+}
+
+/* After an operation that revoked credentials: when the adapter cannot
+ * revoke at its backend, warn about each credential revoked since `before`
+ * and say so in the JSON document (revoked_at_backend, warnings). */
+static void report_local_revocations(envdb_cli *cli, envdb_ctx *ctx,
+				     const envdb_cli_env_ref *ref, char **before, json_t *doc)
+{
+	envdb_database *db = NULL;
+	envdb_credential **v = NULL;
+	size_t n = 0, i, k;
+	json_t *warnings = json_array();
+	bool revokes;
+
+	if (envdb_env_database(&db, ctx, ref->org, ref->slug) != ENVDB_OK)
+		goto out;
+	revokes = driver_revokes(ctx, db->driver);
+	if (doc != NULL)
+		json_object_set_new(doc, "revoked_at_backend", json_boolean(revokes));
+	if (revokes || before == NULL || envdb_cred_list(&v, &n, ctx, ref->org, ref->slug))
+		goto out;
+	for (i = 0; i < n; i++) {
+		if (strcmp(v[i]->status, "revoked") != 0)
+			continue;
+		for (k = 0; before[k] != NULL; k++)
+			if (strcmp(before[k], v[i]->id) == 0)
+				warn_not_revoked(cli, warnings, v[i]->id, db->driver);
+	}
+out:
+	if (doc != NULL && json_array_size(warnings) > 0)
+		json_object_set(doc, "warnings", warnings);
+	json_decref(warnings);
+	envdb_credential_list_free(v, n);
+	envdb_database_free(db);
+}
+
+static void ids_free(char **ids)
+{
+	for (size_t i = 0; ids != NULL && ids[i] != NULL; i++)
+		free(ids[i]);
+	free(ids);
+}
+
 int envdb_cli_cred_rotate(envdb_cli *cli, int argc, char **argv)
 {
 	const char *overlap = NULL, *expires = NULL, *auth = NULL;
@@ -566,7 +660,7 @@ int envdb_cli_cred_rotate(envdb_cli *cli, int argc, char **argv)
 	envdb_cli_env_ref ref;
 	envdb_cli_args pos;
 	envdb_ctx *ctx = NULL;
-	char msg[640];
+	char msg[640], **before = NULL;
 	int rc;
 
 	if ((rc = envdb_cli_parse(cli, argc, argv, opts, &pos, 1, 1)) != EX_OK)
@@ -582,13 +676,18 @@ int envdb_cli_cred_rotate(envdb_cli *cli, int argc, char **argv)
 	ro.authorization = auth;
 	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
 		return rc;
+	before = unrevoked_ids(ctx, &ref);
 	rc = envdb_cred_rotate(ctx, ref.org, ref.slug, &ro);
 	if (rc != ENVDB_OK) {
 		rc = envdb_cli_fail(cli, rc);
 	} else {
+		json_t *doc = json_pack("{s:s}", "action", "rotate");
+
+		report_local_revocations(cli, ctx, &ref, before, doc);
 		snprintf(msg, sizeof(msg), "rotated %s/%s", ref.org, ref.slug);
-		rc = print_creds(cli, ctx, &ref, msg, json_pack("{s:s}", "action", "rotate"));
+		rc = print_creds(cli, ctx, &ref, msg, doc);
 	}
+	ids_free(before);
 	envdb_close(ctx);
 	return rc;
 }
@@ -639,22 +738,26 @@ int envdb_cli_cred_complete(envdb_cli *cli, int argc, char **argv)
 	envdb_cli_args pos;
 	envdb_ctx *ctx = NULL;
 	size_t revoked = 0;
-	char msg[640];
+	char msg[640], **before = NULL;
 	int rc;
 
 	if ((rc = envdb_cli_env_begin(cli, argc, argv, NULL, &pos, 1, 1, &ref, &ctx)) !=
 	    EX_OK)
 		return rc;
+	before = unrevoked_ids(ctx, &ref);
 	rc = envdb_cred_complete(&revoked, ctx, ref.org, ref.slug);
 	if (rc != ENVDB_OK) {
 		rc = envdb_cli_fail(cli, rc);
 	} else {
+		json_t *doc = json_pack("{s:s, s:I}", "action", "complete", "revoked",
+					(json_int_t)revoked);
+
+		report_local_revocations(cli, ctx, &ref, before, doc);
 		snprintf(msg, sizeof(msg), "completed rotation of %s/%s: %zu credential%s revoked",
 			 ref.org, ref.slug, revoked, revoked == 1 ? "" : "s");
-		rc = print_creds(cli, ctx, &ref, msg,
-				 json_pack("{s:s, s:I}", "action", "complete", "revoked",
-					   (json_int_t)revoked));
+		rc = print_creds(cli, ctx, &ref, msg, doc);
 	}
+	ids_free(before);
 	envdb_close(ctx);
 	return rc;
 }
@@ -807,7 +910,7 @@ int envdb_cli_reconcile(envdb_cli *cli, int argc, char **argv)
 	envdb_cli_args pos;
 	envdb_ctx *ctx = NULL;
 	int first_failed = ENVDB_OK;
-	size_t i;
+	size_t i, n_unverified = 0;
 	int rc;
 
 	if ((rc = envdb_cli_parse(cli, argc, argv, opts, &pos, 0, 0)) != EX_OK)
@@ -835,6 +938,9 @@ int envdb_cli_reconcile(envdb_cli *cli, int argc, char **argv)
 			json_object_set_new(o, "database_name", json_str_or_null(it->database_name));
 			json_object_set_new(o, "object_id", json_str_or_null(it->object_id));
 			json_object_set_new(o, "environment", json_str_or_null(it->label));
+			if (strcmp(it->kind, "rotation") == 0 && it->status == ENVDB_OK)
+				json_object_set_new(o, "revoked_at_backend",
+						    json_boolean(driver_revokes(ctx, it->driver)));
 			if (it->status != ENVDB_OK) {
 				json_object_set_new(o, "status", json_string(envdb_status_str(it->status)));
 				json_object_set_new(o, "message", json_str_or_null(it->message));
@@ -845,8 +951,6 @@ int envdb_cli_reconcile(envdb_cli *cli, int argc, char **argv)
 							 "items", arr, "failed",
 							 (json_int_t)r->n_failed));
 	} else {
-		size_t n_unverified = 0;
-
 		for (i = 0; i < r->n_items; i++) {
 			const envdb_reconcile_item *it = &r->items[i];
 
@@ -866,6 +970,16 @@ int envdb_cli_reconcile(envdb_cli *cli, int argc, char **argv)
 			if (it->status != ENVDB_OK)
 				envdb_cli_error(cli, "%s: %s", it->kind, it->message ? it->message : "");
 		}
+	}
+	/* Revocations the backend does not enforce: said on stderr either way. */
+	for (i = 0; i < r->n_items; i++) {
+		const envdb_reconcile_item *it = &r->items[i];
+
+		if (strcmp(it->kind, "rotation") == 0 && it->status == ENVDB_OK && r->applied &&
+		    !driver_revokes(ctx, it->driver))
+			warn_not_revoked(cli, NULL, it->object_id, it->driver);
+	}
+	if (!cli->json) {
 		if (r->n_items == n_unverified)
 			envdb_cli_print(cli, "nothing to reconcile\n");
 		else if (!r->applied)

@@ -579,6 +579,7 @@ int envdb_cred_rotate(envdb_ctx *ctx, const char *organization_id, const char *s
 		envdb_mint_request req;
 		envdb_credential *c;
 		char id[37];
+		int64_t granted = 0;
 
 		r[i].old = act[i];
 		c = r[i].fresh = calloc(1, sizeof(*c));
@@ -604,7 +605,11 @@ int envdb_cred_rotate(envdb_ctx *ctx, const char *organization_id, const char *s
 		req.expires_at = c->expires_at;
 		req.previous_handle = act[i]->handle;
 		req.previous_valid_until = window_end; /* the backend closes the window too */
+		req.granted_expires_at = &granted;
 		rc = envdbi_adapter_mint(adapter, &ref, &req, &r[i].secret, &c->handle);
+		/* The backend's own expiry, when it is the earlier one. */
+		if (rc == ENVDB_OK && granted > 0 && (c->expires_at == 0 || granted < c->expires_at))
+			c->expires_at = granted;
 		if (rc != ENVDB_OK) {
 			envdbi_error_prefix("rotate %s/%s: mint %s: ", organization_id, slug,
 					    c->authorization);
@@ -723,6 +728,7 @@ int envdb_cred_mint(char credential_id[37], envdb_ctx *ctx, const char *organiza
 	req.credential_id = r.fresh->id;
 	req.authorization = auth_code(authorization);
 	req.expires_at = r.fresh->expires_at;
+	req.granted_expires_at = &r.fresh->expires_at; /* the expiry the backend applied */
 	db_ref_of(&ref, db);
 	if ((rc = envdbi_adapter_mint(adapter, &ref, &req, &r.secret, &r.fresh->handle)) != 0 ||
 	    (rc = envdbi_credential_seal(ctx, r.fresh, db, r.secret)) != ENVDB_OK ||

@@ -120,6 +120,7 @@ typedef struct envdbi_manifest {
 	int64_t delete_grace_seconds; /* physical drop delay, default 7 days */
 	/* credentials */
 	int64_t rotation_overlap_seconds; /* default 3600 */
+	int64_t expiry_horizon_seconds;   /* reconcile rotates ahead; default 86400 */
 	/* resolve */
 	int64_t cache_size;      /* entries, default 10000; 0 disables */
 	int64_t cache_ttl_ms;    /* default 30000 */

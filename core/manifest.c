@@ -13,7 +13,7 @@
  *   plugin_dir: DIR                     optional
  *   defaults: {driver, region, plan, storage_limit_mb, encryptor}
  *   provisioning: {lease_seconds, delete_grace_seconds}
- *   credentials: {rotation_overlap_seconds}
+ *   credentials: {rotation_overlap_seconds, expiry_horizon_seconds}
  *   resolve: {cache_size, cache_ttl_ms}
  *   control_plane_busy_timeout_ms: 5000
  *   legacy: {register_shim, encryptor}
@@ -685,7 +685,8 @@ static int load_tree(const mctx *c, const ynode *root)
 	static const char *const defaults_keys[] = {"driver",           "region",    "plan",
 						    "storage_limit_mb", "encryptor", NULL};
 	static const char *const prov_keys[] = {"lease_seconds", "delete_grace_seconds", NULL};
-	static const char *const cred_keys[] = {"rotation_overlap_seconds", NULL};
+	static const char *const cred_keys[] = {"rotation_overlap_seconds",
+						"expiry_horizon_seconds", NULL};
 	static const char *const resolve_keys[] = {"cache_size", "cache_ttl_ms", NULL};
 	static const char *const legacy_keys[] = {"register_shim", "encryptor", NULL};
 	static const char *const plans[] = {"free", "starter", "pro", "enterprise", "custom", NULL};
@@ -758,7 +759,9 @@ static int load_tree(const mctx *c, const ynode *root)
 	sec = map_get(root, "credentials", NULL);
 	if ((rc = check_map(c, sec, "credentials", cred_keys)) ||
 	    (rc = get_int(c, sec, "credentials", "rotation_overlap_seconds", false, 0, INT64_MAX,
-			  &m->rotation_overlap_seconds)))
+			  &m->rotation_overlap_seconds)) ||
+	    (rc = get_int(c, sec, "credentials", "expiry_horizon_seconds", false, 0, INT64_MAX,
+			  &m->expiry_horizon_seconds)))
 		goto done;
 	sec = map_get(root, "resolve", NULL);
 	if ((rc = check_map(c, sec, "resolve", resolve_keys)) ||
@@ -841,6 +844,7 @@ int envdbi_manifest_load(envdbi_manifest **out, const char *path)
 	m->lease_seconds = 300;
 	m->delete_grace_seconds = 7 * 24 * 3600;
 	m->rotation_overlap_seconds = 3600;
+	m->expiry_horizon_seconds = 86400;
 	m->cache_size = 10000;
 	m->cache_ttl_ms = 30000;
 	m->busy_timeout_ms = 5000;

@@ -144,6 +144,7 @@ static int mint_one(minted *m, envdbi_plugin *adapter, const envdb_db_ref *ref,
 	req.authorization = auth;
 	req.expires_at = 0;
 	req.previous_handle = NULL;
+	req.granted_expires_at = &c->expires_at; /* the expiry the backend applied */
 	rc = envdbi_adapter_mint(adapter, ref, &req, &m->secret, &c->handle);
 	if (rc != ENVDB_OK)
 		return envdbi_error_prefix("mint %s credential: ", c->authorization);
@@ -380,8 +381,11 @@ static int provision(envdb_environment **out, envdb_ctx *ctx, prov_req *q)
 	creq.storage_limit_mb = q->storage_mb;
 	rc = envdbi_adapter_create(adapter, &creq, &url, &meta);
 	/* Whatever a failed create may have left is ours to drop, except an
-	 * existing database of that name, which is not ours. */
-	drop_on_fail = rc != ENVDB_ERR_EXISTS;
+	 * existing database of that name, which is not ours, and after a
+	 * definite refusal (authorization, permission), which made nothing:
+	 * the intent then goes at once instead of waiting for reconcile. */
+	drop_on_fail = rc != ENVDB_ERR_EXISTS && rc != ENVDB_ERR_AUTH &&
+		       rc != ENVDB_ERR_PERMISSION;
 	if (rc != ENVDB_OK) {
 		envdbi_error_prefix("provision %s: create database %s: ", label, db_name);
 		goto fail;

@@ -10,6 +10,11 @@
  *             database dropped, its rows deleted;
  *   rotation  a rotating credential whose window ended: revoked at the
  *             backend, then marked revoked;
+ *   expiry    an active credential that expired, or expires within
+ *             credentials.expiry_horizon_seconds (the expiry the adapter
+ *             reported it applied, e.g. Turso's token_expiration): rotated
+ *             (a new credential of the same authorization; the old one stays
+ *             valid until it expires), or reported;
  *   orphan    a physical database an adapter with ENVDB_ADAPTER_CAP_LIST
  *             lists that no row and no live intent names: dropped;
  *   missing   a database row whose adapter lists everything but not it:
@@ -201,6 +206,50 @@ static int phase_rotations(report_builder *b, envdb_ctx *ctx, bool apply, int64_
 		add_item(b, "rotation", db ? db->driver : NULL, db ? db->database_name : NULL,
 			 v[i]->id, label[0] ? label : NULL,
 			 !apply ? "would revoke" : st ? "failed" : "revoked", st);
+		envdb_database_free(db);
+		envdb_environment_free(env);
+	}
+	envdb_credential_list_free(v, n);
+	return ENVDB_OK;
+}
+
+/* Phase 3b: active credentials that expire within the horizon (or did). */
+static int phase_expiry(report_builder *b, envdb_ctx *ctx, bool apply, int64_t now)
+{
+	envdbi_cred_filter f = ENVDBI_CRED_FILTER_INIT;
+	envdb_credential **v = NULL;
+	size_t n = 0, i;
+	int rc;
+
+	f.status = "active";
+	f.expired_at = now + ctx->manifest->expiry_horizon_seconds;
+	if ((rc = envdbi_store_cred_list(ctx->store, &v, &n, &f)) != ENVDB_OK)
+		return rc;
+	for (i = 0; i < n; i++) {
+		envdb_database *db = NULL;
+		envdb_environment *env = NULL;
+		char label[300] = "";
+		bool expired = v[i]->expires_at <= now;
+		int st;
+
+		st = envdbi_store_db_get(ctx->store, &db, v[i]->environment_database_id);
+		if (st == ENVDB_OK &&
+		    (st = envdbi_store_env_get(ctx->store, &env, db->environment_id)) == ENVDB_OK)
+			env_label(label, sizeof(label), env);
+		if (st == ENVDB_OK && apply) {
+			envdb_rotate_opts o = ENVDB_ROTATE_OPTS_INIT;
+
+			/* The old one keeps working until it expires anyway. */
+			o.overlap_seconds = expired ? 0 : v[i]->expires_at - now;
+			o.authorization = v[i]->authorization;
+			st = envdb_cred_rotate(ctx, env->organization_id, env->slug, &o);
+		}
+		add_item(b, "expiry", db ? db->driver : NULL, db ? db->database_name : NULL,
+			 v[i]->id, label[0] ? label : NULL,
+			 !apply ? (expired ? "would rotate (expired)" : "would rotate")
+			 : st   ? "failed"
+				: "rotated",
+			 st);
 		envdb_database_free(db);
 		envdb_environment_free(env);
 	}
@@ -438,6 +487,7 @@ int envdb_reconcile(envdb_reconcile_report **out, envdb_ctx *ctx, unsigned flags
 	if ((rc = phase_intents(&b, ctx, apply, now)) != ENVDB_OK ||
 	    (rc = phase_deletions(&b, ctx, apply, now)) != ENVDB_OK ||
 	    (rc = phase_rotations(&b, ctx, apply, now)) != ENVDB_OK ||
+	    (rc = phase_expiry(&b, ctx, apply, now)) != ENVDB_OK ||
 	    (rc = phase_orphans(&b, ctx, apply, limit, &n_orphans, &n_registered)) != ENVDB_OK) {
 		envdbi_error_prefix("reconcile: ");
 		envdb_reconcile_report_free(b.r);

@@ -740,9 +740,10 @@ static int resolve_load(envdb_ctx *ctx, resolved *r, envdbi_resolve_row **row_ou
 	}
 	if (row->cred_expires_at != 0 && row->cred_expires_at <= now)
 		return envdbi_error(ENVDB_ERR_AUTH, NULL,
-				    "resolve %s/%s: the active %s credential %s expired at %lld; "
-				    "rotate it",
-				    org, slug, auth, row->cred_id, (long long)row->cred_expires_at);
+				    "resolve %s/%s: the active %s credential %s expired at %lld (%lld s "
+				    "ago); rotate it: envdb cred rotate %s/%s --authorization %s",
+				    org, slug, auth, row->cred_id, (long long)row->cred_expires_at,
+				    (long long)(now - row->cred_expires_at), org, slug, auth);
 	rc = open_secret(sec_out, ctx, row, row->cred_id, row->cred_ciphertext,
 			 row->cred_aad_version);
 	if (rc != ENVDB_OK)

@@ -103,9 +103,18 @@ if [ -x "$build/tests/pg_exec" ]; then
 else
 	echo "skip - postgres: tests/pg_exec not built"
 fi
-# turso joins here the same way once the suite has a launcher for its
-# Platform API emulator and libSQL server, e.g.
-#   via="$build/tests/turso_exec"; passes turso adapter --config ...; via=""
+# turso: tests/turso_exec (the Platform API emulator in front of a real
+# libSQL server; @TURSO_API_URL@ becomes the emulator's URL).
+if [ -x "$build/tests/turso_exec" ]; then
+	via="$build/tests/turso_exec"
+	passes turso adapter --config organization=acme \
+		--config api_token_env=ENVDB_TEST_TURSO_TOKEN --config api_url=@TURSO_API_URL@ \
+		--config data_plane_scheme=http --config retry_initial_delay=50ms \
+		--config retry_max_delay=400ms --config max_attempts=4
+	via=""
+else
+	echo "skip - turso: tests/turso_exec not built"
+fi
 
 # ---- 2. fixtures ----------------------------------------------------------
 ran=$((ran + 1))

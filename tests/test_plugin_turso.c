@@ -201,7 +201,8 @@ static void made_free(made *m)
 
 static envdb_db_ref ref_of(const made *m)
 {
-	envdb_db_ref r = { sizeof(envdb_db_ref), m->env, m->name, m->url, m->metadata, NULL };
+	envdb_db_ref r = { .struct_size = sizeof(envdb_db_ref), .environment_id = m->env,
+			   .database_name = m->name, .url = m->url, .metadata = m->metadata };
 	return r;
 }
 
@@ -213,8 +214,9 @@ static int make_db(envdbi_plugin *p, made *m)
 	memset(m, 0, sizeof *m);
 	random_uuid(m->env);
 	expect_status(envdbi_adapter_database_name(p, m->env, &m->name), 0);
-	req = (envdb_create_request){ sizeof(envdb_create_request), m->env, m->name, "local",
-				      "free", 100, NULL };
+	req = (envdb_create_request){ .struct_size = sizeof(envdb_create_request),
+				      .environment_id = m->env, .database_name = m->name,
+				      .region = "local", .plan = "free", .storage_limit_mb = 100 };
 	return envdbi_adapter_create(p, &req, &m->url, &m->metadata);
 }
 
@@ -226,7 +228,8 @@ static int mint(envdbi_plugin *p, const made *m, uint32_t auth, int64_t expires_
 	envdb_mint_request req;
 
 	random_uuid(cred);
-	req = (envdb_mint_request){ sizeof(envdb_mint_request), cred, auth, expires_at, NULL, NULL, 0 };
+	req = (envdb_mint_request){ .struct_size = sizeof(envdb_mint_request), .credential_id = cred,
+				    .authorization = auth, .expires_at = expires_at };
 	*secret = NULL;
 	*handle = NULL;
 	return envdbi_adapter_mint(p, &r, &req, secret, handle);
@@ -437,8 +440,8 @@ START_TEST(migrated_database)
 	/* a rotation: a new token, the previous handle passed along */
 	r = ref_of(&m);
 	random_uuid(cred);
-	req = (envdb_mint_request){ sizeof(envdb_mint_request), cred, ENVDB_AUTH_FULL_ACCESS, 0,
-				    h1, NULL, 0 };
+	req = (envdb_mint_request){ .struct_size = sizeof(envdb_mint_request), .credential_id = cred,
+				    .authorization = ENVDB_AUTH_FULL_ACCESS, .previous_handle = h1 };
 	expect_status(envdbi_adapter_mint(p, &r, &req, &s2, &h2), 0);
 	ck_assert_str_ne(s1->data, s2->data);
 
@@ -547,7 +550,10 @@ END_TEST
 
 static const int dup_variants[] = { 409, 400, 422 };
 
-START_TEST(adopt_duplicate)
+/* adapter.h: "If it already exists return ENVDB_ERR_EXISTS and change
+ * nothing" -- on each duplicate-name variant, with no earlier ambiguous
+ * attempt of the same call: no adoption, no GET, no delete. */
+START_TEST(duplicate_is_exists)
 {
 	envdbi_plugin *p;
 	made m;
@@ -556,20 +562,44 @@ START_TEST(adopt_duplicate)
 
 	turso_emu_set_duplicate_status(emu, dup_variants[_i]);
 	p = load(NULL);
-	/* The database of this environment exists already (an earlier attempt
-	 * that crashed after create). */
 	random_uuid(env);
 	memset(&m, 0, sizeof m);
 	strcpy(m.env, env);
 	expect_status(envdbi_adapter_database_name(p, env, &m.name), 0);
 	snprintf(name, sizeof name, "%s", m.name);
 	turso_emu_put_db(emu, name, "default");
-	req = (envdb_create_request){ sizeof req, env, name, NULL, "free", 10, NULL };
-	expect_status(envdbi_adapter_create(p, &req, &m.url, &m.metadata), 0);
-	ck_assert(strstr(m.metadata, "\"adopted\":true"));
+	req = (envdb_create_request){ .struct_size = sizeof req, .environment_id = env,
+				      .database_name = name, .plan = "free", .storage_limit_mb = 10 };
+	expect_status(envdbi_adapter_create(p, &req, &m.url, &m.metadata), ENVDB_ERR_EXISTS);
+	ck_assert_ptr_null(m.url);
 	ck_assert_int_eq(turso_emu_count(emu, "create"), 1);
-	ck_assert_int_eq(turso_emu_count(emu, "get"), 1);
+	ck_assert_int_eq(turso_emu_count(emu, "delete"), 0);
+	ck_assert_int_eq(turso_emu_count(emu, "mint"), 0);
 	ck_assert(turso_emu_has_db(emu, name));
+	ck_assert_int_eq(turso_emu_db_count(emu), 1);
+	made_free(&m);
+}
+END_TEST
+
+/* The same call's first attempt made the database but its answer was a
+ * 500; the GET before the re-POST did not see it yet (404, a lagging read);
+ * the re-POST says "duplicate": that is this call's database, adopted. */
+START_TEST(adopt_after_ambiguous_duplicate)
+{
+	envdbi_plugin *p;
+	made m;
+
+	turso_emu_set_duplicate_status(emu, dup_variants[_i]);
+	p = load(NULL);
+	turso_emu_add_fault(emu, &(turso_emu_fault){ .op = "create", .count = 1, .status = 500,
+						    .retry_after = -1, .perform = true });
+	turso_emu_add_fault(emu, &(turso_emu_fault){ .op = "get", .count = 1, .status = 404,
+						    .retry_after = -1 });
+	expect_status(make_db(p, &m), 0);
+	ck_assert(strstr(m.metadata, "\"adopted\":true"));
+	ck_assert_int_eq(turso_emu_count(emu, "create"), 2);
+	ck_assert_int_eq(turso_emu_count(emu, "get"), 2);
+	ck_assert_int_eq(turso_emu_count(emu, "delete"), 0);
 	ck_assert_int_eq(turso_emu_db_count(emu), 1);
 	made_free(&m);
 }
@@ -585,15 +615,102 @@ START_TEST(no_adoption_across_groups)
 	random_uuid(env);
 	expect_status(envdbi_adapter_database_name(p, env, &name), 0);
 	turso_emu_put_db(emu, name, "other");
-	req = (envdb_create_request){ sizeof req, env, name, NULL, "free", 10, NULL };
+	req = (envdb_create_request){ .struct_size = sizeof req, .environment_id = env,
+				      .database_name = name, .plan = "free", .storage_limit_mb = 10 };
 	expect_status(envdbi_adapter_create(p, &req, &url, &meta), ENVDB_ERR_EXISTS);
-	ck_assert(strstr(envdb_error_last()->message, "group other") != NULL);
 	/* someone else's database is left alone */
 	ck_assert(turso_emu_has_db(emu, name));
 	turso_emu_db_group(emu, name, grp, sizeof grp);
 	ck_assert_str_eq(grp, "other");
 	ck_assert_int_eq(turso_emu_count(emu, "delete"), 0);
 	free(name);
+}
+END_TEST
+
+/* Issue 14: an ambiguous create answer (a 500 that made nothing), then the
+ * GET before the re-POST finds the name in ANOTHER group: "not adopting
+ * it" -- and not deleting it either (the compensation used to). */
+START_TEST(ambiguous_create_foreign_kept)
+{
+	envdbi_plugin *p = load(NULL);
+	char *name = NULL, *url = NULL, *meta = NULL, env[37], grp[32];
+	envdb_create_request req;
+
+	random_uuid(env);
+	expect_status(envdbi_adapter_database_name(p, env, &name), 0);
+	turso_emu_put_db(emu, name, "other");
+	turso_emu_add_fault(emu, &(turso_emu_fault){ .op = "create", .count = 1, .status = 500,
+						    .retry_after = -1 });
+	req = (envdb_create_request){ .struct_size = sizeof req, .environment_id = env,
+				      .database_name = name, .plan = "free", .storage_limit_mb = 10 };
+	expect_status(envdbi_adapter_create(p, &req, &url, &meta), ENVDB_ERR_EXISTS);
+	ck_assert(strstr(envdb_error_last()->message, "group other") != NULL);
+	ck_assert_int_eq(turso_emu_count(emu, "delete"), 0);
+	turso_emu_db_group(emu, name, grp, sizeof grp);
+	ck_assert_str_eq(grp, "other");
+	free(name);
+}
+END_TEST
+
+/* Issue 14: a duplicate answer whose confirming GET fails (5xx) used to be
+ * UNAVAILABLE, and the host's drop then deleted by name.  Now the
+ * duplicate is EXISTS at once, and drop verifies the group before any
+ * DELETE: a database of another group is kept and reported. */
+START_TEST(drop_verifies_group)
+{
+	envdbi_plugin *p = load(NULL);
+	char *name = NULL, *url = NULL, *meta = NULL, env[37], grp[32];
+	envdb_create_request req;
+	envdb_db_ref r;
+
+	random_uuid(env);
+	expect_status(envdbi_adapter_database_name(p, env, &name), 0);
+	turso_emu_put_db(emu, name, "other");
+	turso_emu_add_fault(emu, &(turso_emu_fault){ .op = "get", .count = 100, .status = 503,
+						    .retry_after = -1 });
+	req = (envdb_create_request){ .struct_size = sizeof req, .environment_id = env,
+				      .database_name = name, .plan = "free", .storage_limit_mb = 10 };
+	expect_status(envdbi_adapter_create(p, &req, &url, &meta), ENVDB_ERR_EXISTS);
+	/* what the host does after a failed create: drop by name alone */
+	r = (envdb_db_ref){ .struct_size = sizeof r, .environment_id = env, .database_name = name };
+	/* the GET still fails: nothing can be verified, nothing is deleted */
+	ck_assert_int_ne(envdbi_adapter_drop(p, &r), 0);
+	ck_assert(strstr(envdb_error_last()->message, "not deleted") != NULL);
+	turso_emu_clear_faults(emu);
+	expect_status(envdbi_adapter_drop(p, &r), ENVDB_ERR_PERMISSION);
+	ck_assert(strstr(envdb_error_last()->message, "group other") != NULL);
+	ck_assert(strstr(envdb_error_last()->message, name) != NULL);
+	ck_assert_int_eq(turso_emu_count(emu, "delete"), 0);
+	turso_emu_db_group(emu, name, grp, sizeof grp);
+	ck_assert_str_eq(grp, "other");
+	free(name);
+}
+END_TEST
+
+/* drop: a database of our group whose DbId is not the one create
+ * returned (deleted and re-created by someone else) is kept. */
+START_TEST(drop_verifies_dbid)
+{
+	envdbi_plugin *p = load(NULL);
+	made m;
+	envdb_db_ref r;
+	char *meta;
+
+	expect_status(make_db(p, &m), 0);
+	meta = strdup("{\"DbId\":\"00000000-0000-4000-8000-000000000000\",\"group\":"
+		      "\"default\"}");
+	r = ref_of(&m);
+	r.metadata = meta;
+	expect_status(envdbi_adapter_drop(p, &r), ENVDB_ERR_STATE);
+	ck_assert(strstr(envdb_error_last()->message, "DbId") != NULL);
+	ck_assert(turso_emu_has_db(emu, m.name));
+	ck_assert_int_eq(turso_emu_count(emu, "delete"), 0);
+	/* with create's own metadata it goes */
+	r = ref_of(&m);
+	expect_status(envdbi_adapter_drop(p, &r), 0);
+	ck_assert(!turso_emu_has_db(emu, m.name));
+	free(meta);
+	made_free(&m);
 }
 END_TEST
 
@@ -742,8 +859,9 @@ START_TEST(no_retry_on_4xx)
 {
 	envdbi_plugin *p = load(NULL);
 	made m;
+	/* a definite authorization failure (401, 403) is AUTH: nothing made */
 	static const int want[] = { ENVDB_ERR_INVALID, ENVDB_ERR_AUTH, ENVDB_ERR_PERMISSION,
-				    ENVDB_ERR_PERMISSION };
+				    ENVDB_ERR_AUTH };
 	char code[16];
 
 	turso_emu_add_fault(emu, &(turso_emu_fault){ .op = "create", .count = 100,
@@ -752,6 +870,8 @@ START_TEST(no_retry_on_4xx)
 	expect_status(make_db(p, &m), want[_i]);
 	ck_assert_int_eq(turso_emu_count(emu, "create"), 1);
 	ck_assert_int_eq(turso_emu_db_count(emu), 0);
+	/* nothing was created: nothing to compensate */
+	ck_assert_int_eq(turso_emu_count(emu, "delete"), 0);
 	snprintf(code, sizeof code, "HTTP %d", no_retry_status[_i]);
 	ck_assert_str_eq(envdb_error_last()->native_code, code);
 	ck_assert(strstr(envdb_error_last()->message, code) != NULL);
@@ -759,21 +879,37 @@ START_TEST(no_retry_on_4xx)
 }
 END_TEST
 
+/* A wrong API token is found at init (GET /v1/auth/validate), before any
+ * create could half-register an environment. */
 START_TEST(wrong_api_token)
 {
-	envdbi_plugin *p;
-	made m;
+	envdbi_plugin *p = NULL;
 	char good[sizeof api_token];
 
 	/* The emulator expects another token than the plugin sends. */
 	snprintf(good, sizeof good, "%s", api_token);
 	api_token[5] ^= 1;
-	p = load(NULL);
+	start_emu(NULL);
 	snprintf(api_token, sizeof api_token, "%s", good);
-	expect_status(make_db(p, &m), ENVDB_ERR_AUTH);
+	expect_status(try_load(&p, NULL), ENVDB_ERR_AUTH);
 	ck_assert(strstr(envdb_error_last()->message, "HTTP 401") != NULL);
-	ck_assert_int_eq(turso_emu_count(emu, "create"), 1);
-	made_free(&m);
+	ck_assert(strstr(envdb_error_last()->message, "validate") != NULL);
+	ck_assert_int_eq(turso_emu_count(emu, "validate"), 1);
+	ck_assert(log_has("GET /v1/auth/validate"));
+	ck_assert_int_eq(turso_emu_count(emu, "create"), 0);
+	/* an expired token too */
+	start_emu(&(turso_emu_options){ .api_token_exp = (int64_t)time(NULL) - 60 });
+	expect_status(try_load(&p, NULL), ENVDB_ERR_AUTH);
+	ck_assert(strstr(envdb_error_last()->message, "expired") != NULL);
+	/* an answer that is not definite (503) does not stop the start */
+	start_emu(NULL);
+	turso_emu_add_fault(emu, &(turso_emu_fault){ .op = "validate", .count = 1, .status = 503,
+						    .retry_after = -1 });
+	expect_status(try_load(&p, NULL), 0);
+	/* and validate_token: no skips the request */
+	start_emu(NULL);
+	expect_status(try_load(&p, "      validate_token: no\n"), 0);
+	ck_assert_int_eq(turso_emu_count(emu, "validate"), 0);
 }
 END_TEST
 
@@ -862,7 +998,8 @@ START_TEST(names_validated_before_any_request)
 		hex[o] = '\0';
 		ck_assert_str_eq(name + 4, hex);
 	}
-	req = (envdb_create_request){ sizeof req, env, "Bad_Name", NULL, "free", 10, NULL };
+	req = (envdb_create_request){ .struct_size = sizeof req, .environment_id = env,
+				      .database_name = "Bad_Name", .plan = "free", .storage_limit_mb = 10 };
 	expect_status(envdbi_adapter_create(p, &req, &url, &meta), ENVDB_ERR_INVALID);
 	req.database_name = "env-0123";
 	expect_status(envdbi_adapter_create(p, &req, &url, &meta), ENVDB_ERR_INVALID);
@@ -966,6 +1103,251 @@ START_TEST(mint_expiry)
 	expect_status(mint(p, &m, ENVDB_AUTH_READ_ONLY, (int64_t)time(NULL) - 10, &s, &h),
 		      ENVDB_ERR_INVALID);
 	made_free(&m);
+}
+END_TEST
+
+/* ABI 1.1 granted_expires_at: the expiry Turso really applies, which is
+ * the configured token_expiration when the host asks for none. */
+static int mint_granted(envdbi_plugin *p, const made *m, uint32_t auth, int64_t expires_at,
+			int64_t *granted, envdbi_secret **secret, char **handle)
+{
+	envdb_db_ref r = ref_of(m);
+	char cred[37];
+	envdb_mint_request req;
+
+	random_uuid(cred);
+	memset(&req, 0, sizeof req);
+	req.struct_size = sizeof req;
+	req.credential_id = cred;
+	req.authorization = auth;
+	req.expires_at = expires_at;
+	req.granted_expires_at = granted;
+	*granted = -1;
+	*secret = NULL;
+	*handle = NULL;
+	return envdbi_adapter_mint(p, &r, &req, secret, handle);
+}
+
+START_TEST(mint_reports_granted_expiry)
+{
+	envdbi_plugin *p = load("      token_expiration: 7d\n");
+	made m;
+	envdbi_secret *s = NULL;
+	char *h = NULL;
+	int64_t g, now = (int64_t)time(NULL), asked = now + 3600;
+
+	expect_status(make_db(p, &m), 0);
+	expect_status(mint_granted(p, &m, ENVDB_AUTH_FULL_ACCESS, 0, &g, &s, &h), 0);
+	ck_assert_msg(g >= now + 7 * 86400 && g <= (int64_t)time(NULL) + 7 * 86400,
+		      "granted %lld, want about now+7d", (long long)g);
+	envdbi_secret_free(s);
+	free(h);
+	expect_status(mint_granted(p, &m, ENVDB_AUTH_READ_ONLY, asked, &g, &s, &h), 0);
+	ck_assert_int_eq(g, asked);
+	envdbi_secret_free(s);
+	free(h);
+	made_free(&m);
+	/* never: no expiry */
+	p = load(NULL);
+	expect_status(make_db(p, &m), 0);
+	expect_status(mint_granted(p, &m, ENVDB_AUTH_FULL_ACCESS, 0, &g, &s, &h), 0);
+	ck_assert_int_eq(g, 0);
+	envdbi_secret_free(s);
+	free(h);
+	made_free(&m);
+}
+END_TEST
+
+/* Two mints within one second get different handles. */
+START_TEST(handles_unique)
+{
+	envdbi_plugin *p = load(NULL);
+	made m;
+	envdbi_secret *s1 = NULL, *s2 = NULL;
+	char *h1 = NULL, *h2 = NULL;
+	time_t t0;
+
+	expect_status(make_db(p, &m), 0);
+	do {
+		envdbi_secret_free(s1);
+		envdbi_secret_free(s2);
+		free(h1);
+		free(h2);
+		t0 = time(NULL);
+		expect_status(mint(p, &m, ENVDB_AUTH_FULL_ACCESS, 0, &s1, &h1), 0);
+		expect_status(mint(p, &m, ENVDB_AUTH_FULL_ACCESS, 0, &s2, &h2), 0);
+	} while (time(NULL) != t0);
+	ck_assert_str_ne(h1, h2);
+	assert_no_secret(h1);
+	envdbi_secret_free(s1);
+	envdbi_secret_free(s2);
+	free(h1);
+	free(h2);
+	made_free(&m);
+}
+END_TEST
+
+/* The readiness mint right after create honours max_attempts under a
+ * persistent 500 (it used to poll until the deadline: 24 attempts in
+ * 29 s), and the database is deleted again. */
+START_TEST(mint_after_create_bounded)
+{
+	envdbi_plugin *p = load("      max_attempts: 3\n");
+	made m;
+	int64_t t0;
+
+	envdbi_host_set_call_timeout_ms(8000);
+	turso_emu_add_fault(emu, &(turso_emu_fault){ .op = "mint", .count = 100, .status = 500,
+						    .retry_after = -1 });
+	t0 = mono_ms();
+	expect_status(make_db(p, &m), ENVDB_ERR_UNAVAILABLE);
+	ck_assert_int_eq(turso_emu_count(emu, "mint"), 3);
+	ck_assert_int_lt(mono_ms() - t0, 5000);
+	ck_assert(strstr(envdb_error_last()->message, "HTTP 500") != NULL);
+	ck_assert_int_eq(turso_emu_db_count(emu), 0);
+	made_free(&m);
+}
+END_TEST
+
+/* SELECT 1 answered with something else, on a stream the server kept
+ * open: the error is reported and the stream is closed all the same. */
+START_TEST(bad_select1_closes_stream)
+{
+	envdbi_plugin *p;
+	made m;
+	envdbi_secret *s = NULL;
+	char *h = NULL;
+	envdb_db_ref r;
+	static const char bad[] =
+		"{\"baton\":\"b-bad\",\"base_url\":null,\"results\":[{\"type\":\"ok\","
+		"\"response\":{\"type\":\"execute\",\"result\":{\"cols\":[],\"rows\":[[{"
+		"\"type\":\"integer\",\"value\":\"2\"}]]}}}]}";
+
+	start_emu(&(turso_emu_options){ .gateway_baton = true });
+	p = load(NULL);
+	expect_status(make_db(p, &m), 0);
+	ck_assert_int_eq(turso_emu_count(emu, "close"), 1);
+	expect_status(mint(p, &m, ENVDB_AUTH_READ_ONLY, 0, &s, &h), 0);
+	r = ref_of(&m);
+	turso_emu_add_fault(emu, &(turso_emu_fault){ .op = "pipeline", .count = 1, .status = 200,
+						    .retry_after = -1, .body = bad });
+	expect_status(envdbi_adapter_probe(p, &r, s), ENVDB_ERR_GENERIC);
+	ck_assert(strstr(envdb_error_last()->message, "SELECT 1") != NULL);
+	ck_assert_int_eq(turso_emu_count(emu, "close"), 2);
+	envdbi_secret_free(s);
+	free(h);
+	made_free(&m);
+}
+END_TEST
+
+/* ca_file: CURLOPT_CAINFO for private CAs; a missing file is a
+ * configuration error at start. */
+START_TEST(ca_file_setting)
+{
+	envdbi_plugin *p = NULL;
+	char extra[256], pem[160];
+	FILE *f;
+	made m;
+
+	snprintf(extra, sizeof extra, "      ca_file: %s/no-such-ca.pem\n", tmpdir);
+	expect_status(try_load(&p, extra), ENVDB_ERR_CONFIG);
+	ck_assert(strstr(envdb_error_last()->message, "ca_file") != NULL);
+	snprintf(pem, sizeof pem, "%s/ca.pem", tmpdir);
+	f = fopen(pem, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n", f);
+	fclose(f);
+	snprintf(extra, sizeof extra, "      ca_file: %s\n", pem);
+	p = load(extra);
+	expect_status(make_db(p, &m), 0);
+	made_free(&m);
+}
+END_TEST
+
+/* ENVDB_ADAPTER_CAP_DEPLOYMENT: two deployments share one group, each
+ * with its own name_prefix (the ownership marker) bound to its id:
+ * neither lists nor drops (nor mints for) the other's databases. */
+static int make_db_dep(envdbi_plugin *p, made *m, const char *dep)
+{
+	envdb_create_request req;
+
+	memset(m, 0, sizeof *m);
+	random_uuid(m->env);
+	expect_status(envdbi_adapter_database_name(p, m->env, &m->name), 0);
+	memset(&req, 0, sizeof req);
+	req.struct_size = sizeof req;
+	req.environment_id = m->env;
+	req.database_name = m->name;
+	req.plan = "free";
+	req.storage_limit_mb = 100;
+	req.deployment_id = dep;
+	return envdbi_adapter_create(p, &req, &m->url, &m->metadata);
+}
+
+static bool listed(envdbi_plugin *p, const char *name)
+{
+	char **names = NULL;
+	size_t n = 0, i;
+	bool found = false;
+
+	expect_status(envdbi_adapter_list(p, &names, &n), 0);
+	for (i = 0; i < n; i++)
+		found = found || strcmp(names[i], name) == 0;
+	envdbi_strv_free(names, n);
+	return found;
+}
+
+START_TEST(deployments_share_a_group)
+{
+	envdbi_plugin *p;
+	made a, b;
+	envdb_db_ref r;
+	envdbi_secret *s = NULL;
+	char *h = NULL;
+
+	ck_assert(envdbi_plugin_capabilities(load(NULL)) & ENVDB_ADAPTER_CAP_DEPLOYMENT);
+	p = load("      name_prefix: dep-a-\n      deployment_id: 1111aaaa\n");
+	expect_status(make_db_dep(p, &a, "1111aaaa"), 0);
+	ck_assert(strncmp(a.name, "dep-a-", 6) == 0);
+	p = load("      name_prefix: dep-b-\n      deployment_id: 2222bbbb\n");
+	expect_status(make_db_dep(p, &b, "2222bbbb"), 0);
+
+	/* B sees only its own */
+	ck_assert(listed(p, b.name));
+	ck_assert(!listed(p, a.name));
+	/* and cannot drop (nor mint for) A's, by name with its id */
+	r = ref_of(&a);
+	r.deployment_id = "2222bbbb";
+	expect_status(envdbi_adapter_drop(p, &r), ENVDB_ERR_PERMISSION);
+	ck_assert(strstr(envdb_error_last()->message, a.name) != NULL);
+	expect_status(envdbi_adapter_mint(p, &r,
+					  &(envdb_mint_request){ .struct_size = sizeof(envdb_mint_request),
+							 .credential_id = "c0ffee00-0000-4000-8000-000000000001",
+							 .authorization = ENVDB_AUTH_FULL_ACCESS },
+					  &s, &h),
+		      ENVDB_ERR_PERMISSION);
+	/* nor with A's id: this instance belongs to deployment 2222bbbb */
+	r.deployment_id = "1111aaaa";
+	expect_status(envdbi_adapter_drop(p, &r), ENVDB_ERR_PERMISSION);
+	ck_assert(turso_emu_has_db(emu, a.name));
+	ck_assert_int_eq(turso_emu_count(emu, "delete"), 0);
+
+	/* A, symmetrically */
+	p = load("      name_prefix: dep-a-\n      deployment_id: 1111aaaa\n");
+	ck_assert(listed(p, a.name));
+	ck_assert(!listed(p, b.name));
+	r = ref_of(&b);
+	r.deployment_id = "1111aaaa";
+	expect_status(envdbi_adapter_drop(p, &r), ENVDB_ERR_PERMISSION);
+	ck_assert(turso_emu_has_db(emu, b.name));
+	/* its own goes */
+	r = ref_of(&a);
+	r.deployment_id = "1111aaaa";
+	expect_status(envdbi_adapter_drop(p, &r), 0);
+	ck_assert(!turso_emu_has_db(emu, a.name));
+	ck_assert(turso_emu_has_db(emu, b.name));
+	made_free(&a);
+	made_free(&b);
 }
 END_TEST
 
@@ -1265,6 +1647,212 @@ START_TEST(cli_provision_resolve)
 }
 END_TEST
 
+/* `envdb init` a deployment in tmpdir/deploy and add the turso adapter
+ * (its base configuration plus `extra` lines); mpath gets the manifest. */
+static void cli_deploy(char *mpath, size_t cap, const char *extra)
+{
+	char dir[256], tokpath[PATH_MAX];
+	char *out = NULL, *err = NULL;
+	FILE *f;
+	int fd, rc;
+
+	snprintf(dir, sizeof dir, "%s/deploy", tmpdir);
+	snprintf(mpath, cap, "%s/envdb.yaml", dir);
+	rc = run_envdb(NULL, &out, &err, (const char *const[]){ "init", dir, NULL });
+	ck_assert_msg(rc == 0, "envdb init: %d: %s", rc, err);
+	free(out);
+	free(err);
+	snprintf(tokpath, sizeof tokpath, "%s/turso.token", dir);
+	fd = open(tokpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, api_token, strlen(api_token)), (ssize_t)strlen(api_token));
+	close(fd);
+	f = fopen(mpath, "a");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f,
+		"  - name: turso\n"
+		"    kind: adapter\n"
+		"    config:\n"
+		"      organization: " ORG "\n"
+		"      api_token_file: turso.token\n"
+		"      api_url: %s\n"
+		"      data_plane_scheme: http\n"
+		"      retry_initial_delay: 50ms\n"
+		"      retry_max_delay: 400ms\n"
+		"      max_attempts: 3\n%s",
+		turso_emu_api_url(emu), extra ? extra : "");
+	fclose(f);
+	rc = ENVDB(&out, &err, "org", "provision", "acme", "--by", "alice");
+	ck_assert_msg(rc == 0, "org provision: %d: %s", rc, err);
+	free(out);
+	free(err);
+}
+
+static void provision_dev(const char *mpath)
+{
+	char *out = NULL, *err = NULL;
+	int rc = ENVDB(&out, &err, "env", "provision", "acme", "dev", "--type", "development",
+		       "--by", "alice", "--driver", "turso");
+
+	ck_assert_msg(rc == 0, "env provision: %d: %s", rc, err);
+	free(out);
+	free(err);
+}
+
+/* The expiry Turso applies (token_expiration) is the one envdb stores:
+ * cred list shows it, check and reconcile act on it, resolve refuses an
+ * expired credential with a clear error. */
+START_TEST(cli_granted_expiry)
+{
+	char mpath[PATH_MAX];
+	char *out = NULL, *err = NULL;
+	json_t *doc, *creds, *c;
+	json_error_t jerr;
+	size_t i;
+	int rc;
+
+	cli_deploy(mpath, sizeof mpath, "      token_expiration: 4s\n");
+	provision_dev(mpath);
+	rc = ENVDB(&out, &err, "--json", "cred", "list", "acme/dev");
+	ck_assert_msg(rc == 0, "cred list: %d: %s", rc, err);
+	doc = json_loads(out, 0, &jerr);
+	ck_assert_msg(doc != NULL, "%s", out);
+	creds = json_object_get(doc, "credentials");
+	ck_assert_int_eq(json_array_size(creds), 2);
+	json_array_foreach(creds, i, c)
+	{
+		/* not null ("no expiry"): the time Turso will refuse it */
+		json_t *e = json_object_get(c, "expires_at");
+		ck_assert_msg(json_is_string(e) || json_is_integer(e), "expires_at %s in %s",
+			      e ? json_dumps(e, JSON_ENCODE_ANY) : "(none)", out);
+	}
+	json_decref(doc);
+	free(out);
+	free(err);
+	rc = ENVDB(&out, &err, "check");
+	ck_assert_msg(rc == 0, "check before expiry: %d: %s%s", rc, out, err);
+	free(out);
+	free(err);
+
+	sleep(5);
+	/* the tokens expired at Turso: envdb says so */
+	rc = ENVDB(&out, &err, "check");
+	ck_assert_msg(rc == 65 && strstr(out, "active_credential_expired") != NULL,
+		      "check after expiry: %d: %s%s", rc, out, err);
+	free(out);
+	free(err);
+	rc = ENVDB(&out, &err, "resolve", "acme/dev", "--user", "alice");
+	ck_assert_int_ne(rc, 0);
+	ck_assert_msg(strstr(err, "expired") && strstr(err, "envdb cred rotate acme/dev"), "%s",
+		      err);
+	free(out);
+	free(err);
+	rc = ENVDB(&out, &err, "reconcile");
+	ck_assert_msg(strstr(out, "expiry") && strstr(out, "would rotate"), "reconcile: %d: %s%s",
+		      rc, out, err);
+	free(out);
+	free(err);
+	rc = ENVDB(&out, &err, "reconcile", "--apply");
+	ck_assert_msg(rc == 0 && strstr(out, "rotated"), "reconcile --apply: %d: %s%s", rc, out,
+		      err);
+	free(out);
+	free(err);
+	/* rotated: resolves again, to a token that works at the data plane */
+	{
+		json_t *alice = resolve_json(mpath, "alice");
+		char *ans = NULL;
+		ck_assert_int_eq(pipeline(json_string_value(json_object_get(alice, "database_url")),
+					  json_string_value(json_object_get(alice, "secret")),
+					  "SELECT 1", &ans),
+				 200);
+		free(ans);
+		json_decref(alice);
+	}
+}
+END_TEST
+
+/* cred complete on an adapter without ENVDB_ADAPTER_CAP_REVOKE: the CLI
+ * says the "revoked" token keeps working, and it really does. */
+START_TEST(cli_complete_warns_not_revoked)
+{
+	char mpath[PATH_MAX];
+	char *out = NULL, *err = NULL, *ans = NULL, old_jwt[4096], url[512];
+	json_t *alice, *doc;
+	json_error_t jerr;
+	int rc;
+
+	cli_deploy(mpath, sizeof mpath, NULL);
+	provision_dev(mpath);
+	alice = resolve_json(mpath, "alice");
+	snprintf(old_jwt, sizeof old_jwt, "%s", json_string_value(json_object_get(alice, "secret")));
+	snprintf(url, sizeof url, "%s", json_string_value(json_object_get(alice, "database_url")));
+	json_decref(alice);
+	rc = ENVDB(&out, &err, "cred", "rotate", "acme/dev", "--overlap", "1h");
+	ck_assert_msg(rc == 0, "rotate: %d: %s", rc, err);
+	free(out);
+	free(err);
+	rc = ENVDB(&out, &err, "--json", "cred", "complete", "acme/dev");
+	ck_assert_msg(rc == 0, "complete: %d: %s", rc, err);
+	ck_assert_msg(strstr(err, "warning: credential ") &&
+			      strstr(err, "is marked revoked in envdb but the turso adapter cannot "
+					  "revoke a single token: it keeps working until it expires "
+					  "or the group's tokens are invalidated"),
+		      "%s", err);
+	doc = json_loads(out, 0, &jerr);
+	ck_assert_msg(doc != NULL, "%s", out);
+	ck_assert(json_is_false(json_object_get(doc, "revoked_at_backend")));
+	ck_assert_int_eq(json_array_size(json_object_get(doc, "warnings")), 2);
+	json_decref(doc);
+	assert_no_secret(out);
+	assert_no_secret(err);
+	free(out);
+	free(err);
+	/* which is the truth: the old token still reads the database */
+	ck_assert_int_eq(pipeline(url, old_jwt, "SELECT 1", &ans), 200);
+	ck_assert_msg(strstr(ans, "\"type\":\"ok\"") != NULL, "%s", ans);
+	free(ans);
+	/* rotate --overlap 0 revokes at once: the same warning */
+	rc = ENVDB(&out, &err, "cred", "rotate", "acme/dev", "--overlap", "0");
+	ck_assert_msg(rc == 0 && strstr(err, "cannot revoke a single token"), "%d: %s", rc, err);
+	free(out);
+	free(err);
+}
+END_TEST
+
+/* A definite 401 on create (the API token was revoked after the start):
+ * nothing was created, so the intent goes at once and the slug is free
+ * again -- no failed intent waiting for reconcile. */
+START_TEST(cli_auth_failure_frees_slug)
+{
+	char mpath[PATH_MAX];
+	char *out = NULL, *err = NULL;
+	int rc;
+
+	cli_deploy(mpath, sizeof mpath, NULL);
+	turso_emu_add_fault(emu, &(turso_emu_fault){ .op = "create", .count = 1, .status = 401,
+						    .retry_after = -1 });
+	turso_emu_add_fault(emu, &(turso_emu_fault){ .op = "get", .count = 20, .status = 401,
+						    .retry_after = -1 });
+	turso_emu_add_fault(emu, &(turso_emu_fault){ .op = "delete", .count = 20, .status = 401,
+						    .retry_after = -1 });
+	rc = ENVDB(&out, &err, "env", "provision", "acme", "dev", "--type", "development", "--by",
+		   "alice", "--driver", "turso");
+	ck_assert_int_ne(rc, 0);
+	ck_assert_msg(strstr(err, "HTTP 401") != NULL, "%s", err);
+	ck_assert_msg(strstr(err, "reconcile") == NULL, "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(turso_emu_count(emu, "delete"), 0);
+	turso_emu_clear_faults(emu);
+	rc = ENVDB(&out, &err, "check");
+	ck_assert_msg(rc == 0, "check: %d: %s%s", rc, out, err);
+	free(out);
+	free(err);
+	provision_dev(mpath);
+	ck_assert_int_eq(turso_emu_db_count(emu), 1);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 
 static bool plugin_built(const char *name)
@@ -1290,8 +1878,12 @@ static Suite *suite(void)
 	tcase_add_test(tc, migrated_database);
 	tcase_add_test(tc, data_plane_url_override);
 	tcase_add_test(tc, baton_closed);
-	tcase_add_loop_test(tc, adopt_duplicate, 0, 3);
+	tcase_add_loop_test(tc, duplicate_is_exists, 0, 3);
+	tcase_add_loop_test(tc, adopt_after_ambiguous_duplicate, 0, 3);
 	tcase_add_test(tc, no_adoption_across_groups);
+	tcase_add_test(tc, ambiguous_create_foreign_kept);
+	tcase_add_test(tc, drop_verifies_group);
+	tcase_add_test(tc, drop_verifies_dbid);
 	tcase_add_test(tc, ambiguous_failure_adopts);
 	tcase_add_test(tc, compensate_mint_failure);
 	tcase_add_test(tc, compensate_not_ready);
@@ -1308,6 +1900,12 @@ static Suite *suite(void)
 	tcase_add_test(tc, config_errors);
 	tcase_add_test(tc, list_ours_only);
 	tcase_add_test(tc, mint_expiry);
+	tcase_add_test(tc, mint_reports_granted_expiry);
+	tcase_add_test(tc, handles_unique);
+	tcase_add_test(tc, mint_after_create_bounded);
+	tcase_add_test(tc, bad_select1_closes_stream);
+	tcase_add_test(tc, ca_file_setting);
+	tcase_add_test(tc, deployments_share_a_group);
 	tcase_add_test(tc, probe_rejects_bad_token);
 	tcase_add_test(tc, secrets_redacted);
 	suite_add_tcase(s, tc);
@@ -1318,6 +1916,9 @@ static Suite *suite(void)
 		tcase_add_checked_fixture(tc, setup, teardown);
 		tcase_set_timeout(tc, 120);
 		tcase_add_test(tc, cli_provision_resolve);
+		tcase_add_test(tc, cli_granted_expiry);
+		tcase_add_test(tc, cli_complete_warns_not_revoked);
+		tcase_add_test(tc, cli_auth_failure_frees_slug);
 		suite_add_tcase(s, tc);
 	} else {
 		printf("note: sqlite or kms plugin not built: end-to-end envdb case skipped\n");

@@ -22,8 +22,11 @@
  *   POST   /v1/organizations/{org}/databases/{db}/auth/rotate and
  *          /v1/organizations/{org}/groups/{g}/auth/rotate -> 200, every token of
  *          the group invalid
- *   GET    /v1/auth/validate -> 200 {"exp":-1}
- *   a wrong or missing Platform API token -> 401 {"error":"…"}
+ *   GET    /v1/auth/validate -> 200 {"exp": <unix seconds> | -1} (any other
+ *          method: 405)
+ *   a wrong, missing or expired Platform API token -> 401 {"error":"…"}
+ *   a group-scoped token (token_group) on a database of another group, or
+ *   a create in another group -> 403 {"error":"…"}
  * Gateway: POST /v2/pipeline, database chosen by the first label of Host
  * ("<db>-<org>.localhost:PORT"): 404 until the database is ready, 401
  * {"error":"Unauthorized: `The JWT is invalid`"} for a token not minted for
@@ -109,7 +112,8 @@ struct turso_emu {
 	int api_fd, gw_fd, api_port, gw_port;
 	char api_url[64];
 
-	char *org, *token;
+	char *org, *token, *token_group;
+	int64_t token_exp;
 	int libsql_port, dataplane, dup_status, page_size;
 	int64_t ready_delay_ms;
 	bool baton;
@@ -562,7 +566,7 @@ static const char *classify(turso_emu *e, const http_req *rq, bool gateway, char
 			       ? "pipeline"
 			       : "gateway-other";
 	if (strcmp(rq->path, "/v1/auth/validate") == 0)
-		return "validate";
+		return strcmp(rq->method, "GET") == 0 ? "validate" : "validate-method";
 	if (strncmp(rq->path, "/v1/organizations/", 18) != 0)
 		return "other";
 	snprintf(pfx, sizeof pfx, "/v1/organizations/%s/", e->org);
@@ -620,14 +624,44 @@ static void api_handle(turso_emu *e, const char *op, const char *obj, bool org_o
 					   : "invalid token");
 		return;
 	}
+	if (e->token_exp > 0 && e->token_exp <= (int64_t)time(NULL)) {
+		a->status = 401;
+		a->body = err_body("token expired");
+		return;
+	}
+	if (strcmp(op, "validate-method") == 0) {
+		a->status = 405;
+		a->body = err_body("method not allowed");
+		return;
+	}
 	if (!org_ok) {
 		a->status = 403;
 		a->body = err_body("you are not a member of organization");
 		return;
 	}
+	if (e->token_group != NULL) {
+		/* A group token reaches only its group's databases. */
+		const char *g = NULL;
+		json_t *b = NULL;
+		json_error_t jerr;
+		if (strcmp(op, "create") == 0) {
+			b = json_loadb(rq->body ? rq->body : "", rq->body_len, 0, &jerr);
+			g = b ? json_string_value(json_object_get(b, "group")) : NULL;
+		} else if ((d = obj[0] ? find_db(e, obj) : NULL) != NULL) {
+			g = d->group;
+		}
+		if (g != NULL && strcmp(g, e->token_group) != 0) {
+			json_decref(b);
+			a->status = 403;
+			a->body = err_body("token is not authorized for this group");
+			return;
+		}
+		json_decref(b);
+	}
 	if (strcmp(op, "validate") == 0) {
 		a->status = 200;
-		a->body = jdump(json_pack("{s:i}", "exp", -1));
+		a->body = jdump(json_pack("{s:I}", "exp",
+					  (json_int_t)(e->token_exp > 0 ? e->token_exp : -1)));
 	} else if (strcmp(op, "create") == 0) {
 		api_create(e, rq, a);
 	} else if (strcmp(op, "list") == 0) {
@@ -875,6 +909,7 @@ static const char *reason(int st)
 	case 402: return "Payment Required";
 	case 403: return "Forbidden";
 	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
 	case 408: return "Request Timeout";
 	case 409: return "Conflict";
 	case 422: return "Unprocessable Entity";
@@ -1178,6 +1213,8 @@ int turso_emu_start(turso_emu **out, const turso_emu_options *o)
 		goto fail;
 	e->org = xstrdup(o->org ? o->org : "acme");
 	e->token = xstrdup(o->api_token);
+	e->token_group = o->token_group ? xstrdup(o->token_group) : NULL;
+	e->token_exp = o->api_token_exp;
 	e->libsql_port = o->libsql_port;
 	e->dataplane = o->dataplane;
 	e->dup_status = o->duplicate_status ? o->duplicate_status : 409;
@@ -1218,6 +1255,7 @@ fail:
 			curl_easy_cleanup(e->curl);
 		free(e->org);
 		free(e->token);
+		free(e->token_group);
 		free(e);
 	}
 	return -1;
@@ -1252,6 +1290,7 @@ void turso_emu_stop(turso_emu *e)
 	pthread_mutex_destroy(&e->mu);
 	free(e->org);
 	free(e->token);
+	free(e->token_group);
 	free(e);
 }
 

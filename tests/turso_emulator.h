@@ -44,6 +44,13 @@ typedef struct turso_emu_options {
 	int duplicate_status;     /* 409 (documented, default), 400 (live), 422 */
 	int page_size;            /* list page size; 0: no pagination */
 	bool gateway_baton;       /* gateway answers with a baton (stream kept open) */
+	/** The API token is scoped to this group (the Platform API's
+	 * group tokens): any database call outside it answers 403.  NULL: an
+	 * organization-wide token. */
+	const char *token_group;
+	/** GET /v1/auth/validate's "exp" (unix seconds); 0: -1 (never).  A
+	 * time in the past makes every call answer 401 "token expired". */
+	int64_t api_token_exp;
 } turso_emu_options;
 
 /** Start the emulator thread.  Returns 0, or -1 with errno-ish detail on

@@ -8,8 +8,10 @@
  * reads the configuration, turso_names.c derives and checks names.
  *
  * Capabilities, honestly: READ_ONLY (read-only tokens), EXPIRY (Turso
- * enforces the token expiration), ROTATE_OVERLAP (a new token leaves the old
- * one valid until it expires), AUTHENTICATES, PROBE, LIST.  Not REVOKE:
+ * enforces the token expiration; mint reports the expiry it applied in
+ * granted_expires_at), ROTATE_OVERLAP (a new token leaves the old one valid
+ * until it expires), AUTHENTICATES, PROBE, LIST, DEPLOYMENT (the ownership
+ * marker is the configured name_prefix, see README.md).  Not REVOKE:
  * Turso cannot invalidate a single token — its only revocation,
  * POST …/auth/rotate, invalidates every token of every database in the
  * group, and this plugin never calls it (see README.md).
@@ -83,6 +85,22 @@ static int turso_init(void **instance, const envdb_host *host, const envdb_confi
 		return host->error(host->ctx, ENVDB_ERR_NOMEM, NULL,
 				   "init: cannot create a libcurl handle");
 	}
+	if (t->validate_token) {
+		/* A cheap check of the API token: a definite refusal stops here,
+		 * before any create can half-register an environment.  Anything
+		 * else (network, 5xx) is not definite: start, and say so. */
+		int64_t tmo = t->request_timeout_ms < 10000 ? t->request_timeout_ms : 10000;
+		rc = turso_api_validate(t, host->now_ms(host->ctx) + tmo);
+		if (rc == ENVDB_ERR_AUTH) {
+			turso_fini(t);
+			return rc;
+		}
+		if (rc != ENVDB_OK && host->log != NULL)
+			host->log(host->ctx, ENVDB_LOG_WARNING,
+				  "turso: init: the API token could not be validated (%s); "
+				  "starting anyway",
+				  t->last_msg);
+	}
 	*instance = t;
 	return ENVDB_OK;
 }
@@ -102,11 +120,12 @@ static int check_name(turso *t, const char *op, const char *name)
 	return ENVDB_OK;
 }
 
-/* Delete a database this call created or adopted, after a failure.  Runs
+/* Delete a database this call created or adopted, after a failure, when it
+ * is still the one this call made (turso_api_delete_owned).  Runs
  * on its own budget (cleanup_timeout): an expired operation deadline must
  * not leave the database behind.  Re-reports the original error, with the
  * outcome of the delete when it failed. */
-static int compensate(turso *t, const char *name, int status)
+static int compensate(turso *t, const char *name, const char *db_id, int status)
 {
 	char msg[sizeof t->last_msg], native[sizeof t->last_native];
 	int64_t deadline = t->host->now_ms(t->host->ctx) + t->cleanup_timeout_ms;
@@ -114,7 +133,8 @@ static int compensate(turso *t, const char *name, int status)
 
 	snprintf(msg, sizeof msg, "%s", t->last_msg);
 	snprintf(native, sizeof native, "%s", t->last_native);
-	rc = turso_api_delete(t, name, deadline);
+	/* Only a database of our group (and, once known, of our DbId). */
+	rc = turso_api_delete_owned(t, "compensate: delete", name, db_id, deadline);
 	if (rc == ENVDB_OK) {
 		t->host->log(t->host->ctx, ENVDB_LOG_INFO,
 			     "turso: create database %s failed; deleted it again", name);
@@ -164,6 +184,48 @@ static char *base_of(turso *t, const envdb_db_ref *db)
 	}
 	return NULL;
 }
+
+/* Is the database a migrated one ({"migrated_from": …} metadata)? */
+static bool is_migrated(const char *metadata)
+{
+	return metadata != NULL && strstr(metadata, "\"migrated_from\"") != NULL;
+}
+
+/* ENVDB_ADAPTER_CAP_DEPLOYMENT.  The Platform API keeps no free-form
+ * metadata on a database, so the ownership marker is the name: a
+ * deployment's databases are "<name_prefix><32 hex of the environment id>",
+ * name_prefix configured per deployment (and bound to one deployment id by
+ * the optional deployment_id key).  A database the migration adopted keeps
+ * its legacy name and is not checked against the prefix. */
+static int check_deployment(turso *t, const char *op, const char *name, const char *env_id,
+			    const char *deployment_id, bool migrated)
+{
+	char expected[TURSO_PREFIX_MAX + TURSO_UUID_HEX + 1];
+
+	if (deployment_id == NULL)
+		return ENVDB_OK;
+	if (t->deployment_id != NULL && strcmp(t->deployment_id, deployment_id) != 0)
+		return turso_error(t, ENVDB_ERR_PERMISSION, NULL,
+				   "%s database %s: this plugin's databases (name prefix %s) belong "
+				   "to deployment %s (config deployment_id), not to deployment %s: "
+				   "refused",
+				   op, name, t->name_prefix, t->deployment_id, deployment_id);
+	if (migrated)
+		return ENVDB_OK;
+	if (!turso_name_is_ours(name, t->name_prefix) || env_id == NULL ||
+	    turso_name_from_uuid(expected, sizeof expected, t->name_prefix, env_id) != ENVDB_OK ||
+	    strcmp(expected, name) != 0)
+		return turso_error(t, ENVDB_ERR_PERMISSION, NULL,
+				   "%s database %s: it does not carry this deployment's marker (its "
+				   "databases are %s<32 hex of the environment id>): refused, the "
+				   "database is kept",
+				   op, name, t->name_prefix);
+	return ENVDB_OK;
+}
+
+/* The deployment id of a request (ABI 1.1 member), or NULL. */
+#define DEPLOYMENT_OF(ptr, type) \
+	(ENVDB_STRUCT_HAS(ptr, type, deployment_id) ? (ptr)->deployment_id : NULL)
 
 /* ------------------------------------------------------------------------ */
 /* Operations                                                                */
@@ -221,6 +283,9 @@ static int turso_create(void *instance, const envdb_create_request *req, envdb_b
 		return turso_error(t, ENVDB_ERR_INVALID, NULL,
 				   "create database %s: not the name derived from environment %s",
 				   name, req->environment_id);
+	if ((rc = check_deployment(t, "create", name, req->environment_id,
+				   DEPLOYMENT_OF(req, envdb_create_request), false)) != ENVDB_OK)
+		return rc;
 
 	rc = turso_api_create(t, name, req->storage_limit_mb, deadline, &db, &adopted,
 			      &maybe_created);
@@ -276,7 +341,7 @@ static int turso_create(void *instance, const envdb_create_request *req, envdb_b
 fail:
 	if (maybe_created) {
 		int status = rc;
-		rc = compensate(t, name, status);
+		rc = compensate(t, name, db.db_id, status);
 	}
 out:
 	if (jwt != NULL)
@@ -294,13 +359,31 @@ out:
 static int turso_drop(void *instance, const envdb_db_ref *db)
 {
 	turso *t = instance;
+	char *db_id = NULL;
 	int rc;
 
 	if (db == NULL)
 		return turso_error(t, ENVDB_ERR_MISUSE, NULL, "drop database: no database given");
 	if ((rc = check_name(t, "drop", db->database_name)) != ENVDB_OK)
 		return rc;
-	return turso_api_delete(t, db->database_name, turso_deadline(t));
+	if ((rc = check_deployment(t, "drop", db->database_name, db->environment_id,
+				   DEPLOYMENT_OF(db, envdb_db_ref), is_migrated(db->metadata))) !=
+	    ENVDB_OK)
+		return rc;
+	/* Never by name alone: the database must be in our group and, when
+	 * create told us its DbId, still be that one. */
+	if (db->metadata != NULL) {
+		json_error_t jerr;
+		json_t *m = json_loads(db->metadata, 0, &jerr);
+		json_t *id = m ? json_object_get(m, "DbId") : NULL;
+		if (json_is_string(id))
+			db_id = turso_strdup(t, json_string_value(id));
+		json_decref(m);
+	}
+	rc = turso_api_delete_owned(t, "drop", db->database_name, db_id, turso_deadline(t));
+	if (db_id != NULL)
+		t->host->free(t->host->ctx, db_id);
+	return rc;
 }
 
 static int turso_mint(void *instance, const envdb_db_ref *db, const envdb_mint_request *req,
@@ -308,11 +391,13 @@ static int turso_mint(void *instance, const envdb_db_ref *db, const envdb_mint_r
 {
 	turso *t = instance;
 	const envdb_host *h = t->host;
-	char exp[64], hbuf[160];
+	char exp[64], hbuf[200];
 	const char *name;
 	char *jwt = NULL;
 	size_t jwt_len = 0;
 	bool ro;
+	int64_t now, granted;
+	unsigned char nonce[8];
 	int rc, rc_h;
 
 	if (db == NULL || req == NULL)
@@ -328,23 +413,43 @@ static int turso_mint(void *instance, const envdb_db_ref *db, const envdb_mint_r
 		return turso_error(t, ENVDB_ERR_INVALID, NULL,
 				   "mint token for database %s: unknown authorization %u", name,
 				   (unsigned)req->authorization);
+	if ((rc = check_deployment(t, "mint token for", name, db->environment_id,
+				   DEPLOYMENT_OF(db, envdb_db_ref), is_migrated(db->metadata))) !=
+	    ENVDB_OK)
+		return rc;
+	now = h->wall_s(h->ctx);
 	if (req->expires_at > 0) {
-		int64_t left = req->expires_at - h->wall_s(h->ctx);
+		int64_t left = req->expires_at - now;
 		if (left <= 0)
 			return turso_error(t, ENVDB_ERR_INVALID, NULL,
 					   "mint token for database %s: expires_at %lld is in the "
 					   "past",
 					   name, (long long)req->expires_at);
 		turso_format_expiration(exp, sizeof exp, left);
+		granted = req->expires_at;
 	} else {
+		/* The configured lifetime: Turso enforces it, so say so. */
+		int64_t secs = turso_expiration_seconds(t->token_expiration);
 		snprintf(exp, sizeof exp, "%s", t->token_expiration);
+		granted = secs > 0 ? now + secs : 0;
 	}
 
 	rc = turso_api_mint(t, name, exp, ro, 0, turso_deadline(t), &jwt, &jwt_len);
 	if (rc != ENVDB_OK)
 		return rc;
-	snprintf(hbuf, sizeof hbuf, "%s;expiration=%s;minted=%lld", ro ? "read-only" : "full-access",
-		 exp, (long long)h->wall_s(h->ctx));
+	if (ENVDB_STRUCT_HAS(req, envdb_mint_request, granted_expires_at) &&
+	    req->granted_expires_at != NULL)
+		*req->granted_expires_at = granted;
+	/* Unique even for two mints within one second. */
+	memset(nonce, 0, sizeof nonce);
+	if (h->random == NULL || h->random(h->ctx, nonce, sizeof nonce) != ENVDB_OK) {
+		int64_t ms = h->now_ms(h->ctx);
+		memcpy(nonce, &ms, sizeof nonce < sizeof ms ? sizeof nonce : sizeof ms);
+	}
+	snprintf(hbuf, sizeof hbuf,
+		 "%s;expiration=%s;minted=%lld;nonce=%02x%02x%02x%02x%02x%02x%02x%02x",
+		 ro ? "read-only" : "full-access", exp, (long long)now, nonce[0], nonce[1],
+		 nonce[2], nonce[3], nonce[4], nonce[5], nonce[6], nonce[7]);
 	rc = envdb_buffer_set(secret, jwt, jwt_len);
 	rc_h = envdb_buffer_set_str(handle, hbuf);
 	h->secure_free(h->ctx, jwt);
@@ -399,7 +504,8 @@ static const envdb_adapter_ops turso_ops = {
 	.struct_size = sizeof(envdb_adapter_ops),
 	.capabilities = ENVDB_ADAPTER_CAP_READ_ONLY | ENVDB_ADAPTER_CAP_ROTATE_OVERLAP |
 			ENVDB_ADAPTER_CAP_EXPIRY | ENVDB_ADAPTER_CAP_PROBE |
-			ENVDB_ADAPTER_CAP_LIST | ENVDB_ADAPTER_CAP_AUTHENTICATES,
+			ENVDB_ADAPTER_CAP_LIST | ENVDB_ADAPTER_CAP_AUTHENTICATES |
+			ENVDB_ADAPTER_CAP_DEPLOYMENT,
 	.database_name = turso_database_name,
 	.create = turso_create,
 	.drop = turso_drop,
@@ -416,7 +522,7 @@ static const char *const turso_url_schemes[] = {"libsql", "https", NULL};
 static const envdb_plugin_descriptor turso_descriptor = {
 	.struct_size = sizeof(envdb_plugin_descriptor),
 	.abi_major = ENVDB_ABI_MAJOR,
-	.abi_minor = 0,
+	.abi_minor = 1, /* granted_expires_at, deployment_id */
 	.name = TURSO_PLUGIN_NAME,
 	.version = TURSO_PLUGIN_VERSION,
 	.description = "one Turso database per environment (Platform API + libSQL over HTTP)",

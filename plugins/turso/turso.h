@@ -48,7 +48,12 @@ typedef struct turso {
 	char *token_expiration;      /* "never" or e.g. "7d", "2w1d30m" */
 	char *data_plane_scheme;     /* "https" (default) or "http" */
 	char *data_plane_url;        /* optional base URL override, or NULL */
-	char *name_prefix;           /* "env-" by default */
+	char *name_prefix;           /* "env-" by default; this deployment's
+				      ownership marker (README.md) */
+	char *deployment_id;         /* optional: the deployment the prefix
+				      belongs to, or NULL */
+	char *ca_file;               /* optional CA bundle (CURLOPT_CAINFO) */
+	bool validate_token;         /* GET /v1/auth/validate at init */
 	bool apply_storage_limit;    /* send size_limit from storage_limit_mb */
 	int64_t connect_timeout_ms;
 	int64_t request_timeout_ms;
@@ -90,6 +95,8 @@ int turso_parse_duration_ms(int64_t *ms, const char *s);
 /** True when `s` is a token expiration Turso accepts: "never" or one or more
  * <digits><w|d|h|m|s> groups ("7d", "2w1d30m", "7d3h2m1s"). */
 bool turso_expiration_valid(const char *s);
+/** The number of seconds of a valid token expiration ("never": 0). */
+int64_t turso_expiration_seconds(const char *s);
 /** Format a number of seconds (> 0) as "XdYhZmWs" (zero parts omitted). */
 void turso_format_expiration(char *out, size_t cap, int64_t seconds);
 
@@ -216,15 +223,30 @@ typedef struct turso_db {
 
 void turso_db_clear(turso *t, turso_db *db);
 
-/** POST /databases, with adoption and GET-before-re-POST.  *adopted tells
- * whether an existing database of this environment was taken over; *created
- * whether this call may have created it (so a later failure must delete). */
+/** POST /databases with GET-before-re-POST.  A database of that name that
+ * exists already is ENVDB_ERR_EXISTS, except when an earlier attempt of this
+ * same call was ambiguous (network error, timeout, 408, 5xx) and the
+ * database is in our group: then it is the one that attempt made, and it is
+ * adopted (*adopted).  *maybe_created tells whether this call may have
+ * created the database (so a later failure must delete it); it is false
+ * after a definite refusal (401, 403, duplicate, another group's database). */
 int turso_api_create(turso *t, const char *name, int64_t storage_limit_mb, int64_t deadline,
 		     turso_db *out, bool *adopted, bool *maybe_created);
 /** GET /databases/{name}.  ENVDB_ERR_NOT_FOUND (not reported) on 404. */
 int turso_api_get(turso *t, const char *name, int64_t deadline, turso_db *out, bool report_404);
-/** DELETE /databases/{name}; 404 is success. */
+/** DELETE /databases/{name}; 404 is success.  Deletes by name alone: only
+ * turso_api_delete_owned() calls it. */
 int turso_api_delete(turso *t, const char *name, int64_t deadline);
+/** Delete a database only when it is this environment's: GET it first (404:
+ * already gone, success); it must be in the configured group and, when
+ * `db_id` is given, have that DbId.  Otherwise it is kept and reported
+ * (ENVDB_ERR_PERMISSION naming its group, ENVDB_ERR_STATE naming its DbId);
+ * a GET that fails deletes nothing.  `op` starts the messages. */
+int turso_api_delete_owned(turso *t, const char *op, const char *name, const char *db_id,
+			   int64_t deadline);
+/** GET /v1/auth/validate: ENVDB_OK, ENVDB_ERR_AUTH (401/403, reported), or
+ * another status (reported) when the answer is not definite. */
+int turso_api_validate(turso *t, int64_t deadline);
 /** POST /databases/{name}/auth/tokens with no body; the JWT goes into
  * `secret` (host secure memory, NUL-terminated, *secret_len set). */
 int turso_api_mint(turso *t, const char *name, const char *expiration, bool read_only,

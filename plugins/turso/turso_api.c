@@ -186,21 +186,42 @@ out:
 	return rc;
 }
 
-/* After a duplicate-name answer or an ambiguous failure: the database of
- * that name exists (GET 200).  Adopt it only when it is in our group. */
-static int adopt(turso *t, const char *name, turso_db *found, turso_db *out)
+/* The database of that name exists (GET 200) after an ambiguous attempt of
+ * this call.  It is that attempt's work only when it is in our group (the
+ * POST named our group): then adopt it.  In another group it is someone
+ * else's: refuse, and it is not ours to delete (*maybe_created = false). */
+static int adopt(turso *t, const char *name, turso_db *found, turso_db *out, bool *maybe_created)
 {
 	if (found->group == NULL || strcmp(found->group, t->group) != 0) {
 		int rc = turso_error(t, ENVDB_ERR_EXISTS, NULL,
 				     "create database %s in group %s: a database of that name "
-				     "already exists in group %s; not adopting it",
+				     "already exists in group %s; not adopting it (and not "
+				     "deleting it: it is not this environment's)",
 				     name, t->group, found->group ? found->group : "(unknown)");
+		*maybe_created = false;
 		turso_db_clear(t, found);
 		return rc;
 	}
 	*out = *found;
 	memset(found, 0, sizeof *found);
 	return ENVDB_OK;
+}
+
+/* A duplicate answer, or a GET that found the name, with no ambiguous
+ * attempt before it in this call: the database is not this call's work. */
+static int exists_already(turso *t, const char *what, const turso_resp *resp, const char *name)
+{
+	char text[300];
+
+	if (resp == NULL)
+		return turso_error(t, ENVDB_ERR_EXISTS, NULL,
+				   "%s: database %s appeared while this call was retrying (not "
+				   "created by it): not adopting it",
+				   what, name);
+	turso_error_text(t, resp, text, sizeof text);
+	return turso_error(t, ENVDB_ERR_EXISTS, NULL,
+			   "%s: HTTP %ld: %s (the database exists already; not adopting it)", what,
+			   resp->status, text);
 }
 
 int turso_api_create(turso *t, const char *name, int64_t storage_limit_mb, int64_t deadline,
@@ -214,6 +235,9 @@ int turso_api_create(turso *t, const char *name, int64_t storage_limit_mb, int64
 	turso_resp resp = { 0 };
 	turso_db found = { 0 };
 	int rc = ENVDB_OK, attempt;
+	/* An earlier attempt of this call may have landed: only then is an
+	 * existing database of our name (in our group) this call's own. */
+	bool ambiguous_seen = false;
 
 	memset(out, 0, sizeof *out);
 	*adopted = false;
@@ -265,11 +289,17 @@ int turso_api_create(turso *t, const char *name, int64_t storage_limit_mb, int64
 			rc = parse_database_answer(t, what, &resp, out);
 			goto out;
 		} else if (is_duplicate(t, &resp)) {
+			if (!ambiguous_seen) {
+				/* adapter.h: an existing database is EXISTS. */
+				rc = exists_already(t, what, &resp, name);
+				goto out;
+			}
 			rc = turso_api_get(t, name, deadline, &found, false);
 			if (rc == ENVDB_ERR_NOT_FOUND) {
 				/* "not available" but not ours to see: a conflict. */
 				char text[300];
 				turso_error_text(t, &resp, text, sizeof text);
+				*maybe_created = false;
 				rc = turso_error(t, ENVDB_ERR_EXISTS, NULL,
 						 "%s: HTTP %ld: %s (and the name is not visible "
 						 "in the organization)",
@@ -278,13 +308,12 @@ int turso_api_create(turso *t, const char *name, int64_t storage_limit_mb, int64
 			}
 			if (rc != ENVDB_OK)
 				goto out;
-			rc = adopt(t, name, &found, out);
+			rc = adopt(t, name, &found, out, maybe_created);
 			if (rc == ENVDB_OK) {
 				*adopted = true;
-				*maybe_created = true;
 				h->log(h->ctx, ENVDB_LOG_INFO,
-				       "turso: %s: HTTP %ld duplicate name; adopted the existing "
-				       "database of this environment",
+				       "turso: %s: HTTP %ld duplicate name after an ambiguous "
+				       "attempt; adopted the database that attempt made",
 				       what, resp.status);
 			}
 			goto out;
@@ -295,12 +324,18 @@ int turso_api_create(turso *t, const char *name, int64_t storage_limit_mb, int64
 		} else if (resp.status == 400 && contains_ci(resp.body, "group not found")) {
 			rc = turso_fail(t, ENVDB_ERR_CONFIG, what, &resp);
 			goto out;
+		} else if (resp.status == 401 || resp.status == 403) {
+			/* A definite refusal: this attempt created nothing (and,
+			 * without an ambiguous one before it, neither did the
+			 * call).  The host can forget the intent at once. */
+			rc = turso_fail(t, ENVDB_ERR_AUTH, what, &resp);
+			goto out;
 		} else {
 			rc = turso_fail(t, 0, what, &resp);
 			goto out;
 		}
 		if (ambiguous)
-			*maybe_created = true;
+			*maybe_created = ambiguous_seen = true;
 
 		if (!retryable || attempt >= t->max_attempts) {
 			if (rc == ENVDB_OK) {
@@ -332,7 +367,13 @@ int turso_api_create(turso *t, const char *name, int64_t storage_limit_mb, int64
 		/* GET before re-POST: did an earlier attempt land? */
 		rc = turso_api_get(t, name, deadline, &found, false);
 		if (rc == ENVDB_OK) {
-			rc = adopt(t, name, &found, out);
+			if (!ambiguous_seen) {
+				/* Only refusals (429) so far: someone else made it. */
+				turso_db_clear(t, &found);
+				rc = exists_already(t, what, NULL, name);
+				goto out;
+			}
+			rc = adopt(t, name, &found, out, maybe_created);
 			if (rc == ENVDB_OK)
 				*adopted = true;
 			goto out;
@@ -352,6 +393,63 @@ out:
 		h->free(h->ctx, org);
 	free(body);
 	json_decref(jb);
+	return rc;
+}
+
+int turso_api_delete_owned(turso *t, const char *op, const char *name, const char *db_id,
+			   int64_t deadline)
+{
+	turso_db found = { 0 };
+	int rc;
+
+	rc = turso_api_get(t, name, deadline, &found, false);
+	if (rc == ENVDB_ERR_NOT_FOUND)
+		return ENVDB_OK; /* already gone */
+	if (rc != ENVDB_OK)
+		return turso_error(t, rc, t->last_native[0] ? t->last_native : NULL,
+				   "%s database %s: cannot tell whether it is this environment's, "
+				   "so it is not deleted: %s",
+				   op, name, t->last_msg);
+	if (found.group == NULL || strcmp(found.group, t->group) != 0) {
+		rc = turso_error(t, ENVDB_ERR_PERMISSION, NULL,
+				 "%s database %s: it is in group %s, not in this environment's group "
+				 "%s: not deleting a database this environment did not create "
+				 "(kept)",
+				 op, name, found.group ? found.group : "(unknown)", t->group);
+	} else if (db_id != NULL && db_id[0] != '\0' && strcmp(found.db_id, db_id) != 0) {
+		rc = turso_error(t, ENVDB_ERR_STATE, NULL,
+				 "%s database %s: its DbId is %s, not %s (the one this environment "
+				 "created): not deleting it (kept)",
+				 op, name, found.db_id, db_id);
+	} else {
+		rc = turso_api_delete(t, name, deadline);
+	}
+	turso_db_clear(t, &found);
+	return rc;
+}
+
+int turso_api_validate(turso *t, int64_t deadline)
+{
+	char *url = turso_strdup_printf(t, "%s/v1/auth/validate", t->api_url);
+	turso_req req = { 0 };
+	turso_resp resp;
+	int rc;
+
+	if (url == NULL)
+		return turso_error(t, ENVDB_ERR_NOMEM, NULL, "init: validate api token: out of memory");
+	req.what = "init: validate the Platform API token (GET /v1/auth/validate)";
+	req.method = "GET";
+	req.url = url;
+	req.bearer = t->api_token;
+	req.bearer_len = t->api_token_len;
+	req.retry = TURSO_RETRY_NONE;
+	req.deadline_ms = deadline;
+	rc = turso_http(t, &req, &resp);
+	if (rc == ENVDB_OK && resp.status != 200)
+		rc = turso_fail(t, resp.status == 401 || resp.status == 403 ? ENVDB_ERR_AUTH : 0,
+				req.what, &resp);
+	turso_resp_free(t, &resp);
+	t->host->free(t->host->ctx, url);
 	return rc;
 }
 
@@ -694,12 +792,18 @@ int turso_hrana_select1(turso *t, const char *base_url, const char *dbname, cons
 			creq.body = cb;
 			creq.retry = TURSO_RETRY_NONE;
 			creq.deadline_ms = deadline < now + 5000 ? deadline : now + 5000;
-			if (rc == ENVDB_OK) {
-				if (turso_http(t, &creq, &cresp) != ENVDB_OK || cresp.status != 200)
-					h->log(h->ctx, ENVDB_LOG_DEBUG,
-					       "turso: %s: close failed (ignored)", cwhat);
-				turso_resp_free(t, &cresp);
-			}
+			/* Also after a bad SELECT 1 answer: the stream is open
+			 * either way.  A failing close must not replace the
+			 * error being returned. */
+			char msg[sizeof t->last_msg], native[sizeof t->last_native];
+			snprintf(msg, sizeof msg, "%s", t->last_msg);
+			snprintf(native, sizeof native, "%s", t->last_native);
+			if (turso_http(t, &creq, &cresp) != ENVDB_OK || cresp.status != 200)
+				h->log(h->ctx, ENVDB_LOG_DEBUG, "turso: %s: close failed (ignored)",
+				       cwhat);
+			turso_resp_free(t, &cresp);
+			if (rc != ENVDB_OK)
+				turso_error(t, rc, native[0] ? native : NULL, "%s", msg);
 		}
 		free(cb);
 		json_decref(cl);

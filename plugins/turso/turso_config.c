@@ -51,7 +51,20 @@ const envdb_config_key turso_config_keys[] = {
 	  "how long create waits for a new database to answer SELECT 1 (default 60s)", 0 },
 	{ sizeof(envdb_config_key), "cleanup_timeout",
 	  "budget of the compensating delete after a failed create (default 30s)", 0 },
-	{ sizeof(envdb_config_key), "max_attempts", "attempts per request, 1-20 (default 6)", 0 },
+	{ sizeof(envdb_config_key), "max_attempts",
+	  "attempts per request (every request, including the token mint right after create), "
+	  "1-20 (default 6)",
+	  0 },
+	{ sizeof(envdb_config_key), "ca_file",
+	  "PEM file of the CA certificates to trust for the Platform API and the data plane "
+	  "(private CAs; default: the system's)",
+	  0 },
+	{ sizeof(envdb_config_key), "validate_token",
+	  "check the API token at start with GET /v1/auth/validate (yes/no, default yes)", 0 },
+	{ sizeof(envdb_config_key), "deployment_id",
+	  "the envdb deployment whose databases carry name_prefix; calls for another deployment "
+	  "are refused (optional)",
+	  0 },
 	{ sizeof(envdb_config_key), "retry_initial_delay", "first backoff delay (default 1s)", 0 },
 	{ sizeof(envdb_config_key), "retry_max_delay", "largest backoff delay (default 30s)", 0 },
 	{ sizeof(envdb_config_key), NULL, NULL, 0 },
@@ -110,6 +123,35 @@ bool turso_expiration_valid(const char *s)
 		n++;
 	}
 	return n > 0;
+}
+
+int64_t turso_expiration_seconds(const char *s)
+{
+	int64_t total = 0;
+	const char *p = s;
+
+	if (s == NULL || strcmp(s, "never") == 0)
+		return 0;
+	while (*p) {
+		int64_t v = 0;
+		while (isdigit((unsigned char)*p)) {
+			if (v > INT64_MAX / 10 - 10)
+				return 0;
+			v = v * 10 + (*p++ - '0');
+		}
+		switch (*p++) {
+		case 'w': v *= 7 * 86400; break;
+		case 'd': v *= 86400; break;
+		case 'h': v *= 3600; break;
+		case 'm': v *= 60; break;
+		case 's': break;
+		default: return 0;
+		}
+		if (v > INT64_MAX / 4 - total)
+			return 0;
+		total += v;
+	}
+	return total;
 }
 
 void turso_format_expiration(char *out, size_t cap, int64_t seconds)
@@ -205,8 +247,28 @@ int turso_config_parse(turso *t, const envdb_config *cfg)
 	    (rc = config_str(t, &t->token_expiration, cfg, "token_expiration", "never")) != 0 ||
 	    (rc = config_str(t, &t->data_plane_scheme, cfg, "data_plane_scheme", "https")) != 0 ||
 	    (rc = config_str(t, &t->data_plane_url, cfg, "data_plane_url", NULL)) != 0 ||
-	    (rc = config_str(t, &t->name_prefix, cfg, "name_prefix", "env-")) != 0)
+	    (rc = config_str(t, &t->name_prefix, cfg, "name_prefix", "env-")) != 0 ||
+	    (rc = config_str(t, &t->deployment_id, cfg, "deployment_id", NULL)) != 0 ||
+	    (rc = config_str(t, &t->ca_file, cfg, "ca_file", NULL)) != 0)
 		return rc;
+	if (t->ca_file != NULL) {
+		FILE *f = fopen(t->ca_file, "r");
+		if (f == NULL)
+			return h->error(h->ctx, ENVDB_ERR_CONFIG, NULL,
+					"config ca_file: cannot open %s: %s", t->ca_file,
+					strerror(errno));
+		fclose(f);
+	}
+	if (t->deployment_id != NULL && t->deployment_id[0] == '\0')
+		return h->error(h->ctx, ENVDB_ERR_CONFIG, NULL, "config deployment_id: empty");
+	v = envdb_config_get(cfg, "validate_token");
+	if (v == NULL || strcmp(v, "yes") == 0 || strcmp(v, "true") == 0)
+		t->validate_token = true;
+	else if (strcmp(v, "no") == 0 || strcmp(v, "false") == 0)
+		t->validate_token = false;
+	else
+		return h->error(h->ctx, ENVDB_ERR_CONFIG, NULL,
+				"config validate_token: '%s' is not yes or no", v);
 
 	if (t->org == NULL || !slug_valid(t->org, TURSO_LABEL_MAX))
 		return h->error(h->ctx, ENVDB_ERR_CONFIG, NULL,
@@ -333,7 +395,8 @@ void turso_config_free(turso *t)
 {
 	const envdb_host *h = t->host;
 	char **strs[] = { &t->org, &t->group, &t->api_url, &t->token_expiration,
-			  &t->data_plane_scheme, &t->data_plane_url, &t->name_prefix };
+			  &t->data_plane_scheme, &t->data_plane_url, &t->name_prefix,
+			  &t->deployment_id, &t->ca_file };
 	size_t i;
 
 	for (i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {

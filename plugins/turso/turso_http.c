@@ -6,8 +6,9 @@
  * text — and never a secret.
  *
  * Secrets: the bearer token is copied into host secure memory to build the
- * Authorization header; libcurl keeps its own transient copy of the header
- * list for the duration of the request (unavoidable with libcurl).  A
+ * Authorization header; curl_slist_append() copies it into malloc'd memory,
+ * which is wiped (sodium_memzero) after the request, before
+ * curl_slist_free_all().  libcurl's own request buffer is beyond reach.  A
  * response marked secret_response is read into a fixed-size secure buffer
  * that is never reallocated, so the JWT it holds is never left in freed
  * ordinary memory.  Secrets never go into a URL, curl verbose output is
@@ -22,6 +23,7 @@
 #include <time.h>
 
 #include <jansson.h>
+#include <sodium.h>
 
 #include "turso.h"
 
@@ -76,6 +78,7 @@ char *turso_urlencode(turso *t, const char *s)
 
 	if (p == NULL)
 		return NULL;
+	memset(p, 0, n * 3 + 1); /* no recycled heap residue in the unused tail */
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
@@ -366,6 +369,10 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 			r->overflow = true;
 			return 0;
 		}
+		/* The grown part is recycled heap: libcurl frees its request
+		 * buffers (Authorization header included) without wiping them.
+		 * Never keep such residue in a block of ours. */
+		memset(nb + r->len, 0, ncap - r->len);
 		r->body = nb;
 		r->cap = ncap;
 	}
@@ -499,6 +506,8 @@ static int attempt_once(turso *t, const turso_req *req, turso_resp *resp, int64_
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, &w);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, resp->curl_error);
+	if (t->ca_file != NULL)
+		curl_easy_setopt(c, CURLOPT_CAINFO, t->ca_file);
 	if (strcmp(req->method, "POST") == 0) {
 		curl_easy_setopt(c, CURLOPT_POST, 1L);
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body ? req->body : "");
@@ -520,6 +529,11 @@ out:
 	/* Drop curl's references to the header list before it is freed. */
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+	/* curl_slist_append copied every header, the Authorization one with
+	 * the bearer token: wipe the copies before they go back to malloc. */
+	for (struct curl_slist *n = hdrs; n != NULL; n = n->next)
+		if (n->data != NULL)
+			sodium_memzero(n->data, strlen(n->data));
 	curl_slist_free_all(hdrs);
 	if (auth != NULL)
 		h->secure_free(h->ctx, auth);
@@ -580,6 +594,9 @@ int turso_http(turso *t, const turso_req *req, turso_resp *resp)
 {
 	const envdb_host *h = t->host;
 	int max = req->max_attempts > 0 ? req->max_attempts : t->max_attempts;
+	/* A 404 poll (TURSO_RETRY_404) may run long, bounded by the deadline;
+	 * every other failure still counts against max_attempts. */
+	int failures = 0;
 	bool used_401 = false;
 	int rc;
 
@@ -624,7 +641,9 @@ int turso_http(turso *t, const turso_req *req, turso_resp *resp)
 		else
 			retry = status_retryable(resp->status, req->retry, &used_401);
 
-		if (!retry || resp->attempts >= max) {
+		if (retry && !(resp->curl_code == CURLE_OK && resp->status == 404))
+			failures++;
+		if (!retry || resp->attempts >= max || failures >= t->max_attempts) {
 			if (resp->curl_code == CURLE_OK)
 				return ENVDB_OK;
 			last_answer(t, resp, last, sizeof last);

@@ -122,6 +122,7 @@ static envdb_db_ref *ref_of(const kdb *d)
 	r->database_name = kit_borrow(d->name);
 	r->url = kit_borrow(d->url);
 	r->metadata = kit_borrow(d->meta);
+	r->deployment_id = NULL; /* ABI 1.1: what a host without one passes */
 	return r;
 }
 
@@ -143,6 +144,7 @@ static int a_create(const adapter *a, kdb *d)
 		req->region = NULL;
 		req->plan = kit_borrow("free");
 		req->storage_limit_mb = 64;
+		req->deployment_id = NULL; /* ABI 1.1 */
 		kit_buf_init(&url, cap_url, false);
 		kit_buf_init(&meta, cap_meta, false);
 		kit_call_begin("create");
@@ -191,6 +193,7 @@ static int a_mint(const adapter *a, const kdb *d, uint32_t auth, const char *pre
 {
 	size_t cap_s = ENVDB_ADAPTER_OUTPUT_MIN, cap_h = ENVDB_ADAPTER_OUTPUT_MIN;
 	char cred_id[37];
+	int64_t granted = 0;
 	int attempt, rc = ENVDB_ERR_GENERIC;
 
 	memset(out, 0, sizeof(*out));
@@ -207,11 +210,18 @@ static int a_mint(const adapter *a, const kdb *d, uint32_t auth, const char *pre
 		req->authorization = auth;
 		req->expires_at = 0;
 		req->previous_handle = kit_borrow(previous);
+		/* ABI 1.1: the granted expiry comes back here, set as a host does */
+		granted = 0;
+		req->granted_expires_at = &granted;
+		req->previous_valid_until = 0;
 		kit_buf_init(&sec, cap_s, true);
 		kit_buf_init(&handle, cap_h, false);
 		kit_call_begin("mint");
 		rc = a->ops->mint(a->inst, r, req, &sec.b, &handle.b);
 		kit_call_end("mint", rc);
+		if (rc == ENVDB_OK && granted < 0)
+			kit_fail("mint: granted_expires_at is 0 or a time", "%lld",
+				 (long long)granted);
 		kit_buf_verify(&sec, rc, "mint", "secret", true);
 		kit_buf_verify(&handle, rc, "mint", "handle", true);
 		if (rc == ENVDB_OK) {

@@ -764,7 +764,8 @@ typedef struct envdb_reconcile_item {
 	 * database without a row), "missing" (row without a physical
 	 * database: reported only), "unverified" (a row the adapter's listing
 	 * cannot see — an adopted database, see envdb_reconcile(): reported
-	 * only, not an error). */
+	 * only, not an error), "expiry" (an active credential that expired or
+	 * expires within credentials.expiry_horizon_seconds: rotated). */
 	const char *kind;
 	const char *driver;        /**< adapter plugin, or NULL */
 	const char *database_name; /**< physical name, or NULL */
@@ -803,7 +804,10 @@ enum envdb_reconcile_flags {
  * work left: provisioning intents whose lease expired (their database is
  * dropped and the intent deleted), deletions whose grace period ended
  * (dropped, rows deleted), rotations whose window ended (revoked at the
- * backend, then marked revoked), physical databases of adapters with
+ * backend, then marked revoked), active credentials that expired or expire
+ * within credentials.expiry_horizon_seconds (rotated: a new credential of
+ * that authorization, the old one valid until it expires), physical
+ * databases of adapters with
  * ENVDB_ADAPTER_CAP_LIST that have no row and no live intent (dropped), and
  * rows whose physical database such an adapter does not list (reported).
  *

@@ -145,7 +145,9 @@ typedef int (*envdb_adapter_database_name_fn)(void *instance, const char *enviro
 /** Required.  Create the physical database.  If it already exists return
  * ENVDB_ERR_EXISTS and change nothing.  On success write its URL (never
  * containing a secret) into *url and a JSON object of driver details (or
- * "{}") into *metadata.  On failure leave nothing behind. */
+ * "{}") into *metadata.  On failure leave nothing behind.  ENVDB_ERR_EXISTS,
+ * ENVDB_ERR_AUTH and ENVDB_ERR_PERMISSION (a definite refusal) tell the host
+ * that nothing was created: it then does not drop by name. */
 typedef int (*envdb_adapter_create_fn)(void *instance, const envdb_create_request *req,
 				       envdb_buffer *url, envdb_buffer *metadata);
 
