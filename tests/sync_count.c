@@ -21,18 +21,23 @@ typedef int (*sync_fn)(int);
 #define SYNC_COUNT_EXPORT __attribute__((visibility("default")))
 
 static _Atomic uint64_t n_total, n_dirs, n_files;
+static _Thread_local sync_counts mine;
 
 static void count(int fd)
 {
 	struct stat st;
 
 	atomic_fetch_add_explicit(&n_total, 1, memory_order_relaxed);
+	mine.total++;
 	if (fstat(fd, &st) != 0)
 		return;
-	if (S_ISDIR(st.st_mode))
+	if (S_ISDIR(st.st_mode)) {
 		atomic_fetch_add_explicit(&n_dirs, 1, memory_order_relaxed);
-	else if (S_ISREG(st.st_mode))
+		mine.dirs++;
+	} else if (S_ISREG(st.st_mode)) {
 		atomic_fetch_add_explicit(&n_files, 1, memory_order_relaxed);
+		mine.files++;
+	}
 }
 
 static sync_fn real(const char *name)
@@ -78,4 +83,9 @@ void sync_count_get(sync_counts *out)
 	out->total = atomic_load_explicit(&n_total, memory_order_relaxed);
 	out->dirs = atomic_load_explicit(&n_dirs, memory_order_relaxed);
 	out->files = atomic_load_explicit(&n_files, memory_order_relaxed);
+}
+
+void sync_count_get_thread(sync_counts *out)
+{
+	*out = mine;
 }

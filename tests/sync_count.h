@@ -18,4 +18,7 @@ typedef struct {
 /* The counts since the process started (thread-safe, relaxed). */
 void sync_count_get(sync_counts *out);
 
+/* The same, of the calling thread only (not of a library's own threads). */
+void sync_count_get_thread(sync_counts *out);
+
 #endif

@@ -81,7 +81,9 @@ enum envdb_open_flags {
  */
 ENVDB_EXPORT int envdb_open(envdb_ctx **out, const char *manifest_path, unsigned flags);
 
-/** Release a context and everything it holds.  NULL is allowed. */
+/** Release a context and everything it holds (writing the pending
+ * last_accessed_at values first, in one transaction).  NULL is allowed.
+ * Call it in the process that opened the context. */
 ENVDB_EXPORT void envdb_close(envdb_ctx *ctx);
 
 /** Information about one loaded plugin.  Strings owned by the context,
@@ -595,8 +597,11 @@ typedef struct envdb_connection {
  * associated data).  Results are cached (manifest resolve.cache_size and
  * cache_ttl_ms; invalidated by rotation, membership and status changes made
  * through this context); a cache hit runs no SQL.  last_accessed_at of the
- * database is written at most once a minute per database (and flushed when
- * the context closes).  Thread-safe.
+ * database is updated at most once a minute per database, and never by the
+ * resolve itself (no lock wait, no disk sync on this path): the write is
+ * queued, and a thread of the context writes the queue in one transaction
+ * once 1,024 are queued or the oldest has waited 2 seconds; envdb_close()
+ * writes the rest.  Thread-safe.
  */
 ENVDB_EXPORT int envdb_resolve(envdb_connection **out, envdb_ctx *ctx,
 			       const char *organization_id, const char *slug,
