@@ -39,6 +39,12 @@ typedef struct cached_stmt {
 	bool in_use;
 } cached_stmt;
 
+/* The statements generated per object that hot paths run (a migration
+ * inserts four rows per organization): prepared once and found by index,
+ * not rebuilt with printf and looked up by strcmp on every call. */
+enum stmt_kind { SK_INSERT, SK__N };
+#define SK_OBJECTS 8
+
 struct envdbi_store {
 	sqlite3 *db;
 	char *path;
@@ -49,6 +55,8 @@ struct envdbi_store {
 	pthread_t owner;      /* thread of the open transaction (depth > 0) */
 	int depth;            /* transaction depth of `owner` */
 	cached_stmt cache[STMT_CACHE];
+	sqlite3_stmt *kind_st[SK__N][SK_OBJECTS];
+	bool kind_in_use[SK__N][SK_OBJECTS];
 };
 
 /* A value bound to a query parameter. */
@@ -322,6 +330,92 @@ static void stmt_cache_clear(envdbi_store *s)
 		free(s->cache[i].sql);
 		s->cache[i] = (cached_stmt){NULL, NULL, false};
 	}
+	for (size_t k = 0; k < SK__N; k++)
+		for (size_t i = 0; i < SK_OBJECTS; i++) {
+			sqlite3_finalize(s->kind_st[k][i]);
+			s->kind_st[k][i] = NULL;
+			s->kind_in_use[k][i] = false;
+		}
+}
+
+static void put_columns(envdbi_strbuf *b, const envdbi_object_def *o);
+
+/* The index of `o` in the object table, SK_OBJECTS when it has no slot. */
+static size_t kind_index(const envdbi_object_def *o)
+{
+	uintptr_t p = (uintptr_t)o, base = (uintptr_t)envdbi_schema_objects;
+
+	if (p < base || p >= base + envdbi_schema_n_objects * sizeof(*o))
+		return SK_OBJECTS;
+	return (p - base) / sizeof(*o) < SK_OBJECTS ? (p - base) / sizeof(*o) : SK_OBJECTS;
+}
+
+/* The text of statement `kind` of object `o`. */
+static void kind_sql(envdbi_strbuf *sql, enum stmt_kind kind, const envdbi_object_def *o)
+{
+	switch (kind) {
+	case SK_INSERT:
+		envdbi_strbuf_printf(sql, "INSERT INTO \"%s\" (", o->name);
+		put_columns(sql, o);
+		envdbi_strbuf_puts(sql, ") VALUES (");
+		for (size_t i = 0; i < o->n_fields; i++)
+			envdbi_strbuf_printf(sql, "%s?%zu", i ? ", " : "", i + 1);
+		envdbi_strbuf_putc(sql, ')');
+		break;
+	case SK__N:
+		break;
+	}
+}
+
+/* Statement `kind` of object `o`, prepared on first use; one in use
+ * already (a nested call) gets a one-off copy.  Give it back with
+ * kind_put().  The caller holds the lock. */
+static int kind_get(envdbi_store *s, sqlite3_stmt **out, enum stmt_kind kind,
+		    const envdbi_object_def *o)
+{
+	size_t i = kind_index(o);
+	bool keep = i < SK_OBJECTS && !s->kind_in_use[kind][i];
+	envdbi_strbuf sql = ENVDBI_STRBUF_INIT;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (keep && s->kind_st[kind][i] != NULL) {
+		s->kind_in_use[kind][i] = true;
+		*out = s->kind_st[kind][i];
+		return 0;
+	}
+	kind_sql(&sql, kind, o);
+	if (sql.failed) {
+		envdbi_strbuf_free(&sql);
+		return nomem();
+	}
+	rc = sqlite3_prepare_v3(s->db, sql.data, -1, keep ? SQLITE_PREPARE_PERSISTENT : 0, &st,
+				NULL);
+	envdbi_strbuf_free(&sql);
+	if (rc != SQLITE_OK)
+		return db_error(s, rc, "prepare");
+	if (keep) {
+		s->kind_st[kind][i] = st;
+		s->kind_in_use[kind][i] = true;
+	}
+	*out = st;
+	return 0;
+}
+
+static void kind_put(envdbi_store *s, sqlite3_stmt *st, enum stmt_kind kind,
+		     const envdbi_object_def *o)
+{
+	size_t i = kind_index(o);
+
+	if (st == NULL)
+		return;
+	if (i < SK_OBJECTS && s->kind_st[kind][i] == st) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+		s->kind_in_use[kind][i] = false;
+		return;
+	}
+	sqlite3_finalize(st);
 }
 
 static int bind_values(envdbi_store *s, sqlite3_stmt *st, int first, const bindv *b, size_t nb)
@@ -902,7 +996,6 @@ static int apply_defaults(const envdbi_object_def *o, void *rec)
 /* Validate and insert a record whose defaults are applied. */
 static int record_insert(envdbi_store *s, const envdbi_object_def *o, const void *rec)
 {
-	envdbi_strbuf sql = ENVDBI_STRBUF_INIT;
 	sqlite3_stmt *st = NULL;
 	char *label = NULL;
 	int rc;
@@ -913,31 +1006,20 @@ static int record_insert(envdbi_store *s, const envdbi_object_def *o, const void
 	}
 	if ((rc = envdbi_schema_check_record(o, rec, label)) != 0)
 		goto out;
-	envdbi_strbuf_printf(&sql, "INSERT INTO \"%s\" (", o->name);
-	put_columns(&sql, o);
-	envdbi_strbuf_puts(&sql, ") VALUES (");
-	for (size_t i = 0; i < o->n_fields; i++)
-		envdbi_strbuf_printf(&sql, "%s?%zu", i ? ", " : "", i + 1);
-	envdbi_strbuf_putc(&sql, ')');
-	if (sql.failed) {
-		rc = nomem();
-		goto out;
-	}
-	if ((rc = stmt_get(s, &st, sql.data)) != 0)
+	if ((rc = kind_get(s, &st, SK_INSERT, o)) != 0)
 		goto out;
 	for (size_t i = 0; i < o->n_fields; i++)
 		if ((rc = bind_field(s, st, (int)i + 1, &o->fields[i], rec)) != 0)
 			goto out;
 	int step = sqlite3_step(st);
-	stmt_put(s, st);
+	kind_put(s, st, SK_INSERT, o);
 	st = NULL;
 	if (step != SQLITE_DONE)
 		rc = write_error(s, o, rec, label, step, "insert");
 out:
-	stmt_put(s, st);
+	kind_put(s, st, SK_INSERT, o);
 	unlock(s);
 	free(label);
-	envdbi_strbuf_free(&sql);
 	return rc;
 }
 
