@@ -66,8 +66,7 @@ typedef struct envdbi_cache_stats {
 void envdbi_cache_get_stats(envdbi_cache_stats *out, envdbi_cache *c);
 
 /** Write the queued last_accessed_at values now, in one transaction, on
- * the calling thread, as the flusher would (free also writes the accesses
- * that are not due yet). */
+ * the calling thread, as the flusher and free do. */
 int envdbi_cache_flush_touches(envdbi_cache *c);
 
 /** Tests: flush once `batch` (>= 1) records are pending or the oldest has

@@ -603,12 +603,17 @@ START_TEST(test_last_accessed_coalesced)
 	expect_auth(ctx, "dev", "alice", "full_access");
 	ck_assert_int_eq(envdbi_cache_flush_touches(ctx->cache), ENVDB_OK);
 	ck_assert_int_ge(last_accessed(reader), now + 90);
-	/* Pending accesses are flushed when the context closes. */
+	/* Within the minute again: not due, not even at close. */
 	td_clock_ahead(100);
+	expect_auth(ctx, "dev", "alice", "full_access");
+	ck_assert_int_eq(envdbi_cache_flush_touches(ctx->cache), ENVDB_OK);
+	ck_assert_int_lt(last_accessed(reader), now + 100);
+	/* Due and queued: written when the context closes. */
+	td_clock_ahead(160);
 	expect_auth(ctx, "dev", "alice", "full_access");
 	ck_assert_int_lt(last_accessed(reader), now + 100);
 	envdb_close(ctx);
-	ck_assert_int_ge(last_accessed(reader), now + 100);
+	ck_assert_int_ge(last_accessed(reader), now + 160);
 	td_clock_ahead(0);
 	envdb_close(reader);
 }

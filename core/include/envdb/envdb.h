@@ -597,11 +597,12 @@ typedef struct envdb_connection {
  * associated data).  Results are cached (manifest resolve.cache_size and
  * cache_ttl_ms; invalidated by rotation, membership and status changes made
  * through this context); a cache hit runs no SQL.  last_accessed_at of the
- * database is updated at most once a minute per database, and never by the
- * resolve itself (no lock wait, no disk sync on this path): the write is
- * queued, and a thread of the context writes the queue in one transaction
- * once 1,024 are queued or the oldest has waited 2 seconds; envdb_close()
- * writes the rest.  Thread-safe.
+ * database is updated at most once a minute per database (so it is
+ * accurate to the minute: an access within a minute of the last write is
+ * not written), and never by the resolve itself (no lock wait, no disk sync
+ * on this path): the write is queued, and a thread of the context writes
+ * the queue in one transaction once 1,024 are queued or the oldest has
+ * waited 2 seconds; envdb_close() writes the rest.  Thread-safe.
  */
 ENVDB_EXPORT int envdb_resolve(envdb_connection **out, envdb_ctx *ctx,
 			       const char *organization_id, const char *slug,
