@@ -72,15 +72,28 @@ typedef struct bindv {
 /* Small helpers                                                             */
 /* ------------------------------------------------------------------------ */
 
+/* UUID v7 (RFC 9562): 48 bits of Unix time in milliseconds, then 74
+ * random bits.  Time-ordered ids make every b-tree keyed by an id (each
+ * table's primary key, and the indexes on environment_id,
+ * environment_database_id and the database name derived from the id) grow
+ * at its right edge: an insert dirties the last leaf, which the previous
+ * insert already dirtied, instead of a random one — fewer pages written per
+ * commit and no half-full pages from splits in the middle. */
 void envdbi_uuid_new(char out[37])
 {
 	unsigned char b[16];
 	static const char hex[] = "0123456789abcdef";
+	struct timespec ts;
+	uint64_t ms;
 	if (sodium_init() < 0)
 		abort(); /* libsodium cannot work without a CSPRNG: nothing sane to do */
 	randombytes_buf(b, sizeof b);
-	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
-	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	for (int i = 0; i < 6; i++)
+		b[i] = (unsigned char)(ms >> (40 - 8 * i));
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x70); /* version 7 */
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 9562 variant */
 	size_t o = 0;
 	for (size_t i = 0; i < 16; i++) {
 		if (i == 4 || i == 6 || i == 8 || i == 10)
@@ -1376,6 +1389,14 @@ int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_ti
 	sqlite3_busy_timeout(s->db, (int)(s->busy_timeout_ms > 0x7fffffff ? 0x7fffffff
 									  : s->busy_timeout_ms));
 	if ((rc = exec_sql(s, "PRAGMA foreign_keys = ON", "enable foreign keys")) != 0)
+		goto fail;
+	/* A new file only (an existing one keeps its page size): every commit
+	 * writes one page per b-tree it touches (15 for a provisioning's last
+	 * commit), whatever the few hundred bytes it changes in each; 2 KiB
+	 * pages halve the log written per provisioning (89 to 44 KB measured,
+	 * bench_scale) at the same size at rest and the same read cost (1 KiB:
+	 * 28 KB, but a resolve's point query 5% slower). */
+	if ((rc = exec_sql(s, "PRAGMA page_size = 2048", "set the page size")) != 0)
 		goto fail;
 	/* the first read tells whether this is a database at all */
 	int dummy = 0;

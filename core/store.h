@@ -117,7 +117,8 @@ bool envdbi_store_in_transaction(envdbi_store *s);
 /* Helpers                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/** A new random UUID v4 (libsodium randombytes) as 36 lowercase chars + NUL. */
+/** A new time-ordered UUID v7 (Unix milliseconds, then 74 bits from libsodium
+ * randombytes) as 36 lowercase chars + NUL. */
 void envdbi_uuid_new(char out[37]);
 /** True when `s` is a lowercase canonical UUID text. */
 bool envdbi_uuid_valid(const char *s);

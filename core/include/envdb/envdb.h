@@ -160,7 +160,8 @@ ENVDB_EXPORT int envdb_key_current(char **key_id, envdb_ctx *ctx, const char *en
  * later minor version; callers never allocate or copy them by value.
  *
  * Conventions of every record:
- *  - ids are UUID v4 in lowercase text ("3f0c...-...");
+ *  - ids are UUIDs in lowercase text ("3f0c...-..."): v7 (time-ordered)
+ *    for rows created now, v4 in rows created by earlier versions;
  *  - enum fields are lowercase text holding one of the values documented at
  *    the field (`envdb schema` lists them, generated from the same table);
  *  - timestamps are integer seconds since the Unix epoch, 0 meaning "none";
