@@ -263,7 +263,7 @@ void envdbi_package_list_free(envdbi_package_row **v, size_t n)
 /* Errors, locking, statements                                               */
 /* ------------------------------------------------------------------------ */
 
-static int db_error(envdbi_store *s, int rc, const char *what)
+static int db_error_msg(envdbi_store *s, int rc, const char *what, const char *msg)
 {
 	char native[16];
 	int primary = rc & 0xff;
@@ -275,8 +275,12 @@ static int db_error(envdbi_store *s, int rc, const char *what)
 	if (primary == SQLITE_NOMEM)
 		return envdbi_error(ENVDB_ERR_NOMEM, native, "control plane %s: %s: out of memory",
 				    s->path, what);
-	return envdbi_error(ENVDB_ERR_IO, native, "control plane %s: %s: %s", s->path, what,
-			    s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+	return envdbi_error(ENVDB_ERR_IO, native, "control plane %s: %s: %s", s->path, what, msg);
+}
+
+static int db_error(envdbi_store *s, int rc, const char *what)
+{
+	return db_error_msg(s, rc, what, s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
 }
 
 static int nomem(void)
@@ -946,11 +950,9 @@ static int fk_error(envdbi_store *s, const envdbi_object_def *o, const void *rec
 }
 
 /* Map the SQLite result of a write of `rec` to a status. */
-static int write_error(envdbi_store *s, const envdbi_object_def *o, const void *rec,
-		       const char *label, int rc, const char *what)
+static int write_error_msg(envdbi_store *s, const envdbi_object_def *o, const void *rec,
+			   const char *label, int rc, const char *what, const char *sqlmsg)
 {
-	char sqlmsg[256];
-	snprintf(sqlmsg, sizeof sqlmsg, "%s", sqlite3_errmsg(s->db));
 	switch (rc) {
 	case SQLITE_CONSTRAINT_UNIQUE:
 	case SQLITE_CONSTRAINT_PRIMARYKEY:
@@ -967,8 +969,16 @@ static int write_error(envdbi_store *s, const envdbi_object_def *o, const void *
 		if ((rc & 0xff) == SQLITE_CONSTRAINT)
 			return envdbi_error(ENVDB_ERR_INVALID, NULL, "%s: %s: %s", label, what,
 					    sqlmsg);
-		return db_error(s, rc, what);
+		return db_error_msg(s, rc, what, sqlmsg);
 	}
+}
+
+static int write_error(envdbi_store *s, const envdbi_object_def *o, const void *rec,
+		       const char *label, int rc, const char *what)
+{
+	char sqlmsg[256];
+	snprintf(sqlmsg, sizeof sqlmsg, "%s", sqlite3_errmsg(s->db));
+	return write_error_msg(s, o, rec, label, rc, what, sqlmsg);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1013,12 +1023,15 @@ static int record_insert(envdbi_store *s, const envdbi_object_def *o, const void
 	char *label = NULL;
 	int rc;
 	lock(s);
-	if ((label = record_label(s, o, rec)) == NULL) {
-		rc = nomem();
+	/* The label (for messages) of a credential or member costs a query:
+	 * made only when there is something to report. */
+	if (envdbi_schema_check_record(o, rec, o->label) != 0) {
+		if ((label = record_label(s, o, rec)) == NULL)
+			rc = nomem();
+		else
+			rc = envdbi_schema_check_record(o, rec, label);
 		goto out;
 	}
-	if ((rc = envdbi_schema_check_record(o, rec, label)) != 0)
-		goto out;
 	if ((rc = kind_get(s, &st, SK_INSERT, o)) != 0)
 		goto out;
 	for (size_t i = 0; i < o->n_fields; i++)
@@ -1027,8 +1040,16 @@ static int record_insert(envdbi_store *s, const envdbi_object_def *o, const void
 	int step = sqlite3_step(st);
 	kind_put(s, st, SK_INSERT, o);
 	st = NULL;
-	if (step != SQLITE_DONE)
-		rc = write_error(s, o, rec, label, step, "insert");
+	if (step != SQLITE_DONE) {
+		char sqlmsg[256];
+
+		/* Before the label's query replaces SQLite's message. */
+		snprintf(sqlmsg, sizeof sqlmsg, "%s", sqlite3_errmsg(s->db));
+		if ((label = record_label(s, o, rec)) == NULL)
+			rc = nomem();
+		else
+			rc = write_error_msg(s, o, rec, label, step, "insert", sqlmsg);
+	}
 out:
 	kind_put(s, st, SK_INSERT, o);
 	unlock(s);
