@@ -60,15 +60,33 @@ typedef struct lib_run {
 	envdb_ctx *ctx;
 	int n;
 	int orgs, per_org; /* the seed's shape: orgs x per_org environments */
-	uint64_t syncs, ops; /* over the timed and untimed runs */
+	sync_counts sy; /* over the timed and untimed runs */
+	uint64_t ops;
 } lib_run;
 
-static uint64_t syncs_now(void)
+/* acc += (now - since) */
+static void syncs_add(sync_counts *acc, const sync_counts *since)
 {
-	sync_counts c;
+	sync_counts now;
 
-	sync_count_get(&c);
-	return c.total;
+	sync_count_get(&now);
+	acc->total += now.total - since->total;
+	acc->dirs += now.dirs - since->dirs;
+	acc->files += now.files - since->files;
+	acc->ns_dirs += now.ns_dirs - since->ns_dirs;
+	acc->ns_files += now.ns_files - since->ns_files;
+}
+
+/* "N file syncs (M us each), D directory syncs (E us each)" per op. */
+static void syncs_describe(char *out, size_t cap, const sync_counts *c, uint64_t ops)
+{
+	snprintf(out, cap,
+		 "%.2f fdatasync/fsync of files (%.0f us each), %.2f fsync of directories (%.0f "
+		 "us each)",
+		 (double)c->files / (double)ops,
+		 c->files ? (double)c->ns_files / (double)c->files / 1e3 : 0,
+		 (double)c->dirs / (double)ops,
+		 c->dirs ? (double)c->ns_dirs / (double)c->dirs / 1e3 : 0);
 }
 
 typedef struct floor_run {
@@ -78,7 +96,8 @@ typedef struct floor_run {
 	int envs_fd;
 	char envs[1200];
 	int n;
-	uint64_t syncs, ops;
+	sync_counts sy;
+	uint64_t ops;
 } floor_run;
 
 static double lib_once(void *arg, int run)
@@ -86,10 +105,12 @@ static double lib_once(void *arg, int run)
 	lib_run *L = arg;
 	envdb_provision_opts o = ENVDB_PROVISION_OPTS_INIT;
 	char org[64];
-	uint64_t s0 = syncs_now();
-	double t0 = bench_now(), t;
+	sync_counts s0;
+	double t0, t;
 	int i;
 
+	sync_count_get(&s0);
+	t0 = bench_now();
 	o.env_type = "development";
 	o.created_by = "owner";
 	for (i = 0; i < L->n; i++) {
@@ -98,7 +119,7 @@ static double lib_once(void *arg, int run)
 			bench_die("provision");
 	}
 	t = (bench_now() - t0) * 1e3 / L->n;
-	L->syncs += syncs_now() - s0;
+	syncs_add(&L->sy, &s0);
 	L->ops += (uint64_t)L->n;
 	return t;
 }
@@ -110,10 +131,12 @@ static double seed_once(void *arg, int run)
 	lib_run *L = arg;
 	envdb_provision_opts o = ENVDB_PROVISION_OPTS_INIT;
 	char org[64], slug[32];
-	uint64_t s0 = syncs_now();
-	double t0 = bench_now(), t;
+	sync_counts s0;
+	double t0, t;
 	int i, j;
 
+	sync_count_get(&s0);
+	t0 = bench_now();
 	o.created_by = "owner";
 	for (i = 0; i < L->orgs; i++) {
 		snprintf(org, sizeof(org), "seed-%d-%d", run, i);
@@ -128,7 +151,7 @@ static double seed_once(void *arg, int run)
 		}
 	}
 	t = (bench_now() - t0) * 1e3 / (L->orgs * L->per_org);
-	L->syncs += syncs_now() - s0;
+	syncs_add(&L->sy, &s0);
 	L->ops += (uint64_t)(L->orgs * L->per_org);
 	return t;
 }
@@ -261,10 +284,12 @@ static double floor_once(void *arg, int run)
 {
 	floor_run *F = arg;
 	char org[64];
-	uint64_t s0 = syncs_now();
-	double t0 = bench_now(), t;
+	sync_counts s0;
+	double t0, t;
 	int i;
 
+	sync_count_get(&s0);
+	t0 = bench_now();
 	for (i = 0; i < F->n; i++) {
 		snprintf(org, sizeof(org), "floor-%d-%d-%d", F->n, run, i);
 		if (floor_one(F, org) != 0) {
@@ -273,7 +298,7 @@ static double floor_once(void *arg, int run)
 		}
 	}
 	t = (bench_now() - t0) * 1e3 / F->n;
-	F->syncs += syncs_now() - s0;
+	syncs_add(&F->sy, &s0);
 	F->ops += (uint64_t)F->n;
 	return t;
 }
@@ -337,6 +362,7 @@ static void floor_close(floor_run *F)
 int main(void)
 {
 	char dir[1024], ldir[1100], fdir[1100], lman[1200], fman[1200], fs[32], title[256];
+	char d1[256], d2[256];
 	int n = (int)bench_env_long("ENVDB_BENCH_PROVISION_N", bench_quick() ? 10 : 40);
 	int runs = bench_runs(bench_quick() ? 3 : 7), rc;
 	bench_stats m, f;
@@ -381,7 +407,10 @@ int main(void)
 		    "transaction (WAL, synchronous=FULL: one fdatasync) inserting the same 4 rows "
 		    "(environment, database, credential, owner member)",
 		    1.3);
-	bench_syncs((double)L.syncs / (double)L.ops, (double)F.syncs / (double)F.ops);
+	bench_syncs((double)L.sy.total / (double)L.ops, (double)F.sy.total / (double)F.ops);
+	syncs_describe(d1, sizeof(d1), &L.sy, L.ops);
+	syncs_describe(d2, sizeof(d2), &F.sy, F.ops);
+	bench_note("provision, syncs per environment: library %s; floor %s", d1, d2);
 	bench_note("provision: the library commits the intent row before creating the file "
 		   "(a second durable transaction, DESIGN.md section 4: 4 syncs per environment "
 		   "where the floor makes 3, so the ratio tends to 1.33 where syncs dominate)");
@@ -389,7 +418,9 @@ int main(void)
 	/* The seed's shape. */
 	L.orgs = bench_quick() ? 2 : 10;
 	L.per_org = bench_quick() ? 10 : 100;
-	L.syncs = L.ops = F.syncs = F.ops = 0;
+	memset(&L.sy, 0, sizeof(L.sy));
+	memset(&F.sy, 0, sizeof(F.sy));
+	L.ops = F.ops = 0;
 	F.n = L.orgs * L.per_org;
 	if (bench_pair(&m, &f, 0, bench_runs(3), seed_once, &L, floor_once, &F) != 0)
 		return 2;
@@ -397,7 +428,10 @@ int main(void)
 		 L.per_org);
 	bench_ratio("provision_seed_shape", title, "ms/env", &m, &f, "floor",
 		    "the same floor as workload 1, for as many environments", 1.3);
-	bench_syncs((double)L.syncs / (double)L.ops, (double)F.syncs / (double)F.ops);
+	bench_syncs((double)L.sy.total / (double)L.ops, (double)F.sy.total / (double)F.ops);
+	syncs_describe(d1, sizeof(d1), &L.sy, L.ops);
+	syncs_describe(d2, sizeof(d2), &F.sy, F.ops);
+	bench_note("provision, seed shape, syncs per environment: library %s; floor %s", d1, d2);
 	bench_note("provision, seed shape: per organization envdb_org_provision (its default "
 		   "prod) then envdb_env_provision of the others, on the same control plane");
 

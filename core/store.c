@@ -1628,6 +1628,33 @@ int envdbi_store_env_set_status(envdbi_store *s, const char *id, const char *fro
 	return set_status(s, ENVDBI_OBJ_ENVIRONMENT, id, from, to, NULL);
 }
 
+int envdbi_store_env_activate(envdbi_store *s, const char *id)
+{
+	envdb_environment *cur = NULL;
+	int changes = 0, rc = 0;
+	if (id == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "environment: activate: no id");
+	lock(s);
+	/* One statement: the check and the change (what env_get and a
+	 * record_update of every column cost twice over). */
+	int step = exec_raw(s,
+			    "UPDATE \"sys_environment\" SET \"status\" = 'active', "
+			    "\"pending_database_name\" = NULL, \"pending_driver\" = NULL, "
+			    "\"lease_expires_at\" = NULL, \"updated_at\" = ?2 "
+			    "WHERE \"id\" = ?1 AND \"status\" = 'provisioning'",
+			    (bindv[]){BT(id), BI(envdbi_now())}, 2, &changes);
+	if (step != SQLITE_DONE)
+		rc = db_error(s, step, "activate environment");
+	else if (changes == 0 && (rc = envdbi_store_env_get(s, &cur, id)) == 0)
+		rc = envdbi_error(ENVDB_ERR_STATE, NULL,
+				  "environment %s/%s: the intent was taken over (status %s); its lease "
+				  "expired before provisioning finished",
+				  cur->organization_id, cur->slug, cur->status);
+	envdb_environment_free(cur);
+	unlock(s);
+	return rc;
+}
+
 int envdbi_store_env_delete(envdbi_store *s, const char *id)
 {
 	char what[96];

@@ -188,6 +188,13 @@ int envdbi_store_env_update(envdbi_store *s, const envdb_environment *e);
 int envdbi_store_env_set_status(envdbi_store *s, const char *id, const char *from,
 				const char *to);
 
+/** Provisioning's last step: status provisioning -> active, the pending
+ * fields and the lease cleared, updated_at set, in one statement.
+ * ENVDB_ERR_STATE ("environment ORG/SLUG: the intent was taken over (status
+ * X)...") when the row is no longer provisioning, ENVDB_ERR_NOT_FOUND when
+ * it is gone. */
+int envdbi_store_env_activate(envdbi_store *s, const char *id);
+
 /** Delete the environment row and, by ON DELETE CASCADE, its database row,
  * credentials and members.  ENVDB_ERR_NOT_FOUND when missing. */
 int envdbi_store_env_delete(envdbi_store *s, const char *id);

@@ -13,6 +13,7 @@ typedef struct {
 	uint64_t total; /* fsync + fdatasync */
 	uint64_t dirs;	/* of them, on a directory */
 	uint64_t files; /* of them, on a regular file */
+	uint64_t ns_dirs, ns_files; /* time spent in them (CLOCK_MONOTONIC) */
 } sync_counts;
 
 /* The counts since the process started (thread-safe, relaxed). */
