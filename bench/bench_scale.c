@@ -474,11 +474,11 @@ int main(void)
 		bench_stats wb = {B.wal_per_env, B.wal_per_env, B.wal_per_env, 1};
 		char note[256];
 
-		snprintf(t, sizeof(t), "6 control-plane log bytes per provision, %zu envs", A.n);
+		snprintf(t, sizeof(t), "6 log (WAL) bytes per provision, %zu envs", A.n);
 		snprintf(note, sizeof(note), "%.1f pages per provisioning (2 commits)",
 			 A.frames_per_env);
 		bench_value("scale_wal_small", t, "B/env", &wa, BENCH_NO_TARGET, 0, note);
-		snprintf(t, sizeof(t), "6 control-plane log bytes per provision, %zu envs", B.n);
+		snprintf(t, sizeof(t), "6 log (WAL) bytes per provision, %zu envs", B.n);
 		snprintf(note, sizeof(note),
 			 "%.1f pages per provisioning (2 commits): WAL frames (page + 24-byte "
 			 "header) written by %d provisionings, / %d",
