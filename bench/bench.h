@@ -93,6 +93,12 @@ enum bench_target {
 int bench_value(const char *id, const char *title, const char *unit, const bench_stats *value,
 		int target_kind, double target, const char *note);
 
+/** Attach the disk syncs (fsync + fdatasync, tests/sync_count.c) per
+ * operation to the row just recorded, and those of its reference
+ * (ref_per_op < 0: none); printed in the table's fsync/op column and
+ * stored as fsync_per_op, reference_fsync_per_op. */
+void bench_syncs(double per_op, double ref_per_op);
+
 /** A line of context printed after the table (and stored): how a state was
  * built, what was skipped and why. */
 void bench_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -228,6 +228,23 @@ int bench_value(const char *id, const char *title, const char *unit, const bench
 	return met;
 }
 
+void bench_syncs(double per_op, double ref_per_op)
+{
+	json_t *row = json_array_get(rows, json_array_size(rows) - 1);
+
+	if (row == NULL)
+		return;
+	json_object_set_new(row, "fsync_per_op", json_real(per_op));
+	json_object_set_new(row, "reference_fsync_per_op",
+			    ref_per_op >= 0 ? json_real(ref_per_op) : json_null());
+	if (ref_per_op >= 0)
+		printf("  %s: fsync+fdatasync per operation %.2f (reference %.2f)\n",
+		       json_string_value(json_object_get(row, "id")), per_op, ref_per_op);
+	else
+		printf("  %s: fsync+fdatasync per operation %.2f\n",
+		       json_string_value(json_object_get(row, "id")), per_op);
+}
+
 void bench_note(const char *fmt, ...)
 {
 	char buf[2048];
@@ -508,15 +525,15 @@ void bench_table_print(FILE *out, const struct json_t *rows_in)
 	size_t i, n_met = 0, n_missed = 0;
 	char missed[1024] = "";
 
-	fprintf(out, "%-46s %9s %9s %9s %-10s %-18s %7s %-12s %s\n", "workload", "median", "min",
-		"max", "unit", "reference (median)", "ratio", "target", "");
+	fprintf(out, "%-46s %9s %9s %9s %-10s %-18s %7s %-12s %-11s %s\n", "workload", "median",
+		"min", "max", "unit", "reference (median)", "ratio", "target", "fsync/op", "");
 	for (i = 0; i < json_array_size(rs); i++) {
 		const json_t *r = json_array_get(rs, i);
 		const json_t *ref = json_object_get(r, "reference");
 		const json_t *tg = json_object_get(r, "target");
 		const json_t *met = json_object_get(r, "met");
 		char med[32], mn[32], mx[32], refs[64] = "", ratio[32] = "", target[48] = "",
-							  tv[32];
+							  tv[32], syncs[48] = "";
 
 		fmt_num(med, sizeof(med), num(r, "median"));
 		fmt_num(mn, sizeof(mn), num(r, "min"));
@@ -543,6 +560,13 @@ void bench_table_print(FILE *out, const struct json_t *rows_in)
 				snprintf(target, sizeof(target), "%s %s",
 					 strcmp(kind, "at_least") == 0 ? ">=" : "<=", tv);
 		}
+		if (json_is_number(json_object_get(r, "fsync_per_op"))) {
+			if (json_is_number(json_object_get(r, "reference_fsync_per_op")))
+				snprintf(syncs, sizeof(syncs), "%.2f (%.2f)", num(r, "fsync_per_op"),
+					 num(r, "reference_fsync_per_op"));
+			else
+				snprintf(syncs, sizeof(syncs), "%.2f", num(r, "fsync_per_op"));
+		}
 		if (json_is_true(met))
 			n_met++;
 		else if (json_is_false(met)) {
@@ -553,8 +577,8 @@ void bench_table_print(FILE *out, const struct json_t *rows_in)
 				strcat(missed, str(r, "id"));
 			}
 		}
-		fprintf(out, "%-46.46s %9s %9s %9s %-10s %-18s %7s %-12s %s\n", str(r, "title"), med,
-			mn, mx, str(r, "unit"), refs, ratio, target,
+		fprintf(out, "%-46.46s %9s %9s %9s %-10s %-18s %7s %-12s %-11s %s\n", str(r, "title"),
+			med, mn, mx, str(r, "unit"), refs, ratio, target, syncs,
 			json_is_true(met) ? "met" : json_is_false(met) ? "MISSED" : "");
 	}
 	fprintf(out, "targets: %zu met, %zu missed%s%s\n", n_met, n_missed, n_missed ? ": " : "",

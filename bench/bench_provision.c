@@ -8,11 +8,13 @@
  * of its own.  Figure: milliseconds per environment.
  *
  * Floor, per environment, on a second control plane created by envdb (same
- * schema, same pragmas: WAL, synchronous=FULL, foreign keys on):
- *   1. the SQLite file the adapter creates: openat(O_CREAT|O_EXCL|
- *      O_NOFOLLOW, 0600), close, sqlite3_open_v2, PRAGMA journal_mode=WAL,
- *      sqlite3_close, fsync of the directory (what makes the new file
- *      durable);
+ * schema, same pragmas: WAL, synchronous=FULL, foreign keys on) — the
+ * physical work:
+ *   1. a new SQLite file in WAL mode made durable with the fewest syncs
+ *      that are correct, two: openat(O_CREAT|O_EXCL|O_NOFOLLOW, 0600),
+ *      close, sqlite3_open_v2, PRAGMA journal_mode=OFF then =WAL (the
+ *      header written straight to the file: one fdatasync, no rollback
+ *      journal), sqlite3_close, fsync of the directory;
  *   2. the secret: 32 random bytes, base64url (what the adapter mints);
  *   3. the same encryption call: the kms plugin's encrypt, through the same
  *      host call, with the credential's associated data;
@@ -23,6 +25,14 @@
  * file exists (a second durable transaction: the crash safety of
  * DESIGN.md §4), validation, and reading the intent back under the write
  * lock.  Target: <= 1.3 x floor.
+ *
+ * The same pair again in the seed's workload shape: 10 organizations of
+ * 100 environments each, the first one the default (envdb_org_provision,
+ * then envdb_env_provision), against 1,000 environments of the floor.
+ *
+ * Every figure is printed with the disk syncs (fsync + fdatasync, counted
+ * by interposing both in this executable: tests/sync_count.c) per
+ * environment, of the library and of the floor.
  *
  * Environment: ENVDB_BENCH_PROVISION_N (environments per run, default 40),
  * ENVDB_BENCH_RUNS (default 7), TMPDIR (where the files go: the durability
@@ -44,11 +54,40 @@
 #include "bench.h"
 #include "internal.h"
 #include "store.h"
+#include "sync_count.h"
 
 typedef struct lib_run {
 	envdb_ctx *ctx;
 	int n;
+	int orgs, per_org; /* the seed's shape: orgs x per_org environments */
+	sync_counts sy; /* over the timed and untimed runs */
+	uint64_t ops;
 } lib_run;
+
+/* acc += (now - since) */
+static void syncs_add(sync_counts *acc, const sync_counts *since)
+{
+	sync_counts now;
+
+	sync_count_get(&now);
+	acc->total += now.total - since->total;
+	acc->dirs += now.dirs - since->dirs;
+	acc->files += now.files - since->files;
+	acc->ns_dirs += now.ns_dirs - since->ns_dirs;
+	acc->ns_files += now.ns_files - since->ns_files;
+}
+
+/* "N file syncs (M us each), D directory syncs (E us each)" per op. */
+static void syncs_describe(char *out, size_t cap, const sync_counts *c, uint64_t ops)
+{
+	snprintf(out, cap,
+		 "%.2f fdatasync/fsync of files (%.0f us each), %.2f fsync of directories (%.0f "
+		 "us each)",
+		 (double)c->files / (double)ops,
+		 c->files ? (double)c->ns_files / (double)c->files / 1e3 : 0,
+		 (double)c->dirs / (double)ops,
+		 c->dirs ? (double)c->ns_dirs / (double)c->dirs / 1e3 : 0);
+}
 
 typedef struct floor_run {
 	envdb_ctx *enc_ctx; /* only its encryptor is used */
@@ -57,6 +96,8 @@ typedef struct floor_run {
 	int envs_fd;
 	char envs[1200];
 	int n;
+	sync_counts sy;
+	uint64_t ops;
 } floor_run;
 
 static double lib_once(void *arg, int run)
@@ -64,9 +105,12 @@ static double lib_once(void *arg, int run)
 	lib_run *L = arg;
 	envdb_provision_opts o = ENVDB_PROVISION_OPTS_INIT;
 	char org[64];
-	double t0 = bench_now();
+	sync_counts s0;
+	double t0, t;
 	int i;
 
+	sync_count_get(&s0);
+	t0 = bench_now();
 	o.env_type = "development";
 	o.created_by = "owner";
 	for (i = 0; i < L->n; i++) {
@@ -74,7 +118,42 @@ static double lib_once(void *arg, int run)
 		if (envdb_env_provision(NULL, L->ctx, org, "dev", &o) != 0)
 			bench_die("provision");
 	}
-	return (bench_now() - t0) * 1e3 / L->n;
+	t = (bench_now() - t0) * 1e3 / L->n;
+	syncs_add(&L->sy, &s0);
+	L->ops += (uint64_t)L->n;
+	return t;
+}
+
+/* The seed's shape: per organization, its default environment (prod) and
+ * per_org - 1 more. */
+static double seed_once(void *arg, int run)
+{
+	lib_run *L = arg;
+	envdb_provision_opts o = ENVDB_PROVISION_OPTS_INIT;
+	char org[64], slug[32];
+	sync_counts s0;
+	double t0, t;
+	int i, j;
+
+	sync_count_get(&s0);
+	t0 = bench_now();
+	o.created_by = "owner";
+	for (i = 0; i < L->orgs; i++) {
+		snprintf(org, sizeof(org), "seed-%d-%d", run, i);
+		o.env_type = NULL;
+		if (envdb_org_provision(NULL, L->ctx, org, "prod", &o) != 0)
+			bench_die("provision organization");
+		o.env_type = "development";
+		for (j = 1; j < L->per_org; j++) {
+			snprintf(slug, sizeof(slug), "env-%03d", j);
+			if (envdb_env_provision(NULL, L->ctx, org, slug, &o) != 0)
+				bench_die("provision");
+		}
+	}
+	t = (bench_now() - t0) * 1e3 / (L->orgs * L->per_org);
+	syncs_add(&L->sy, &s0);
+	L->ops += (uint64_t)(L->orgs * L->per_org);
+	return t;
 }
 
 static int exec1(sqlite3 *db, const char *sql)
@@ -132,11 +211,13 @@ static int floor_one(floor_run *F, const char *org)
 	snprintf(fname, sizeof(fname), "%s.db", name);
 	snprintf(path, sizeof(path), "%s/%s", F->envs, fname);
 
-	/* 1. The file, in WAL mode, durable. */
+	/* 1. The file, in WAL mode, durable: one fdatasync of the file (its
+	 * header, written without a journal), one fsync of the directory. */
 	fd = openat(F->envs_fd, fname, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0 || close(fd) != 0)
 		goto out;
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) != 0 ||
+	    exec1(db, "PRAGMA synchronous=FULL") != 0 || exec1(db, "PRAGMA journal_mode=OFF") != 0 ||
 	    exec1(db, "PRAGMA journal_mode=WAL") != 0)
 		goto out;
 	if (sqlite3_close(db) != SQLITE_OK)
@@ -203,17 +284,23 @@ static double floor_once(void *arg, int run)
 {
 	floor_run *F = arg;
 	char org[64];
-	double t0 = bench_now();
+	sync_counts s0;
+	double t0, t;
 	int i;
 
+	sync_count_get(&s0);
+	t0 = bench_now();
 	for (i = 0; i < F->n; i++) {
-		snprintf(org, sizeof(org), "org-%d-%d", run, i);
+		snprintf(org, sizeof(org), "floor-%d-%d-%d", F->n, run, i);
 		if (floor_one(F, org) != 0) {
 			fprintf(stderr, "bench_provision: floor failed\n");
 			return -1;
 		}
 	}
-	return (bench_now() - t0) * 1e3 / F->n;
+	t = (bench_now() - t0) * 1e3 / F->n;
+	syncs_add(&F->sy, &s0);
+	F->ops += (uint64_t)F->n;
+	return t;
 }
 
 static void floor_open(floor_run *F, const char *dir, const char *manifest)
@@ -274,7 +361,8 @@ static void floor_close(floor_run *F)
 
 int main(void)
 {
-	char dir[1024], ldir[1100], fdir[1100], lman[1200], fman[1200], fs[32], title[128];
+	char dir[1024], ldir[1100], fdir[1100], lman[1200], fman[1200], fs[32], title[256];
+	char d1[256], d2[256];
 	int n = (int)bench_env_long("ENVDB_BENCH_PROVISION_N", bench_quick() ? 10 : 40);
 	int runs = bench_runs(bench_quick() ? 3 : 7), rc;
 	bench_stats m, f;
@@ -312,14 +400,40 @@ int main(void)
 		return 2;
 	snprintf(title, sizeof(title), "1 provision (sqlite+kms, %s), %d envs/run", fs, n);
 	bench_ratio("provision", title, "ms/env", &m, &f, "floor",
-		    "per environment: create the SQLite file as the adapter does (O_EXCL, mode "
-		    "0600, journal_mode=WAL, fsync of the directory), 32 random bytes base64url, "
-		    "the same kms encrypt call, and ONE durable control-plane transaction "
-		    "(WAL, synchronous=FULL) inserting the same 4 rows (environment, database, "
-		    "credential, owner member)",
+		    "per environment, the physical work: a new SQLite file in WAL mode made "
+		    "durable with the fewest correct syncs, 2 (O_EXCL, mode 0600, journal_mode=OFF "
+		    "then WAL: one fdatasync of the file, then fsync of the directory), 32 random "
+		    "bytes base64url, the same kms encrypt call, and ONE durable control-plane "
+		    "transaction (WAL, synchronous=FULL: one fdatasync) inserting the same 4 rows "
+		    "(environment, database, credential, owner member)",
 		    1.3);
+	bench_syncs((double)L.sy.total / (double)L.ops, (double)F.sy.total / (double)F.ops);
+	syncs_describe(d1, sizeof(d1), &L.sy, L.ops);
+	syncs_describe(d2, sizeof(d2), &F.sy, F.ops);
+	bench_note("provision, syncs per environment: library %s; floor %s", d1, d2);
 	bench_note("provision: the library commits the intent row before creating the file "
-		   "(a second durable transaction, DESIGN.md section 4); the floor does not");
+		   "(a second durable transaction, DESIGN.md section 4: 4 syncs per environment "
+		   "where the floor makes 3, so the ratio tends to 1.33 where syncs dominate)");
+
+	/* The seed's shape. */
+	L.orgs = bench_quick() ? 2 : 10;
+	L.per_org = bench_quick() ? 10 : 100;
+	memset(&L.sy, 0, sizeof(L.sy));
+	memset(&F.sy, 0, sizeof(F.sy));
+	L.ops = F.ops = 0;
+	F.n = L.orgs * L.per_org;
+	if (bench_pair(&m, &f, 0, bench_runs(3), seed_once, &L, floor_once, &F) != 0)
+		return 2;
+	snprintf(title, sizeof(title), "1 provision, seed shape %d orgs x %d envs", L.orgs,
+		 L.per_org);
+	bench_ratio("provision_seed_shape", title, "ms/env", &m, &f, "floor",
+		    "the same floor as workload 1, for as many environments", 1.3);
+	bench_syncs((double)L.sy.total / (double)L.ops, (double)F.sy.total / (double)F.ops);
+	syncs_describe(d1, sizeof(d1), &L.sy, L.ops);
+	syncs_describe(d2, sizeof(d2), &F.sy, F.ops);
+	bench_note("provision, seed shape, syncs per environment: library %s; floor %s", d1, d2);
+	bench_note("provision, seed shape: per organization envdb_org_provision (its default "
+		   "prod) then envdb_env_provision of the others, on the same control plane");
 
 	floor_close(&F);
 	envdb_close(L.ctx);

@@ -68,6 +68,12 @@ int envdbi_check_text(const char *op, const char *what, const char *s, size_t ma
 void *envdbi_secure_alloc(size_t size);
 void envdbi_secure_free(void *ptr);
 
+/** Counters of the secure allocator (tests, bench). */
+typedef struct envdbi_secure_stats {
+	uint64_t own_allocs; /**< blocks too big for the pool: a sodium_malloc each */
+} envdbi_secure_stats;
+void envdbi_secure_get_stats(envdbi_secure_stats *out);
+
 /** A secret in secure memory: data is NUL-terminated, len excludes the NUL. */
 typedef struct envdbi_secret {
 	char *data;

@@ -157,7 +157,6 @@ static int provision_commit(envdb_ctx *ctx, const char *env_id, const envdb_data
 			    minted *creds, size_t n_creds, const char *owner)
 {
 	envdbi_store *s = ctx->store;
-	envdb_environment *cur = NULL;
 	envdb_member m;
 	size_t i;
 	int rc;
@@ -165,16 +164,10 @@ static int provision_commit(envdb_ctx *ctx, const char *env_id, const envdb_data
 	if ((rc = envdbi_store_begin(s)) != ENVDB_OK)
 		return rc;
 	/* Under the write lock: the intent must still be ours (reconcile may
-	 * have claimed it after its lease ran out). */
-	if ((rc = envdbi_store_env_get(s, &cur, env_id)) != ENVDB_OK)
+	 * have claimed it after its lease ran out): activated first, so that a
+	 * lost intent fails before anything is inserted. */
+	if ((rc = envdbi_store_env_activate(s, env_id)) != ENVDB_OK)
 		goto fail;
-	if (strcmp(cur->status, "provisioning") != 0) {
-		rc = envdbi_error(ENVDB_ERR_STATE, NULL,
-				  "environment %s/%s: the intent was taken over (status %s); its lease "
-				  "expired before provisioning finished",
-				  cur->organization_id, cur->slug, cur->status);
-		goto fail;
-	}
 	if ((rc = envdbi_store_db_insert(s, d, NULL)) != ENVDB_OK)
 		goto fail;
 	for (i = 0; i < n_creds; i++)
@@ -187,25 +180,10 @@ static int provision_commit(envdb_ctx *ctx, const char *env_id, const envdb_data
 	m.invited_by = (char *)owner;
 	if ((rc = envdbi_store_member_insert(s, &m, NULL)) != ENVDB_OK)
 		goto fail;
-	free(cur->status);
-	free(cur->pending_database_name);
-	free(cur->pending_driver);
-	cur->pending_database_name = NULL;
-	cur->pending_driver = NULL;
-	cur->lease_expires_at = 0;
-	cur->status = strdup("active");
-	if (cur->status == NULL) {
-		rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "provision: out of memory");
-		goto fail;
-	}
-	if ((rc = envdbi_store_env_update(s, cur)) != ENVDB_OK)
-		goto fail;
 	if ((rc = ENVDB_FAILPOINT("provision.commit")) != ENVDB_OK)
 		goto fail;
-	envdb_environment_free(cur);
 	return envdbi_store_commit(s);
 fail:
-	envdb_environment_free(cur);
 	envdbi_store_rollback(s);
 	return rc;
 }

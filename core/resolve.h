@@ -9,9 +9,13 @@
  * (envdbi_cache_new(&c, ctx->store, manifest cache_size, cache_ttl_ms),
  * installed with an atomic compare-and-swap) — also when cache_size is 0:
  * such a cache keeps no results but still coalesces the last_accessed_at
- * writes.  envdb_close() (context.c) calls envdbi_cache_free(ctx->cache)
- * BEFORE closing the store: it flushes the pending last_accessed_at writes
- * through it.
+ * writes.  A resolve never writes last_accessed_at itself: it queues the
+ * write, and the cache's flusher thread (started with the first queued
+ * write; it only ever touches the store through the cache's borrowed
+ * pointer) writes queued values in batches, one transaction each.
+ * envdb_close() (context.c) calls envdbi_cache_free(ctx->cache) BEFORE
+ * closing the store: it stops the flusher and writes the rest, in one
+ * transaction, through it.
  *
  * Invalidation (envdbi_cache_invalidate_env, declared in store.h) is called
  * by every change made through this context that affects a resolve result:
@@ -29,6 +33,11 @@
 
 /** last_accessed_at of a database is written at most this often. */
 #define ENVDBI_TOUCH_INTERVAL_S 60
+/** The flusher writes the pending last_accessed_at values (in one
+ * transaction) once this many are pending... */
+#define ENVDBI_TOUCH_BATCH 1024
+/** ...or once the oldest has waited this long. */
+#define ENVDBI_TOUCH_FLUSH_MS 2000
 
 /** Create a cache of at most `capacity` results (0: none kept) living
  * `ttl_ms` milliseconds each.  `store` is borrowed until envdbi_cache_free()
@@ -49,13 +58,19 @@ typedef struct envdbi_cache_stats {
 	uint64_t misses;
 	uint64_t invalidations; /**< entries dropped by invalidation */
 	uint64_t evictions;     /**< entries dropped for room (CLOCK) */
-	uint64_t touch_writes;  /**< last_accessed_at writes made */
+	uint64_t touch_writes;  /**< last_accessed_at values written */
+	uint64_t touch_flushes; /**< transactions that wrote them */
 	size_t size;            /**< entries held now */
 	size_t capacity;
 } envdbi_cache_stats;
 void envdbi_cache_get_stats(envdbi_cache_stats *out, envdbi_cache *c);
 
-/** Write every pending last_accessed_at now (also done by free). */
+/** Write the queued last_accessed_at values now, in one transaction, on
+ * the calling thread, as the flusher and free do. */
 int envdbi_cache_flush_touches(envdbi_cache *c);
+
+/** Tests: flush once `batch` (>= 1) records are pending or the oldest has
+ * waited `interval_ms` (defaults ENVDBI_TOUCH_BATCH, ENVDBI_TOUCH_FLUSH_MS). */
+void envdbi_cache_set_flush(envdbi_cache *c, size_t batch, int64_t interval_ms);
 
 #endif /* ENVDB_RESOLVE_H */

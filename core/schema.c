@@ -37,7 +37,7 @@ static const char *const package_statuses[] = {"installed", "installing", "faile
 #define F(rec, member) offsetof(rec, member)
 
 static const envdbi_field_def environment_fields[] = {
-	{"id", ENVDBI_FT_UUID, "unique id of the environment (UUID v4)", NULL, true, NULL, NULL,
+	{"id", ENVDBI_FT_UUID, "unique id of the environment (UUID v7)", NULL, true, NULL, NULL,
 	 ENVDBI_FF_PRIMARY | ENVDBI_FF_IMMUTABLE, F(envdb_environment, id)},
 	{"organization_id", ENVDBI_FT_TEXT, "organization that owns the environment", NULL, true,
 	 NULL, NULL, ENVDBI_FF_IMMUTABLE, F(envdb_environment, organization_id)},
@@ -83,12 +83,10 @@ static const envdbi_index_def environment_indexes[] = {
 	{"sys_environment_one_default", {"organization_id", NULL}, true,
 	 "\"is_default\" = 1 AND \"status\" NOT IN ('archived', 'failed')",
 	 "at most one default environment per organization", "one_default_per_org"},
-	{"sys_environment_status", {"status", NULL}, false, NULL,
-	 "find intents and environments by state", NULL},
 };
 
 static const envdbi_field_def database_fields[] = {
-	{"id", ENVDBI_FT_UUID, "unique id of the database row (UUID v4)", NULL, true, NULL, NULL,
+	{"id", ENVDBI_FT_UUID, "unique id of the database row (UUID v7)", NULL, true, NULL, NULL,
 	 ENVDBI_FF_PRIMARY | ENVDBI_FF_IMMUTABLE, F(envdb_database, id)},
 	{"environment_id", ENVDBI_FT_REF, "the environment this database belongs to (exactly one)",
 	 NULL, true, NULL, "sys_environment", ENVDBI_FF_IMMUTABLE | ENVDBI_FF_CASCADE,
@@ -119,7 +117,7 @@ static const envdbi_index_def database_indexes[] = {
 };
 
 static const envdbi_field_def credential_fields[] = {
-	{"id", ENVDBI_FT_UUID, "unique id of the credential (UUID v4); part of the AAD", NULL, true,
+	{"id", ENVDBI_FT_UUID, "unique id of the credential (UUID v7); part of the AAD", NULL, true,
 	 NULL, NULL, ENVDBI_FF_PRIMARY | ENVDBI_FF_IMMUTABLE, F(envdb_credential, id)},
 	{"environment_database_id", ENVDBI_FT_REF, "the database the credential opens; part of the AAD",
 	 NULL, true, NULL, "sys_environment_database", ENVDBI_FF_IMMUTABLE | ENVDBI_FF_CASCADE,
@@ -160,7 +158,7 @@ static const envdbi_index_def credential_indexes[] = {
 };
 
 static const envdbi_field_def member_fields[] = {
-	{"id", ENVDBI_FT_UUID, "unique id of the membership (UUID v4)", NULL, true, NULL, NULL,
+	{"id", ENVDBI_FT_UUID, "unique id of the membership (UUID v7)", NULL, true, NULL, NULL,
 	 ENVDBI_FF_PRIMARY | ENVDBI_FF_IMMUTABLE, F(envdb_member, id)},
 	{"environment_id", ENVDBI_FT_REF, "the environment", NULL, true, NULL, "sys_environment",
 	 ENVDBI_FF_IMMUTABLE | ENVDBI_FF_CASCADE, F(envdb_member, environment_id)},
@@ -179,8 +177,6 @@ static const envdbi_field_def member_fields[] = {
 static const envdbi_index_def member_indexes[] = {
 	{"sys_environment_member_env_user", {"environment_id", "user_id", NULL}, true, NULL,
 	 "a user is a member of an environment at most once", "unique_member"},
-	{"sys_environment_member_user", {"user_id", NULL}, false, NULL,
-	 "environments of a user", NULL},
 };
 
 static const envdbi_field_def tenant_db_fields[] = {

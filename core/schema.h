@@ -24,7 +24,7 @@
  * type: text types are `char *`, BOOL is `int`, INT and TIME are
  * `int64_t`. */
 typedef enum envdbi_ftype {
-	ENVDBI_FT_UUID = 1,   /**< UUID v4 text, lowercase */
+	ENVDBI_FT_UUID = 1,   /**< UUID text (v7 when envdb makes it), lowercase */
 	ENVDBI_FT_TEXT,       /**< free text */
 	ENVDBI_FT_SLUG,       /**< ^[a-z0-9][a-z0-9-]{0,62}$ */
 	ENVDBI_FT_ENUM,       /**< one of enum_values */

@@ -172,7 +172,8 @@ bool envdbi_store_in_transaction(envdbi_store *s);
 /* Helpers                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/** A new random UUID v4 (libsodium randombytes) as 36 lowercase chars + NUL. */
+/** A new time-ordered UUID v7 (Unix milliseconds, then 74 bits from libsodium
+ * randombytes) as 36 lowercase chars + NUL. */
 void envdbi_uuid_new(char out[37]);
 /** True when `s` is a lowercase canonical UUID text. */
 bool envdbi_uuid_valid(const char *s);
@@ -241,6 +242,13 @@ int envdbi_store_env_update(envdbi_store *s, const envdb_environment *e);
  * processes cannot both move the same intent.  ENVDB_ERR_NOT_FOUND. */
 int envdbi_store_env_set_status(envdbi_store *s, const char *id, const char *from,
 				const char *to);
+
+/** Provisioning's last step: status provisioning -> active, the pending
+ * fields and the lease cleared, updated_at set, in one statement.
+ * ENVDB_ERR_STATE ("environment ORG/SLUG: the intent was taken over (status
+ * X)...") when the row is no longer provisioning, ENVDB_ERR_NOT_FOUND when
+ * it is gone. */
+int envdbi_store_env_activate(envdbi_store *s, const char *id);
 
 /** Delete the environment row and, by ON DELETE CASCADE, its database row,
  * credentials and members.  ENVDB_ERR_NOT_FOUND when missing. */

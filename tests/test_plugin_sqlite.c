@@ -26,6 +26,7 @@
 #include <sqlite3.h>
 
 #include "internal.h"
+#include "sync_count.h"
 
 #define ENV_A "0f3b2c1d-aaaa-4bbb-8ccc-0123456789ab"
 #define ENV_A_UPPER "0F3B2C1D-AAAA-4BBB-8CCC-0123456789AB"
@@ -344,6 +345,29 @@ START_TEST(test_create)
 	free(mode);
 	free(url);
 	free(meta);
+}
+END_TEST
+
+/* A new file is made durable with two syncs, the file's and its
+ * directory's, and without a rollback journal (issue 18: it took five,
+ * through a journal, under synchronous=FULL). */
+START_TEST(test_create_syncs)
+{
+	sync_counts before, after;
+	char path[PATH_MAX], *mode;
+
+	sync_count_get(&before);
+	ck_assert_int_eq(create(ENV_A, NULL, NULL), ENVDB_OK);
+	sync_count_get(&after);
+	ck_assert_uint_eq(after.total - before.total, 2);
+	ck_assert_uint_eq(after.files - before.files, 1);
+	ck_assert_uint_eq(after.dirs - before.dirs, 1);
+	/* No side file was left, and the mode persisted in the header. */
+	ck_assert_int_eq(count_entries(dbdir), 1);
+	db_path(path, sizeof(path), dbdir, NAME_A, "");
+	mode = query(path, "PRAGMA journal_mode");
+	ck_assert_str_eq(mode, "wal");
+	free(mode);
 }
 END_TEST
 
@@ -1033,6 +1057,7 @@ static Suite *sqlite_suite(void)
 	tcase_add_test(tc, test_database_name);
 	tcase_add_test(tc, test_create);
 	tcase_add_test(tc, test_deployment_marker);
+	tcase_add_test(tc, test_create_syncs);
 	tcase_add_test(tc, test_create_twice);
 	tcase_add_test(tc, test_drop);
 	tcase_add_test(tc, test_trash);

@@ -19,6 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "internal.h"
+#include "resolve.h"
+#include "sync_count.h"
 #include "testdeploy.h"
 
 static td T;
@@ -547,15 +550,31 @@ START_TEST(test_cache_many_environments)
 }
 END_TEST
 
-static int64_t last_accessed(envdb_ctx *ctx)
+static int64_t last_accessed_of(envdb_ctx *ctx, const char *slug)
 {
 	envdb_database *d = NULL;
 	int64_t t;
 
-	ck_assert_int_eq(envdb_env_database(&d, ctx, "acme", "dev"), ENVDB_OK);
+	ck_assert_int_eq(envdb_env_database(&d, ctx, "acme", slug), ENVDB_OK);
 	t = d->last_accessed_at;
 	envdb_database_free(d);
 	return t;
+}
+
+static int64_t last_accessed(envdb_ctx *ctx)
+{
+	return last_accessed_of(ctx, "dev");
+}
+
+/* Give ctx its cache now (a resolve that fails still creates it) and set
+ * its flusher's batch and interval. */
+static void cache_with_flush(envdb_ctx *ctx, size_t batch, int64_t interval_ms)
+{
+	envdb_connection *c = NULL;
+
+	ck_assert_int_ne(envdb_resolve(&c, ctx, "acme", "no-such-env", "nobody"), ENVDB_OK);
+	ck_assert_ptr_nonnull(ctx->cache);
+	envdbi_cache_set_flush(ctx->cache, batch, interval_ms);
 }
 
 START_TEST(test_last_accessed_coalesced)
@@ -563,26 +582,124 @@ START_TEST(test_last_accessed_coalesced)
 	envdb_ctx *ctx = td_open(&T), *reader = td_open(&T);
 	int64_t t0, now = (int64_t)time(NULL);
 
+	/* The flusher never writes by itself here: only explicit flushes. */
+	cache_with_flush(ctx, 1000000, (int64_t)3600 * 1000);
 	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
 	ck_assert_int_eq(last_accessed(reader), 0);
 	expect_auth(ctx, "dev", "alice", "full_access");
+	/* The resolve queued the write and did not make it. */
+	ck_assert_int_eq(last_accessed(reader), 0);
+	ck_assert_int_eq(envdbi_cache_flush_touches(ctx->cache), ENVDB_OK);
 	t0 = last_accessed(reader);
 	ck_assert_int_ge(t0, now);
 	ck_assert_int_le(t0, now + 5);
 	/* Within the minute: no write. */
 	td_clock_ahead(30);
 	expect_auth(ctx, "dev", "alice", "full_access");
+	ck_assert_int_eq(envdbi_cache_flush_touches(ctx->cache), ENVDB_OK);
 	ck_assert_int_eq(last_accessed(reader), t0);
 	/* After it: one write. */
 	td_clock_ahead(90);
 	expect_auth(ctx, "dev", "alice", "full_access");
+	ck_assert_int_eq(envdbi_cache_flush_touches(ctx->cache), ENVDB_OK);
 	ck_assert_int_ge(last_accessed(reader), now + 90);
-	/* Pending accesses are flushed when the context closes. */
+	/* Within the minute again: not due, not even at close. */
 	td_clock_ahead(100);
+	expect_auth(ctx, "dev", "alice", "full_access");
+	ck_assert_int_eq(envdbi_cache_flush_touches(ctx->cache), ENVDB_OK);
+	ck_assert_int_lt(last_accessed(reader), now + 100);
+	/* Due and queued: written when the context closes. */
+	td_clock_ahead(160);
 	expect_auth(ctx, "dev", "alice", "full_access");
 	ck_assert_int_lt(last_accessed(reader), now + 100);
 	envdb_close(ctx);
-	ck_assert_int_ge(last_accessed(reader), now + 100);
+	ck_assert_int_ge(last_accessed(reader), now + 160);
+	td_clock_ahead(0);
+	envdb_close(reader);
+}
+END_TEST
+
+/* Issue 18: a resolve, cold or cached, makes no disk sync on the caller's
+ * thread (it made one fdatasync per database, for last_accessed_at), and
+ * close writes what is pending in one transaction (it made one per
+ * database). */
+START_TEST(test_resolve_does_not_sync)
+{
+	static const char *const slugs[] = {"dev", "test", "stage", "qa"};
+	/* keeper holds the WAL open, so that a commit is one fdatasync (a new
+	 * log also syncs its header and its directory). */
+	envdb_ctx *ctx = td_open(&T), *keeper = td_open(&T);
+	sync_counts t0, t1, p0, p1;
+	size_t i;
+	int round;
+
+	for (i = 0; i < 4; i++)
+		ck_assert_int_eq(td_provision(ctx, "acme", slugs[i], NULL, "alice"), ENVDB_OK);
+	envdb_close(ctx);
+	ctx = td_open(&T);
+	sync_count_get(&p0);
+	for (round = 0; round < 2; round++) /* cold, then cached */
+		for (i = 0; i < 4; i++) {
+			sync_count_get_thread(&t0);
+			expect_auth(ctx, slugs[i], "alice", "full_access");
+			sync_count_get_thread(&t1);
+			ck_assert_msg(t1.total == t0.total, "resolve %s (round %d) synced %llu times",
+				      slugs[i], round, (unsigned long long)(t1.total - t0.total));
+		}
+	/* What envdb_close() does first (then the store's own checkpoint). */
+	envdbi_cache_free(ctx->cache);
+	ctx->cache = NULL;
+	sync_count_get(&p1);
+	envdb_close(ctx);
+	/* One commit at close (or one by the flusher, and one at close). */
+	ck_assert_uint_le(p1.total - p0.total, 2);
+	ck_assert_uint_ge(p1.total - p0.total, 1);
+	ctx = td_open(&T);
+	for (i = 0; i < 4; i++)
+		ck_assert_int_gt(last_accessed_of(ctx, slugs[i]), 0);
+	envdb_close(ctx);
+	envdb_close(keeper);
+}
+END_TEST
+
+/* The flusher writes a full batch, and a batch whose interval is over,
+ * without a close, each in one transaction. */
+START_TEST(test_last_accessed_flusher)
+{
+	envdb_ctx *ctx = td_open(&T), *reader = td_open(&T);
+	envdbi_cache_stats st;
+	int i;
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	ck_assert_int_eq(td_provision(ctx, "acme", "test", NULL, "alice"), ENVDB_OK);
+	cache_with_flush(ctx, 2, (int64_t)3600 * 1000);
+	expect_auth(ctx, "dev", "alice", "full_access");
+	ck_assert_int_eq(last_accessed_of(reader, "dev"), 0);
+	expect_auth(ctx, "test", "alice", "full_access"); /* the batch is full */
+	for (i = 0; i < 1000; i++) {
+		envdbi_cache_get_stats(&st, ctx->cache);
+		if (st.touch_flushes > 0)
+			break;
+		usleep(10000);
+	}
+	ck_assert_uint_eq(st.touch_flushes, 1);
+	ck_assert_uint_eq(st.touch_writes, 2);
+	ck_assert_int_gt(last_accessed_of(reader, "dev"), 0);
+	ck_assert_int_gt(last_accessed_of(reader, "test"), 0);
+	/* One pending, and its interval (50 ms) ends. */
+	envdbi_cache_set_flush(ctx->cache, 1000, 50);
+	td_clock_ahead(120);
+	expect_auth(ctx, "dev", "alice", "full_access");
+	for (i = 0; i < 1000; i++) {
+		envdbi_cache_get_stats(&st, ctx->cache);
+		if (st.touch_flushes > 1)
+			break;
+		usleep(10000);
+	}
+	ck_assert_uint_eq(st.touch_flushes, 2);
+	ck_assert_uint_eq(st.touch_writes, 3);
+	ck_assert_int_ge(last_accessed_of(reader, "dev"), (int64_t)time(NULL) + 100);
+	envdb_close(ctx);
 	td_clock_ahead(0);
 	envdb_close(reader);
 }
@@ -678,6 +795,8 @@ static Suite *resolve_suite(void)
 	tcase_add_test(tc, test_cache_bounded);
 	tcase_add_test(tc, test_cache_many_environments);
 	tcase_add_test(tc, test_last_accessed_coalesced);
+	tcase_add_test(tc, test_resolve_does_not_sync);
+	tcase_add_test(tc, test_last_accessed_flusher);
 	tcase_add_test(tc, test_concurrent_resolves);
 	suite_add_tcase(s, tc);
 	return s;

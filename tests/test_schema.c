@@ -9,6 +9,7 @@
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 #include <sqlite3.h>
@@ -202,8 +203,28 @@ START_TEST(slug_and_uuid_rules)
 	envdbi_uuid_new(b);
 	ck_assert(envdbi_uuid_valid(a));
 	ck_assert_str_ne(a, b);
-	ck_assert_int_eq(a[14], '4');
+	ck_assert_int_eq(a[14], '7');
 	ck_assert(strchr("89ab", a[19]) != NULL);
+	/* Time-ordered (issue 18): an id made 2 ms later sorts after, and its
+	 * first 48 bits are the Unix time in milliseconds. */
+	{
+		char later[37], ms_hex[13];
+		struct timespec ts;
+		unsigned long long ms;
+
+		ts.tv_sec = 0;
+		ts.tv_nsec = 2000000;
+		nanosleep(&ts, NULL);
+		envdbi_uuid_new(later);
+		ck_assert_int_lt(strcmp(a, later), 0);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ms = (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
+		memcpy(ms_hex, later, 8);
+		memcpy(ms_hex + 8, later + 9, 4);
+		ms_hex[12] = '\0';
+		ck_assert_uint_le(strtoull(ms_hex, NULL, 16), ms);
+		ck_assert_uint_ge(strtoull(ms_hex, NULL, 16) + 5000, ms);
+	}
 	ck_assert(!envdbi_uuid_valid("3F0C0000-0000-4000-8000-000000000000"));
 	ck_assert(!envdbi_uuid_valid("not-a-uuid"));
 

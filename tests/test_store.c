@@ -253,6 +253,34 @@ START_TEST(open_create_owner_only)
 }
 END_TEST
 
+/* Issue 18: a new control plane has 2 KiB pages (a commit writes a page
+ * per b-tree it touches), and only the indexes the invariants and the
+ * queries need: no index on environment status or on member user alone. */
+START_TEST(open_create_layout)
+{
+	envdbi_store *s = open_store(false);
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+
+	envdbi_store_close(s);
+	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	ck_assert_int_eq(sqlite3_column_int(st, 0), 2048);
+	sqlite3_finalize(st);
+	ck_assert_int_eq(sqlite3_prepare_v2(db,
+					    "SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+					    "AND name IN ('sys_environment_status', "
+					    "'sys_environment_member_user')",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	ck_assert_int_eq(sqlite3_column_int(st, 0), 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+END_TEST
+
 START_TEST(open_refuses_foreign_files)
 {
 	envdbi_store *s = NULL;
@@ -911,6 +939,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, deployment_id_created_and_immutable);
 	tcase_add_test(tc, deployment_id_migrated_from_version_1);
 	tcase_add_test(tc, open_create_owner_only);
+	tcase_add_test(tc, open_create_layout);
 	tcase_add_test(tc, open_refuses_foreign_files);
 	tcase_add_test(tc, open_sqlite_status_mapping);
 	tcase_add_test(tc, open_read_only_reports_the_cause);

@@ -208,6 +208,20 @@ static int check_header(const sqla *a, const sqla_target *t, const char *name)
 				      "create database %s: %s is not in wal mode on disk (header "
 				      "versions %u/%u)",
 				      name, t->path, (unsigned)h[18], (unsigned)h[19]);
+	/* Without a journal a short write is not undone: the whole first page
+	 * (its size is in the header; 1 stands for 65536) must be there. */
+	{
+		long page = ((long)h[16] << 8) | h[17];
+
+		if (page == 1)
+			page = 65536;
+		if (st.st_size < page)
+			return a->host->error(a->host->ctx, ENVDB_ERR_IO, NULL,
+					      "create database %s: the first write did not reach %s "
+					      "whole (it holds %lld of the %ld bytes of its first "
+					      "page): is the disk full?",
+					      name, t->path, (long long)st.st_size, page);
+	}
 	return ENVDB_OK;
 }
 
@@ -308,7 +322,31 @@ int sqla_create(void *instance, const envdb_create_request *req, envdb_buffer *u
 	rc = open_db(&db, a, "create", &t);
 	if (rc != ENVDB_OK)
 		goto fail;
-	/* On an empty file this writes the header, so WAL mode persists. */
+	/*
+	 * Two syncs make the new file durable: fdatasync of the file, then
+	 * fsync of its directory.  On an empty file, "journal_mode=WAL"
+	 * writes page 1 (file format 2, so WAL mode persists) in an ordinary
+	 * transaction of the current journal mode; through the default
+	 * rollback journal under synchronous=FULL that is five syncs
+	 * (journal, directory, journal, file, and ours of the directory).
+	 * With journal_mode=OFF first, that one write goes straight to the
+	 * file and its commit (synchronous=FULL, set explicitly: a build's
+	 * default may differ) is the file's one fdatasync; no journal is
+	 * created, and no -wal is written (the write happens before the
+	 * switch).  Writing without a journal is safe here: nothing knows the
+	 * file until create returns, and a crash before that leaves a file
+	 * that reconcile drops (or a create that fails and unlinks it).
+	 * Then the directory entry: our fsync below.  tests/test_plugin_sqlite
+	 * (test_create_syncs) pins the sequence.
+	 */
+	rc = sqlite3_exec(db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		rc = sqlite_error(a, db, rc, "create", name);
+		goto fail;
+	}
+	rc = exec_expect(a, db, "PRAGMA journal_mode=OFF", "off", "create", name);
+	if (rc != ENVDB_OK)
+		goto fail;
 	rc = exec_expect(a, db, "PRAGMA journal_mode=WAL", "wal", "create", name);
 	if (rc != ENVDB_OK)
 		goto fail;

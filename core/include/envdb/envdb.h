@@ -90,7 +90,9 @@ enum envdb_open_flags {
  */
 ENVDB_EXPORT int envdb_open(envdb_ctx **out, const char *manifest_path, unsigned flags);
 
-/** Release a context and everything it holds.  NULL is allowed. */
+/** Release a context and everything it holds (writing the pending
+ * last_accessed_at values first, in one transaction).  NULL is allowed.
+ * Call it in the process that opened the context. */
 ENVDB_EXPORT void envdb_close(envdb_ctx *ctx);
 
 /** Information about one loaded plugin.  Strings owned by the context,
@@ -183,7 +185,8 @@ ENVDB_EXPORT int envdb_key_current(char **key_id, envdb_ctx *ctx, const char *en
  * later minor version; callers never allocate or copy them by value.
  *
  * Conventions of every record:
- *  - ids are UUID v4 in lowercase text ("3f0c...-...");
+ *  - ids are UUIDs in lowercase text ("3f0c...-..."): v7 (time-ordered)
+ *    for rows created now, v4 in rows created by earlier versions;
  *  - enum fields are lowercase text holding one of the values documented at
  *    the field (`envdb schema` lists them, generated from the same table);
  *  - timestamps are integer seconds since the Unix epoch, 0 meaning "none";
@@ -743,8 +746,12 @@ typedef struct envdb_connection {
  * associated data).  Results are cached (manifest resolve.cache_size and
  * cache_ttl_ms; invalidated by rotation, membership and status changes made
  * through this context); a cache hit runs no SQL.  last_accessed_at of the
- * database is written at most once a minute per database (and flushed when
- * the context closes).  Thread-safe.
+ * database is updated at most once a minute per database (so it is
+ * accurate to the minute: an access within a minute of the last write is
+ * not written), and never by the resolve itself (no lock wait, no disk sync
+ * on this path): the write is queued, and a thread of the context writes
+ * the queue in one transaction once 1,024 are queued or the oldest has
+ * waited 2 seconds; envdb_close() writes the rest.  Thread-safe.
  */
 ENVDB_EXPORT int envdb_resolve(envdb_connection **out, envdb_ctx *ctx,
 			       const char *organization_id, const char *slug,
