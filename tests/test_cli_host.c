@@ -322,6 +322,18 @@ START_TEST(crashing_plugin_is_named)
 		 "version: 1\nplugin_dir: %s\nplugins:\n  - {name: crashinit, kind: adapter}\n",
 		 tu_fixture_dir());
 	tu_write(path, sizeof(path), "crash.yaml", 0600, text);
+#if defined(__SANITIZE_ADDRESS__)
+	/* AddressSanitizer catches the crash first (and reports a leak when the
+	 * process dies in it): let envdb's own handler see the signal. */
+	{
+		const char *o = getenv("ASAN_OPTIONS");
+		char opts[1024];
+
+		snprintf(opts, sizeof(opts), "%s%shandle_segv=0:handle_abort=0:detect_leaks=0",
+			 o ? o : "", o && *o ? ":" : "");
+		setenv("ASAN_OPTIONS", opts, 1);
+	}
+#endif
 	rc = RUN("--manifest", path, "plugins");
 	ck_assert_int_eq(rc, 128 + SIGSEGV);
 	tu_assert_contains(err, "envdb: crashed in plugin crashinit during init (SIGSEGV)\n");
@@ -331,8 +343,15 @@ START_TEST(crashing_plugin_is_named)
 		 tu_fixture_dir());
 	tu_write(path, sizeof(path), "crash.yaml", 0600, text);
 	rc = RUN("--manifest", path, "plugins");
+#if defined(__SANITIZE_ADDRESS__)
+	/* AddressSanitizer owns free(): it reports the bad free itself (and
+	 * exits 1) before the C library could abort. */
+	ck_assert_msg(rc != 0, "exit %d: %s", rc, err);
+	tu_assert_contains(err, "AddressSanitizer");
+#else
 	ck_assert_msg(rc == 128 + SIGABRT || rc == 128 + SIGSEGV, "exit %d: %s", rc, err);
 	tu_assert_contains(err, "envdb: crashed in plugin crashfree during init (SIG");
+#endif
 }
 END_TEST
 
