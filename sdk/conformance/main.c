@@ -11,7 +11,10 @@
  * instances with an instrumented host and runs the suites.  Output: one
  * line per check ("ok - name", "FAIL - name: detail", "skip - name: why"),
  * then "N passed, N failed".  Exit status 0 when nothing failed, 1 when a
- * check failed, 2 on a usage error.
+ * check failed, 2 on a usage error, or when --manifest names a live
+ * deployment (its control plane exists) and --live was not given: the kit
+ * creates and drops databases, and adds keys, where the plugin's
+ * configuration points, which is where that deployment's own live.
  */
 #include "config.h"
 
@@ -58,6 +61,9 @@ static void usage(FILE *f)
 		"  --no-key-generate    encryptors: do not add keys to the key ring\n"
 		"  --no-deadline        remote plugins: skip the deadline checks\n"
 		"  --timeout SECONDS    give up (FAIL) when the run takes longer (default 600)\n"
+		"  --live               with --manifest: run even though its control plane\n"
+		"                       exists (the kit creates and drops scratch databases and\n"
+		"                       adds keys where the deployment's own are)\n"
 		"  -v, --verbose        details on ok lines, plugin messages as '# ' lines\n"
 		"  -h, --help           this text\n"
 		"  --version            the envdb version and plugin ABI\n");
@@ -114,6 +120,7 @@ typedef struct run {
 	const char *manifest_path;
 	const char *plugin_path;
 	const char *plugin_name;
+	bool live;
 	uint32_t kind;
 	const char **cfg_keys, **cfg_values;
 	size_t n_cfg;
@@ -189,6 +196,46 @@ static int build_path_manifest(run *r)
 	return ENVDB_OK;
 }
 
+#define LOAD_REFUSED_LIVE 1 /* load(): not a status; live_guard refused */
+
+/* --manifest on a deployment whose control plane exists: the kit's scratch
+ * databases and keys go where that deployment's own are.  Say so loudly,
+ * on stderr (stdout carries the check lines), naming the location; go on
+ * only with --live.  Returns whether to go on. */
+static bool live_guard(const run *r, const envdbi_plugin_spec *spec)
+{
+	const char *cp = r->loaded->control_plane;
+	size_t i;
+
+	if (access(cp, F_OK) != 0)
+		return true;
+	fprintf(stderr,
+		"envdb-conformance: WARNING: %s is a live deployment: its control plane %s "
+		"exists\n"
+		"envdb-conformance: the kit %s with the configuration the manifest gives plugin "
+		"%s, which is where that deployment's own %s:\n",
+		r->manifest_path, cp,
+		spec->kind == ENVDB_PLUGIN_ADAPTER
+		    ? "creates and drops scratch databases"
+		    : (r->opt.key_generate ? "encrypts and adds keys to the key ring"
+					   : "encrypts and decrypts"),
+		spec->name, spec->kind == ENVDB_PLUGIN_ADAPTER ? "databases are" : "keys are");
+	for (i = 0; i < spec->n_config; i++)
+		fprintf(stderr, "envdb-conformance:     %s: %s\n", spec->config[i].key,
+			spec->config[i].value);
+	if (spec->n_config == 0)
+		fprintf(stderr, "envdb-conformance:     (no configuration: the plugin's defaults)\n");
+	if (r->live) {
+		fprintf(stderr, "envdb-conformance: going on (--live)\n");
+		return true;
+	}
+	fprintf(stderr,
+		"envdb-conformance: refusing to run there without --live; to test the plugin "
+		"apart from the deployment, use --plugin-path PATH --kind KIND --config "
+		"KEY=VALUE with a scratch location\n");
+	return false;
+}
+
 static int load(run *r, envdbi_plugin **out)
 {
 	envdbi_plugin_spec *spec = NULL;
@@ -210,6 +257,8 @@ static int load(run *r, envdbi_plugin **out)
 				 r->plugin_name);
 			return ENVDB_ERR_NOT_FOUND;
 		}
+		if (!live_guard(r, spec))
+			return LOAD_REFUSED_LIVE;
 		/* Only this plugin: the others are not under test. */
 		r->one = *r->loaded;
 		r->one.plugins = spec;
@@ -341,6 +390,8 @@ int main(int argc, char **argv)
 			r.opt.key_generate = false;
 		} else if (strcmp(o, "--no-deadline") == 0) {
 			r.opt.deadline = false;
+		} else if (strcmp(o, "--live") == 0) {
+			r.live = true;
 		} else if (strcmp(o, "-v") == 0 || strcmp(o, "--verbose") == 0) {
 			kit_set_verbose(true);
 		} else if (strcmp(o, "-h") == 0 || strcmp(o, "--help") == 0) {
@@ -359,6 +410,7 @@ int main(int argc, char **argv)
 			a++;
 	}
 	if ((r.manifest_path == NULL) == (r.plugin_path == NULL) ||
+	    (r.live && r.manifest_path == NULL) ||
 	    (r.manifest_path != NULL && (r.plugin_name == NULL || r.n_cfg > 0 || r.kind != 0)) ||
 	    (r.plugin_path != NULL && r.kind == 0)) {
 		fprintf(stderr, "envdb-conformance: give either --manifest FILE --plugin NAME, or "
@@ -374,8 +426,15 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	kit_set_current_op("load");
-	if (load(&r, &p) != ENVDB_OK)
+	if ((a = load(&r, &p)) != ENVDB_OK) {
+		if (a == LOAD_REFUSED_LIVE) { /* live_guard said why */
+			alarm(0);
+			run_free(&r);
+			kit_host_cleanup();
+			return 2;
+		}
 		goto done;
+	}
 
 	desc = envdbi_plugin_descriptor(p);
 	kit_check_exports(envdbi_plugin_path(p));
