@@ -76,7 +76,8 @@ step "configure envdb --prefix=$prefix" "$tmp/configure.log" \
 step "make install" "$tmp/install.log" make -j2 install
 
 for f in include/envdb/status.h include/envdb/plugin.h include/envdb/adapter.h \
-	include/envdb/encryptor.h include/envdb/envdb.h lib/pkgconfig/envdb-plugin.pc \
+	include/envdb/encryptor.h include/envdb/envdb.h include/envdb/envdb-loader.h \
+	lib/pkgconfig/envdb-plugin.pc \
 	lib/pkgconfig/libenvdb.pc bin/envdb-conformance bin/envdb share/doc/envdb/ABI.md \
 	share/doc/envdb/CHANGELOG-ABI.md share/doc/envdb/WRITING-A-PLUGIN.md \
 	lib/envdb/plugins-1/sqlite.so; do
@@ -130,6 +131,38 @@ if cc -o "$tmp/embed" "$tmp/embed.c" $(pkg-config --cflags --libs libenvdb) >"$t
 else
 	fail "libenvdb.pc: embedding program:"
 	sed 's/^/    /' "$tmp/embed.log"
+fi
+
+# A host of its own on the loader interface (what envdb-conformance is
+# built on): open the installed sqlite plugin as a command line would.
+cat >"$tmp/loader.c" <<'EOF'
+#include <stdio.h>
+#include <envdb/envdb-loader.h>
+int main(int argc, char **argv)
+{
+	const char *keys[] = {"base_dir"}, *values[] = {"/tmp/envdb-loader-test"};
+	envdb_loader *l = NULL;
+
+	if (argc != 2 || envdb_loader_open_file(&l, argv[1], NULL, ENVDB_PLUGIN_ADAPTER, keys,
+						values, 1) != ENVDB_OK) {
+		fprintf(stderr, "%s\n", envdb_error_last()->message);
+		return 1;
+	}
+	printf("%s %s %u.%u\n", envdb_loader_name(l), envdb_loader_descriptor(l)->version,
+	       envdb_loader_descriptor(l)->abi_major, envdb_loader_descriptor(l)->abi_minor);
+	envdb_loader_close(l);
+	return 0;
+}
+EOF
+# shellcheck disable=SC2046
+if cc -std=c11 -o "$tmp/loader" "$tmp/loader.c" $(pkg-config --cflags --libs libenvdb) \
+	>"$tmp/loader.log" 2>&1 &&
+	LD_LIBRARY_PATH="$prefix/lib" "$tmp/loader" "$prefix/lib/envdb/plugins-1/sqlite.so" \
+		>>"$tmp/loader.log" 2>&1 && grep -q '^sqlite ' "$tmp/loader.log"; then
+	ok "envdb-loader.h: a host built on the installed loader interface opens sqlite.so ($(tail -n 1 "$tmp/loader.log"))"
+else
+	fail "envdb-loader.h: the loader interface program:"
+	sed 's/^/    /' "$tmp/loader.log"
 fi
 
 # ---- 2. the installed template, out of tree, against the installed SDK ----
