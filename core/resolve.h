@@ -40,9 +40,6 @@ int envdbi_cache_new(envdbi_cache **out, envdbi_store *store, int64_t capacity, 
  * release the cache.  NULL allowed.  Call before the store is closed. */
 void envdbi_cache_free(envdbi_cache *c);
 
-/** Drop every cached result.  NULL allowed. */
-void envdbi_cache_clear(envdbi_cache *c);
-
 /** Counters, for tests and `envdb` diagnostics. */
 typedef struct envdbi_cache_stats {
 	uint64_t hits;
@@ -53,7 +50,6 @@ typedef struct envdbi_cache_stats {
 	size_t size;            /**< entries held now */
 	size_t capacity;
 } envdbi_cache_stats;
-void envdbi_cache_get_stats(envdbi_cache_stats *out, envdbi_cache *c);
 
 /** Write every pending last_accessed_at now (also done by free). */
 int envdbi_cache_flush_touches(envdbi_cache *c);
