@@ -1634,7 +1634,7 @@ int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_ti
 		goto fail;
 	if (s->legacy && (rc = ensure_legacy(s)) != 0)
 		goto fail;
-	envdbi_store_legacy_notice(s); /* migration support (G) */
+	envdbi_store_legacy_notice(s); /* migration support */
 	envdbi_store_track(s, path, true); /* restore refuses an open one */
 	*out = s;
 	return 0;
