@@ -115,6 +115,10 @@ typedef struct envdbi_manifest {
 	char *dir;               /* its directory, absolute */
 	char *control_plane;     /* absolute path of the control-plane file */
 	char *plugin_dir;        /* absolute, or NULL for the compiled-in one */
+	/* plugin_path: directories searched, in order, before the plugin
+	 * directory for a plugin named by a relative path; absolute. */
+	char **plugin_path;
+	size_t n_plugin_path;
 	/* defaults */
 	char *default_driver;    /* adapter plugin name */
 	char *default_region;
@@ -210,6 +214,8 @@ size_t envdbi_reconcile_drop_limit(size_t registered);
  * $ENVDB_PLUGIN_DIR, else the compiled-in ENVDB_PLUGIN_DIR).  Static or
  * owned by m / the environment; do not free. */
 const char *envdbi_plugin_dir(const envdbi_manifest *m);
+/** The most directories a manifest's plugin_path may list. */
+#define ENVDBI_PLUGIN_PATH_MAX 16
 
 /** Per-call deadline of calls into plugins, in milliseconds (default 30000;
  * 0 means no deadline).  Process-wide; thread-safe. */

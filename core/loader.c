@@ -4,10 +4,13 @@
  * <ltdl.h>.
  *
  * The rules (PulseAudio/collectd/p11-kit practice):
- *  - a relative plugin path resolves against the plugin directory (the
- *    manifest's plugin_dir, else $ENVDB_PLUGIN_DIR, else the compiled-in
- *    ENVDB_PLUGIN_DIR), never against the current directory; ltdl always
- *    receives an absolute path, so its search path is never consulted;
+ *  - a relative plugin path resolves against the first directory of the
+ *    manifest's plugin_path that holds it, else against the plugin
+ *    directory (the manifest's plugin_dir, else $ENVDB_PLUGIN_DIR, else the
+ *    compiled-in ENVDB_PLUGIN_DIR), never against the current directory;
+ *    every directory consulted is checked as the plugin's own is; ltdl
+ *    always receives an absolute path, so its search path is never
+ *    consulted;
  *  - modules are opened with local symbol scope;
  *  - the entry is looked up plain and as `<module>_LTX_<entry>`, because
  *    distributions delete .la files;
@@ -76,6 +79,8 @@ struct envdbi_plugins {
 	envdbi_plugin **v;
 	size_t n;
 	char *dir; /* the plugin directory of the manifest; owned */
+	char **search; /* its plugin_path, then dir (not owned: aliases); owned array */
+	size_t n_search;
 	/* the installed adapters, read on first need */
 	bool scanned;
 	installed_adapter *installed;
@@ -348,7 +353,7 @@ missing:
 	rc = envdbi_error(e == ENOENT || e == ENOTDIR ? ENVDB_ERR_CONFIG : ENVDB_ERR_IO, NULL,
 			  "plugin %s (%s): %s", p->name, p->path,
 			  e == ENOENT || e == ENOTDIR ? "no such file (is the plugin installed? "
-						      "check plugin_dir / ENVDB_PLUGIN_DIR)"
+						      "check plugin_path, plugin_dir / ENVDB_PLUGIN_DIR)"
 						    : strerror(e));
 done:
 	free(dir);
@@ -1083,10 +1088,58 @@ static void plugin_unload(envdbi_plugin *p)
 	free(p);
 }
 
+/* Set p->path for a plugin named by the relative path `rel`: the first
+ * directory of m's plugin_path that holds it, else the plugin directory.
+ * A plugin_path directory is believed not to hold the file only once it
+ * passed the checks of core/trust.c (every directory from / to it), or
+ * whoever could write it would choose which plugin is found further down
+ * the path; one that does not exist is skipped. */
+static int plugin_search(envdbi_plugin *p, const envdbi_manifest *m, const char *rel)
+{
+	const char *dir = envdbi_plugin_dir(m);
+	char why[1024], *real, *cand;
+	struct stat st;
+	size_t i;
+
+	for (i = 0; i < m->n_plugin_path; i++) {
+		const char *d = m->plugin_path[i];
+
+		if ((real = realpath(d, NULL)) == NULL) {
+			if (errno == ENOENT || errno == ENOTDIR)
+				continue;
+			return envdbi_error(ENVDB_ERR_IO, NULL,
+					    "plugin %s: plugin_path directory %s: %s", p->name, d,
+					    strerror(errno));
+		}
+		if (!envdbi_trusted_dirs(real, why, sizeof(why))) {
+			free(real);
+			return envdbi_error(ENVDB_ERR_CONFIG, NULL,
+					    "plugin %s: refused: plugin_path directory %s: %s",
+					    p->name, d, why);
+		}
+		free(real);
+		if ((cand = path_join(d, rel)) == NULL)
+			return envdbi_error(ENVDB_ERR_NOMEM, NULL, "plugin %s: out of memory",
+					    p->name);
+		if (lstat(cand, &st) == 0 || (errno != ENOENT && errno != ENOTDIR)) {
+			p->path = cand; /* open_checked says what is wrong with it */
+			return ENVDB_OK;
+		}
+		free(cand);
+	}
+	if (dir[0] != '/')
+		return envdbi_error(ENVDB_ERR_CONFIG, NULL,
+				    "plugin %s (%s): the plugin directory '%s' is not absolute; "
+				    "plugins are never searched relative to the current directory",
+				    p->name, rel, dir);
+	if ((p->path = path_join(dir, rel)) == NULL)
+		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "plugin %s: out of memory", p->name);
+	return ENVDB_OK;
+}
+
 static int plugin_load(envdbi_plugin **out, const envdbi_manifest *m, size_t idx, unsigned flags)
 {
 	const envdbi_plugin_spec *spec = &m->plugins[idx];
-	const char *dir = envdbi_plugin_dir(m);
 	const envdb_plugin_descriptor *d;
 	envdbi_plugin *p;
 	envdb_plugin_entry_fn entry = NULL;
@@ -1101,19 +1154,18 @@ static int plugin_load(envdbi_plugin **out, const envdbi_manifest *m, size_t idx
 		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "plugin %s: out of memory", spec->name);
 	p->fd = -1;
 	p->name = strdup(spec->name);
+	if (p->name == NULL) {
+		rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "plugin %s: out of memory", spec->name);
+		goto fail;
+	}
 	if (spec->path[0] == '/') {
 		p->path = strdup(spec->path);
-	} else if (dir[0] != '/') {
-		p->path = strdup(spec->path);
-		rc = envdbi_error(ENVDB_ERR_CONFIG, NULL,
-				  "plugin %s (%s): the plugin directory '%s' is not absolute; "
-				  "plugins are never searched relative to the current directory",
-				  spec->name, spec->path, dir);
+	} else if ((rc = plugin_search(p, m, spec->path)) != ENVDB_OK) {
+		if (p->path == NULL)
+			p->path = strdup(spec->path);
 		goto fail;
-	} else {
-		p->path = path_join(dir, spec->path);
 	}
-	if (p->name == NULL || p->path == NULL) {
+	if (p->path == NULL) {
 		rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "plugin %s: out of memory", spec->name);
 		goto fail;
 	}
@@ -1174,12 +1226,19 @@ int envdbi_plugins_load_ex(envdbi_plugins **out, const envdbi_manifest *m, unsig
 		return rc;
 	set = calloc(1, sizeof(*set));
 	if (set == NULL || (set->v = calloc(m->n_plugins + 1, sizeof(*set->v))) == NULL ||
-	    (set->dir = strdup(envdbi_plugin_dir(m))) == NULL) {
-		if (set != NULL)
+	    (set->dir = strdup(envdbi_plugin_dir(m))) == NULL ||
+	    (set->search = calloc(m->n_plugin_path + 1, sizeof(*set->search))) == NULL) {
+		if (set != NULL) {
 			free(set->v);
+			free(set->dir);
+		}
 		free(set);
 		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "plugins: out of memory");
 	}
+	for (i = 0; i < m->n_plugin_path; i++)
+		if ((set->search[set->n_search] = strdup(m->plugin_path[i])) != NULL)
+			set->n_search++;
+	set->search[set->n_search++] = set->dir;
 	for (i = 0; i < m->n_plugins; i++) {
 		envdbi_plugin *p = NULL;
 		rc = plugin_load(&p, m, i, flags);
@@ -1217,6 +1276,9 @@ void envdbi_plugins_free(envdbi_plugins *set)
 		envdbi_strv_free(set->installed[i].schemes, set->installed[i].n_schemes);
 	}
 	free(set->installed);
+	for (i = 0; i + 1 < set->n_search; i++)
+		free(set->search[i]); /* the last one is set->dir */
+	free(set->search);
 	free(set->dir);
 	free(set->v);
 	free(set);
@@ -1295,21 +1357,31 @@ done:
 		lt_dlclose(h);
 }
 
-/* Read the descriptors of every adapter installed in set->dir, once. */
-static void scan_installed(envdbi_plugins *set)
+static bool installed_has(const envdbi_plugins *set, const char *name)
 {
+	size_t i;
+
+	for (i = 0; i < set->n_installed; i++)
+		if (strcmp(set->installed[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+/* Read the descriptors of every adapter installed in one directory of the
+ * search path.  With ltdl_lock held.  A directory or file that fails the
+ * checks of core/trust.c is not opened; an adapter already found in an
+ * earlier directory shadows one of the same name here, as for loading. */
+static void scan_dir(envdbi_plugins *set, const char *dir)
+{
+	char why[1024], *real;
 	struct dirent *de;
+	struct stat st;
 	DIR *d;
 
-	if (set->scanned)
+	if (dir == NULL || dir[0] != '/' || (real = realpath(dir, NULL)) == NULL)
 		return;
-	set->scanned = true;
-	if (set->dir == NULL || set->dir[0] != '/' || (d = opendir(set->dir)) == NULL)
-		return;
-	pthread_mutex_lock(&ltdl_lock);
-	if (ltdl_acquire() != ENVDB_OK) {
-		pthread_mutex_unlock(&ltdl_lock);
-		closedir(d);
+	if (!envdbi_trusted_dirs(real, why, sizeof(why)) || (d = opendir(real)) == NULL) {
+		free(real);
 		return;
 	}
 	while ((de = readdir(d)) != NULL) {
@@ -1318,14 +1390,19 @@ static void scan_installed(envdbi_plugins *set)
 		char *path;
 
 		if (len < 4 || strcmp(de->d_name + len - 3, ".so") != 0 ||
-		    (path = path_join(set->dir, de->d_name)) == NULL)
+		    (path = path_join(real, de->d_name)) == NULL)
 			continue;
+		if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) ||
+		    !envdbi_trusted(path, &st, why, sizeof(why))) {
+			free(path);
+			continue;
+		}
 		scan_one(&a, path);
 		free(path);
 		if (a.name == NULL)
 			continue;
-		v = realloc(set->installed, (set->n_installed + 1) * sizeof(*v));
-		if (v == NULL) {
+		if (installed_has(set, a.name) ||
+		    (v = realloc(set->installed, (set->n_installed + 1) * sizeof(*v))) == NULL) {
 			free(a.name);
 			envdbi_strv_free(a.schemes, a.n_schemes);
 			continue;
@@ -1333,9 +1410,27 @@ static void scan_installed(envdbi_plugins *set)
 		set->installed = v;
 		set->installed[set->n_installed++] = a;
 	}
+	closedir(d);
+	free(real);
+}
+
+/* Read the descriptors of every adapter installed on the search path, once. */
+static void scan_installed(envdbi_plugins *set)
+{
+	size_t i;
+
+	if (set->scanned)
+		return;
+	set->scanned = true;
+	pthread_mutex_lock(&ltdl_lock);
+	if (ltdl_acquire() != ENVDB_OK) {
+		pthread_mutex_unlock(&ltdl_lock);
+		return;
+	}
+	for (i = 0; i < set->n_search; i++)
+		scan_dir(set, set->search[i]);
 	ltdl_release();
 	pthread_mutex_unlock(&ltdl_lock);
-	closedir(d);
 }
 
 int envdbi_adapter_of_scheme(envdbi_plugins *set, const char *scheme, const char **name)

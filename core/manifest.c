@@ -10,7 +10,8 @@
  *
  *   version: 1                          required
  *   control_plane: control.db           default control.db
- *   plugin_dir: DIR                     optional
+ *   plugin_dir: DIR                     optional (replaces the system directory)
+ *   plugin_path: [DIR, ...]             optional, searched before plugin_dir
  *   defaults: {driver, region, plan, storage_limit_mb, encryptor}
  *   provisioning: {lease_seconds, delete_grace_seconds}
  *   credentials: {rotation_overlap_seconds, expiry_horizon_seconds}
@@ -676,12 +677,52 @@ static int check_plugin_ref(const mctx *c, const ynode *where, const char *path,
 	return ENVDB_OK;
 }
 
+/* plugin_path: a sequence of directories (relative to the manifest), searched
+ * in order before the plugin directory.  A single string is one directory. */
+static int load_plugin_path(const mctx *c, const ynode *v)
+{
+	char kp[MANIFEST_PATH_MAX];
+	size_t i, n;
+	int rc;
+
+	if (v == NULL || ynode_is_null(v))
+		return ENVDB_OK;
+	if (v->type == YN_SCALAR) {
+		n = 1;
+	} else if (v->type == YN_SEQ) {
+		n = v->n;
+	} else {
+		return node_error(c, v, "plugin_path", "expected a list of directories, found %s",
+				  ynode_type_name(v));
+	}
+	if (n > ENVDBI_PLUGIN_PATH_MAX)
+		return node_error(c, v, "plugin_path", "%zu directories, at most %d", n,
+				  ENVDBI_PLUGIN_PATH_MAX);
+	if ((c->m->plugin_path = calloc(n + 1, sizeof(char *))) == NULL)
+		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "%s: out of memory", c->file);
+	for (i = 0; i < n; i++) {
+		const ynode *d = v->type == YN_SEQ ? v->items[i] : v;
+
+		snprintf(kp, sizeof(kp), "plugin_path[%zu]", i);
+		if (d->type != YN_SCALAR)
+			return node_error(c, d, kp, "expected a directory, found %s",
+					  ynode_type_name(d));
+		if (d->value[0] == '\0')
+			return node_error(c, d, kp, "value is empty");
+		if ((rc = resolve_path(c, &c->m->plugin_path[i], d->value)) != ENVDB_OK)
+			return rc;
+		c->m->n_plugin_path = i + 1;
+	}
+	return ENVDB_OK;
+}
+
 static int load_tree(const mctx *c, const ynode *root)
 {
 	static const char *const top[] = {
-	    "version",      "control_plane", "plugin_dir", "defaults",
-	    "provisioning", "credentials",   "resolve",    "control_plane_busy_timeout_ms",
-	    "legacy",       "plugins",       NULL};
+	    "version",      "control_plane", "plugin_dir", "plugin_path",
+	    "defaults",     "provisioning",  "credentials", "resolve",
+	    "control_plane_busy_timeout_ms", "legacy",      "plugins",
+	    NULL};
 	static const char *const defaults_keys[] = {"driver",           "region",    "plan",
 						    "storage_limit_mb", "encryptor", NULL};
 	static const char *const prov_keys[] = {"lease_seconds", "delete_grace_seconds", NULL};
@@ -722,6 +763,8 @@ static int load_tree(const mctx *c, const ynode *root)
 		goto done;
 	free(tmp);
 	tmp = NULL;
+	if ((rc = load_plugin_path(c, map_get(root, "plugin_path", NULL))) != ENVDB_OK)
+		goto done;
 
 	/* defaults */
 	sec = map_get(root, "defaults", NULL);
@@ -916,6 +959,9 @@ void envdbi_manifest_free(envdbi_manifest *m)
 	free(m->dir);
 	free(m->control_plane);
 	free(m->plugin_dir);
+	for (i = 0; i < m->n_plugin_path; i++)
+		free(m->plugin_path[i]);
+	free(m->plugin_path);
 	free(m->default_driver);
 	free(m->default_region);
 	free(m->default_plan);

@@ -18,26 +18,6 @@
 #include "schema.h"
 #include "store.h"
 
-static int need_ctx(envdb_ctx *ctx, const char *op)
-{
-	if (ctx == NULL)
-		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "member %s: no context", op);
-	if (ctx->store == NULL)
-		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
-				    "member %s: the context was opened without a control plane", op);
-	return 0;
-}
-
-static int need_env_args(const char *org, const char *slug, const char *op)
-{
-	char what[32];
-
-	if (org == NULL || slug == NULL)
-		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "member %s: no environment given", op);
-	snprintf(what, sizeof(what), "member %s", op);
-	return envdbi_check_env_ref(what, org, slug);
-}
-
 int envdb_member_add(envdb_ctx *ctx, const char *organization_id, const char *slug,
 		     const char *user_id, const char *role, const envdb_member_opts *opts)
 {
@@ -49,8 +29,7 @@ int envdb_member_add(envdb_ctx *ctx, const char *organization_id, const char *sl
 	bool txn = false, changed = false;
 	int rc;
 
-	if ((rc = need_ctx(ctx, "add")) != 0 ||
-	    (rc = need_env_args(organization_id, slug, "add")) != 0)
+	if ((rc = envdbi_check_env_call(ctx, organization_id, slug, "member add")) != ENVDB_OK)
 		return rc;
 	if (opts != NULL) {
 		if (ENVDB_STRUCT_HAS(opts, envdb_member_opts, invited_by))
@@ -66,10 +45,17 @@ int envdb_member_add(envdb_ctx *ctx, const char *organization_id, const char *sl
 	    (invited_by != NULL && invited_by[0] != '\0' &&
 	     (rc = envdbi_check_ident("member add", "invited_by", invited_by)) != ENVDB_OK))
 		return envdbi_error_prefix("environment %s/%s: ", organization_id, slug);
-	if (role == NULL || !envdbi_schema_enum_ok(role_f, role))
-		return envdbi_error(ENVDB_ERR_INVALID, NULL,
-				    "environment %s/%s: member add %s: role '%s' is not one of owner, admin, maker, reader, guest",
-				    organization_id, slug, user_id, role ? role : "(null)");
+	if (role == NULL || !envdbi_schema_enum_ok(role_f, role)) {
+		envdbi_strbuf roles = ENVDBI_STRBUF_INIT;
+
+		envdbi_schema_enum_list(&roles, role_f);
+		rc = envdbi_error(ENVDB_ERR_INVALID, NULL,
+				  "environment %s/%s: member add %s: role '%s' is not one of %s",
+				  organization_id, slug, user_id, role ? role : "(null)",
+				  roles.data ? roles.data : "the schema's roles");
+		envdbi_strbuf_free(&roles);
+		return rc;
+	}
 	if (invited_by != NULL && invited_by[0] == '\0')
 		invited_by = NULL;
 
@@ -141,8 +127,7 @@ int envdb_member_remove(envdb_ctx *ctx, const char *organization_id, const char 
 	bool txn = false, changed = false;
 	int rc;
 
-	if ((rc = need_ctx(ctx, "remove")) != 0 ||
-	    (rc = need_env_args(organization_id, slug, "remove")) != 0)
+	if ((rc = envdbi_check_env_call(ctx, organization_id, slug, "member remove")) != ENVDB_OK)
 		return rc;
 	if (user_id == NULL || user_id[0] == '\0')
 		return envdbi_error(ENVDB_ERR_INVALID, NULL,
@@ -178,8 +163,7 @@ int envdb_member_list(envdb_member ***out, size_t *n, envdb_ctx *ctx,
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "member list: NULL output");
 	*out = NULL;
 	*n = 0;
-	if ((rc = need_ctx(ctx, "list")) != 0 ||
-	    (rc = need_env_args(organization_id, slug, "list")) != 0)
+	if ((rc = envdbi_check_env_call(ctx, organization_id, slug, "member list")) != ENVDB_OK)
 		return rc;
 	if ((rc = envdbi_store_env_get_by_slug(ctx->store, &env, organization_id, slug)) != 0)
 		return rc;

@@ -556,19 +556,6 @@ void envdbi_cache_invalidate_env(envdbi_cache *c, const char *environment_id)
 	pthread_mutex_unlock(&c->lock);
 }
 
-void envdbi_cache_clear(envdbi_cache *c)
-{
-	if (c == NULL)
-		return;
-	pthread_mutex_lock(&c->lock);
-	c->generation++;
-	while (c->lru_head != NULL) {
-		entry_remove(c, c->lru_head);
-		c->stats.invalidations++;
-	}
-	pthread_mutex_unlock(&c->lock);
-}
-
 void envdbi_cache_get_stats(envdbi_cache_stats *out, envdbi_cache *c)
 {
 	memset(out, 0, sizeof(*out));
@@ -789,11 +776,11 @@ static void cache_insert(envdbi_cache *c, cache_entry *e, uint64_t hash, touch_r
 
 static const char *role_authorization(const char *role)
 {
-	if (strcmp(role, "owner") == 0 || strcmp(role, "admin") == 0 ||
-	    strcmp(role, "maker") == 0)
-		return "full_access";
-	if (strcmp(role, "reader") == 0 || strcmp(role, "guest") == 0)
-		return "read_only";
+#define ROLE_AUTH_IF(r, auth)          \
+	if (strcmp(role, r) == 0) \
+		return auth;
+	ENVDBI_ROLE_AUTHORIZATIONS(ROLE_AUTH_IF)
+#undef ROLE_AUTH_IF
 	return NULL;
 }
 

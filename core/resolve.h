@@ -49,9 +49,6 @@ int envdbi_cache_new(envdbi_cache **out, envdbi_store *store, int64_t capacity, 
  * release the cache.  NULL allowed.  Call before the store is closed. */
 void envdbi_cache_free(envdbi_cache *c);
 
-/** Drop every cached result.  NULL allowed. */
-void envdbi_cache_clear(envdbi_cache *c);
-
 /** Counters, for tests and `envdb` diagnostics. */
 typedef struct envdbi_cache_stats {
 	uint64_t hits;

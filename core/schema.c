@@ -213,7 +213,7 @@ static const envdbi_index_def tenant_db_indexes[] = {
 	 "legacy physical database names are unique", "unique_legacy_database_name"},
 	{"sys_tenant_database_org", {"organization_id", NULL}, false, NULL,
 	 "legacy databases of an organization", NULL},
-	/* migration support (G): the v4 -> v5 migration and the shim's notice
+	/* migration support: the v4 -> v5 migration and the shim's notice
 	 * look only at rows not migrated yet; a re-run touches no other row */
 	{"sys_tenant_database_pending", {"organization_id", NULL}, false,
 	 "migrated_environment_id IS NULL", "legacy databases not yet migrated to v5", NULL},

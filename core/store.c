@@ -187,23 +187,6 @@ bool envdbi_ciphertext_plausible(const char *ct)
 	return sep;
 }
 
-envdb_environment *envdbi_environment_dup(const envdb_environment *e)
-{
-	return envdbi_record_dup(ENVDBI_OBJ_ENVIRONMENT, e);
-}
-envdb_database *envdbi_database_dup(const envdb_database *d)
-{
-	return envdbi_record_dup(ENVDBI_OBJ_DATABASE, d);
-}
-envdb_credential *envdbi_credential_dup(const envdb_credential *c)
-{
-	return envdbi_record_dup(ENVDBI_OBJ_CREDENTIAL, c);
-}
-envdb_member *envdbi_member_dup(const envdb_member *m)
-{
-	return envdbi_record_dup(ENVDBI_OBJ_MEMBER, m);
-}
-
 static void records_free(const envdbi_object_def *o, void **v, size_t n)
 {
 	if (v == NULL)
@@ -252,10 +235,6 @@ void envdbi_tenant_db_free(envdbi_tenant_db_row *r)
 void envdbi_tenant_db_list_free(envdbi_tenant_db_row **v, size_t n)
 {
 	records_free(ENVDBI_OBJ_TENANT_DB, (void **)v, n);
-}
-void envdbi_package_free(envdbi_package_row *r)
-{
-	envdbi_record_free(ENVDBI_OBJ_PACKAGE, r);
 }
 void envdbi_package_list_free(envdbi_package_row **v, size_t n)
 {
@@ -1779,7 +1758,7 @@ int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_ti
 		goto fail;
 	if (s->legacy && (rc = ensure_legacy(s)) != 0)
 		goto fail;
-	envdbi_store_legacy_notice(s); /* migration support (G) */
+	envdbi_store_legacy_notice(s); /* migration support */
 	envdbi_store_track(s, path, true); /* restore refuses an open one */
 	*out = s;
 	return 0;
@@ -2093,14 +2072,6 @@ int envdbi_store_db_touch(envdbi_store *s, const char *id, int64_t when)
 	return rc;
 }
 
-int envdbi_store_db_delete(envdbi_store *s, const char *id)
-{
-	char what[96];
-	snprintf(what, sizeof what, "database %s", nz(id));
-	return delete_where(s, ENVDBI_OBJ_DATABASE, "WHERE \"id\" = ?1", (bindv[]){BT(id)}, 1,
-			    what);
-}
-
 /* ------------------------------------------------------------------------ */
 /* sys_database_credential                                                   */
 /* ------------------------------------------------------------------------ */
@@ -2189,27 +2160,17 @@ int envdbi_store_cred_set_status(envdbi_store *s, const char *id, const char *fr
 	return set_status(s, ENVDBI_OBJ_CREDENTIAL, id, from, to, cred_status_extra);
 }
 
-int envdbi_store_cred_delete(envdbi_store *s, const char *id)
-{
-	char what[96];
-	snprintf(what, sizeof what, "credential %s", nz(id));
-	return delete_where(s, ENVDBI_OBJ_CREDENTIAL, "WHERE \"id\" = ?1", (bindv[]){BT(id)}, 1,
-			    what);
-}
-
 /* ------------------------------------------------------------------------ */
 /* Resolve: one statement, one snapshot                                      */
 /* ------------------------------------------------------------------------ */
 
 /* The environment by (organization, slug), the member, the database, the
- * active credential of the member's authorization (owner, admin, maker:
- * full_access; reader, guest: read_only; as core/resolve.c maps them) and
- * the newest rotating one still inside its window — through the unique
- * indexes, in one read. */
-#define RESOLVE_AUTH(m)                                                                       \
-	"(CASE " m ".\"role\" WHEN 'owner' THEN 'full_access' WHEN 'admin' THEN 'full_access' " \
-	"WHEN 'maker' THEN 'full_access' WHEN 'reader' THEN 'read_only' "                      \
-	"WHEN 'guest' THEN 'read_only' END)"
+ * active credential of the member's authorization (by role, as
+ * ENVDBI_ROLE_AUTHORIZATIONS in store.h says) and the newest rotating one
+ * still inside its window — through the unique indexes, in one read. */
+#define RESOLVE_AUTH_WHEN(role, auth) "WHEN '" role "' THEN '" auth "' "
+#define RESOLVE_AUTH(m) \
+	"(CASE " m ".\"role\" " ENVDBI_ROLE_AUTHORIZATIONS(RESOLVE_AUTH_WHEN) "END)"
 /* A rotating credential of database d inside its window (?4: now). */
 #define RESOLVE_ROTATING(x)                                                                   \
 	x ".\"environment_database_id\" = d.\"id\" AND " x ".\"authorization\" = " \

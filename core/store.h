@@ -184,11 +184,6 @@ bool envdbi_slug_valid(const char *slug);
  * ENVDB_TEST_CLOCK or ENVDB_TEST_NOW set when this was first called). */
 int64_t envdbi_now(void);
 
-/** Deep copies (NULL on ENOMEM; a NULL argument gives NULL). */
-envdb_environment *envdbi_environment_dup(const envdb_environment *e);
-envdb_database *envdbi_database_dup(const envdb_database *d);
-envdb_credential *envdbi_credential_dup(const envdb_credential *c);
-envdb_member *envdbi_member_dup(const envdb_member *m);
 
 /* ------------------------------------------------------------------------ */
 /* sys_environment                                                           */
@@ -273,8 +268,6 @@ int envdbi_store_db_list(envdbi_store *s, envdb_database ***out, size_t *n);
 int envdbi_store_db_update(envdbi_store *s, const envdb_database *d);
 /** Set last_accessed_at only (cheap, resolve path). */
 int envdbi_store_db_touch(envdbi_store *s, const char *id, int64_t when);
-/** Delete the row (and its credentials by cascade). */
-int envdbi_store_db_delete(envdbi_store *s, const char *id);
 
 /* ------------------------------------------------------------------------ */
 /* sys_database_credential                                                   */
@@ -312,7 +305,13 @@ int envdbi_store_cred_update(envdbi_store *s, const envdb_credential *c);
  * `to` is "revoked". */
 int envdbi_store_cred_set_status(envdbi_store *s, const char *id, const char *from,
 				 const char *to);
-int envdbi_store_cred_delete(envdbi_store *s, const char *id);
+
+/** The authorization a member's role resolves to — the one statement of the
+ * rule, expanded into the resolve statement's SQL (core/store.c) and into
+ * core/resolve.c's check of what it read: X(ROLE, AUTHORIZATION) per role. */
+#define ENVDBI_ROLE_AUTHORIZATIONS(X)                                               \
+	X("owner", "full_access") X("admin", "full_access") X("maker", "full_access") \
+	X("reader", "read_only") X("guest", "read_only")
 
 /** What a resolve reads (core/resolve.c), from one statement and so from one
  * snapshot of the control plane.  Strings point into the record (free() it
@@ -399,7 +398,6 @@ typedef struct envdbi_package_row {
 
 void envdbi_tenant_db_free(envdbi_tenant_db_row *r);
 void envdbi_tenant_db_list_free(envdbi_tenant_db_row **v, size_t n);
-void envdbi_package_free(envdbi_package_row *r);
 void envdbi_package_list_free(envdbi_package_row **v, size_t n);
 
 int envdbi_store_tenant_db_insert(envdbi_store *s, const envdbi_tenant_db_row *r, char id_out[37]);

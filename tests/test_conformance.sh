@@ -3,7 +3,8 @@
 #  1. every in-tree plugin passes envdb-conformance (one line per plugin
 #     below: add a plugin by adding its line);
 #  2. the control fixture passes, and every broken_* fixture fails with the
-#     specific FAIL line its breakage must produce.
+#     specific FAIL line its breakage must produce;
+#  3. --manifest on a live deployment is refused without --live.
 # Environment (tests/Makefile.inc): ENVDB_TEST_BUILDDIR, ENVDB_PLUGIN_DIR.
 set -u
 
@@ -141,8 +142,77 @@ fails broken_stdout adapter \
 	'^FAIL - standard output: [0-9]+ problem.*mint wrote [0-9]+ byte\(s\) to standard output \("minting a credential'
 fails broken_extra_symbol adapter \
 	'^FAIL - exports: only the entry symbol: .*also exports 1 symbol\(s\): broken_helper_visible'
+fails broken_list_foreign adapter \
+	"^FAIL - list: reports nothing the kit did not make: after creating only 'mem_[0-9a-f-]+', list also reported 'other_application_db', which the kit did not create"
+fails broken_create_then_size adapter \
+	'^FAIL - create: a too-small buffer leaves nothing behind: after ENVDB_ERR_BUFFER_TOO_SMALL, the create with large enough buffers answered ENVDB_ERR_EXISTS'
+fails broken_expiry_ignored adapter \
+	'^FAIL - expiry: an expired credential is refused \(CAP_EXPIRY\): probe [0-9]+ s after its expires_at: ENVDB_OK'
 fails broken_aad_ignored encryptor \
 	'^FAIL - decrypt: wrong associated data is INTEGRITY: with another row.s aad: ENVDB_OK'
+
+# ---- 3. --manifest on a live deployment ------------------------------------
+# A manifest whose control plane exists is a live deployment: the kit
+# refuses (exit 2) with a warning naming the control plane and where the
+# plugin's configuration points, and touches nothing; --live goes on; a
+# manifest whose control plane does not exist yet runs without a word.
+mkdir "$tmp/live"
+cat >"$tmp/live/envdb.yaml" <<EOF
+version: 1
+control_plane: control.db
+plugin_dir: $plugins
+plugins:
+  - name: sqlite
+    kind: adapter
+    config:
+      base_dir: environments
+EOF
+ran=$((ran + 1))
+if [ -f "$plugins/sqlite.so" ]; then
+	"$kit" --manifest "$tmp/live/envdb.yaml" --plugin sqlite --iterations 2 \
+		>"$tmp/live-scratch.out" 2>"$tmp/live-scratch.err"
+	rc=$?
+	if [ $rc -eq 0 ] && ! grep -q WARNING "$tmp/live-scratch.err"; then
+		echo "ok - --manifest without a control plane runs without a warning"
+	else
+		echo "FAIL - --manifest without a control plane: exit $rc:"
+		sed 's/^/    /' "$tmp/live-scratch.err"
+		failed=$((failed + 1))
+	fi
+	rm -rf "$tmp/live/environments"
+	: >"$tmp/live/control.db"
+	ran=$((ran + 1))
+	"$kit" --manifest "$tmp/live/envdb.yaml" --plugin sqlite >"$tmp/live.out" 2>"$tmp/live.err"
+	rc=$?
+	if [ $rc -eq 2 ] &&
+		grep -qF "WARNING: $tmp/live/envdb.yaml is a live deployment: its control plane $tmp/live/control.db exists" "$tmp/live.err" &&
+		grep -qF "creates and drops scratch databases with the configuration the manifest gives plugin sqlite" "$tmp/live.err" &&
+		grep -qF "base_dir: environments" "$tmp/live.err" &&
+		grep -qF "refusing to run there without --live" "$tmp/live.err" &&
+		[ ! -e "$tmp/live/environments" ] && ! grep -q '^ok - ' "$tmp/live.out"; then
+		echo "ok - --manifest on a live deployment: refused with a warning naming it, nothing touched"
+	else
+		echo "FAIL - --manifest on a live deployment: exit $rc (expected 2), stderr:"
+		sed 's/^/    /' "$tmp/live.err"
+		ls "$tmp/live" | sed 's/^/    ls: /'
+		failed=$((failed + 1))
+	fi
+	ran=$((ran + 1))
+	"$kit" --manifest "$tmp/live/envdb.yaml" --plugin sqlite --live --iterations 2 \
+		>"$tmp/live2.out" 2>"$tmp/live2.err"
+	rc=$?
+	if [ $rc -eq 0 ] && grep -q "WARNING: .* is a live deployment" "$tmp/live2.err" &&
+		grep -qF "going on (--live)" "$tmp/live2.err"; then
+		echo "ok - --manifest --live on a live deployment: warns, then runs ($(tail -n 1 "$tmp/live2.out"))"
+	else
+		echo "FAIL - --manifest --live: exit $rc:"
+		sed 's/^/    /' "$tmp/live2.err"
+		grep -v '^ok - ' "$tmp/live2.out" | sed 's/^/    /'
+		failed=$((failed + 1))
+	fi
+else
+	echo "skip - live deployment: $plugins/sqlite.so not built"
+fi
 
 # The kit never prints a secret, even when quoting a leaking plugin.
 if grep -Eq '[0-9a-f]{64}' "$tmp/broken_secret_in_error.out"; then

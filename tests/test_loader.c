@@ -686,6 +686,84 @@ START_TEST(writable_parent_dir_refused)
 }
 END_TEST
 
+/* Load `plugins` from a manifest with plugin_path `path` (a YAML flow
+ * list) and, when `dir` is not NULL, plugin_dir `dir`. */
+static int load_path(const char *path, const char *dir, const char *plugins)
+{
+	char text[4 * PATH_MAX];
+
+	envdbi_plugins_free(set);
+	envdbi_manifest_free(m);
+	set = NULL;
+	m = NULL;
+	snprintf(text, sizeof(text), "version: 1\n%s%s%splugin_path: %s\nplugins:\n%s",
+		 dir ? "plugin_dir: " : "", dir ? dir : "", dir ? "\n" : "", path, plugins);
+	tu_write(mpath, sizeof(mpath), "envdb.yaml", 0600, text);
+	ck_assert_msg(envdbi_manifest_load(&m, mpath) == ENVDB_OK, "manifest: %s",
+		      envdb_error_last()->message);
+	return envdbi_plugins_load(&set, m);
+}
+
+START_TEST(plugin_path_searched_before_plugin_dir)
+{
+	char so[PATH_MAX], path[3 * PATH_MAX], want[PATH_MAX + 16];
+
+	copy_fixture(so, sizeof(so), "site", 0755);
+	/* a directory that does not exist is skipped; fxadapter is found in
+	 * site/ before the plugin directory; `good` is only in the plugin
+	 * directory, which plugin_path does not hide */
+	snprintf(path, sizeof(path), "[%s/absent, %s/site]", tu_dir, tu_dir);
+	ck_assert_msg(load_path(path, tu_fixture_dir(),
+				"  - {name: fxadapter, kind: adapter}\n"
+				"  - {name: good, kind: encryptor, config: {dir: d, current: k}}\n") ==
+			  ENVDB_OK,
+		      "%s", envdb_error_last()->message);
+	ck_assert_uint_eq(envdbi_plugins_count(set), 2);
+	ck_assert_str_eq(envdbi_plugin_path(envdbi_plugins_find(set, "fxadapter", 0)), so);
+	snprintf(want, sizeof(want), "%s/good.so", tu_fixture_dir());
+	ck_assert_str_eq(envdbi_plugin_path(envdbi_plugins_find(set, "good", 0)), want);
+}
+END_TEST
+
+START_TEST(plugin_path_keeps_system_dir)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 8], want[PATH_MAX + 16];
+
+	/* without plugin_dir, the system directory ($ENVDB_PLUGIN_DIR here)
+	 * is still searched after plugin_path */
+	tu_path(dir, sizeof(dir), "empty");
+	ck_assert_int_eq(mkdir(dir, 0755), 0);
+	snprintf(path, sizeof(path), "[%s]", dir);
+	setenv("ENVDB_PLUGIN_DIR", tu_fixture_dir(), 1);
+	ck_assert_msg(load_path(path, NULL, "  - {name: fxadapter, kind: adapter}\n") == ENVDB_OK,
+		      "%s", envdb_error_last()->message);
+	unsetenv("ENVDB_PLUGIN_DIR");
+	snprintf(want, sizeof(want), "%s/fxadapter.so", tu_fixture_dir());
+	ck_assert_str_eq(envdbi_plugin_path(envdbi_plugins_at(set, 0)), want);
+}
+END_TEST
+
+START_TEST(plugin_path_writable_dir_refused)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 8], want[3 * PATH_MAX];
+
+	/* the plugin is not in wpath/, but whoever can write wpath/ could put
+	 * one there: the directory is refused, not skipped */
+	tu_path(dir, sizeof(dir), "wpath");
+	ck_assert_int_eq(mkdir(dir, 0755), 0);
+	ck_assert_int_eq(chmod(dir, 0777), 0);
+	snprintf(path, sizeof(path), "[%s]", dir);
+	ck_assert_int_eq(load_path(path, tu_fixture_dir(), "  - {name: fxadapter, kind: adapter}\n"),
+			 ENVDB_ERR_CONFIG);
+	ck_assert_ptr_null(set);
+	snprintf(want, sizeof(want),
+		 "plugin fxadapter: refused: plugin_path directory %s: directory %s is writable by "
+		 "group or others (mode 0777",
+		 dir, dir);
+	tu_assert_contains(envdb_error_last()->message, want);
+}
+END_TEST
+
 START_TEST(foreign_owned_plugin_dir_refused)
 {
 	char so[PATH_MAX], dir[PATH_MAX], want[2 * PATH_MAX];
@@ -1034,6 +1112,9 @@ static Suite *loader_suite(void)
 	tcase_add_test(perm, sticky_dir_accepted);
 	tcase_add_test(perm, symlinked_plugin_refused);
 	tcase_add_test(perm, loaded_inode_is_checked_inode);
+	tcase_add_test(perm, plugin_path_searched_before_plugin_dir);
+	tcase_add_test(perm, plugin_path_keeps_system_dir);
+	tcase_add_test(perm, plugin_path_writable_dir_refused);
 	suite_add_tcase(s, perm);
 
 	tcase_add_checked_fixture(calls, setup, teardown);

@@ -184,6 +184,34 @@ START_TEST(relative_plugin_dir)
 }
 END_TEST
 
+START_TEST(plugin_path_list)
+{
+	char want[PATH_MAX];
+
+	ck_assert_int_eq(load_text("version: 1\nplugin_dir: /opt/p\n"
+				   "plugin_path: [extra, /usr/lib/site/envdb]\n"),
+			 ENVDB_OK);
+	ck_assert_uint_eq(m->n_plugin_path, 2);
+	tu_path(want, sizeof(want), "extra");
+	ck_assert_str_eq(m->plugin_path[0], want);
+	ck_assert_str_eq(m->plugin_path[1], "/usr/lib/site/envdb");
+	ck_assert_ptr_null(m->plugin_path[2]);
+	/* plugin_path adds to the plugin directory, it does not replace it */
+	ck_assert_str_eq(envdbi_plugin_dir(m), "/opt/p");
+	/* one directory may be given as a string */
+	ck_assert_int_eq(load_text("version: 1\nplugin_path: /srv/plugins\n"), ENVDB_OK);
+	ck_assert_uint_eq(m->n_plugin_path, 1);
+	ck_assert_str_eq(m->plugin_path[0], "/srv/plugins");
+	ck_assert_int_eq(load_text("version: 1\n"), ENVDB_OK);
+	ck_assert_uint_eq(m->n_plugin_path, 0);
+	expect_error("version: 1\nplugin_path: {a: b}\n",
+		     "2:14: plugin_path: expected a list of directories, found a mapping");
+	expect_error("version: 1\nplugin_path:\n  - /a\n  - [b]\n",
+		     "4:5: plugin_path[1]: expected a directory, found a list");
+	expect_error("version: 1\nplugin_path: [/a, '']\n", "2:19: plugin_path[1]: value is empty");
+}
+END_TEST
+
 START_TEST(unknown_keys_everywhere)
 {
 	expect_error("version: 1\ncontrol_plain: x.db\n", "2:1: control_plain: unknown key");
@@ -450,6 +478,7 @@ static Suite *manifest_suite(void)
 	tcase_add_test(tc, full_manifest);
 	tcase_add_test(tc, defaults_when_absent);
 	tcase_add_test(tc, relative_plugin_dir);
+	tcase_add_test(tc, plugin_path_list);
 	tcase_add_test(tc, unknown_keys_everywhere);
 	tcase_add_test(tc, wrong_values);
 	tcase_add_test(tc, plugin_entries);

@@ -292,7 +292,7 @@ START_TEST(record_dup_and_free)
 {
 	envdb_member m = {.id = "i", .environment_id = "e", .user_id = "u", .role = "reader",
 			  .invited_by = NULL, .created_at = 3, .updated_at = 4};
-	envdb_member *d = envdbi_member_dup(&m);
+	envdb_member *d = envdbi_record_dup(ENVDBI_OBJ_MEMBER, &m);
 	ck_assert_ptr_nonnull(d);
 	ck_assert_ptr_ne(d->user_id, m.user_id);
 	ck_assert_str_eq(d->user_id, "u");
@@ -300,7 +300,7 @@ START_TEST(record_dup_and_free)
 	ck_assert_int_eq(d->updated_at, 4);
 	envdb_member_free(d);
 	envdb_member_free(NULL);
-	ck_assert_ptr_null(envdbi_member_dup(NULL));
+	ck_assert_ptr_null(envdbi_record_dup(ENVDBI_OBJ_MEMBER, NULL));
 }
 END_TEST
 

@@ -4,8 +4,11 @@
  *
  *   database_name   deterministic, distinct per environment, buffer protocol
  *   create          url and metadata; a second create is EXISTS; again
- *                   after drop
- *   list            contains what was created, not what was dropped
+ *                   after drop; a too-small output buffer is
+ *                   BUFFER_TOO_SMALL and leaves no database behind
+ *   list            contains what was created, not what was dropped, and
+ *                   nothing else new: what a listing after create has
+ *                   beyond the one before it is exactly the kit's database
  *   mint            full_access; read_only as CAP_READ_ONLY promises (and
  *                   NOT_SUPPORTED without it); refused for a dropped
  *                   database
@@ -13,6 +16,8 @@
  *                   CAP_ROTATE_OVERLAP
  *   revoke          the revoked credential is refused (CAP_AUTHENTICATES),
  *                   the other is not; twice is success
+ *   expiry          with CAP_EXPIRY (and PROBE, AUTHENTICATES) a credential
+ *                   minted to expire in 2 s is refused with AUTH after it
  *   probe           accepts the minted secret, refuses a wrong one with
  *                   AUTH (CAP_AUTHENTICATES), refuses after drop
  *   drop            twice is success; a database that never existed too
@@ -126,12 +131,13 @@ static envdb_db_ref *ref_of(const kdb *d)
 	return r;
 }
 
-static int a_create(const adapter *a, kdb *d)
+/* create with output buffers of cap_url and cap_meta bytes, retried once
+ * with what the plugin asked for when `retry`. */
+static int a_create_cap(const adapter *a, kdb *d, size_t cap_url, size_t cap_meta, bool retry)
 {
-	size_t cap_url = ENVDB_ADAPTER_OUTPUT_MIN, cap_meta = ENVDB_ADAPTER_OUTPUT_MIN;
 	int attempt, rc = ENVDB_ERR_GENERIC;
 
-	for (attempt = 0; attempt < 2; attempt++) {
+	for (attempt = 0; attempt < (retry ? 2 : 1); attempt++) {
 		envdb_create_request *req = kit_xmalloc(sizeof(*req));
 		kit_buf url, meta;
 
@@ -172,6 +178,11 @@ static int a_create(const adapter *a, kdb *d)
 	return rc;
 }
 
+static int a_create(const adapter *a, kdb *d)
+{
+	return a_create_cap(a, d, ENVDB_ADAPTER_OUTPUT_MIN, ENVDB_ADAPTER_OUTPUT_MIN, true);
+}
+
 static int a_drop(const adapter *a, const kdb *d)
 {
 	envdb_db_ref *r = ref_of(d);
@@ -188,8 +199,10 @@ static const char *auth_label(uint32_t auth)
 					    : "the secret minted by mint(full_access)";
 }
 
-static int a_mint(const adapter *a, const kdb *d, uint32_t auth, const char *previous,
-		  kcred *out)
+/* mint; expires_at as in the request, the granted expiry into *granted_out
+ * (when not NULL). */
+static int a_mint_ex(const adapter *a, const kdb *d, uint32_t auth, const char *previous,
+		     int64_t expires_at, int64_t *granted_out, kcred *out)
 {
 	size_t cap_s = ENVDB_ADAPTER_OUTPUT_MIN, cap_h = ENVDB_ADAPTER_OUTPUT_MIN;
 	char cred_id[37];
@@ -208,7 +221,7 @@ static int a_mint(const adapter *a, const kdb *d, uint32_t auth, const char *pre
 		req->struct_size = sizeof(*req);
 		req->credential_id = kit_borrow(cred_id);
 		req->authorization = auth;
-		req->expires_at = 0;
+		req->expires_at = expires_at;
 		req->previous_handle = kit_borrow(previous);
 		/* ABI 1.1: the granted expiry comes back here, set as a host does */
 		granted = 0;
@@ -244,7 +257,15 @@ static int a_mint(const adapter *a, const kdb *d, uint32_t auth, const char *pre
 		if (rc != ENVDB_ERR_BUFFER_TOO_SMALL || cap_s > (1u << 20) || cap_h > (1u << 20))
 			break;
 	}
+	if (granted_out != NULL)
+		*granted_out = granted;
 	return rc;
+}
+
+static int a_mint(const adapter *a, const kdb *d, uint32_t auth, const char *previous,
+		  kcred *out)
+{
+	return a_mint_ex(a, d, auth, previous, 0, NULL, out);
 }
 
 static int a_probe(const adapter *a, const kdb *d, const char *secret, size_t len)
@@ -324,6 +345,29 @@ static size_t name_list_count(const name_list *l, const char *name)
 	return c;
 }
 
+/* The names of `after` that `before` does not have, into out (a list of
+ * borrowed pointers into `after`: do not clear it, free out->v). */
+static void name_list_new(const name_list *before, const name_list *after, name_list *out)
+{
+	size_t i;
+
+	memset(out, 0, sizeof(*out));
+	for (i = 0; i < after->n; i++) {
+		char **v;
+
+		if (name_list_count(before, after->v[i]) > 0)
+			continue;
+		if (out->n == out->cap) {
+			out->cap = out->cap ? out->cap * 2 : 8;
+			v = realloc(out->v, out->cap * sizeof(*v));
+			if (v == NULL)
+				return;
+			out->v = v;
+		}
+		out->v[out->n++] = after->v[i];
+	}
+}
+
 static int a_list(const adapter *a, name_list *out)
 {
 	int rc;
@@ -393,6 +437,51 @@ static void check_database_name(const adapter *a, kdb *d, bool *usable)
 	free(n2);
 	free(n3);
 	free(n4);
+}
+
+/* CAP_EXPIRY: the backend itself refuses a credential past its expires_at.
+ * Checked with probe, so only where a wrong credential is refused at all
+ * (CAP_PROBE and CAP_AUTHENTICATES). */
+static void check_expiry(const adapter *a, kdb *d)
+{
+	static const char name[] = "expiry: an expired credential is refused (CAP_EXPIRY)";
+	int64_t now = (int64_t)time(NULL), expires = now + 2, granted = 0, until;
+	kcred c;
+	int rc;
+
+	if (!HAS(a, ENVDB_ADAPTER_CAP_EXPIRY)) {
+		kit_skip(name, "CAP_EXPIRY not declared (only the host enforces expiry)");
+		return;
+	}
+	if (!HAS(a, ENVDB_ADAPTER_CAP_PROBE) || !HAS(a, ENVDB_ADAPTER_CAP_AUTHENTICATES)) {
+		kit_skip(name, "needs CAP_PROBE and CAP_AUTHENTICATES to see a refusal");
+		return;
+	}
+	rc = a_mint_ex(a, d, ENVDB_AUTH_FULL_ACCESS, NULL, expires, &granted, &c);
+	if (rc != ENVDB_OK) {
+		kit_fail(name, "mint with expires_at 2 s from now: %s", kit_why(rc));
+		kcred_clear(&c);
+		return;
+	}
+	until = granted > 0 ? granted : expires;
+	if (until > now + 10) {
+		kit_skip(name, "the backend granted an expiry %lld s away for expires_at 2 s away",
+			 (long long)(until - now));
+	} else {
+		/* One second past it: backends compare whole seconds. */
+		while ((int64_t)time(NULL) <= until + 1) {
+			struct timespec ts = {0, 100 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+		}
+		rc = a_probe(a, d, c.secret, c.len);
+		kit_check(rc == ENVDB_ERR_AUTH, name,
+			  "probe %lld s after its expires_at: %s (with CAP_EXPIRY the backend "
+			  "itself must refuse it, with ENVDB_ERR_AUTH)",
+			  (long long)((int64_t)time(NULL) - until), kit_why(rc));
+	}
+	if (HAS(a, ENVDB_ADAPTER_CAP_REVOKE))
+		(void)a_revoke(a, d, ENVDB_AUTH_FULL_ACCESS, c.handle);
+	kcred_clear(&c);
 }
 
 static void check_credentials(const adapter *a, kdb *d)
@@ -513,6 +602,8 @@ static void check_credentials(const adapter *a, kdb *d)
 	} else {
 		kit_skip("revoke", "CAP_REVOKE not declared");
 	}
+
+	check_expiry(a, d);
 
 	/* After drop (checked by the caller) the last secret must be refused. */
 	if (probe && c2.secret != NULL) {
@@ -756,17 +847,48 @@ void kit_run_adapter(const envdb_plugin_descriptor *desc, const envdb_adapter_op
 	adapter a = { ops, instance, ops->capabilities, desc->flags };
 	bool usable = true, backend_up = true, listable = HAS(&a, ENVDB_ADAPTER_CAP_LIST);
 	kdb d, ghost;
-	name_list l;
+	name_list l, before;
+	const char *foreign;
 	json_t *meta;
-	int rc;
+	size_t i;
+	int rc, tiny_rc;
 
 	memset(&d, 0, sizeof(d));
 	memset(&ghost, 0, sizeof(ghost));
+	memset(&before, 0, sizeof(before));
 	check_database_name(&a, &d, &usable);
 	if (!usable)
 		return;
 
+	/* What exists before the kit makes anything: a listing may show it
+	 * again, never anything else the kit did not make. */
+	if (listable && a_list(&a, &before) != ENVDB_OK)
+		listable = false; /* the list checks below say why */
+
+	/* Outputs are sized before anything is made (or what was made is
+	 * undone): a create with buffers too small for the url leaves no
+	 * database, so the real create that follows is not EXISTS. */
+	rc = a_create_cap(&a, &d, 1, 1, false);
+	if (rc == ENVDB_ERR_BUFFER_TOO_SMALL)
+		kit_ok("create: a too-small buffer is BUFFER_TOO_SMALL", NULL);
+	else if (rc == ENVDB_ERR_UNAVAILABLE || rc == ENVDB_ERR_TIMEOUT)
+		kit_skip("create: a too-small buffer is BUFFER_TOO_SMALL", "%s", kit_why(rc));
+	else if (rc == ENVDB_OK)
+		kit_fail("create: a too-small buffer is BUFFER_TOO_SMALL",
+			 "with 1-byte url and metadata buffers create answered ENVDB_OK");
+	else
+		kit_fail("create: a too-small buffer is BUFFER_TOO_SMALL",
+			 "with 1-byte url and metadata buffers: %s", kit_why(rc));
+	if (rc == ENVDB_OK)
+		(void)a_drop(&a, &d);
+	tiny_rc = rc;
+
 	rc = a_create(&a, &d);
+	if (tiny_rc == ENVDB_ERR_BUFFER_TOO_SMALL)
+		kit_check(rc != ENVDB_ERR_EXISTS, "create: a too-small buffer leaves nothing behind",
+			  "after ENVDB_ERR_BUFFER_TOO_SMALL, the create with large enough buffers "
+			  "answered ENVDB_ERR_EXISTS: the first call made the database before "
+			  "sizing its outputs (and did not undo it)");
 	if (!kit_check(rc == ENVDB_OK, "create", "%s", kit_why(rc))) {
 		backend_up = rc != ENVDB_ERR_UNAVAILABLE && rc != ENVDB_ERR_TIMEOUT;
 		goto after_lifecycle;
@@ -788,10 +910,28 @@ void kit_run_adapter(const envdb_plugin_descriptor *desc, const envdb_adapter_op
 		kdb_clear(&again);
 	}
 	if (listable) {
+		name_list fresh;
+
 		rc = a_list(&a, &l);
 		kit_check(rc == ENVDB_OK && name_list_count(&l, d.name) == 1,
 			  "list: contains the created database", "%s; '%s' listed %zu time(s) "
 			  "among %zu", kit_why(rc), d.name, name_list_count(&l, d.name), l.n);
+		name_list_new(&before, &l, &fresh);
+		foreign = NULL;
+		for (i = 0; i < fresh.n && foreign == NULL; i++)
+			if (strcmp(fresh.v[i], d.name) != 0)
+				foreign = fresh.v[i];
+		if (rc != ENVDB_OK)
+			kit_skip("list: reports nothing the kit did not make", "list failed");
+		else if (foreign != NULL)
+			kit_fail("list: reports nothing the kit did not make",
+				 "after creating only '%s', list also reported '%s', which the kit "
+				 "did not create and which was not listed before it started "
+				 "(reconcile would offer to drop it)",
+				 d.name, foreign);
+		else
+			kit_ok("list: reports nothing the kit did not make", NULL);
+		free(fresh.v);
 		name_list_clear(&l);
 	} else {
 		kit_skip("list", "CAP_LIST not declared");
@@ -844,6 +984,7 @@ void kit_run_adapter(const envdb_plugin_descriptor *desc, const envdb_adapter_op
 
 after_lifecycle:
 	check_deadline(&a, opt, backend_up);
+	name_list_clear(&before);
 	kdb_clear(&d);
 	kdb_clear(&ghost);
 }

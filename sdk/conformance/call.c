@@ -304,7 +304,7 @@ void kit_call_begin(const char *op)
 
 static bool is_status(int rc)
 {
-	return rc == ENVDB_OK || (rc <= ENVDB_ERR_GENERIC && rc >= ENVDB_ERR_BUSY);
+	return kit_status_known(rc);
 }
 
 int kit_call_end(const char *op, int rc)

@@ -594,7 +594,7 @@ static void h_log(envdb_host_ctx *ctx, int level, const char *fmt, ...)
 
 static bool known_error_status(int status)
 {
-	return status <= ENVDB_ERR_GENERIC && status >= ENVDB_ERR_BUSY;
+	return status < 0 && kit_status_known(status);
 }
 
 static int h_error(envdb_host_ctx *ctx, int status, const char *native, const char *fmt, ...)

@@ -76,6 +76,9 @@ void kit_findings_report(void);
 
 /** A short name for a status ("ENVDB_ERR_EXISTS"), or "status N". */
 const char *kit_status_name(int status);
+/** Whether `status` is ENVDB_OK or an error code <envdb/status.h> defines
+ * (not a range: codes need not stay contiguous). */
+bool kit_status_known(int status);
 
 /* ------------------------------------------------------------------------ */
 /* host.c — the instrumented host                                            */

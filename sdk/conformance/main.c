@@ -7,11 +7,15 @@
  *                     [--plugin NAME] [--config KEY=VALUE ...]
  *
  * The plugin is opened and validated by libenvdb's own loader (the same
- * code `envdb` uses, without calling init), then the kit creates its own
- * instances with an instrumented host and runs the suites.  Output: one
+ * code `envdb` uses, without calling init), through its installed
+ * interface <envdb/envdb-loader.h>; then the kit creates its own instances
+ * with an instrumented host and runs the suites.  Output: one
  * line per check ("ok - name", "FAIL - name: detail", "skip - name: why"),
  * then "N passed, N failed".  Exit status 0 when nothing failed, 1 when a
- * check failed, 2 on a usage error.
+ * check failed, 2 on a usage error, or when --manifest names a live
+ * deployment (its control plane exists) and --live was not given: the kit
+ * creates and drops databases, and adds keys, where the plugin's
+ * configuration points, which is where that deployment's own live.
  */
 #include "config.h"
 
@@ -23,7 +27,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include <sodium.h>
+
+#include <envdb/envdb-loader.h>
+#include <envdb/envdb.h>
+
 #include "kit.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -58,6 +66,9 @@ static void usage(FILE *f)
 		"  --no-key-generate    encryptors: do not add keys to the key ring\n"
 		"  --no-deadline        remote plugins: skip the deadline checks\n"
 		"  --timeout SECONDS    give up (FAIL) when the run takes longer (default 600)\n"
+		"  --live               with --manifest: run even though its control plane\n"
+		"                       exists (the kit creates and drops scratch databases and\n"
+		"                       adds keys where the deployment's own are)\n"
 		"  -v, --verbose        details on ok lines, plugin messages as '# ' lines\n"
 		"  -h, --help           this text\n"
 		"  --version            the envdb version and plugin ABI\n");
@@ -114,139 +125,93 @@ typedef struct run {
 	const char *manifest_path;
 	const char *plugin_path;
 	const char *plugin_name;
+	bool live;
 	uint32_t kind;
 	const char **cfg_keys, **cfg_values;
 	size_t n_cfg;
 	kit_options opt;
 	/* loaded */
-	envdbi_manifest *loaded;  /* --manifest */
-	envdbi_manifest one;      /* the manifest handed to the loader */
-	envdbi_plugin_spec spec;  /* --plugin-path */
-	envdbi_kv *kv;
-	char *env_names;          /* --config secrets passed by environment */
-	envdbi_plugins *set;
+	envdb_loader *loader;
 } run;
 
-static char *make_absolute(const char *path)
+/* --manifest on a deployment whose control plane exists: the kit's scratch
+ * databases and keys go where that deployment's own are.  Say so loudly,
+ * on stderr (stdout carries the check lines), naming the location; go on
+ * only with --live.  Returns whether to go on. */
+static bool live_guard(const run *r)
 {
-	char cwd[PATH_MAX];
-	size_t n;
-	char *r;
+	const envdb_loader *l = r->loader;
+	const char *cp = envdb_loader_control_plane(l);
+	uint32_t kind = envdb_loader_kind(l);
+	size_t i, n = envdb_loader_config_count(l);
 
-	if (path[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL)
-		return kit_xstrdup(path);
-	n = strlen(cwd) + strlen(path) + 2;
-	r = kit_xmalloc(n);
-	snprintf(r, n, "%s/%s", cwd, path);
-	return r;
-}
-
-static char *stem_of(const char *path)
-{
-	const char *base = strrchr(path, '/');
-	char *s, *dot;
-
-	s = kit_xstrdup(base ? base + 1 : path);
-	dot = strrchr(s, '.');
-	if (dot != NULL && dot != s)
-		*dot = '\0';
-	return s;
-}
-
-/* The manifest the loader gets for --plugin-path: one plugin, the --config
- * entries as its configuration (secret keys by reference, KEY_file or
- * KEY_env, exactly as in a manifest), relative paths against the current
- * directory. */
-static int build_path_manifest(run *r)
-{
-	char cwd[PATH_MAX];
-	size_t i;
-
-	if (getcwd(cwd, sizeof(cwd)) == NULL)
-		snprintf(cwd, sizeof(cwd), "/");
-	memset(&r->one, 0, sizeof(r->one));
-	memset(&r->spec, 0, sizeof(r->spec));
-	r->one.path = kit_xstrdup("envdb-conformance command line");
-	r->one.dir = kit_xstrdup(cwd);
-	r->spec.name = r->plugin_name ? kit_xstrdup(r->plugin_name) : stem_of(r->plugin_path);
-	r->spec.path = make_absolute(r->plugin_path);
-	r->spec.kind = r->kind;
-	r->spec.critical = true;
-	r->spec.line = r->spec.column = 1;
-	r->kv = calloc(r->n_cfg + 1, sizeof(envdbi_kv));
-	if (r->kv == NULL)
-		return ENVDB_ERR_NOMEM;
-	for (i = 0; i < r->n_cfg; i++) {
-		r->kv[i].key = kit_xstrdup(r->cfg_keys[i]);
-		r->kv[i].value = kit_xstrdup(r->cfg_values[i]);
-		r->kv[i].line = r->kv[i].key_line = 1;
-		r->kv[i].column = r->kv[i].key_column = (int)i + 1;
+	if (cp == NULL || access(cp, F_OK) != 0)
+		return true;
+	fprintf(stderr,
+		"envdb-conformance: WARNING: %s is a live deployment: its control plane %s "
+		"exists\n"
+		"envdb-conformance: the kit %s with the configuration the manifest gives plugin "
+		"%s, which is where that deployment's own %s:\n",
+		r->manifest_path, cp,
+		kind == ENVDB_PLUGIN_ADAPTER
+		    ? "creates and drops scratch databases"
+		    : (r->opt.key_generate ? "encrypts and adds keys to the key ring"
+					   : "encrypts and decrypts"),
+		envdb_loader_name(l), kind == ENVDB_PLUGIN_ADAPTER ? "databases are" : "keys are");
+	for (i = 0; i < n; i++)
+		fprintf(stderr, "envdb-conformance:     %s: %s\n", envdb_loader_config_key(l, i),
+			envdb_loader_config_value(l, i));
+	if (n == 0)
+		fprintf(stderr, "envdb-conformance:     (no configuration: the plugin's defaults)\n");
+	if (r->live) {
+		fprintf(stderr, "envdb-conformance: going on (--live)\n");
+		return true;
 	}
-	r->spec.config = r->kv;
-	r->spec.n_config = r->n_cfg;
-	r->one.plugins = &r->spec;
-	r->one.n_plugins = 1;
-	return ENVDB_OK;
+	fprintf(stderr,
+		"envdb-conformance: refusing to run there without --live; to test the plugin "
+		"apart from the deployment, use --plugin-path PATH --kind KIND --config "
+		"KEY=VALUE with a scratch location\n");
+	return false;
 }
 
-static int load(run *r, envdbi_plugin **out)
+#define LOAD_REFUSED_LIVE 1 /* load(): not a status; live_guard refused */
+
+/* Open the plugin with libenvdb's loader: from the manifest (only this
+ * plugin: the others are not under test), or the --plugin-path file with
+ * the --config entries as its configuration (secret keys by reference,
+ * KEY_file or KEY_env, exactly as in a manifest; relative paths against
+ * the current directory). */
+static int load(run *r)
 {
-	envdbi_plugin_spec *spec = NULL;
-	size_t i;
 	int rc;
 
-	*out = NULL;
-	if (r->manifest_path != NULL) {
-		rc = envdbi_manifest_load(&r->loaded, r->manifest_path);
-		if (rc != ENVDB_OK) {
-			kit_fail("load: manifest", "%s", envdb_error_last()->message);
-			return rc;
-		}
-		for (i = 0; i < r->loaded->n_plugins; i++)
-			if (strcmp(r->loaded->plugins[i].name, r->plugin_name) == 0)
-				spec = &r->loaded->plugins[i];
-		if (spec == NULL) {
-			kit_fail("load: manifest", "%s lists no plugin named '%s'", r->manifest_path,
-				 r->plugin_name);
-			return ENVDB_ERR_NOT_FOUND;
-		}
-		/* Only this plugin: the others are not under test. */
-		r->one = *r->loaded;
-		r->one.plugins = spec;
-		r->one.n_plugins = 1;
-		spec->critical = true;
-		r->kind = spec->kind;
-	} else if ((rc = build_path_manifest(r)) != ENVDB_OK) {
-		return rc;
-	}
-	rc = envdbi_plugins_load_ex(&r->set, &r->one, ENVDBI_LOAD_NO_INIT);
+	if (r->manifest_path != NULL)
+		rc = envdb_loader_open_manifest(&r->loader, r->manifest_path, r->plugin_name);
+	else
+		rc = envdb_loader_open_file(&r->loader, r->plugin_path, r->plugin_name, r->kind,
+					    r->cfg_keys, r->cfg_values, r->n_cfg);
 	if (rc != ENVDB_OK) {
-		kit_fail("load: accepted by the envdb loader", "%s", envdb_error_last()->message);
+		/* The loader's own messages start "plugin NAME"; the rest is
+		 * about the manifest. */
+		const char *msg = envdb_error_last()->message;
+		bool manifest = r->manifest_path != NULL && strncmp(msg, "plugin ", 7) != 0;
+
+		kit_fail(manifest ? "load: manifest" : "load: accepted by the envdb loader", "%s",
+			 msg);
 		return rc;
 	}
-	*out = envdbi_plugins_at(r->set, 0);
-	kit_ok("load: accepted by the envdb loader", "%s", envdbi_plugin_path(*out));
+	if (r->manifest_path != NULL) {
+		r->kind = envdb_loader_kind(r->loader);
+		if (!live_guard(r))
+			return LOAD_REFUSED_LIVE;
+	}
+	kit_ok("load: accepted by the envdb loader", "%s", envdb_loader_plugin_path(r->loader));
 	return ENVDB_OK;
 }
 
 static void run_free(run *r)
 {
-	size_t i;
-
-	envdbi_plugins_free(r->set);
-	if (r->loaded != NULL) {
-		envdbi_manifest_free(r->loaded);
-	} else if (r->one.path != NULL) {
-		for (i = 0; i < r->n_cfg; i++) {
-			free(r->kv[i].key);
-			free(r->kv[i].value);
-		}
-		free(r->kv);
-		free(r->spec.name);
-		free(r->spec.path);
-		free(r->one.path);
-		free(r->one.dir);
-	}
+	envdb_loader_close(r->loader);
 	free(r->cfg_keys);
 	free(r->cfg_values);
 }
@@ -268,7 +233,6 @@ static int positive(const char *opt, const char *v)
 int main(int argc, char **argv)
 {
 	run r;
-	envdbi_plugin *p = NULL;
 	const envdb_plugin_descriptor *desc;
 	union {
 		envdb_adapter_ops adapter;
@@ -341,6 +305,8 @@ int main(int argc, char **argv)
 			r.opt.key_generate = false;
 		} else if (strcmp(o, "--no-deadline") == 0) {
 			r.opt.deadline = false;
+		} else if (strcmp(o, "--live") == 0) {
+			r.live = true;
 		} else if (strcmp(o, "-v") == 0 || strcmp(o, "--verbose") == 0) {
 			kit_set_verbose(true);
 		} else if (strcmp(o, "-h") == 0 || strcmp(o, "--help") == 0) {
@@ -359,6 +325,7 @@ int main(int argc, char **argv)
 			a++;
 	}
 	if ((r.manifest_path == NULL) == (r.plugin_path == NULL) ||
+	    (r.live && r.manifest_path == NULL) ||
 	    (r.manifest_path != NULL && (r.plugin_name == NULL || r.n_cfg > 0 || r.kind != 0)) ||
 	    (r.plugin_path != NULL && r.kind == 0)) {
 		fprintf(stderr, "envdb-conformance: give either --manifest FILE --plugin NAME, or "
@@ -368,38 +335,40 @@ int main(int argc, char **argv)
 	}
 
 	install_handlers(timeout_s);
-	if (envdbi_sodium_init() != ENVDB_OK) {
-		kit_fail("setup", "%s", envdb_error_last()->message);
+	if (sodium_init() < 0) {
+		kit_fail("setup", "libsodium: initialisation failed");
 		kit_summary();
 		return 1;
 	}
 	kit_set_current_op("load");
-	if (load(&r, &p) != ENVDB_OK)
+	if ((a = load(&r)) != ENVDB_OK) {
+		if (a == LOAD_REFUSED_LIVE) { /* live_guard said why */
+			alarm(0);
+			run_free(&r);
+			kit_host_cleanup();
+			return 2;
+		}
 		goto done;
+	}
 
-	desc = envdbi_plugin_descriptor(p);
-	kit_check_exports(envdbi_plugin_path(p));
+	desc = envdb_loader_descriptor(r.loader);
+	kit_check_exports(envdb_loader_plugin_path(r.loader));
 	if (!kit_check_descriptor(desc, r.kind, NULL, &ops, sizeof(ops)))
 		goto done;
 
-	/* The configuration the kit's own instances get. */
-	if (r.loaded != NULL) {
-		const envdbi_plugin_spec *s = &r.one.plugins[0];
-		keys = calloc(s->n_config + 1, sizeof(char *));
-		values = calloc(s->n_config + 1, sizeof(char *));
-		if (keys == NULL || values == NULL)
-			goto done;
-		for (i = 0; i < s->n_config; i++) {
-			keys[i] = s->config[i].key;
-			values[i] = s->config[i].value;
-		}
-		n = s->n_config;
-	} else {
-		keys = r.cfg_keys;
-		values = r.cfg_values;
-		n = r.n_cfg;
+	/* The configuration the kit's own instances get: what the loader
+	 * checked, as written (secret keys by reference). */
+	n = envdb_loader_config_count(r.loader);
+	keys = calloc(n + 1, sizeof(char *));
+	values = calloc(n + 1, sizeof(char *));
+	if (keys == NULL || values == NULL)
+		goto done;
+	for (i = 0; i < n; i++) {
+		keys[i] = envdb_loader_config_key(r.loader, i);
+		values[i] = envdb_loader_config_value(r.loader, i);
 	}
-	if (kit_config_resolve(&cfg, desc, keys, values, n, r.one.dir) != ENVDB_OK)
+	if (kit_config_resolve(&cfg, desc, keys, values, n, envdb_loader_base_dir(r.loader)) !=
+	    ENVDB_OK)
 		goto done;
 
 	kit_set_thread_safe((desc->flags & ENVDB_PLUGIN_THREAD_SAFE) != 0);
@@ -415,10 +384,8 @@ int main(int argc, char **argv)
 	kit_fini_checks(desc, inst);
 
 done:
-	if (keys != r.cfg_keys)
-		free(keys);
-	if (values != r.cfg_values)
-		free(values);
+	free(keys);
+	free(values);
 	kit_config_free(&cfg);
 	alarm(0);
 	run_free(&r);

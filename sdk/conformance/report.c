@@ -211,10 +211,9 @@ void kit_findings_report(void)
 	}
 }
 
-const char *kit_status_name(int status)
+/* The name of a status <envdb/status.h> defines, or NULL. */
+static const char *known_name(int status)
 {
-	static _Thread_local char other[32];
-
 	switch (status) {
 	case ENVDB_OK: return "ENVDB_OK";
 	case ENVDB_ERR_GENERIC: return "ENVDB_ERR_GENERIC";
@@ -235,8 +234,22 @@ const char *kit_status_name(int status)
 	case ENVDB_ERR_INVALID: return "ENVDB_ERR_INVALID";
 	case ENVDB_ERR_STATE: return "ENVDB_ERR_STATE";
 	case ENVDB_ERR_BUSY: return "ENVDB_ERR_BUSY";
-	default:
-		snprintf(other, sizeof(other), "status %d", status);
-		return other;
+	default: return NULL;
 	}
+}
+
+bool kit_status_known(int status)
+{
+	return known_name(status) != NULL;
+}
+
+const char *kit_status_name(int status)
+{
+	static _Thread_local char other[32];
+	const char *name = known_name(status);
+
+	if (name != NULL)
+		return name;
+	snprintf(other, sizeof(other), "status %d", status);
+	return other;
 }

@@ -77,8 +77,8 @@ enum envdb_authorization {
  * its legacy name and URL: database_name is then not the one database_name()
  * derives, and metadata is {"migrated_from": {...}} instead of what create()
  * returned.  An adapter that cannot work on such a database answers
- * ENVDB_ERR_NOT_SUPPORTED naming it (core/MIGRATION.md, "Adopted
- * databases"); list() does not report it (the plugin did not make it). */
+ * ENVDB_ERR_NOT_SUPPORTED naming it (ABI.md §11, "Adopted databases");
+ * list() does not report it (the plugin did not make it). */
 typedef struct envdb_db_ref {
 	size_t struct_size;
 	const char *environment_id; /**< UUID of the environment */

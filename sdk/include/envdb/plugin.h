@@ -8,7 +8,7 @@
  * need from the host arrives in envdb_host.
  *
  * Rules every boundary struct follows (see ABI.md, installed with the SDK
- * documents; sdk/doc/ABI.md in the source tree):
+ * documents in PREFIX/share/doc/envdb/):
  *  - its first member is `size_t struct_size`, set to sizeof() of the struct
  *    as the writer knows it;
  *  - it only ever grows at its end; each addition is marked with the ABI

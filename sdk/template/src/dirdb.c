@@ -3,7 +3,8 @@
  *
  * Each environment's "database" is a directory under a root directory, and
  * each credential is a token file inside it.  It needs nothing but POSIX,
- * yet it follows the whole adapter contract (sdk/doc/ABI.md):
+ * yet it follows the whole adapter contract (ABI.md, installed with envdb's
+ * documents in PREFIX/share/doc/envdb):
  *
  *  - database_name() is pure: env_<uuid with '-' turned into '_'>;
  *  - create() is atomic: the directory is prepared under a temporary name
@@ -13,7 +14,8 @@
  *  - tokens are generated straight into the host's secure buffer, and every
  *    scratch copy lives in host secure memory;
  *  - errors go through host->error() with the status returned and a message
- *    naming the database and the operation, never a token;
+ *    naming the database and the operation, never a token, and without
+ *    the plugin's name (the host prefixes "plugin dirdb: ");
  *  - nothing the host passes is kept after a call (the root directory is
  *    copied at init), so the instance is immutable and THREAD_SAFE.
  *
@@ -101,7 +103,7 @@ static int report_errno(const struct dirdb *d, int e, const char *what)
 		status = ENVDB_ERR_PERMISSION;
 	else if (e == ENOMEM)
 		status = ENVDB_ERR_NOMEM;
-	return d->host->error(d->host->ctx, status, errno_name(e), "dirdb: %s: %s", what,
+	return d->host->error(d->host->ctx, status, errno_name(e), "%s: %s", what,
 			      reason);
 }
 
@@ -113,7 +115,7 @@ static int path_join(const struct dirdb *d, char *out, const char *a, const char
 
 	if (n < 0 || n >= PATH_MAX)
 		return d->host->error(d->host->ctx, ENVDB_ERR_INVALID, "ENAMETOOLONG",
-				      "dirdb: path under %s is too long", a);
+				      "path under %s is too long", a);
 	return ENVDB_OK;
 }
 
@@ -277,7 +279,7 @@ static int dirdb_init(void **instance, const envdb_host *host, const envdb_confi
 	*instance = NULL;
 	if (dir == NULL || dir[0] == '\0')
 		return host->error(host->ctx, ENVDB_ERR_CONFIG, NULL,
-				   "dirdb: init: the configuration key 'directory' is required");
+				   "init: the configuration key 'directory' is required");
 	/* config is borrowed for the duration of init: copy what we keep. */
 	if (dir[0] == '/' || config->base_dir == NULL)
 		n = snprintf(path, sizeof(path), "%s", dir);
@@ -285,21 +287,21 @@ static int dirdb_init(void **instance, const envdb_host *host, const envdb_confi
 		n = snprintf(path, sizeof(path), "%s/%s", config->base_dir, dir);
 	if (n < 0 || n >= (int)sizeof(path))
 		return host->error(host->ctx, ENVDB_ERR_CONFIG, NULL,
-				   "dirdb: init: directory path is too long");
+				   "init: directory path is too long");
 	if (mkdir(path, 0700) != 0 && errno != EEXIST)
 		return host->error(host->ctx, ENVDB_ERR_CONFIG, errno_name(errno),
-				   "dirdb: init: cannot create directory %s", path);
+				   "init: cannot create directory %s", path);
 	if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
 		return host->error(host->ctx, ENVDB_ERR_CONFIG, NULL,
-				   "dirdb: init: %s is not a directory", path);
+				   "init: %s is not a directory", path);
 
 	d = host->alloc(host->ctx, sizeof(*d));
 	if (d == NULL)
-		return host->error(host->ctx, ENVDB_ERR_NOMEM, NULL, "dirdb: init: out of memory");
+		return host->error(host->ctx, ENVDB_ERR_NOMEM, NULL, "init: out of memory");
 	d->host = host;
 	d->root = host->alloc(host->ctx, (size_t)n + 1);
 	if (d->root == NULL) {
-		rc = host->error(host->ctx, ENVDB_ERR_NOMEM, NULL, "dirdb: init: out of memory");
+		rc = host->error(host->ctx, ENVDB_ERR_NOMEM, NULL, "init: out of memory");
 		goto fail;
 	}
 	memcpy(d->root, path, (size_t)n + 1);
@@ -335,7 +337,7 @@ static int dirdb_database_name(void *instance, const char *environment_id, envdb
 	 * the root directory, so refuse it. */
 	if (n != 36)
 		return d->host->error(d->host->ctx, ENVDB_ERR_INVALID, NULL,
-				      "dirdb: database_name: environment id is not a uuid");
+				      "database_name: environment id is not a uuid");
 	memcpy(out, DIRDB_NAME_PREFIX, strlen(DIRDB_NAME_PREFIX));
 	for (i = 0; i < n; i++) {
 		char c = environment_id[i];
@@ -345,7 +347,7 @@ static int dirdb_database_name(void *instance, const char *environment_id, envdb
 			c = '_';
 		else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
 			return d->host->error(d->host->ctx, ENVDB_ERR_INVALID, NULL,
-					      "dirdb: database_name: environment id is not a uuid");
+					      "database_name: environment id is not a uuid");
 		out[strlen(DIRDB_NAME_PREFIX) + i] = c;
 	}
 	return envdb_buffer_set(name, out, strlen(DIRDB_NAME_PREFIX) + n);
@@ -362,7 +364,7 @@ static int dirdb_create(void *instance, const envdb_create_request *req, envdb_b
 
 	if (!valid_name(req->database_name))
 		return d->host->error(d->host->ctx, ENVDB_ERR_INVALID, NULL,
-				      "dirdb: create: invalid database name");
+				      "create: invalid database name");
 	if ((rc = path_join(d, final, d->root, req->database_name, NULL)) != ENVDB_OK)
 		return rc;
 
@@ -378,14 +380,14 @@ static int dirdb_create(void *instance, const envdb_create_request *req, envdb_b
 
 	if (lstat(final, &st) == 0)
 		return d->host->error(d->host->ctx, ENVDB_ERR_EXISTS, "EEXIST",
-				      "dirdb: create of database %s: it already exists",
+				      "create of database %s: it already exists",
 				      req->database_name);
 
 	random_hex(d, rnd, 8);
 	if (snprintf(tmp, sizeof(tmp), "%s/.tmp-create-%s-%s", d->root, req->database_name, rnd) >=
 	    (int)sizeof(tmp))
 		return d->host->error(d->host->ctx, ENVDB_ERR_INVALID, "ENAMETOOLONG",
-				      "dirdb: create of database %s: path too long",
+				      "create of database %s: path too long",
 				      req->database_name);
 	if (mkdir(tmp, 0700) != 0)
 		return report_errno(d, errno, "create: cannot make a directory in the root");
@@ -412,7 +414,7 @@ static int dirdb_create(void *instance, const envdb_create_request *req, envdb_b
 		int e = errno;
 		if (e == EEXIST || e == ENOTEMPTY)
 			rc = d->host->error(d->host->ctx, ENVDB_ERR_EXISTS, errno_name(e),
-					    "dirdb: create of database %s: it already exists",
+					    "create of database %s: it already exists",
 					    req->database_name);
 		else
 			rc = report_errno(d, e, "create: cannot rename the new database into place");
@@ -439,14 +441,14 @@ static int dirdb_drop(void *instance, const envdb_db_ref *db)
 
 	if (!valid_name(db->database_name))
 		return d->host->error(d->host->ctx, ENVDB_ERR_INVALID, NULL,
-				      "dirdb: drop: invalid database name");
+				      "drop: invalid database name");
 	if ((rc = path_join(d, final, d->root, db->database_name, NULL)) != ENVDB_OK)
 		return rc;
 	if (lstat(final, &st) != 0 && errno == ENOENT)
 		return ENVDB_OK; /* already gone: success */
 	if (!owned_dir(d, db->database_name))
 		return d->host->error(d->host->ctx, ENVDB_ERR_PERMISSION, NULL,
-				      "dirdb: drop of database %s: refusing, %s was not created "
+				      "drop of database %s: refusing, %s was not created "
 				      "by dirdb",
 				      db->database_name, final);
 	/* Rename out of the way first: from here on the database is gone for
@@ -455,7 +457,7 @@ static int dirdb_drop(void *instance, const envdb_db_ref *db)
 	if (snprintf(trash, sizeof(trash), "%s/.tmp-drop-%s-%s", d->root, db->database_name,
 		     rnd) >= (int)sizeof(trash))
 		return d->host->error(d->host->ctx, ENVDB_ERR_INVALID, "ENAMETOOLONG",
-				      "dirdb: drop of database %s: path too long",
+				      "drop of database %s: path too long",
 				      db->database_name);
 	if (rename(final, trash) != 0) {
 		if (errno == ENOENT)
@@ -475,12 +477,12 @@ static int dirdb_mint(void *instance, const envdb_db_ref *db, const envdb_mint_r
 
 	if (req->authorization == ENVDB_AUTH_READ_ONLY)
 		return d->host->error(d->host->ctx, ENVDB_ERR_NOT_SUPPORTED, NULL,
-				      "dirdb: mint for database %s: read-only credentials are "
+				      "mint for database %s: read-only credentials are "
 				      "not supported",
 				      db->database_name);
 	if (req->authorization != ENVDB_AUTH_FULL_ACCESS)
 		return d->host->error(d->host->ctx, ENVDB_ERR_INVALID, NULL,
-				      "dirdb: mint for database %s: unknown authorization %u",
+				      "mint for database %s: unknown authorization %u",
 				      db->database_name, req->authorization);
 	if (secret->cap < DIRDB_TOKEN_LEN + 1 || handle->cap < DIRDB_HANDLE_LEN + 1) {
 		secret->len = DIRDB_TOKEN_LEN;
@@ -489,10 +491,10 @@ static int dirdb_mint(void *instance, const envdb_db_ref *db, const envdb_mint_r
 	}
 	if (!valid_name(db->database_name))
 		return d->host->error(d->host->ctx, ENVDB_ERR_INVALID, NULL,
-				      "dirdb: mint: invalid database name");
+				      "mint: invalid database name");
 	if (!owned_dir(d, db->database_name))
 		return d->host->error(d->host->ctx, ENVDB_ERR_NOT_FOUND, "ENOENT",
-				      "dirdb: mint for database %s: no such database",
+				      "mint for database %s: no such database",
 				      db->database_name);
 
 	/* Overlapping rotation comes for free: the previous token file is left
@@ -505,7 +507,7 @@ static int dirdb_mint(void *instance, const envdb_db_ref *db, const envdb_mint_r
 	    snprintf(tmp, sizeof(tmp), "%s/.%s%s.tmp", dir, DIRDB_HANDLE_PREFIX, hid) >=
 		    (int)sizeof(tmp))
 		return d->host->error(d->host->ctx, ENVDB_ERR_INVALID, "ENAMETOOLONG",
-				      "dirdb: mint for database %s: path too long",
+				      "mint for database %s: path too long",
 				      db->database_name);
 
 	/* The raw token bytes are a secret too: secure memory, wiped on free.
@@ -513,7 +515,7 @@ static int dirdb_mint(void *instance, const envdb_db_ref *db, const envdb_mint_r
 	raw = d->host->secure_alloc(d->host->ctx, DIRDB_TOKEN_BYTES);
 	if (raw == NULL)
 		return d->host->error(d->host->ctx, ENVDB_ERR_NOMEM, NULL,
-				      "dirdb: mint for database %s: out of secure memory",
+				      "mint for database %s: out of secure memory",
 				      db->database_name);
 	d->host->random(d->host->ctx, raw, DIRDB_TOKEN_BYTES);
 	to_hex(secret->data, raw, DIRDB_TOKEN_BYTES);
@@ -556,11 +558,11 @@ static int dirdb_revoke(void *instance, const envdb_db_ref *db, uint32_t authori
 
 	if (!valid_name(db->database_name) || !valid_handle(handle))
 		return d->host->error(d->host->ctx, ENVDB_ERR_INVALID, NULL,
-				      "dirdb: revoke: invalid database name or handle");
+				      "revoke: invalid database name or handle");
 	n = snprintf(path, sizeof(path), "%s/%s/tokens/%s", d->root, db->database_name, handle);
 	if (n < 0 || n >= (int)sizeof(path))
 		return d->host->error(d->host->ctx, ENVDB_ERR_INVALID, "ENAMETOOLONG",
-				      "dirdb: revoke for database %s: path too long",
+				      "revoke for database %s: path too long",
 				      db->database_name);
 	if (unlink(path) != 0 && errno != ENOENT && errno != ENOTDIR)
 		return report_errno(d, errno, "revoke: cannot delete the token file");
@@ -591,10 +593,10 @@ static int dirdb_probe(void *instance, const envdb_db_ref *db, const char *secre
 
 	if (!valid_name(db->database_name))
 		return d->host->error(d->host->ctx, ENVDB_ERR_INVALID, NULL,
-				      "dirdb: probe: invalid database name");
+				      "probe: invalid database name");
 	if (!owned_dir(d, db->database_name))
 		return d->host->error(d->host->ctx, ENVDB_ERR_NOT_FOUND, "ENOENT",
-				      "dirdb: probe of database %s: no such database",
+				      "probe of database %s: no such database",
 				      db->database_name);
 	if ((rc = path_join(d, dir, d->root, db->database_name, "tokens")) != ENVDB_OK)
 		return rc;
@@ -602,7 +604,7 @@ static int dirdb_probe(void *instance, const envdb_db_ref *db, const char *secre
 	line = d->host->secure_alloc(d->host->ctx, LINE_CAP);
 	if (line == NULL)
 		return d->host->error(d->host->ctx, ENVDB_ERR_NOMEM, NULL,
-				      "dirdb: probe of database %s: out of secure memory",
+				      "probe of database %s: out of secure memory",
 				      db->database_name);
 	dh = opendir(dir);
 	if (dh == NULL) {
@@ -633,7 +635,7 @@ static int dirdb_probe(void *instance, const envdb_db_ref *db, const char *secre
 	}
 	rc = found ? ENVDB_OK
 		   : d->host->error(d->host->ctx, ENVDB_ERR_AUTH, NULL,
-				    "dirdb: probe of database %s: the token was not accepted",
+				    "probe of database %s: the token was not accepted",
 				    db->database_name);
 out:
 	if (dh != NULL)
