@@ -255,15 +255,18 @@ static void svc_log(envdb_host_ctx *ctx, int level, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Keep a report for call `c` (any thread): formatted in full (up to
- * REPORT_MAX) and redacted before it is cut to what the call keeps, so no
- * part of a secret survives at the cut.  The last report wins. */
-static int call_report_v(call *c, int status, const char *native_code, const char *fmt,
-			 va_list ap) ENVDB_PRINTF(4, 0);
+/* Keep a report: for call `c` (any thread; the last report wins) or, with
+ * `c` NULL (host->error on a thread with no call, a 1.0 plugin's own
+ * thread), in the thread's last error as ABI 1.0 had it.  Formatted in full
+ * (up to REPORT_MAX) and redacted before it is cut to what is kept, so no
+ * part of a secret survives at the cut. */
+static int report_v(call *c, int status, const char *native_code, const char *fmt, va_list ap)
+    ENVDB_PRINTF(4, 0);
 
-static int call_report_v(call *c, int status, const char *native_code, const char *fmt,
-			 va_list ap)
+static int report_v(call *c, int status, const char *native_code, const char *fmt, va_list ap)
 {
+	static const char lost[] = "(the plugin's report was lost: out of memory)";
+	const call *from = c != NULL ? c : tls_call;
 	char native[64];
 	char *msg;
 
@@ -274,17 +277,20 @@ static int call_report_v(call *c, int status, const char *native_code, const cha
 		msg[0] = '\0';
 		if (fmt != NULL)
 			vsnprintf(msg, REPORT_MAX, fmt, ap);
-		redact_secrets_of(c, msg, REPORT_MAX);
+		redact_secrets_of(from, msg, REPORT_MAX);
 	}
 	snprintf(native, sizeof(native), "%s", native_code ? native_code : "");
-	redact_secrets_of(c, native, sizeof(native));
-	pthread_mutex_lock(&c->mu);
-	c->reported = true;
-	c->status = status;
-	snprintf(c->message, sizeof(c->message), "%s",
-		 msg ? msg : "(the plugin's report was lost: out of memory)");
-	snprintf(c->native, sizeof(c->native), "%s", native);
-	pthread_mutex_unlock(&c->mu);
+	redact_secrets_of(from, native, sizeof(native));
+	if (c == NULL) {
+		envdbi_error(status, native[0] ? native : NULL, "%s", msg ? msg : lost);
+	} else {
+		pthread_mutex_lock(&c->mu);
+		c->reported = true;
+		c->status = status;
+		snprintf(c->message, sizeof(c->message), "%s", msg ? msg : lost);
+		snprintf(c->native, sizeof(c->native), "%s", native);
+		pthread_mutex_unlock(&c->mu);
+	}
 	if (msg != NULL)
 		report_free(msg);
 	sodium_memzero(native, sizeof(native));
@@ -300,36 +306,9 @@ static int call_report(call *c, int status, const char *native_code, const char 
 	int rc;
 
 	va_start(ap, fmt);
-	rc = call_report_v(c, status, native_code, fmt, ap);
+	rc = report_v(c, status, native_code, fmt, ap);
 	va_end(ap);
 	return rc;
-}
-
-/* host->error without a call on this thread (a 1.0 plugin's own thread):
- * the thread's last error, as ABI 1.0 had it. */
-static int thread_report_v(int status, const char *native_code, const char *fmt, va_list ap)
-    ENVDB_PRINTF(3, 0);
-
-static int thread_report_v(int status, const char *native_code, const char *fmt, va_list ap)
-{
-	char native[64];
-	char *msg;
-
-	if (status >= 0)
-		status = ENVDB_ERR_GENERIC;
-	msg = malloc(REPORT_MAX);
-	if (msg == NULL)
-		return envdbi_error(status, NULL, "(the plugin's report was lost: out of memory)");
-	msg[0] = '\0';
-	if (fmt != NULL)
-		vsnprintf(msg, REPORT_MAX, fmt, ap);
-	snprintf(native, sizeof(native), "%s", native_code ? native_code : "");
-	redact_call_secrets(msg, REPORT_MAX);
-	redact_call_secrets(native, sizeof(native));
-	envdbi_error(status, native[0] ? native : NULL, "%s", msg);
-	report_free(msg);
-	sodium_memzero(native, sizeof(native));
-	return status;
 }
 
 static int svc_verror(envdb_host_ctx *ctx, int status, const char *native_code, const char *fmt,
@@ -340,9 +319,7 @@ static int svc_verror(envdb_host_ctx *ctx, int status, const char *native_code, 
 {
 	(void)ctx;
 	/* On a thread running an operation the report belongs to it. */
-	if (tls_call != NULL)
-		return call_report_v(tls_call, status, native_code, fmt, ap);
-	return thread_report_v(status, native_code, fmt, ap);
+	return report_v(tls_call, status, native_code, fmt, ap);
 }
 
 static int svc_error(envdb_host_ctx *ctx, int status, const char *native_code, const char *fmt, ...)
@@ -373,9 +350,8 @@ static int svc_call_verror(envdb_call *c, int status, const char *native_code, c
 static int svc_call_verror(envdb_call *c, int status, const char *native_code, const char *fmt,
 			   va_list ap)
 {
-	if (c == NULL) /* outside an operation: the thread's last error */
-		return thread_report_v(status, native_code, fmt, ap);
-	return call_report_v(c, status, native_code, fmt, ap);
+	/* NULL, outside an operation: the thread's last error */
+	return report_v(c, status, native_code, fmt, ap);
 }
 
 static int svc_call_error(envdb_call *c, int status, const char *native_code, const char *fmt,
