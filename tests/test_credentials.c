@@ -238,12 +238,13 @@ static int run_cli(const char *args, char *out, size_t cap)
 
 /* Whoever can write the control plane cannot point a secret at another
  * database: the url, driver and name are bound into the AAD.  resolve
- * refuses (INTEGRITY), check reports it; --no-decrypt does not look. */
+ * refuses (INTEGRITY), check reports it (library and `envdb check`, exit
+ * 65); --no-decrypt does not look. */
 START_TEST(test_address_bound_into_aad)
 {
 	envdb_ctx *ctx = td_open(&T);
 	envdb_connection *c = NULL;
-	char *fa, *s1, *s2, stmt[2300], url[1024];
+	char *fa, *s1, *s2, stmt[2300], url[1024], out[16384];
 	envdb_database *d = NULL;
 
 	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
@@ -265,6 +266,15 @@ START_TEST(test_address_bound_into_aad)
 	ck_assert_uint_eq(violations(ctx, 0, "ciphertext_bound", fa), 1);
 	ck_assert_uint_eq(violations(ctx, ENVDB_CHECK_NO_DECRYPT, "ciphertext_bound", NULL), 0);
 	envdb_close(ctx);
+	/* ... and so does the command an operator runs */
+	ck_assert_int_eq(run_cli("check", out, sizeof(out)), 65);
+	ck_assert_msg(strstr(out, "ciphertext_bound") != NULL && strstr(out, fa) != NULL &&
+			      strstr(out, "evil.example") != NULL,
+		      "%s", out);
+	ck_assert_int_eq(run_cli("--json check", out, sizeof(out)), 65);
+	ck_assert_msg(strstr(out, "\"ciphertext_bound\"") != NULL && strstr(out, fa) != NULL,
+		      "%s", out);
+	ck_assert_int_eq(run_cli("check --no-decrypt", out, sizeof(out)), 0);
 
 	/* the driver, too (to another loaded adapter) */
 	snprintf(stmt, sizeof(stmt),
