@@ -919,6 +919,55 @@ START_TEST(test_rewrap)
 }
 END_TEST
 
+/* An environment deleted (by another process) after the rewrap listed its
+ * credentials: they are gone, not failures; rewrap succeeds.  The delete
+ * is a trigger on the first row the rewrap writes, so it lands between
+ * the list and the next rows every time. */
+START_TEST(test_rewrap_skips_deleted_meanwhile)
+{
+	envdb_rewrap_report rep = ENVDB_REWRAP_REPORT_INIT;
+	envdb_ctx *ctx = td_open(&T);
+	envdb_credential **v = NULL;
+	char *key = NULL;
+	size_t n = 0, i;
+	int rc;
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	ck_assert_int_eq(td_provision(ctx, "acme", "lite", "sqlite", "alice"), ENVDB_OK);
+	ck_assert_int_eq(td_provision(ctx, "acme", "test", NULL, "alice"), ENVDB_OK);
+	ck_assert_int_eq(envdb_key_generate(&key, ctx, NULL, 1), ENVDB_OK);
+	envdb_close(ctx);
+	sql(T.control, "CREATE TRIGGER gone AFTER UPDATE OF secret_ciphertext ON "
+		       "sys_database_credential BEGIN "
+		       "DELETE FROM sys_database_credential WHERE environment_database_id <> "
+		       "NEW.environment_database_id; "
+		       "DELETE FROM sys_environment_database WHERE id <> "
+		       "NEW.environment_database_id; END");
+	ctx = td_open(&T);
+	rc = envdb_key_rewrap(&rep, ctx, 0);
+	ck_assert_msg(rc == ENVDB_OK, "rewrap: %s", envdb_error_last()->message);
+	ck_assert_uint_eq(rep.total, 5);
+	ck_assert_uint_eq(rep.failed, 0);
+	ck_assert_uint_ge(rep.rewrapped, 1);
+	ck_assert_uint_eq(rep.rewrapped + rep.already_current, 5);
+	envdb_close(ctx);
+	sql(T.control, "DROP TRIGGER gone");
+	/* what is left is under the new key */
+	ctx = td_open(&T);
+	for (i = 0; i < 3; i++) {
+		static const char *const slugs[] = {"dev", "lite", "test"};
+		size_t k;
+
+		ck_assert_int_eq(envdb_cred_list(&v, &n, ctx, "acme", slugs[i]), ENVDB_OK);
+		for (k = 0; k < n; k++)
+			ck_assert_str_eq(v[k]->key_id, key);
+		envdb_credential_list_free(v, n);
+	}
+	envdb_close(ctx);
+	envdb_free(key);
+}
+END_TEST
+
 START_TEST(test_rewrap_interrupted)
 {
 	envdb_rewrap_report rep = ENVDB_REWRAP_REPORT_INIT;
@@ -1077,6 +1126,7 @@ static Suite *cred_suite(void)
 	tcase_add_test(tc, test_expiry);
 	tcase_add_test(tc, test_rotation_mint_failure_changes_nothing);
 	tcase_add_test(tc, test_rewrap);
+	tcase_add_test(tc, test_rewrap_skips_deleted_meanwhile);
 	tcase_add_test(tc, test_concurrent_rotate_complete_reconcile);
 	suite_add_tcase(s, tc);
 
