@@ -55,6 +55,7 @@
 #define N_SLUGS 5
 #define N_ORGS 2
 #define N_EXIT 256
+#define N_CODE 32
 #define KILL_PERCENT 35
 #define OUT_MAX (256 * 1024)
 /* plugins/kms/keyring.c removes a temporary file nobody holds once it is
@@ -108,6 +109,7 @@ typedef struct slot {
 typedef struct storm_stats {
 	unsigned long started[N_OPS], exited[N_OPS], killed[N_OPS], retried;
 	unsigned long by_exit[N_OPS][N_EXIT];
+	unsigned long by_code[N_CODE]; /* refusals by library status, index -status */
 	unsigned long failed, kills_sent, kills_missed;
 	double mean_us[N_OPS];
 	char first_failure[2048];
@@ -397,6 +399,8 @@ static bool slot_reaped(slot *s, int st, unsigned *seed)
 		if (x != 0) {
 			slurp(o, sizeof(o), s->out);
 			code = error_doc_code(o);
+			if (code < 0 && -code < N_CODE)
+				S.by_code[-code]++;
 		}
 		if (!expected(s->op, x, code)) {
 			char what[96];
@@ -477,6 +481,12 @@ static void print_stats(int seconds, unsigned seed)
 		if (by_exit[x] != 0 && len > 0 && (size_t)len < sizeof(line))
 			len += snprintf(line + len, sizeof(line) - (size_t)len, " %d: %lu", x,
 					by_exit[x]);
+	fprintf(stderr, "%s\n", line);
+	len = snprintf(line, sizeof(line), "storm: refusals by status:");
+	for (x = 1; x < N_CODE; x++)
+		if (S.by_code[x] != 0 && len > 0 && (size_t)len < sizeof(line))
+			len += snprintf(line + len, sizeof(line) - (size_t)len, " %s: %lu",
+					envdb_status_str(-x), S.by_code[x]);
 	fprintf(stderr, "%s\n", line);
 	fprintf(stderr,
 		"storm: %lu operations in %d s by %d concurrent envdb processes (seed %u): %lu "
