@@ -565,6 +565,13 @@ START_TEST(unsafe_permissions_refused)
 		 "control plane %s: refused: the file is writable by group or others (mode 0666",
 		 p);
 	tu_assert_contains(err, want);
+	/* group write alone, or others' alone, is enough */
+	ck_assert_int_eq(chmod(p, 0620), 0);
+	ck_assert_int_eq(RUN("--manifest", mf, "env", "list"), 78);
+	tu_assert_contains(err, "the file is writable by group or others (mode 0620");
+	ck_assert_int_eq(chmod(p, 0602), 0);
+	ck_assert_int_eq(RUN("--manifest", mf, "check"), 78);
+	tu_assert_contains(err, "the file is writable by group or others (mode 0602");
 	ck_assert_int_eq(chmod(p, 0600), 0);
 	ck_assert_int_eq(RUN("--manifest", mf, "check"), 0);
 
