@@ -332,7 +332,8 @@ typedef struct envdb_violation {
 	char *object;    /**< e.g. "sys_environment" */
 	char *invariant; /**< short stable name, e.g. "one_default_per_org" */
 	char *row_ids;   /**< offending row ids, comma-separated ("" if none) */
-	char *message;   /**< human-readable detail, never a secret */
+	char *message;   /**< human-readable detail, never a secret; in both, a
+			      byte outside printable ASCII is written \xNN */
 } envdb_violation;
 
 ENVDB_EXPORT void envdb_violation_list_free(envdb_violation **v, size_t n);
