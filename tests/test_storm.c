@@ -20,7 +20,8 @@
  * for a reader: the sqlite driver mints no read-only credential, bob may
  * have been removed).  Anything else fails the test: above all 78 from a
  * keyring a killed `key generate` left broken, an integrity error from a
- * killed rewrap, 74, 75 (the busy timeout is 5 s), 70, a crash.
+ * killed rewrap, 74, 75 (the busy timeout is 5 s), 70, a crash, a command
+ * still running after HANG_S seconds.
  *
  * Afterwards: every key file is whole (32 bytes, 0600) and `current`
  * names one; `reconcile --apply` (the clock moved 30 days on, so leases,
@@ -61,6 +62,10 @@
 /* plugins/kms/keyring.c removes a temporary file nobody holds once it is
  * this many seconds old (KMS_TMP_STALE_S, plus a margin) */
 #define TMP_STALE_S 7
+/* no command takes this long (seconds), whatever the load */
+#define HANG_S 60
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 enum op {
 	OP_ORG_PROVISION,
@@ -439,6 +444,12 @@ static void storm(int seconds, unsigned seed)
 				slot_start(s, &seed, again[i]);
 			if (s->pid == 0)
 				continue;
+			/* a command that hangs (a lock never released, a busy loop)
+			 * fails the storm instead of its timeout */
+			if (!s->kill_sent && now - s->started_us > (int64_t)HANG_S * 1000000) {
+				note_failure(s, 0, "still running after " STR(HANG_S) " s: killed");
+				s->kill_at_us = now;
+			}
 			/* the pid is ours until reaped: no recycled-pid kill */
 			if (s->kill_at_us != 0 && !s->kill_sent && now >= s->kill_at_us) {
 				ck_assert_int_eq(kill(s->pid, SIGKILL), 0);
