@@ -23,6 +23,36 @@
 #include "schema.h"
 #include "store.h"
 
+/* `s` (malloc'd, consumed) with every byte outside printable ASCII as
+ * \xNN: a value read from the control plane is whatever its writer chose,
+ * and a report must not carry terminal escapes or line breaks of theirs.
+ * NULL when out of memory. */
+static char *escaped(char *s)
+{
+	size_t n = 0, i, o = 0;
+	char *r;
+
+	for (i = 0; s[i] != '\0'; i++)
+		n += (unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f ? 4 : 1;
+	if (n == i)
+		return s;
+	if ((r = malloc(n + 1)) != NULL) {
+		for (i = 0; s[i] != '\0'; i++) {
+			unsigned char ch = (unsigned char)s[i];
+
+			if (ch < 0x20 || ch >= 0x7f) {
+				snprintf(r + o, 5, "\\x%02x", ch);
+				o += 4;
+			} else {
+				r[o++] = (char)ch;
+			}
+		}
+		r[o] = '\0';
+	}
+	free(s);
+	return r;
+}
+
 typedef struct vlist {
 	envdb_violation **v;
 	size_t n, cap;
@@ -55,8 +85,10 @@ static void add(vlist *l, const char *object, const char *invariant, const char 
 		v->message = NULL;
 		goto fail;
 	}
-	if ((v->object = strdup(object)) == NULL || (v->invariant = strdup(invariant)) == NULL ||
-	    (v->row_ids = strdup(ids ? ids : "")) == NULL)
+	if ((v->message = escaped(v->message)) == NULL ||
+	    (v->object = strdup(object)) == NULL || (v->invariant = strdup(invariant)) == NULL ||
+	    (v->row_ids = strdup(ids ? ids : "")) == NULL ||
+	    (v->row_ids = escaped(v->row_ids)) == NULL)
 		goto fail;
 	l->v[l->n++] = v;
 	return;

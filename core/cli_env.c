@@ -716,7 +716,7 @@ int envdb_cli_cred_mint(envdb_cli *cli, int argc, char **argv)
 					    "required");
 	if (expires != NULL && parse_duration(&lifetime, expires) != 0)
 		return envdb_cli_usage(cli, "--expires %s: not a duration (30s, 15m, 2h, 1d)",
-				       expires);
+				       CLI_Q(expires));
 	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
 		return rc;
 	rc = envdb_cred_mint(id, ctx, ref.org, ref.slug, auth, lifetime);

@@ -264,13 +264,14 @@ static int org_map_add(envdb_cli *cli, org_map *m, const char *spec, const char 
 	char *old_id, *new_id;
 
 	if (eq == NULL || eq == spec || eq[1] == '\0')
-		return envdb_cli_usage(cli, "%s: \"%s\" is not OLD=NEW", where, spec);
+		return envdb_cli_usage(cli, "%s: \"%s\" is not OLD=NEW", where, CLI_Q(spec));
 	old_id = unescape_id(spec, (size_t)(eq - spec));
 	new_id = strdup(eq + 1);
 	if (old_id == NULL || new_id == NULL) {
 		free(old_id);
 		free(new_id);
-		return envdb_cli_usage(cli, "%s: \"%s\": bad \\xNN escape in OLD", where, spec);
+		return envdb_cli_usage(cli, "%s: \"%s\": bad \\xNN escape in OLD", where,
+				       CLI_Q(spec));
 	}
 	if (m->n == m->cap) {
 		size_t cap = m->cap ? 2 * m->cap : 8;
@@ -299,9 +300,12 @@ static int org_map_file(envdb_cli *cli, org_map *m, const char *path)
 	ssize_t len;
 	int rc = EX_OK;
 
-	if (f == NULL)
-		return envdb_cli_fail_msg(cli, ENVDB_ERR_IO, "--map-org-file %s: %s", path,
-					  strerror(errno));
+	if (f == NULL) {
+		int e = errno;
+
+		return envdb_cli_fail_msg(cli, ENVDB_ERR_IO, "--map-org-file %s: %s", CLI_Q(path),
+					  strerror(e));
+	}
 	while (rc == EX_OK && (len = getline(&line, &cap, f)) >= 0) {
 		no++;
 		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))

@@ -844,6 +844,17 @@ done:
 	return envdbi_store_commit(s);
 }
 
+/* True when credential `id` no longer exists (deleted with its
+ * environment by another process since the rewrap listed it). */
+static bool cred_gone(envdb_ctx *ctx, const char *id)
+{
+	envdb_credential *cur = NULL;
+	int rc = envdbi_store_cred_get(ctx->store, &cur, id);
+
+	envdb_credential_free(cur);
+	return rc == ENVDB_ERR_NOT_FOUND;
+}
+
 int envdb_key_rewrap(envdb_rewrap_report *report, envdb_ctx *ctx, unsigned flags)
 {
 	envdb_credential **v = NULL;
@@ -888,13 +899,18 @@ int envdb_key_rewrap(envdb_rewrap_report *report, envdb_ctx *ctx, unsigned flags
 			envdb_database *db = NULL;
 
 			rc = envdbi_store_db_get(ctx->store, &db, c->environment_database_id);
-			if (rc == ENVDB_OK)
+			/* the environment deleted since the list: its rows are gone */
+			if (rc == ENVDB_ERR_NOT_FOUND && cred_gone(ctx, c->id)) {
+				rc = ENVDB_OK;
+				changed = true;
+			} else if (rc == ENVDB_OK) {
 				rc = reseal(ctx, enc, c, db, &ct, &key_id);
+				if (rc == ENVDB_OK)
+					rc = ENVDB_FAILPOINT("rewrap.after_seal");
+				if (rc == ENVDB_OK)
+					rc = rewrap_store(ctx, c, ct, key_id, &changed);
+			}
 			envdb_database_free(db);
-			if (rc == ENVDB_OK)
-				rc = ENVDB_FAILPOINT("rewrap.after_seal");
-			if (rc == ENVDB_OK)
-				rc = rewrap_store(ctx, c, ct, key_id, &changed);
 			if (rc == ENVDB_OK && changed)
 				report->already_current++; /* a newer write replaced it */
 			else if (rc == ENVDB_OK)

@@ -255,6 +255,48 @@ START_TEST(corrupted_store_reports_every_violation)
 }
 END_TEST
 
+/* Whoever could write the control plane chooses the bytes check shows:
+ * terminal escapes and line breaks in a value come out as \xNN, so the
+ * report cannot clear the screen or forge a line of its own. */
+START_TEST(hostile_values_escaped)
+{
+	sqlite3 *raw = NULL;
+	envdb_violation **v = NULL;
+	size_t n = 0;
+	const char *msg;
+
+	ck_assert_int_eq(sqlite3_open(path, &raw), SQLITE_OK);
+	raw_exec(raw, "PRAGMA ignore_check_constraints = ON");
+	raw_exec(raw, "INSERT INTO sys_environment (id, organization_id, slug, display_name, "
+		      "env_type, is_default, plan, status, created_at, updated_at, metadata) VALUES ('"
+		      U("07") "', 'acme', 'evil' || char(27) || '[2J' || char(10) || "
+		      "'VIOLATION fake' || char(127) || char(233), 'x', 'production', 0, "
+		      "'free', 'archived', 1, 1, '{}')");
+	raw_exec(raw, "INSERT INTO sys_environment (id, organization_id, slug, display_name, "
+		      "env_type, is_default, plan, status, created_at, updated_at, metadata) VALUES ("
+		      "'bad' || char(27) || '[31mid', 'acme', 'fine', 'x', 'production', 0, "
+		      "'free', 'archived', 1, 1, '{}')");
+	sqlite3_close(raw);
+	run_check(&v, &n);
+	dump(v, n);
+	msg = find(v, n, "slug_pattern", U("07"));
+	ck_assert_ptr_nonnull(msg);
+	ck_assert_msg(strstr(msg, "evil\\x1b[2J\\x0aVIOLATION fake\\x7f\\xc3\\xa9") != NULL, "%s",
+		      msg);
+	msg = find(v, n, "uuid_format", "bad\\x1b[31mid");
+	ck_assert_ptr_nonnull(msg);
+	for (size_t i = 0; i < n; i++) {
+		for (const char *c = v[i]->message; *c; c++)
+			ck_assert_msg((unsigned char)*c >= 0x20 && (unsigned char)*c < 0x7f,
+				      "byte 0x%02x in %s", (unsigned char)*c, v[i]->message);
+		for (const char *c = v[i]->row_ids; *c; c++)
+			ck_assert_msg((unsigned char)*c >= 0x20 && (unsigned char)*c < 0x7f,
+				      "byte 0x%02x in row ids %s", (unsigned char)*c, v[i]->row_ids);
+	}
+	envdb_violation_list_free(v, n);
+}
+END_TEST
+
 START_TEST(check_skips_unregistered_legacy)
 {
 	envdbi_store *s = NULL;
@@ -323,6 +365,7 @@ static Suite *suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, consistent_store_has_no_violation);
 	tcase_add_test(tc, corrupted_store_reports_every_violation);
+	tcase_add_test(tc, hostile_values_escaped);
 	tcase_add_test(tc, check_skips_unregistered_legacy);
 	tcase_add_test(tc, cli_check_exit_status);
 	suite_add_tcase(s, tc);

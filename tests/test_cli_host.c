@@ -230,6 +230,20 @@ START_TEST(usage_errors_escape_argv)
 	tu_assert_contains(err, "unexpected argument 'x\\x1b[2J");
 	ck_assert_int_eq(RUN("--\033[31m"), 64);
 	ck_assert_ptr_null(strchr(err, '\033'));
+	/* option values echoed by a command's own checks */
+	ck_assert_int_eq(RUN("cred", "mint", "acme/prod", "--authorization", "read_only",
+			     "--expires", hostile),
+			 64);
+	tu_assert_contains(err, "--expires x\\x1b[2J\\x0aenvdb: error: fake line\\x0d: not a");
+	ck_assert_ptr_null(strchr(err, '\033'));
+	ck_assert_int_eq(RUN("cred", "rotate", "acme/prod", "--overlap", hostile), 64);
+	ck_assert_ptr_null(strchr(err, '\033'));
+	ck_assert_int_eq(RUN("migrate", "v4-to-v5", "--map-org", hostile), 64);
+	tu_assert_contains(err, "\"x\\x1b[2J\\x0aenvdb: error: fake line\\x0d\" is not OLD=NEW");
+	ck_assert_ptr_null(strchr(err, '\033'));
+	ck_assert_int_eq(RUN("migrate", "v4-to-v5", "--map-org-file", hostile), 74);
+	tu_assert_contains(err, "--map-org-file x\\x1b[2J\\x0aenvdb: error: fake line\\x0d: ");
+	ck_assert_ptr_null(strchr(err, '\033'));
 	/* --json: the message in the document is escaped too */
 	ck_assert_int_eq(RUN("--json", hostile), 64);
 	ck_assert_ptr_null(strstr(out, "\\u001b"));
@@ -584,6 +598,13 @@ START_TEST(unsafe_permissions_refused)
 		 "control plane %s: refused: the file is writable by group or others (mode 0666",
 		 p);
 	tu_assert_contains(err, want);
+	/* group write alone, or others' alone, is enough */
+	ck_assert_int_eq(chmod(p, 0620), 0);
+	ck_assert_int_eq(RUN("--manifest", mf, "env", "list"), 78);
+	tu_assert_contains(err, "the file is writable by group or others (mode 0620");
+	ck_assert_int_eq(chmod(p, 0602), 0);
+	ck_assert_int_eq(RUN("--manifest", mf, "check"), 78);
+	tu_assert_contains(err, "the file is writable by group or others (mode 0602");
 	ck_assert_int_eq(chmod(p, 0600), 0);
 	ck_assert_int_eq(RUN("--manifest", mf, "check"), 0);
 

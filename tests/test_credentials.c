@@ -238,12 +238,13 @@ static int run_cli(const char *args, char *out, size_t cap)
 
 /* Whoever can write the control plane cannot point a secret at another
  * database: the url, driver and name are bound into the AAD.  resolve
- * refuses (INTEGRITY), check reports it; --no-decrypt does not look. */
+ * refuses (INTEGRITY), check reports it (library and `envdb check`, exit
+ * 65); --no-decrypt does not look. */
 START_TEST(test_address_bound_into_aad)
 {
 	envdb_ctx *ctx = td_open(&T);
 	envdb_connection *c = NULL;
-	char *fa, *s1, *s2, stmt[2300], url[1024];
+	char *fa, *s1, *s2, stmt[2300], url[1024], out[16384];
 	envdb_database *d = NULL;
 
 	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
@@ -265,6 +266,15 @@ START_TEST(test_address_bound_into_aad)
 	ck_assert_uint_eq(violations(ctx, 0, "ciphertext_bound", fa), 1);
 	ck_assert_uint_eq(violations(ctx, ENVDB_CHECK_NO_DECRYPT, "ciphertext_bound", NULL), 0);
 	envdb_close(ctx);
+	/* ... and so does the command an operator runs */
+	ck_assert_int_eq(run_cli("check", out, sizeof(out)), 65);
+	ck_assert_msg(strstr(out, "ciphertext_bound") != NULL && strstr(out, fa) != NULL &&
+			      strstr(out, "evil.example") != NULL,
+		      "%s", out);
+	ck_assert_int_eq(run_cli("--json check", out, sizeof(out)), 65);
+	ck_assert_msg(strstr(out, "\"ciphertext_bound\"") != NULL && strstr(out, fa) != NULL,
+		      "%s", out);
+	ck_assert_int_eq(run_cli("check --no-decrypt", out, sizeof(out)), 0);
 
 	/* the driver, too (to another loaded adapter) */
 	snprintf(stmt, sizeof(stmt),
@@ -909,6 +919,55 @@ START_TEST(test_rewrap)
 }
 END_TEST
 
+/* An environment deleted (by another process) after the rewrap listed its
+ * credentials: they are gone, not failures; rewrap succeeds.  The delete
+ * is a trigger on the first row the rewrap writes, so it lands between
+ * the list and the next rows every time. */
+START_TEST(test_rewrap_skips_deleted_meanwhile)
+{
+	envdb_rewrap_report rep = ENVDB_REWRAP_REPORT_INIT;
+	envdb_ctx *ctx = td_open(&T);
+	envdb_credential **v = NULL;
+	char *key = NULL;
+	size_t n = 0, i;
+	int rc;
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	ck_assert_int_eq(td_provision(ctx, "acme", "lite", "sqlite", "alice"), ENVDB_OK);
+	ck_assert_int_eq(td_provision(ctx, "acme", "test", NULL, "alice"), ENVDB_OK);
+	ck_assert_int_eq(envdb_key_generate(&key, ctx, NULL, 1), ENVDB_OK);
+	envdb_close(ctx);
+	sql(T.control, "CREATE TRIGGER gone AFTER UPDATE OF secret_ciphertext ON "
+		       "sys_database_credential BEGIN "
+		       "DELETE FROM sys_database_credential WHERE environment_database_id <> "
+		       "NEW.environment_database_id; "
+		       "DELETE FROM sys_environment_database WHERE id <> "
+		       "NEW.environment_database_id; END");
+	ctx = td_open(&T);
+	rc = envdb_key_rewrap(&rep, ctx, 0);
+	ck_assert_msg(rc == ENVDB_OK, "rewrap: %s", envdb_error_last()->message);
+	ck_assert_uint_eq(rep.total, 5);
+	ck_assert_uint_eq(rep.failed, 0);
+	ck_assert_uint_ge(rep.rewrapped, 1);
+	ck_assert_uint_eq(rep.rewrapped + rep.already_current, 5);
+	envdb_close(ctx);
+	sql(T.control, "DROP TRIGGER gone");
+	/* what is left is under the new key */
+	ctx = td_open(&T);
+	for (i = 0; i < 3; i++) {
+		static const char *const slugs[] = {"dev", "lite", "test"};
+		size_t k;
+
+		ck_assert_int_eq(envdb_cred_list(&v, &n, ctx, "acme", slugs[i]), ENVDB_OK);
+		for (k = 0; k < n; k++)
+			ck_assert_str_eq(v[k]->key_id, key);
+		envdb_credential_list_free(v, n);
+	}
+	envdb_close(ctx);
+	envdb_free(key);
+}
+END_TEST
+
 START_TEST(test_rewrap_interrupted)
 {
 	envdb_rewrap_report rep = ENVDB_REWRAP_REPORT_INIT;
@@ -1067,6 +1126,7 @@ static Suite *cred_suite(void)
 	tcase_add_test(tc, test_expiry);
 	tcase_add_test(tc, test_rotation_mint_failure_changes_nothing);
 	tcase_add_test(tc, test_rewrap);
+	tcase_add_test(tc, test_rewrap_skips_deleted_meanwhile);
 	tcase_add_test(tc, test_concurrent_rotate_complete_reconcile);
 	suite_add_tcase(s, tc);
 

@@ -629,6 +629,47 @@ START_TEST(test_group_readable_refused)
 }
 END_TEST
 
+/* Whoever can write `current` chooses the key new secrets are sealed with,
+ * and whoever can read or write the keyring directory learns or replaces
+ * keys: refused, and the message says what and how to fix it.  Readable
+ * `current` is fine (it holds a key id, not a key). */
+START_TEST(test_writable_current_and_keyring_refused)
+{
+	static const mode_t bad_current[] = {0620, 0602, 0622, 0660};
+	static const mode_t bad_dir[] = {0750, 0705, 0770, 0777, 0710};
+	char *id = generate(1), path[PATH_MAX], want[PATH_MAX + 128];
+	size_t i;
+
+	snprintf(path, sizeof(path), "%s/current", keydir);
+	for (i = 0; i < sizeof(bad_current) / sizeof(bad_current[0]); i++) {
+		ck_assert_int_eq(chmod(path, bad_current[i]), 0);
+		unload(&L);
+		ck_assert_int_eq(load(&L), ENVDB_ERR_CONFIG);
+		snprintf(want, sizeof(want), "%s is not a regular file writable only by its owner: "
+			 "refused", path);
+		ck_assert_msg(strstr(envdb_error_last()->message, want) != NULL, "mode %04o: %s",
+			      (unsigned)bad_current[i], envdb_error_last()->message);
+	}
+	ck_assert_int_eq(chmod(path, 0644), 0);
+	unload(&L);
+	ck_assert_msg(load(&L) == ENVDB_OK, "%s", envdb_error_last()->message);
+
+	for (i = 0; i < sizeof(bad_dir) / sizeof(bad_dir[0]); i++) {
+		ck_assert_int_eq(chmod(keydir, bad_dir[i]), 0);
+		unload(&L);
+		ck_assert_int_eq(load(&L), ENVDB_ERR_CONFIG);
+		snprintf(want, sizeof(want), "keyring %s is accessible by group or others (mode %04o): "
+			 "refused; make it 0700", keydir, (unsigned)bad_dir[i]);
+		ck_assert_msg(strstr(envdb_error_last()->message, want) != NULL, "%s",
+			      envdb_error_last()->message);
+	}
+	ck_assert_int_eq(chmod(keydir, 0700), 0);
+	unload(&L);
+	ck_assert_msg(load(&L) == ENVDB_OK, "%s", envdb_error_last()->message);
+	free(id);
+}
+END_TEST
+
 START_TEST(test_bad_key_files)
 {
 	char *id = generate(1), path[PATH_MAX], target[PATH_MAX];
@@ -1011,6 +1052,7 @@ static Suite *kms_suite(void)
 	tcase_add_test(tc, test_key_id_swap);
 	tcase_add_test(tc, test_rewrap);
 	tcase_add_test(tc, test_group_readable_refused);
+	tcase_add_test(tc, test_writable_current_and_keyring_refused);
 	tcase_add_test(tc, test_bad_key_files);
 	tcase_add_test(tc, test_incomplete_keys_skipped);
 	tcase_add_test(tc, test_incomplete_current_key_refused);

@@ -335,7 +335,8 @@ typedef struct envdb_violation {
 	char *object;    /**< e.g. "sys_environment" */
 	char *invariant; /**< short stable name, e.g. "one_default_per_org" */
 	char *row_ids;   /**< offending row ids, comma-separated ("" if none) */
-	char *message;   /**< human-readable detail, never a secret */
+	char *message;   /**< human-readable detail, never a secret; in both, a
+			      byte outside printable ASCII is written \xNN */
 } envdb_violation;
 
 ENVDB_EXPORT void envdb_violation_list_free(envdb_violation **v, size_t n);
@@ -681,7 +682,8 @@ enum envdb_rewrap_flags {
  * key and the current associated data (ENVDB_CREDENTIAL_AAD_VERSION: rows
  * sealed with version 1 are upgraded even when their key is current), each
  * row in its own transaction (a concurrent change of the row wins and the
- * row is examined again next time).  Uses the encryptor's rewrap when it
+ * row is examined again next time; a row deleted meanwhile, with its
+ * environment, is skipped: both count as already_current).  Uses the encryptor's rewrap when it
  * has ENVDB_ENCRYPTOR_CAP_REWRAP and the associated data stays the same,
  * else decrypt + encrypt in secure memory.  An upgrade binds the address
  * the row names at that moment: run envdb_check() first.  `report` (caller-owned, struct_size set) receives the counts,
