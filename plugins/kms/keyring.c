@@ -631,6 +631,26 @@ static int set_current(kms *k, const char *id)
 	return publish(k, tmp, KMS_CURRENT_FILE, line, strlen(line), 1, id);
 }
 
+/* Does the `current` pointer on disk name `id` now?  (A failure after its
+ * rename, such as the directory fsync, leaves it naming the new key: that
+ * key file must then stay.) */
+static int current_names(kms *k, const char *id)
+{
+	char buf[KMS_ID_MAX + 2];
+	ssize_t n;
+	int fd = openat(k->dir_fd, KMS_CURRENT_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return strcmp(buf, id) == 0;
+}
+
 int kms_ring_generate(char *id, kms *k, int make_current)
 {
 	char fname[KMS_KEY_FILE_MAX], tmp[KMS_KEY_TMP_MAX], stamp[32];
@@ -669,6 +689,8 @@ int kms_ring_generate(char *id, kms *k, int make_current)
 	if (make_current) {
 		rc = set_current(k, id);
 		if (rc != ENVDB_OK) {
+			if (current_names(k, id)) /* renamed, then failed: keep the key */
+				return rc;
 			ring_remove(k, ring_find(k, id));
 			goto fail;
 		}
