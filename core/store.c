@@ -2467,15 +2467,23 @@ static int registered(envdbi_store *s, const envdbi_object_def *o)
 	return 0;
 }
 
+int envdbi_store_rows(envdbi_store *s, const envdbi_object_def *o, void ***out, size_t *n)
+{
+	int rc;
+	*out = NULL;
+	*n = 0;
+	if ((rc = registered(s, o)) != 0)
+		return rc;
+	return select_rows(s, o, "ORDER BY \"id\"", NULL, 0, out, n);
+}
+
 int envdbi_store_scan(envdbi_store *s, const envdbi_object_def *o, envdbi_scan_cb cb,
 		      void *cb_ctx)
 {
 	void **v = NULL;
 	size_t n = 0;
 	int rc;
-	if ((rc = registered(s, o)) != 0)
-		return rc;
-	if ((rc = select_rows(s, o, "ORDER BY \"id\"", NULL, 0, &v, &n)) != 0)
+	if ((rc = envdbi_store_rows(s, o, &v, &n)) != 0)
 		return rc;
 	for (size_t i = 0; i < n && rc == 0; i++)
 		rc = cb(cb_ctx, o, v[i]);

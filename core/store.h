@@ -436,6 +436,11 @@ typedef int (*envdbi_scan_cb)(void *cb_ctx, const struct envdbi_object_def *o,
 /** Every row of object `o` in primary-key order. */
 int envdbi_store_scan(envdbi_store *s, const struct envdbi_object_def *o, envdbi_scan_cb cb,
 		      void *cb_ctx);
+/** Every row of object `o` in primary-key order, as an array of records
+ * (transferred: free with envdbi_record_free() on each and free(); the
+ * rows may break every rule, as with envdbi_store_scan()). */
+int envdbi_store_rows(envdbi_store *s, const struct envdbi_object_def *o, void ***out,
+		      size_t *n);
 
 /** Receives one group of rows sharing the key of a unique index (with its
  * partial predicate): `key` the key values joined by "/", `ids` the row ids
