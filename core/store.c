@@ -1892,6 +1892,28 @@ int envdbi_store_env_get_default(envdbi_store *s, envdb_environment **out,
 			  (bindv[]){BT(organization_id)}, 1, (void **)out, what);
 }
 
+int envdbi_store_env_org_exists(envdbi_store *s, const char *organization_id)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	lock(s);
+	if ((rc = stmt_get(s, &st,
+			   "SELECT EXISTS (SELECT 1 FROM \"sys_environment\" WHERE "
+			   "\"organization_id\" = ?1)")) != 0)
+		goto out;
+	if ((rc = bind_values(s, st, 1, (bindv[]){BT(organization_id)}, 1)) != 0)
+		goto out;
+	int step = sqlite3_step(st);
+	if (step != SQLITE_ROW)
+		rc = db_error(s, step, "look up the environments of an organization");
+	else
+		rc = sqlite3_column_int(st, 0) ? 1 : 0;
+out:
+	stmt_put(s, st);
+	unlock(s);
+	return rc;
+}
+
 int envdbi_store_env_list(envdbi_store *s, envdb_environment ***out, size_t *n,
 			  const envdbi_env_filter *f)
 {

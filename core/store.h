@@ -213,6 +213,10 @@ int envdbi_store_env_get_by_slug(envdbi_store *s, envdb_environment **out,
 				 const char *organization_id, const char *slug);
 int envdbi_store_env_get_default(envdbi_store *s, envdb_environment **out,
 				 const char *organization_id);
+/** 1 when the organization has any environment (any status), 0 when it
+ * has none, or a negative status.  One probe of the (organization_id,
+ * slug) index, no row read. */
+int envdbi_store_env_org_exists(envdbi_store *s, const char *organization_id);
 
 /** Which environments envdbi_store_env_list returns; zero/NULL members do
  * not filter.  Initialise with ENVDBI_ENV_FILTER_INIT. */
