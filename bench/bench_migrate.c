@@ -652,6 +652,10 @@ int main(void)
 				printf("check floor %.3f s\n", check_floor_run(&b));
 		}
 		envdb_migrate_report_free(rep);
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", b.dir);
+		if (getenv("BENCH_KEEP") == NULL && getenv("ENVDB_BENCH_KEEP") == NULL &&
+		    system(cmd) != 0)
+			fprintf(stderr, "bench_migrate: could not remove %s\n", b.dir);
 		return 0;
 	}
 	for (r = 0; r < runs; r++) {
