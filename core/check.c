@@ -269,20 +269,59 @@ static bool status_needs_database(const char *status)
 				  strcmp(status, "suspended") == 0 || strcmp(status, "migrating") == 0);
 }
 
+/* The rows of the environments, databases and credentials as the scan read
+ * them (each object is read once: the field rules, the cross-object
+ * invariants and the ciphertext pass all work on these).  Owned. */
+typedef struct check_rows {
+	envdb_environment **envs;
+	envdb_database **dbs; /* sorted by id (by_id) */
+	envdb_credential **creds;
+	size_t ne, nd, nc;
+} check_rows;
+
+static void check_rows_free(check_rows *r)
+{
+	envdb_environment_list_free(r->envs, r->ne);
+	envdb_database_list_free(r->dbs, r->nd);
+	envdb_credential_list_free(r->creds, r->nc);
+	memset(r, 0, sizeof *r);
+}
+
+static int cmp_str(const char *x, const char *y)
+{
+	return strcmp(x ? x : "", y ? y : "");
+}
+
 static int cmp_db_by_env(const void *a, const void *b)
 {
 	const envdb_database *x = *(const envdb_database *const *)a;
 	const envdb_database *y = *(const envdb_database *const *)b;
-	return strcmp(x->environment_id ? x->environment_id : "",
-		      y->environment_id ? y->environment_id : "");
+	return cmp_str(x->environment_id, y->environment_id);
+}
+
+static int cmp_db_by_id(const void *a, const void *b)
+{
+	const envdb_database *x = *(const envdb_database *const *)a;
+	const envdb_database *y = *(const envdb_database *const *)b;
+	return cmp_str(x->id, y->id);
 }
 
 static int cmp_cred_by_db(const void *a, const void *b)
 {
 	const envdb_credential *x = *(const envdb_credential *const *)a;
 	const envdb_credential *y = *(const envdb_credential *const *)b;
-	return strcmp(x->environment_database_id ? x->environment_database_id : "",
-		      y->environment_database_id ? y->environment_database_id : "");
+	return cmp_str(x->environment_database_id, y->environment_database_id);
+}
+
+/* The order the store's credential list had: database, creation, id. */
+static int cmp_cred_by_db_created(const void *a, const void *b)
+{
+	const envdb_credential *x = *(const envdb_credential *const *)a;
+	const envdb_credential *y = *(const envdb_credential *const *)b;
+	int c = cmp_str(x->environment_database_id, y->environment_database_id);
+	if (c == 0)
+		c = (x->created_at > y->created_at) - (x->created_at < y->created_at);
+	return c != 0 ? c : cmp_str(x->id, y->id);
 }
 
 /* The first element of sorted `v` (n entries) whose key equals `key`
@@ -307,40 +346,65 @@ static const char *db_env_key(const void *d)
 	return ((const envdb_database *)d)->environment_id;
 }
 
+static const char *db_id_key(const void *d)
+{
+	return ((const envdb_database *)d)->id;
+}
+
 static const char *cred_db_key(const void *c)
 {
 	return ((const envdb_credential *)c)->environment_database_id;
 }
 
-/*
- * The per-environment invariants.  Linear after two sorts (n log n): the
- * databases sorted by environment_id and the active full_access
- * credentials by database id, each environment then looked up by binary
- * search (comparing every environment with every database and credential
- * took minutes at 100,000 environments).
- */
-static int check_environments(vlist *l, envdbi_store *s)
+static bool str_is(const char *s, const char *want)
 {
-	envdb_environment **envs = NULL;
+	return s != NULL && strcmp(s, want) == 0;
+}
+
+/* The database row `id` of r (sorted by id), or NULL. */
+static envdb_database *db_by_id(const check_rows *r, const char *id)
+{
+	size_t k;
+	if (id == NULL)
+		return NULL;
+	k = lower_bound((void *const *)r->dbs, r->nd, id, db_id_key);
+	return k < r->nd && str_is(r->dbs[k]->id, id) ? r->dbs[k] : NULL;
+}
+
+/*
+ * The per-environment invariants, on the rows the scan read.  Linear
+ * after two sorts (n log n): the databases by environment_id and the
+ * active full_access credentials by database id (pointer arrays over the
+ * scanned rows), each environment then looked up by binary search
+ * (comparing every environment with every database and credential took
+ * minutes at 100,000 environments; reading the three lists again cost as
+ * much as the scan).
+ */
+static int check_environments(vlist *l, const check_rows *r)
+{
 	envdb_database **dbs = NULL;
 	envdb_credential **creds = NULL;
-	size_t ne = 0, nd = 0, nc = 0;
-	envdbi_cred_filter cf = ENVDBI_CRED_FILTER_INIT;
+	size_t nd = r->nd, nc = 0;
 	int64_t now = envdbi_now();
-	int rc;
+	int rc = 0;
 
-	cf.status = "active";
-	cf.authorization = "full_access";
-	if ((rc = envdbi_store_env_list(s, &envs, &ne, NULL)) != 0 ||
-	    (rc = envdbi_store_db_list(s, &dbs, &nd)) != 0 ||
-	    (rc = envdbi_store_cred_list(s, &creds, &nc, &cf)) != 0)
+	if ((nd > 0 && (dbs = malloc(nd * sizeof *dbs)) == NULL) ||
+	    (r->nc > 0 && (creds = malloc(r->nc * sizeof *creds)) == NULL)) {
+		rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "check: out of memory");
 		goto out;
+	}
+	if (nd > 0)
+		memcpy(dbs, r->dbs, nd * sizeof *dbs);
+	for (size_t k = 0; k < r->nc; k++)
+		if (str_is(r->creds[k]->status, "active") &&
+		    str_is(r->creds[k]->authorization, "full_access"))
+			creds[nc++] = r->creds[k];
 	if (nd > 1)
 		qsort(dbs, nd, sizeof *dbs, cmp_db_by_env);
 	if (nc > 1)
 		qsort(creds, nc, sizeof *creds, cmp_cred_by_db);
-	for (size_t i = 0; i < ne; i++) {
-		const envdb_environment *e = envs[i];
+	for (size_t i = 0; i < r->ne; i++) {
+		const envdb_environment *e = r->envs[i];
 		const envdb_database *db = NULL;
 		size_t active_fa = 0;
 		if (e->id != NULL) {
@@ -385,28 +449,32 @@ static int check_environments(vlist *l, envdbi_store *s)
 		}
 	}
 out:
-	envdb_environment_list_free(envs, ne);
-	envdb_database_list_free(dbs, nd);
-	envdb_credential_list_free(creds, nc);
+	free(dbs);
+	free(creds);
 	return rc;
 }
 
 /* An active credential past its expires_at: resolve refuses it, so its
  * readers are locked out until someone rotates (envdb reconcile --apply
  * does ahead of time).  A violation, not a note: the environment does not
- * work.  One query; the store filters on expires_at. */
-static int check_expired_credentials(vlist *l, envdbi_store *s)
+ * work.  On the scanned rows (reported in the order database, creation,
+ * id). */
+static int check_expired_credentials(vlist *l, const check_rows *r)
 {
-	envdbi_cred_filter cf = ENVDBI_CRED_FILTER_INIT;
 	envdb_credential **creds = NULL;
 	size_t nc = 0;
 	int64_t now = envdbi_now();
-	int rc;
 
-	cf.status = "active";
-	cf.expired_at = now;
-	if ((rc = envdbi_store_cred_list(s, &creds, &nc, &cf)) != 0)
-		return rc;
+	for (size_t k = 0; k < r->nc; k++) {
+		const envdb_credential *c = r->creds[k];
+		if (!str_is(c->status, "active") || c->expires_at <= 0 || c->expires_at > now)
+			continue;
+		if (creds == NULL && (creds = malloc(r->nc * sizeof *creds)) == NULL)
+			return envdbi_error(ENVDB_ERR_NOMEM, NULL, "check: out of memory");
+		creds[nc++] = r->creds[k];
+	}
+	if (nc > 1)
+		qsort(creds, nc, sizeof *creds, cmp_cred_by_db_created);
 	for (size_t k = 0; k < nc; k++)
 		add(l, "sys_database_credential", "active_credential_expired", creds[k]->id,
 		    "credential %s (%s) of database row %s: active but it expired %lld s ago; "
@@ -414,50 +482,83 @@ static int check_expired_credentials(vlist *l, envdbi_store *s)
 		    nz(creds[k]->id), nz(creds[k]->authorization),
 		    nz(creds[k]->environment_database_id),
 		    (long long)(now - creds[k]->expires_at));
-	envdb_credential_list_free(creds, nc);
+	free(creds);
+	return 0;
+}
+
+/* Every check that needs no encryptor; the environment, database and
+ * credential rows are left in *keep (owned by the caller) for the
+ * ciphertext pass. */
+static int check_store(vlist *l, envdbi_store *s, check_rows *keep)
+{
+	int rc = 0;
+
+	if (envdbi_schema_validate(envdbi_schema_objects, envdbi_schema_n_objects) != 0)
+		add(l, "definitions", "definition_valid", "", "%s", envdb_error_last()->message);
+	if ((rc = envdbi_store_verify_schema(s, on_schema, l)) != 0)
+		return rc;
+	for (size_t i = 0; i < envdbi_schema_n_objects; i++) {
+		const envdbi_object_def *o = &envdbi_schema_objects[i];
+		scan_ctx sc = {l};
+		void **v = NULL;
+		size_t nv = 0;
+		if (o->legacy && !envdbi_store_legacy(s))
+			continue;
+		if ((rc = envdbi_store_rows(s, o, &v, &nv)) != 0)
+			return rc;
+		for (size_t k = 0; k < nv; k++)
+			check_row(&sc, o, v[k]);
+		if (o == ENVDBI_OBJ_ENVIRONMENT) {
+			keep->envs = (envdb_environment **)v;
+			keep->ne = nv;
+		} else if (o == ENVDBI_OBJ_DATABASE) {
+			keep->dbs = (envdb_database **)v;
+			keep->nd = nv;
+		} else if (o == ENVDBI_OBJ_CREDENTIAL) {
+			keep->creds = (envdb_credential **)v;
+			keep->nc = nv;
+		} else {
+			for (size_t k = 0; k < nv; k++)
+				envdbi_record_free(o, v[k]);
+			free(v);
+		}
+		for (size_t k = 0; k < o->n_indexes; k++)
+			if (o->indexes[k].unique &&
+			    (rc = envdbi_store_find_duplicates(s, o, &o->indexes[k], on_dup, l)) != 0)
+				return rc;
+		if ((rc = envdbi_store_find_dangling(s, o, on_dangling, l)) != 0)
+			return rc;
+	}
+	/* the store's order is its collation's: sorted here by the same
+	 * comparison the lookups use, whatever the column held */
+	if (keep->nd > 1)
+		qsort(keep->dbs, keep->nd, sizeof *keep->dbs, cmp_db_by_id);
+	if ((rc = check_environments(l, keep)) != 0)
+		return rc;
+	if ((rc = check_expired_credentials(l, keep)) != 0)
+		return rc;
+	if (l->failed)
+		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "check: out of memory");
 	return 0;
 }
 
 int envdbi_check_store(envdb_violation ***out, size_t *n, envdbi_store *s)
 {
 	vlist l = {NULL, 0, 0, false};
-	scan_ctx sc = {&l};
-	int rc = 0;
+	check_rows rows = {0};
+	int rc;
 
 	*out = NULL;
 	*n = 0;
-	if (envdbi_schema_validate(envdbi_schema_objects, envdbi_schema_n_objects) != 0)
-		add(&l, "definitions", "definition_valid", "", "%s", envdb_error_last()->message);
-	if ((rc = envdbi_store_verify_schema(s, on_schema, &l)) != 0)
-		goto out;
-	for (size_t i = 0; i < envdbi_schema_n_objects; i++) {
-		const envdbi_object_def *o = &envdbi_schema_objects[i];
-		if (o->legacy && !envdbi_store_legacy(s))
-			continue;
-		if ((rc = envdbi_store_scan(s, o, check_row, &sc)) != 0)
-			goto out;
-		for (size_t k = 0; k < o->n_indexes; k++)
-			if (o->indexes[k].unique &&
-			    (rc = envdbi_store_find_duplicates(s, o, &o->indexes[k], on_dup, &l)) != 0)
-				goto out;
-		if ((rc = envdbi_store_find_dangling(s, o, on_dangling, &l)) != 0)
-			goto out;
-	}
-	if ((rc = check_environments(&l, s)) != 0)
-		goto out;
-	if ((rc = check_expired_credentials(&l, s)) != 0)
-		goto out;
-	if (l.failed) {
-		rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "check: out of memory");
-		goto out;
+	rc = check_store(&l, s, &rows);
+	check_rows_free(&rows);
+	if (rc != 0) {
+		envdb_violation_list_free(l.v, l.n);
+		return rc;
 	}
 	*out = l.v;
 	*n = l.n;
-	l.v = NULL;
-	l.n = 0;
-out:
-	envdb_violation_list_free(l.v, l.n);
-	return rc;
+	return 0;
 }
 
 /* ---- the ciphertexts, through the encryptor (invariant 7) --------------- */
@@ -492,15 +593,13 @@ static bool opens_as(envdb_ctx *ctx, const sealed_row *a, const sealed_row *b)
  * plaintext is wiped at once), compare the key id inside it with the
  * row's encryption_key_id, and name the rows a ciphertext was swapped or
  * copied with.  Fatal only when the rows cannot be read. */
-static int check_ciphertexts(vlist *l, envdb_ctx *ctx)
+static int check_ciphertexts(vlist *l, envdb_ctx *ctx, const check_rows *cr)
 {
-	envdb_credential **creds = NULL;
+	envdb_credential *const *creds = cr->creds;
 	sealed_row *rows = NULL;
-	size_t nc = 0, i, k, tries = 0;
-	int rc;
+	size_t nc = cr->nc, i, k, tries = 0;
+	int rc = 0;
 
-	if ((rc = envdbi_store_cred_list(ctx->store, &creds, &nc, NULL)) != 0)
-		return rc;
 	if (nc > 0 && (rows = calloc(nc, sizeof *rows)) == NULL) {
 		rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "check: out of memory");
 		goto out;
@@ -512,11 +611,9 @@ static int check_ciphertexts(vlist *l, envdb_ctx *ctx)
 
 		if (c->secret_ciphertext == NULL || !envdbi_ciphertext_plausible(c->secret_ciphertext))
 			continue; /* reported by the field rules */
-		rc = envdbi_store_db_get(ctx->store, &rows[i].db, c->environment_database_id);
-		if (rc == ENVDB_ERR_NOT_FOUND)
+		/* the database row as the scan read it (no query per credential) */
+		if ((rows[i].db = db_by_id(cr, c->environment_database_id)) == NULL)
 			continue; /* dangling reference, reported above */
-		if (rc != 0)
-			goto out;
 		if (c->aad_version < ENVDB_CREDENTIAL_AAD_VERSION)
 			add(l, "sys_database_credential", "aad_binds_address", c->id,
 			    "credential %s of database %s: sealed with associated data version "
@@ -576,17 +673,14 @@ static int check_ciphertexts(vlist *l, envdb_ctx *ctx)
 			    nz(rows[i].db->database_url));
 	}
 out:
-	if (rows != NULL)
-		for (i = 0; i < nc; i++)
-			envdb_database_free(rows[i].db);
 	free(rows);
-	envdb_credential_list_free(creds, nc);
 	return rc;
 }
 
 int envdb_check_flags(envdb_violation ***out, size_t *n, envdb_ctx *ctx, unsigned flags)
 {
 	vlist l = {NULL, 0, 0, false};
+	check_rows rows = {0};
 	int rc;
 
 	if (out == NULL || n == NULL || ctx == NULL)
@@ -596,21 +690,15 @@ int envdb_check_flags(envdb_violation ***out, size_t *n, envdb_ctx *ctx, unsigne
 	if (ctx->store == NULL)
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
 				    "check: the context was opened without a control plane");
-	if ((rc = envdbi_check_store(&l.v, &l.n, ctx->store)) != 0) {
-		envdbi_error_prefix("check: ");
-		return rc;
-	}
-	l.cap = l.n;
+	if ((rc = check_store(&l, ctx->store, &rows)) != 0)
+		goto fail;
 	if (!(flags & ENVDB_CHECK_NO_DECRYPT) && ctx->encryptor == NULL)
 		envdbi_log(ENVDB_LOG_WARNING,
 			   "check: the manifest configures no encryptor: the ciphertexts are not "
 			   "opened (their binding to their rows is not verified)");
-	else if (!(flags & ENVDB_CHECK_NO_DECRYPT) &&
-		 (rc = check_ciphertexts(&l, ctx)) != 0) {
-		envdbi_error_prefix("check: ");
-		envdb_violation_list_free(l.v, l.n);
-		return rc;
-	}
+	else if (!(flags & ENVDB_CHECK_NO_DECRYPT) && (rc = check_ciphertexts(&l, ctx, &rows)) != 0)
+		goto fail;
+	check_rows_free(&rows);
 	if (l.failed) {
 		envdb_violation_list_free(l.v, l.n);
 		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "check: out of memory");
@@ -618,6 +706,11 @@ int envdb_check_flags(envdb_violation ***out, size_t *n, envdb_ctx *ctx, unsigne
 	*out = l.v;
 	*n = l.n;
 	return 0;
+fail:
+	envdbi_error_prefix("check: ");
+	check_rows_free(&rows);
+	envdb_violation_list_free(l.v, l.n);
+	return rc;
 }
 
 int envdb_check(envdb_violation ***out, size_t *n, envdb_ctx *ctx)

@@ -521,6 +521,7 @@ static int plan_org(mig *m, envdb_migrate_org *o, const envdbi_tenant_db_row *co
 	envdb_environment *def = NULL;
 	size_t i, k = 0, suffix = 2;
 	int rc = ENVDB_OK, need_default = 1;
+	bool org_has_envs;
 
 	*n_plan = 0;
 	for (i = 0; i < n; i++) {
@@ -601,9 +602,15 @@ static int plan_org(mig *m, envdb_migrate_org *o, const envdbi_tenant_db_row *co
 		envdb_error_clear();
 	}
 
+	/* An organization without any environment (every one on a first
+	 * run) has no default and no slug taken: one probe instead of a read
+	 * of its default and of each slug. */
+	if ((rc = envdbi_store_env_org_exists(m->s, org)) < 0)
+		return rc;
+	org_has_envs = rc == 1;
 	/* The default: "prod" for the oldest row, unless the organization
 	 * already has one. */
-	rc = envdbi_store_env_get_default(m->s, &def, org);
+	rc = org_has_envs ? envdbi_store_env_get_default(m->s, &def, org) : ENVDB_ERR_NOT_FOUND;
 	if (rc == ENVDB_OK) {
 		if (!made_by_migration(def)) {
 			rc = org_set(o, ENVDB_MIGRATE_CONFLICT,
@@ -616,7 +623,8 @@ static int plan_org(mig *m, envdb_migrate_org *o, const envdbi_tenant_db_row *co
 		need_default = 0;
 		envdb_environment_free(def);
 	} else if (rc == ENVDB_ERR_NOT_FOUND) {
-		envdb_error_clear();
+		if (org_has_envs)
+			envdb_error_clear();
 	} else {
 		return rc;
 	}
@@ -624,7 +632,7 @@ static int plan_org(mig *m, envdb_migrate_org *o, const envdbi_tenant_db_row *co
 		planned *p = &plan[i];
 
 		if (i == 0 && need_default) {
-			if ((rc = slug_taken(m, org, MIGRATE_SLUG)) < 0)
+			if ((rc = org_has_envs ? slug_taken(m, org, MIGRATE_SLUG) : 0) < 0)
 				return rc;
 			if (rc == 1)
 				return org_set(o, ENVDB_MIGRATE_CONFLICT,
@@ -640,7 +648,7 @@ static int plan_org(mig *m, envdb_migrate_org *o, const envdbi_tenant_db_row *co
 						       "no free slug %s-N (N <= %d)", MIGRATE_SLUG,
 						       MIGRATE_MAX_SUFFIX);
 				snprintf(p->slug, sizeof(p->slug), "%s-%zu", MIGRATE_SLUG, suffix);
-				if ((rc = slug_taken(m, org, p->slug)) < 0)
+				if ((rc = org_has_envs ? slug_taken(m, org, p->slug) : 0) < 0)
 					return rc;
 				if (rc == 0)
 					break;

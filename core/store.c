@@ -1871,6 +1871,28 @@ int envdbi_store_env_get_default(envdbi_store *s, envdb_environment **out,
 			  (bindv[]){BT(organization_id)}, 1, (void **)out, what);
 }
 
+int envdbi_store_env_org_exists(envdbi_store *s, const char *organization_id)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	lock(s);
+	if ((rc = stmt_get(s, &st,
+			   "SELECT EXISTS (SELECT 1 FROM \"sys_environment\" WHERE "
+			   "\"organization_id\" = ?1)")) != 0)
+		goto out;
+	if ((rc = bind_values(s, st, 1, (bindv[]){BT(organization_id)}, 1)) != 0)
+		goto out;
+	int step = sqlite3_step(st);
+	if (step != SQLITE_ROW)
+		rc = db_error(s, step, "look up the environments of an organization");
+	else
+		rc = sqlite3_column_int(st, 0) ? 1 : 0;
+out:
+	stmt_put(s, st);
+	unlock(s);
+	return rc;
+}
+
 int envdbi_store_env_list(envdbi_store *s, envdb_environment ***out, size_t *n,
 			  const envdbi_env_filter *f)
 {
@@ -2428,15 +2450,23 @@ static int registered(envdbi_store *s, const envdbi_object_def *o)
 	return 0;
 }
 
+int envdbi_store_rows(envdbi_store *s, const envdbi_object_def *o, void ***out, size_t *n)
+{
+	int rc;
+	*out = NULL;
+	*n = 0;
+	if ((rc = registered(s, o)) != 0)
+		return rc;
+	return select_rows(s, o, "ORDER BY \"id\"", NULL, 0, out, n);
+}
+
 int envdbi_store_scan(envdbi_store *s, const envdbi_object_def *o, envdbi_scan_cb cb,
 		      void *cb_ctx)
 {
 	void **v = NULL;
 	size_t n = 0;
 	int rc;
-	if ((rc = registered(s, o)) != 0)
-		return rc;
-	if ((rc = select_rows(s, o, "ORDER BY \"id\"", NULL, 0, &v, &n)) != 0)
+	if ((rc = envdbi_store_rows(s, o, &v, &n)) != 0)
 		return rc;
 	for (size_t i = 0; i < n && rc == 0; i++)
 		rc = cb(cb_ctx, o, v[i]);
@@ -2444,30 +2474,49 @@ int envdbi_store_scan(envdbi_store *s, const envdbi_object_def *o, envdbi_scan_c
 	return rc;
 }
 
+/*
+ * Two queries: the keys held more than once, grouped over the columns alone
+ * (the unique index, when it is there, is a covering index walked in
+ * order: no table row is read and nothing is sorted but the duplicate
+ * groups), then, per duplicate key only, the ids sharing it in id order.
+ * Grouping every row in id order to list the ids of each group read the
+ * whole table through its primary key and sorted it twice: a third of
+ * envdb check at 100,000 environments.
+ */
 int envdbi_store_find_duplicates(envdbi_store *s, const envdbi_object_def *o,
 				 const envdbi_index_def *ix, envdbi_dup_cb cb, void *cb_ctx)
 {
-	envdbi_strbuf sql = ENVDBI_STRBUF_INIT, cols = ENVDBI_STRBUF_INIT, key = ENVDBI_STRBUF_INIT;
-	sqlite3_stmt *st = NULL;
+	envdbi_strbuf sql = ENVDBI_STRBUF_INIT, ids_sql = ENVDBI_STRBUF_INIT,
+		      cols = ENVDBI_STRBUF_INIT, key = ENVDBI_STRBUF_INIT;
+	sqlite3_stmt *st = NULL, *ids = NULL;
+	const char *where = ix->where ? ix->where : "1";
+	size_t nc = 0;
 	int rc;
 	if ((rc = registered(s, o)) != 0)
 		return rc;
-	for (size_t c = 0; c < ENVDBI_MAX_INDEX_COLUMNS && ix->columns[c]; c++) {
+	envdbi_strbuf_printf(&ids_sql, "SELECT group_concat(\"id\", ',') FROM (SELECT \"id\" FROM "
+				       "\"%s\" WHERE (%s)",
+			     o->name, where);
+	for (size_t c = 0; c < ENVDBI_MAX_INDEX_COLUMNS && ix->columns[c]; c++, nc++) {
 		envdbi_strbuf_printf(&cols, "%s\"%s\"", c ? ", " : "", ix->columns[c]);
 		envdbi_strbuf_printf(&key, "%sifnull(\"%s\", '')", c ? " || '/' || " : "",
 				     ix->columns[c]);
+		envdbi_strbuf_printf(&ids_sql, " AND \"%s\" IS ?%zu", ix->columns[c], c + 1);
 	}
+	envdbi_strbuf_puts(&ids_sql, " ORDER BY \"id\")");
 	envdbi_strbuf_printf(&sql,
-			     "SELECT %s, group_concat(\"id\", ',') FROM (SELECT * FROM \"%s\" "
-			     "WHERE %s ORDER BY \"id\") GROUP BY %s HAVING count(*) > 1 ORDER BY 1",
-			     key.data ? key.data : "''", o->name, ix->where ? ix->where : "1",
+			     "SELECT %s, %s FROM \"%s\" WHERE %s GROUP BY %s HAVING count(*) > 1 "
+			     "ORDER BY 1",
+			     key.data ? key.data : "''", cols.data ? cols.data : "1", o->name, where,
 			     cols.data ? cols.data : "1");
-	if (sql.failed || cols.failed || key.failed) {
+	if (sql.failed || ids_sql.failed || cols.failed || key.failed) {
 		rc = nomem();
 		goto out;
 	}
 	lock(s);
 	rc = stmt_get(s, &st, sql.data);
+	if (rc == 0)
+		rc = stmt_get(s, &ids, ids_sql.data);
 	while (rc == 0) {
 		int step = sqlite3_step(st);
 		if (step == SQLITE_DONE)
@@ -2476,13 +2525,24 @@ int envdbi_store_find_duplicates(envdbi_store *s, const envdbi_object_def *o,
 			rc = db_error(s, step, o->name);
 			break;
 		}
-		cb(cb_ctx, o, ix, (const char *)sqlite3_column_text(st, 0),
-		   (const char *)sqlite3_column_text(st, 1));
+		for (size_t c = 0; c < nc && rc == 0; c++)
+			if (sqlite3_bind_value(ids, (int)c + 1, sqlite3_column_value(st, (int)c + 1)) !=
+			    SQLITE_OK)
+				rc = db_error(s, SQLITE_ERROR, o->name);
+		if (rc == 0 && (step = sqlite3_step(ids)) != SQLITE_ROW)
+			rc = db_error(s, step, o->name);
+		if (rc == 0)
+			cb(cb_ctx, o, ix, (const char *)sqlite3_column_text(st, 0),
+			   (const char *)sqlite3_column_text(ids, 0));
+		sqlite3_reset(ids);
+		sqlite3_clear_bindings(ids);
 	}
+	stmt_put(s, ids);
 	stmt_put(s, st);
 	unlock(s);
 out:
 	envdbi_strbuf_free(&sql);
+	envdbi_strbuf_free(&ids_sql);
 	envdbi_strbuf_free(&cols);
 	envdbi_strbuf_free(&key);
 	return rc;

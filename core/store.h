@@ -208,6 +208,10 @@ int envdbi_store_env_get_by_slug(envdbi_store *s, envdb_environment **out,
 				 const char *organization_id, const char *slug);
 int envdbi_store_env_get_default(envdbi_store *s, envdb_environment **out,
 				 const char *organization_id);
+/** 1 when the organization has any environment (any status), 0 when it
+ * has none, or a negative status.  One probe of the (organization_id,
+ * slug) index, no row read. */
+int envdbi_store_env_org_exists(envdbi_store *s, const char *organization_id);
 
 /** Which environments envdbi_store_env_list returns; zero/NULL members do
  * not filter.  Initialise with ENVDBI_ENV_FILTER_INIT. */
@@ -434,6 +438,11 @@ typedef int (*envdbi_scan_cb)(void *cb_ctx, const struct envdbi_object_def *o,
 /** Every row of object `o` in primary-key order. */
 int envdbi_store_scan(envdbi_store *s, const struct envdbi_object_def *o, envdbi_scan_cb cb,
 		      void *cb_ctx);
+/** Every row of object `o` in primary-key order, as an array of records
+ * (transferred: free with envdbi_record_free() on each and free(); the
+ * rows may break every rule, as with envdbi_store_scan()). */
+int envdbi_store_rows(envdbi_store *s, const struct envdbi_object_def *o, void ***out,
+		      size_t *n);
 
 /** Receives one group of rows sharing the key of a unique index (with its
  * partial predicate): `key` the key values joined by "/", `ids` the row ids

@@ -215,6 +215,19 @@ START_TEST(corrupted_store_reports_every_violation)
 	expect(v, n, "one_default_per_org", U("01"), "acme");
 	expect(v, n, "one_default_per_org", prod, NULL);
 	expect(v, n, "unique_slug", U("02"), "acme/prod");
+	{
+		/* the ids of a duplicate group, all of them, in id order */
+		char want[80];
+		const char *lo = strcmp(prod, U("02")) < 0 ? prod : U("02");
+		snprintf(want, sizeof want, "%s,%s", lo, lo == prod ? U("02") : prod);
+		bool seen = false;
+		for (size_t i = 0; i < n; i++)
+			if (strcmp(v[i]->invariant, "unique_slug") == 0) {
+				ck_assert_str_eq(v[i]->row_ids, want);
+				seen = true;
+			}
+		ck_assert(seen);
+	}
 	expect(v, n, "slug_pattern", U("03"), "Bad_Slug");
 	/* invariant 2: enum values */
 	expect(v, n, "enum_value", U("02"), "status 'picklist' is not one of");

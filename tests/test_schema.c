@@ -388,6 +388,108 @@ START_TEST(ddl_enforces_rules)
 }
 END_TEST
 
+/* The CHECK of a UUID, a ciphertext and an enum (rewritten cheaper for
+ * issue 17) accept what they accepted: a UUID what envdbi_uuid_valid()
+ * accepts, a ciphertext 24 characters or more without whitespace, an enum
+ * its values exactly; every value goes through the very expression the DDL
+ * gives SQLite. */
+START_TEST(ddl_checks_agree_with_validators)
+{
+	static const char *const uuids[] = {
+		"3f0c7a52-1b2c-4d3e-8f40-000000000001", "3F0C7A52-1B2C-4D3E-8F40-000000000001",
+		"3f0c7a52-1b2c-4d3e-8f40-00000000000",  "3f0c7a52-1b2c-4d3e-8f40-0000000000011",
+		"3f0c7a521-b2c-4d3e-8f40-000000000001", "3f0c7a52-1b2c-4d3e-8f40-00000000000g",
+		"3f0c7a52-1b2c-4d3e-8f40-00000000000-", "3f0c7a52x1b2c-4d3e-8f40-000000000001",
+		"3f0c7a52-1b2c-4d3e-8f4--000000000001", "3f0c7a52-1b2c-4d3e-8f40 000000000001",
+		"------------------------------------", "3f0c7a52-1b2c-4d3e-8f40-00000000000*",
+		"3f0c7a52-1b2c-4d3e-8f40-00000000000[", "",
+		"ffffffff-ffff-ffff-ffff-ffffffffffff", "00000000-0000-0000-0000-000000000000",
+	};
+	static const char *const cts[] = {
+		"edb1.k0000000000000000.abcdefghijklmnopqrstuvwxyz_-0123",
+		"edb1.k0000000000000000.abc defghijklmnopqrstuvwxyz",
+		"edb1.k0000000000000000.abc\tdefghijklmnopqrstuvwxyz",
+		"edb1.k0000000000000000.abcdefghijklmnopqrstuvwxyz\n",
+		"\redb1.k0000000000000000.abcdefghijklmnopqrstuvwxyz", "short",
+		"abcdefghijklmnopqrstuvwx",
+	};
+	static const char *const statuses[] = {"provisioning", "active", "suspended", "archived",
+					       "failed", "migrating", "Active", "activ",
+					       "active ", "", "picklist"};
+	const envdbi_field_def *id = envdbi_schema_primary(ENVDBI_OBJ_ENVIRONMENT), *ct = NULL,
+			       *status = NULL;
+	sqlite3 *db = NULL;
+	char *expr = NULL, sql[2048];
+	ck_assert_int_eq(sqlite3_open(":memory:", &db), SQLITE_OK);
+	for (size_t i = 0; i < ENVDBI_OBJ_CREDENTIAL->n_fields; i++)
+		if (ENVDBI_OBJ_CREDENTIAL->fields[i].type == ENVDBI_FT_CIPHERTEXT)
+			ct = &ENVDBI_OBJ_CREDENTIAL->fields[i];
+	for (size_t i = 0; i < ENVDBI_OBJ_ENVIRONMENT->n_fields; i++)
+		if (strcmp(ENVDBI_OBJ_ENVIRONMENT->fields[i].name, "status") == 0)
+			status = &ENVDBI_OBJ_ENVIRONMENT->fields[i];
+	ck_assert_ptr_nonnull(ct);
+	ck_assert_ptr_nonnull(status);
+	for (int pass = 0; pass < 3; pass++) {
+		const envdbi_field_def *f = pass == 0 ? id : pass == 1 ? ct : status;
+		const char *const *v = pass == 0 ? uuids : pass == 1 ? cts : statuses;
+		size_t nv = pass == 0   ? sizeof uuids / sizeof *uuids
+			    : pass == 1 ? sizeof cts / sizeof *cts
+					: sizeof statuses / sizeof *statuses;
+		sqlite3_stmt *st = NULL;
+		ck_assert_int_eq(envdbi_schema_field_check_sql(&expr, f), 0);
+		snprintf(sql, sizeof sql, "SELECT coalesce((%s), 0) FROM (SELECT ?1 AS \"%s\")", expr,
+			 f->name);
+		free(expr);
+		ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+		for (size_t k = 0; k < nv; k++) {
+			bool want = pass == 0   ? envdbi_uuid_valid(v[k])
+				    : pass == 1 ? strlen(v[k]) >= 24 && strpbrk(v[k], " \t\r\n") == NULL
+						: envdbi_schema_enum_ok(f, v[k]);
+			sqlite3_bind_text(st, 1, v[k], -1, SQLITE_STATIC);
+			ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+			ck_assert_msg((sqlite3_column_int(st, 0) != 0) == want, "%s '%s': CHECK says %d",
+				      f->name, v[k], sqlite3_column_int(st, 0));
+			sqlite3_reset(st);
+		}
+		sqlite3_finalize(st);
+	}
+	sqlite3_close(db);
+}
+END_TEST
+
+/* Issue 17: an insert into any object builds no temporary b-tree (a CHECK
+ * with "x IN (three or more values)" built one per enum column at every
+ * insert): the INSERT of every column, as the store prepares it, has no
+ * OpenEphemeral in its program. */
+START_TEST(ddl_insert_builds_no_temp_btree)
+{
+	sqlite3 *db = ddl_db();
+	for (size_t i = 0; i < envdbi_schema_n_objects; i++) {
+		const envdbi_object_def *o = &envdbi_schema_objects[i];
+		char sql[2048];
+		size_t n = 0;
+		sqlite3_stmt *st = NULL;
+		int ephemeral = 0;
+		n += (size_t)snprintf(sql + n, sizeof sql - n, "EXPLAIN INSERT INTO \"%s\" (", o->name);
+		for (size_t k = 0; k < o->n_fields; k++)
+			n += (size_t)snprintf(sql + n, sizeof sql - n, "%s\"%s\"", k ? ", " : "",
+					      o->fields[k].name);
+		n += (size_t)snprintf(sql + n, sizeof sql - n, ") VALUES (");
+		for (size_t k = 0; k < o->n_fields; k++)
+			n += (size_t)snprintf(sql + n, sizeof sql - n, "%s?", k ? ", " : "");
+		snprintf(sql + n, sizeof sql - n, ")");
+		ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+		while (sqlite3_step(st) == SQLITE_ROW)
+			if (strcmp((const char *)sqlite3_column_text(st, 1), "OpenEphemeral") == 0)
+				ephemeral++;
+		sqlite3_finalize(st);
+		ck_assert_msg(ephemeral == 0, "%s: insert opens %d temporary b-trees", o->name,
+			      ephemeral);
+	}
+	sqlite3_close(db);
+}
+END_TEST
+
 /* ---- renderings --------------------------------------------------------- */
 
 START_TEST(schema_json_and_text)
@@ -449,6 +551,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, record_validation_messages);
 	tcase_add_test(tc, record_dup_and_free);
 	tcase_add_test(tc, ddl_enforces_rules);
+	tcase_add_test(tc, ddl_checks_agree_with_validators);
+	tcase_add_test(tc, ddl_insert_builds_no_temp_btree);
 	tcase_add_test(tc, schema_json_and_text);
 	suite_add_tcase(s, tc);
 	return s;
