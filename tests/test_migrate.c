@@ -1841,7 +1841,26 @@ START_TEST(test_unaddressable_orgs)
 	/* the command reads the escaped form the report prints */
 	snprintf(args, sizeof(args),
 		 "--json migrate v4-to-v5 --by alice --map-org 'a/b=a-b' --map-org 'caf\\xc3\\xa9=cafe'");
+#if defined(__SANITIZE_ADDRESS__)
+	/* Under AddressSanitizer, LeakSanitizer's own tracer crashes ("Tracer
+	 * caught signal 11") at the exit of this one invocation when it runs
+	 * from this test (not when the same command runs from a shell); the
+	 * valgrind run covers the command's leaks. */
+	{
+		const char *o = getenv("ASAN_OPTIONS");
+		char opts[1024];
+
+		snprintf(opts, sizeof(opts), "%s%sdetect_leaks=0", o ? o : "", o && *o ? ":" : "");
+		setenv("ASAN_OPTIONS", opts, 1);
+		st = run_cli(&f, args, &out, &err);
+		if (o != NULL)
+			setenv("ASAN_OPTIONS", o, 1);
+		else
+			unsetenv("ASAN_OPTIONS");
+	}
+#else
 	st = run_cli(&f, args, &out, &err);
+#endif
 	ck_assert_msg(st == EX_DATAERR, "exit %d: %s", st, err); /* 3 left unmapped */
 	ck_assert_ptr_nonnull(strstr(out, "\"mapped_to\": \"cafe\""));
 	free(out);
