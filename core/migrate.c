@@ -278,6 +278,11 @@ typedef struct mig {
 	void *progress_ctx;
 	size_t orgs_total, orgs_done;
 	struct timespec t0;
+	/* The batch's legacy rows that package installations point at, read
+	 * once per batch (pkg_known); other rows need no repoint. */
+	bool pkg_known;
+	char **pkg_ids;
+	size_t n_pkg;
 } mig;
 
 /* One legacy row being migrated. */
@@ -672,6 +677,25 @@ static int plan_org(mig *m, envdb_migrate_org *o, const envdbi_tenant_db_row *co
 	return ENVDB_FAILPOINT("migrate.plan");
 }
 
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Do package installations point at legacy row `id` (a row of the batch)? */
+static bool has_packages(const mig *m, const char *id)
+{
+	return m->n_pkg > 0 && bsearch(&id, m->pkg_ids, m->n_pkg, sizeof(*m->pkg_ids), str_cmp);
+}
+
+static void pkg_forget(mig *m)
+{
+	envdbi_store_strings_free(m->pkg_ids, m->n_pkg);
+	m->pkg_ids = NULL;
+	m->n_pkg = 0;
+	m->pkg_known = false;
+}
+
 /* Write one planned row.  Any failure means the transaction is dirty. */
 static int write_row(mig *m, planned *p, size_t *repointed)
 {
@@ -760,8 +784,12 @@ static int write_row(mig *m, planned *p, size_t *repointed)
 			goto out;
 	}
 
-	if ((rc = envdbi_store_package_repoint(m->s, r->id, p->env_id, repointed)) != ENVDB_OK ||
-	    (rc = ENVDB_FAILPOINT("migrate.packages")) != ENVDB_OK)
+	if (m->pkg_known && !has_packages(m, r->id))
+		*repointed = 0;
+	else if ((rc = envdbi_store_package_repoint(m->s, r->id, p->env_id, repointed)) !=
+		 ENVDB_OK)
+		goto out;
+	if ((rc = ENVDB_FAILPOINT("migrate.packages")) != ENVDB_OK)
 		goto out;
 
 	if ((rc = envdbi_store_tenant_db_archive(m->s, r->id, p->env_id)) == ENVDB_OK)
@@ -1016,6 +1044,13 @@ static int run_batch(mig *m, char **cursor, bool *done)
 		envdbi_store_rollback(m->s);
 		goto out;
 	}
+	/* the same rows as the pending read: same transaction, same range */
+	if ((rc = envdbi_store_package_tenants_pending(m->s, &m->pkg_ids, &m->n_pkg, *cursor,
+						       last)) != ENVDB_OK) {
+		envdbi_store_rollback(m->s);
+		goto out;
+	}
+	m->pkg_known = true;
 	/* Each organization in a savepoint of the batch transaction: a write
 	 * that fails undoes that organization only, and a kill before the
 	 * durable COMMIT undoes the whole batch. */
@@ -1042,6 +1077,7 @@ static int run_batch(mig *m, char **cursor, bool *done)
 			dirty = 1;
 		}
 	}
+	pkg_forget(m); /* the replay below reads its rows again */
 	if (!dirty && (rc = finish(m)) == ENVDB_OK) {
 		tally(m, mark);
 	} else {
@@ -1062,6 +1098,7 @@ static int run_batch(mig *m, char **cursor, bool *done)
 	last = NULL;
 	rc = ENVDB_OK;
 out:
+	pkg_forget(m);
 	envdbi_tenant_db_list_free(rows, n);
 	free(last);
 	return rc;

@@ -60,6 +60,9 @@ struct envdbi_store {
 	cached_stmt cache[STMT_CACHE];
 	sqlite3_stmt *kind_st[SK__N][SK_OBJECTS];
 	bool kind_in_use[SK__N][SK_OBJECTS];
+	/* "SELECT <every column> FROM <table> " per object, made once: the
+	 * reads of a migration formatted it column by column at every call */
+	char *select_head[SK_OBJECTS];
 };
 
 /* A value bound to a query parameter. */
@@ -335,6 +338,10 @@ static void stmt_cache_clear(envdbi_store *s)
 			s->kind_st[k][i] = NULL;
 			s->kind_in_use[k][i] = false;
 		}
+	for (size_t i = 0; i < SK_OBJECTS; i++) {
+		free(s->select_head[i]);
+		s->select_head[i] = NULL;
+	}
 }
 
 static void put_columns(envdbi_strbuf *b, const envdbi_object_def *o);
@@ -485,14 +492,33 @@ static int select_rows(envdbi_store *s, const envdbi_object_def *o, const char *
 	void **v = NULL;
 	size_t count = 0, cap = 0;
 	int rc;
+	size_t k = kind_index(o);
 	*out = NULL;
 	*n = 0;
-	envdbi_strbuf_puts(&sql, "SELECT ");
-	put_columns(&sql, o);
-	envdbi_strbuf_printf(&sql, " FROM \"%s\" %s", o->name, tail);
-	if (sql.failed)
-		return nomem();
 	lock(s);
+	if (k < SK_OBJECTS && s->select_head[k] == NULL) {
+		envdbi_strbuf head = ENVDBI_STRBUF_INIT;
+
+		envdbi_strbuf_puts(&head, "SELECT ");
+		put_columns(&head, o);
+		envdbi_strbuf_printf(&head, " FROM \"%s\" ", o->name);
+		if (!head.failed)
+			s->select_head[k] = head.data;
+		else
+			envdbi_strbuf_free(&head);
+	}
+	if (k < SK_OBJECTS && s->select_head[k] != NULL) {
+		envdbi_strbuf_puts(&sql, s->select_head[k]);
+	} else {
+		envdbi_strbuf_puts(&sql, "SELECT ");
+		put_columns(&sql, o);
+		envdbi_strbuf_printf(&sql, " FROM \"%s\" ", o->name);
+	}
+	envdbi_strbuf_puts(&sql, tail);
+	if (sql.failed) {
+		rc = nomem();
+		goto out;
+	}
 	if ((rc = stmt_get(s, &st, sql.data)) != 0)
 		goto out;
 	if ((rc = bind_values(s, st, 1, b, nb)) != 0)
@@ -2416,6 +2442,75 @@ int envdbi_store_package_list(envdbi_store *s, envdbi_package_row ***out, size_t
 	return select_rows(s, ENVDBI_OBJ_PACKAGE,
 			   "WHERE \"tenant_id\" = ?1 ORDER BY \"tenant_id\", \"package_id\"",
 			   (bindv[]){BT(tenant_id)}, 1, (void ***)out, n);
+}
+
+void envdbi_store_strings_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+int envdbi_store_package_tenants_pending(envdbi_store *s, char ***out, size_t *n,
+					 const char *after_org, const char *upto_org)
+{
+	sqlite3_stmt *st = NULL;
+	char **v = NULL;
+	size_t count = 0, cap = 0;
+	int rc = need_legacy(s);
+	*out = NULL;
+	*n = 0;
+	if (rc)
+		return rc;
+	if (upto_org == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
+				    "package installations: pending tenants: no organization");
+	lock(s);
+	if ((rc = stmt_get(s, &st,
+			   "SELECT DISTINCT \"tenant_id\" FROM \"sys_package_installation\" "
+			   "WHERE \"tenant_id\" IN (SELECT \"id\" FROM \"sys_tenant_database\" "
+			   "WHERE \"migrated_environment_id\" IS NULL AND \"organization_id\" > ?1 "
+			   "AND \"organization_id\" <= ?2) ORDER BY \"tenant_id\"")) != 0)
+		goto out;
+	if ((rc = bind_values(s, st, 1,
+			      (bindv[]){BT(after_org ? after_org : ""), BT(upto_org)}, 2)) != 0)
+		goto out;
+	for (;;) {
+		int step = sqlite3_step(st);
+		const unsigned char *t;
+		if (step == SQLITE_DONE)
+			break;
+		if (step != SQLITE_ROW) {
+			rc = db_error(s, step, "read the package installations of legacy rows");
+			goto out;
+		}
+		if ((t = sqlite3_column_text(st, 0)) == NULL)
+			continue;
+		if (count == cap) {
+			size_t ncap = cap ? cap * 2 : 8;
+			char **nv = realloc(v, ncap * sizeof *nv);
+			if (nv == NULL) {
+				rc = nomem();
+				goto out;
+			}
+			v = nv;
+			cap = ncap;
+		}
+		if ((v[count] = strdup((const char *)t)) == NULL) {
+			rc = nomem();
+			goto out;
+		}
+		count++;
+	}
+	*out = v;
+	*n = count;
+	v = NULL;
+	count = 0;
+out:
+	stmt_put(s, st);
+	unlock(s);
+	envdbi_store_strings_free(v, count);
+	return rc;
 }
 
 int envdbi_store_package_repoint(envdbi_store *s, const char *from_tenant, const char *to_tenant,
