@@ -2451,8 +2451,8 @@ void envdbi_store_strings_free(char **v, size_t n)
 	free(v);
 }
 
-int envdbi_store_package_tenants_pending(envdbi_store *s, char ***out, size_t *n,
-					 const char *after_org, const char *upto_org)
+static int pending_strings(envdbi_store *s, const char *sql, const char *what, char ***out,
+			   size_t *n, const char *after_org, const char *upto_org)
 {
 	sqlite3_stmt *st = NULL;
 	char **v = NULL;
@@ -2464,13 +2464,9 @@ int envdbi_store_package_tenants_pending(envdbi_store *s, char ***out, size_t *n
 		return rc;
 	if (upto_org == NULL)
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
-				    "package installations: pending tenants: no organization");
+				    "legacy tenant databases: %s: no organization", what);
 	lock(s);
-	if ((rc = stmt_get(s, &st,
-			   "SELECT DISTINCT \"tenant_id\" FROM \"sys_package_installation\" "
-			   "WHERE \"tenant_id\" IN (SELECT \"id\" FROM \"sys_tenant_database\" "
-			   "WHERE \"migrated_environment_id\" IS NULL AND \"organization_id\" > ?1 "
-			   "AND \"organization_id\" <= ?2) ORDER BY \"tenant_id\"")) != 0)
+	if ((rc = stmt_get(s, &st, sql)) != 0)
 		goto out;
 	if ((rc = bind_values(s, st, 1,
 			      (bindv[]){BT(after_org ? after_org : ""), BT(upto_org)}, 2)) != 0)
@@ -2481,7 +2477,7 @@ int envdbi_store_package_tenants_pending(envdbi_store *s, char ***out, size_t *n
 		if (step == SQLITE_DONE)
 			break;
 		if (step != SQLITE_ROW) {
-			rc = db_error(s, step, "read the package installations of legacy rows");
+			rc = db_error(s, step, what);
 			goto out;
 		}
 		if ((t = sqlite3_column_text(st, 0)) == NULL)
@@ -2511,6 +2507,42 @@ out:
 	unlock(s);
 	envdbi_store_strings_free(v, count);
 	return rc;
+}
+
+int envdbi_store_package_tenants_pending(envdbi_store *s, char ***out, size_t *n,
+					 const char *after_org, const char *upto_org)
+{
+	return pending_strings(s,
+			       "SELECT DISTINCT \"tenant_id\" FROM \"sys_package_installation\" "
+			       "WHERE \"tenant_id\" IN (SELECT \"id\" FROM \"sys_tenant_database\" "
+			       "WHERE \"migrated_environment_id\" IS NULL AND \"organization_id\" > ?1 "
+			       "AND \"organization_id\" <= ?2) ORDER BY \"tenant_id\"",
+			       "read the package installations of legacy rows", out, n, after_org,
+			       upto_org);
+}
+
+int envdbi_store_db_names_taken_pending(envdbi_store *s, char ***out, size_t *n,
+					const char *after_org, const char *upto_org)
+{
+	return pending_strings(s,
+			       "SELECT DISTINCT \"database_name\" FROM \"sys_environment_database\" "
+			       "WHERE \"database_name\" IN (SELECT \"database_name\" FROM "
+			       "\"sys_tenant_database\" WHERE \"migrated_environment_id\" IS NULL AND "
+			       "\"organization_id\" > ?1 AND \"organization_id\" <= ?2) "
+			       "ORDER BY \"database_name\"",
+			       "read the database names of legacy rows", out, n, after_org, upto_org);
+}
+
+int envdbi_store_env_orgs_pending(envdbi_store *s, char ***out, size_t *n,
+				  const char *after_org, const char *upto_org)
+{
+	return pending_strings(s,
+			       "SELECT DISTINCT \"organization_id\" FROM \"sys_environment\" "
+			       "WHERE \"organization_id\" IN (SELECT \"organization_id\" FROM "
+			       "\"sys_tenant_database\" WHERE \"migrated_environment_id\" IS NULL AND "
+			       "\"organization_id\" > ?1 AND \"organization_id\" <= ?2) "
+			       "ORDER BY \"organization_id\"",
+			       "read the organizations of legacy rows", out, n, after_org, upto_org);
 }
 
 int envdbi_store_package_repoint(envdbi_store *s, const char *from_tenant, const char *to_tenant,

@@ -425,6 +425,12 @@ int envdbi_store_package_list(envdbi_store *s, envdbi_package_row ***out, size_t
  * envdbi_store_strings_free(). */
 int envdbi_store_package_tenants_pending(envdbi_store *s, char ***out, size_t *n,
 					 const char *after_org, const char *upto_org);
+/* Likewise: the database names of those rows that an environment database
+ * already has, and their organization ids that have an environment. */
+int envdbi_store_db_names_taken_pending(envdbi_store *s, char ***out, size_t *n,
+					const char *after_org, const char *upto_org);
+int envdbi_store_env_orgs_pending(envdbi_store *s, char ***out, size_t *n,
+				  const char *after_org, const char *upto_org);
 void envdbi_store_strings_free(char **v, size_t n);
 int envdbi_store_package_repoint(envdbi_store *s, const char *from_tenant, const char *to_tenant,
 				 size_t *changed);
