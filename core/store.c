@@ -112,17 +112,23 @@ void envdbi_uuid_new(char out[37])
 
 bool envdbi_uuid_valid(const char *s)
 {
-	if (s == NULL || strlen(s) != 36)
+	/* 1: a lowercase hex digit; '-' only at the four dash positions */
+	static const unsigned char hex[256] = {
+		['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,
+		['7'] = 1, ['8'] = 1, ['9'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1,
+		['e'] = 1, ['f'] = 1,
+	};
+	if (s == NULL)
 		return false;
 	for (size_t i = 0; i < 36; i++) {
 		if (i == 8 || i == 13 || i == 18 || i == 23) {
 			if (s[i] != '-')
 				return false;
-		} else if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
-			return false;
+		} else if (!hex[(unsigned char)s[i]]) {
+			return false; /* the terminating NUL of a short id too */
 		}
 	}
-	return true;
+	return s[36] == '\0';
 }
 
 bool envdbi_slug_valid(const char *slug)
@@ -1192,8 +1198,12 @@ static int insert_copy(envdbi_store *s, const envdbi_object_def *o, const void *
 	int rc;
 	if (rec_in == NULL)
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "%s: insert: no row given", o->label);
-	if ((rec = envdbi_record_dup(o, rec_in)) == NULL)
+	/* A shallow copy: the caller's strings are borrowed for the call; the
+	 * defaults and the fixup fill only NULL fields, with strings of their
+	 * own (freed below: the fields whose pointer changed). */
+	if ((rec = malloc(o->record_size)) == NULL)
 		return nomem();
+	memcpy(rec, rec_in, o->record_size);
 	if ((rc = apply_defaults(o, rec)) != 0 || (fixup && (rc = fixup(rec)) != 0))
 		goto out;
 	if ((rc = record_insert(s, o, rec)) != 0)
@@ -1201,7 +1211,15 @@ static int insert_copy(envdbi_store *s, const envdbi_object_def *o, const void *
 	if (id_out != NULL)
 		snprintf(id_out, 37, "%s", envdbi_field_cstr(envdbi_schema_primary(o), rec));
 out:
-	envdbi_record_free(o, rec);
+	for (size_t i = 0; i < o->n_fields; i++) {
+		const envdbi_field_def *f = &o->fields[i];
+		char *v;
+
+		if (envdbi_ftype_is_text(f->type) &&
+		    (v = *envdbi_field_str(f, rec)) != envdbi_field_cstr(f, rec_in))
+			free(v);
+	}
+	free(rec);
 	return rc;
 }
 
