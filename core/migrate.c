@@ -278,6 +278,21 @@ typedef struct mig {
 	void *progress_ctx;
 	size_t orgs_total, orgs_done;
 	struct timespec t0;
+	/* The batch's legacy rows that package installations point at, read
+	 * once per batch (pkg_known); other rows need no repoint. */
+	bool pkg_known;
+	char **pkg_ids;
+	size_t n_pkg;
+	/* Likewise for the checks of plan_org (probes_known): the batch's
+	 * database names already registered, the names that two of its rows
+	 * share (the first one migrated takes it), and its organizations that
+	 * have environments.  A name or an organization in none of them is
+	 * free without a query; the others are looked up as before. */
+	bool probes_known;
+	char **taken, **org_envs;
+	size_t n_taken, n_org_envs;
+	const char **dup_names;
+	size_t n_dup;
 } mig;
 
 /* One legacy row being migrated. */
@@ -402,6 +417,72 @@ static int made_by_migration(const envdb_environment *e)
 		      0;
 	json_decref(root);
 	return yes;
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Do package installations point at legacy row `id` (a row of the batch)? */
+static bool has_packages(const mig *m, const char *id)
+{
+	return m->n_pkg > 0 && bsearch(&id, m->pkg_ids, m->n_pkg, sizeof(*m->pkg_ids), str_cmp);
+}
+
+static bool in_sorted(const char *const *v, size_t n, const char *key)
+{
+	return n > 0 && bsearch(&key, v, n, sizeof(*v), str_cmp) != NULL;
+}
+
+/* Forget what was read for the batch. */
+static void batch_forget(mig *m)
+{
+	envdbi_store_strings_free(m->pkg_ids, m->n_pkg);
+	envdbi_store_strings_free(m->taken, m->n_taken);
+	envdbi_store_strings_free(m->org_envs, m->n_org_envs);
+	free(m->dup_names);
+	m->pkg_ids = m->taken = m->org_envs = NULL;
+	m->n_pkg = m->n_taken = m->n_org_envs = 0;
+	m->dup_names = NULL;
+	m->n_dup = 0;
+	m->pkg_known = m->probes_known = false;
+}
+
+/*
+ * Read, inside the batch transaction, what the checks and writes of the
+ * batch rows[0..n) (the organizations in (after, upto]) need to know: three
+ * queries for the batch instead of three point queries per row.
+ */
+static int batch_learn(mig *m, envdbi_tenant_db_row *const *rows, size_t n, const char *after,
+		       const char *upto)
+{
+	const char **names;
+	size_t i, k = 0;
+	int rc;
+
+	if ((rc = envdbi_store_package_tenants_pending(m->s, &m->pkg_ids, &m->n_pkg, after,
+						       upto)) != ENVDB_OK)
+		return rc;
+	m->pkg_known = true;
+	if ((rc = envdbi_store_db_names_taken_pending(m->s, &m->taken, &m->n_taken, after,
+						      upto)) != ENVDB_OK ||
+	    (rc = envdbi_store_env_orgs_pending(m->s, &m->org_envs, &m->n_org_envs, after,
+						upto)) != ENVDB_OK)
+		return rc;
+	if ((names = malloc((n ? n : 1) * sizeof(*names))) == NULL)
+		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "migrate: out of memory");
+	for (i = 0; i < n; i++)
+		names[i] = rows[i]->database_name;
+	qsort(names, n, sizeof(*names), str_cmp);
+	/* compact the names seen twice or more, in place, once each */
+	for (i = 1; i < n; i++)
+		if (strcmp(names[i], names[i - 1]) == 0 && (k == 0 || strcmp(names[k - 1], names[i]) != 0))
+			names[k++] = names[i];
+	m->dup_names = names;
+	m->n_dup = k;
+	m->probes_known = true;
+	return ENVDB_OK;
 }
 
 /* Does ORG/slug exist?  1 yes, 0 no, or a negative status. */
@@ -582,7 +663,12 @@ static int plan_org(mig *m, envdb_migrate_org *o, const envdbi_tenant_db_row *co
 			return org_set(o, ENVDB_MIGRATE_FAILED,
 				       "legacy row %s (database %s): no auth token to carry over",
 				       r->id, r->database_name);
-		rc = envdbi_store_db_get_by_name(m->s, &d, r->database_name);
+		if (m->probes_known && !in_sorted((const char *const *)m->taken, m->n_taken,
+						  r->database_name) &&
+		    !in_sorted(m->dup_names, m->n_dup, r->database_name))
+			rc = ENVDB_ERR_NOT_FOUND; /* free: see mig.probes_known */
+		else
+			rc = envdbi_store_db_get_by_name(m->s, &d, r->database_name);
 		if (rc == ENVDB_OK) {
 			envdb_environment *e = NULL;
 
@@ -605,7 +691,10 @@ static int plan_org(mig *m, envdb_migrate_org *o, const envdbi_tenant_db_row *co
 	/* An organization without any environment (every one on a first
 	 * run) has no default and no slug taken: one probe instead of a read
 	 * of its default and of each slug. */
-	if ((rc = envdbi_store_env_org_exists(m->s, org)) < 0)
+	if (m->probes_known && m->n_map == 0)
+		/* unmapped: only this organization's rows make its environments */
+		rc = in_sorted((const char *const *)m->org_envs, m->n_org_envs, org) ? 1 : 0;
+	else if ((rc = envdbi_store_env_org_exists(m->s, org)) < 0)
 		return rc;
 	org_has_envs = rc == 1;
 	/* The default: "prod" for the oldest row, unless the organization
@@ -760,8 +849,12 @@ static int write_row(mig *m, planned *p, size_t *repointed)
 			goto out;
 	}
 
-	if ((rc = envdbi_store_package_repoint(m->s, r->id, p->env_id, repointed)) != ENVDB_OK ||
-	    (rc = ENVDB_FAILPOINT("migrate.packages")) != ENVDB_OK)
+	if (m->pkg_known && !has_packages(m, r->id))
+		*repointed = 0;
+	else if ((rc = envdbi_store_package_repoint(m->s, r->id, p->env_id, repointed)) !=
+		 ENVDB_OK)
+		goto out;
+	if ((rc = ENVDB_FAILPOINT("migrate.packages")) != ENVDB_OK)
 		goto out;
 
 	if ((rc = envdbi_store_tenant_db_archive(m->s, r->id, p->env_id)) == ENVDB_OK)
@@ -1016,6 +1109,11 @@ static int run_batch(mig *m, char **cursor, bool *done)
 		envdbi_store_rollback(m->s);
 		goto out;
 	}
+	/* the same rows as the pending read: same transaction, same range */
+	if ((rc = batch_learn(m, rows, n, *cursor, last)) != ENVDB_OK) {
+		envdbi_store_rollback(m->s);
+		goto out;
+	}
 	/* Each organization in a savepoint of the batch transaction: a write
 	 * that fails undoes that organization only, and a kill before the
 	 * durable COMMIT undoes the whole batch. */
@@ -1042,6 +1140,7 @@ static int run_batch(mig *m, char **cursor, bool *done)
 			dirty = 1;
 		}
 	}
+	batch_forget(m); /* the replay below reads its rows again */
 	if (!dirty && (rc = finish(m)) == ENVDB_OK) {
 		tally(m, mark);
 	} else {
@@ -1062,6 +1161,7 @@ static int run_batch(mig *m, char **cursor, bool *done)
 	last = NULL;
 	rc = ENVDB_OK;
 out:
+	batch_forget(m);
 	envdbi_tenant_db_list_free(rows, n);
 	free(last);
 	return rc;

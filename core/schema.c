@@ -588,11 +588,134 @@ void *envdbi_record_dup(const envdbi_object_def *o, const void *record)
 	return copy;
 }
 
+/*
+ * The common metadata texts decided without jansson: only a yes, for a text
+ * whose every part jansson reads the same way (objects and arrays at most
+ * FAST_JSON_DEPTH deep, at most FAST_JSON_KEYS distinct keys per object,
+ * strings of printable ASCII without escapes, true, false, null).  Anything
+ * else (a number, an escape, a byte >= 0x80, a duplicate key, an error) is
+ * left to json_loads, which decides.
+ */
+#define FAST_JSON_DEPTH 8
+#define FAST_JSON_KEYS 16
+
+static const char *fast_ws(const char *p)
+{
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	return p;
+}
+
+/* p at '"': past the closing quote, or NULL. */
+static const char *fast_string(const char *p, size_t *len)
+{
+	const char *q = ++p;
+
+	while (*q >= 0x20 && *q <= 0x7e && *q != '"' && *q != '\\')
+		q++;
+	if (*q != '"')
+		return NULL;
+	*len = (size_t)(q - p);
+	return q + 1;
+}
+
+static const char *fast_value(const char *p, int depth);
+
+static const char *fast_object(const char *p, int depth)
+{
+	const char *key[FAST_JSON_KEYS];
+	size_t klen[FAST_JSON_KEYS], n = 0, len;
+
+	if (depth > FAST_JSON_DEPTH)
+		return NULL;
+	p = fast_ws(p + 1);
+	if (*p == '}')
+		return p + 1;
+	for (;;) {
+		if (*p != '"' || n == FAST_JSON_KEYS)
+			return NULL;
+		key[n] = p + 1;
+		if ((p = fast_string(p, &len)) == NULL)
+			return NULL;
+		for (size_t i = 0; i < n; i++)
+			if (klen[i] == len && memcmp(key[i], key[n], len) == 0)
+				return NULL; /* a duplicate: jansson says why */
+		klen[n++] = len;
+		p = fast_ws(p);
+		if (*p != ':')
+			return NULL;
+		if ((p = fast_value(fast_ws(p + 1), depth)) == NULL)
+			return NULL;
+		p = fast_ws(p);
+		if (*p == '}')
+			return p + 1;
+		if (*p != ',')
+			return NULL;
+		p = fast_ws(p + 1);
+	}
+}
+
+static const char *fast_array(const char *p, int depth)
+{
+	if (depth > FAST_JSON_DEPTH)
+		return NULL;
+	p = fast_ws(p + 1);
+	if (*p == ']')
+		return p + 1;
+	for (;;) {
+		if ((p = fast_value(p, depth)) == NULL)
+			return NULL;
+		p = fast_ws(p);
+		if (*p == ']')
+			return p + 1;
+		if (*p != ',')
+			return NULL;
+		p = fast_ws(p + 1);
+	}
+}
+
+static const char *fast_value(const char *p, int depth)
+{
+	size_t len;
+
+	switch (*p) {
+	case '{':
+		return fast_object(p, depth + 1);
+	case '[':
+		return fast_array(p, depth + 1);
+	case '"':
+		return fast_string(p, &len);
+	case 't':
+		return strncmp(p, "true", 4) == 0 ? p + 4 : NULL;
+	case 'f':
+		return strncmp(p, "false", 5) == 0 ? p + 5 : NULL;
+	case 'n':
+		return strncmp(p, "null", 4) == 0 ? p + 4 : NULL;
+	default:
+		return NULL;
+	}
+}
+
+/* A JSON object for sure (see above); false: ask jansson. */
+bool envdbi_json_object_fast(const char *s)
+{
+	const char *p = fast_ws(s);
+
+	if (*p != '{' || (p = fast_object(p, 1)) == NULL)
+		return false;
+	return *fast_ws(p) == '\0';
+}
+
 static bool json_object_text(const char *s)
 {
 	json_error_t err;
-	json_t *j = json_loads(s, JSON_REJECT_DUPLICATES, &err);
-	bool ok = j != NULL && json_is_object(j);
+	json_t *j;
+	bool ok;
+
+	if (envdbi_json_object_fast(s))
+		return true;
+	j = json_loads(s, JSON_REJECT_DUPLICATES, &err);
+	ok = j != NULL && json_is_object(j);
 	json_decref(j);
 	return ok;
 }

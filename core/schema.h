@@ -124,6 +124,9 @@ bool envdbi_ftype_is_text(envdbi_ftype t);
  * Returns 0 or ENVDB_ERR_INVALID "LABEL: FIELD: cause".
  */
 int envdbi_schema_check_record(const envdbi_object_def *o, const void *record, const char *label);
+/* True when `s` is certainly a JSON object with no duplicate key, decided
+ * without allocating; false means "not decided" (the caller asks jansson). */
+bool envdbi_json_object_fast(const char *s);
 
 /** Free every text field of a record and the record itself.  NULL allowed. */
 void envdbi_record_free(const envdbi_object_def *o, void *record);

@@ -60,6 +60,9 @@ struct envdbi_store {
 	cached_stmt cache[STMT_CACHE];
 	sqlite3_stmt *kind_st[SK__N][SK_OBJECTS];
 	bool kind_in_use[SK__N][SK_OBJECTS];
+	/* "SELECT <every column> FROM <table> " per object, made once: the
+	 * reads of a migration formatted it column by column at every call */
+	char *select_head[SK_OBJECTS];
 };
 
 /* A value bound to a query parameter. */
@@ -109,17 +112,23 @@ void envdbi_uuid_new(char out[37])
 
 bool envdbi_uuid_valid(const char *s)
 {
-	if (s == NULL || strlen(s) != 36)
+	/* 1: a lowercase hex digit; '-' only at the four dash positions */
+	static const unsigned char hex[256] = {
+		['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,
+		['7'] = 1, ['8'] = 1, ['9'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1,
+		['e'] = 1, ['f'] = 1,
+	};
+	if (s == NULL)
 		return false;
 	for (size_t i = 0; i < 36; i++) {
 		if (i == 8 || i == 13 || i == 18 || i == 23) {
 			if (s[i] != '-')
 				return false;
-		} else if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
-			return false;
+		} else if (!hex[(unsigned char)s[i]]) {
+			return false; /* the terminating NUL of a short id too */
 		}
 	}
-	return true;
+	return s[36] == '\0';
 }
 
 bool envdbi_slug_valid(const char *slug)
@@ -335,6 +344,10 @@ static void stmt_cache_clear(envdbi_store *s)
 			s->kind_st[k][i] = NULL;
 			s->kind_in_use[k][i] = false;
 		}
+	for (size_t i = 0; i < SK_OBJECTS; i++) {
+		free(s->select_head[i]);
+		s->select_head[i] = NULL;
+	}
 }
 
 static void put_columns(envdbi_strbuf *b, const envdbi_object_def *o);
@@ -485,14 +498,33 @@ static int select_rows(envdbi_store *s, const envdbi_object_def *o, const char *
 	void **v = NULL;
 	size_t count = 0, cap = 0;
 	int rc;
+	size_t k = kind_index(o);
 	*out = NULL;
 	*n = 0;
-	envdbi_strbuf_puts(&sql, "SELECT ");
-	put_columns(&sql, o);
-	envdbi_strbuf_printf(&sql, " FROM \"%s\" %s", o->name, tail);
-	if (sql.failed)
-		return nomem();
 	lock(s);
+	if (k < SK_OBJECTS && s->select_head[k] == NULL) {
+		envdbi_strbuf head = ENVDBI_STRBUF_INIT;
+
+		envdbi_strbuf_puts(&head, "SELECT ");
+		put_columns(&head, o);
+		envdbi_strbuf_printf(&head, " FROM \"%s\" ", o->name);
+		if (!head.failed)
+			s->select_head[k] = head.data;
+		else
+			envdbi_strbuf_free(&head);
+	}
+	if (k < SK_OBJECTS && s->select_head[k] != NULL) {
+		envdbi_strbuf_puts(&sql, s->select_head[k]);
+	} else {
+		envdbi_strbuf_puts(&sql, "SELECT ");
+		put_columns(&sql, o);
+		envdbi_strbuf_printf(&sql, " FROM \"%s\" ", o->name);
+	}
+	envdbi_strbuf_puts(&sql, tail);
+	if (sql.failed) {
+		rc = nomem();
+		goto out;
+	}
 	if ((rc = stmt_get(s, &st, sql.data)) != 0)
 		goto out;
 	if ((rc = bind_values(s, st, 1, b, nb)) != 0)
@@ -1166,8 +1198,12 @@ static int insert_copy(envdbi_store *s, const envdbi_object_def *o, const void *
 	int rc;
 	if (rec_in == NULL)
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "%s: insert: no row given", o->label);
-	if ((rec = envdbi_record_dup(o, rec_in)) == NULL)
+	/* A shallow copy: the caller's strings are borrowed for the call; the
+	 * defaults and the fixup fill only NULL fields, with strings of their
+	 * own (freed below: the fields whose pointer changed). */
+	if ((rec = malloc(o->record_size)) == NULL)
 		return nomem();
+	memcpy(rec, rec_in, o->record_size);
 	if ((rc = apply_defaults(o, rec)) != 0 || (fixup && (rc = fixup(rec)) != 0))
 		goto out;
 	if ((rc = record_insert(s, o, rec)) != 0)
@@ -1175,7 +1211,15 @@ static int insert_copy(envdbi_store *s, const envdbi_object_def *o, const void *
 	if (id_out != NULL)
 		snprintf(id_out, 37, "%s", envdbi_field_cstr(envdbi_schema_primary(o), rec));
 out:
-	envdbi_record_free(o, rec);
+	for (size_t i = 0; i < o->n_fields; i++) {
+		const envdbi_field_def *f = &o->fields[i];
+		char *v;
+
+		if (envdbi_ftype_is_text(f->type) &&
+		    (v = *envdbi_field_str(f, rec)) != envdbi_field_cstr(f, rec_in))
+			free(v);
+	}
+	free(rec);
 	return rc;
 }
 
@@ -2418,6 +2462,107 @@ int envdbi_store_package_list(envdbi_store *s, envdbi_package_row ***out, size_t
 			   (bindv[]){BT(tenant_id)}, 1, (void ***)out, n);
 }
 
+void envdbi_store_strings_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static int pending_strings(envdbi_store *s, const char *sql, const char *what, char ***out,
+			   size_t *n, const char *after_org, const char *upto_org)
+{
+	sqlite3_stmt *st = NULL;
+	char **v = NULL;
+	size_t count = 0, cap = 0;
+	int rc = need_legacy(s);
+	*out = NULL;
+	*n = 0;
+	if (rc)
+		return rc;
+	if (upto_org == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
+				    "legacy tenant databases: %s: no organization", what);
+	lock(s);
+	if ((rc = stmt_get(s, &st, sql)) != 0)
+		goto out;
+	if ((rc = bind_values(s, st, 1,
+			      (bindv[]){BT(after_org ? after_org : ""), BT(upto_org)}, 2)) != 0)
+		goto out;
+	for (;;) {
+		int step = sqlite3_step(st);
+		const unsigned char *t;
+		if (step == SQLITE_DONE)
+			break;
+		if (step != SQLITE_ROW) {
+			rc = db_error(s, step, what);
+			goto out;
+		}
+		if ((t = sqlite3_column_text(st, 0)) == NULL)
+			continue;
+		if (count == cap) {
+			size_t ncap = cap ? cap * 2 : 8;
+			char **nv = realloc(v, ncap * sizeof *nv);
+			if (nv == NULL) {
+				rc = nomem();
+				goto out;
+			}
+			v = nv;
+			cap = ncap;
+		}
+		if ((v[count] = strdup((const char *)t)) == NULL) {
+			rc = nomem();
+			goto out;
+		}
+		count++;
+	}
+	*out = v;
+	*n = count;
+	v = NULL;
+	count = 0;
+out:
+	stmt_put(s, st);
+	unlock(s);
+	envdbi_store_strings_free(v, count);
+	return rc;
+}
+
+int envdbi_store_package_tenants_pending(envdbi_store *s, char ***out, size_t *n,
+					 const char *after_org, const char *upto_org)
+{
+	return pending_strings(s,
+			       "SELECT DISTINCT \"tenant_id\" FROM \"sys_package_installation\" "
+			       "WHERE \"tenant_id\" IN (SELECT \"id\" FROM \"sys_tenant_database\" "
+			       "WHERE \"migrated_environment_id\" IS NULL AND \"organization_id\" > ?1 "
+			       "AND \"organization_id\" <= ?2) ORDER BY \"tenant_id\"",
+			       "read the package installations of legacy rows", out, n, after_org,
+			       upto_org);
+}
+
+int envdbi_store_db_names_taken_pending(envdbi_store *s, char ***out, size_t *n,
+					const char *after_org, const char *upto_org)
+{
+	return pending_strings(s,
+			       "SELECT DISTINCT \"database_name\" FROM \"sys_environment_database\" "
+			       "WHERE \"database_name\" IN (SELECT \"database_name\" FROM "
+			       "\"sys_tenant_database\" WHERE \"migrated_environment_id\" IS NULL AND "
+			       "\"organization_id\" > ?1 AND \"organization_id\" <= ?2) "
+			       "ORDER BY \"database_name\"",
+			       "read the database names of legacy rows", out, n, after_org, upto_org);
+}
+
+int envdbi_store_env_orgs_pending(envdbi_store *s, char ***out, size_t *n,
+				  const char *after_org, const char *upto_org)
+{
+	return pending_strings(s,
+			       "SELECT DISTINCT \"organization_id\" FROM \"sys_environment\" "
+			       "WHERE \"organization_id\" IN (SELECT \"organization_id\" FROM "
+			       "\"sys_tenant_database\" WHERE \"migrated_environment_id\" IS NULL AND "
+			       "\"organization_id\" > ?1 AND \"organization_id\" <= ?2) "
+			       "ORDER BY \"organization_id\"",
+			       "read the organizations of legacy rows", out, n, after_org, upto_org);
+}
+
 int envdbi_store_package_repoint(envdbi_store *s, const char *from_tenant, const char *to_tenant,
 				 size_t *changed)
 {
@@ -2840,14 +2985,22 @@ int envdbi_store_tenant_db_wipe_token(envdbi_store *s, const char *id, const cha
 
 int envdbi_store_bulk(envdbi_store *s, bool on, int64_t cache_kib, int64_t wal_pages)
 {
-	char sql[128];
+	char sql[160];
 	if (s->snapshot)
 		return 0;
+	/* temp_store MEMORY: the undo pages of each savepoint (the
+	 * sub-journal) stay in memory instead of spilling to a temporary file
+	 * past 64 KiB — 41 pwrite() per migrated row.  That journal only
+	 * undoes a savepoint of a live transaction; crash recovery is the
+	 * WAL's, untouched. */
 	if (on)
-		snprintf(sql, sizeof sql, "PRAGMA cache_size = %lld; PRAGMA wal_autocheckpoint = %lld",
+		snprintf(sql, sizeof sql,
+			 "PRAGMA cache_size = %lld; PRAGMA wal_autocheckpoint = %lld; "
+			 "PRAGMA temp_store = MEMORY",
 			 -(long long)cache_kib, (long long)wal_pages);
 	else
-		snprintf(sql, sizeof sql, "PRAGMA cache_size = -2000; PRAGMA wal_autocheckpoint = 1000");
+		snprintf(sql, sizeof sql, "PRAGMA cache_size = -2000; PRAGMA wal_autocheckpoint = 1000; "
+					  "PRAGMA temp_store = DEFAULT");
 	lock(s);
 	int rc = exec_sql(s, sql, "bulk settings");
 	unlock(s);

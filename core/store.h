@@ -419,6 +419,19 @@ int envdbi_store_package_list(envdbi_store *s, envdbi_package_row ***out, size_t
 			      const char *tenant_id);
 /** Repoint every installation of `from_tenant` to `to_tenant`; *changed (may
  * be NULL) receives the number of rows. */
+/* The ids, sorted by strcmp, of the pending legacy rows of the organizations
+ * in (after_org, upto_org] that package installations point at: one query
+ * for a batch instead of a repoint UPDATE per row.  Free with
+ * envdbi_store_strings_free(). */
+int envdbi_store_package_tenants_pending(envdbi_store *s, char ***out, size_t *n,
+					 const char *after_org, const char *upto_org);
+/* Likewise: the database names of those rows that an environment database
+ * already has, and their organization ids that have an environment. */
+int envdbi_store_db_names_taken_pending(envdbi_store *s, char ***out, size_t *n,
+					const char *after_org, const char *upto_org);
+int envdbi_store_env_orgs_pending(envdbi_store *s, char ***out, size_t *n,
+				  const char *after_org, const char *upto_org);
+void envdbi_store_strings_free(char **v, size_t n);
 int envdbi_store_package_repoint(envdbi_store *s, const char *from_tenant, const char *to_tenant,
 				 size_t *changed);
 

@@ -541,11 +541,83 @@ START_TEST(schema_json_and_text)
 }
 END_TEST
 
+/* jansson's answer for a metadata text: an object without duplicate keys. */
+static bool jansson_object(const char *s)
+{
+	json_error_t err;
+	json_t *j = json_loads(s, JSON_REJECT_DUPLICATES, &err);
+	bool ok = j != NULL && json_is_object(j);
+	json_decref(j);
+	return ok;
+}
+
+/* The non-allocating test says yes only where jansson does, and decides the
+ * texts the migration writes. */
+START_TEST(json_object_fast_agrees_with_jansson)
+{
+	static const char *const yes[] = {
+		"{}", " { } ", "{\"a\":\"b\"}", "{\"a\":[true,false,null,[],{}]}\n",
+		"{\"migrated_from\":{\"object\":\"sys_tenant_database\",\"id\":\"t-1\"}}",
+		"{\"a\":{\"a\":{\"a\":\"\"}}, \"b\":\"x\"}",
+	};
+	static const char *const no[] = {
+		"", "[]", "\"x\"", "{", "}", "{\"a\"}", "{\"a\":}", "{\"a\":\"b\",}", "{} x",
+		"{\"a\":1,\"a\":2}", "{\"a\":\"b\",\"a\":\"c\"}", "{a:\"b\"}", "{\"a\":tru}",
+		"{\"a\":\"\x01\"}", "{\"a\":\"\xff\"}", "{\"a\":[1,]}", "{}{}", "{\"a\":nul}",
+	};
+	static const char *const parts[] = {
+		"{", "}", "[", "]", ",", ":", "\"a\"", "\"b\"", "\"\\u0041\"", "\"\\n\"", "1",
+		"-0.5", "1e999", "true", "false", "null", " ", "\t", "\"\xc3\xa9\"", "\"\xc3\"",
+		"x", "\"", "\"a\":", "\"b\":", "\"c\":\"d\"", "\"a\":{", "\"b\":[null", ",\"e\":true",
+	};
+	char buf[256];
+	unsigned seed = 17;
+	int decided = 0;
+
+	for (size_t i = 0; i < sizeof(yes) / sizeof(*yes); i++) {
+		ck_assert_msg(envdbi_json_object_fast(yes[i]), "fast: %s", yes[i]);
+		ck_assert_msg(jansson_object(yes[i]), "jansson: %s", yes[i]);
+	}
+	for (size_t i = 0; i < sizeof(no) / sizeof(*no); i++) {
+		ck_assert_msg(!envdbi_json_object_fast(no[i]), "fast: %s", no[i]);
+		ck_assert_msg(!jansson_object(no[i]), "jansson: %s", no[i]);
+	}
+	/* random token strings, mostly well-formed objects: never a yes that
+	 * jansson refuses */
+	for (int round = 0; round < 200000; round++) {
+		size_t len = 0, n;
+
+		seed = seed * 1103515245u + 12345u;
+		n = 1 + (seed >> 16) % 14;
+		buf[len++] = '{';
+		for (size_t k = 0; k < n; k++) {
+			const char *t;
+
+			seed = seed * 1103515245u + 12345u;
+			t = parts[(seed >> 16) % (sizeof(parts) / sizeof(*parts))];
+			if (len + strlen(t) + 2 >= sizeof(buf))
+				break;
+			memcpy(buf + len, t, strlen(t));
+			len += strlen(t);
+		}
+		if ((seed >> 8) & 1)
+			buf[len++] = '}';
+		buf[len] = '\0';
+		if (envdbi_json_object_fast(buf)) {
+			ck_assert_msg(jansson_object(buf), "fast says object, jansson not: %s", buf);
+			decided++;
+		}
+	}
+	ck_assert_int_gt(decided, 100);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("schema");
 	TCase *tc = tcase_create("definitions");
 	tcase_add_test(tc, builtin_table_is_valid);
+	tcase_add_test(tc, json_object_fast_agrees_with_jansson);
 	tcase_add_test(tc, broken_tables_are_refused);
 	tcase_add_test(tc, slug_and_uuid_rules);
 	tcase_add_test(tc, record_validation_messages);

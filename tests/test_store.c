@@ -930,6 +930,68 @@ START_TEST(legacy_objects)
 }
 END_TEST
 
+/* Open file descriptors of this process. */
+static int count_fds(void)
+{
+	char p[64];
+	int n = 0;
+
+	for (int fd = 0; fd < 1024; fd++) {
+		struct stat st;
+
+		snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+		if (stat(p, &st) == 0)
+			n++;
+	}
+	return n;
+}
+
+/* Rewrite every environment's display name inside a savepoint of the open
+ * transaction; the number of file descriptors opened meanwhile. */
+static int savepoint_rewrite_fds(envdbi_store *s, int round)
+{
+	char sql[128];
+	int before, after;
+	sqlite3 *db;
+
+	ck_assert_int_eq(envdbi_store_begin(s), 0);
+	before = count_fds();
+	db = envdbi_store_sqlite_lock(s);
+	snprintf(sql, sizeof sql,
+		 "UPDATE sys_environment SET display_name = 'round %d ' || id", round);
+	ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	envdbi_store_sqlite_unlock(s);
+	after = count_fds();
+	ck_assert_int_eq(envdbi_store_commit(s), 0);
+	return after - before;
+}
+
+/* Bulk mode (the migration) keeps a savepoint's undo pages in memory: past
+ * 64 KiB SQLite otherwise spills them to a temporary file, one pwrite() per
+ * page and record (41 per migrated row). */
+START_TEST(bulk_savepoint_journal_stays_in_memory)
+{
+	envdbi_store *s = open_store(false);
+	char id[37], slug[32];
+
+	ck_assert_int_eq(envdbi_store_begin(s), 0);
+	for (int i = 0; i < 600; i++) {
+		snprintf(slug, sizeof slug, "env-%d", i);
+		mkenv(s, "org-spill", slug, 0, "active", id);
+	}
+	/* without bulk mode: the journal of the savepoint spills to a file */
+	ck_assert_int_gt(savepoint_rewrite_fds(s, 1), 0);
+	ck_assert_int_eq(envdbi_store_commit(s), 0);
+
+	ck_assert_int_eq(envdbi_store_bulk(s, true, 65536, 0), 0);
+	ck_assert_int_eq(envdbi_store_begin(s), 0);
+	ck_assert_int_eq(savepoint_rewrite_fds(s, 2), 0);
+	ck_assert_int_eq(envdbi_store_commit(s), 0);
+	ck_assert_int_eq(envdbi_store_bulk(s, false, 0, 0), 0);
+	envdbi_store_close(s);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("store");
@@ -953,6 +1015,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, concurrent_default_creation);
 	tcase_add_test(tc, shared_store_threads);
 	tcase_add_test(tc, legacy_objects);
+	tcase_add_test(tc, bulk_savepoint_journal_stays_in_memory);
 	suite_add_tcase(s, tc);
 	return s;
 }
