@@ -32,6 +32,7 @@
  */
 #include "config.h"
 
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -254,7 +255,7 @@ void *envdbi_secure_alloc(size_t size)
 		h->magic = MAGIC_OWN;
 		h->cls = 0;
 		h->u.size = size;
-		__atomic_fetch_add(&own_allocs, 1, __ATOMIC_RELAXED);
+		atomic_fetch_add_explicit(&own_allocs, 1, memory_order_relaxed);
 		return h + 1;
 	}
 	c = class_of(size + sizeof(block_hdr));
@@ -315,7 +316,7 @@ void envdbi_secure_free(void *ptr)
 
 void envdbi_secure_get_stats(envdbi_secure_stats *out)
 {
-	out->own_allocs = __atomic_load_n(&own_allocs, __ATOMIC_RELAXED);
+	out->own_allocs = atomic_load_explicit(&own_allocs, memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------------------ */
