@@ -238,7 +238,7 @@ static void qfloor_open(qfloor *q, const char *dir)
 }
 
 /* One uncached floor: the query, then "edb1.<key id>.<base64(nonce|ct|tag)>"
- * opened with AAD "edb1.<key id>." || envdb_credential_aad(). */
+ * opened with AAD "edb1.<key id>." || envdb_credential_aad_bound(). */
 static int qfloor_get(qfloor *q, const char *org, const char *slug, const char *user,
 		      unsigned char *pt, size_t *pt_len)
 {
@@ -267,8 +267,17 @@ static int qfloor_get(qfloor *q, const char *org, const char *slug, const char *
 			      crypto_aead_xchacha20poly1305_ietf_ABYTES)
 		goto out;
 	memcpy(ad, ct, hdr);
-	if (envdb_credential_aad(ad + hdr, &aad_len, cred_id, db_id) != 0)
-		goto out;
+	{
+		/* the associated data resolve uses: version 2 binds the address */
+		envdb_database d = {.id = (char *)db_id,
+				    .driver = (char *)sqlite3_column_text(q->st, 4),
+				    .database_name = (char *)sqlite3_column_text(q->st, 5),
+				    .database_url = (char *)sqlite3_column_text(q->st, 6)};
+
+		if (envdb_credential_aad_bound(ad + hdr, sizeof(ad) - hdr, &aad_len,
+					       ENVDB_CREDENTIAL_AAD_VERSION, cred_id, &d) != 0)
+			goto out;
+	}
 	if (crypto_aead_xchacha20poly1305_ietf_decrypt(
 		    pt, &mlen, NULL, raw + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
 		    raw_len - crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, ad, hdr + aad_len, raw,
