@@ -1915,26 +1915,35 @@ int envdbi_store_env_get_default(envdbi_store *s, envdb_environment **out,
 			  (bindv[]){BT(organization_id)}, 1, (void **)out, what);
 }
 
-int envdbi_store_env_org_exists(envdbi_store *s, const char *organization_id)
+/* 1 when `sql` (a SELECT EXISTS with one text parameter) says yes, 0 when
+ * no, an error status (`what` names it) when the store fails. */
+static int exists_by(envdbi_store *s, const char *sql, const char *arg, const char *what)
 {
 	sqlite3_stmt *st = NULL;
-	int rc;
+	int rc, step;
+
 	lock(s);
-	if ((rc = stmt_get(s, &st,
-			   "SELECT EXISTS (SELECT 1 FROM \"sys_environment\" WHERE "
-			   "\"organization_id\" = ?1)")) != 0)
+	if ((rc = stmt_get(s, &st, sql)) != 0)
 		goto out;
-	if ((rc = bind_values(s, st, 1, (bindv[]){BT(organization_id)}, 1)) != 0)
+	if ((rc = bind_values(s, st, 1, (bindv[]){BT(arg)}, 1)) != 0)
 		goto out;
-	int step = sqlite3_step(st);
+	step = sqlite3_step(st);
 	if (step != SQLITE_ROW)
-		rc = db_error(s, step, "look up the environments of an organization");
+		rc = db_error(s, step, what);
 	else
 		rc = sqlite3_column_int(st, 0) ? 1 : 0;
 out:
 	stmt_put(s, st);
 	unlock(s);
 	return rc;
+}
+
+int envdbi_store_env_org_exists(envdbi_store *s, const char *organization_id)
+{
+	return exists_by(s,
+			 "SELECT EXISTS (SELECT 1 FROM \"sys_environment\" WHERE "
+			 "\"organization_id\" = ?1)",
+			 organization_id, "look up the environments of an organization");
 }
 
 int envdbi_store_env_list(envdbi_store *s, envdb_environment ***out, size_t *n,
@@ -2879,27 +2888,14 @@ out:
 
 int envdbi_store_tenant_db_org_has_migrated(envdbi_store *s, const char *organization_id)
 {
-	sqlite3_stmt *st = NULL;
 	int rc = need_legacy(s);
+
 	if (rc)
 		return rc;
-	lock(s);
-	if ((rc = stmt_get(s, &st,
-			   "SELECT EXISTS (SELECT 1 FROM \"sys_tenant_database\" WHERE "
-			   "\"organization_id\" = ?1 AND \"migrated_environment_id\" IS NOT NULL)")) !=
-	    0)
-		goto out;
-	if ((rc = bind_values(s, st, 1, (bindv[]){BT(organization_id)}, 1)) != 0)
-		goto out;
-	int step = sqlite3_step(st);
-	if (step != SQLITE_ROW)
-		rc = db_error(s, step, "look up migrated legacy tenant databases");
-	else
-		rc = sqlite3_column_int(st, 0) ? 1 : 0;
-out:
-	stmt_put(s, st);
-	unlock(s);
-	return rc;
+	return exists_by(s,
+			 "SELECT EXISTS (SELECT 1 FROM \"sys_tenant_database\" WHERE "
+			 "\"organization_id\" = ?1 AND \"migrated_environment_id\" IS NOT NULL)",
+			 organization_id, "look up migrated legacy tenant databases");
 }
 
 void envdbi_store_legacy_notice(envdbi_store *s)
