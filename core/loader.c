@@ -1315,12 +1315,6 @@ static void scan_one(installed_adapter *out, const char *path)
 	if (lt_dladvise_init(&advise) != 0 || lt_dladvise_local(&advise) != 0 ||
 	    (h = lt_dlopenadvise(path, advise)) == NULL)
 		goto done;
-	/* A probed module stays mapped: its constructors (and those of the
-	 * libraries it pulled in) have run, and unmapping code that registered
-	 * itself somewhere (an atexit handler, a thread-local destructor, a
-	 * coverage-instrumented build's counters) crashes the process later.
-	 * A real load of the same file reuses the mapping. */
-	(void)lt_dlmakeresident(h);
 	e.ptr = lt_dlsym(h, ENVDB_PLUGIN_ENTRY_SYMBOL);
 	if (e.ptr == NULL) {
 		module_name(mod, sizeof(mod), path);
