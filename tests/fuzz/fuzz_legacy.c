@@ -20,6 +20,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -57,9 +58,23 @@ static void setup(void)
 	      "  - name: kms\n"
 	      "    kind: encryptor\n"
 	      "    config:\n"
-	      "      keyring_dir: keyring\n",
+	      "      keyring_dir: keyring\n"
+	      /* loaded for the whole run, so that the migration's url_schemes
+	       * scan finds it loaded and never maps and unmaps it per input
+	       * (libFuzzer reads the counters of every module once mapped) */
+	      "  - name: sqlite\n"
+	      "    kind: adapter\n"
+	      "    config:\n"
+	      "      base_dir: environments\n",
 	      f);
 	fclose(f);
+	{
+		char envs[160];
+
+		snprintf(envs, sizeof(envs), "%s/environments", dir);
+		if (mkdir(envs, 0700) != 0)
+			abort();
+	}
 	if (envdb_open(&ctx, man, ENVDB_OPEN_CREATE) != ENVDB_OK ||
 	    envdb_key_generate(&key, ctx, NULL, 1) != ENVDB_OK) {
 		fprintf(stderr, "fuzz_legacy: %s (is ENVDB_PLUGIN_DIR set?)\n",
