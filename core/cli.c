@@ -2,7 +2,8 @@
  * core/cli.c — the envdb command: global options, the ONE dispatch table,
  * help, and the helpers every command shares (declared in core/cli.h).
  *
- *   envdb [--manifest FILE] [--json] COMMAND [SUBCOMMAND] [ARGS]
+ *   envdb [--manifest FILE] [--output json|tsv|table] [--json] [--quiet]
+ *         COMMAND [SUBCOMMAND] [ARGS]
  *
  * To add a command, add a row to `commands` below and its handler in your
  * own core/cli_<group>.c (see cli.h).
@@ -179,11 +180,31 @@ void envdb_cli_print(envdb_cli *cli, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (cli->json)
+	if (cli->json || cli->quiet)
 		return;
 	va_start(ap, fmt);
 	vprintf(fmt, ap);
 	va_end(ap);
+}
+
+void envdb_cli_note(envdb_cli *cli, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (cli->json || cli->quiet || cli->output != ENVDB_CLI_OUT_TABLE)
+		return;
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+}
+
+bool envdb_cli_quiet_id(envdb_cli *cli, const char *id)
+{
+	if (!cli->quiet)
+		return false;
+	if (id != NULL && id[0] != '\0' && !cli->json)
+		printf("%s\n", id);
+	return true;
 }
 
 int envdb_cli_json_print(envdb_cli *cli, json_t *doc)
@@ -208,15 +229,11 @@ int envdb_cli_json_print(envdb_cli *cli, json_t *doc)
 static void json_error_doc(envdb_cli *cli, int status, int code, const char *message,
 			   const char *native)
 {
-	json_t *err;
-
 	if (!cli->json || cli->emitted)
 		return;
-	err = json_pack("{s:s, s:i, s:i, s:s}", "status", envdb_status_str(status), "code",
-			status, "exit", code, "message", message);
-	if (err != NULL && native != NULL)
-		json_object_set_new(err, "native_code", json_string(native));
-	envdb_cli_json_print(cli, json_pack("{s:o}", "error", err));
+	envdb_cli_json_print(cli, json_pack("{s:o}", "error",
+					    envdb_cli_error_json(envdb_cli_error_code(status), code,
+								 status, message, native)));
 }
 
 static const char *command_words(const envdb_cli *cli, char *buf, size_t cap)
@@ -274,9 +291,9 @@ int envdb_cli_usage(envdb_cli *cli, const char *fmt, ...)
 	else
 		fprintf(stderr, "envdb: %s\n(see envdb --help)\n", msg);
 	if (cli->json && !cli->emitted) {
-		json_t *err = json_pack("{s:s, s:i, s:i, s:s}", "status", "usage", "code",
-					ENVDB_ERR_MISUSE, "exit", EX_USAGE, "message", msg);
-		envdb_cli_json_print(cli, json_pack("{s:o}", "error", err));
+		envdb_cli_json_print(cli, json_pack("{s:o}", "error",
+						    envdb_cli_error_json("usage", EX_USAGE,
+									 ENVDB_ERR_MISUSE, msg, NULL)));
 	}
 	return EX_USAGE;
 }
@@ -463,7 +480,8 @@ static int print_help(envdb_cli *cli, const char *only)
 		}
 		return envdb_cli_json_print(cli, json_pack("{s:o}", "commands", list));
 	}
-	printf("usage: envdb [--manifest FILE] [--json] COMMAND [ARGS]\n\ncommands:\n");
+	printf("usage: envdb [--manifest FILE] [--output json|tsv|table] [--json] [--quiet] "
+	       "COMMAND [ARGS]\n\ncommands:\n");
 	for (i = 0; i < N_COMMANDS; i++) {
 		if (only != NULL && strcmp(commands[i].name, only) != 0)
 			continue;
@@ -476,7 +494,11 @@ static int print_help(envdb_cli *cli, const char *only)
 	printf("\noptions:\n"
 	       "  --manifest FILE  the manifest (else $ENVDB_MANIFEST, else ./envdb.yaml,\n"
 	       "                   else %s/envdb.yaml)\n"
-	       "  --json           print exactly one JSON document on stdout\n"
+	       "  --output FORMAT  table (the default: aligned, with headers), tsv (a header\n"
+	       "                   line, tab-separated, \\t \\n \\\\ escaped) or json\n"
+	       "  -j, --json       --output json: exactly one JSON document on stdout\n"
+	       "                   (times ISO 8601 UTC; errors {\"error\":{\"code\",...}})\n"
+	       "  -q, --quiet      only the ids of what was listed or made; nothing else\n"
 	       "  --help           this help (COMMAND --help: that command's)\n"
 	       "  --version        version of envdb and of the plugin ABI\n"
 	       "\nexit status: 0 success, 64 usage, 65 bad data (not found, exists, invalid),\n"
@@ -500,11 +522,26 @@ static int print_version(envdb_cli *cli)
 /* main                                                                      */
 /* ------------------------------------------------------------------------ */
 
-/* Take --json, --manifest FILE / --manifest=FILE and --help out of argv
- * (up to "--"), wherever they are.  Returns 0 or EX_USAGE. */
+static int set_output(envdb_cli *cli, const char *v)
+{
+	if (strcmp(v, "json") == 0)
+		cli->output = ENVDB_CLI_OUT_JSON;
+	else if (strcmp(v, "tsv") == 0)
+		cli->output = ENVDB_CLI_OUT_TSV;
+	else if (strcmp(v, "table") == 0)
+		cli->output = ENVDB_CLI_OUT_TABLE;
+	else
+		return envdb_cli_usage(cli, "--output %s: one of json, tsv, table", CLI_Q(v));
+	cli->json = cli->output == ENVDB_CLI_OUT_JSON;
+	return EX_OK;
+}
+
+/* Take --json/-j, --output FORMAT, --quiet/-q, --manifest FILE /
+ * --manifest=FILE and --help out of argv (up to "--"), wherever they are.
+ * Returns 0 or EX_USAGE. */
 static int take_global_options(envdb_cli *cli, int *argc, char **argv, bool *help)
 {
-	int i, out = 0;
+	int i, out = 0, rc;
 	bool options = true;
 
 	for (i = 0; i < *argc; i++) {
@@ -515,8 +552,19 @@ static int take_global_options(envdb_cli *cli, int *argc, char **argv, bool *hel
 			argv[out++] = a;
 			continue;
 		}
-		if (strcmp(a, "--json") == 0) {
+		if (strcmp(a, "--json") == 0 || strcmp(a, "-j") == 0) {
+			cli->output = ENVDB_CLI_OUT_JSON;
 			cli->json = true;
+		} else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
+			cli->quiet = true;
+		} else if (strcmp(a, "--output") == 0 || strcmp(a, "-o") == 0) {
+			if (i + 1 >= *argc)
+				return envdb_cli_usage(cli, "option --output needs json, tsv or table");
+			if ((rc = set_output(cli, argv[++i])) != EX_OK)
+				return rc;
+		} else if (strncmp(a, "--output=", 9) == 0) {
+			if ((rc = set_output(cli, a + 9)) != EX_OK)
+				return rc;
 		} else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			*help = true;
 		} else if (strcmp(a, "--manifest") == 0) {

@@ -11,13 +11,18 @@
  *   3. add the file to core_envdb_SOURCES in core/Makefile.inc.
  *
  * A handler receives the arguments after its command words; the global
- * options (--json, --manifest FILE) and --help have already been taken out
- * wherever they appeared.  It returns an exit status (0, or EX_* from
+ * options (--json/-j, --output FORMAT, --quiet/-q, --manifest FILE) and
+ * --help have already been taken out wherever they appeared.  It returns an exit status (0, or EX_* from
  * <sysexits.h>, normally via envdb_cli_fail()).  Output conventions:
  *  - with --json, exactly one JSON document goes to stdout
  *    (envdb_cli_json_print(), or envdb_cli_fail() on error); nothing else
  *    is written to stdout;
- *  - without --json, results go to stdout as text (envdb_cli_print());
+ *  - without --json, results go to stdout as text (envdb_cli_print();
+ *    envdb_cli_note() for a message around a table) and as tables (envdb_cli_table_*: aligned with
+ *    --output table, the default; a header line and tab-separated rows
+ *    with --output tsv; the id column only with --quiet);
+ *  - every object is rendered by its one function below (section
+ *    "Objects", core/cli_out.c), whatever the command;
  *  - messages go to stderr as "envdb: <message>" (envdb_cli_error(),
  *    envdb_cli_fail()); they never contain a secret.
  * The CLI uses only the public API (<envdb/envdb.h>).
@@ -38,10 +43,19 @@
 
 typedef struct envdb_cli_command envdb_cli_command;
 
+/** --output FORMAT (the default: table). */
+enum envdb_cli_output {
+	ENVDB_CLI_OUT_TABLE, /**< for people: aligned columns with headers, messages */
+	ENVDB_CLI_OUT_TSV,   /**< header line, tab-separated rows, \t \n \\ escaped */
+	ENVDB_CLI_OUT_JSON   /**< one JSON document (also --json, -j) */
+};
+
 /** The state of one run of the command. */
 typedef struct envdb_cli {
 	const char *manifest_opt;         /**< --manifest FILE, or NULL */
-	bool json;                        /**< --json */
+	int output;                       /**< envdb_cli_output */
+	bool json;                        /**< output == ENVDB_CLI_OUT_JSON */
+	bool quiet;                       /**< --quiet: only ids on stdout */
 	bool emitted;                     /**< the JSON document was printed */
 	const envdb_cli_command *command; /**< the row being run */
 	char manifest_buf[PATH_MAX];      /**< storage for a discovered path */
@@ -170,8 +184,63 @@ int envdb_cli_fail_msg(envdb_cli *cli, int status, const char *fmt, ...) ENVDB_P
  * printed. */
 int envdb_cli_json_print(envdb_cli *cli, json_t *doc);
 
-/** printf to stdout, only in text mode (a no-op with --json). */
+/** printf to stdout: the text of a command without a table (a no-op with
+ * --json and --quiet). */
 void envdb_cli_print(envdb_cli *cli, const char *fmt, ...) ENVDB_PRINTF(2, 3);
+
+/** printf to stdout in table mode only: a message around a table, which
+ * --output tsv leaves out. */
+void envdb_cli_note(envdb_cli *cli, const char *fmt, ...) ENVDB_PRINTF(2, 3);
+
+/** With --quiet, print `id` on its own line; true when quiet (the caller
+ * prints nothing else). */
+bool envdb_cli_quiet_id(envdb_cli *cli, const char *id);
+
+/* ------------------------------------------------------------------------ */
+/* Objects (core/cli_out.c): the one JSON rendering and table row of each    */
+/* kind of object, for every command.  Times are ISO 8601 UTC strings.       */
+/* ------------------------------------------------------------------------ */
+
+/** "2026-12-03T13:55:25Z" into buf, "-" when t <= 0. */
+const char *envdb_cli_time_text(char *buf, size_t cap, int64_t t);
+/** The same as a JSON string; null when t <= 0. */
+json_t *envdb_cli_time_json(int64_t t);
+/** s as a JSON string, null when NULL. */
+json_t *envdb_cli_str_json(const char *s);
+/** A comma-separated id list as a JSON array of strings. */
+json_t *envdb_cli_id_list_json(const char *csv);
+/** The machine-readable name of an envdb status ("not_found", ...). */
+const char *envdb_cli_error_code(int status);
+/** The error object {"code","status","message","envdb_status"[,"native_code"]}. */
+json_t *envdb_cli_error_json(const char *code, int exit_status, int envdb_status,
+			     const char *message, const char *native);
+
+json_t *envdb_cli_env_json(const envdb_environment *e); /**< null when e is NULL */
+json_t *envdb_cli_db_json(const envdb_database *d);
+json_t *envdb_cli_cred_json(const envdb_credential *c);
+json_t *envdb_cli_member_json(const envdb_member *m);
+json_t *envdb_cli_key_json(const char *id, bool current, int64_t created_at);
+json_t *envdb_cli_violation_json(const envdb_violation *v);
+
+/** A table: headers (NULL-terminated), id_col the column --quiet prints. */
+typedef struct envdb_cli_table envdb_cli_table;
+envdb_cli_table *envdb_cli_table_new(size_t id_col, const char *const *headers);
+/** One row of as many cells as headers (NULL or "" shows as "-"). */
+void envdb_cli_table_row(envdb_cli_table *t, const char *const *cells);
+void envdb_cli_table_rowf(envdb_cli_table *t, ...);
+size_t envdb_cli_table_rows(const envdb_cli_table *t);
+/** Print t in the run's format (nothing with --json) and free it. */
+int envdb_cli_table_print(envdb_cli *cli, envdb_cli_table *t);
+void envdb_cli_table_free(envdb_cli_table *t);
+
+envdb_cli_table *envdb_cli_env_table(void);
+void envdb_cli_env_row(envdb_cli_table *t, const envdb_environment *e);
+envdb_cli_table *envdb_cli_cred_table(void);
+void envdb_cli_cred_row(envdb_cli_table *t, const envdb_credential *c);
+envdb_cli_table *envdb_cli_member_table(void);
+void envdb_cli_member_row(envdb_cli_table *t, const envdb_member *m);
+/** FIELD/VALUE rows for one object (env show, resolve). */
+envdb_cli_table *envdb_cli_field_table(void);
 
 /* ------------------------------------------------------------------------ */
 /* Handlers (each group in its own file)                                     */

@@ -76,103 +76,6 @@ static int parse_duration(int64_t *out, const char *s)
 	return 0;
 }
 
-static const char *fmt_time(char *buf, size_t cap, int64_t t)
-{
-	struct tm tm;
-	time_t tt = (time_t)t;
-
-	if (t == 0)
-		return "-";
-	if (gmtime_r(&tt, &tm) == NULL || strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		snprintf(buf, cap, "%lld", (long long)t);
-	return buf;
-}
-
-static json_t *json_str_or_null(const char *s)
-{
-	return s ? json_string(s) : json_null();
-}
-
-static json_t *json_time(int64_t t)
-{
-	return t ? json_integer(t) : json_null();
-}
-
-static json_t *env_json(const envdb_environment *e)
-{
-	json_t *o = json_object();
-	json_t *meta;
-
-	if (o == NULL)
-		return NULL;
-	json_object_set_new(o, "id", json_string(e->id));
-	json_object_set_new(o, "organization_id", json_string(e->organization_id));
-	json_object_set_new(o, "slug", json_string(e->slug));
-	json_object_set_new(o, "display_name", json_str_or_null(e->display_name));
-	json_object_set_new(o, "env_type", json_str_or_null(e->env_type));
-	json_object_set_new(o, "is_default", json_boolean(e->is_default));
-	json_object_set_new(o, "region", json_str_or_null(e->region));
-	json_object_set_new(o, "plan", json_str_or_null(e->plan));
-	json_object_set_new(o, "status", json_str_or_null(e->status));
-	json_object_set_new(o, "created_by", json_str_or_null(e->created_by));
-	json_object_set_new(o, "created_at", json_time(e->created_at));
-	json_object_set_new(o, "updated_at", json_time(e->updated_at));
-	meta = e->metadata ? json_loads(e->metadata, 0, NULL) : NULL;
-	json_object_set_new(o, "metadata", meta ? meta : json_object());
-	json_object_set_new(o, "lease_expires_at", json_time(e->lease_expires_at));
-	json_object_set_new(o, "pending_database_name", json_str_or_null(e->pending_database_name));
-	json_object_set_new(o, "pending_driver", json_str_or_null(e->pending_driver));
-	json_object_set_new(o, "delete_after", json_time(e->delete_after));
-	return o;
-}
-
-static json_t *db_json(const envdb_database *d)
-{
-	json_t *o = json_object();
-	json_t *meta;
-
-	if (o == NULL)
-		return NULL;
-	json_object_set_new(o, "id", json_string(d->id));
-	json_object_set_new(o, "environment_id", json_string(d->environment_id));
-	json_object_set_new(o, "database_name", json_string(d->database_name));
-	json_object_set_new(o, "database_url", json_str_or_null(d->database_url));
-	json_object_set_new(o, "driver", json_str_or_null(d->driver));
-	json_object_set_new(o, "region", json_str_or_null(d->region));
-	json_object_set_new(o, "storage_limit_mb", json_integer(d->storage_limit_mb));
-	json_object_set_new(o, "provisioned_at", json_time(d->provisioned_at));
-	json_object_set_new(o, "last_accessed_at", json_time(d->last_accessed_at));
-	meta = d->metadata ? json_loads(d->metadata, 0, NULL) : NULL;
-	json_object_set_new(o, "metadata", meta ? meta : json_object());
-	return o;
-}
-
-/* A credential without its ciphertext (useless to a reader of the output). */
-static json_t *cred_json(const envdb_credential *c)
-{
-	json_t *o = json_object();
-
-	if (o == NULL)
-		return NULL;
-	json_object_set_new(o, "id", json_string(c->id));
-	json_object_set_new(o, "environment_database_id", json_string(c->environment_database_id));
-	json_object_set_new(o, "authorization", json_str_or_null(c->authorization));
-	json_object_set_new(o, "status", json_str_or_null(c->status));
-	json_object_set_new(o, "handle", json_str_or_null(c->handle));
-	json_object_set_new(o, "encryption_key_id", json_str_or_null(c->key_id));
-	json_object_set_new(o, "created_at", json_time(c->created_at));
-	json_object_set_new(o, "expires_at", json_time(c->expires_at));
-	json_object_set_new(o, "revoked_at", json_time(c->revoked_at));
-	return o;
-}
-
-static void print_env_line(envdb_cli *cli, const envdb_environment *e)
-{
-	envdb_cli_print(cli, "%s/%s\t%s\t%s\t%s%s\n", e->organization_id, e->slug,
-			e->env_type ? e->env_type : "-", e->status ? e->status : "-",
-			e->plan ? e->plan : "-", e->is_default ? "\tdefault" : "");
-}
-
 /* ------------------------------------------------------------------------ */
 /* org provision, env provision                                              */
 /* ------------------------------------------------------------------------ */
@@ -195,11 +98,15 @@ static int provision_finish(envdb_cli *cli, envdb_ctx *ctx, int rc, envdb_enviro
 	}
 	(void)envdb_env_database(&db, ctx, env->organization_id, env->slug);
 	if (cli->json) {
-		json_t *doc = json_pack("{s:o}", "environment", env_json(env));
+		json_t *doc = json_pack("{s:o, s:o}", "environment", envdb_cli_env_json(env),
+					"database", envdb_cli_db_json(db));
 
-		if (doc != NULL && db != NULL)
-			json_object_set_new(doc, "database", db_json(db));
 		ex = envdb_cli_json_print(cli, doc);
+	} else if (cli->quiet || cli->output == ENVDB_CLI_OUT_TSV) {
+		envdb_cli_table *t = envdb_cli_env_table();
+
+		envdb_cli_env_row(t, env);
+		ex = envdb_cli_table_print(cli, t);
 	} else {
 		envdb_cli_print(cli, "provisioned %s/%s (%s, %s)%s\n", env->organization_id,
 				env->slug, env->env_type, env->id, env->is_default ? " default" : "");
@@ -313,15 +220,17 @@ int envdb_cli_env_list(envdb_cli *cli, int argc, char **argv)
 		json_t *arr = json_array();
 
 		for (i = 0; i < n; i++)
-			json_array_append_new(arr, env_json(v[i]));
+			json_array_append_new(arr, envdb_cli_env_json(v[i]));
 		rc = envdb_cli_json_print(cli, json_pack("{s:o}", "environments", arr));
 	} else {
+		envdb_cli_table *t = envdb_cli_env_table();
+
 		for (i = 0; i < n; i++)
-			print_env_line(cli, v[i]);
-		if (n == 0)
+			envdb_cli_env_row(t, v[i]);
+		rc = envdb_cli_table_print(cli, t);
+		if (n == 0 && !cli->quiet)
 			envdb_cli_error(cli, "no environments%s%s", pos.n ? " in organization " : "",
-					pos.n ? pos.v[0] : "");
-		rc = EX_OK;
+					pos.n ? CLI_Q(pos.v[0]) : "");
 	}
 out:
 	envdb_environment_list_free(v, n);
@@ -354,50 +263,74 @@ int envdb_cli_env_show(envdb_cli *cli, int argc, char **argv)
 	(void)envdb_member_list(&mem, &n_mem, ctx, ref.org, ref.slug);
 	envdb_error_clear();
 	if (cli->json) {
-		json_t *doc = json_pack("{s:o}", "environment", env_json(env));
+		json_t *doc = json_pack("{s:o}", "environment", envdb_cli_env_json(env));
 		json_t *ca = json_array(), *ma = json_array();
 
-		json_object_set_new(doc, "database", db ? db_json(db) : json_null());
+		json_object_set_new(doc, "database", envdb_cli_db_json(db));
 		for (i = 0; i < n_creds; i++)
-			json_array_append_new(ca, cred_json(creds[i]));
+			json_array_append_new(ca, envdb_cli_cred_json(creds[i]));
 		for (i = 0; i < n_mem; i++)
-			json_array_append_new(ma, json_pack("{s:s, s:s, s:s?}", "user_id",
-							    mem[i]->user_id, "role", mem[i]->role,
-							    "invited_by", mem[i]->invited_by));
+			json_array_append_new(ma, envdb_cli_member_json(mem[i]));
 		json_object_set_new(doc, "credentials", ca);
 		json_object_set_new(doc, "members", ma);
 		rc = envdb_cli_json_print(cli, doc);
 		goto out;
 	}
-	envdb_cli_print(cli, "environment  %s/%s\n", env->organization_id, env->slug);
-	envdb_cli_print(cli, "id           %s\n", env->id);
-	envdb_cli_print(cli, "name         %s\n", env->display_name ? env->display_name : "-");
-	envdb_cli_print(cli, "type         %s%s\n", env->env_type, env->is_default ? " (default)" : "");
-	envdb_cli_print(cli, "status       %s\n", env->status);
-	envdb_cli_print(cli, "plan         %s\n", env->plan ? env->plan : "-");
-	envdb_cli_print(cli, "region       %s\n", env->region ? env->region : "-");
-	envdb_cli_print(cli, "created      %s by %s\n", fmt_time(t1, sizeof(t1), env->created_at),
-			env->created_by ? env->created_by : "-");
-	if (env->delete_after)
-		envdb_cli_print(cli, "deleted at   %s (physical drop)\n",
-				fmt_time(t1, sizeof(t1), env->delete_after));
-	if (env->lease_expires_at)
-		envdb_cli_print(cli, "lease until  %s\n", fmt_time(t1, sizeof(t1),
-								   env->lease_expires_at));
-	if (db != NULL) {
-		envdb_cli_print(cli, "database     %s (%s)\n", db->database_name, db->driver);
-		envdb_cli_print(cli, "url          %s\n", db->database_url);
-		envdb_cli_print(cli, "storage      %lld MiB\n", (long long)db->storage_limit_mb);
-		envdb_cli_print(cli, "accessed     %s\n",
-				fmt_time(t1, sizeof(t1), db->last_accessed_at));
+	if (envdb_cli_quiet_id(cli, env->id)) {
+		rc = EX_OK;
+		goto out;
 	}
-	for (i = 0; i < n_creds; i++)
-		envdb_cli_print(cli, "credential   %s %s %s created %s expires %s\n", creds[i]->id,
-				creds[i]->authorization, creds[i]->status,
-				fmt_time(t1, sizeof(t1), creds[i]->created_at),
-				fmt_time(t2, sizeof(t2), creds[i]->expires_at));
-	for (i = 0; i < n_mem; i++)
-		envdb_cli_print(cli, "member       %s %s\n", mem[i]->user_id, mem[i]->role);
+	{
+		envdb_cli_table *t = envdb_cli_field_table();
+		char num[32], full[400];
+
+		snprintf(full, sizeof(full), "%s/%s", env->organization_id, env->slug);
+		envdb_cli_table_rowf(t, "environment", full);
+		envdb_cli_table_rowf(t, "id", env->id);
+		envdb_cli_table_rowf(t, "name", env->display_name);
+		envdb_cli_table_rowf(t, "type", env->env_type);
+		envdb_cli_table_rowf(t, "default", env->is_default ? "yes" : "no");
+		envdb_cli_table_rowf(t, "status", env->status);
+		envdb_cli_table_rowf(t, "plan", env->plan);
+		envdb_cli_table_rowf(t, "region", env->region);
+		envdb_cli_table_rowf(t, "created",
+				     envdb_cli_time_text(t1, sizeof(t1), env->created_at));
+		envdb_cli_table_rowf(t, "created by", env->created_by);
+		if (env->delete_after)
+			envdb_cli_table_rowf(t, "dropped after",
+					     envdb_cli_time_text(t1, sizeof(t1), env->delete_after));
+		if (env->lease_expires_at)
+			envdb_cli_table_rowf(t, "lease until",
+					     envdb_cli_time_text(t1, sizeof(t1),
+								 env->lease_expires_at));
+		if (db != NULL) {
+			snprintf(num, sizeof(num), "%lld MiB", (long long)db->storage_limit_mb);
+			envdb_cli_table_rowf(t, "database", db->database_name);
+			envdb_cli_table_rowf(t, "driver", db->driver);
+			envdb_cli_table_rowf(t, "url", db->database_url);
+			envdb_cli_table_rowf(t, "storage", num);
+			envdb_cli_table_rowf(t, "accessed",
+					     envdb_cli_time_text(t1, sizeof(t1),
+								 db->last_accessed_at));
+		}
+		for (i = 0; i < n_creds; i++) {
+			char line[512];
+
+			snprintf(line, sizeof(line), "%s %s %s created %s expires %s", creds[i]->id,
+				 creds[i]->authorization, creds[i]->status,
+				 envdb_cli_time_text(t1, sizeof(t1), creds[i]->created_at),
+				 envdb_cli_time_text(t2, sizeof(t2), creds[i]->expires_at));
+			envdb_cli_table_rowf(t, "credential", line);
+		}
+		for (i = 0; i < n_mem; i++) {
+			char line[512];
+
+			snprintf(line, sizeof(line), "%s %s", mem[i]->user_id, mem[i]->role);
+			envdb_cli_table_rowf(t, "member", line);
+		}
+		rc = envdb_cli_table_print(cli, t);
+		goto out;
+	}
 	rc = EX_OK;
 out:
 	envdb_member_list_free(mem, n_mem);
@@ -463,17 +396,25 @@ static int env_action(envdb_cli *cli, int argc, char **argv, const char *verb, b
 				"they keep working there until the database is dropped",
 				db->driver);
 	if (cli->json) {
-		json_t *doc = json_pack("{s:s, s:s, s:s, s:o}", "environment", pos.v[0], "action",
-					verb, "result",
+		json_t *doc = json_pack("{s:s, s:s, s:s, s:o}", "ref", pos.v[0], "action", verb,
+					"result",
 					env == NULL		? "deleted"
 					: env->delete_after	? "pending deletion"
 					: strcmp(env->status, "active") == 0 ? "active"
 									       : "archived",
-					"state", env ? env_json(env) : json_null());
+					"environment", envdb_cli_env_json(env));
 
 		if (env != NULL && db != NULL && strcmp(verb, "unarchive") != 0)
 			json_object_set_new(doc, "credentials_locked_out", json_boolean(locked));
 		rc = envdb_cli_json_print(cli, doc);
+	} else if (cli->quiet) {
+		rc = EX_OK;
+	} else if (cli->output == ENVDB_CLI_OUT_TSV) {
+		envdb_cli_table *t = envdb_cli_env_table();
+
+		if (env != NULL)
+			envdb_cli_env_row(t, env);
+		rc = envdb_cli_table_print(cli, t);
 	} else if (strcmp(verb, "unarchive") == 0) {
 		envdb_cli_print(cli, "unarchived %s (active again)\n", pos.v[0]);
 		rc = EX_OK;
@@ -485,7 +426,7 @@ static int env_action(envdb_cli *cli, int argc, char **argv, const char *verb, b
 		else if (env->delete_after)
 			envdb_cli_print(cli, "archived %s; its database is dropped after %s "
 					     "(envdb reconcile --apply)\n",
-					pos.v[0], fmt_time(t, sizeof(t), env->delete_after));
+					pos.v[0], envdb_cli_time_text(t, sizeof(t), env->delete_after));
 		else
 			envdb_cli_print(cli, "archived %s (database kept)\n", pos.v[0]);
 		rc = EX_OK;
@@ -521,7 +462,6 @@ static int print_creds(envdb_cli *cli, envdb_ctx *ctx, const envdb_cli_env_ref *
 {
 	envdb_credential **v = NULL;
 	size_t n = 0, i;
-	char t1[32], t2[32];
 	int rc;
 
 	rc = envdb_cred_list(&v, &n, ctx, ref->org, ref->slug);
@@ -532,22 +472,25 @@ static int print_creds(envdb_cli *cli, envdb_ctx *ctx, const envdb_cli_env_ref *
 	if (cli->json) {
 		json_t *arr = json_array();
 		json_t *doc = extra ? extra : json_object();
+		envdb_environment *env = NULL;
 
+		(void)envdb_env_get(&env, ctx, ref->org, ref->slug);
+		envdb_error_clear();
 		for (i = 0; i < n; i++)
-			json_array_append_new(arr, cred_json(v[i]));
-		json_object_set_new(doc, "environment", json_sprintf("%s/%s", ref->org, ref->slug));
+			json_array_append_new(arr, envdb_cli_cred_json(v[i]));
+		json_object_set_new(doc, "environment", envdb_cli_env_json(env));
 		json_object_set_new(doc, "credentials", arr);
+		envdb_environment_free(env);
 		rc = envdb_cli_json_print(cli, doc);
 	} else {
+		envdb_cli_table *t = envdb_cli_cred_table();
+
 		json_decref(extra);
 		if (what != NULL)
-			envdb_cli_print(cli, "%s\n", what);
+			envdb_cli_note(cli, "%s\n", what);
 		for (i = 0; i < n; i++)
-			envdb_cli_print(cli, "%s\t%s\t%s\tcreated %s\texpires %s\n", v[i]->id,
-					v[i]->authorization, v[i]->status,
-					fmt_time(t1, sizeof(t1), v[i]->created_at),
-					fmt_time(t2, sizeof(t2), v[i]->expires_at));
-		rc = EX_OK;
+			envdb_cli_cred_row(t, v[i]);
+		rc = envdb_cli_table_print(cli, t);
 	}
 	envdb_credential_list_free(v, n);
 	return rc;
@@ -833,59 +776,80 @@ int envdb_cli_resolve(envdb_cli *cli, int argc, char **argv)
 		goto out;
 	}
 	if (cli->json) {
-		json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
-					"environment", pos.v[0], "environment_id",
-					conn->environment_id, "user", user, "role", conn->role,
-					"driver", conn->driver, "database_name", conn->database_name,
-					"database_url", conn->database_url, "authorization",
-					conn->authorization, "credential_id", conn->credential_id,
-					"credential_handle", conn->credential_handle);
+		envdb_environment *env = NULL;
+		json_t *doc;
 
+		(void)envdb_env_get(&env, ctx, ref.org, ref.slug);
+		envdb_error_clear();
+		doc = json_pack("{s:o, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "environment",
+				envdb_cli_env_json(env), "user_id", user, "role", conn->role,
+				"driver", conn->driver, "database_name", conn->database_name,
+				"database_url", conn->database_url, "authorization",
+				conn->authorization, "credential_id", conn->credential_id, "handle",
+				conn->credential_handle, "expires_at",
+				envdb_cli_time_json(conn->expires_at));
+		envdb_environment_free(env);
 		if (doc != NULL) {
-			json_object_set_new(doc, "expires_at", json_time(conn->expires_at));
+			json_t *prev = json_null();
+
 			if (reveal)
 				json_object_set_new(doc, "secret",
 						    json_stringn(conn->secret, conn->secret_len));
 			if (conn->previous_credential_id != NULL) {
-				json_t *prev = json_pack("{s:s, s:s, s:o}", "credential_id",
-							 conn->previous_credential_id,
-							 "credential_handle",
-							 conn->previous_credential_handle, "expires_at",
-							 json_time(conn->previous_expires_at));
-
+				prev = json_pack("{s:s, s:s, s:o}", "credential_id",
+						 conn->previous_credential_id, "handle",
+						 conn->previous_credential_handle, "expires_at",
+						 envdb_cli_time_json(conn->previous_expires_at));
 				if (prev != NULL && reveal)
 					json_object_set_new(prev, "secret",
 							    json_stringn(conn->previous_secret,
 									 conn->previous_secret_len));
-				json_object_set_new(doc, "previous", prev);
 			}
+			json_object_set_new(doc, "previous", prev);
 		}
 		rc = envdb_cli_json_print(cli, doc);
 		goto out;
 	}
-	envdb_cli_print(cli, "environment    %s (%s)\n", pos.v[0], conn->environment_id);
-	envdb_cli_print(cli, "user           %s (%s)\n", user, conn->role);
-	envdb_cli_print(cli, "driver         %s\n", conn->driver);
-	envdb_cli_print(cli, "database       %s\n", conn->database_name);
-	envdb_cli_print(cli, "url            %s\n", conn->database_url);
-	envdb_cli_print(cli, "authorization  %s\n", conn->authorization);
-	/* The handle is the user name a client logs in as (postgres: the
-	 * role); "user" above is the envdb member. */
-	if (conn->credential_handle[0] != '\0')
-		envdb_cli_print(cli, "db user        %s\n", conn->credential_handle);
-	envdb_cli_print(cli, "credential     %s (expires %s)\n", conn->credential_id,
-			fmt_time(t, sizeof(t), conn->expires_at));
-	envdb_cli_print(cli, "secret         %s\n",
-			reveal ? conn->secret : "(hidden; --reveal prints it)");
-	if (conn->previous_credential_id != NULL) {
-		envdb_cli_print(cli, "previous       %s (rotating until %s)\n",
-				conn->previous_credential_id,
-				fmt_time(t, sizeof(t), conn->previous_expires_at));
-		if (conn->previous_credential_handle[0] != '\0')
-			envdb_cli_print(cli, "previous user  %s\n",
-					conn->previous_credential_handle);
-		if (reveal)
-			envdb_cli_print(cli, "previous secret %s\n", conn->previous_secret);
+	/* --quiet: the one thing a script asks resolve for (with --reveal, the
+	 * secret; else the URL) */
+	if (envdb_cli_quiet_id(cli, reveal ? conn->secret : conn->database_url)) {
+		rc = EX_OK;
+		goto out;
+	}
+	{
+		envdb_cli_table *tb = envdb_cli_field_table();
+		char line[1024];
+
+		snprintf(line, sizeof(line), "%s (%s)", pos.v[0], conn->environment_id);
+		envdb_cli_table_rowf(tb, "environment", line);
+		snprintf(line, sizeof(line), "%s (%s)", user, conn->role);
+		envdb_cli_table_rowf(tb, "user", line);
+		envdb_cli_table_rowf(tb, "driver", conn->driver);
+		envdb_cli_table_rowf(tb, "database", conn->database_name);
+		envdb_cli_table_rowf(tb, "url", conn->database_url);
+		envdb_cli_table_rowf(tb, "authorization", conn->authorization);
+		/* The handle is the user name a client logs in as (postgres: the
+		 * role); "user" above is the envdb member. */
+		if (conn->credential_handle[0] != '\0')
+			envdb_cli_table_rowf(tb, "db user", conn->credential_handle);
+		snprintf(line, sizeof(line), "%s (expires %s)", conn->credential_id,
+			 envdb_cli_time_text(t, sizeof(t), conn->expires_at));
+		envdb_cli_table_rowf(tb, "credential", line);
+		envdb_cli_table_rowf(tb, "secret",
+				     reveal ? conn->secret : "(hidden; --reveal prints it)");
+		if (conn->previous_credential_id != NULL) {
+			snprintf(line, sizeof(line), "%s (rotating until %s)",
+				 conn->previous_credential_id,
+				 envdb_cli_time_text(t, sizeof(t), conn->previous_expires_at));
+			envdb_cli_table_rowf(tb, "previous", line);
+			if (conn->previous_credential_handle[0] != '\0')
+				envdb_cli_table_rowf(tb, "previous user",
+						     conn->previous_credential_handle);
+			if (reveal)
+				envdb_cli_table_rowf(tb, "previous secret", conn->previous_secret);
+		}
+		rc = envdb_cli_table_print(cli, tb);
+		goto out;
 	}
 	rc = EX_OK;
 out:
@@ -897,6 +861,66 @@ out:
 /* ------------------------------------------------------------------------ */
 /* reconcile, key rewrap                                                     */
 /* ------------------------------------------------------------------------ */
+
+/* Every environment, sorted by ORG/SLUG, to find the object of a report
+ * item by its label in O(log n) (a report can name every environment). */
+typedef struct env_index {
+	envdb_environment **v;
+	size_t n;
+} env_index;
+
+static int env_ref_cmp(const envdb_environment *e, const char *ref)
+{
+	char own[400];
+
+	snprintf(own, sizeof(own), "%s/%s", e->organization_id, e->slug);
+	return strcmp(own, ref);
+}
+
+static int env_sort_cmp(const void *a, const void *b)
+{
+	const envdb_environment *y = *(envdb_environment *const *)b;
+	char ref[400];
+
+	snprintf(ref, sizeof(ref), "%s/%s", y->organization_id, y->slug);
+	return env_ref_cmp(*(envdb_environment *const *)a, ref);
+}
+
+static void env_index_build(env_index *x, envdb_ctx *ctx)
+{
+	x->v = NULL;
+	x->n = 0;
+	if (envdb_env_list(&x->v, &x->n, ctx, NULL) != ENVDB_OK) {
+		x->v = NULL;
+		x->n = 0;
+		envdb_error_clear();
+		return;
+	}
+	qsort(x->v, x->n, sizeof(*x->v), env_sort_cmp);
+}
+
+static const envdb_environment *env_index_find(const env_index *x, const char *ref)
+{
+	size_t lo = 0, hi = x->n;
+
+	while (ref != NULL && lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = env_ref_cmp(x->v[mid], ref);
+
+		if (c == 0)
+			return x->v[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static void env_index_free(env_index *x)
+{
+	envdb_environment_list_free(x->v, x->n);
+}
 
 int envdb_cli_reconcile(envdb_cli *cli, int argc, char **argv)
 {
@@ -929,28 +953,37 @@ int envdb_cli_reconcile(envdb_cli *cli, int argc, char **argv)
 		first_failed = r->items[i].status;
 	if (cli->json) {
 		json_t *arr = json_array();
+		env_index idx;
 
+		env_index_build(&idx, ctx);
 		for (i = 0; i < r->n_items; i++) {
 			const envdb_reconcile_item *it = &r->items[i];
 			json_t *o = json_pack("{s:s, s:s}", "kind", it->kind, "action", it->action);
 
-			json_object_set_new(o, "driver", json_str_or_null(it->driver));
-			json_object_set_new(o, "database_name", json_str_or_null(it->database_name));
-			json_object_set_new(o, "object_id", json_str_or_null(it->object_id));
-			json_object_set_new(o, "environment", json_str_or_null(it->label));
+			json_object_set_new(o, "driver", envdb_cli_str_json(it->driver));
+			json_object_set_new(o, "database_name", envdb_cli_str_json(it->database_name));
+			json_object_set_new(o, "object_id", envdb_cli_str_json(it->object_id));
+			json_object_set_new(o, "ref", envdb_cli_str_json(it->label));
+			json_object_set_new(o, "environment",
+					    envdb_cli_env_json(env_index_find(&idx, it->label)));
 			if (strcmp(it->kind, "rotation") == 0 && it->status == ENVDB_OK)
 				json_object_set_new(o, "revoked_at_backend",
 						    json_boolean(driver_revokes(ctx, it->driver)));
 			if (it->status != ENVDB_OK) {
 				json_object_set_new(o, "status", json_string(envdb_status_str(it->status)));
-				json_object_set_new(o, "message", json_str_or_null(it->message));
+				json_object_set_new(o, "message", envdb_cli_str_json(it->message));
 			}
 			json_array_append_new(arr, o);
 		}
+		env_index_free(&idx);
 		rc = envdb_cli_json_print(cli, json_pack("{s:b, s:o, s:I}", "applied", r->applied,
 							 "items", arr, "failed",
 							 (json_int_t)r->n_failed));
 	} else {
+		static const char *const h[] = {"KIND",   "ACTION", "ENVIRONMENT", "DATABASE",
+						"DRIVER", "OBJECT", NULL};
+		envdb_cli_table *t = envdb_cli_table_new(5, h);
+
 		for (i = 0; i < r->n_items; i++) {
 			const envdb_reconcile_item *it = &r->items[i];
 
@@ -960,16 +993,12 @@ int envdb_cli_reconcile(envdb_cli *cli, int argc, char **argv)
 				n_unverified++;
 				continue;
 			}
-			envdb_cli_print(cli, "%-8s %-14s %s%s%s%s%s%s%s\n", it->kind, it->action,
-					it->label ? it->label : "",
-					it->label && it->database_name ? " " : "",
-					it->database_name ? it->database_name : "",
-					it->driver ? " (" : "", it->driver ? it->driver : "",
-					it->driver ? ")" : "",
-					it->object_id && !it->label ? it->object_id : "");
+			envdb_cli_table_rowf(t, it->kind, it->action, it->label, it->database_name,
+					     it->driver, it->object_id);
 			if (it->status != ENVDB_OK)
 				envdb_cli_error(cli, "%s: %s", it->kind, it->message ? it->message : "");
 		}
+		envdb_cli_table_print(cli, t);
 	}
 	/* Revocations the backend does not enforce: said on stderr either way. */
 	for (i = 0; i < r->n_items; i++) {
@@ -981,11 +1010,11 @@ int envdb_cli_reconcile(envdb_cli *cli, int argc, char **argv)
 	}
 	if (!cli->json) {
 		if (r->n_items == n_unverified)
-			envdb_cli_print(cli, "nothing to reconcile\n");
+			envdb_cli_note(cli, "nothing to reconcile\n");
 		else if (!r->applied)
-			envdb_cli_print(cli, "(dry run: nothing changed; --apply acts)\n");
+			envdb_cli_note(cli, "(dry run: nothing changed; --apply acts)\n");
 		if (n_unverified > 0)
-			envdb_cli_print(cli,
+			envdb_cli_note(cli,
 					"%zu adopted database(s) not verified (kept their v4 name "
 					"and location, so their adapter does not list them; "
 					"--json lists them)\n",
@@ -1042,7 +1071,10 @@ int envdb_cli_key_rewrap(envdb_cli *cli, int argc, char **argv)
 
 		if (rc != ENVDB_OK && doc != NULL)
 			json_object_set_new(doc, "error",
-					    json_string(envdb_error_last()->message));
+					    envdb_cli_error_json(envdb_cli_error_code(rc),
+								 envdb_cli_exit_status(rc), rc,
+								 envdb_error_last()->message,
+								 envdb_error_last()->native_code));
 		ex = envdb_cli_json_print(cli, doc);
 	} else {
 		envdb_cli_print(cli, "%s: %zu credentials, %zu already under the current key, %zu %s, "

@@ -217,7 +217,7 @@ static int write_manifest(envdb_cli *cli, const char *path, const char *plugin_d
 }
 
 typedef struct key_collect {
-	json_t *keys;      /* [{id, current, created_at}] */
+	json_t *keys;      /* [key object] (envdb_cli_key_json) */
 	char current[256]; /* id of the current key, "" when none */
 	size_t n;
 } key_collect;
@@ -232,10 +232,22 @@ static int collect_key(void *cb_ctx, const char *key_id, int is_current, int64_t
 	if (is_current)
 		snprintf(k->current, sizeof(k->current), "%s", key_id);
 	if (k->keys != NULL)
-		json_array_append_new(k->keys, json_pack("{s:s, s:b, s:I}", "id", key_id, "current",
-							 is_current != 0, "created_at",
-							 (json_int_t)created_at));
+		json_array_append_new(k->keys, envdb_cli_key_json(key_id, is_current != 0, created_at));
 	return 0;
+}
+
+/* The key object of `id` from the list (NULL when it is not there). */
+static json_t *key_find(json_t *keys, const char *id)
+{
+	size_t i;
+	json_t *k;
+
+	json_array_foreach(keys, i, k)
+	{
+		if (strcmp(json_string_value(json_object_get(k, "id")), id) == 0)
+			return k;
+	}
+	return NULL;
 }
 
 static char *absolute(const char *path)
@@ -418,7 +430,7 @@ int envdb_cli_plugins(envdb_cli *cli, int argc, char **argv)
 {
 	envdb_cli_args pos;
 	envdb_ctx *ctx = NULL;
-	size_t i, n, w_name = 4, w_ver = 7, w_caps = 12;
+	size_t i, n;
 	char caps[256];
 	json_t *list = NULL;
 	int rc;
@@ -436,13 +448,6 @@ int envdb_cli_plugins(envdb_cli *cli, int argc, char **argv)
 			goto done;
 		}
 		json_array_append_new(list, plugin_json(&pi));
-		bits_text(caps, sizeof(caps), caps_table(pi.kind), pi.capabilities);
-		if (strlen(pi.name) > w_name)
-			w_name = strlen(pi.name);
-		if (strlen(pi.version) > w_ver)
-			w_ver = strlen(pi.version);
-		if (strlen(caps) > w_caps)
-			w_caps = strlen(caps);
 	}
 	if (cli->json) {
 		rc = envdb_cli_json_print(cli, json_pack("{s:s, s:s, s:O}", "manifest",
@@ -450,17 +455,23 @@ int envdb_cli_plugins(envdb_cli *cli, int argc, char **argv)
 							 envdb_plugin_dir(ctx), "plugins", list));
 		goto done;
 	}
-	printf("%-*s  %-9s  %-*s  %-4s  %-*s  %s\n", (int)w_name, "NAME", "KIND", (int)w_ver,
-	       "VERSION", "ABI", (int)w_caps, "CAPABILITIES", "PATH");
-	for (i = 0; i < n; i++) {
-		envdb_plugin_info pi = {.struct_size = sizeof(pi)};
-		char abi[32];
-		envdb_plugin_get(&pi, ctx, i);
-		bits_text(caps, sizeof(caps), caps_table(pi.kind), pi.capabilities);
-		snprintf(abi, sizeof(abi), "%u.%u", pi.abi_major, pi.abi_minor);
-		printf("%-*s  %-9s  %-*s  %-4s  %-*s  %s\n", (int)w_name, pi.name,
-		       kind_name(pi.kind), (int)w_ver, pi.version[0] ? pi.version : "-", abi,
-		       (int)w_caps, caps, pi.path);
+	{
+		static const char *const h[] = {"NAME",         "KIND", "VERSION", "ABI",
+						"CAPABILITIES", "PATH", NULL};
+		envdb_cli_table *t = envdb_cli_table_new(0, h);
+
+		for (i = 0; i < n; i++) {
+			envdb_plugin_info pi = {.struct_size = sizeof(pi)};
+			char abi[32];
+
+			envdb_plugin_get(&pi, ctx, i);
+			bits_text(caps, sizeof(caps), caps_table(pi.kind), pi.capabilities);
+			snprintf(abi, sizeof(abi), "%u.%u", pi.abi_major, pi.abi_minor);
+			envdb_cli_table_rowf(t, pi.name, kind_name(pi.kind), pi.version, abi, caps,
+					     pi.path);
+		}
+		rc = envdb_cli_table_print(cli, t);
+		goto done;
 	}
 	rc = EX_OK;
 done:
@@ -495,9 +506,9 @@ int envdb_cli_manifest_check(envdb_cli *cli, int argc, char **argv)
 		fprintf(stderr, "envdb: %s\n", e->message[0] ? e->message : envdb_status_str(rc));
 		if (cli->json)
 			envdb_cli_json_print(
-			    cli, json_pack("{s:s, s:b, s:{s:s, s:i, s:i, s:s}}", "manifest", path,
-					   "valid", 0, "error", "status", envdb_status_str(rc),
-					   "code", rc, "exit", code, "message", e->message));
+			    cli, json_pack("{s:s, s:b, s:o}", "manifest", path, "valid", 0, "error",
+					   envdb_cli_error_json(envdb_cli_error_code(rc), code, rc,
+								e->message, e->native_code)));
 		return code;
 	}
 	n = envdb_plugin_count(ctx);
@@ -505,20 +516,19 @@ int envdb_cli_manifest_check(envdb_cli *cli, int argc, char **argv)
 	for (i = 0; i < n; i++) {
 		envdb_plugin_info pi = {.struct_size = sizeof(pi)};
 		if (envdb_plugin_get(&pi, ctx, i) == ENVDB_OK)
-			json_array_append_new(names,
-					      json_pack("{s:s, s:s, s:s}", "name", pi.name, "kind",
-							kind_name(pi.kind), "path", pi.path));
+			json_array_append_new(names, plugin_json(&pi));
 	}
 	if (cli->json) {
 		rc = envdb_cli_json_print(cli, json_pack("{s:s, s:b, s:o}", "manifest",
 							 envdb_manifest_path(ctx), "valid", 1,
 							 "plugins", names));
 	} else {
-		printf("%s: ok (%zu plugin%s:", envdb_manifest_path(ctx), n, n == 1 ? "" : "s");
+		envdb_cli_print(cli, "%s: ok (%zu plugin%s:", envdb_manifest_path(ctx), n,
+				n == 1 ? "" : "s");
 		for (i = 0; i < n; i++)
-			printf(" %s", json_string_value(
-					  json_object_get(json_array_get(names, i), "name")));
-		printf(")\n");
+			envdb_cli_print(cli, " %s", json_string_value(json_object_get(
+							json_array_get(names, i), "name")));
+		envdb_cli_print(cli, ")\n");
 		json_decref(names);
 		rc = EX_OK;
 	}
@@ -555,12 +565,21 @@ int envdb_cli_key_list(envdb_cli *cli, int argc, char **argv)
 				   keys.current[0] ? keys.current : NULL, "keys", keys.keys));
 		goto done;
 	}
-	for (i = 0; i < json_array_size(keys.keys); i++) {
-		json_t *k = json_array_get(keys.keys, i);
-		printf("%s%s\n", json_string_value(json_object_get(k, "id")),
-		       json_is_true(json_object_get(k, "current")) ? "  (current)" : "");
+	{
+		static const char *const h[] = {"ID", "CURRENT", "CREATED", NULL};
+		envdb_cli_table *t = envdb_cli_table_new(0, h);
+
+		for (i = 0; i < json_array_size(keys.keys); i++) {
+			json_t *k = json_array_get(keys.keys, i);
+			const char *created = json_string_value(json_object_get(k, "created_at"));
+
+			envdb_cli_table_rowf(t, json_string_value(json_object_get(k, "id")),
+					     json_is_true(json_object_get(k, "current")) ? "yes"
+											: "no",
+					     created);
+		}
+		rc = envdb_cli_table_print(cli, t);
 	}
-	rc = EX_OK;
 done:
 	json_decref(keys.keys);
 	envdb_close(ctx);
@@ -591,11 +610,21 @@ static int key_create(envdb_cli *cli, int argc, char **argv, bool rotate)
 		rc = envdb_cli_fail(cli, rc);
 		goto done;
 	}
-	if (cli->json)
-		rc = envdb_cli_json_print(
-		    cli, json_pack("{s:s, s:b}", "id", key_id, "current", rotate || current));
-	else
-		printf("%s%s\n", key_id, rotate || current ? "  (current)" : "");
+	if (cli->json) {
+		key_collect keys = {json_array(), "", 0};
+		json_t *k;
+
+		(void)envdb_key_list(ctx, encryptor, collect_key, &keys);
+		envdb_error_clear();
+		k = key_find(keys.keys, key_id);
+		k = k ? json_incref(k)
+		      : json_pack("{s:s, s:b, s:n}", "id", key_id, "current", rotate || current,
+				  "created_at");
+		rc = envdb_cli_json_print(cli, json_pack("{s:o}", "key", k));
+		json_decref(keys.keys);
+	} else if (!envdb_cli_quiet_id(cli, key_id)) {
+		envdb_cli_print(cli, "%s%s\n", key_id, rotate || current ? "  (current)" : "");
+	}
 	if (rotate)
 		envdb_cli_error(cli,
 				"key %s is now current; run `envdb key rewrap` to re-encrypt "

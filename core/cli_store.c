@@ -24,16 +24,6 @@ static const char *login_name(void)
 	return getenv("USER");
 }
 
-static const char *fmt_time(char *buf, size_t cap, int64_t t)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-	if (t <= 0 || gmtime_r(&tt, &tm) == NULL ||
-	    strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		snprintf(buf, cap, "-");
-	return buf;
-}
-
 /* ---- backup, restore ---------------------------------------------------- */
 
 int envdb_cli_backup(envdb_cli *cli, int argc, char **argv)
@@ -154,20 +144,21 @@ int envdb_cli_check(envdb_cli *cli, int argc, char **argv)
 	if (cli->json) {
 		json_t *arr = json_array();
 		for (size_t i = 0; i < n; i++)
-			json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s}", "object",
-							     v[i]->object, "invariant",
-							     v[i]->invariant, "row_ids", v[i]->row_ids,
-							     "message", v[i]->message));
+			json_array_append_new(arr, envdb_cli_violation_json(v[i]));
 		rc = envdb_cli_json_print(cli, json_pack("{s:s?, s:b, s:I, s:o}", "deployment_id",
 							 envdb_deployment_id(ctx), "ok", n == 0,
 							 "count", (json_int_t)n, "violations", arr));
 	} else {
-		envdb_cli_print(cli, "deployment %s\n", envdb_deployment_id(ctx));
+		static const char *const h[] = {"OBJECT", "INVARIANT", "ROW IDS", "MESSAGE", NULL};
+		envdb_cli_table *t = envdb_cli_table_new(2, h);
+
+		envdb_cli_note(cli, "deployment %s\n", envdb_deployment_id(ctx));
 		for (size_t i = 0; i < n; i++)
-			envdb_cli_print(cli, "VIOLATION %s %s [%s]: %s\n", v[i]->object,
-					v[i]->invariant, v[i]->row_ids, v[i]->message);
+			envdb_cli_table_rowf(t, v[i]->object, v[i]->invariant, v[i]->row_ids,
+					     v[i]->message);
+		envdb_cli_table_print(cli, t);
 		if (n == 0)
-			envdb_cli_print(cli, "ok: every invariant holds\n");
+			envdb_cli_note(cli, "ok: every invariant holds\n");
 		else
 			envdb_cli_error(cli, "check: %zu violation%s found", n, n == 1 ? "" : "s");
 	}
@@ -180,6 +171,38 @@ out:
 }
 
 /* ---- members ------------------------------------------------------------ */
+
+/* After `member add`: {"environment", "member"} with --json, else the
+ * member's row (nothing in table mode: the caller says it).  `key`: the
+ * document's key. */
+static int member_result(envdb_cli *cli, envdb_ctx *ctx, const envdb_cli_env_ref *ref,
+			 const char *user, const char *key)
+{
+	envdb_environment *env = NULL;
+	envdb_member **v = NULL, *m = NULL;
+	size_t n = 0, i;
+	int rc = EX_OK;
+
+	(void)envdb_env_get(&env, ctx, ref->org, ref->slug);
+	(void)envdb_member_list(&v, &n, ctx, ref->org, ref->slug);
+	envdb_error_clear();
+	for (i = 0; i < n && m == NULL; i++)
+		if (strcmp(v[i]->user_id, user) == 0)
+			m = v[i];
+	if (cli->json) {
+		rc = envdb_cli_json_print(cli, json_pack("{s:o, s:o}", "environment",
+							 envdb_cli_env_json(env), key,
+							 envdb_cli_member_json(m)));
+	} else if (m != NULL && (cli->quiet || cli->output == ENVDB_CLI_OUT_TSV)) {
+		envdb_cli_table *t = envdb_cli_member_table();
+
+		envdb_cli_member_row(t, m);
+		rc = envdb_cli_table_print(cli, t);
+	}
+	envdb_member_list_free(v, n);
+	envdb_environment_free(env);
+	return rc;
+}
 
 int envdb_cli_member_add(envdb_cli *cli, int argc, char **argv)
 {
@@ -211,12 +234,9 @@ int envdb_cli_member_add(envdb_cli *cli, int argc, char **argv)
 		rc = envdb_cli_fail(cli, rc);
 		goto out;
 	}
-	if (cli->json)
-		rc = envdb_cli_json_print(cli, json_pack("{s:{s:s, s:s, s:s, s:s}}", "member",
-							 "environment", pos.v[0], "user_id", pos.v[1],
-							 "role", pos.v[2], "invited_by", by));
-	else
-		envdb_cli_print(cli, "%s: %s is now %s\n", pos.v[0], pos.v[1], pos.v[2]);
+	rc = member_result(cli, ctx, &ref, pos.v[1], "member");
+	if (rc == EX_OK)
+		envdb_cli_note(cli, "%s: %s is now %s\n", pos.v[0], pos.v[1], pos.v[2]);
 out:
 	envdb_close(ctx);
 	return rc;
@@ -237,11 +257,18 @@ int envdb_cli_member_remove(envdb_cli *cli, int argc, char **argv)
 		rc = envdb_cli_fail(cli, rc);
 		goto out;
 	}
-	if (cli->json)
-		rc = envdb_cli_json_print(cli, json_pack("{s:{s:s, s:s}}", "removed", "environment",
-							 pos.v[0], "user_id", pos.v[1]));
-	else
-		envdb_cli_print(cli, "%s: %s removed\n", pos.v[0], pos.v[1]);
+	if (cli->json) {
+		envdb_environment *env = NULL;
+
+		(void)envdb_env_get(&env, ctx, ref.org, ref.slug);
+		envdb_error_clear();
+		rc = envdb_cli_json_print(cli, json_pack("{s:o, s:{s:s}}", "environment",
+							 envdb_cli_env_json(env), "removed",
+							 "user_id", pos.v[1]));
+		envdb_environment_free(env);
+	} else {
+		envdb_cli_note(cli, "%s: %s removed\n", pos.v[0], pos.v[1]);
+	}
 out:
 	envdb_close(ctx);
 	return rc;
@@ -254,7 +281,6 @@ int envdb_cli_member_list(envdb_cli *cli, int argc, char **argv)
 	envdb_cli_args pos;
 	envdb_ctx *ctx = NULL;
 	size_t n = 0;
-	char t1[32], t2[32];
 	int rc;
 
 	if ((rc = envdb_cli_env_begin(cli, argc, argv, NULL, &pos, 1, 1, &ref, &ctx)) !=
@@ -266,27 +292,23 @@ int envdb_cli_member_list(envdb_cli *cli, int argc, char **argv)
 	}
 	if (cli->json) {
 		json_t *arr = json_array();
+		envdb_environment *env = NULL;
+
+		(void)envdb_env_get(&env, ctx, ref.org, ref.slug);
+		envdb_error_clear();
 		for (size_t i = 0; i < n; i++)
-			json_array_append_new(
-				arr, json_pack("{s:s, s:s, s:s, s:s?, s:I, s:I}", "id", v[i]->id,
-					       "user_id", v[i]->user_id, "role", v[i]->role,
-					       "invited_by", v[i]->invited_by, "created_at",
-					       (json_int_t)v[i]->created_at, "updated_at",
-					       (json_int_t)v[i]->updated_at));
-		rc = envdb_cli_json_print(cli, json_pack("{s:s, s:o}", "environment", pos.v[0],
-							 "members", arr));
+			json_array_append_new(arr, envdb_cli_member_json(v[i]));
+		rc = envdb_cli_json_print(cli, json_pack("{s:o, s:o}", "environment",
+							 envdb_cli_env_json(env), "members", arr));
+		envdb_environment_free(env);
 	} else {
-		if (n > 0)
-			envdb_cli_print(cli, "%-24s %-7s %-16s %-20s %s\n", "USER", "ROLE",
-					"INVITED BY", "SINCE", "UPDATED");
+		envdb_cli_table *t = envdb_cli_member_table();
+
 		for (size_t i = 0; i < n; i++)
-			envdb_cli_print(cli, "%-24s %-7s %-16s %-20s %s\n", v[i]->user_id,
-					v[i]->role, v[i]->invited_by ? v[i]->invited_by : "-",
-					fmt_time(t1, sizeof t1, v[i]->created_at),
-					fmt_time(t2, sizeof t2, v[i]->updated_at));
-		if (n == 0)
+			envdb_cli_member_row(t, v[i]);
+		rc = envdb_cli_table_print(cli, t);
+		if (n == 0 && !cli->quiet)
 			envdb_cli_error(cli, "%s: no members", pos.v[0]);
-		rc = EX_OK;
 	}
 out:
 	envdb_member_list_free(v, n);
