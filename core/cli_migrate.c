@@ -117,7 +117,7 @@ static json_t *org_json(const envdb_migrate_org *o)
 		for (i = 0; i < o->n_envs; i++) {
 			const envdb_migrate_env *e = &o->envs[i];
 			json_t *je = json_pack("{s:s, s:b, s:s, s:s, s:s, s:I}", "slug", e->slug,
-					       "default", e->is_default, "legacy_id", e->legacy_id,
+					       "is_default", e->is_default, "legacy_id", e->legacy_id,
 					       "database_name", e->database_name, "driver",
 					       e->driver, "packages_repointed",
 					       (json_int_t)e->packages_repointed);
@@ -172,9 +172,10 @@ static json_t *report_json(const envdb_migrate_report *r)
 	}
 	if (doc != NULL && r->stopped_status != 0)
 		json_object_set_new(doc, "stopped",
-				    json_pack("{s:s, s:s}", "status",
-					      envdb_status_str(r->stopped_status), "message",
-					      r->stopped_message ? r->stopped_message : ""));
+				    envdb_cli_error_json(envdb_cli_error_code(r->stopped_status),
+							 envdb_cli_exit_status(r->stopped_status),
+							 r->stopped_status, r->stopped_message,
+							 NULL));
 	return doc;
 }
 

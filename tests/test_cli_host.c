@@ -136,7 +136,8 @@ START_TEST(help_lists_every_command)
 
 	ck_assert_int_eq(RUN("--help"), 0);
 	ck_assert_str_eq(err, "");
-	tu_assert_contains(out, "usage: envdb [--manifest FILE] [--json] COMMAND");
+	tu_assert_contains(out, "usage: envdb [--manifest FILE] [--output json|tsv|table] [--json] "
+				"[--quiet] COMMAND");
 	for (i = 0; i < sizeof(expected) / sizeof(expected[0]); i++)
 		tu_assert_contains(out, expected[i]);
 	/* every row of the table, in text and in JSON alike */
@@ -204,8 +205,10 @@ START_TEST(usage_errors)
 	tu_assert_contains(err, "option --plugin-dir needs a value");
 	ck_assert_int_eq(RUN("--json", "frobnicate"), 64);
 	doc = json_out();
-	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(doc, "error"), "exit")),
-			 64);
+	ck_assert_int_eq(
+	    json_integer_value(json_object_get(json_object_get(doc, "error"), "status")), 64);
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(doc, "error"), "code")),
+			 "usage");
 	json_decref(doc);
 }
 END_TEST
@@ -260,9 +263,10 @@ START_TEST(no_manifest)
 	tu_assert_contains(err, no_sys_manifest);
 	ck_assert_int_eq(RUN("--json", "key", "list"), 78);
 	doc = json_out();
-	ck_assert_str_eq(
-	    json_string_value(json_object_get(json_object_get(doc, "error"), "status")),
-	    "configuration error");
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(doc, "error"), "code")),
+			 "config");
+	ck_assert_int_eq(
+	    json_integer_value(json_object_get(json_object_get(doc, "error"), "status")), 78);
 	json_decref(doc);
 	/* --manifest naming a missing file */
 	ck_assert_int_eq(RUN("--manifest", "missing.yaml", "plugins"), 78);
@@ -471,8 +475,9 @@ START_TEST(init_end_to_end)
 	ck_assert_ptr_null(strstr(out, "(current)"));
 	ck_assert_int_eq(RUN("--json", "key", "rotate"), 0);
 	doc = json_out();
-	ck_assert(json_is_true(json_object_get(doc, "current")));
-	snprintf(rotated, sizeof(rotated), "%s", json_string_value(json_object_get(doc, "id")));
+	ck_assert(json_is_true(json_object_get(json_object_get(doc, "key"), "current")));
+	snprintf(rotated, sizeof(rotated), "%s",
+		 json_string_value(json_object_get(json_object_get(doc, "key"), "id")));
 	json_decref(doc);
 	ck_assert_str_ne(rotated, key1);
 	ck_assert_int_eq(RUN("key", "list", "--json"), 0);

@@ -83,7 +83,9 @@ run_checks()
 	expect_has "commands" "init plugins manifest key org env cred resolve reconcile member check schema migrate help" \
 		"$envdb" ""
 	expect "a command by its prefix" "env" "$envdb" "en"
-	expect "global options" "--help --json --manifest --version" "$envdb" "--"
+	expect "global options" "--help --json --manifest --output --quiet --version" "$envdb" "--"
+	expect "output formats" "json table tsv" "$envdb" --output ""
+	expect "ORG/SLUG after --output FORMAT" "acme/dev acme/prod beta/prod" "$envdb" --output tsv env show ""
 	expect "env subcommands" "archive delete list provision show unarchive" "$envdb" env ""
 	expect "key subcommands" "generate list rewrap rotate" "$envdb" key ""
 	expect "ORG/SLUG from the control plane" "acme/dev acme/prod beta/prod" "$envdb" env show ""
@@ -92,7 +94,7 @@ run_checks()
 	expect "ORG from the control plane" "acme beta" "$envdb" env list ""
 	expect "ORG of env provision" "acme beta" "$envdb" env provision ""
 	expect "no ORG for a new organization" "" "$envdb" org provision ""
-	expect "options of resolve" "--help --json --reveal --user" "$envdb" resolve acme/prod --
+	expect "options of resolve" "--help --json --output --quiet --reveal --user" "$envdb" resolve acme/prod --
 	expect "no second ORG/SLUG" "" "$envdb" resolve acme/prod --user alice ""
 	expect "env types" "development preview production sandbox staging test trial" \
 		"$envdb" env provision acme qa --type ""
@@ -105,7 +107,7 @@ run_checks()
 		sed -n 's/^      "id": "\([^"]*\)",$/\1/p' | sort | tr '\n' ' ' | sed 's/ $//')" \
 		"$envdb" cred revoke acme/prod ""
 	expect_has "a credential id by prefix" "$cred" "$envdb" cred revoke acme/prod "${cred:0:8}"
-	expect "options of migrate" "--batch --by --dry-run --help --json --legacy-encryptor --map-org --map-org-file" \
+	expect "options of migrate" "--batch --by --dry-run --help --json --legacy-encryptor --map-org --map-org-file --output --quiet" \
 		"$envdb" migrate v4-to-v5 --
 	expect "help COMMAND" "manifest member migrate" "$envdb" help m
 	unset ENVDB_MANIFEST

@@ -86,7 +86,7 @@ sed 's/\\-/-/g' "$page" >"$tmp/page"
 opts=$(cat "$src"/core/cli*.c | grep -o '{"[a-z][a-z0-9-]*", ENVDB_CLI_' |
 	sed 's/{"\([^"]*\)".*/\1/' | sort -u)
 missing=""
-for o in $opts manifest json help version; do
+for o in $opts manifest json output quiet help version; do
 	grep -q -- "--$o" "$tmp/page" || missing="$missing --$o"
 done
 if [ -z "$missing" ]; then

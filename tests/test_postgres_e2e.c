@@ -165,15 +165,15 @@ static void resolve(resolved *r, const char *env, const char *user)
 	copy_member(r->secret, sizeof(r->secret), doc, "secret");
 	copy_member(r->credential_id, sizeof(r->credential_id), doc, "credential_id");
 	copy_member(r->authorization, sizeof(r->authorization), doc, "authorization");
-	copy_member(r->handle, sizeof(r->handle), doc, "credential_handle");
+	copy_member(r->handle, sizeof(r->handle), doc, "handle");
 	/* postgres: the handle is the login role, never empty */
-	ck_assert_msg(r->handle[0] != '\0', "resolve: empty credential_handle: %s", buf);
+	ck_assert_msg(r->handle[0] != '\0', "resolve: empty handle: %s", buf);
 	prev = json_object_get(doc, "previous");
 	if (json_is_object(prev)) {
 		copy_member(r->prev_secret, sizeof(r->prev_secret), prev, "secret");
 		copy_member(r->prev_credential_id, sizeof(r->prev_credential_id), prev,
 			    "credential_id");
-		copy_member(r->prev_handle, sizeof(r->prev_handle), prev, "credential_handle");
+		copy_member(r->prev_handle, sizeof(r->prev_handle), prev, "handle");
 		ck_assert(r->prev_handle[0] != '\0');
 	}
 	json_decref(doc);

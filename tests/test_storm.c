@@ -336,8 +336,8 @@ static int error_doc_code(const char *text)
 	int code = 1;
 
 	if (doc != NULL && (e = json_object_get(doc, "error")) != NULL &&
-	    json_is_integer(json_object_get(e, "code")))
-		code = (int)json_integer_value(json_object_get(e, "code"));
+	    json_is_integer(json_object_get(e, "envdb_status")))
+		code = (int)json_integer_value(json_object_get(e, "envdb_status"));
 	json_decref(doc);
 	return code;
 }
