@@ -561,7 +561,7 @@ int envdb_cli_key_list(envdb_cli *cli, int argc, char **argv)
 	}
 	if (cli->json) {
 		rc = envdb_cli_json_print(
-		    cli, json_pack("{s:s*, s:s?, s:O}", "encryptor", encryptor, "current",
+		    cli, json_pack("{s:s*, s:s?, s:O}", "encryptor", encryptor, "current_key_id",
 				   keys.current[0] ? keys.current : NULL, "keys", keys.keys));
 		goto done;
 	}

@@ -485,7 +485,7 @@ START_TEST(init_end_to_end)
 	ck_assert_uint_eq(json_array_size(json_object_get(doc, "keys")), 3);
 	ck_assert_int_eq(count_current(json_object_get(doc, "keys"), &cur), 1);
 	ck_assert_str_eq(cur, rotated);
-	ck_assert_str_eq(json_string_value(json_object_get(doc, "current")), rotated);
+	ck_assert_str_eq(json_string_value(json_object_get(doc, "current_key_id")), rotated);
 	json_decref(doc);
 	ck_assert_int_eq(RUN("key", "list", "--encryptor", "sqlite"), 65);
 	tu_assert_contains(err, "envdb: encryptor sqlite: not loaded");
