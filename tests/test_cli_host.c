@@ -702,7 +702,7 @@ START_TEST(reconcile_dry_run_exit_status)
 	ck_assert_int_eq(RUN("--manifest", m, "reconcile"), 0);
 	tu_assert_contains(out, "nothing to reconcile");
 	/* sqlite cannot lock credentials out on archive: the command says so. */
-	ck_assert_int_eq(RUN("--manifest", m, "--json", "env", "archive", "acme/prod"), 0);
+	ck_assert_int_eq(RUN("--manifest", m, "--json", "env", "archive", "acme/prod", "--yes"), 0);
 	doc = json_out();
 	ck_assert(json_is_false(json_object_get(doc, "credentials_locked_out")));
 	json_decref(doc);
