@@ -1042,8 +1042,9 @@ int envdb_cli_resolve(envdb_cli *cli, int argc, char **argv)
 	envdb_cli_print(cli, "url            %s\n", conn->database_url);
 	envdb_cli_print(cli, "authorization  %s\n", conn->authorization);
 	/* The handle is the user name a client logs in as (postgres: the
-	 * role); "user" above is the envdb member. */
-	if (conn->credential_handle[0] != '\0')
+	 * role); "user" above is the envdb member.  A handle that is a URL
+	 * query (sqlite's "?mode=ro") is already part of the url above. */
+	if (conn->credential_handle[0] != '\0' && conn->credential_handle[0] != '?')
 		envdb_cli_print(cli, "db user        %s\n", conn->credential_handle);
 	envdb_cli_print(cli, "credential     %s (expires %s)\n", conn->credential_id,
 			fmt_time(t, sizeof(t), conn->expires_at));
@@ -1053,7 +1054,8 @@ int envdb_cli_resolve(envdb_cli *cli, int argc, char **argv)
 		envdb_cli_print(cli, "previous       %s (rotating until %s)\n",
 				conn->previous_credential_id,
 				fmt_time(t, sizeof(t), conn->previous_expires_at));
-		if (conn->previous_credential_handle[0] != '\0')
+		if (conn->previous_credential_handle[0] != '\0' &&
+		    conn->previous_credential_handle[0] != '?')
 			envdb_cli_print(cli, "previous user  %s\n",
 					conn->previous_credential_handle);
 		if (reveal)
