@@ -70,6 +70,10 @@ struct envdb_cli_command {
 	envdb_cli_handler run;
 	const char *args; /**< synopsis after the words: "[--encryptor NAME]" */
 	const char *help; /**< one line */
+	/** Its options for `envdb COMMAND --help` and `envdb help COMMAND`:
+	 * lines "--name VALUE<TAB>what it does", separated by '\n'; NULL when
+	 * it has none. */
+	const char *flags;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -79,11 +83,15 @@ struct envdb_cli_command {
 enum envdb_cli_opt_type {
 	ENVDB_CLI_FLAG,   /**< out: bool *, set to true */
 	ENVDB_CLI_STRING, /**< out: const char **, points into argv */
-	ENVDB_CLI_INT     /**< out: int64_t *, decimal, range-checked by the handler */
+	ENVDB_CLI_INT,    /**< out: int64_t *, decimal, range-checked by the handler */
+	ENVDB_CLI_DURATION /**< out: int64_t *, seconds; the one duration grammar
+			        (core/duration.h: 90, 90s, 15m, 1h30m, 7d, 1w) */
 };
 
 /** One long option, "--name VALUE", "--name=VALUE" or "--name".  A table of
- * them ends with a row whose name is NULL. */
+ * them ends with a row whose name is NULL.  An option that takes a value
+ * may be given once (twice is a usage error, exit 64); a flag may repeat.
+ * A bad value (not an integer, not a duration) is a usage error too. */
 typedef struct envdb_cli_opt {
 	const char *name; /**< without the dashes: "plugin-dir" */
 	int type;         /**< envdb_cli_opt_type */
@@ -111,6 +119,32 @@ typedef struct envdb_cli_args {
  */
 int envdb_cli_parse(envdb_cli *cli, int argc, char **argv, const envdb_cli_opt *opts,
 		    envdb_cli_args *pos, int min_pos, int max_pos);
+
+/**
+ * Confirm a destructive action: true with --yes (`yes`); otherwise, when
+ * stdin is a terminal, ask `question` ("... [y/N] ") on /dev/tty and
+ * return whether the answer is y or yes.  Returns 0 to go ahead, or
+ * EX_USAGE after reporting (no terminal: "pass --yes"; declined: nothing
+ * changed).
+ */
+int envdb_cli_confirm(envdb_cli *cli, bool yes, const char *fmt, ...) ENVDB_PRINTF(3, 4);
+
+/** Progress of a long run on stderr, only when stderr is a terminal, at
+ * most every 200 ms: "\r<what>: DONE/TOTAL UNIT (P%), <extra>, R UNIT/s, ETA T".
+ * Shared by `migrate v4-to-v5` and `key rewrap`. */
+typedef struct envdb_cli_progress {
+	bool enabled; /**< stderr is a terminal */
+	bool shown;   /**< a line was drawn: envdb_cli_progress_end() ends it */
+	int64_t start_ms, last_ms;
+} envdb_cli_progress;
+
+void envdb_cli_progress_begin(envdb_cli_progress *p);
+/** Draw (rate-limited; always when done == total).  elapsed_ms < 0: measure it. */
+void envdb_cli_progress_update(envdb_cli_progress *p, const char *what, size_t done,
+			       size_t total, const char *unit, const char *rate_unit,
+			       const char *extra,
+			       int64_t elapsed_ms);
+void envdb_cli_progress_end(envdb_cli_progress *p);
 
 /** An environment reference ORG/SLUG (exactly one '/', both parts
  * non-empty, no whitespace).  The slug pattern itself is checked by the
@@ -255,6 +289,8 @@ int envdb_cli_key_generate(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_key_rotate(envdb_cli *cli, int argc, char **argv);
 
 /* core/cli_env.c */
+int envdb_cli_org_list(envdb_cli *cli, int argc, char **argv);
+int envdb_cli_org_show(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_org_provision(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_env_provision(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_env_list(envdb_cli *cli, int argc, char **argv);

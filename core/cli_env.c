@@ -37,45 +37,6 @@ static const char *login_name(void)
 	return env != NULL && *env != '\0' ? env : NULL;
 }
 
-/* "90", "30s", "15m", "2h", "1d" → seconds.  0 on success, -1 when bad. */
-static int parse_duration(int64_t *out, const char *s)
-{
-	char *end;
-	long long v;
-	int64_t mult = 1;
-
-	if (s == NULL || *s == '\0' || *s == '-' || *s == '+')
-		return -1;
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno != 0 || end == s)
-		return -1;
-	if (*end != '\0') {
-		if (end[1] != '\0')
-			return -1;
-		switch (*end) {
-		case 's':
-			mult = 1;
-			break;
-		case 'm':
-			mult = 60;
-			break;
-		case 'h':
-			mult = 3600;
-			break;
-		case 'd':
-			mult = 86400;
-			break;
-		default:
-			return -1;
-		}
-	}
-	if (v < 0 || v > INT64_MAX / mult / 2)
-		return -1;
-	*out = (int64_t)v * mult;
-	return 0;
-}
-
 /* ------------------------------------------------------------------------ */
 /* org provision, env provision                                              */
 /* ------------------------------------------------------------------------ */
@@ -193,6 +154,193 @@ int envdb_cli_org_provision(envdb_cli *cli, int argc, char **argv)
 int envdb_cli_env_provision(envdb_cli *cli, int argc, char **argv)
 {
 	return provision_cmd(cli, argc, argv, false);
+}
+
+/* ------------------------------------------------------------------------ */
+/* org list, org show: organizations are implied by their environments       */
+/* ------------------------------------------------------------------------ */
+
+static const char *const env_statuses[] = {"provisioning", "active",  "suspended",
+					   "archived",     "failed",  "migrating"};
+#define N_ENV_STATUSES (sizeof(env_statuses) / sizeof(env_statuses[0]))
+
+/* One organization's counts, over v[first, first + n). */
+typedef struct org_summary {
+	const char *id;
+	size_t n, by_status[N_ENV_STATUSES + 1]; /* the last: any other status */
+	const envdb_environment *def;
+} org_summary;
+
+static void org_summarize(org_summary *o, envdb_environment *const *v, size_t n)
+{
+	size_t i, k;
+
+	memset(o, 0, sizeof(*o));
+	o->id = n ? v[0]->organization_id : NULL;
+	o->n = n;
+	for (i = 0; i < n; i++) {
+		for (k = 0; k < N_ENV_STATUSES; k++)
+			if (v[i]->status != NULL && strcmp(v[i]->status, env_statuses[k]) == 0)
+				break;
+		o->by_status[k]++;
+		if (v[i]->is_default)
+			o->def = v[i];
+	}
+}
+
+static json_t *org_json(const org_summary *o)
+{
+	json_t *st = json_object();
+	size_t k;
+
+	for (k = 0; k < N_ENV_STATUSES; k++)
+		json_object_set_new(st, env_statuses[k], json_integer((json_int_t)o->by_status[k]));
+	if (o->by_status[N_ENV_STATUSES])
+		json_object_set_new(st, "other",
+				    json_integer((json_int_t)o->by_status[N_ENV_STATUSES]));
+	return json_pack("{s:s, s:I, s:o, s:o}", "id", o->id, "environment_count",
+			 (json_int_t)o->n, "by_status", st, "default_environment",
+			 envdb_cli_env_json(o->def));
+}
+
+/* "active 2, archived 1" (statuses with no environment left out). */
+static void org_counts_text(char *buf, size_t cap, const org_summary *o)
+{
+	size_t k, used = 0;
+
+	buf[0] = '\0';
+	for (k = 0; k <= N_ENV_STATUSES && used < cap; k++) {
+		int w;
+
+		if (o->by_status[k] == 0)
+			continue;
+		w = snprintf(buf + used, cap - used, "%s%s %zu", used ? ", " : "",
+			     k < N_ENV_STATUSES ? env_statuses[k] : "other", o->by_status[k]);
+		if (w > 0)
+			used += (size_t)w;
+	}
+}
+
+static int cmp_env_org(const void *a, const void *b)
+{
+	const envdb_environment *x = *(envdb_environment *const *)a;
+	const envdb_environment *y = *(envdb_environment *const *)b;
+	int c = strcmp(x->organization_id, y->organization_id);
+
+	return c ? c : strcmp(x->slug, y->slug);
+}
+
+static const char *const org_headers[] = {"ORGANIZATION", "ENVS", "DEFAULT", "BY STATUS", NULL};
+
+int envdb_cli_org_list(envdb_cli *cli, int argc, char **argv)
+{
+	envdb_environment **v = NULL;
+	envdb_cli_args pos;
+	envdb_ctx *ctx = NULL;
+	json_t *arr = NULL;
+	envdb_cli_table *t = NULL;
+	size_t n = 0, i, j, n_orgs = 0;
+	char num[32];
+	int rc;
+
+	if ((rc = envdb_cli_parse(cli, argc, argv, NULL, &pos, 0, 0)) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+		return rc;
+	if ((rc = envdb_env_list(&v, &n, ctx, NULL)) != ENVDB_OK) {
+		rc = envdb_cli_fail(cli, rc);
+		goto out;
+	}
+	if (n > 1)
+		qsort(v, n, sizeof(*v), cmp_env_org);
+	arr = cli->json ? json_array() : NULL;
+	t = cli->json ? NULL : envdb_cli_table_new(0, org_headers);
+	for (i = 0; i < n; i = j) {
+		org_summary o;
+		char counts[256];
+
+		for (j = i + 1; j < n && strcmp(v[j]->organization_id, v[i]->organization_id) == 0;
+		     j++)
+			;
+		org_summarize(&o, v + i, j - i);
+		n_orgs++;
+		if (arr != NULL) {
+			json_array_append_new(arr, org_json(&o));
+			continue;
+		}
+		org_counts_text(counts, sizeof(counts), &o);
+		snprintf(num, sizeof(num), "%zu", o.n);
+		envdb_cli_table_rowf(t, o.id, num, o.def ? o.def->slug : "-", counts);
+	}
+	if (arr != NULL) {
+		rc = envdb_cli_json_print(cli, json_pack("{s:o}", "organizations", arr));
+	} else {
+		envdb_cli_table_print(cli, t);
+		if (n_orgs == 0 && !cli->quiet)
+			envdb_cli_error(cli, "no organizations (an organization exists while it has "
+					     "environments: envdb org provision ORG)");
+		rc = EX_OK;
+	}
+out:
+	envdb_environment_list_free(v, n);
+	envdb_close(ctx);
+	return rc;
+}
+
+int envdb_cli_org_show(envdb_cli *cli, int argc, char **argv)
+{
+	envdb_environment **v = NULL;
+	envdb_cli_args pos;
+	envdb_ctx *ctx = NULL;
+	org_summary o;
+	size_t n = 0, i;
+	char counts[256];
+	int rc;
+
+	if ((rc = envdb_cli_parse(cli, argc, argv, NULL, &pos, 1, 1)) != EX_OK)
+		return rc;
+	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+		return rc;
+	if ((rc = envdb_env_list(&v, &n, ctx, pos.v[0])) != ENVDB_OK) {
+		rc = envdb_cli_fail(cli, rc);
+		goto out;
+	}
+	if (n == 0) {
+		rc = envdb_cli_fail_msg(cli, ENVDB_ERR_NOT_FOUND,
+					"organization %s: not found (it has no environments)",
+					CLI_Q(pos.v[0]));
+		goto out;
+	}
+	if (n > 1)
+		qsort(v, n, sizeof(*v), cmp_env_org);
+	org_summarize(&o, v, n);
+	if (cli->json) {
+		json_t *doc = org_json(&o), *arr = json_array();
+
+		for (i = 0; i < n; i++)
+			json_array_append_new(arr, envdb_cli_env_json(v[i]));
+		if (doc != NULL)
+			json_object_set_new(doc, "environments", arr);
+		else
+			json_decref(arr);
+		rc = envdb_cli_json_print(cli, json_pack("{s:o}", "organization", doc));
+		goto out;
+	}
+	{
+		envdb_cli_table *t = envdb_cli_env_table();
+
+		org_counts_text(counts, sizeof(counts), &o);
+		envdb_cli_note(cli, "organization  %s\n", o.id);
+		envdb_cli_note(cli, "default       %s\n", o.def ? o.def->slug : "- (none)");
+		envdb_cli_note(cli, "environments  %zu (%s)\n\n", o.n, counts);
+		for (i = 0; i < n; i++)
+			envdb_cli_env_row(t, v[i]);
+		rc = envdb_cli_table_print(cli, t);
+	}
+out:
+	envdb_environment_list_free(v, n);
+	envdb_close(ctx);
+	return rc;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -358,10 +506,16 @@ static bool can_lock_out(envdb_ctx *ctx, const envdb_database *db)
 }
 
 /* Shared shape of the commands that act on one ORG/SLUG and print a line. */
-static int env_action(envdb_cli *cli, int argc, char **argv, const char *verb, bool now_opt)
+static int env_action(envdb_cli *cli, int argc, char **argv, const char *verb)
 {
-	envdb_cli_opt opts[] = {
-		{"now", ENVDB_CLI_FLAG, NULL},
+	bool now = false, yes = false, locked;
+	envdb_cli_opt delete_opts[] = {
+		{"now", ENVDB_CLI_FLAG, &now},
+		{"yes", ENVDB_CLI_FLAG, &yes},
+		{NULL, 0, NULL},
+	};
+	envdb_cli_opt archive_opts[] = {
+		{"yes", ENVDB_CLI_FLAG, &yes},
 		{NULL, 0, NULL},
 	};
 	envdb_cli_env_ref ref;
@@ -369,13 +523,42 @@ static int env_action(envdb_cli *cli, int argc, char **argv, const char *verb, b
 	envdb_ctx *ctx = NULL;
 	envdb_environment *env = NULL;
 	envdb_database *db = NULL;
-	bool now = false, locked;
 	int rc;
 
-	opts[0].out = &now;
-	if ((rc = envdb_cli_env_begin(cli, argc, argv, now_opt ? opts : NULL, &pos, 1, 1, &ref, &ctx)) !=
-	    EX_OK)
+	rc = envdb_cli_env_begin(cli, argc, argv,
+				 strcmp(verb, "delete") == 0	? delete_opts
+				 : strcmp(verb, "archive") == 0 ? archive_opts
+								: NULL,
+				 &pos, 1, 1, &ref, &ctx);
+	if (rc != EX_OK)
 		return rc;
+	if (yes && strcmp(verb, "delete") == 0 && !now) {
+		envdb_close(ctx);
+		return envdb_cli_usage(cli, "--yes goes with --now (a delete with the grace period "
+					    "asks nothing)");
+	}
+	/* Destructive and not undoable (delete --now), or taking an
+	 * organization's default out of service (archive): asked first.  A
+	 * refusal changes nothing. */
+	if ((strcmp(verb, "delete") == 0 && now) || strcmp(verb, "archive") == 0) {
+		if ((rc = envdb_env_get(&env, ctx, ref.org, ref.slug)) != ENVDB_OK) {
+			rc = envdb_cli_fail(cli, rc);
+			goto out;
+		}
+		if (now)
+			rc = envdb_cli_confirm(cli, yes,
+					       "delete environment %s/%s and drop its database",
+					       ref.org, ref.slug);
+		else if (env->is_default && strcmp(env->status, "active") == 0)
+			rc = envdb_cli_confirm(cli, yes,
+					       "archive environment %s/%s, the default of "
+					       "organization %s",
+					       ref.org, ref.slug, ref.org);
+		envdb_environment_free(env);
+		env = NULL;
+		if (rc != EX_OK)
+			goto out;
+	}
 	if (strcmp(verb, "archive") == 0)
 		rc = envdb_env_archive(ctx, ref.org, ref.slug);
 	else if (strcmp(verb, "unarchive") == 0)
@@ -406,6 +589,9 @@ static int env_action(envdb_cli *cli, int argc, char **argv, const char *verb, b
 
 		if (env != NULL && db != NULL && strcmp(verb, "unarchive") != 0)
 			json_object_set_new(doc, "credentials_locked_out", json_boolean(locked));
+		if (doc != NULL && env != NULL && strcmp(verb, "archive") == 0)
+			json_object_set_new(doc, "undo",
+					    json_sprintf("envdb env unarchive %s", pos.v[0]));
 		rc = envdb_cli_json_print(cli, doc);
 	} else if (cli->quiet) {
 		rc = EX_OK;
@@ -428,7 +614,9 @@ static int env_action(envdb_cli *cli, int argc, char **argv, const char *verb, b
 					     "(envdb reconcile --apply)\n",
 					pos.v[0], envdb_cli_time_text(t, sizeof(t), env->delete_after));
 		else
-			envdb_cli_print(cli, "archived %s (database kept)\n", pos.v[0]);
+			envdb_cli_print(cli, "archived %s (database kept; undo: envdb env unarchive "
+					     "%s)\n",
+					pos.v[0], pos.v[0]);
 		rc = EX_OK;
 	}
 out:
@@ -440,17 +628,17 @@ out:
 
 int envdb_cli_env_archive(envdb_cli *cli, int argc, char **argv)
 {
-	return env_action(cli, argc, argv, "archive", false);
+	return env_action(cli, argc, argv, "archive");
 }
 
 int envdb_cli_env_unarchive(envdb_cli *cli, int argc, char **argv)
 {
-	return env_action(cli, argc, argv, "unarchive", false);
+	return env_action(cli, argc, argv, "unarchive");
 }
 
 int envdb_cli_env_delete(envdb_cli *cli, int argc, char **argv)
 {
-	return env_action(cli, argc, argv, "delete", true);
+	return env_action(cli, argc, argv, "delete");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -592,14 +780,14 @@ static void ids_free(char **ids)
 
 int envdb_cli_cred_rotate(envdb_cli *cli, int argc, char **argv)
 {
-	const char *overlap = NULL, *expires = NULL, *auth = NULL;
+	envdb_rotate_opts ro = ENVDB_ROTATE_OPTS_INIT;
+	const char *auth = NULL;
 	envdb_cli_opt opts[] = {
-		{"overlap", ENVDB_CLI_STRING, &overlap},
-		{"expires", ENVDB_CLI_STRING, &expires},
+		{"overlap", ENVDB_CLI_DURATION, &ro.overlap_seconds},
+		{"expires", ENVDB_CLI_DURATION, &ro.expires_in_seconds},
 		{"authorization", ENVDB_CLI_STRING, &auth},
 		{NULL, 0, NULL},
 	};
-	envdb_rotate_opts ro = ENVDB_ROTATE_OPTS_INIT;
 	envdb_cli_env_ref ref;
 	envdb_cli_args pos;
 	envdb_ctx *ctx = NULL;
@@ -610,12 +798,6 @@ int envdb_cli_cred_rotate(envdb_cli *cli, int argc, char **argv)
 		return rc;
 	if ((rc = envdb_cli_env_ref_parse(cli, &ref, pos.v[0])) != EX_OK)
 		return rc;
-	if (overlap != NULL && parse_duration(&ro.overlap_seconds, overlap) != 0)
-		return envdb_cli_usage(cli, "--overlap %s: not a duration (30s, 15m, 2h, 1d)",
-				       CLI_Q(overlap));
-	if (expires != NULL && parse_duration(&ro.expires_in_seconds, expires) != 0)
-		return envdb_cli_usage(cli, "--expires %s: not a duration (30s, 15m, 2h, 1d)",
-				       CLI_Q(expires));
 	ro.authorization = auth;
 	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
 		return rc;
@@ -637,16 +819,16 @@ int envdb_cli_cred_rotate(envdb_cli *cli, int argc, char **argv)
 
 int envdb_cli_cred_mint(envdb_cli *cli, int argc, char **argv)
 {
-	const char *expires = NULL, *auth = NULL;
+	const char *auth = NULL;
+	int64_t lifetime = 0;
 	envdb_cli_opt opts[] = {
-		{"expires", ENVDB_CLI_STRING, &expires},
+		{"expires", ENVDB_CLI_DURATION, &lifetime},
 		{"authorization", ENVDB_CLI_STRING, &auth},
 		{NULL, 0, NULL},
 	};
 	envdb_cli_env_ref ref;
 	envdb_cli_args pos;
 	envdb_ctx *ctx = NULL;
-	int64_t lifetime = 0;
 	char msg[700], id[37];
 	int rc;
 
@@ -657,9 +839,6 @@ int envdb_cli_cred_mint(envdb_cli *cli, int argc, char **argv)
 	if (auth == NULL)
 		return envdb_cli_usage(cli, "cred mint: --authorization full_access|read_only is "
 					    "required");
-	if (expires != NULL && parse_duration(&lifetime, expires) != 0)
-		return envdb_cli_usage(cli, "--expires %s: not a duration (30s, 15m, 2h, 1d)",
-				       CLI_Q(expires));
 	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
 		return rc;
 	rc = envdb_cred_mint(id, ctx, ref.org, ref.slug, auth, lifetime);
@@ -829,8 +1008,9 @@ int envdb_cli_resolve(envdb_cli *cli, int argc, char **argv)
 		envdb_cli_table_rowf(tb, "url", conn->database_url);
 		envdb_cli_table_rowf(tb, "authorization", conn->authorization);
 		/* The handle is the user name a client logs in as (postgres: the
-		 * role); "user" above is the envdb member. */
-		if (conn->credential_handle[0] != '\0')
+		 * role); "user" above is the envdb member.  A handle that is a URL
+		 * query (sqlite's "?mode=ro") is already part of the url above. */
+		if (conn->credential_handle[0] != '\0' && conn->credential_handle[0] != '?')
 			envdb_cli_table_rowf(tb, "db user", conn->credential_handle);
 		snprintf(line, sizeof(line), "%s (expires %s)", conn->credential_id,
 			 envdb_cli_time_text(t, sizeof(t), conn->expires_at));
@@ -842,7 +1022,8 @@ int envdb_cli_resolve(envdb_cli *cli, int argc, char **argv)
 				 conn->previous_credential_id,
 				 envdb_cli_time_text(t, sizeof(t), conn->previous_expires_at));
 			envdb_cli_table_rowf(tb, "previous", line);
-			if (conn->previous_credential_handle[0] != '\0')
+			if (conn->previous_credential_handle[0] != '\0' &&
+			    conn->previous_credential_handle[0] != '?')
 				envdb_cli_table_rowf(tb, "previous user",
 						     conn->previous_credential_handle);
 			if (reveal)

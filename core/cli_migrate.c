@@ -30,44 +30,21 @@
 
 #include "cli.h"
 
-/* Progress on a terminal, at most every 200 ms. */
+/* Progress on a terminal (envdb_cli_progress, shared with key rewrap). */
 typedef struct progress_state {
-	int64_t last_ms;
-	bool shown;
+	envdb_cli_progress p;
 	bool dry_run;
 } progress_state;
-
-static void fmt_duration(char *buf, size_t cap, double seconds)
-{
-	long s = seconds < 0 ? 0 : (long)(seconds + 0.5);
-
-	if (s >= 3600)
-		snprintf(buf, cap, "%ldh%02ldm", s / 3600, (s / 60) % 60);
-	else if (s >= 60)
-		snprintf(buf, cap, "%ldm%02lds", s / 60, s % 60);
-	else
-		snprintf(buf, cap, "%lds", s);
-}
 
 static void on_progress(void *cb_ctx, const envdb_migrate_progress *p)
 {
 	progress_state *ps = cb_ctx;
-	double secs = (double)p->elapsed_ms / 1000.0;
-	double rate = secs > 0 ? (double)p->orgs_done / secs : 0;
-	char eta[32] = "?";
+	char rows[64];
 
-	if (p->orgs_done < p->orgs_total && p->elapsed_ms - ps->last_ms < 200)
-		return;
-	ps->last_ms = p->elapsed_ms;
-	if (rate > 0)
-		fmt_duration(eta, sizeof(eta), (double)(p->orgs_total - p->orgs_done) / rate);
-	fprintf(stderr,
-		"\r\033[Kmigrate%s: %zu/%zu organizations (%.0f%%), %zu rows, %.0f org/s, ETA %s",
-		ps->dry_run ? " (dry run)" : "", p->orgs_done, p->orgs_total,
-		p->orgs_total ? 100.0 * (double)p->orgs_done / (double)p->orgs_total : 100.0,
-		p->rows_done, rate, eta);
-	fflush(stderr);
-	ps->shown = true;
+	snprintf(rows, sizeof(rows), "%zu rows", p->rows_done);
+	envdb_cli_progress_update(&ps->p, ps->dry_run ? "migrate (dry run)" : "migrate",
+				  p->orgs_done, p->orgs_total, "organizations", "org", rows,
+				  p->elapsed_ms);
 }
 
 /* `s` with every byte that is not printable ASCII (and '\\') as \xNN, cut
@@ -381,6 +358,7 @@ int envdb_cli_migrate_v4_to_v5(envdb_cli *cli, int argc, char **argv)
 	if ((ex = envdb_cli_open(cli, &ctx, dry ? ENVDB_OPEN_SNAPSHOT : 0)) != EX_OK)
 		goto done;
 	memset(&ps, 0, sizeof(ps));
+	envdb_cli_progress_begin(&ps.p);
 	ps.dry_run = dry;
 	mo.dry_run = dry;
 	mo.batch = (size_t)batch;
@@ -388,13 +366,12 @@ int envdb_cli_migrate_v4_to_v5(envdb_cli *cli, int argc, char **argv)
 	mo.by = by;
 	mo.org_map = (const char *const *)map.v;
 	mo.n_org_map = map.n;
-	if (isatty(STDERR_FILENO)) {
+	if (ps.p.enabled) {
 		mo.progress = on_progress;
 		mo.progress_ctx = &ps;
 	}
 	rc = envdb_migrate_v4_to_v5(&rep, ctx, &mo);
-	if (ps.shown)
-		fputc('\n', stderr);
+	envdb_cli_progress_end(&ps.p);
 	ex = EX_OK;
 	if (rep != NULL) {
 		if (cli->json)

@@ -242,16 +242,53 @@ out:
 	return rc;
 }
 
+/* Whether `user` is the only owner of the environment (false when the
+ * members cannot be listed: the removal then reports what is wrong). */
+static bool last_owner(envdb_ctx *ctx, const envdb_cli_env_ref *ref, const char *user)
+{
+	envdb_member **v = NULL;
+	size_t n = 0, owners = 0, i;
+	bool is_owner = false;
+
+	if (envdb_member_list(&v, &n, ctx, ref->org, ref->slug) != ENVDB_OK) {
+		envdb_error_clear();
+		return false;
+	}
+	for (i = 0; i < n; i++) {
+		if (strcmp(v[i]->role, "owner") != 0)
+			continue;
+		owners++;
+		if (strcmp(v[i]->user_id, user) == 0)
+			is_owner = true;
+	}
+	envdb_member_list_free(v, n);
+	return is_owner && owners == 1;
+}
+
+/* Removing the last owner leaves an environment nobody owns (`member add
+ * ... owner` repairs it; `check` does not report it: environments migrated
+ * from v4 without --by have no member at all): asked first. */
 int envdb_cli_member_remove(envdb_cli *cli, int argc, char **argv)
 {
+	bool yes = false;
+	envdb_cli_opt opts[] = {
+		{"yes", ENVDB_CLI_FLAG, &yes},
+		{NULL, 0, NULL},
+	};
 	envdb_cli_env_ref ref;
 	envdb_cli_args pos;
 	envdb_ctx *ctx = NULL;
 	int rc;
 
-	if ((rc = envdb_cli_env_begin(cli, argc, argv, NULL, &pos, 2, 2, &ref, &ctx)) !=
+	if ((rc = envdb_cli_env_begin(cli, argc, argv, opts, &pos, 2, 2, &ref, &ctx)) !=
 	    EX_OK)
 		return rc;
+	if (last_owner(ctx, &ref, pos.v[1]) &&
+	    (rc = envdb_cli_confirm(cli, yes,
+				    "remove %s, the last owner of environment %s/%s (it is left "
+				    "without an owner)",
+				    CLI_Q(pos.v[1]), ref.org, ref.slug)) != EX_OK)
+		goto out;
 	rc = envdb_member_remove(ctx, ref.org, ref.slug, pos.v[1]);
 	if (rc != ENVDB_OK) {
 		rc = envdb_cli_fail(cli, rc);

@@ -15,6 +15,7 @@
  *   defaults: {driver, region, plan, storage_limit_mb, encryptor}
  *   provisioning: {lease_seconds, delete_grace_seconds}
  *   credentials: {rotation_overlap_seconds, expiry_horizon_seconds}
+ *   (the *_seconds keys take a duration: plain seconds or 90s, 15m, 1h30m, 7d)
  *   resolve: {cache_size, cache_ttl_ms}
  *   control_plane_busy_timeout_ms: 5000
  *   legacy: {register_shim, encryptor}
@@ -39,6 +40,7 @@
 
 #include <yaml.h>
 
+#include "duration.h"
 #include "internal.h"
 
 #define MANIFEST_MAX_BYTES (1024 * 1024)
@@ -435,6 +437,31 @@ static int get_int(const mctx *c, const ynode *map, const char *path, const char
 	return ENVDB_OK;
 }
 
+/* A duration key (…_seconds): plain seconds or the one duration grammar
+ * (core/duration.h: 90s, 15m, 1h30m, 7d), at least `min`. */
+static int get_seconds(const mctx *c, const ynode *map, const char *path, const char *key,
+		       int64_t min, int64_t *out)
+{
+	char kp[MANIFEST_PATH_MAX];
+	const ynode *v = map_get(map, key, NULL);
+	int64_t val;
+
+	path_join(kp, sizeof(kp), path, key);
+	if (v == NULL || ynode_is_null(v))
+		return ENVDB_OK;
+	if (v->type != YN_SCALAR || !v->plain)
+		return node_error(c, v, kp, "expected a duration, found %s",
+				  v->type == YN_SCALAR ? "a quoted string" : ynode_type_name(v));
+	if (envdbi_duration_parse(&val, v->value) != 0)
+		return node_error(c, v, kp, "'%s': not a duration (examples: %s)", v->value,
+				  ENVDBI_DURATION_EXAMPLES);
+	if (val < min)
+		return node_error(c, v, kp, "%lld is out of range (at least %lld)", (long long)val,
+				  (long long)min);
+	*out = val;
+	return ENVDB_OK;
+}
+
 static int get_bool(const mctx *c, const ynode *map, const char *path, const char *key, bool *out)
 {
 	static const char *const yes[] = {"true", "True", "TRUE", NULL};
@@ -794,17 +821,16 @@ static int load_tree(const mctx *c, const ynode *root)
 	/* provisioning, credentials, resolve, busy timeout */
 	sec = map_get(root, "provisioning", NULL);
 	if ((rc = check_map(c, sec, "provisioning", prov_keys)) ||
-	    (rc = get_int(c, sec, "provisioning", "lease_seconds", false, 1, INT64_MAX,
-			  &m->lease_seconds)) ||
-	    (rc = get_int(c, sec, "provisioning", "delete_grace_seconds", false, 0, INT64_MAX,
-			  &m->delete_grace_seconds)))
+	    (rc = get_seconds(c, sec, "provisioning", "lease_seconds", 1, &m->lease_seconds)) ||
+	    (rc = get_seconds(c, sec, "provisioning", "delete_grace_seconds", 0,
+			      &m->delete_grace_seconds)))
 		goto done;
 	sec = map_get(root, "credentials", NULL);
 	if ((rc = check_map(c, sec, "credentials", cred_keys)) ||
-	    (rc = get_int(c, sec, "credentials", "rotation_overlap_seconds", false, 0, INT64_MAX,
-			  &m->rotation_overlap_seconds)) ||
-	    (rc = get_int(c, sec, "credentials", "expiry_horizon_seconds", false, 0, INT64_MAX,
-			  &m->expiry_horizon_seconds)))
+	    (rc = get_seconds(c, sec, "credentials", "rotation_overlap_seconds", 0,
+			      &m->rotation_overlap_seconds)) ||
+	    (rc = get_seconds(c, sec, "credentials", "expiry_horizon_seconds", 0,
+			      &m->expiry_horizon_seconds)))
 		goto done;
 	sec = map_get(root, "resolve", NULL);
 	if ((rc = check_map(c, sec, "resolve", resolve_keys)) ||

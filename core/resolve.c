@@ -80,6 +80,7 @@ typedef struct resolved {
 	const char *prev_secret; /* NULL when no rotation is in its window */
 	size_t prev_secret_len;
 	int64_t prev_expires_at;
+	char *url_owned; /* F_URL when composed (a query handle), malloc'd */
 } resolved;
 
 /* ------------------------------------------------------------------------ */
@@ -896,6 +897,20 @@ static int resolve_load(envdb_ctx *ctx, resolved *r, envdbi_resolve_row **row_ou
 	r->f[F_DRIVER] = row->driver;
 	r->f[F_DB_NAME] = row->database_name;
 	r->f[F_URL] = row->database_url;
+	/* A handle that is a URL query ("?mode=ro": sqlite's read-only
+	 * credential) is part of the address the credential reaches: the URL
+	 * handed out carries it (sdk/doc/ABI.md, mint). */
+	if (row->cred_handle != NULL && row->cred_handle[0] == '?' && row->cred_handle[1] != '\0' &&
+	    row->database_url != NULL) {
+		size_t n = strlen(row->database_url) + strlen(row->cred_handle) + 1;
+
+		if ((r->url_owned = malloc(n)) == NULL)
+			return envdbi_error(ENVDB_ERR_NOMEM, NULL, "resolve %s/%s: out of memory",
+					    org, slug);
+		snprintf(r->url_owned, n, "%s%c%s", row->database_url,
+			 strchr(row->database_url, '?') ? '&' : '?', row->cred_handle + 1);
+		r->f[F_URL] = r->url_owned;
+	}
 	r->f[F_ROLE] = row->role;
 	r->f[F_AUTH] = auth;
 	r->f[F_CRED_ID] = row->cred_id;
@@ -1039,6 +1054,7 @@ out:
 	envdbi_secure_free(fresh);
 	envdbi_secret_free(sec);
 	envdbi_secret_free(prev_sec);
+	free(r.url_owned);
 	free(row);
 	return rc;
 }

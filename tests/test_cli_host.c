@@ -5,13 +5,22 @@
  * table, --version, usage errors and their exit statuses, manifest
  * discovery, `manifest check`, and `init` → `plugins` → `key ...` end to
  * end, including that init is idempotent and never overwrites.  With
- * --json, stdout must hold exactly one JSON document.
+ * --json, stdout must hold exactly one JSON document.  Also the command as
+ * a user meets it (issue 19): destructive commands ask on a terminal (a
+ * pseudo-terminal here) and need --yes otherwise, a refusal changes
+ * nothing; durations; did you mean; per-command help; org list/show; the
+ * README's reader resolving on the default sqlite deployment.  The
+ * command's stdin is /dev/null unless a test gives it a terminal.
  */
 #include "config.h"
 
 #include <check.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <poll.h>
+#include <pty.h>
+#include <sqlite3.h>
+#include <time.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,8 +83,9 @@ static int run_in(const char *cwd, const char *const *args)
 	if (pid == 0) {
 		int fo = open(o, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		int fe = open(e, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0 ||
-		    chdir(cwd ? cwd : tu_dir) != 0)
+		int fi = open("/dev/null", O_RDONLY);
+		if (fo < 0 || fe < 0 || fi < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0 ||
+		    dup2(fi, 0) < 0 || chdir(cwd ? cwd : tu_dir) != 0)
 			_exit(126);
 		execv(envdb, (char *const *)argv);
 		_exit(127);
@@ -90,6 +100,57 @@ static int run_in(const char *cwd, const char *const *args)
 }
 
 #define RUN(...) run_in(NULL, (const char *const[]){__VA_ARGS__, NULL})
+
+/* Run envdb with `args` on a new pseudo-terminal (its stdin, stdout,
+ * stderr and /dev/tty); once it has written "[y/N] ", type `answer`.
+ * Everything it wrote lands in out.  Returns the exit status. */
+static int run_tty(const char *answer, const char *const *args)
+{
+	char envdb[PATH_MAX];
+	const char *argv[32];
+	size_t used = 0;
+	bool typed = false;
+	pid_t pid;
+	int fd, status, i;
+
+	snprintf(envdb, sizeof(envdb), "%s/core/envdb", tu_builddir());
+	argv[0] = envdb;
+	for (i = 0; args[i] != NULL && i < 30; i++)
+		argv[i + 1] = args[i];
+	argv[i + 1] = NULL;
+	fflush(NULL);
+	pid = forkpty(&fd, NULL, NULL, NULL);
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (chdir(tu_dir) != 0)
+			_exit(126);
+		execv(envdb, (char *const *)argv);
+		_exit(127);
+	}
+	out[0] = '\0';
+	for (;;) {
+		struct pollfd pf = {fd, POLLIN, 0};
+		ssize_t n;
+
+		if (poll(&pf, 1, 20000) <= 0)
+			break; /* a prompt nobody expected: the wait below tells */
+		n = read(fd, out + used, sizeof(out) - 1 - used);
+		if (n <= 0)
+			break; /* EIO: the command ended */
+		used += (size_t)n;
+		out[used] = '\0';
+		if (!typed && strstr(out, "[y/N] ") != NULL) {
+			ck_assert_int_eq(write(fd, answer, strlen(answer)), (ssize_t)strlen(answer));
+			typed = true;
+		}
+	}
+	close(fd);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+#define RUN_TTY(answer, ...) run_tty(answer, (const char *const[]){__VA_ARGS__, NULL})
 
 /* stdout as exactly one JSON document (json_loads refuses trailing data). */
 static json_t *json_out(void)
@@ -237,7 +298,7 @@ START_TEST(usage_errors_escape_argv)
 	ck_assert_int_eq(RUN("cred", "mint", "acme/prod", "--authorization", "read_only",
 			     "--expires", hostile),
 			 64);
-	tu_assert_contains(err, "--expires x\\x1b[2J\\x0aenvdb: error: fake line\\x0d: not a");
+	tu_assert_contains(err, "--expires: 'x\\x1b[2J\\x0aenvdb: error: fake line\\x0d': not a");
 	ck_assert_ptr_null(strchr(err, '\033'));
 	ck_assert_int_eq(RUN("cred", "rotate", "acme/prod", "--overlap", hostile), 64);
 	ck_assert_ptr_null(strchr(err, '\033'));
@@ -693,13 +754,14 @@ START_TEST(reconcile_dry_run_exit_status)
 	ck_assert_int_eq(RUN("--manifest", m, "cred", "rotate", "acme/prod", "--overlap", "1s"),
 			 0);
 	sleep(2);
-	/* The window ended: a dry run lists the revocation and says so. */
+	/* The window ended: a dry run lists the revocations (full_access and
+	 * read_only) and says so. */
 	ck_assert_int_eq(RUN("--manifest", m, "reconcile"), 1);
 	tu_assert_contains(out, "would revoke");
 	tu_assert_contains(err, "need attention");
 	ck_assert_int_eq(RUN("--manifest", m, "--json", "reconcile"), 1);
 	doc = json_out();
-	ck_assert_uint_eq(json_array_size(json_object_get(doc, "items")), 1);
+	ck_assert_uint_eq(json_array_size(json_object_get(doc, "items")), 2);
 	json_decref(doc);
 	/* --apply acts on everything: 0; after it the dry run is clean. */
 	ck_assert_int_eq(RUN("--manifest", m, "reconcile", "--apply"), 0);
@@ -707,7 +769,7 @@ START_TEST(reconcile_dry_run_exit_status)
 	ck_assert_int_eq(RUN("--manifest", m, "reconcile"), 0);
 	tu_assert_contains(out, "nothing to reconcile");
 	/* sqlite cannot lock credentials out on archive: the command says so. */
-	ck_assert_int_eq(RUN("--manifest", m, "--json", "env", "archive", "acme/prod"), 0);
+	ck_assert_int_eq(RUN("--manifest", m, "--json", "env", "archive", "acme/prod", "--yes"), 0);
 	doc = json_out();
 	ck_assert(json_is_false(json_object_get(doc, "credentials_locked_out")));
 	json_decref(doc);
@@ -715,6 +777,394 @@ START_TEST(reconcile_dry_run_exit_status)
 	ck_assert_int_eq(RUN("--manifest", m, "env", "unarchive", "acme/prod"), 0);
 	tu_assert_contains(out, "unarchived acme/prod");
 	ck_assert_int_eq(RUN("--manifest", m, "check"), 0);
+}
+END_TEST
+
+/* Unknown commands, subcommands and options get the nearest known name
+ * (Levenshtein distance at most 2); far-off words get none. */
+START_TEST(did_you_mean)
+{
+	ck_assert_int_eq(RUN("resolv"), 64);
+	tu_assert_contains(err, "unknown command 'resolv' (did you mean 'resolve'?)");
+	ck_assert_int_eq(RUN("memebr", "list"), 64);
+	tu_assert_contains(err, "(did you mean 'member'?)");
+	ck_assert_int_eq(RUN("zzzzzzzz"), 64);
+	ck_assert_ptr_null(strstr(err, "did you mean"));
+	ck_assert_int_eq(RUN("env", "lst"), 64);
+	tu_assert_contains(err, "env: unknown subcommand 'lst' (did you mean 'env list'?)");
+	ck_assert_int_eq(RUN("env", "provison", "acme", "dev"), 64);
+	tu_assert_contains(err, "(did you mean 'env provision'?)");
+	ck_assert_int_eq(RUN("env", "delete", "acme/dev", "--noww"), 64);
+	tu_assert_contains(err, "env delete: unknown option --noww (did you mean --now?)");
+	ck_assert_int_eq(RUN("cred", "rotate", "acme/dev", "--overlpa", "1h"), 64);
+	tu_assert_contains(err, "(did you mean --overlap?)");
+	ck_assert_int_eq(RUN("check", "--jsno"), 64);
+	tu_assert_contains(err, "(did you mean --json?)");
+	ck_assert_int_eq(RUN("check", "--frobnicate"), 64);
+	ck_assert_ptr_null(strstr(err, "did you mean"));
+	ck_assert_str_eq(out, "");
+}
+END_TEST
+
+/* `envdb COMMAND SUB --help` and `envdb help COMMAND SUB` explain that
+ * command's options; a group's help lists its commands. */
+START_TEST(help_per_command)
+{
+	json_t *doc, *opts;
+	size_t i;
+	bool seen_type = false;
+
+	ck_assert_int_eq(RUN("env", "provision", "--help"), 0);
+	ck_assert_str_eq(err, "");
+	tu_assert_contains(out, "usage: envdb env provision ORG SLUG --type T");
+	tu_assert_contains(out, "\noptions:\n");
+	tu_assert_contains(out, "  --type T ");
+	tu_assert_contains(out, "production, sandbox, development, test, staging, preview or "
+				"trial (required)");
+	tu_assert_contains(out, "  --default ");
+	tu_assert_contains(out, "make it the organization's default environment");
+	ck_assert_ptr_null(strstr(out, "cred rotate")); /* that command only */
+	ck_assert_int_eq(RUN("help", "cred", "rotate"), 0);
+	tu_assert_contains(out, "usage: envdb cred rotate ORG/SLUG");
+	tu_assert_contains(out, "  --overlap DURATION ");
+	tu_assert_contains(out, "90s, 15m, 1h30m, 7d");
+	ck_assert_int_eq(RUN("env", "delete", "--help"), 0);
+	tu_assert_contains(out, "  --yes ");
+	tu_assert_contains(out, "  --now ");
+	ck_assert_int_eq(RUN("help", "resolve"), 0);
+	tu_assert_contains(out, "  --reveal ");
+	/* a group: its commands */
+	ck_assert_int_eq(RUN("help", "env"), 0);
+	tu_assert_contains(out, "env provision ORG SLUG");
+	tu_assert_contains(out, "env delete ORG/SLUG");
+	ck_assert_int_eq(RUN("help", "nosuch"), 64);
+	ck_assert_int_eq(RUN("--json", "help", "env", "provision"), 0);
+	doc = json_out();
+	ck_assert_str_eq(json_string_value(json_object_get(doc, "subcommand")), "provision");
+	opts = json_object_get(doc, "options");
+	ck_assert(json_array_size(opts) > 5);
+	for (i = 0; i < json_array_size(opts); i++) {
+		json_t *o = json_array_get(opts, i);
+
+		ck_assert_uint_gt(strlen(json_string_value(json_object_get(o, "help"))), 0);
+		if (strcmp(json_string_value(json_object_get(o, "option")), "--type T") == 0)
+			seen_type = true;
+	}
+	ck_assert(seen_type);
+	json_decref(doc);
+}
+END_TEST
+
+/* Bad option values and repeated options: 64, with what was wrong, before
+ * anything is opened (no manifest exists here). */
+START_TEST(bad_values_and_repeats)
+{
+	ck_assert_int_eq(RUN("cred", "rotate", "acme/prod", "--overlap", "1x"), 64);
+	tu_assert_contains(err, "envdb: cred rotate: --overlap: '1x': not a duration "
+				"(examples: 90s, 15m, 1h30m, 7d)");
+	ck_assert_int_eq(RUN("cred", "rotate", "acme/prod", "--overlap=30m1h"), 64);
+	tu_assert_contains(err, "--overlap: '30m1h': not a duration");
+	ck_assert_int_eq(RUN("cred", "mint", "acme/prod", "--authorization", "read_only",
+			     "--expires", "-5m"),
+			 64);
+	tu_assert_contains(err, "--expires: '-5m': not a duration");
+	ck_assert_int_eq(RUN("cred", "rotate", "acme/prod", "--overlap", "1h", "--overlap", "2h"),
+			 64);
+	tu_assert_contains(err, "option --overlap given twice (it takes one value)");
+	ck_assert_int_eq(RUN("resolve", "acme/prod", "--user", "a", "--user=b"), 64);
+	tu_assert_contains(err, "option --user given twice");
+	ck_assert_int_eq(RUN("--manifest", "a.yaml", "--manifest", "b.yaml", "plugins"), 64);
+	tu_assert_contains(err, "option --manifest given twice");
+	ck_assert_int_eq(RUN("env", "provision", "acme", "dev", "--type", "test", "--storage-mb",
+			     "lots"),
+			 64);
+	tu_assert_contains(err, "option --storage-mb: 'lots' is not an integer");
+	/* a flag may repeat */
+	ck_assert_int_eq(RUN("check", "--no-decrypt", "--no-decrypt"), 78);
+	tu_assert_contains(err, "no manifest");
+}
+END_TEST
+
+/* A site with acme/prod (default) and acme/dev, alice owning both. */
+static void acme_site(char *m, size_t cap)
+{
+	char dir[PATH_MAX];
+
+	tu_path(dir, sizeof(dir), "site");
+	ck_assert_int_eq(RUN("init", dir), 0);
+	join(m, cap, dir, "envdb.yaml");
+	ck_assert_int_eq(RUN("--manifest", m, "org", "provision", "acme", "--by", "alice"), 0);
+	ck_assert_int_eq(RUN("--manifest", m, "env", "provision", "acme", "dev", "--type",
+			     "development", "--by", "alice"),
+			 0);
+}
+
+/* The status of acme/SLUG in the control plane ("-" when it is gone). */
+static const char *env_status(const char *m, const char *slug, char *buf, size_t cap)
+{
+	char ref[64];
+	json_t *doc;
+
+	snprintf(ref, sizeof(ref), "acme/%s", slug);
+	if (RUN("--manifest", m, "--json", "env", "show", ref) != 0) {
+		snprintf(buf, cap, "-");
+		return buf;
+	}
+	doc = json_out();
+	snprintf(buf, cap, "%s",
+		 json_string_value(json_object_get(json_object_get(doc, "environment"), "status")));
+	json_decref(doc);
+	return buf;
+}
+
+static size_t count_files(const char *dir, const char *suffix)
+{
+	char cmd[PATH_MAX + 64];
+	FILE *p;
+	size_t n = 0;
+	int c;
+
+	snprintf(cmd, sizeof(cmd), "ls -1 '%s' | grep -c -- '%s$'", dir, suffix);
+	p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	if (fscanf(p, "%zu", &n) != 1)
+		n = 0;
+	while ((c = fgetc(p)) != EOF)
+		;
+	pclose(p);
+	return n;
+}
+
+/* env delete --now, archive of a default, removal of the last owner: no
+ * terminal and no --yes is 64 and changes nothing; on a terminal the
+ * command asks, "n" changes nothing, "y" goes ahead; --yes never asks. */
+START_TEST(destructive_commands_confirm)
+{
+	char m[PATH_MAX], envs[PATH_MAX], st[32];
+	json_t *doc;
+
+	acme_site(m, sizeof(m));
+	tu_path(envs, sizeof(envs), "site/environments");
+	ck_assert_uint_eq(count_files(envs, "[.]db"), 2);
+
+	/* no terminal: refused, nothing changed */
+	ck_assert_int_eq(RUN("--manifest", m, "env", "delete", "acme/dev", "--now"), 64);
+	tu_assert_contains(err, "envdb: env delete: not confirmed (stdin is not a terminal): pass "
+				"--yes to delete environment acme/dev and drop its database; "
+				"nothing changed");
+	ck_assert_str_eq(out, "");
+	ck_assert_str_eq(env_status(m, "dev", st, sizeof(st)), "active");
+	ck_assert_uint_eq(count_files(envs, "[.]db"), 2);
+	ck_assert_int_eq(RUN("--manifest", m, "--json", "env", "delete", "acme/dev", "--now"), 64);
+	doc = json_out();
+	ck_assert_int_eq(
+	    json_integer_value(json_object_get(json_object_get(doc, "error"), "status")), 64);
+	json_decref(doc);
+	ck_assert_int_eq(RUN("--manifest", m, "env", "archive", "acme/prod"), 64);
+	tu_assert_contains(err, "pass --yes to archive environment acme/prod, the default of "
+				"organization acme; nothing changed");
+	ck_assert_str_eq(env_status(m, "prod", st, sizeof(st)), "active");
+	ck_assert_int_eq(RUN("--manifest", m, "member", "remove", "acme/dev", "alice"), 64);
+	tu_assert_contains(err, "pass --yes to remove alice, the last owner of environment "
+				"acme/dev");
+	ck_assert_int_eq(RUN("--manifest", m, "member", "list", "acme/dev"), 0);
+	tu_assert_contains(out, "alice");
+	ck_assert_int_eq(RUN("--manifest", m, "check"), 0);
+	/* --yes only goes with --now */
+	ck_assert_int_eq(RUN("--manifest", m, "env", "delete", "acme/dev", "--yes"), 64);
+	tu_assert_contains(err, "--yes goes with --now");
+	ck_assert_str_eq(env_status(m, "dev", st, sizeof(st)), "active");
+
+	/* not destructive enough to ask: a non-default archive, a removal
+	 * that leaves an owner; the archive says how to undo it */
+	ck_assert_int_eq(RUN("--manifest", m, "env", "archive", "acme/dev"), 0);
+	tu_assert_contains(out, "undo: envdb env unarchive acme/dev");
+	ck_assert_int_eq(RUN("--manifest", m, "env", "unarchive", "acme/dev"), 0);
+	ck_assert_int_eq(RUN("--manifest", m, "member", "add", "acme/dev", "carol", "owner"), 0);
+	ck_assert_int_eq(RUN("--manifest", m, "member", "add", "acme/dev", "bob", "reader"), 0);
+	ck_assert_int_eq(RUN("--manifest", m, "member", "remove", "acme/dev", "bob"), 0);
+	ck_assert_int_eq(RUN("--manifest", m, "member", "remove", "acme/dev", "alice"), 0);
+	ck_assert_int_eq(RUN("--manifest", m, "member", "remove", "acme/dev", "carol"), 64);
+	ck_assert_int_eq(RUN("--manifest", m, "member", "remove", "acme/dev", "carol", "--yes"),
+			 0);
+	ck_assert_int_eq(RUN("--manifest", m, "member", "list", "acme/dev"), 0);
+	tu_assert_contains(err, "no members");
+
+	/* a terminal: asked; "n" changes nothing, "y" goes ahead */
+	ck_assert_int_eq(RUN_TTY("n\n", "--manifest", m, "env", "delete", "acme/dev", "--now"), 64);
+	tu_assert_contains(out, "delete environment acme/dev and drop its database? [y/N] ");
+	tu_assert_contains(out, "not confirmed: nothing changed");
+	ck_assert_str_eq(env_status(m, "dev", st, sizeof(st)), "active");
+	ck_assert_uint_eq(count_files(envs, "[.]db"), 2);
+	ck_assert_int_eq(RUN_TTY("\n", "--manifest", m, "env", "archive", "acme/prod"), 64);
+	tu_assert_contains(out, "archive environment acme/prod, the default of organization acme? "
+				"[y/N] ");
+	ck_assert_str_eq(env_status(m, "prod", st, sizeof(st)), "active");
+	ck_assert_int_eq(RUN_TTY("y\n", "--manifest", m, "env", "archive", "acme/prod"), 0);
+	tu_assert_contains(out, "undo: envdb env unarchive acme/prod");
+	ck_assert_str_eq(env_status(m, "prod", st, sizeof(st)), "archived");
+	ck_assert_int_eq(RUN("--manifest", m, "env", "unarchive", "acme/prod"), 0);
+	ck_assert_int_eq(RUN_TTY("yes\n", "--manifest", m, "env", "delete", "acme/dev", "--now"),
+			 0);
+	tu_assert_contains(out, "deleted acme/dev (database dropped)");
+	ck_assert_str_eq(env_status(m, "dev", st, sizeof(st)), "-");
+	ck_assert_uint_eq(count_files(envs, "[.]db"), 1);
+	/* --yes: not asked, even on a terminal */
+	ck_assert_int_eq(RUN_TTY("n\n", "--manifest", m, "env", "delete", "acme/prod", "--now",
+				 "--yes"),
+			 0);
+	ck_assert_ptr_null(strstr(out, "[y/N]"));
+	ck_assert_uint_eq(count_files(envs, "[.]db"), 0);
+	ck_assert_int_eq(RUN("--manifest", m, "check"), 0);
+}
+END_TEST
+
+/* org list / org show: organizations as their environments imply them. */
+START_TEST(org_list_and_show)
+{
+	char m[PATH_MAX];
+	json_t *doc, *orgs, *o;
+
+	acme_site(m, sizeof(m));
+	ck_assert_int_eq(RUN("--manifest", m, "org", "provision", "beta", "--by", "bob"), 0);
+	ck_assert_int_eq(RUN("--manifest", m, "env", "archive", "acme/dev"), 0);
+	ck_assert_int_eq(RUN("--manifest", m, "org", "list"), 0);
+	tu_assert_contains(out, "ORGANIZATION");
+	tu_assert_contains(out, "acme          2     prod     active 1, archived 1\n");
+	tu_assert_contains(out, "beta          1     prod     active 1\n");
+	ck_assert_int_eq(RUN("--manifest", m, "--json", "org", "list"), 0);
+	doc = json_out();
+	orgs = json_object_get(doc, "organizations");
+	ck_assert_uint_eq(json_array_size(orgs), 2);
+	o = json_array_get(orgs, 0);
+	ck_assert_str_eq(json_string_value(json_object_get(o, "id")), "acme");
+	ck_assert_int_eq(json_integer_value(json_object_get(o, "environment_count")), 2);
+	ck_assert_int_eq(
+		json_integer_value(json_object_get(json_object_get(o, "by_status"), "archived")), 1);
+	ck_assert_int_eq(
+		json_integer_value(json_object_get(json_object_get(o, "by_status"), "active")), 1);
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(o, "default_environment"),
+							   "ref")),
+			 "acme/prod");
+	json_decref(doc);
+
+	ck_assert_int_eq(RUN("--manifest", m, "org", "show", "acme"), 0);
+	tu_assert_contains(out, "organization  acme\ndefault       prod\n"
+				"environments  2 (active 1, archived 1)\n");
+	tu_assert_contains(out, "acme/dev     development  archived");
+	tu_assert_contains(out, "acme/prod    production   active    free  local   yes");
+	ck_assert_int_eq(RUN("--manifest", m, "--json", "org", "show", "beta"), 0);
+	doc = json_out();
+	o = json_object_get(doc, "organization");
+	ck_assert_int_eq(json_integer_value(json_object_get(o, "environment_count")), 1);
+	ck_assert_uint_eq(json_array_size(json_object_get(o, "environments")), 1);
+	json_decref(doc);
+	ck_assert_int_eq(RUN("--manifest", m, "org", "show", "gamma"), 65);
+	tu_assert_contains(err, "organization gamma: not found");
+	ck_assert_int_eq(RUN("--manifest", m, "org", "show"), 64);
+}
+END_TEST
+
+/* The README's example on the default (sqlite) deployment: a reader
+ * resolves to a read-only credential, whose URL SQLite opens read-only:
+ * it reads and cannot write.  The owner's URL writes. */
+START_TEST(reader_resolves_on_sqlite)
+{
+	char m[PATH_MAX], url[PATH_MAX + 32], owner_url[PATH_MAX + 32];
+	sqlite3 *db = NULL;
+	json_t *doc;
+
+	acme_site(m, sizeof(m));
+	ck_assert_int_eq(RUN("--manifest", m, "member", "add", "acme/dev", "bob", "reader"), 0);
+	ck_assert_int_eq(RUN("--manifest", m, "resolve", "acme/dev", "--user", "bob"), 0);
+	tu_assert_contains(out, "authorization  read_only");
+	tu_assert_contains(out, "?mode=ro\n");
+	ck_assert_int_eq(RUN("--manifest", m, "--json", "resolve", "acme/dev", "--user", "alice"),
+			 0);
+	doc = json_out();
+	ck_assert_str_eq(json_string_value(json_object_get(doc, "authorization")), "full_access");
+	snprintf(owner_url, sizeof(owner_url), "%s",
+		 json_string_value(json_object_get(doc, "database_url")));
+	json_decref(doc);
+	ck_assert_int_eq(RUN("--manifest", m, "--json", "resolve", "acme/dev", "--user", "bob"), 0);
+	doc = json_out();
+	ck_assert_str_eq(json_string_value(json_object_get(doc, "authorization")), "read_only");
+	ck_assert_str_eq(json_string_value(json_object_get(doc, "role")), "reader");
+	snprintf(url, sizeof(url), "%s", json_string_value(json_object_get(doc, "database_url")));
+	json_decref(doc);
+	ck_assert_ptr_null(strstr(owner_url, "mode=ro"));
+	ck_assert_uint_eq(strlen(url), strlen(owner_url) + strlen("?mode=ro"));
+	ck_assert_int_eq(strncmp(url, owner_url, strlen(owner_url)), 0);
+
+	/* the owner writes, the reader reads and cannot write */
+	ck_assert_int_eq(sqlite3_open_v2(owner_url, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI,
+					 NULL),
+			 SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, "CREATE TABLE t (x); INSERT INTO t VALUES (1)", NULL,
+				      NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	ck_assert_int_eq(sqlite3_open_v2(url, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, NULL),
+			 SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, "SELECT * FROM t", NULL, NULL, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, "INSERT INTO t VALUES (2)", NULL, NULL, NULL),
+			 SQLITE_READONLY);
+	ck_assert_int_eq(sqlite3_exec(db, "CREATE TABLE u (y)", NULL, NULL, NULL),
+			 SQLITE_READONLY);
+	sqlite3_close(db);
+	ck_assert_int_eq(RUN("--manifest", m, "check"), 0);
+	/* a guest too; a member that is no reader still gets full access */
+	ck_assert_int_eq(RUN("--manifest", m, "member", "add", "acme/dev", "gus", "guest"), 0);
+	ck_assert_int_eq(RUN("--manifest", m, "resolve", "acme/dev", "--user", "gus"), 0);
+	tu_assert_contains(out, "authorization  read_only");
+}
+END_TEST
+
+/* Durations on the command line: compound units reach the library as
+ * seconds (the rotating credential's window ends 1h30m from now). */
+/* "2026-12-03T13:55:25Z" (the JSON time convention) as epoch seconds. */
+static time_t iso_time(const char *s)
+{
+	struct tm tm;
+	const char *end;
+
+	memset(&tm, 0, sizeof(tm));
+	ck_assert_ptr_nonnull(s);
+	end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	ck_assert_msg(end != NULL && *end == '\0', "not an ISO 8601 UTC time: %s", s);
+	return timegm(&tm);
+}
+
+START_TEST(durations_compound)
+{
+	char m[PATH_MAX];
+	json_t *doc, *creds;
+	time_t before = time(NULL);
+	size_t i, rotating = 0;
+
+	acme_site(m, sizeof(m));
+	ck_assert_int_eq(RUN("--manifest", m, "cred", "rotate", "acme/dev", "--authorization",
+			     "full_access", "--overlap", "1h30m"),
+			 0);
+	ck_assert_int_eq(RUN("--manifest", m, "--json", "cred", "list", "acme/dev"), 0);
+	doc = json_out();
+	creds = json_object_get(doc, "credentials");
+	for (i = 0; i < json_array_size(creds); i++) {
+		json_t *c = json_array_get(creds, i);
+		json_int_t exp;
+
+		if (strcmp(json_string_value(json_object_get(c, "status")), "rotating") != 0)
+			continue;
+		rotating++;
+		exp = (json_int_t)iso_time(json_string_value(json_object_get(c, "expires_at")));
+		ck_assert_int_ge(exp, (json_int_t)before + 5400);
+		ck_assert_int_le(exp, (json_int_t)time(NULL) + 5400);
+	}
+	ck_assert_uint_eq(rotating, 1);
+	json_decref(doc);
+	ck_assert_int_eq(RUN("--manifest", m, "cred", "mint", "acme/dev", "--authorization",
+			     "read_only", "--expires", "1w"),
+			 65); /* one read_only credential is active already */
 }
 END_TEST
 
@@ -732,6 +1182,9 @@ static Suite *cli_suite(void)
 	tcase_add_test(tc, no_manifest);
 	tcase_add_test(tc, manifest_check);
 	tcase_add_test(tc, crashing_plugin_is_named);
+	tcase_add_test(tc, did_you_mean);
+	tcase_add_test(tc, help_per_command);
+	tcase_add_test(tc, bad_values_and_repeats);
 	suite_add_tcase(s, tc);
 	if (plugins_built()) {
 		e2e = tcase_create("init");
@@ -742,6 +1195,10 @@ static Suite *cli_suite(void)
 		tcase_add_test(e2e, backup_and_restore_commands);
 		tcase_add_test(e2e, init_deployment_id);
 		tcase_add_test(e2e, reconcile_dry_run_exit_status);
+		tcase_add_test(e2e, destructive_commands_confirm);
+		tcase_add_test(e2e, org_list_and_show);
+		tcase_add_test(e2e, reader_resolves_on_sqlite);
+		tcase_add_test(e2e, durations_compound);
 		suite_add_tcase(s, e2e);
 	} else {
 		fprintf(stderr,

@@ -81,8 +81,10 @@ static int envdb_at(long long now, const char *const *args)
 	snprintf(e, sizeof(e), "%s/json.err", T.dir);
 	snprintf(nows, sizeof(nows), "%lld", now);
 	argv[n++] = prog;
-	argv[n++] = "--manifest";
-	argv[n++] = T.manifest;
+	if (strcmp(args[0], "--manifest") != 0) {
+		argv[n++] = "--manifest";
+		argv[n++] = T.manifest;
+	}
 	argv[n++] = "--json";
 	for (i = 0; args[i] != NULL && n < 39; i++)
 		argv[n++] = args[i];
@@ -306,7 +308,7 @@ static void walk_member(const char *k, json_t *v, const char *where)
 	for (i = 0; gone[i] != NULL; i++)
 		ck_assert_msg(strcmp(k, gone[i]) != 0,
 			      "%s: key \"%s\" is not of the vocabulary (see envdb(1))", where, k);
-	if (strcmp(k, "environment") == 0) {
+	if (strcmp(k, "environment") == 0 || ends_with(k, "_environment")) {
 		if (!json_is_null(v)) {
 			exact(v, env_fields, "environment", where);
 			n_envs++;
@@ -495,6 +497,19 @@ START_TEST(every_command)
 	doc = DOC(0, NULL, "env", "list");
 	ck_assert_uint_eq(json_array_size(json_object_get(doc, "environments")), 3);
 	json_decref(doc);
+	doc = DOC(0, NULL, "org", "list");
+	ck_assert_str_eq(json_string_value(json_object_get(
+			     json_object_get(json_array_get(json_object_get(doc, "organizations"), 0),
+					     "default_environment"),
+			     "ref")),
+			 "acme/prod");
+	json_decref(doc);
+	doc = DOC(0, NULL, "org", "show", "acme");
+	ck_assert_uint_eq(
+	    json_array_size(json_object_get(json_object_get(doc, "organization"), "environments")),
+	    3);
+	json_decref(doc);
+	FAILS(65, "not_found", "org", "show", "nobody");
 	OK("env", "list", "acme");
 	OK("env", "list", "nobody");
 	doc = DOC(0, NULL, "env", "show", "acme/dev");
@@ -598,7 +613,8 @@ START_TEST(every_command)
 	json_decref(doc_of("reconcile --apply"));
 	OK("check");
 	OK("check", "--no-decrypt");
-	doc = DOC(0, NULL, "env", "delete", "acme/dev", "--now");
+	FAILS(64, "usage", "env", "delete", "acme/dev", "--now"); /* not confirmed */
+	doc = DOC(0, NULL, "env", "delete", "acme/dev", "--now", "--yes");
 	ck_assert(json_is_null(json_object_get(doc, "environment")));
 	ck_assert_str_eq(str_at(doc, "ref", NULL), "acme/dev");
 	json_decref(doc);

@@ -258,9 +258,10 @@ START_TEST(test_descriptor)
 
 	ck_assert_str_eq(d->name, "sqlite");
 	ck_assert_uint_eq(d->kind, ENVDB_PLUGIN_ADAPTER);
-	/* Honest capabilities: SQLite authenticates nothing. */
+	/* Honest capabilities: SQLite authenticates nothing; a read-only
+	 * credential is a URL SQLite opens read-only (test_read_only_url). */
 	ck_assert(!(caps & ENVDB_ADAPTER_CAP_AUTHENTICATES));
-	ck_assert(!(caps & ENVDB_ADAPTER_CAP_READ_ONLY));
+	ck_assert(caps & ENVDB_ADAPTER_CAP_READ_ONLY);
 	ck_assert(!(caps & ENVDB_ADAPTER_CAP_REVOKE));
 	ck_assert(!(caps & ENVDB_ADAPTER_CAP_EXPIRY));
 	ck_assert(caps & ENVDB_ADAPTER_CAP_PROBE);
@@ -688,10 +689,16 @@ START_TEST(test_mint_and_probe)
 	ck_assert_int_eq(envdbi_adapter_mint(P, &ref, &req, &s2, &h2), ENVDB_OK);
 	ck_assert_str_ne(s1->data, s2->data);
 
-	/* A read-only credential cannot be enforced by SQLite: refused. */
+	/* A read-only credential: a token of its own and the URL query that
+	 * makes SQLite open the file read-only (test_read_only_url). */
 	req.authorization = ENVDB_AUTH_READ_ONLY;
-	ck_assert_int_eq(envdbi_adapter_mint(P, &ref, &req, &ro, &h3), ENVDB_ERR_NOT_SUPPORTED);
-	ck_assert_ptr_null(ro);
+	req.previous_handle = NULL;
+	ck_assert_int_eq(envdbi_adapter_mint(P, &ref, &req, &ro, &h3), ENVDB_OK);
+	ck_assert_uint_eq(ro->len, 43);
+	ck_assert_str_ne(ro->data, s1->data);
+	ck_assert_str_eq(h3, "?mode=ro");
+	envdbi_secret_free(ro);
+	ro = NULL;
 	/* No revoke slot: the host answers "not supported". */
 	ck_assert_int_eq(envdbi_adapter_revoke(P, &ref, ENVDB_AUTH_FULL_ACCESS, h1),
 			 ENVDB_ERR_NOT_SUPPORTED);
@@ -713,6 +720,81 @@ START_TEST(test_mint_and_probe)
 	free(h1);
 	free(h2);
 	free(h3);
+}
+END_TEST
+
+/* What the read-only credential promises, with real SQLite: the URL the
+ * host hands a reader (the database's URL with the credential's handle)
+ * reads, and refuses every write, whether the client opens it asking for
+ * read-write or not; a client that opens it read-only (as a router for
+ * readers does) cannot write through ATTACH either. */
+START_TEST(test_read_only_url)
+{
+	envdb_db_ref ref = ref_of(ENV_A, NAME_A);
+	envdb_mint_request req = {.struct_size = sizeof(envdb_mint_request),
+				  .credential_id = "9b2e6c1a-0d3f-4a5b-8c7d-6e5f4a3b2c1e",
+				  .authorization = ENVDB_AUTH_READ_ONLY};
+	static const char *const writes[] = {
+		"INSERT INTO t VALUES (2)", "CREATE TABLE u (y)", "DROP TABLE t",
+		"DELETE FROM t",	    "PRAGMA user_version = 7",
+	};
+	envdbi_secret *ro = NULL;
+	char *url = NULL, *h = NULL, ro_url[PATH_MAX + 32], attach[PATH_MAX + 64];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	size_t i;
+
+	ck_assert_int_eq(create(ENV_A, &url, NULL), ENVDB_OK);
+	/* the application's data, written with full access */
+	ck_assert_int_eq(sqlite3_open_v2(url, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, NULL),
+			 SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, "CREATE TABLE t (x); INSERT INTO t VALUES (1)", NULL,
+				      NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	db = NULL;
+
+	ck_assert_int_eq(envdbi_adapter_mint(P, &ref, &req, &ro, &h), ENVDB_OK);
+	ck_assert_int_lt(snprintf(ro_url, sizeof(ro_url), "%s%s", url, h), (int)sizeof(ro_url));
+	for (int pass = 0; pass < 2; pass++) {
+		int flags = (pass == 0 ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY) |
+			    SQLITE_OPEN_URI;
+
+		ck_assert_int_eq(sqlite3_open_v2(ro_url, &db, flags, NULL), SQLITE_OK);
+		ck_assert_int_eq(sqlite3_db_readonly(db, "main"), 1);
+		ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM t", -1, &st, NULL),
+				 SQLITE_OK);
+		ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+		ck_assert_int_eq(sqlite3_column_int(st, 0), 1);
+		sqlite3_finalize(st);
+		for (i = 0; i < sizeof(writes) / sizeof(writes[0]); i++)
+			ck_assert_msg(sqlite3_exec(db, writes[i], NULL, NULL, NULL) == SQLITE_READONLY,
+				      "%s through %s (pass %d): %s", writes[i], ro_url, pass,
+				      sqlite3_errmsg(db));
+		if (pass == 1) {
+			/* opened read-only: an ATTACH of the file is read-only too */
+			snprintf(attach, sizeof(attach), "ATTACH '%s' AS w", url);
+			ck_assert_int_eq(sqlite3_exec(db, attach, NULL, NULL, NULL), SQLITE_OK);
+			ck_assert_int_eq(sqlite3_exec(db, "INSERT INTO w.t VALUES (3)", NULL, NULL,
+						      NULL),
+					 SQLITE_READONLY);
+		}
+		sqlite3_close(db);
+		db = NULL;
+	}
+	/* nothing was written */
+	ck_assert_int_eq(sqlite3_open_v2(url, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL),
+			 SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT count(*), sum(x) FROM t", -1, &st, NULL),
+			 SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	ck_assert_int_eq(sqlite3_column_int(st, 0), 1);
+	ck_assert_int_eq(sqlite3_column_int(st, 1), 1);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	envdbi_secret_free(ro);
+	free(h);
+	free(url);
 }
 END_TEST
 
@@ -1069,6 +1151,7 @@ static Suite *sqlite_suite(void)
 	tcase_add_test(tc, test_trash);
 	tcase_add_test(tc, test_list);
 	tcase_add_test(tc, test_mint_and_probe);
+	tcase_add_test(tc, test_read_only_url);
 	tcase_add_test(tc, test_adopted);
 	tcase_add_test(tc, test_config);
 	tcase_add_test(tc, test_create_full_disk);

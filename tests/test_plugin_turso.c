@@ -1634,7 +1634,7 @@ START_TEST(cli_provision_resolve)
 	free(err);
 
 	/* delete drops the Turso database */
-	rc = ENVDB(&out, &err, "env", "delete", "acme/dev", "--now");
+	rc = ENVDB(&out, &err, "env", "delete", "acme/dev", "--now", "--yes");
 	ck_assert_msg(rc == 0, "env delete: %d: %s", rc, err);
 	free(out);
 	free(err);

@@ -304,7 +304,7 @@ START_TEST(test_provision_resolve_psql)
 	json_decref(doc);
 
 	/* Delete now: the database and every role are gone from the server. */
-	ck_assert_int_eq(envdb(out, "env", "delete", "acme/dev", "--now", NULL), 0);
+	ck_assert_int_eq(envdb(out, "env", "delete", "acme/dev", "--now", "--yes", NULL), 0);
 	ck_assert_int_eq(server_objects(), 0);
 	ck_assert_int_ne(psql(owner.url, owner.handle, owner.secret, "SELECT 1"), 0);
 }
@@ -345,7 +345,7 @@ START_TEST(test_rotate_complete)
 	ck_assert_int_ne(psql(before.url, before.handle, before.secret, "SELECT 1"), 0);
 	ck_assert_int_eq(psql(after.url, after.handle, after.secret, "SELECT count(*) FROM t"), 0);
 
-	ck_assert_int_eq(envdb(out, "env", "delete", "acme/stage", "--now", NULL), 0);
+	ck_assert_int_eq(envdb(out, "env", "delete", "acme/stage", "--now", "--yes", NULL), 0);
 	ck_assert_int_eq(server_objects(), 0);
 }
 END_TEST
@@ -415,7 +415,7 @@ START_TEST(test_archive_locks_out)
 	ck_assert_int_ne(psql(owner.url, owner.handle, owner.secret, "SELECT 1"), 0);
 	ck_assert_int_ne(psql(reader.url, reader.handle, reader.secret, "SELECT 1"), 0);
 	ck_assert_int_ne(envdb(out, "env", "unarchive", "acme/arch", NULL), 0);
-	ck_assert_int_eq(envdb(out, "env", "delete", "acme/arch", "--now", NULL), 0);
+	ck_assert_int_eq(envdb(out, "env", "delete", "acme/arch", "--now", "--yes", NULL), 0);
 	ck_assert_int_eq(server_objects(), 0);
 }
 END_TEST
@@ -442,7 +442,7 @@ START_TEST(test_overlap_window_enforced_by_server)
 		sleep(1);
 	ck_assert_int_ne(psql(during.url, before.handle, before.secret, "SELECT 1"), 0);
 	ck_assert_int_eq(psql(during.url, during.handle, during.secret, "SELECT 1"), 0);
-	ck_assert_int_eq(envdb(out, "env", "delete", "acme/win", "--now", NULL), 0);
+	ck_assert_int_eq(envdb(out, "env", "delete", "acme/win", "--now", "--yes", NULL), 0);
 }
 END_TEST
 
@@ -484,7 +484,7 @@ START_TEST(test_mint_after_revoke)
 			 65);
 	ck_assert_int_eq(envdb(out, "cred", "mint", "acme/ro", NULL), 64);
 	ck_assert_int_eq(envdb(out, "check", NULL), 0);
-	ck_assert_int_eq(envdb(out, "env", "delete", "acme/ro", "--now", NULL), 0);
+	ck_assert_int_eq(envdb(out, "env", "delete", "acme/ro", "--now", "--yes", NULL), 0);
 }
 END_TEST
 
@@ -507,7 +507,7 @@ START_TEST(test_rotate_twice)
 	ck_assert_int_ne(psql(first.url, first.handle, first.secret, "SELECT 1"), 0);
 	ck_assert_int_eq(psql(second.url, second.handle, second.secret, "SELECT 1"), 0);
 	ck_assert_int_eq(psql(third.url, third.handle, third.secret, "SELECT 1"), 0);
-	ck_assert_int_eq(envdb(out, "env", "delete", "acme/twice", "--now", NULL), 0);
+	ck_assert_int_eq(envdb(out, "env", "delete", "acme/twice", "--now", "--yes", NULL), 0);
 }
 END_TEST
 
@@ -602,16 +602,16 @@ START_TEST(test_two_deployments_one_server)
 	}
 	/* Each deletes its own; the other's stay. */
 	snprintf(manifest, sizeof(manifest), "%s", man_a);
-	ck_assert_int_eq(envdb(out, "env", "delete", "acme/dev", "--now", NULL), 0);
-	ck_assert_int_eq(envdb(out, "env", "delete", "acme/prod", "--now", NULL), 0);
+	ck_assert_int_eq(envdb(out, "env", "delete", "acme/dev", "--now", "--yes", NULL), 0);
+	ck_assert_int_eq(envdb(out, "env", "delete", "acme/prod", "--now", "--yes", NULL), 0);
 	ck_assert_int_eq(envdb_databases(), 2);
 	snprintf(manifest, sizeof(manifest), "%s", man_b);
 	ck_assert_int_eq(envdb(out, "reconcile", "--apply", NULL), 0);
 	ck_assert_uint_eq(reconcile_items(out, NULL), 0);
 	resolve(&r, "beta/dev", "bob");
 	ck_assert_int_eq(psql(r.url, r.handle, r.secret, "SELECT x FROM kept"), 0);
-	ck_assert_int_eq(envdb(out, "env", "delete", "beta/dev", "--now", NULL), 0);
-	ck_assert_int_eq(envdb(out, "env", "delete", "beta/prod", "--now", NULL), 0);
+	ck_assert_int_eq(envdb(out, "env", "delete", "beta/dev", "--now", "--yes", NULL), 0);
+	ck_assert_int_eq(envdb(out, "env", "delete", "beta/prod", "--now", "--yes", NULL), 0);
 	ck_assert_int_eq(envdb_databases(), 0);
 	nftw(dir_a, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	nftw(dir_b, rm_entry, 16, FTW_DEPTH | FTW_PHYS);

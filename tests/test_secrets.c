@@ -282,7 +282,7 @@ START_TEST(test_no_secret_anywhere)
 	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "prod", NULL), ENVDB_OK);
 	envdb_close(ctx);
 	harvest_all();
-	CLI(0, "env", "delete", "acme/dev", "--now");
+	CLI(0, "env", "delete", "acme/dev", "--now", "--yes");
 	fflush(stderr);
 
 	fprintf(stderr, "recorded %zu secrets\n", n_secrets);

@@ -270,7 +270,7 @@ static void slot_args(slot *s, unsigned *seed)
 		A("reconcile"), A("--apply");
 		break;
 	case OP_ARCHIVE:
-		A("env"), A("archive"), A(ref);
+		A("env"), A("archive"), A(ref), A("--yes");
 		break;
 	case OP_UNARCHIVE:
 		A("env"), A("unarchive"), A(ref);
@@ -279,7 +279,7 @@ static void slot_args(slot *s, unsigned *seed)
 		A("env"), A("delete"), A(ref);
 		break;
 	case OP_DELETE_NOW:
-		A("env"), A("delete"), A(ref), A("--now");
+		A("env"), A("delete"), A(ref), A("--now"), A("--yes");
 		break;
 	default:
 		break;

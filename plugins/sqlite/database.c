@@ -28,6 +28,10 @@
 
 /* Bytes of randomness in a minted token (base64url without padding: 43). */
 #define SQLA_TOKEN_BYTES 32
+/* The handle of a read-only credential: the URL query with which SQLite
+ * opens the database read-only (the host appends it to the URL it hands
+ * out).  Full-access credentials have the empty handle. */
+#define SQLA_READ_ONLY_HANDLE "?mode=ro"
 
 #ifdef SQLITE_OPEN_EXRESCODE
 #define SQLA_OPEN_FLAGS (SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_EXRESCODE)
@@ -500,14 +504,8 @@ int sqla_mint(void *instance, const envdb_db_ref *db, const envdb_mint_request *
 				    t.label);
 		goto out;
 	}
-	if (req->authorization == ENVDB_AUTH_READ_ONLY) {
-		rc = a->host->error(a->host->ctx, ENVDB_ERR_NOT_SUPPORTED, NULL,
-				    "mint credential for database %s: sqlite cannot enforce a "
-				    "read-only credential",
-				    t.label);
-		goto out;
-	}
-	if (req->authorization != ENVDB_AUTH_FULL_ACCESS) {
+	if (req->authorization != ENVDB_AUTH_FULL_ACCESS &&
+	    req->authorization != ENVDB_AUTH_READ_ONLY) {
 		rc = a->host->error(a->host->ctx, ENVDB_ERR_INVALID, NULL,
 				    "mint credential for database %s: unknown authorization %u",
 				    t.label, (unsigned)req->authorization);
@@ -526,7 +524,7 @@ int sqla_mint(void *instance, const envdb_db_ref *db, const envdb_mint_request *
 	secret->len = token_len;
 	handle->len = 0;
 	if (secret->data == NULL || secret->cap <= token_len || handle->data == NULL ||
-	    handle->cap < 1) {
+	    handle->cap < sizeof(SQLA_READ_ONLY_HANDLE)) {
 		rc = a->host->error(a->host->ctx, ENVDB_ERR_BUFFER_TOO_SMALL, NULL,
 				    "mint credential for database %s: output buffer too small",
 				    t.label);
@@ -544,8 +542,15 @@ int sqla_mint(void *instance, const envdb_db_ref *db, const envdb_mint_request *
 	sodium_bin2base64(secret->data, secret->cap, raw, SQLA_TOKEN_BYTES,
 			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	a->host->secure_free(a->host->ctx, raw);
-	/* SQLite knows nothing of the token, so there is nothing to name. */
-	handle->data[0] = '\0';
+	/* SQLite knows nothing of the token, so there is nothing to name; a
+	 * read-only credential is the URL query that makes SQLite open the
+	 * file read-only (the host hands out the URL with it: ABI.md, mint). */
+	if (req->authorization == ENVDB_AUTH_READ_ONLY) {
+		memcpy(handle->data, SQLA_READ_ONLY_HANDLE, sizeof(SQLA_READ_ONLY_HANDLE));
+		handle->len = sizeof(SQLA_READ_ONLY_HANDLE) - 1;
+	} else {
+		handle->data[0] = '\0';
+	}
 	rc = ENVDB_OK;
 out:
 	sqla_target_close(&t);

@@ -276,12 +276,15 @@ fail:
 
 static const envdb_adapter_ops sqla_ops = {
 	.struct_size = sizeof(envdb_adapter_ops),
-	/* No AUTHENTICATES, READ_ONLY, REVOKE or EXPIRY: SQLite has no
-	 * authentication, so none of them could be honoured (see README.md).
+	/* No AUTHENTICATES, REVOKE or EXPIRY: SQLite has no authentication,
+	 * so none of them could be honoured (see README.md).  READ_ONLY: the
+	 * read-only credential is the URL query "?mode=ro" (its handle), with
+	 * which SQLite itself refuses every write on the connection.
 	 * ROTATE_OVERLAP holds trivially: a previous token keeps "working"
 	 * because no token is ever checked. */
-	.capabilities = ENVDB_ADAPTER_CAP_ROTATE_OVERLAP | ENVDB_ADAPTER_CAP_PROBE |
-			ENVDB_ADAPTER_CAP_LIST | ENVDB_ADAPTER_CAP_DEPLOYMENT,
+	.capabilities = ENVDB_ADAPTER_CAP_READ_ONLY | ENVDB_ADAPTER_CAP_ROTATE_OVERLAP |
+			ENVDB_ADAPTER_CAP_PROBE | ENVDB_ADAPTER_CAP_LIST |
+			ENVDB_ADAPTER_CAP_DEPLOYMENT,
 	.database_name = sqla_database_name,
 	.create = sqla_create,
 	.drop = sqla_drop,

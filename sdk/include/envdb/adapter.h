@@ -160,7 +160,9 @@ typedef int (*envdb_adapter_drop_fn)(void *instance, const envdb_db_ref *db);
 /** Required.  Mint a credential.  The secret goes into *secret (a buffer in
  * host secure memory); a non-secret identifier of the credential (a role
  * name, a token id, or "" when there is none) into *handle, which the host
- * stores and passes back to revoke() and as previous_handle.  A rotation
+ * stores and passes back to revoke() and as previous_handle; a handle
+ * beginning with '?' is a URL query that is part of the credential (sqlite:
+ * "?mode=ro"), appended to the database URL resolve hands out.  A rotation
  * (previous_handle set) mints a new secret, never the previous one.  A
  * database that does not exist is ENVDB_ERR_NOT_FOUND.  Without
  * ENVDB_ADAPTER_CAP_READ_ONLY a read-only request is answered with
