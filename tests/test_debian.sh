@@ -13,15 +13,18 @@
 #     skips it);
 #  3. lintian on the result: no error and no warning (overrides are in
 #     debian/*.lintian-overrides, with their reasons);
-#  4. a clean root: the five packages unpacked with dpkg -x, plus exactly the
+#  4. a clean root: the six packages unpacked with dpkg -x, plus exactly the
 #     Debian packages their Depends name, recursively, copied from this
 #     system's installed files (dpkg -L) -- nothing else, no build tree;
 #  5. in that root (chroot, empty environment): envdb --version, the
 #     installed plugin directory, `envdb init` of the packaged system-wide
 #     manifest and of a new directory, org provision, env provision, member
 #     add, resolve (the secret revealed), check, the postgres and turso
-#     plugins loaded from their packages, `man envdb` documenting every
-#     command of `envdb --help`, and the installed bash completion.
+#     plugins loaded from their packages, envdb-conformance (envdb-sdk) on
+#     the sqlite adapter, `man envdb` documenting every command of
+#     `envdb --help`, and the installed bash completion; after the build:
+#     envdb-sdk holds the SDK, libenvdb0's symbols file lists exactly what
+#     the library exports.
 # Needs root (dpkg-buildpackage's build dependencies installed: .ci/deps).
 # Prints one line per check and "N passed, N failed".
 set -u
@@ -70,7 +73,7 @@ srcdir=$work/pkg/envdb-$version
 (cd "$top" && tar -cf - --exclude=debian/tmp --exclude=debian/.debhelper \
 	--exclude='debian/*.substvars' --exclude='debian/*.log' --exclude=debian/files \
 	--exclude=debian/debhelper-build-stamp --exclude=debian/envdb \
-	--exclude=debian/libenvdb0 --exclude=debian/libenvdb-dev \
+	--exclude=debian/libenvdb0 --exclude=debian/libenvdb-dev --exclude=debian/envdb-sdk \
 	--exclude=debian/envdb-plugin-postgres --exclude=debian/envdb-plugin-turso \
 	--exclude=debian/build debian) | tar -C "$srcdir" -xf - ||
 	die "copying debian/"
@@ -85,7 +88,7 @@ changes=$work/pkg/envdb_${version}-1_$arch.changes
 [ -f "$changes" ] || die "no $changes"
 ok "dpkg-buildpackage -us -uc -b (DEB_BUILD_OPTIONS=$opts)"
 debs=""
-for p in libenvdb0 libenvdb-dev envdb envdb-plugin-postgres envdb-plugin-turso; do
+for p in libenvdb0 libenvdb-dev envdb-sdk envdb envdb-plugin-postgres envdb-plugin-turso; do
 	d=$work/pkg/${p}_${version}-1_$arch.deb
 	if [ -f "$d" ]; then
 		debs="$debs $d"
@@ -98,6 +101,39 @@ for d in $debs; do
 	echo "# $(basename "$d"):"
 	dpkg-deb -c "$d" | awk '{ print "#   " $1 " " $6 ($7 ? " " $7 " " $8 : "") }'
 done
+# The SDK in its own package: the conformance kit and the template there,
+# not in libenvdb-dev.
+sdk=$work/pkg/envdb-sdk_${version}-1_$arch.deb
+dev=$work/pkg/libenvdb-dev_${version}-1_$arch.deb
+if [ -f "$sdk" ] && dpkg-deb -c "$sdk" | grep -q ' \./usr/bin/envdb-conformance$' &&
+	dpkg-deb -c "$sdk" | grep -q ' \./usr/share/envdb/template/' &&
+	dpkg-deb -c "$sdk" | grep -q ' \./usr/share/man/man1/envdb-conformance\.1\.gz$' &&
+	! dpkg-deb -c "$dev" | grep -q 'envdb-conformance\|/template/'; then
+	ok "envdb-sdk holds envdb-conformance, its man page and the template; libenvdb-dev does not"
+else
+	nok "envdb-conformance or the template is not (only) in envdb-sdk"
+fi
+# libenvdb0 carries a symbols file that lists exactly what the library
+# exports (debian/libenvdb0.symbols).
+lib0=$work/pkg/libenvdb0_${version}-1_$arch.deb
+mkdir -p "$work/lib0" && dpkg-deb -e "$lib0" "$work/lib0/DEBIAN" && dpkg-deb -x "$lib0" "$work/lib0"
+if [ -f "$work/lib0/DEBIAN/symbols" ]; then
+	sed -n 's/^ \([^@ ]*\)@Base .*/\1/p' "$work/lib0/DEBIAN/symbols" | sort >"$work/symbols.listed"
+	nm -D --defined-only "$(ls "$work"/lib0/usr/lib/*/libenvdb.so.0.* | head -1)" |
+		awk '{ print $3 }' | sort >"$work/symbols.exported"
+	if cmp -s "$work/symbols.listed" "$work/symbols.exported"; then
+		ok "libenvdb0: symbols file lists the $(wc -l <"$work/symbols.listed") exported symbols"
+	else
+		nok "libenvdb0: symbols file and exports differ: $(diff "$work/symbols.listed" "$work/symbols.exported" | grep '^[<>]' | tr '\n' ' ')"
+	fi
+	dep=$(dpkg-deb -f "$work/pkg/envdb_${version}-1_$arch.deb" Depends)
+	case $dep in
+	*"libenvdb0 (>= "*) ok "envdb depends on libenvdb0 through the symbols file: $dep" ;;
+	*) nok "envdb's Depends has no versioned libenvdb0: $dep" ;;
+	esac
+else
+	nok "libenvdb0 has no symbols control file"
+fi
 
 # ---- 2b. reproducible ------------------------------------------------------
 if [ "${ENVDB_DEBTEST_REPRO:-1}" = 1 ]; then
@@ -108,7 +144,7 @@ if [ "${ENVDB_DEBTEST_REPRO:-1}" = 1 ]; then
 		rm -rf "$other/envdb-$version/debian/tmp" "$other/envdb-$version/debian/.debhelper" \
 			"$other/envdb-$version/debian/files" "$other/envdb-$version/debian/debhelper-build-stamp" \
 			"$other/envdb-$version"/debian/*.substvars "$other/envdb-$version"/debian/*.debhelper* &&
-		for p in build libenvdb0 libenvdb-dev envdb envdb-plugin-postgres envdb-plugin-turso; do
+		for p in build libenvdb0 libenvdb-dev envdb-sdk envdb envdb-plugin-postgres envdb-plugin-turso; do
 			rm -rf "$other/envdb-$version/debian/$p"
 		done
 	if (cd "$other/envdb-$version" && umask 002 && DEB_BUILD_OPTIONS="nocheck $opts" \
@@ -197,7 +233,7 @@ for p in $closure; do
 	done
 done | sort -u | tar -C / -cf - --no-recursion -T - 2>/dev/null |
 	tar -C "$root" --keep-directory-symlink -xf - || die "copying the dependencies into $root"
-ok "clean root: our 5 packages + $(echo $closure | wc -w) Debian packages ($(echo $closure))"
+ok "clean root: our $(echo $debs | wc -w) packages + $(echo $closure | wc -w) Debian packages ($(echo $closure))"
 mknod -m 666 "$root/dev/null" c 1 3 2>/dev/null
 mknod -m 444 "$root/dev/urandom" c 1 9 2>/dev/null
 
@@ -270,6 +306,11 @@ check "org provision + resolve on /srv/deploy" inroot /usr/bin/envdb --manifest 
 	org provision beta --by carol
 check "resolve beta/prod on /srv/deploy" inroot /usr/bin/envdb --manifest /srv/deploy/envdb.yaml \
 	resolve beta/prod --user carol
+# envdb-sdk: the installed conformance kit on the installed sqlite adapter.
+mkdir -p "$root/srv/conformance"
+check "envdb-conformance on the installed sqlite adapter (envdb-sdk)" \
+	inroot /usr/bin/envdb-conformance --plugin-path "$plugindir/sqlite.so" --kind adapter \
+	--config base_dir=/srv/conformance
 
 # The plugin packages: loaded and initialised from the installed directory
 # (neither connects at init; the secrets come from the environment).
