@@ -670,6 +670,9 @@ static int print_creds(envdb_cli *cli, envdb_ctx *ctx, const envdb_cli_env_ref *
 		json_object_set_new(doc, "credentials", arr);
 		envdb_environment_free(env);
 		rc = envdb_cli_json_print(cli, doc);
+	} else if (cli->quiet && what != NULL) {
+		json_decref(extra); /* an action: nothing on success */
+		rc = EX_OK;
 	} else {
 		envdb_cli_table *t = envdb_cli_cred_table();
 
@@ -844,6 +847,8 @@ int envdb_cli_cred_mint(envdb_cli *cli, int argc, char **argv)
 	rc = envdb_cred_mint(id, ctx, ref.org, ref.slug, auth, lifetime);
 	if (rc != ENVDB_OK) {
 		rc = envdb_cli_fail(cli, rc);
+	} else if (envdb_cli_quiet_id(cli, id)) {
+		rc = EX_OK; /* --quiet: the id of what was minted */
 	} else {
 		snprintf(msg, sizeof(msg), "minted %s credential %s for %s/%s", auth, id, ref.org,
 			 ref.slug);

@@ -730,6 +730,26 @@ START_TEST(tsv_quiet_and_short_json)
 	}
 	ck_assert_int_eq(pclose(p), 0);
 	ck_assert_uint_eq(n, 1);
+	/* an action prints nothing with --quiet; a mint its id */
+	snprintf(cmd, sizeof(cmd), "'%s' --manifest '%s' -q cred rotate acme/dev 2>/dev/null", prog,
+		 T.manifest);
+	p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	ck_assert_ptr_null(fgets(line, sizeof(line), p));
+	ck_assert_int_eq(pclose(p), 0);
+	snprintf(cmd, sizeof(cmd), "'%s' --manifest '%s' -q cred complete acme/dev 2>/dev/null",
+		 prog, T.manifest);
+	ck_assert_int_eq(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "'%s' --manifest '%s' -q cred list acme/dev", prog, T.manifest);
+	p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	n = 0;
+	while (fgets(line, sizeof(line), p) != NULL) {
+		ck_assert_uint_eq(strlen(line), 37); /* a UUID and its newline */
+		n++;
+	}
+	ck_assert_int_eq(pclose(p), 0);
+	ck_assert_uint_ge(n, 2);
 	/* -j */
 	snprintf(cmd, sizeof(cmd), "'%s' --manifest '%s' -j env list > '%s/j.out'", prog,
 		 T.manifest, T.dir);
