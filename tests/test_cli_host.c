@@ -1148,6 +1148,25 @@ START_TEST(durations_compound)
 }
 END_TEST
 
+/* key rewrap shows its progress on a terminal (the helper migrate uses),
+ * and nothing of it otherwise. */
+START_TEST(rewrap_progress_on_a_terminal)
+{
+	char m[PATH_MAX];
+
+	acme_site(m, sizeof(m)); /* 2 environments, 2 credentials each */
+	ck_assert_int_eq(RUN("--manifest", m, "key", "rotate"), 0);
+	ck_assert_int_eq(RUN("--manifest", m, "key", "rewrap", "--dry-run"), 0);
+	ck_assert_ptr_null(strstr(err, "ETA"));
+	tu_assert_contains(out, "4 credentials, 0 already under the current key, 4 would be");
+	ck_assert_int_eq(RUN_TTY("", "--manifest", m, "key", "rewrap"), 0);
+	tu_assert_contains(out, "rewrap: 4/4 credentials (100%), ");
+	tu_assert_contains(out, " credential/s, ETA 0s");
+	tu_assert_contains(out, "4 credentials, 0 already under the current key, 4 rewrapped");
+	ck_assert_int_eq(RUN("--manifest", m, "check"), 0);
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
 	Suite *s = suite_create("cli_host");
@@ -1179,6 +1198,7 @@ static Suite *cli_suite(void)
 		tcase_add_test(e2e, org_list_and_show);
 		tcase_add_test(e2e, reader_resolves_on_sqlite);
 		tcase_add_test(e2e, durations_compound);
+		tcase_add_test(e2e, rewrap_progress_on_a_terminal);
 		suite_add_tcase(s, e2e);
 	} else {
 		fprintf(stderr,
