@@ -103,7 +103,7 @@ static const envdb_cli_command commands[] = {
 	 "stdin is not a terminal)"},
 	{"env", "unarchive", envdb_cli_env_unarchive, "ORG/SLUG",
 	 "make an archived environment active again (its credentials work again)", NULL},
-	{"env", "delete", envdb_cli_env_delete, "ORG/SLUG [--now [--yes]]",
+	{"env", "delete", envdb_cli_env_delete, "ORG/SLUG [--now] [--yes]",
 	 "delete an environment: its database is dropped after the grace period (or --now, "
 	 "which asks first)",
 	 "--now\tdrop the database at once instead of after the grace period (cannot be undone)\n"
