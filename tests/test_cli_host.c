@@ -833,6 +833,8 @@ START_TEST(help_per_command)
 	tu_assert_contains(out, "env provision ORG SLUG");
 	tu_assert_contains(out, "env delete ORG/SLUG");
 	ck_assert_int_eq(RUN("help", "nosuch"), 64);
+	ck_assert_int_eq(RUN("help", "env", "provison"), 64);
+	tu_assert_contains(err, "env: unknown subcommand 'provison' (did you mean 'env provision'?)");
 	ck_assert_int_eq(RUN("--json", "help", "env", "provision"), 0);
 	doc = json_out();
 	ck_assert_str_eq(json_string_value(json_object_get(doc, "subcommand")), "provision");
@@ -873,7 +875,7 @@ START_TEST(bad_values_and_repeats)
 	ck_assert_int_eq(RUN("env", "provision", "acme", "dev", "--type", "test", "--storage-mb",
 			     "lots"),
 			 64);
-	tu_assert_contains(err, "option --storage-mb: 'lots' is not an integer");
+	tu_assert_contains(err, "--storage-mb: 'lots': not an integer");
 	/* a flag may repeat */
 	ck_assert_int_eq(RUN("check", "--no-decrypt", "--no-decrypt"), 78);
 	tu_assert_contains(err, "no manifest");
