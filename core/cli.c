@@ -104,7 +104,7 @@ static const envdb_cli_command commands[] = {
 	 "stdin is not a terminal)"},
 	{"env", "unarchive", envdb_cli_env_unarchive, "ORG/SLUG",
 	 "make an archived environment active again (its credentials work again)", NULL},
-	{"env", "delete", envdb_cli_env_delete, "ORG/SLUG [--now [--yes]]",
+	{"env", "delete", envdb_cli_env_delete, "ORG/SLUG [--now] [--yes]",
 	 "delete an environment: its database is dropped after the grace period (or --now, "
 	 "which asks first)",
 	 "--now\tdrop the database at once instead of after the grace period (cannot be undone)\n"
@@ -490,8 +490,7 @@ int envdb_cli_parse(envdb_cli *cli, int argc, char **argv, const envdb_cli_opt *
 				errno = 0;
 				v = strtoll(value, &end, 10);
 				if (errno != 0 || end == value || *end != '\0')
-					return envdb_cli_usage(cli,
-							       "option --%s: '%s' is not an integer",
+					return envdb_cli_usage(cli, "--%s: '%s': not an integer",
 							       o->name, CLI_Q(value));
 				*(int64_t *)o->out = v;
 			} else if (o->type == ENVDB_CLI_DURATION) {
@@ -784,6 +783,20 @@ static int print_help(envdb_cli *cli, const char *only, const char *only_sub)
 	}
 	if (shown == 0)
 		return unknown_command(cli, only);
+	if (only_sub != NULL) {
+		const char *names[N_COMMANDS + 1], *hint;
+		size_t k = 0;
+
+		for (i = 0; i < N_COMMANDS; i++)
+			if (strcmp(commands[i].name, only) == 0 && commands[i].sub)
+				names[k++] = commands[i].sub;
+		names[k] = NULL;
+		hint = nearest(names, only_sub, strlen(only_sub));
+		if (hint != NULL)
+			return envdb_cli_usage(cli, "%s: unknown subcommand '%s' (did you mean '%s %s'?)",
+					       only, CLI_Q(only_sub), only, hint);
+		return envdb_cli_usage(cli, "%s: unknown subcommand '%s'", only, CLI_Q(only_sub));
+	}
 	if (cli->json) {
 		json_t *list = json_array();
 		for (i = 0; i < N_COMMANDS; i++) {
@@ -977,7 +990,8 @@ int main(int argc, char **argv)
 	if (!known)
 		return unknown_command(&cli, args[0]);
 	if (help)
-		return print_help(&cli, args[0], row != NULL ? row->sub : NULL);
+		return print_help(&cli, args[0],
+				  row != NULL ? row->sub : n > 1 && args[1][0] != '-' ? args[1] : NULL);
 	if (row == NULL) {
 		char subs[512];
 		size_t used = 0;

@@ -1232,6 +1232,13 @@ out:
 	return rc;
 }
 
+static void on_rewrap_progress(void *cb_ctx, size_t done, size_t total)
+{
+	envdb_cli_progress *p = cb_ctx;
+
+	envdb_cli_progress_update(p, "rewrap", done, total, "credentials", "credential", NULL, -1);
+}
+
 int envdb_cli_key_rewrap(envdb_cli *cli, int argc, char **argv)
 {
 	bool dry = false;
@@ -1240,6 +1247,7 @@ int envdb_cli_key_rewrap(envdb_cli *cli, int argc, char **argv)
 		{NULL, 0, NULL},
 	};
 	envdb_rewrap_report rep = ENVDB_REWRAP_REPORT_INIT;
+	envdb_cli_progress prog;
 	envdb_cli_args pos;
 	envdb_ctx *ctx = NULL;
 	int rc, ex;
@@ -1248,7 +1256,10 @@ int envdb_cli_key_rewrap(envdb_cli *cli, int argc, char **argv)
 		return rc;
 	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
 		return rc;
-	rc = envdb_key_rewrap(&rep, ctx, dry ? ENVDB_REWRAP_DRY_RUN : 0);
+	envdb_cli_progress_begin(&prog);
+	rc = envdb_key_rewrap_progress(&rep, ctx, dry ? ENVDB_REWRAP_DRY_RUN : 0,
+				       prog.enabled ? on_rewrap_progress : NULL, &prog);
+	envdb_cli_progress_end(&prog);
 	if (cli->json && (rc == ENVDB_OK || rep.total > 0)) {
 		json_t *doc = json_pack("{s:b, s:I, s:I, s:I, s:I}", "dry_run", dry, "total",
 					(json_int_t)rep.total, "already_current",

@@ -857,6 +857,12 @@ static bool cred_gone(envdb_ctx *ctx, const char *id)
 
 int envdb_key_rewrap(envdb_rewrap_report *report, envdb_ctx *ctx, unsigned flags)
 {
+	return envdb_key_rewrap_progress(report, ctx, flags, NULL, NULL);
+}
+
+int envdb_key_rewrap_progress(envdb_rewrap_report *report, envdb_ctx *ctx, unsigned flags,
+			      envdb_rewrap_progress_fn progress, void *progress_ctx)
+{
 	envdb_credential **v = NULL;
 	envdbi_plugin *enc;
 	char *current = NULL, *first_msg = NULL;
@@ -930,6 +936,8 @@ int envdb_key_rewrap(envdb_rewrap_report *report, envdb_ctx *ctx, unsigned flags
 		free(key);
 		free(ct);
 		free(key_id);
+		if (progress != NULL)
+			progress(progress_ctx, i + 1, n);
 	}
 	rc = first_rc;
 	if (rc != ENVDB_OK)

@@ -838,6 +838,8 @@ START_TEST(help_per_command)
 	tu_assert_contains(out, "env provision ORG SLUG");
 	tu_assert_contains(out, "env delete ORG/SLUG");
 	ck_assert_int_eq(RUN("help", "nosuch"), 64);
+	ck_assert_int_eq(RUN("help", "env", "provison"), 64);
+	tu_assert_contains(err, "env: unknown subcommand 'provison' (did you mean 'env provision'?)");
 	ck_assert_int_eq(RUN("--json", "help", "env", "provision"), 0);
 	doc = json_out();
 	ck_assert_str_eq(json_string_value(json_object_get(doc, "subcommand")), "provision");
@@ -878,7 +880,7 @@ START_TEST(bad_values_and_repeats)
 	ck_assert_int_eq(RUN("env", "provision", "acme", "dev", "--type", "test", "--storage-mb",
 			     "lots"),
 			 64);
-	tu_assert_contains(err, "option --storage-mb: 'lots' is not an integer");
+	tu_assert_contains(err, "--storage-mb: 'lots': not an integer");
 	/* a flag may repeat */
 	ck_assert_int_eq(RUN("check", "--no-decrypt", "--no-decrypt"), 78);
 	tu_assert_contains(err, "no manifest");
@@ -1168,6 +1170,25 @@ START_TEST(durations_compound)
 }
 END_TEST
 
+/* key rewrap shows its progress on a terminal (the helper migrate uses),
+ * and nothing of it otherwise. */
+START_TEST(rewrap_progress_on_a_terminal)
+{
+	char m[PATH_MAX];
+
+	acme_site(m, sizeof(m)); /* 2 environments, 2 credentials each */
+	ck_assert_int_eq(RUN("--manifest", m, "key", "rotate"), 0);
+	ck_assert_int_eq(RUN("--manifest", m, "key", "rewrap", "--dry-run"), 0);
+	ck_assert_ptr_null(strstr(err, "ETA"));
+	tu_assert_contains(out, "4 credentials, 0 already under the current key, 4 would be");
+	ck_assert_int_eq(RUN_TTY("", "--manifest", m, "key", "rewrap"), 0);
+	tu_assert_contains(out, "rewrap: 4/4 credentials (100%), ");
+	tu_assert_contains(out, " credential/s, ETA 0s");
+	tu_assert_contains(out, "4 credentials, 0 already under the current key, 4 rewrapped");
+	ck_assert_int_eq(RUN("--manifest", m, "check"), 0);
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
 	Suite *s = suite_create("cli_host");
@@ -1199,6 +1220,7 @@ static Suite *cli_suite(void)
 		tcase_add_test(e2e, org_list_and_show);
 		tcase_add_test(e2e, reader_resolves_on_sqlite);
 		tcase_add_test(e2e, durations_compound);
+		tcase_add_test(e2e, rewrap_progress_on_a_terminal);
 		suite_add_tcase(s, e2e);
 	} else {
 		fprintf(stderr,

@@ -110,6 +110,12 @@ run_checks()
 	expect "options of migrate" "--batch --by --dry-run --help --json --legacy-encryptor --map-org --map-org-file --output --quiet" \
 		"$envdb" migrate v4-to-v5 --
 	expect "help COMMAND" "manifest member migrate" "$envdb" help m
+	expect "help COMMAND SUBCOMMAND" "list provision show" "$envdb" help org ""
+	expect "org subcommands" "list provision show" "$envdb" org ""
+	expect "ORG of org show" "acme beta" "$envdb" org show ""
+	expect "options of env delete" "--help --json --now --output --quiet --yes" "$envdb" env delete acme/dev --
+	expect "options of member remove" "--help --json --output --quiet --yes" "$envdb" member remove acme/dev bob --
+	expect_has "durations" "1h30m 90s 7d" "$envdb" cred rotate acme/prod --overlap ""
 	unset ENVDB_MANIFEST
 	expect "ORG/SLUG with --manifest on the line" "acme/dev acme/prod beta/prod" \
 		"$envdb" --manifest "$tmp/d/envdb.yaml" env show ""

@@ -870,8 +870,19 @@ START_TEST(test_completion_killed_after_backend_revoke)
 }
 END_TEST
 
+/* The progress of a rewrap: done counts up by one to total. */
+static void count_progress(void *cb_ctx, size_t done, size_t total)
+{
+	size_t *calls = cb_ctx;
+
+	ck_assert_uint_eq(done, *calls + 1);
+	ck_assert_uint_le(done, total);
+	*calls = done;
+}
+
 START_TEST(test_rewrap)
 {
+	size_t prog_calls;
 	envdb_rewrap_report rep = ENVDB_REWRAP_REPORT_INIT;
 	envdb_ctx *ctx = td_open(&T);
 	envdb_credential **v = NULL;
@@ -879,32 +890,36 @@ START_TEST(test_rewrap)
 	size_t n = 0, i;
 
 	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	/* 2 credentials each: full_access and read_only (sqlite's: ?mode=ro) */
 	ck_assert_int_eq(td_provision(ctx, "acme", "lite", "sqlite", "alice"), ENVDB_OK);
 	s1 = resolve_secret(ctx, "dev", NULL);
 	ck_assert_int_eq(envdb_key_rewrap(&rep, ctx, 0), ENVDB_OK);
-	ck_assert_uint_eq(rep.total, 3);
-	ck_assert_uint_eq(rep.already_current, 3);
+	ck_assert_uint_eq(rep.total, 4);
+	ck_assert_uint_eq(rep.already_current, 4);
 	ck_assert_uint_eq(rep.rewrapped, 0);
 
 	ck_assert_int_eq(envdb_key_generate(&key, ctx, NULL, 1), ENVDB_OK);
 	ck_assert_int_eq(envdb_key_rewrap(&rep, ctx, ENVDB_REWRAP_DRY_RUN), ENVDB_OK);
-	ck_assert_uint_eq(rep.total, 3);
+	ck_assert_uint_eq(rep.total, 4);
 	ck_assert_uint_eq(rep.already_current, 0);
-	ck_assert_uint_eq(rep.rewrapped, 3);
+	ck_assert_uint_eq(rep.rewrapped, 4);
 	/* The dry run changed nothing. */
 	ck_assert_int_eq(envdb_key_rewrap(&rep, ctx, ENVDB_REWRAP_DRY_RUN), ENVDB_OK);
-	ck_assert_uint_eq(rep.rewrapped, 3);
+	ck_assert_uint_eq(rep.rewrapped, 4);
 
-	ck_assert_int_eq(envdb_key_rewrap(&rep, ctx, 0), ENVDB_OK);
-	ck_assert_uint_eq(rep.total, 3);
-	ck_assert_uint_eq(rep.rewrapped, 3);
+	prog_calls = 0;
+	ck_assert_int_eq(envdb_key_rewrap_progress(&rep, ctx, 0, count_progress, &prog_calls),
+			 ENVDB_OK);
+	ck_assert_uint_eq(prog_calls, rep.total); /* once per credential, in order */
+	ck_assert_uint_eq(rep.total, 4);
+	ck_assert_uint_eq(rep.rewrapped, 4);
 	ck_assert_uint_eq(rep.failed, 0);
 	ck_assert_int_eq(envdb_cred_list(&v, &n, ctx, "acme", "dev"), ENVDB_OK);
 	for (i = 0; i < n; i++)
 		ck_assert_str_eq(v[i]->key_id, key);
 	envdb_credential_list_free(v, n);
 	ck_assert_int_eq(envdb_key_rewrap(&rep, ctx, 0), ENVDB_OK);
-	ck_assert_uint_eq(rep.already_current, 3);
+	ck_assert_uint_eq(rep.already_current, 4);
 	ck_assert_uint_eq(rep.rewrapped, 0);
 	envdb_close(ctx);
 	/* Same secret, under the new key (fresh context: no cache). */
@@ -946,10 +961,10 @@ START_TEST(test_rewrap_skips_deleted_meanwhile)
 	ctx = td_open(&T);
 	rc = envdb_key_rewrap(&rep, ctx, 0);
 	ck_assert_msg(rc == ENVDB_OK, "rewrap: %s", envdb_error_last()->message);
-	ck_assert_uint_eq(rep.total, 5);
+	ck_assert_uint_eq(rep.total, 6); /* 2 per environment */
 	ck_assert_uint_eq(rep.failed, 0);
 	ck_assert_uint_ge(rep.rewrapped, 1);
-	ck_assert_uint_eq(rep.rewrapped + rep.already_current, 5);
+	ck_assert_uint_eq(rep.rewrapped + rep.already_current, 6);
 	envdb_close(ctx);
 	sql(T.control, "DROP TRIGGER gone");
 	/* what is left is under the new key */

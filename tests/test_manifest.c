@@ -255,6 +255,30 @@ START_TEST(wrong_values)
 }
 END_TEST
 
+/* The *_seconds keys take the one duration grammar (core/duration.h). */
+START_TEST(durations)
+{
+	ck_assert_int_eq(load_text("version: 1\n"
+				   "provisioning: {lease_seconds: 5m, delete_grace_seconds: 1w}\n"
+				   "credentials: {rotation_overlap_seconds: 1h30m,\n"
+				   "              expiry_horizon_seconds: 2d}\n"),
+			 ENVDB_OK);
+	ck_assert_int_eq(m->lease_seconds, 300);
+	ck_assert_int_eq(m->delete_grace_seconds, 604800);
+	ck_assert_int_eq(m->rotation_overlap_seconds, 5400);
+	ck_assert_int_eq(m->expiry_horizon_seconds, 172800);
+	expect_error("version: 1\nprovisioning: {delete_grace_seconds: 1x}\n",
+		     "2:38: provisioning.delete_grace_seconds: '1x': not a duration (examples: "
+		     "90s, 15m, 1h30m, 7d)");
+	expect_error("version: 1\ncredentials: {rotation_overlap_seconds: 30m1h}\n",
+		     "2:41: credentials.rotation_overlap_seconds: '30m1h': not a duration");
+	expect_error("version: 1\nprovisioning: {lease_seconds: 0s}\n",
+		     "2:31: provisioning.lease_seconds: 0 is out of range (at least 1)");
+	expect_error("version: 1\nprovisioning: {lease_seconds: '5m'}\n",
+		     "2:31: provisioning.lease_seconds: expected a duration, found a quoted string");
+}
+END_TEST
+
 START_TEST(plugin_entries)
 {
 	expect_error("version: 1\nplugins: {name: x}\n", "2:10: plugins: expected a list");
@@ -481,6 +505,7 @@ static Suite *manifest_suite(void)
 	tcase_add_test(tc, plugin_path_list);
 	tcase_add_test(tc, unknown_keys_everywhere);
 	tcase_add_test(tc, wrong_values);
+	tcase_add_test(tc, durations);
 	tcase_add_test(tc, plugin_entries);
 	tcase_add_test(tc, plugin_call_timeout);
 	tcase_add_test(tc, plugin_references);

@@ -95,8 +95,8 @@ if out_of "envdb --output tsv env list acme" | head -1 | grep -q "^ENVIRONMENT	S
 else
 	nok "the tsv example does not print 'ENVIRONMENT<tab>STATUS' first"
 fi
-if out_of "envdb -j env show acme/dev" | grep -q '"ref": "acme/dev"' &&
-	out_of "envdb -j env show acme/dev" | grep -q '"created_at": "[0-9-]*T[0-9:]*Z"'; then
+if out_of "envdb -j env show acme/prod" | grep -q '"ref": "acme/prod"' &&
+	out_of "envdb -j env show acme/prod" | grep -q '"created_at": "[0-9-]*T[0-9:]*Z"'; then
 	ok "the JSON example prints the environment with ISO 8601 times"
 else
 	nok "the JSON example does not print the environment object"

@@ -122,10 +122,11 @@ static int run_op(envdb_ctx *ctx, enum op op, const char *slug)
 		rc = envdb_resolve(&c, ctx, "soak", slug, op == OP_RESOLVE_OWNER ? "alice" : "bob");
 		if (rc == ENVDB_OK && (c->secret == NULL || c->secret_len == 0))
 			rc = ENVDB_ERR_INTEGRITY;
+		/* the reader gets the read-only credential (sqlite: ?mode=ro) */
+		if (rc == ENVDB_OK && op == OP_RESOLVE_READER &&
+		    strcmp(c->authorization, "read_only") != 0)
+			rc = ENVDB_ERR_INTEGRITY;
 		envdb_connection_free(c);
-		/* a reader on the sqlite driver, which cannot mint read-only */
-		if (rc == ENVDB_ERR_NOT_SUPPORTED)
-			rc = ENVDB_OK;
 		return rc;
 	case OP_MEMBER_ADD:
 		return envdb_member_add(ctx, "soak", slug, "bob", "reader", NULL);

@@ -691,6 +691,17 @@ enum envdb_rewrap_flags {
  */
 ENVDB_EXPORT int envdb_key_rewrap(envdb_rewrap_report *report, envdb_ctx *ctx, unsigned flags);
 
+/** Called by envdb_key_rewrap_progress() after each credential it examined:
+ * `done` of `total` (the credentials listed at the start).  On the calling
+ * thread; it must not call into `ctx`. */
+typedef void (*envdb_rewrap_progress_fn)(void *cb_ctx, size_t done, size_t total);
+
+/** envdb_key_rewrap() reporting its progress to `progress` (may be NULL:
+ * then it is envdb_key_rewrap()). */
+ENVDB_EXPORT int envdb_key_rewrap_progress(envdb_rewrap_report *report, envdb_ctx *ctx,
+					   unsigned flags, envdb_rewrap_progress_fn progress,
+					   void *progress_ctx);
+
 /* ------------------------------------------------------------------------ */
 /* Resolve (core/resolve.c)                                                  */
 /* ------------------------------------------------------------------------ */
