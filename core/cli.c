@@ -741,7 +741,8 @@ static int print_command_help(envdb_cli *cli, const envdb_cli_command *c)
 			       (int)(p + len - tab - 1), tab + 1);
 		p += len + (nl != NULL);
 	}
-	printf("\nglobal options: --manifest FILE, --json, --help (envdb --help)\n");
+	printf("\nglobal options: --manifest FILE, --output json|tsv|table, -j/--json, -q/--quiet, "
+	       "--help (envdb --help)\n");
 	return EX_OK;
 }
 
