@@ -290,7 +290,7 @@ void envdb_cli_table_row(envdb_cli_table *t, const char *const *cells)
 	}
 	for (i = 0; i < t->ncols; i++)
 		t->cells[t->nrows * t->ncols + i] =
-		    strdup(cells[i] != NULL && cells[i][0] != '\0' ? cells[i] : "-");
+			strdup(cells[i] != NULL && cells[i][0] != '\0' ? cells[i] : "-");
 	t->nrows++;
 }
 
@@ -427,8 +427,8 @@ void envdb_cli_table_free(envdb_cli_table *t)
 
 envdb_cli_table *envdb_cli_env_table(void)
 {
-	static const char *const h[] = {"ENVIRONMENT", "TYPE",    "STATUS", "PLAN",
-					"REGION",      "DEFAULT", "CREATED", "ID", NULL};
+	static const char *const h[] = {"ENVIRONMENT", "TYPE",    "STATUS", "PLAN", "REGION",
+					"DEFAULT",     "CREATED", "ID",     NULL};
 	return envdb_cli_table_new(0, h);
 }
 
@@ -444,7 +444,7 @@ void envdb_cli_env_row(envdb_cli_table *t, const envdb_environment *e)
 
 envdb_cli_table *envdb_cli_cred_table(void)
 {
-	static const char *const h[] = {"ID",      "AUTHORIZATION", "STATUS", "HANDLE",
+	static const char *const h[] = {"ID",      "AUTHORIZATION", "STATUS",  "HANDLE",
 					"CREATED", "EXPIRES",       "REVOKED", NULL};
 	return envdb_cli_table_new(0, h);
 }

@@ -122,8 +122,9 @@ static void is_time(json_t *v, const char *key, const char *where)
 	static bool compiled;
 
 	if (!compiled) {
-		ck_assert_int_eq(regcomp(&re, "^[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:"
-					      "[0-6][0-9]Z$",
+		ck_assert_int_eq(regcomp(&re,
+					 "^[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:"
+					 "[0-6][0-9]Z$",
 					 REG_EXTENDED | REG_NOSUB),
 				 0);
 		compiled = true;
@@ -139,7 +140,10 @@ typedef struct field {
 	bool nullable;
 } field;
 
-#define TIME_FIELD(n) {n, JSON_STRING, true}
+#define TIME_FIELD(n)                                                                              \
+	{                                                                                          \
+		n, JSON_STRING, true                                                               \
+	}
 
 /* `o` has exactly `fields` (no more, no fewer) with their types. */
 static void exact(json_t *o, const field *fields, const char *kind, const char *where)
@@ -177,87 +181,90 @@ static void exact(json_t *o, const field *fields, const char *kind, const char *
 }
 
 static const field env_fields[] = {
-    {"id", JSON_STRING, false},
-    {"ref", JSON_STRING, false},
-    {"organization_id", JSON_STRING, false},
-    {"slug", JSON_STRING, false},
-    {"display_name", JSON_STRING, true},
-    {"env_type", JSON_STRING, true},
-    {"is_default", JSON_TRUE, false},
-    {"status", JSON_STRING, true},
-    {"region", JSON_STRING, true},
-    {"plan", JSON_STRING, true},
-    {"created_by", JSON_STRING, true},
-    TIME_FIELD("created_at"),
-    TIME_FIELD("updated_at"),
-    {"metadata", JSON_OBJECT, false},
-    TIME_FIELD("lease_expires_at"),
-    {"pending_database_name", JSON_STRING, true},
-    {"pending_driver", JSON_STRING, true},
-    TIME_FIELD("delete_after"),
-    {NULL, 0, false},
+	{"id", JSON_STRING, false},
+	{"ref", JSON_STRING, false},
+	{"organization_id", JSON_STRING, false},
+	{"slug", JSON_STRING, false},
+	{"display_name", JSON_STRING, true},
+	{"env_type", JSON_STRING, true},
+	{"is_default", JSON_TRUE, false},
+	{"status", JSON_STRING, true},
+	{"region", JSON_STRING, true},
+	{"plan", JSON_STRING, true},
+	{"created_by", JSON_STRING, true},
+	TIME_FIELD("created_at"),
+	TIME_FIELD("updated_at"),
+	{"metadata", JSON_OBJECT, false},
+	TIME_FIELD("lease_expires_at"),
+	{"pending_database_name", JSON_STRING, true},
+	{"pending_driver", JSON_STRING, true},
+	TIME_FIELD("delete_after"),
+	{NULL, 0, false},
 };
 
 static const field db_fields[] = {
-    {"id", JSON_STRING, false},
-    {"environment_id", JSON_STRING, false},
-    {"database_name", JSON_STRING, false},
-    {"database_url", JSON_STRING, true},
-    {"driver", JSON_STRING, true},
-    {"region", JSON_STRING, true},
-    {"storage_limit_mb", JSON_INTEGER, false},
-    TIME_FIELD("provisioned_at"),
-    TIME_FIELD("last_accessed_at"),
-    {"metadata", JSON_OBJECT, false},
-    {NULL, 0, false},
+	{"id", JSON_STRING, false},
+	{"environment_id", JSON_STRING, false},
+	{"database_name", JSON_STRING, false},
+	{"database_url", JSON_STRING, true},
+	{"driver", JSON_STRING, true},
+	{"region", JSON_STRING, true},
+	{"storage_limit_mb", JSON_INTEGER, false},
+	TIME_FIELD("provisioned_at"),
+	TIME_FIELD("last_accessed_at"),
+	{"metadata", JSON_OBJECT, false},
+	{NULL, 0, false},
 };
 
 static const field cred_fields[] = {
-    {"id", JSON_STRING, false},
-    {"environment_database_id", JSON_STRING, false},
-    {"authorization", JSON_STRING, true},
-    {"status", JSON_STRING, true},
-    {"handle", JSON_STRING, true},
-    {"encryption_key_id", JSON_STRING, true},
-    TIME_FIELD("created_at"),
-    TIME_FIELD("expires_at"),
-    TIME_FIELD("revoked_at"),
-    {NULL, 0, false},
+	{"id", JSON_STRING, false},
+	{"environment_database_id", JSON_STRING, false},
+	{"authorization", JSON_STRING, true},
+	{"status", JSON_STRING, true},
+	{"handle", JSON_STRING, true},
+	{"encryption_key_id", JSON_STRING, true},
+	TIME_FIELD("created_at"),
+	TIME_FIELD("expires_at"),
+	TIME_FIELD("revoked_at"),
+	{NULL, 0, false},
 };
 
 static const field member_fields[] = {
-    {"id", JSON_STRING, false},         {"environment_id", JSON_STRING, false},
-    {"user_id", JSON_STRING, false},    {"role", JSON_STRING, false},
-    {"invited_by", JSON_STRING, true},  TIME_FIELD("created_at"),
-    TIME_FIELD("updated_at"),           {NULL, 0, false},
+	{"id", JSON_STRING, false},        {"environment_id", JSON_STRING, false},
+	{"user_id", JSON_STRING, false},   {"role", JSON_STRING, false},
+	{"invited_by", JSON_STRING, true}, TIME_FIELD("created_at"),
+	TIME_FIELD("updated_at"),          {NULL, 0, false},
 };
 
 static const field key_fields[] = {
-    {"id", JSON_STRING, false},
-    {"current", JSON_TRUE, false},
-    TIME_FIELD("created_at"),
-    {NULL, 0, false},
+	{"id", JSON_STRING, false},
+	{"current", JSON_TRUE, false},
+	TIME_FIELD("created_at"),
+	{NULL, 0, false},
 };
 
 static const field violation_fields[] = {
-    {"object", JSON_STRING, false},  {"invariant", JSON_STRING, false},
-    {"row_ids", JSON_ARRAY, false},  {"message", JSON_STRING, false},
-    {NULL, 0, false},
+	{"object", JSON_STRING, false},
+	{"invariant", JSON_STRING, false},
+	{"row_ids", JSON_ARRAY, false},
+	{"message", JSON_STRING, false},
+	{NULL, 0, false},
 };
 
 static const field error_fields[] = {
-    {"code", JSON_STRING, false},         {"status", JSON_INTEGER, false},
-    {"message", JSON_STRING, false},      {"envdb_status", JSON_INTEGER, false},
-    {"native_code", JSON_STRING, false},  {NULL, 0, false},
+	{"code", JSON_STRING, false},        {"status", JSON_INTEGER, false},
+	{"message", JSON_STRING, false},     {"envdb_status", JSON_INTEGER, false},
+	{"native_code", JSON_STRING, false}, {NULL, 0, false},
 };
 
 /* error objects: native_code is optional */
 static void check_error(json_t *e, const char *where)
 {
 	static const char *const codes[] = {
-	    "usage", "misuse", "not_found", "exists", "auth", "permission", "unavailable",
-	    "timeout", "integrity", "buffer_too_small", "not_supported", "nomem", "io",
-	    "config", "abi", "invalid", "state", "busy", "generic", NULL};
+		"usage",         "misuse",      "not_found", "exists",    "auth",
+		"permission",    "unavailable", "timeout",   "integrity", "buffer_too_small",
+		"not_supported", "nomem",       "io",        "config",    "abi",
+		"invalid",       "state",       "busy",      "generic",   NULL};
 	const char *code;
 	size_t i;
 	json_t *copy = json_deep_copy(e);
@@ -301,8 +308,8 @@ static bool ends_with(const char *s, const char *suffix)
 
 static void walk_member(const char *k, json_t *v, const char *where)
 {
-	static const char *const gone[] = {"user", "credential_handle", "exit", "default",
-					   "state", NULL};
+	static const char *const gone[] = {"user", "credential_handle", "exit", "default", "state",
+					   NULL};
 	size_t i;
 
 	for (i = 0; gone[i] != NULL; i++)
@@ -338,9 +345,8 @@ static void walk_member(const char *k, json_t *v, const char *where)
 		{
 			json_t *id;
 			size_t j;
-			json_array_foreach(json_object_get(x, "row_ids"), j, id)
-			    ck_assert_msg(json_is_string(id), "%s: row_ids holds a non-string",
-					  where);
+			json_array_foreach(json_object_get(x, "row_ids"), j, id) ck_assert_msg(
+				json_is_string(id), "%s: row_ids holds a non-string", where);
 		}
 	} else if (strcmp(k, "error") == 0 || strcmp(k, "stopped") == 0) {
 		check_error(v, where);
@@ -413,7 +419,8 @@ static json_t *run_doc(int want, const char *code, const char *const *args)
 	doc = doc_of(where);
 	if (want != 0 && want != 1 && code != NULL) {
 		e = json_object_get(doc, "error");
-		ck_assert_msg(e != NULL, "%s: exit %d without an error document: %s", where, rc, out);
+		ck_assert_msg(e != NULL, "%s: exit %d without an error document: %s", where, rc,
+			      out);
 		ck_assert_str_eq(json_string_value(json_object_get(e, "code")), code);
 		ck_assert_int_eq(json_integer_value(json_object_get(e, "status")), want);
 	}
@@ -484,11 +491,12 @@ START_TEST(every_command)
 	json_decref(doc);
 	doc = DOC(0, NULL, "env", "provision", "acme", "dev", "--type", "development", "--by",
 		  "alice", "--metadata", "{\"team\":\"core\"}");
-	ck_assert(json_is_false(json_object_get(json_object_get(doc, "environment"), "is_default")));
+	ck_assert(
+		json_is_false(json_object_get(json_object_get(doc, "environment"), "is_default")));
 	ck_assert_str_eq(
-	    json_string_value(json_object_get(
-		json_object_get(json_object_get(doc, "environment"), "metadata"), "team")),
-	    "core");
+		json_string_value(json_object_get(
+			json_object_get(json_object_get(doc, "environment"), "metadata"), "team")),
+		"core");
 	json_decref(doc);
 	OK("env", "provision", "acme", "qa", "--type", "test", "--by", "alice");
 	FAILS(65, "exists", "env", "provision", "acme", "dev", "--type", "test", "--by", "alice");
@@ -498,16 +506,17 @@ START_TEST(every_command)
 	ck_assert_uint_eq(json_array_size(json_object_get(doc, "environments")), 3);
 	json_decref(doc);
 	doc = DOC(0, NULL, "org", "list");
-	ck_assert_str_eq(json_string_value(json_object_get(
-			     json_object_get(json_array_get(json_object_get(doc, "organizations"), 0),
-					     "default_environment"),
-			     "ref")),
-			 "acme/prod");
+	ck_assert_str_eq(
+		json_string_value(json_object_get(
+			json_object_get(json_array_get(json_object_get(doc, "organizations"), 0),
+					"default_environment"),
+			"ref")),
+		"acme/prod");
 	json_decref(doc);
 	doc = DOC(0, NULL, "org", "show", "acme");
-	ck_assert_uint_eq(
-	    json_array_size(json_object_get(json_object_get(doc, "organization"), "environments")),
-	    3);
+	ck_assert_uint_eq(json_array_size(json_object_get(json_object_get(doc, "organization"),
+							  "environments")),
+			  3);
 	json_decref(doc);
 	FAILS(65, "not_found", "org", "show", "nobody");
 	OK("env", "list", "acme");
@@ -564,7 +573,8 @@ START_TEST(every_command)
 	OK("cred", "complete", "acme/prod");
 	OK("cred", "list", "acme/prod");
 	OK("cred", "revoke", "acme/dev", cred_ro);
-	FAILS(65, "not_found", "cred", "revoke", "acme/dev", "01234567-89ab-7def-8123-456789abcdef");
+	FAILS(65, "not_found", "cred", "revoke", "acme/dev",
+	      "01234567-89ab-7def-8123-456789abcdef");
 	OK("cred", "mint", "acme/dev", "--authorization", "read_only", "--expires", "1d");
 	FAILS(64, "usage", "cred", "rotate", "acme/dev", "--overlap", "soon");
 	OK("cred", "rotate", "acme/qa", "--overlap", "60");
@@ -578,8 +588,8 @@ START_TEST(every_command)
 	json_decref(doc);
 	OK("env", "unarchive", "acme/qa");
 	doc = DOC(0, NULL, "env", "delete", "acme/qa");
-	ck_assert(json_is_string(json_object_get(json_object_get(doc, "environment"),
-						 "delete_after")));
+	ck_assert(json_is_string(
+		json_object_get(json_object_get(doc, "environment"), "delete_after")));
 	json_decref(doc);
 	snprintf(orphan, sizeof(orphan), "%s/fdb_0123456789abcdef0123456789abcdef.db",
 		 T.faulty_dir);
@@ -607,9 +617,8 @@ START_TEST(every_command)
 		ck_assert(env_item && orphan_item);
 	}
 	json_decref(doc);
-	ck_assert_int_eq(envdb_at(later, (const char *const[]){"reconcile", "--apply", "--force",
-								NULL}),
-			 0);
+	ck_assert_int_eq(
+		envdb_at(later, (const char *const[]){"reconcile", "--apply", "--force", NULL}), 0);
 	json_decref(doc_of("reconcile --apply"));
 	OK("check");
 	OK("check", "--no-decrypt");
@@ -626,9 +635,10 @@ START_TEST(every_command)
 	doc = DOC(65, NULL, "check");
 	ck_assert(json_is_false(json_object_get(doc, "ok")));
 	ck_assert_uint_ge(json_array_size(json_object_get(doc, "violations")), 1);
-	ck_assert_uint_ge(json_array_size(json_object_get(
-			      json_array_get(json_object_get(doc, "violations"), 0), "row_ids")),
-			  1);
+	ck_assert_uint_ge(
+		json_array_size(json_object_get(
+			json_array_get(json_object_get(doc, "violations"), 0), "row_ids")),
+		1);
 	json_decref(doc);
 	FAILS(65, "integrity", "resolve", "acme/prod", "--user", "alice");
 
@@ -661,7 +671,7 @@ START_TEST(error_without_manifest)
 	ck_assert_int_eq(ENVDB("--manifest", "/nonexistent/envdb.yaml", "env", "list"), 78);
 	json_decref(doc_of("no manifest"));
 	ck_assert_str_eq(json_string_value(json_object_get(
-			     json_object_get(json_loads(out, 0, NULL), "error"), "code")),
+				 json_object_get(json_loads(out, 0, NULL), "error"), "code")),
 			 "config");
 }
 END_TEST
@@ -718,8 +728,9 @@ START_TEST(tsv_quiet_and_short_json)
 	}
 	ck_assert_int_eq(pclose(p), 0);
 	ck_assert_uint_eq(n, 2);
-	snprintf(cmd, sizeof(cmd), "'%s' --manifest '%s' --quiet member add acme/dev bob reader "
-				   "--by alice",
+	snprintf(cmd, sizeof(cmd),
+		 "'%s' --manifest '%s' --quiet member add acme/dev bob reader "
+		 "--by alice",
 		 prog, T.manifest);
 	p = popen(cmd, "r");
 	ck_assert_ptr_nonnull(p);
