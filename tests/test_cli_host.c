@@ -1116,7 +1116,7 @@ END_TEST
  * it reads and cannot write.  The owner's URL writes. */
 START_TEST(reader_resolves_on_sqlite)
 {
-	char m[PATH_MAX], url[PATH_MAX + 32], owner_url[PATH_MAX + 32];
+	char m[PATH_MAX], url[PATH_MAX + 32], owner_url[PATH_MAX + 32], ro_id[64];
 	sqlite3 *db = NULL;
 	json_t *doc;
 
@@ -1137,6 +1137,8 @@ START_TEST(reader_resolves_on_sqlite)
 	ck_assert_str_eq(json_string_value(json_object_get(doc, "authorization")), "read_only");
 	ck_assert_str_eq(json_string_value(json_object_get(doc, "role")), "reader");
 	snprintf(url, sizeof(url), "%s", json_string_value(json_object_get(doc, "database_url")));
+	snprintf(ro_id, sizeof(ro_id), "%s",
+		 json_string_value(json_object_get(doc, "credential_id")));
 	json_decref(doc);
 	ck_assert_ptr_null(strstr(owner_url, "mode=ro"));
 	ck_assert_uint_eq(strlen(url), strlen(owner_url) + strlen("?mode=ro"));
@@ -1159,10 +1161,21 @@ START_TEST(reader_resolves_on_sqlite)
 			 SQLITE_READONLY);
 	sqlite3_close(db);
 	ck_assert_int_eq(RUN("--manifest", m, "check"), 0);
-	/* a guest too; a member that is no reader still gets full access */
+	/* a guest too */
 	ck_assert_int_eq(RUN("--manifest", m, "member", "add", "acme/dev", "gus", "guest"), 0);
 	ck_assert_int_eq(RUN("--manifest", m, "resolve", "acme/dev", "--user", "gus"), 0);
 	tu_assert_contains(out, "authorization  read_only");
+	/* without a read-only credential (revoked, or an environment from
+	 * before): never full access; the message says how to mint one */
+	ck_assert_int_eq(RUN("--manifest", m, "cred", "revoke", "acme/dev", ro_id), 0);
+	ck_assert_int_eq(RUN("--manifest", m, "resolve", "acme/dev", "--user", "bob"), 77);
+	tu_assert_contains(err, "has no active read_only credential (mint one: envdb cred mint "
+				"acme/dev --authorization read_only)");
+	ck_assert_int_eq(RUN("--manifest", m, "cred", "mint", "acme/dev", "--authorization",
+			     "read_only"),
+			 0);
+	ck_assert_int_eq(RUN("--manifest", m, "resolve", "acme/dev", "--user", "bob"), 0);
+	tu_assert_contains(out, "?mode=ro\n");
 }
 END_TEST
 
