@@ -872,8 +872,9 @@ static int resolve_load(envdb_ctx *ctx, resolved *r, envdbi_resolve_row **row_ou
 					    "never handed out instead)",
 					    org, slug, user, row->role, row->driver);
 		return envdbi_error(ENVDB_ERR_AUTH, NULL,
-				    "resolve %s/%s: database %s has no active %s credential", org,
-				    slug, row->database_name, auth);
+				    "resolve %s/%s: database %s has no active %s credential (mint "
+				    "one: envdb cred mint %s/%s --authorization %s)",
+				    org, slug, row->database_name, auth, org, slug, auth);
 	}
 	if (row->cred_expires_at != 0 && row->cred_expires_at <= now)
 		return envdbi_error(ENVDB_ERR_AUTH, NULL,

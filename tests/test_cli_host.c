@@ -857,6 +857,57 @@ START_TEST(help_per_command)
 }
 END_TEST
 
+/* Every option a usage line names is explained by that command's help. */
+START_TEST(help_explains_every_option)
+{
+	json_t *all, *cmds;
+	size_t i, checked = 0;
+
+	ck_assert_int_eq(RUN("--json", "help"), 0);
+	all = json_out();
+	cmds = json_object_get(all, "commands");
+	ck_assert_uint_gt(json_array_size(cmds), 30);
+	for (i = 0; i < json_array_size(cmds); i++) {
+		json_t *c = json_array_get(cmds, i), *doc, *opts;
+		const char *name = json_string_value(json_object_get(c, "command"));
+		const char *sub = json_string_value(json_object_get(c, "subcommand"));
+		const char *usage = json_string_value(json_object_get(c, "usage")), *p;
+		char explained[4096] = " ";
+
+		if (sub != NULL)
+			ck_assert_int_eq(RUN("--json", "help", name, sub), 0);
+		else
+			ck_assert_int_eq(RUN("--json", "help", name), 0);
+		doc = json_out();
+		opts = json_object_get(doc, "options");
+		for (size_t k = 0; k < json_array_size(opts); k++) {
+			const char *o = json_string_value(
+				json_object_get(json_array_get(opts, k), "option"));
+			size_t len = strcspn(o, " ");
+
+			ck_assert_uint_gt(strlen(json_string_value(
+						  json_object_get(json_array_get(opts, k), "help"))),
+					  5);
+			strncat(explained, o, len);
+			strcat(explained, " ");
+		}
+		for (p = strstr(usage, "--"); p != NULL; p = strstr(p + 2, "--")) {
+			char want[64];
+			size_t len = strspn(p + 2, "abcdefghijklmnopqrstuvwxyz-");
+
+			snprintf(want, sizeof(want), " --%.*s ", (int)len, p + 2);
+			ck_assert_msg(strstr(explained, want) != NULL,
+				      "envdb help %s %s does not explain%s(usage: %s)", name,
+				      sub ? sub : "", want, usage);
+			checked++;
+		}
+		json_decref(doc);
+	}
+	ck_assert_uint_gt(checked, 30);
+	json_decref(all);
+}
+END_TEST
+
 /* Bad option values and repeated options: 64, with what was wrong, before
  * anything is opened (no manifest exists here). */
 START_TEST(bad_values_and_repeats)
@@ -1072,7 +1123,7 @@ END_TEST
  * it reads and cannot write.  The owner's URL writes. */
 START_TEST(reader_resolves_on_sqlite)
 {
-	char m[PATH_MAX], url[PATH_MAX + 32], owner_url[PATH_MAX + 32];
+	char m[PATH_MAX], url[PATH_MAX + 32], owner_url[PATH_MAX + 32], ro_id[64];
 	sqlite3 *db = NULL;
 	json_t *doc;
 
@@ -1093,6 +1144,8 @@ START_TEST(reader_resolves_on_sqlite)
 	ck_assert_str_eq(json_string_value(json_object_get(doc, "authorization")), "read_only");
 	ck_assert_str_eq(json_string_value(json_object_get(doc, "role")), "reader");
 	snprintf(url, sizeof(url), "%s", json_string_value(json_object_get(doc, "database_url")));
+	snprintf(ro_id, sizeof(ro_id), "%s",
+		 json_string_value(json_object_get(doc, "credential_id")));
 	json_decref(doc);
 	ck_assert_ptr_null(strstr(owner_url, "mode=ro"));
 	ck_assert_uint_eq(strlen(url), strlen(owner_url) + strlen("?mode=ro"));
@@ -1115,10 +1168,21 @@ START_TEST(reader_resolves_on_sqlite)
 			 SQLITE_READONLY);
 	sqlite3_close(db);
 	ck_assert_int_eq(RUN("--manifest", m, "check"), 0);
-	/* a guest too; a member that is no reader still gets full access */
+	/* a guest too */
 	ck_assert_int_eq(RUN("--manifest", m, "member", "add", "acme/dev", "gus", "guest"), 0);
 	ck_assert_int_eq(RUN("--manifest", m, "resolve", "acme/dev", "--user", "gus"), 0);
 	tu_assert_contains(out, "authorization  read_only");
+	/* without a read-only credential (revoked, or an environment from
+	 * before): never full access; the message says how to mint one */
+	ck_assert_int_eq(RUN("--manifest", m, "cred", "revoke", "acme/dev", ro_id), 0);
+	ck_assert_int_eq(RUN("--manifest", m, "resolve", "acme/dev", "--user", "bob"), 77);
+	tu_assert_contains(err, "has no active read_only credential (mint one: envdb cred mint "
+				"acme/dev --authorization read_only)");
+	ck_assert_int_eq(RUN("--manifest", m, "cred", "mint", "acme/dev", "--authorization",
+			     "read_only"),
+			 0);
+	ck_assert_int_eq(RUN("--manifest", m, "resolve", "acme/dev", "--user", "bob"), 0);
+	tu_assert_contains(out, "?mode=ro\n");
 }
 END_TEST
 
@@ -1205,6 +1269,7 @@ static Suite *cli_suite(void)
 	tcase_add_test(tc, crashing_plugin_is_named);
 	tcase_add_test(tc, did_you_mean);
 	tcase_add_test(tc, help_per_command);
+	tcase_add_test(tc, help_explains_every_option);
 	tcase_add_test(tc, bad_values_and_repeats);
 	suite_add_tcase(s, tc);
 	if (plugins_built()) {

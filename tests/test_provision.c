@@ -86,11 +86,19 @@ START_TEST(test_provision_sqlite_happy_path)
 	ck_assert_int_eq(db->storage_limit_mb, 512);
 	ck_assert_uint_eq(td_sqlite_dbs(&T), 1);
 
+	/* full_access and read_only (sqlite's is the ?mode=ro URL), minted
+	 * together: in either order */
 	ck_assert_int_eq(envdb_cred_list(&creds, &n_creds, ctx, "acme", "prod"), ENVDB_OK);
-	ck_assert_uint_ge(n_creds, 1);
-	ck_assert_str_eq(creds[0]->authorization, "full_access");
-	ck_assert_str_eq(creds[0]->status, "active");
-	ck_assert_str_eq(creds[0]->environment_database_id, db->id);
+	ck_assert_uint_eq(n_creds, 2);
+	ck_assert_str_ne(creds[0]->authorization, creds[1]->authorization);
+	for (size_t i = 0; i < n_creds; i++) {
+		ck_assert(strcmp(creds[i]->authorization, "full_access") == 0 ||
+			  strcmp(creds[i]->authorization, "read_only") == 0);
+		ck_assert_str_eq(creds[i]->status, "active");
+		ck_assert_str_eq(creds[i]->environment_database_id, db->id);
+		ck_assert_str_eq(creds[i]->handle,
+				 strcmp(creds[i]->authorization, "read_only") == 0 ? "?mode=ro" : "");
+	}
 
 	ck_assert_int_eq(envdb_member_list(&mem, &n_mem, ctx, "acme", "prod"), ENVDB_OK);
 	ck_assert_uint_eq(n_mem, 1);

@@ -258,6 +258,38 @@ START_TEST(test_reader_never_gets_full_access)
 }
 END_TEST
 
+/* sqlite's read-only credential: its handle is the URL query "?mode=ro",
+ * part of the URL a reader is handed, from the store and from the cache
+ * alike; the owner's URL stays the database's. */
+START_TEST(test_reader_url_carries_query_handle)
+{
+	envdb_ctx *ctx = td_open(&T);
+	envdb_database *db = NULL;
+	char want[PATH_MAX + 16];
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "lite", "sqlite", "alice"), ENVDB_OK);
+	add_member(ctx, "lite", "rita", "reader");
+	ck_assert_int_eq(envdb_env_database(&db, ctx, "acme", "lite"), ENVDB_OK);
+	ck_assert_ptr_null(strchr(db->database_url, '?'));
+	snprintf(want, sizeof(want), "%s?mode=ro", db->database_url);
+	for (int pass = 0; pass < 2; pass++) { /* the second from the cache */
+		envdb_connection *c = NULL;
+
+		ck_assert_int_eq(envdb_resolve(&c, ctx, "acme", "lite", "rita"), ENVDB_OK);
+		ck_assert_str_eq(c->authorization, "read_only");
+		ck_assert_str_eq(c->database_url, want);
+		ck_assert_str_eq(c->credential_handle, "?mode=ro");
+		envdb_connection_free(c);
+		ck_assert_int_eq(envdb_resolve(&c, ctx, "acme", "lite", "alice"), ENVDB_OK);
+		ck_assert_str_eq(c->authorization, "full_access");
+		ck_assert_str_eq(c->database_url, db->database_url);
+		envdb_connection_free(c);
+	}
+	envdb_database_free(db);
+	envdb_close(ctx);
+}
+END_TEST
+
 static void set_status(const char *slug, const char *status)
 {
 	sqlite3 *db = NULL;
@@ -782,6 +814,7 @@ static Suite *resolve_suite(void)
 	tcase_add_test(tc, test_credential_handle);
 	tcase_add_test(tc, test_roles_decide_authorization);
 	tcase_add_test(tc, test_reader_never_gets_full_access);
+	tcase_add_test(tc, test_reader_url_carries_query_handle);
 	tcase_add_test(tc, test_states_that_do_not_resolve);
 	suite_add_tcase(s, tc);
 
