@@ -205,8 +205,9 @@ int envdb_cli_usage(envdb_cli *cli, const char *fmt, ...) ENVDB_PRINTF(2, 3);
 /**
  * Report the library's last error for failure `status` (a negative envdb
  * status): the message to stderr, and with --json an error document
- * {"error":{"status","code","exit","message","native_code"}} to stdout
- * unless a document was already printed.  Returns the exit status.
+ * {"error":{"code","status","message","envdb_status"[,"native_code"]}}
+ * (envdb_cli_error_json()) to stdout unless a document was already
+ * printed.  Returns the exit status.
  */
 int envdb_cli_fail(envdb_cli *cli, int status);
 

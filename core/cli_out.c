@@ -347,7 +347,7 @@ static size_t cell_width(const char *s)
 {
 	size_t w = 0;
 
-	for (; *s != '\0'; s++) {
+	for (; s != NULL && *s != '\0'; s++) {
 		unsigned char c = (unsigned char)*s;
 
 		if (c == '\t' || c == '\n' || c == '\r' || c == '\\')
@@ -377,8 +377,10 @@ int envdb_cli_table_print(envdb_cli *cli, envdb_cli_table *t)
 		}
 	for (r = 0; r < t->nrows; r++) {
 		if (cli->quiet) {
-			if (r > 0) {
-				put_cell(stdout, t->cells[r * t->ncols + t->id_col], 0);
+			const char *id = t->cells[r * t->ncols + t->id_col];
+
+			if (r > 0 && id != NULL && strcmp(id, "-") != 0) {
+				put_cell(stdout, id, 0);
 				fputc('\n', stdout);
 			}
 			continue;
