@@ -253,8 +253,8 @@ int envdb_cli_env_provision(envdb_cli *cli, int argc, char **argv)
 /* org list, org show: organizations are implied by their environments       */
 /* ------------------------------------------------------------------------ */
 
-static const char *const env_statuses[] = {"provisioning", "active",  "suspended",
-					   "archived",     "failed",  "migrating"};
+static const char *const env_statuses[] = {"provisioning", "active", "suspended",
+					   "archived",     "failed", "migrating"};
 #define N_ENV_STATUSES (sizeof(env_statuses) / sizeof(env_statuses[0]))
 
 /* One organization's counts, over v[first, first + n). */
@@ -367,8 +367,9 @@ int envdb_cli_org_list(envdb_cli *cli, int argc, char **argv)
 		rc = envdb_cli_json_print(cli, json_pack("{s:o}", "organizations", arr));
 	} else {
 		if (n_orgs == 0)
-			envdb_cli_error(cli, "no organizations (an organization exists while it has "
-					     "environments: envdb org provision ORG)");
+			envdb_cli_error(cli,
+					"no organizations (an organization exists while it has "
+					"environments: envdb org provision ORG)");
 		rc = EX_OK;
 	}
 out:
@@ -586,7 +587,7 @@ static int env_action(envdb_cli *cli, int argc, char **argv, const char *verb)
 	int rc;
 
 	rc = envdb_cli_env_begin(cli, argc, argv,
-				 strcmp(verb, "delete") == 0	? delete_opts
+				 strcmp(verb, "delete") == 0    ? delete_opts
 				 : strcmp(verb, "archive") == 0 ? archive_opts
 								: NULL,
 				 &pos, 1, 1, &ref, &ctx);
@@ -666,8 +667,9 @@ static int env_action(envdb_cli *cli, int argc, char **argv, const char *verb)
 					     "(envdb reconcile --apply)\n",
 					pos.v[0], fmt_time(t, sizeof(t), env->delete_after));
 		else
-			envdb_cli_print(cli, "archived %s (database kept; undo: envdb env unarchive "
-					     "%s)\n",
+			envdb_cli_print(cli,
+					"archived %s (database kept; undo: envdb env unarchive "
+					"%s)\n",
 					pos.v[0], pos.v[0]);
 		rc = EX_OK;
 	}
