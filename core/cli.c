@@ -458,16 +458,18 @@ int envdb_cli_parse(envdb_cli *cli, int argc, char **argv, const envdb_cli_opt *
 				names[k] = NULL;
 				hint = a[1] == '-' ? nearest(names, name, len) : NULL;
 				if (hint != NULL)
-					return envdb_cli_usage(cli, "unknown option %s (did you mean --%s?)",
-							       CLI_Q(a), hint);
+					return envdb_cli_usage(
+						cli, "unknown option %s (did you mean --%s?)",
+						CLI_Q(a), hint);
 				return envdb_cli_usage(cli, "unknown option %s", CLI_Q(a));
 			}
 			if (o->type != ENVDB_CLI_FLAG && (size_t)(o - opts) < sizeof(seen)) {
 				if (seen[o - opts])
-					return envdb_cli_usage(cli,
-							       "option --%s given twice (it takes one "
-							       "value)",
-							       o->name);
+					return envdb_cli_usage(
+						cli,
+						"option --%s given twice (it takes one "
+						"value)",
+						o->name);
 				seen[o - opts] = true;
 			}
 			if (o->type == ENVDB_CLI_FLAG) {
@@ -494,10 +496,11 @@ int envdb_cli_parse(envdb_cli *cli, int argc, char **argv, const envdb_cli_opt *
 				*(int64_t *)o->out = v;
 			} else if (o->type == ENVDB_CLI_DURATION) {
 				if (envdbi_duration_parse((int64_t *)o->out, value) != 0)
-					return envdb_cli_usage(cli,
-							       "--%s: '%s': not a duration (examples: "
-							       ENVDBI_DURATION_EXAMPLES ")",
-							       o->name, CLI_Q(value));
+					return envdb_cli_usage(
+						cli,
+						"--%s: '%s': not a duration (examples: " ENVDBI_DURATION_EXAMPLES
+						")",
+						o->name, CLI_Q(value));
 			} else {
 				*(const char **)o->out = value;
 			}
@@ -549,8 +552,9 @@ int envdb_cli_confirm(envdb_cli *cli, bool yes, const char *fmt, ...)
 	vsnprintf(question, sizeof(question), fmt, ap);
 	va_end(ap);
 	if (!isatty(STDIN_FILENO) || (tty = fopen("/dev/tty", "r+e")) == NULL)
-		return envdb_cli_usage(cli, "not confirmed (stdin is not a terminal): pass --yes "
-					    "to %s; nothing changed",
+		return envdb_cli_usage(cli,
+				       "not confirmed (stdin is not a terminal): pass --yes "
+				       "to %s; nothing changed",
 				       question);
 	fprintf(tty, "%s? [y/N] ", question);
 	fflush(tty);
@@ -591,9 +595,8 @@ void envdb_cli_progress_begin(envdb_cli_progress *p)
 	p->last_ms = -1000;
 }
 
-void envdb_cli_progress_update(envdb_cli_progress *p, const char *what, size_t done,
-			       size_t total, const char *unit, const char *rate_unit,
-			       const char *extra,
+void envdb_cli_progress_update(envdb_cli_progress *p, const char *what, size_t done, size_t total,
+			       const char *unit, const char *rate_unit, const char *extra,
 			       int64_t elapsed_ms)
 {
 	double secs, rate;
@@ -610,9 +613,9 @@ void envdb_cli_progress_update(envdb_cli_progress *p, const char *what, size_t d
 	rate = secs > 0 ? (double)done / secs : 0;
 	if (rate > 0)
 		fmt_eta(eta, sizeof(eta), (double)(total - done) / rate);
-	fprintf(stderr, "\r\033[K%s: %zu/%zu %s (%.0f%%)%s%s, %.0f %s/s, ETA %s", what, done,
-		total, unit, total ? 100.0 * (double)done / (double)total : 100.0,
-		extra ? ", " : "", extra ? extra : "", rate, rate_unit, eta);
+	fprintf(stderr, "\r\033[K%s: %zu/%zu %s (%.0f%%)%s%s, %.0f %s/s, ETA %s", what, done, total,
+		unit, total ? 100.0 * (double)done / (double)total : 100.0, extra ? ", " : "",
+		extra ? extra : "", rate, rate_unit, eta);
 	fflush(stderr);
 	p->shown = true;
 }
@@ -720,10 +723,10 @@ static int print_command_help(envdb_cli *cli, const envdb_cli_command *c)
 
 	usage_line(line, sizeof(line), c);
 	if (cli->json)
-		return envdb_cli_json_print(
-			cli, json_pack("{s:s, s:s?, s:s, s:s, s:o}", "command", c->name, "subcommand",
-				       c->sub, "usage", line, "help", c->help, "options",
-				       flags_json(c)));
+		return envdb_cli_json_print(cli,
+					    json_pack("{s:s, s:s?, s:s, s:s, s:o}", "command",
+						      c->name, "subcommand", c->sub, "usage", line,
+						      "help", c->help, "options", flags_json(c)));
 	printf("usage: envdb %s\n\n%s\n", line, c->help);
 	if (p != NULL && *p != '\0')
 		printf("\noptions:\n");
@@ -763,8 +766,8 @@ static int unknown_command(envdb_cli *cli, const char *word)
 	command_names(names, N_COMMANDS + 1);
 	hint = nearest(names, word, strlen(word));
 	if (hint != NULL)
-		return envdb_cli_usage(cli, "unknown command '%s' (did you mean '%s'?)", CLI_Q(word),
-				       hint);
+		return envdb_cli_usage(cli, "unknown command '%s' (did you mean '%s'?)",
+				       CLI_Q(word), hint);
 	return envdb_cli_usage(cli, "unknown command '%s'", CLI_Q(word));
 }
 
@@ -793,8 +796,9 @@ static int print_help(envdb_cli *cli, const char *only, const char *only_sub)
 		names[k] = NULL;
 		hint = nearest(names, only_sub, strlen(only_sub));
 		if (hint != NULL)
-			return envdb_cli_usage(cli, "%s: unknown subcommand '%s' (did you mean '%s %s'?)",
-					       only, CLI_Q(only_sub), only, hint);
+			return envdb_cli_usage(
+				cli, "%s: unknown subcommand '%s' (did you mean '%s %s'?)", only,
+				CLI_Q(only_sub), only, hint);
 		return envdb_cli_usage(cli, "%s: unknown subcommand '%s'", only, CLI_Q(only_sub));
 	}
 	if (cli->json) {
@@ -991,7 +995,9 @@ int main(int argc, char **argv)
 		return unknown_command(&cli, args[0]);
 	if (help)
 		return print_help(&cli, args[0],
-				  row != NULL ? row->sub : n > 1 && args[1][0] != '-' ? args[1] : NULL);
+				  row != NULL                  ? row->sub
+				  : n > 1 && args[1][0] != '-' ? args[1]
+							       : NULL);
 	if (row == NULL) {
 		char subs[512];
 		size_t used = 0;

@@ -81,9 +81,9 @@ struct envdb_cli_command {
 /* ------------------------------------------------------------------------ */
 
 enum envdb_cli_opt_type {
-	ENVDB_CLI_FLAG,   /**< out: bool *, set to true */
-	ENVDB_CLI_STRING, /**< out: const char **, points into argv */
-	ENVDB_CLI_INT,    /**< out: int64_t *, decimal, range-checked by the handler */
+	ENVDB_CLI_FLAG,    /**< out: bool *, set to true */
+	ENVDB_CLI_STRING,  /**< out: const char **, points into argv */
+	ENVDB_CLI_INT,     /**< out: int64_t *, decimal, range-checked by the handler */
 	ENVDB_CLI_DURATION /**< out: int64_t *, seconds; the one duration grammar
 			        (core/duration.h: 90, 90s, 15m, 1h30m, 7d, 1w) */
 };
@@ -140,9 +140,8 @@ typedef struct envdb_cli_progress {
 
 void envdb_cli_progress_begin(envdb_cli_progress *p);
 /** Draw (rate-limited; always when done == total).  elapsed_ms < 0: measure it. */
-void envdb_cli_progress_update(envdb_cli_progress *p, const char *what, size_t done,
-			       size_t total, const char *unit, const char *rate_unit,
-			       const char *extra,
+void envdb_cli_progress_update(envdb_cli_progress *p, const char *what, size_t done, size_t total,
+			       const char *unit, const char *rate_unit, const char *extra,
 			       int64_t elapsed_ms);
 void envdb_cli_progress_end(envdb_cli_progress *p);
 

@@ -160,8 +160,8 @@ int envdb_cli_env_provision(envdb_cli *cli, int argc, char **argv)
 /* org list, org show: organizations are implied by their environments       */
 /* ------------------------------------------------------------------------ */
 
-static const char *const env_statuses[] = {"provisioning", "active",  "suspended",
-					   "archived",     "failed",  "migrating"};
+static const char *const env_statuses[] = {"provisioning", "active", "suspended",
+					   "archived",     "failed", "migrating"};
 #define N_ENV_STATUSES (sizeof(env_statuses) / sizeof(env_statuses[0]))
 
 /* One organization's counts, over v[first, first + n). */
@@ -526,7 +526,7 @@ static int env_action(envdb_cli *cli, int argc, char **argv, const char *verb)
 	int rc;
 
 	rc = envdb_cli_env_begin(cli, argc, argv,
-				 strcmp(verb, "delete") == 0	? delete_opts
+				 strcmp(verb, "delete") == 0    ? delete_opts
 				 : strcmp(verb, "archive") == 0 ? archive_opts
 								: NULL,
 				 &pos, 1, 1, &ref, &ctx);
@@ -614,8 +614,9 @@ static int env_action(envdb_cli *cli, int argc, char **argv, const char *verb)
 					     "(envdb reconcile --apply)\n",
 					pos.v[0], envdb_cli_time_text(t, sizeof(t), env->delete_after));
 		else
-			envdb_cli_print(cli, "archived %s (database kept; undo: envdb env unarchive "
-					     "%s)\n",
+			envdb_cli_print(cli,
+					"archived %s (database kept; undo: envdb env unarchive "
+					"%s)\n",
 					pos.v[0], pos.v[0]);
 		rc = EX_OK;
 	}

@@ -280,8 +280,7 @@ int envdb_cli_member_remove(envdb_cli *cli, int argc, char **argv)
 	envdb_ctx *ctx = NULL;
 	int rc;
 
-	if ((rc = envdb_cli_env_begin(cli, argc, argv, opts, &pos, 2, 2, &ref, &ctx)) !=
-	    EX_OK)
+	if ((rc = envdb_cli_env_begin(cli, argc, argv, opts, &pos, 2, 2, &ref, &ctx)) != EX_OK)
 		return rc;
 	if (last_owner(ctx, &ref, pos.v[1]) &&
 	    (rc = envdb_cli_confirm(cli, yes,

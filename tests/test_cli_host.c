@@ -19,15 +19,15 @@
 #include <jansson.h>
 #include <poll.h>
 #include <pty.h>
+#include <signal.h>
 #include <sqlite3.h>
-#include <time.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <envdb/plugin.h>
@@ -140,7 +140,8 @@ static int run_tty(const char *answer, const char *const *args)
 		used += (size_t)n;
 		out[used] = '\0';
 		if (!typed && strstr(out, "[y/N] ") != NULL) {
-			ck_assert_int_eq(write(fd, answer, strlen(answer)), (ssize_t)strlen(answer));
+			ck_assert_int_eq(write(fd, answer, strlen(answer)),
+					 (ssize_t)strlen(answer));
 			typed = true;
 		}
 	}
@@ -839,7 +840,8 @@ START_TEST(help_per_command)
 	tu_assert_contains(out, "env delete ORG/SLUG");
 	ck_assert_int_eq(RUN("help", "nosuch"), 64);
 	ck_assert_int_eq(RUN("help", "env", "provison"), 64);
-	tu_assert_contains(err, "env: unknown subcommand 'provison' (did you mean 'env provision'?)");
+	tu_assert_contains(err,
+			   "env: unknown subcommand 'provison' (did you mean 'env provision'?)");
 	ck_assert_int_eq(RUN("--json", "help", "env", "provision"), 0);
 	doc = json_out();
 	ck_assert_str_eq(json_string_value(json_object_get(doc, "subcommand")), "provision");
@@ -885,8 +887,8 @@ START_TEST(help_explains_every_option)
 				json_object_get(json_array_get(opts, k), "option"));
 			size_t len = strcspn(o, " ");
 
-			ck_assert_uint_gt(strlen(json_string_value(
-						  json_object_get(json_array_get(opts, k), "help"))),
+			ck_assert_uint_gt(strlen(json_string_value(json_object_get(
+						  json_array_get(opts, k), "help"))),
 					  5);
 			strncat(explained, o, len);
 			strcat(explained, " ");
@@ -928,9 +930,9 @@ START_TEST(bad_values_and_repeats)
 	tu_assert_contains(err, "option --user given twice");
 	ck_assert_int_eq(RUN("--manifest", "a.yaml", "--manifest", "b.yaml", "plugins"), 64);
 	tu_assert_contains(err, "option --manifest given twice");
-	ck_assert_int_eq(RUN("env", "provision", "acme", "dev", "--type", "test", "--storage-mb",
-			     "lots"),
-			 64);
+	ck_assert_int_eq(
+		RUN("env", "provision", "acme", "dev", "--type", "test", "--storage-mb", "lots"),
+		64);
 	tu_assert_contains(err, "--storage-mb: 'lots': not an integer");
 	/* a flag may repeat */
 	ck_assert_int_eq(RUN("check", "--no-decrypt", "--no-decrypt"), 78);
@@ -1038,8 +1040,7 @@ START_TEST(destructive_commands_confirm)
 	ck_assert_int_eq(RUN("--manifest", m, "member", "remove", "acme/dev", "bob"), 0);
 	ck_assert_int_eq(RUN("--manifest", m, "member", "remove", "acme/dev", "alice"), 0);
 	ck_assert_int_eq(RUN("--manifest", m, "member", "remove", "acme/dev", "carol"), 64);
-	ck_assert_int_eq(RUN("--manifest", m, "member", "remove", "acme/dev", "carol", "--yes"),
-			 0);
+	ck_assert_int_eq(RUN("--manifest", m, "member", "remove", "acme/dev", "carol", "--yes"), 0);
 	ck_assert_int_eq(RUN("--manifest", m, "member", "list", "acme/dev"), 0);
 	tu_assert_contains(err, "no members");
 
@@ -1063,9 +1064,8 @@ START_TEST(destructive_commands_confirm)
 	ck_assert_str_eq(env_status(m, "dev", st, sizeof(st)), "-");
 	ck_assert_uint_eq(count_files(envs, "[.]db"), 1);
 	/* --yes: not asked, even on a terminal */
-	ck_assert_int_eq(RUN_TTY("n\n", "--manifest", m, "env", "delete", "acme/prod", "--now",
-				 "--yes"),
-			 0);
+	ck_assert_int_eq(
+		RUN_TTY("n\n", "--manifest", m, "env", "delete", "acme/prod", "--now", "--yes"), 0);
 	ck_assert_ptr_null(strstr(out, "[y/N]"));
 	ck_assert_uint_eq(count_files(envs, "[.]db"), 0);
 	ck_assert_int_eq(RUN("--manifest", m, "check"), 0);
@@ -1093,7 +1093,8 @@ START_TEST(org_list_and_show)
 	ck_assert_str_eq(json_string_value(json_object_get(o, "id")), "acme");
 	ck_assert_int_eq(json_integer_value(json_object_get(o, "environment_count")), 2);
 	ck_assert_int_eq(
-		json_integer_value(json_object_get(json_object_get(o, "by_status"), "archived")), 1);
+		json_integer_value(json_object_get(json_object_get(o, "by_status"), "archived")),
+		1);
 	ck_assert_int_eq(
 		json_integer_value(json_object_get(json_object_get(o, "by_status"), "active")), 1);
 	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(o, "default_environment"),
@@ -1152,20 +1153,19 @@ START_TEST(reader_resolves_on_sqlite)
 	ck_assert_int_eq(strncmp(url, owner_url, strlen(owner_url)), 0);
 
 	/* the owner writes, the reader reads and cannot write */
-	ck_assert_int_eq(sqlite3_open_v2(owner_url, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI,
-					 NULL),
-			 SQLITE_OK);
-	ck_assert_int_eq(sqlite3_exec(db, "CREATE TABLE t (x); INSERT INTO t VALUES (1)", NULL,
-				      NULL, NULL),
-			 SQLITE_OK);
+	ck_assert_int_eq(
+		sqlite3_open_v2(owner_url, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, NULL),
+		SQLITE_OK);
+	ck_assert_int_eq(
+		sqlite3_exec(db, "CREATE TABLE t (x); INSERT INTO t VALUES (1)", NULL, NULL, NULL),
+		SQLITE_OK);
 	sqlite3_close(db);
 	ck_assert_int_eq(sqlite3_open_v2(url, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, NULL),
 			 SQLITE_OK);
 	ck_assert_int_eq(sqlite3_exec(db, "SELECT * FROM t", NULL, NULL, NULL), SQLITE_OK);
 	ck_assert_int_eq(sqlite3_exec(db, "INSERT INTO t VALUES (2)", NULL, NULL, NULL),
 			 SQLITE_READONLY);
-	ck_assert_int_eq(sqlite3_exec(db, "CREATE TABLE u (y)", NULL, NULL, NULL),
-			 SQLITE_READONLY);
+	ck_assert_int_eq(sqlite3_exec(db, "CREATE TABLE u (y)", NULL, NULL, NULL), SQLITE_READONLY);
 	sqlite3_close(db);
 	ck_assert_int_eq(RUN("--manifest", m, "check"), 0);
 	/* a guest too */
@@ -1178,9 +1178,9 @@ START_TEST(reader_resolves_on_sqlite)
 	ck_assert_int_eq(RUN("--manifest", m, "resolve", "acme/dev", "--user", "bob"), 77);
 	tu_assert_contains(err, "has no active read_only credential (mint one: envdb cred mint "
 				"acme/dev --authorization read_only)");
-	ck_assert_int_eq(RUN("--manifest", m, "cred", "mint", "acme/dev", "--authorization",
-			     "read_only"),
-			 0);
+	ck_assert_int_eq(
+		RUN("--manifest", m, "cred", "mint", "acme/dev", "--authorization", "read_only"),
+		0);
 	ck_assert_int_eq(RUN("--manifest", m, "resolve", "acme/dev", "--user", "bob"), 0);
 	tu_assert_contains(out, "?mode=ro\n");
 }

@@ -274,8 +274,9 @@ START_TEST(durations)
 		     "2:41: credentials.rotation_overlap_seconds: '30m1h': not a duration");
 	expect_error("version: 1\nprovisioning: {lease_seconds: 0s}\n",
 		     "2:31: provisioning.lease_seconds: 0 is out of range (at least 1)");
-	expect_error("version: 1\nprovisioning: {lease_seconds: '5m'}\n",
-		     "2:31: provisioning.lease_seconds: expected a duration, found a quoted string");
+	expect_error(
+		"version: 1\nprovisioning: {lease_seconds: '5m'}\n",
+		"2:31: provisioning.lease_seconds: expected a duration, found a quoted string");
 }
 END_TEST
 

@@ -735,8 +735,8 @@ START_TEST(test_read_only_url)
 				  .credential_id = "9b2e6c1a-0d3f-4a5b-8c7d-6e5f4a3b2c1e",
 				  .authorization = ENVDB_AUTH_READ_ONLY};
 	static const char *const writes[] = {
-		"INSERT INTO t VALUES (2)", "CREATE TABLE u (y)", "DROP TABLE t",
-		"DELETE FROM t",	    "PRAGMA user_version = 7",
+		"INSERT INTO t VALUES (2)", "CREATE TABLE u (y)", "DROP TABLE t", "DELETE FROM t",
+		"PRAGMA user_version = 7",
 	};
 	envdbi_secret *ro = NULL;
 	char *url = NULL, *h = NULL, ro_url[PATH_MAX + 32], attach[PATH_MAX + 64];
@@ -748,9 +748,9 @@ START_TEST(test_read_only_url)
 	/* the application's data, written with full access */
 	ck_assert_int_eq(sqlite3_open_v2(url, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, NULL),
 			 SQLITE_OK);
-	ck_assert_int_eq(sqlite3_exec(db, "CREATE TABLE t (x); INSERT INTO t VALUES (1)", NULL,
-				      NULL, NULL),
-			 SQLITE_OK);
+	ck_assert_int_eq(
+		sqlite3_exec(db, "CREATE TABLE t (x); INSERT INTO t VALUES (1)", NULL, NULL, NULL),
+		SQLITE_OK);
 	sqlite3_close(db);
 	db = NULL;
 
@@ -768,16 +768,17 @@ START_TEST(test_read_only_url)
 		ck_assert_int_eq(sqlite3_column_int(st, 0), 1);
 		sqlite3_finalize(st);
 		for (i = 0; i < sizeof(writes) / sizeof(writes[0]); i++)
-			ck_assert_msg(sqlite3_exec(db, writes[i], NULL, NULL, NULL) == SQLITE_READONLY,
+			ck_assert_msg(sqlite3_exec(db, writes[i], NULL, NULL, NULL) ==
+					      SQLITE_READONLY,
 				      "%s through %s (pass %d): %s", writes[i], ro_url, pass,
 				      sqlite3_errmsg(db));
 		if (pass == 1) {
 			/* opened read-only: an ATTACH of the file is read-only too */
 			snprintf(attach, sizeof(attach), "ATTACH '%s' AS w", url);
 			ck_assert_int_eq(sqlite3_exec(db, attach, NULL, NULL, NULL), SQLITE_OK);
-			ck_assert_int_eq(sqlite3_exec(db, "INSERT INTO w.t VALUES (3)", NULL, NULL,
-						      NULL),
-					 SQLITE_READONLY);
+			ck_assert_int_eq(
+				sqlite3_exec(db, "INSERT INTO w.t VALUES (3)", NULL, NULL, NULL),
+				SQLITE_READONLY);
 		}
 		sqlite3_close(db);
 		db = NULL;

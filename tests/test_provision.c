@@ -96,8 +96,9 @@ START_TEST(test_provision_sqlite_happy_path)
 			  strcmp(creds[i]->authorization, "read_only") == 0);
 		ck_assert_str_eq(creds[i]->status, "active");
 		ck_assert_str_eq(creds[i]->environment_database_id, db->id);
-		ck_assert_str_eq(creds[i]->handle,
-				 strcmp(creds[i]->authorization, "read_only") == 0 ? "?mode=ro" : "");
+		ck_assert_str_eq(creds[i]->handle, strcmp(creds[i]->authorization, "read_only") == 0
+							   ? "?mode=ro"
+							   : "");
 	}
 
 	ck_assert_int_eq(envdb_member_list(&mem, &n_mem, ctx, "acme", "prod"), ENVDB_OK);
