@@ -360,9 +360,10 @@ int envdb_cli_usage(envdb_cli *cli, const char *fmt, ...)
 	else
 		fprintf(stderr, "envdb: %s\n(see envdb --help)\n", msg);
 	if (cli->json && !cli->emitted) {
-		envdb_cli_json_print(cli, json_pack("{s:o}", "error",
-						    envdb_cli_error_json("usage", EX_USAGE,
-									 ENVDB_ERR_MISUSE, msg, NULL)));
+		envdb_cli_json_print(cli,
+				     json_pack("{s:o}", "error",
+					       envdb_cli_error_json("usage", EX_USAGE,
+								    ENVDB_ERR_MISUSE, msg, NULL)));
 	}
 	return EX_USAGE;
 }
@@ -893,7 +894,8 @@ static int take_global_options(envdb_cli *cli, int *argc, char **argv, bool *hel
 			cli->quiet = true;
 		} else if (strcmp(a, "--output") == 0 || strcmp(a, "-o") == 0) {
 			if (i + 1 >= *argc)
-				return envdb_cli_usage(cli, "option --output needs json, tsv or table");
+				return envdb_cli_usage(cli,
+						       "option --output needs json, tsv or table");
 			if ((rc = set_output(cli, argv[++i])) != EX_OK)
 				return rc;
 		} else if (strncmp(a, "--output=", 9) == 0) {

@@ -198,9 +198,8 @@ static json_t *org_json(const org_summary *o)
 	if (o->by_status[N_ENV_STATUSES])
 		json_object_set_new(st, "other",
 				    json_integer((json_int_t)o->by_status[N_ENV_STATUSES]));
-	return json_pack("{s:s, s:I, s:o, s:o}", "id", o->id, "environment_count",
-			 (json_int_t)o->n, "by_status", st, "default_environment",
-			 envdb_cli_env_json(o->def));
+	return json_pack("{s:s, s:I, s:o, s:o}", "id", o->id, "environment_count", (json_int_t)o->n,
+			 "by_status", st, "default_environment", envdb_cli_env_json(o->def));
 }
 
 /* "active 2, archived 1" (statuses with no environment left out). */
@@ -277,8 +276,9 @@ int envdb_cli_org_list(envdb_cli *cli, int argc, char **argv)
 	} else {
 		envdb_cli_table_print(cli, t);
 		if (n_orgs == 0 && !cli->quiet)
-			envdb_cli_error(cli, "no organizations (an organization exists while it has "
-					     "environments: envdb org provision ORG)");
+			envdb_cli_error(cli,
+					"no organizations (an organization exists while it has "
+					"environments: envdb org provision ORG)");
 		rc = EX_OK;
 	}
 out:
@@ -377,7 +377,8 @@ int envdb_cli_env_list(envdb_cli *cli, int argc, char **argv)
 			envdb_cli_env_row(t, v[i]);
 		rc = envdb_cli_table_print(cli, t);
 		if (n == 0 && !cli->quiet)
-			envdb_cli_error(cli, "no environments%s%s", pos.n ? " in organization " : "",
+			envdb_cli_error(cli, "no environments%s%s",
+					pos.n ? " in organization " : "",
 					pos.n ? CLI_Q(pos.v[0]) : "");
 	}
 out:
@@ -445,21 +446,22 @@ int envdb_cli_env_show(envdb_cli *cli, int argc, char **argv)
 				     envdb_cli_time_text(t1, sizeof(t1), env->created_at));
 		envdb_cli_table_rowf(t, "created by", env->created_by);
 		if (env->delete_after)
-			envdb_cli_table_rowf(t, "dropped after",
-					     envdb_cli_time_text(t1, sizeof(t1), env->delete_after));
+			envdb_cli_table_rowf(
+				t, "dropped after",
+				envdb_cli_time_text(t1, sizeof(t1), env->delete_after));
 		if (env->lease_expires_at)
-			envdb_cli_table_rowf(t, "lease until",
-					     envdb_cli_time_text(t1, sizeof(t1),
-								 env->lease_expires_at));
+			envdb_cli_table_rowf(
+				t, "lease until",
+				envdb_cli_time_text(t1, sizeof(t1), env->lease_expires_at));
 		if (db != NULL) {
 			snprintf(num, sizeof(num), "%lld MiB", (long long)db->storage_limit_mb);
 			envdb_cli_table_rowf(t, "database", db->database_name);
 			envdb_cli_table_rowf(t, "driver", db->driver);
 			envdb_cli_table_rowf(t, "url", db->database_url);
 			envdb_cli_table_rowf(t, "storage", num);
-			envdb_cli_table_rowf(t, "accessed",
-					     envdb_cli_time_text(t1, sizeof(t1),
-								 db->last_accessed_at));
+			envdb_cli_table_rowf(
+				t, "accessed",
+				envdb_cli_time_text(t1, sizeof(t1), db->last_accessed_at));
 		}
 		for (i = 0; i < n_creds; i++) {
 			char line[512];
@@ -579,13 +581,13 @@ static int env_action(envdb_cli *cli, int argc, char **argv, const char *verb)
 				"they keep working there until the database is dropped",
 				db->driver);
 	if (cli->json) {
-		json_t *doc = json_pack("{s:s, s:s, s:s, s:o}", "ref", pos.v[0], "action", verb,
-					"result",
-					env == NULL		? "deleted"
-					: env->delete_after	? "pending deletion"
-					: strcmp(env->status, "active") == 0 ? "active"
-									       : "archived",
-					"environment", envdb_cli_env_json(env));
+		json_t *doc =
+			json_pack("{s:s, s:s, s:s, s:o}", "ref", pos.v[0], "action", verb, "result",
+				  env == NULL                          ? "deleted"
+				  : env->delete_after                  ? "pending deletion"
+				  : strcmp(env->status, "active") == 0 ? "active"
+								       : "archived",
+				  "environment", envdb_cli_env_json(env));
 
 		if (env != NULL && db != NULL && strcmp(verb, "unarchive") != 0)
 			json_object_set_new(doc, "credentials_locked_out", json_boolean(locked));
@@ -610,9 +612,11 @@ static int env_action(envdb_cli *cli, int argc, char **argv, const char *verb)
 		if (env == NULL)
 			envdb_cli_print(cli, "deleted %s (database dropped)\n", pos.v[0]);
 		else if (env->delete_after)
-			envdb_cli_print(cli, "archived %s; its database is dropped after %s "
-					     "(envdb reconcile --apply)\n",
-					pos.v[0], envdb_cli_time_text(t, sizeof(t), env->delete_after));
+			envdb_cli_print(cli,
+					"archived %s; its database is dropped after %s "
+					"(envdb reconcile --apply)\n",
+					pos.v[0],
+					envdb_cli_time_text(t, sizeof(t), env->delete_after));
 		else
 			envdb_cli_print(cli,
 					"archived %s (database kept; undo: envdb env unarchive "
@@ -986,9 +990,10 @@ int envdb_cli_resolve(envdb_cli *cli, int argc, char **argv)
 						 conn->previous_credential_handle, "expires_at",
 						 envdb_cli_time_json(conn->previous_expires_at));
 				if (prev != NULL && reveal)
-					json_object_set_new(prev, "secret",
-							    json_stringn(conn->previous_secret,
-									 conn->previous_secret_len));
+					json_object_set_new(
+						prev, "secret",
+						json_stringn(conn->previous_secret,
+							     conn->previous_secret_len));
 			}
 			json_object_set_new(doc, "previous", prev);
 		}
@@ -1148,7 +1153,8 @@ int envdb_cli_reconcile(envdb_cli *cli, int argc, char **argv)
 			json_t *o = json_pack("{s:s, s:s}", "kind", it->kind, "action", it->action);
 
 			json_object_set_new(o, "driver", envdb_cli_str_json(it->driver));
-			json_object_set_new(o, "database_name", envdb_cli_str_json(it->database_name));
+			json_object_set_new(o, "database_name",
+					    envdb_cli_str_json(it->database_name));
 			json_object_set_new(o, "object_id", envdb_cli_str_json(it->object_id));
 			json_object_set_new(o, "ref", envdb_cli_str_json(it->label));
 			json_object_set_new(o, "environment",
@@ -1202,10 +1208,10 @@ int envdb_cli_reconcile(envdb_cli *cli, int argc, char **argv)
 			envdb_cli_note(cli, "(dry run: nothing changed; --apply acts)\n");
 		if (n_unverified > 0)
 			envdb_cli_note(cli,
-					"%zu adopted database(s) not verified (kept their v4 name "
-					"and location, so their adapter does not list them; "
-					"--json lists them)\n",
-					n_unverified);
+				       "%zu adopted database(s) not verified (kept their v4 name "
+				       "and location, so their adapter does not list them; "
+				       "--json lists them)\n",
+				       n_unverified);
 		rc = EX_OK;
 	}
 	if (r->n_failed > 0) {

@@ -232,7 +232,8 @@ static int collect_key(void *cb_ctx, const char *key_id, int is_current, int64_t
 	if (is_current)
 		snprintf(k->current, sizeof(k->current), "%s", key_id);
 	if (k->keys != NULL)
-		json_array_append_new(k->keys, envdb_cli_key_json(key_id, is_current != 0, created_at));
+		json_array_append_new(k->keys,
+				      envdb_cli_key_json(key_id, is_current != 0, created_at));
 	return 0;
 }
 
@@ -506,9 +507,10 @@ int envdb_cli_manifest_check(envdb_cli *cli, int argc, char **argv)
 		fprintf(stderr, "envdb: %s\n", e->message[0] ? e->message : envdb_status_str(rc));
 		if (cli->json)
 			envdb_cli_json_print(
-			    cli, json_pack("{s:s, s:b, s:o}", "manifest", path, "valid", 0, "error",
-					   envdb_cli_error_json(envdb_cli_error_code(rc), code, rc,
-								e->message, e->native_code)));
+				cli,
+				json_pack("{s:s, s:b, s:o}", "manifest", path, "valid", 0, "error",
+					  envdb_cli_error_json(envdb_cli_error_code(rc), code, rc,
+							       e->message, e->native_code)));
 		return code;
 	}
 	n = envdb_plugin_count(ctx);
@@ -526,8 +528,9 @@ int envdb_cli_manifest_check(envdb_cli *cli, int argc, char **argv)
 		envdb_cli_print(cli, "%s: ok (%zu plugin%s:", envdb_manifest_path(ctx), n,
 				n == 1 ? "" : "s");
 		for (i = 0; i < n; i++)
-			envdb_cli_print(cli, " %s", json_string_value(json_object_get(
-							json_array_get(names, i), "name")));
+			envdb_cli_print(cli, " %s",
+					json_string_value(
+						json_object_get(json_array_get(names, i), "name")));
 		envdb_cli_print(cli, ")\n");
 		json_decref(names);
 		rc = EX_OK;
@@ -560,9 +563,10 @@ int envdb_cli_key_list(envdb_cli *cli, int argc, char **argv)
 		goto done;
 	}
 	if (cli->json) {
-		rc = envdb_cli_json_print(
-		    cli, json_pack("{s:s*, s:s?, s:O}", "encryptor", encryptor, "current_key_id",
-				   keys.current[0] ? keys.current : NULL, "keys", keys.keys));
+		rc = envdb_cli_json_print(cli, json_pack("{s:s*, s:s?, s:O}", "encryptor",
+							 encryptor, "current_key_id",
+							 keys.current[0] ? keys.current : NULL,
+							 "keys", keys.keys));
 		goto done;
 	}
 	{
@@ -575,7 +579,7 @@ int envdb_cli_key_list(envdb_cli *cli, int argc, char **argv)
 
 			envdb_cli_table_rowf(t, json_string_value(json_object_get(k, "id")),
 					     json_is_true(json_object_get(k, "current")) ? "yes"
-											: "no",
+											 : "no",
 					     created);
 		}
 		rc = envdb_cli_table_print(cli, t);

@@ -93,11 +93,11 @@ static json_t *org_json(const envdb_migrate_org *o)
 
 		for (i = 0; i < o->n_envs; i++) {
 			const envdb_migrate_env *e = &o->envs[i];
-			json_t *je = json_pack("{s:s, s:b, s:s, s:s, s:s, s:I}", "slug", e->slug,
-					       "is_default", e->is_default, "legacy_id", e->legacy_id,
-					       "database_name", e->database_name, "driver",
-					       e->driver, "packages_repointed",
-					       (json_int_t)e->packages_repointed);
+			json_t *je =
+				json_pack("{s:s, s:b, s:s, s:s, s:s, s:I}", "slug", e->slug,
+					  "is_default", e->is_default, "legacy_id", e->legacy_id,
+					  "database_name", e->database_name, "driver", e->driver,
+					  "packages_repointed", (json_int_t)e->packages_repointed);
 
 			if (je != NULL && e->environment_id != NULL)
 				json_object_set_new(je, "environment_id",

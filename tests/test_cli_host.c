@@ -268,7 +268,7 @@ START_TEST(usage_errors)
 	ck_assert_int_eq(RUN("--json", "frobnicate"), 64);
 	doc = json_out();
 	ck_assert_int_eq(
-	    json_integer_value(json_object_get(json_object_get(doc, "error"), "status")), 64);
+		json_integer_value(json_object_get(json_object_get(doc, "error"), "status")), 64);
 	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(doc, "error"), "code")),
 			 "usage");
 	json_decref(doc);
@@ -328,7 +328,7 @@ START_TEST(no_manifest)
 	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(doc, "error"), "code")),
 			 "config");
 	ck_assert_int_eq(
-	    json_integer_value(json_object_get(json_object_get(doc, "error"), "status")), 78);
+		json_integer_value(json_object_get(json_object_get(doc, "error"), "status")), 78);
 	json_decref(doc);
 	/* --manifest naming a missing file */
 	ck_assert_int_eq(RUN("--manifest", "missing.yaml", "plugins"), 78);
@@ -1013,7 +1013,7 @@ START_TEST(destructive_commands_confirm)
 	ck_assert_int_eq(RUN("--manifest", m, "--json", "env", "delete", "acme/dev", "--now"), 64);
 	doc = json_out();
 	ck_assert_int_eq(
-	    json_integer_value(json_object_get(json_object_get(doc, "error"), "status")), 64);
+		json_integer_value(json_object_get(json_object_get(doc, "error"), "status")), 64);
 	json_decref(doc);
 	ck_assert_int_eq(RUN("--manifest", m, "env", "archive", "acme/prod"), 64);
 	tu_assert_contains(err, "pass --yes to archive environment acme/prod, the default of "
@@ -1097,8 +1097,8 @@ START_TEST(org_list_and_show)
 		1);
 	ck_assert_int_eq(
 		json_integer_value(json_object_get(json_object_get(o, "by_status"), "active")), 1);
-	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(o, "default_environment"),
-							   "ref")),
+	ck_assert_str_eq(json_string_value(
+				 json_object_get(json_object_get(o, "default_environment"), "ref")),
 			 "acme/prod");
 	json_decref(doc);
 
