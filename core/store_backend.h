@@ -324,6 +324,10 @@ typedef struct envdbi_store_backend_ops {
 /** The compiled-in backends, NULL-terminated (core/store.c).  A backend
  * registers with one line there (under its configure conditional). */
 extern const envdbi_store_backend_ops *const envdbi_store_backends[];
+/** Open a store of any backend from explicit configuration (what
+ * envdbi_store_open() does after reading the manifest; tests that run
+ * against every backend).  cfg is borrowed for the call. */
+int envdbi_store_open_config(envdbi_store **out, const envdbi_store_config *cfg, unsigned flags);
 /** The backend named `driver` (NULL: "sqlite"), or NULL. */
 const envdbi_store_backend_ops *envdbi_store_backend_find(const char *driver);
 
