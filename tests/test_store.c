@@ -21,6 +21,7 @@
 
 #include "schema.h"
 #include "store.h"
+#include "store_sqlite.h"
 
 #define CT "v1:k1:c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2Vj"
 
@@ -110,7 +111,7 @@ START_TEST(open_create_and_versions)
 	s = open_store(false);
 	ck_assert_int_eq(envdbi_store_version(s), ENVDBI_STORE_VERSION);
 	ck_assert(!envdbi_store_legacy(s));
-	ck_assert_str_eq(envdbi_store_path(s), path);
+	ck_assert_str_eq(envdbi_store_describe(s), path);
 	envdbi_store_close(s);
 
 	/* reopen without CREATE; WAL and the version are persistent */
@@ -992,12 +993,58 @@ START_TEST(bulk_savepoint_journal_stays_in_memory)
 }
 END_TEST
 
+/* The manifest selects the backend: the mapping form of the SQLite file
+ * opens it like the scalar; a driver this build lacks is
+ * ENVDB_ERR_NOT_SUPPORTED and says which, and nothing is created. */
+START_TEST(manifest_selects_backend)
+{
+	char mpath[600];
+	envdbi_manifest *m = NULL;
+	envdbi_store *s = NULL;
+	struct stat st;
+	FILE *f;
+
+	snprintf(mpath, sizeof mpath, "%s/envdb.yaml", dir);
+	ck_assert_ptr_nonnull(f = fopen(mpath, "w"));
+	fputs("version: 1\ncontrol_plane: {driver: sqlite, path: control.db}\n", f);
+	fclose(f);
+	chmod(mpath, 0600);
+	ck_assert_int_eq(envdbi_manifest_load(&m, mpath), 0);
+	ck_assert_int_eq(envdbi_store_open(&s, m, ENVDB_OPEN_CREATE), 0);
+	ck_assert_str_eq(envdbi_store_driver(s), "sqlite");
+	ck_assert_str_eq(envdbi_store_describe(s), path);
+	envdbi_store_close(s);
+	envdbi_manifest_free(m);
+	m = NULL;
+
+	ck_assert_ptr_nonnull(f = fopen(mpath, "w"));
+	fputs("version: 1\ncontrol_plane: {driver: postgresql, conninfo_env: ENVDB_TEST_NO_PG, "
+	      "schema: other}\n",
+	      f);
+	fclose(f);
+	ck_assert_int_eq(envdbi_manifest_load(&m, mpath), 0);
+	ck_assert_ptr_null(m->control_plane);
+	s = NULL;
+#ifdef HAVE_STORE_PG
+	ck_assert_int_ne(envdbi_store_open(&s, m, ENVDB_OPEN_CREATE), 0); /* variable unset */
+#else
+	ck_assert_int_eq(envdbi_store_open(&s, m, ENVDB_OPEN_CREATE), ENVDB_ERR_NOT_SUPPORTED);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message,
+				     "built without the postgresql store backend"));
+#endif
+	ck_assert_ptr_null(s);
+	envdbi_manifest_free(m);
+	ck_assert_int_eq(stat(path, &st), 0); /* the SQLite file is untouched, still there */
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("store");
 	TCase *tc = tcase_create("store");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, open_create_and_versions);
+	tcase_add_test(tc, manifest_selects_backend);
 	tcase_add_test(tc, deployment_id_created_and_immutable);
 	tcase_add_test(tc, deployment_id_migrated_from_version_1);
 	tcase_add_test(tc, open_create_owner_only);
