@@ -38,12 +38,12 @@
  */
 #include "config.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -403,8 +403,8 @@ static double reconcile_floor_run_once(void *arg, int run)
  * search: the calls check makes), without check's own work on them: what
  * check adds over this is its joins and rules, linear when this ratio does
  * not grow with the size. */
-static void no_dup(void *c, const envdbi_object_def *o, const envdbi_index_def *ix,
-		   const char *key, const char *ids)
+static void no_dup(void *c, const envdbi_object_def *o, const envdbi_index_def *ix, const char *key,
+		   const char *ids)
 {
 	(void)c, (void)o, (void)ix, (void)key, (void)ids;
 }
@@ -544,16 +544,16 @@ static double reconcile_run_once(void *arg, int run)
 /* Each of the above S->reps times (a run at 1,000 environments lasts
  * milliseconds: repeated to 20,000 rows a run, so that both sizes are
  * timed over as much work), per environment. */
-#define REPEATED(name)                                                                     \
-	static double name(void *arg, int run)                                             \
-	{                                                                                  \
-		scale *S = arg;                                                            \
-		double t = 0;                                                              \
-		size_t r;                                                                  \
-                                                                                           \
-		for (r = 0; r < S->reps; r++)                                              \
-			t += name##_once(arg, run);                                        \
-		return t / (double)S->reps;                                                \
+#define REPEATED(name)                                                                             \
+	static double name(void *arg, int run)                                                     \
+	{                                                                                          \
+		scale *S = arg;                                                                    \
+		double t = 0;                                                                      \
+		size_t r;                                                                          \
+                                                                                                   \
+		for (r = 0; r < S->reps; r++)                                                      \
+			t += name##_once(arg, run);                                                \
+		return t / (double)S->reps;                                                        \
 	}
 REPEATED(rows_floor_run)
 REPEATED(reconcile_floor_run)
@@ -581,8 +581,8 @@ static void measure(scale *S, at_size *A, size_t n, int runs)
 	printf("bench_scale: %zu environments (%.1f s to get here)\n", n, A->fill_s);
 	A->bytes_per_env = control_plane_bytes(S) / (double)n;
 	S->reps = n >= 20000 ? 1 : 20000 / n;
-	if (bench_pair(&A->chk, &A->chk_floor, 0, runs > 3 ? 3 : runs, check_run, S,
-		       rows_floor_run, S) != 0 ||
+	if (bench_pair(&A->chk, &A->chk_floor, 0, runs > 3 ? 3 : runs, check_run, S, rows_floor_run,
+		       S) != 0 ||
 	    bench_pair(&A->rec, &A->rec_floor, 0, runs > 3 ? 3 : runs, reconcile_run, S,
 		       reconcile_floor_run, S) != 0)
 		exit(2);
@@ -707,8 +707,10 @@ int main(void)
 	{
 		/* Per-row growth with the memory system's (the floor's) taken
 		 * out: ~1.0 when linear. */
-		double gc = (B.chk2.median / B.chk_reads.median) / (A.chk2.median / A.chk_reads.median);
-		double gr = (B.rec2.median / B.rec_reads.median) / (A.rec2.median / A.rec_reads.median);
+		double gc =
+			(B.chk2.median / B.chk_reads.median) / (A.chk2.median / A.chk_reads.median);
+		double gr =
+			(B.rec2.median / B.rec_reads.median) / (A.rec2.median / A.rec_reads.median);
 		bench_stats sc = {gc, gc, gc, 1}, sr = {gr, gr, gr, 1};
 
 		bench_note("check's store reads: %.2f us/env at %zu, %.2f at %zu (%.2fx); "
@@ -719,16 +721,18 @@ int main(void)
 			   B.rec_reads.median, B.n, B.rec_reads.median / A.rec_reads.median);
 
 		snprintf(t, sizeof(t), "6 check/its store reads, %zu vs %zu", B.n, A.n);
-		bench_value("scale_check_over_reads", t, "x", &sc, BENCH_AT_MOST, 1.2,
-			    "(check / the store reads it makes: every object's rows into records, "
-			    "the duplicate and dangling searches) per environment at the large size, "
-			    "divided by the same at 1,000, measured interleaved: 1.0 is linear");
+		bench_value(
+			"scale_check_over_reads", t, "x", &sc, BENCH_AT_MOST, 1.2,
+			"(check / the store reads it makes: every object's rows into records, "
+			"the duplicate and dangling searches) per environment at the large size, "
+			"divided by the same at 1,000, measured interleaved: 1.0 is linear");
 		snprintf(t, sizeof(t), "6 reconcile/its reads, %zu vs %zu", B.n, A.n);
-		bench_value("scale_reconcile_over_reads", t, "x", &sr, BENCH_AT_MOST, 1.2,
-			    "(reconcile dry run / the reads it makes: its five filtered lists, the "
-			    "environments and databases before and after the adapter's listing, the "
-			    "listing) per environment at the large size, divided by the same at "
-			    "1,000, measured interleaved: 1.0 is linear");
+		bench_value(
+			"scale_reconcile_over_reads", t, "x", &sr, BENCH_AT_MOST, 1.2,
+			"(reconcile dry run / the reads it makes: its five filtered lists, the "
+			"environments and databases before and after the adapter's listing, the "
+			"listing) per environment at the large size, divided by the same at "
+			"1,000, measured interleaved: 1.0 is linear");
 	}
 
 	snprintf(t, sizeof(t), "6 resolve cached, 1,000 hot of %zu cached", A.n);

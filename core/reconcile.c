@@ -267,8 +267,8 @@ static int phase_expiry(report_builder *b, envdb_ctx *ctx, bool apply, int64_t n
 typedef struct strset_ent {
 	const char *key; /* NULL: empty */
 	uint64_t hash;
-	void *val;  /* of the first insertion */
-	bool flag;  /* the OR of every insertion's */
+	void *val; /* of the first insertion */
+	bool flag; /* the OR of every insertion's */
 } strset_ent;
 
 typedef struct strset {
@@ -349,8 +349,8 @@ static const strset_ent *strset_get(const strset *m, const char *key)
  * the one the adapter derives from the environment id; any other name (a
  * database adopted by the v4 migration, which keeps its legacy name) is
  * beyond what the listing can see: "unverified", not an error. */
-static void unlisted_row(report_builder *b, envdb_ctx *ctx, envdbi_plugin *pl,
-			 const char *driver, const envdb_database *d, const strset_ent *env)
+static void unlisted_row(report_builder *b, envdb_ctx *ctx, envdbi_plugin *pl, const char *driver,
+			 const envdb_database *d, const strset_ent *env)
 {
 	char label[300] = "", *derived = NULL;
 	int st;
@@ -445,7 +445,7 @@ static int phase_orphans(report_builder *b, envdb_ctx *ctx, bool apply, size_t l
 		strset_free(&taken);
 		strset_free(&listed);
 		if ((rc = envdbi_store_env_list(ctx->store, &envs_now, &n_envs_now, NULL)) !=
-			ENVDB_OK ||
+			    ENVDB_OK ||
 		    (rc = envdbi_store_db_list(ctx->store, &dbs_now, &n_dbs_now)) != ENVDB_OK ||
 		    (rc = strset_init(&taken, n_dbs_now + n_envs_now)) != ENVDB_OK ||
 		    (rc = strset_init(&listed, n_names)) != ENVDB_OK) {
@@ -493,7 +493,8 @@ static int phase_orphans(report_builder *b, envdb_ctx *ctx, bool apply, size_t l
 			const envdb_database *d = dbs[k];
 			const strset_ent *env;
 
-			if (strcmp(d->driver, driver) != 0 || strset_get(&listed, d->database_name) != NULL)
+			if (strcmp(d->driver, driver) != 0 ||
+			    strset_get(&listed, d->database_name) != NULL)
 				continue;
 			env = strset_get(&by_env, d->environment_id);
 			if (env != NULL && env->flag)

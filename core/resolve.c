@@ -332,26 +332,26 @@ static uint64_t load64_le(const unsigned char *p)
 }
 
 #define SIP_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIP_ROUND                                                                          \
-	do {                                                                               \
-		v0 += v1;                                                                  \
-		v1 = SIP_ROTL(v1, 13);                                                     \
-		v1 ^= v0;                                                                  \
-		v0 = SIP_ROTL(v0, 32);                                                     \
-		v2 += v3;                                                                  \
-		v3 = SIP_ROTL(v3, 16);                                                     \
-		v3 ^= v2;                                                                  \
-		v0 += v3;                                                                  \
-		v3 = SIP_ROTL(v3, 21);                                                     \
-		v3 ^= v0;                                                                  \
-		v2 += v1;                                                                  \
-		v1 = SIP_ROTL(v1, 17);                                                     \
-		v1 ^= v2;                                                                  \
-		v2 = SIP_ROTL(v2, 32);                                                     \
+#define SIP_ROUND                                                                                  \
+	do {                                                                                       \
+		v0 += v1;                                                                          \
+		v1 = SIP_ROTL(v1, 13);                                                             \
+		v1 ^= v0;                                                                          \
+		v0 = SIP_ROTL(v0, 32);                                                             \
+		v2 += v3;                                                                          \
+		v3 = SIP_ROTL(v3, 16);                                                             \
+		v3 ^= v2;                                                                          \
+		v0 += v3;                                                                          \
+		v3 = SIP_ROTL(v3, 21);                                                             \
+		v3 ^= v0;                                                                          \
+		v2 += v1;                                                                          \
+		v1 = SIP_ROTL(v1, 17);                                                             \
+		v1 ^= v2;                                                                          \
+		v2 = SIP_ROTL(v2, 32);                                                             \
 	} while (0)
 
-static inline uint64_t siphash_rounds(const unsigned char k[16], const void *p, size_t n,
-				      int c, int d)
+static inline uint64_t siphash_rounds(const unsigned char k[16], const void *p, size_t n, int c,
+				      int d)
 {
 	const unsigned char *in = p, *end = in + (n & ~(size_t)7);
 	uint64_t k0 = load64_le(k), k1 = load64_le(k + 8), m, b = (uint64_t)n << 56;

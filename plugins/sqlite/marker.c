@@ -135,12 +135,13 @@ static const char *marker_deployment(const char *text, int is_link)
 {
 	const char *tag;
 
-	if (is_link)
-		return strlen(text) == MARKER_TARGET_MAX &&
-			       strncmp(text, MARKER_PREFIX, sizeof(MARKER_PREFIX) - 1) == 0 &&
-			       uuid_text(text + sizeof(MARKER_PREFIX) - 1)
-			   ? text + sizeof(MARKER_PREFIX) - 1
-			   : NULL;
+	if (is_link) {
+		if (strlen(text) != MARKER_TARGET_MAX ||
+		    strncmp(text, MARKER_PREFIX, sizeof(MARKER_PREFIX) - 1) != 0)
+			return NULL;
+		tag = text + sizeof(MARKER_PREFIX) - 1;
+		return uuid_text(tag) ? tag : NULL;
+	}
 	tag = strstr(text, DEPLOYMENT_TAG);
 	if (strncmp(text, "envdb:", 6) != 0 || tag == NULL ||
 	    strlen(tag) < sizeof(DEPLOYMENT_TAG) - 1 + 36 ||
