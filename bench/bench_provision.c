@@ -96,6 +96,11 @@ typedef struct floor_run {
 	int envs_fd;
 	char envs[1200];
 	int n;
+	/* The credentials the library's provisioning makes per environment
+	 * (their authorizations, probed once): the floor mints, encrypts and
+	 * inserts as many. */
+	char auths[4][16];
+	int n_auths;
 	sync_counts sy;
 	uint64_t ops;
 } floor_run;
@@ -188,20 +193,21 @@ static int step_done(sqlite3 *db, sqlite3_stmt *st)
 /* One environment of the floor (steps 1-4 of the header). */
 static int floor_one(floor_run *F, const char *org)
 {
-	char env_id[37], db_id[37], cred_id[37], mem_id[37], name[40], fname[48], path[1300];
+	char env_id[37], db_id[37], cred_id[4][37], mem_id[37], name[40], fname[48], path[1300];
 	char url[1400], meta[1500], token[64];
 	unsigned char raw[32], aad[ENVDB_CREDENTIAL_AAD_MAX];
 	envdbi_secret secret;
-	char *ct = NULL, *key_id = NULL;
+	char *ct[4] = {NULL}, *key_id[4] = {NULL};
 	size_t aad_len, i, o;
 	sqlite3 *db = NULL;
 	int64_t now = (int64_t)time(NULL);
-	int fd, rc = -1;
+	int fd, k, rc = -1;
 	sqlite3_stmt *st;
 
 	envdbi_uuid_new(env_id);
 	envdbi_uuid_new(db_id);
-	envdbi_uuid_new(cred_id);
+	for (k = 0; k < F->n_auths; k++)
+		envdbi_uuid_new(cred_id[k]);
 	envdbi_uuid_new(mem_id);
 	memcpy(name, "env_", 4);
 	for (i = 0, o = 4; env_id[i]; i++)
@@ -228,18 +234,20 @@ static int floor_one(floor_run *F, const char *org)
 	snprintf(url, sizeof(url), "file:%s", path);
 	snprintf(meta, sizeof(meta), "{\"path\":\"%s\",\"journal_mode\":\"wal\"}", path);
 
-	/* 2. The secret. */
-	randombytes_buf(raw, sizeof(raw));
-	sodium_bin2base64(token, sizeof(token), raw, sizeof(raw),
-			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-	secret.data = token;
-	secret.len = strlen(token);
+	for (k = 0; k < F->n_auths; k++) {
+		/* 2. The secret. */
+		randombytes_buf(raw, sizeof(raw));
+		sodium_bin2base64(token, sizeof(token), raw, sizeof(raw),
+				  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+		secret.data = token;
+		secret.len = strlen(token);
 
-	/* 3. The encryption call. */
-	if (envdb_credential_aad(aad, &aad_len, cred_id, db_id) != 0 ||
-	    envdbi_encryptor_encrypt(F->enc_ctx->encryptor, &secret, aad, aad_len, &ct,
-				     &key_id) != 0)
-		bench_die("floor: encrypt");
+		/* 3. The encryption call. */
+		if (envdb_credential_aad(aad, &aad_len, cred_id[k], db_id) != 0 ||
+		    envdbi_encryptor_encrypt(F->enc_ctx->encryptor, &secret, aad, aad_len, &ct[k],
+					     &key_id[k]) != 0)
+			bench_die("floor: encrypt");
+	}
 
 	/* 4. One durable transaction with the four rows. */
 	if (step_done(F->cp, F->begin) != 0)
@@ -255,11 +263,13 @@ static int floor_one(floor_run *F, const char *org)
 		I(st, 6, 1024), I(st, 7, now), T(st, 8, meta);
 	if (step_done(F->cp, st) != 0)
 		goto rollback;
-	st = F->ins[2];
-	T(st, 1, cred_id), T(st, 2, db_id), T(st, 3, ct), T(st, 4, key_id), T(st, 5, ""),
-		T(st, 6, "full_access"), T(st, 7, "active"), I(st, 8, now);
-	if (step_done(F->cp, st) != 0)
-		goto rollback;
+	for (k = 0; k < F->n_auths; k++) {
+		st = F->ins[2];
+		T(st, 1, cred_id[k]), T(st, 2, db_id), T(st, 3, ct[k]), T(st, 4, key_id[k]),
+			T(st, 5, ""), T(st, 6, F->auths[k]), T(st, 7, "active"), I(st, 8, now);
+		if (step_done(F->cp, st) != 0)
+			goto rollback;
+	}
 	st = F->ins[3];
 	T(st, 1, mem_id), T(st, 2, env_id), T(st, 3, "owner"), T(st, 4, "owner"), T(st, 5, "owner"),
 		I(st, 6, now), I(st, 7, now);
@@ -274,10 +284,42 @@ rollback:
 out:
 	if (db != NULL)
 		sqlite3_close(db);
-	free(ct);
-	free(key_id);
+	for (k = 0; k < F->n_auths; k++) {
+		free(ct[k]);
+		free(key_id[k]);
+	}
 	sodium_memzero(token, sizeof(token));
 	return rc;
+}
+
+/* Which credentials does the library's provisioning make?  One environment
+ * provisioned (untimed), its credentials' authorizations read back. */
+static void probe_credentials(floor_run *F, envdb_ctx *ctx, const char *control)
+{
+	envdb_provision_opts o = ENVDB_PROVISION_OPTS_INIT;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+
+	o.env_type = "development";
+	o.created_by = "owner";
+	if (envdb_env_provision(NULL, ctx, "probe-org", "dev", &o) != 0)
+		bench_die("provision (probe)");
+	if (sqlite3_open_v2(control, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(
+		    db,
+		    "SELECT c.authorization FROM sys_database_credential c JOIN "
+		    "sys_environment_database d ON d.id = c.environment_database_id JOIN "
+		    "sys_environment e ON e.id = d.environment_id WHERE "
+		    "e.organization_id = 'probe-org' ORDER BY c.authorization",
+		    -1, &st, NULL) != SQLITE_OK)
+		bench_die("probe the credentials");
+	while (sqlite3_step(st) == SQLITE_ROW && F->n_auths < 4)
+		snprintf(F->auths[F->n_auths++], sizeof(F->auths[0]), "%s",
+			 (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	if (F->n_auths == 0)
+		bench_die("probe: no credential");
 }
 
 static double floor_once(void *arg, int run)
@@ -391,6 +433,15 @@ int main(void)
 	L.n = n;
 	floor_open(&F, fdir, fman);
 	F.n = n;
+	{
+		char control[1200];
+
+		snprintf(control, sizeof(control), "%s/control.db", ldir);
+		probe_credentials(&F, L.ctx, control);
+	}
+	printf("bench_provision: the library makes %d credential(s) per environment (%s%s%s); "
+	       "so does the floor\n",
+	       F.n_auths, F.auths[0], F.n_auths > 1 ? ", " : "", F.n_auths > 1 ? F.auths[1] : "");
 	bench_fs_type(fs, sizeof(fs), dir);
 	printf("bench_provision: %d environments per run, %d runs each (interleaved), on %s "
 	       "(%s)\n",
@@ -403,9 +454,10 @@ int main(void)
 		    "per environment, the physical work: a new SQLite file in WAL mode made "
 		    "durable with the fewest correct syncs, 2 (O_EXCL, mode 0600, journal_mode=OFF "
 		    "then WAL: one fdatasync of the file, then fsync of the directory), 32 random "
-		    "bytes base64url, the same kms encrypt call, and ONE durable control-plane "
-		    "transaction (WAL, synchronous=FULL: one fdatasync) inserting the same 4 rows "
-		    "(environment, database, credential, owner member)",
+		    "bytes base64url and the same kms encrypt call per credential the library "
+		    "makes, and ONE durable control-plane transaction (WAL, synchronous=FULL: one "
+		    "fdatasync) inserting the same rows (environment, database, its credentials, "
+		    "owner member)",
 		    1.3);
 	bench_syncs((double)L.sy.total / (double)L.ops, (double)F.sy.total / (double)F.ops);
 	syncs_describe(d1, sizeof(d1), &L.sy, L.ops);

@@ -38,6 +38,8 @@
  */
 #include "config.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +51,8 @@
 
 #include "bench.h"
 #include "internal.h"
+#include "schema.h"
+#include "store.h"
 #include "sync_count.h"
 
 #define SLUG "prod"
@@ -187,6 +191,8 @@ typedef struct scale {
 	size_t seq_len, ops;
 	size_t prov_per_batch;
 	ftable table;
+	size_t violations, items; /* of the last check, reconcile */
+	size_t reps;              /* repetitions of a check or reconcile run */
 	volatile size_t sink;
 } scale;
 
@@ -323,7 +329,241 @@ out:
 	return (double)frames * (page + 24) / WAL_K;
 }
 
+/* ---- envdb check and envdb reconcile (issue 19: linear) ---------------- */
+
+/* The floor of both: every row of every object of the control plane read
+ * bare (SELECT *, every column stepped, nothing done with it) on a
+ * connection of its own, in microseconds per environment. */
+static double rows_floor_run_once(void *arg, int run)
+{
+	scale *S = arg;
+	sqlite3 *db = NULL;
+	char sql[256];
+	double t0;
+	size_t i;
+
+	(void)run;
+	if (sqlite3_open_v2(S->control, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		bench_die("open the control plane");
+	t0 = bench_now();
+	for (i = 0; i < envdbi_schema_n_objects; i++) {
+		const envdbi_object_def *o = &envdbi_schema_objects[i];
+		sqlite3_stmt *st = NULL;
+		int c;
+
+		if (o->legacy)
+			continue;
+		snprintf(sql, sizeof(sql), "SELECT * FROM \"%s\"", o->name);
+		if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+			bench_die(sql);
+		while (sqlite3_step(st) == SQLITE_ROW)
+			for (c = 0; c < sqlite3_column_count(st); c++)
+				(void)sqlite3_column_text(st, c);
+		sqlite3_finalize(st);
+	}
+	t0 = bench_now() - t0;
+	sqlite3_close(db);
+	return t0 * 1e6 / (double)S->n;
+}
+
+/* The floor of reconcile: the same rows, plus the listing of the sqlite
+ * adapter's databases as the adapter must do it (readdir of its base_dir,
+ * and for each env_*.db its deployment marker read: a symbolic link,
+ * readlinkat). */
+static double reconcile_floor_run_once(void *arg, int run)
+{
+	scale *S = arg;
+	char base[1200], marker[300], line[128];
+	struct dirent *de;
+	double rows = rows_floor_run_once(arg, run), t0 = bench_now();
+	DIR *dir;
+	int bfd;
+
+	snprintf(base, sizeof(base), "%s/envs", S->dir);
+	if ((bfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+	    (dir = fdopendir(dup(bfd))) == NULL)
+		bench_die("open the databases' directory");
+	while ((de = readdir(dir)) != NULL) {
+		size_t len = strlen(de->d_name);
+		ssize_t n;
+
+		if (len < 4 || strcmp(de->d_name + len - 3, ".db") != 0)
+			continue;
+		snprintf(marker, sizeof(marker), "%.*s.envdb", (int)(len - 3), de->d_name);
+		n = readlinkat(bfd, marker, line, sizeof(line));
+		S->sink += n > 0 ? (size_t)n : 0;
+	}
+	closedir(dir);
+	close(bfd);
+	return rows + (bench_now() - t0) * 1e6 / (double)S->n;
+}
+
+/* The store reads of envdb check alone (every object's rows read into
+ * records, each unique index's duplicate search, each reference's dangling
+ * search: the calls check makes), without check's own work on them: what
+ * check adds over this is its joins and rules, linear when this ratio does
+ * not grow with the size. */
+static void no_dup(void *c, const envdbi_object_def *o, const envdbi_index_def *ix, const char *key,
+		   const char *ids)
+{
+	(void)c, (void)o, (void)ix, (void)key, (void)ids;
+}
+
+static void no_dangling(void *c, const envdbi_object_def *o, const envdbi_field_def *f,
+			const char *row_id, const char *missing_id)
+{
+	(void)c, (void)o, (void)f, (void)row_id, (void)missing_id;
+}
+
+static double check_reads_run_once(void *arg, int run)
+{
+	scale *S = arg;
+	envdbi_store *st = S->ctx->store;
+	double t0 = bench_now();
+	size_t i, k;
+
+	(void)run;
+	for (i = 0; i < envdbi_schema_n_objects; i++) {
+		const envdbi_object_def *o = &envdbi_schema_objects[i];
+		void **v = NULL;
+		size_t nv = 0;
+
+		if (o->legacy && !envdbi_store_legacy(st))
+			continue;
+		if (envdbi_store_rows(st, o, &v, &nv) != 0)
+			bench_die("rows");
+		for (k = 0; k < nv; k++)
+			envdbi_record_free(o, v[k]);
+		free(v);
+		for (k = 0; k < o->n_indexes; k++)
+			if (o->indexes[k].unique &&
+			    envdbi_store_find_duplicates(st, o, &o->indexes[k], no_dup, NULL) != 0)
+				bench_die("duplicates");
+		if (envdbi_store_find_dangling(st, o, no_dangling, NULL) != 0)
+			bench_die("dangling");
+	}
+	return (bench_now() - t0) * 1e6 / (double)S->n;
+}
+
+/* The reads of a reconcile dry run alone: its three environment lists and
+ * two credential lists with the same filters, then for the adapter the
+ * environments and databases before its listing, the listing, and both
+ * again after it; no join, no report. */
+static double reconcile_reads_run_once(void *arg, int run)
+{
+	scale *S = arg;
+	envdbi_store *st = S->ctx->store;
+	int64_t now = envdbi_now();
+	envdb_environment **e = NULL;
+	envdb_database **d = NULL;
+	envdb_credential **c = NULL;
+	size_t ne = 0, nd = 0, nc = 0, p;
+	double t0 = bench_now();
+	int pass;
+
+	(void)run;
+	for (pass = 0; pass < 3; pass++) {
+		envdbi_env_filter f = ENVDBI_ENV_FILTER_INIT;
+
+		if (pass == 0) {
+			f.status = "provisioning";
+			f.lease_expired_at = now;
+		} else if (pass == 1) {
+			f.status = "failed";
+		} else {
+			f.delete_due_at = now;
+		}
+		if (envdbi_store_env_list(st, &e, &ne, &f) != 0)
+			bench_die("env list");
+		envdb_environment_list_free(e, ne);
+	}
+	for (pass = 0; pass < 2; pass++) {
+		envdbi_cred_filter f = ENVDBI_CRED_FILTER_INIT;
+
+		f.status = pass == 0 ? "rotating" : "active";
+		f.expired_at = pass == 0 ? now : now + S->ctx->manifest->expiry_horizon_seconds;
+		if (envdbi_store_cred_list(st, &c, &nc, &f) != 0)
+			bench_die("cred list");
+		envdb_credential_list_free(c, nc);
+	}
+	for (p = 0; p < envdbi_plugins_count(S->ctx->plugins); p++) {
+		envdbi_plugin *pl = envdbi_plugins_at(S->ctx->plugins, p);
+		char **names = NULL;
+		size_t n_names = 0;
+
+		if (envdbi_plugin_kind(pl) != ENVDB_PLUGIN_ADAPTER ||
+		    !(envdbi_plugin_capabilities(pl) & ENVDB_ADAPTER_CAP_LIST))
+			continue;
+		for (pass = 0; pass < 2; pass++) {
+			if (envdbi_store_env_list(st, &e, &ne, NULL) != 0 ||
+			    envdbi_store_db_list(st, &d, &nd) != 0)
+				bench_die("lists");
+			envdb_environment_list_free(e, ne);
+			envdb_database_list_free(d, nd);
+			if (pass == 0 && envdbi_adapter_list(pl, &names, &n_names) != 0)
+				bench_die("adapter list");
+		}
+		envdbi_strv_free(names, n_names);
+	}
+	return (bench_now() - t0) * 1e6 / (double)S->n;
+}
+
+static double check_run_once(void *arg, int run)
+{
+	scale *S = arg;
+	envdb_violation **v = NULL;
+	size_t n = 0;
+	double t0 = bench_now();
+
+	(void)run;
+	if (envdb_check(&v, &n, S->ctx) != 0)
+		bench_die("check");
+	t0 = bench_now() - t0;
+	S->violations = n;
+	envdb_violation_list_free(v, n);
+	return t0 * 1e6 / (double)S->n;
+}
+
+/* A dry run (nothing to repair here: every phase reads, phase 4 joins the
+ * adapter's listing with the rows). */
+static double reconcile_run_once(void *arg, int run)
+{
+	scale *S = arg;
+	envdb_reconcile_report *r = NULL;
+	double t0 = bench_now();
+
+	(void)run;
+	if (envdb_reconcile(&r, S->ctx, 0) != 0)
+		bench_die("reconcile");
+	t0 = bench_now() - t0;
+	S->items = r->n_items;
+	envdb_reconcile_report_free(r);
+	return t0 * 1e6 / (double)S->n;
+}
+
+/* Each of the above S->reps times (a run at 1,000 environments lasts
+ * milliseconds: repeated to 20,000 rows a run, so that both sizes are
+ * timed over as much work), per environment. */
+#define REPEATED(name)                                                                             \
+	static double name(void *arg, int run)                                                     \
+	{                                                                                          \
+		scale *S = arg;                                                                    \
+		double t = 0;                                                                      \
+		size_t r;                                                                          \
+                                                                                                   \
+		for (r = 0; r < S->reps; r++)                                                      \
+			t += name##_once(arg, run);                                                \
+		return t / (double)S->reps;                                                        \
+	}
+REPEATED(rows_floor_run)
+REPEATED(reconcile_floor_run)
+REPEATED(check_reads_run)
+REPEATED(reconcile_reads_run)
+REPEATED(check_run)
+REPEATED(reconcile_run)
+
 typedef struct at_size {
+	bench_stats chk, chk_floor, rec, rec_floor, chk_reads, rec_reads, chk2, rec2;
 	bench_stats prov, hot, hot_floor, uni, uni_floor;
 	double bytes_per_env, rss_per_env, fill_s, fill_rate, wal_per_env, frames_per_env;
 	size_t n;
@@ -340,6 +580,21 @@ static void measure(scale *S, at_size *A, size_t n, int runs)
 	A->fill_s = bench_now() - t0;
 	printf("bench_scale: %zu environments (%.1f s to get here)\n", n, A->fill_s);
 	A->bytes_per_env = control_plane_bytes(S) / (double)n;
+	S->reps = n >= 20000 ? 1 : 20000 / n;
+	if (bench_pair(&A->chk, &A->chk_floor, 0, runs > 3 ? 3 : runs, check_run, S, rows_floor_run,
+		       S) != 0 ||
+	    bench_pair(&A->rec, &A->rec_floor, 0, runs > 3 ? 3 : runs, reconcile_run, S,
+		       reconcile_floor_run, S) != 0)
+		exit(2);
+	/* The same again against the store reads each makes (interleaved). */
+	if (bench_pair(&A->chk2, &A->chk_reads, 0, runs > 3 ? 3 : runs, check_run, S,
+		       check_reads_run, S) != 0 ||
+	    bench_pair(&A->rec2, &A->rec_reads, 0, runs > 3 ? 3 : runs, reconcile_run, S,
+		       reconcile_reads_run, S) != 0)
+		exit(2);
+	printf("bench_scale: check %.2f us/env (%zu violations), reconcile %.2f us/env (%zu "
+	       "items)\n",
+	       A->chk.median, S->violations, A->rec.median, S->items);
 	A->rss_per_env = fill_cache(S);
 
 	/* The floor table of the same n entries. */
@@ -424,6 +679,61 @@ int main(void)
 		 "the same %zu provisionings (5 batches, cache full) with %zu environments",
 		 (size_t)PROV_BATCHES * S.prov_per_batch, A.n);
 	bench_ratio("scale_provision", t, "ms/env", &B.prov, &A.prov, "at 1k", does, 1.2);
+
+	snprintf(t, sizeof(t), "6 envdb check, per env, %zu envs", A.n);
+	bench_ratio("scale_check_small", t, "us/env", &A.chk, &A.chk_floor, "floor",
+		    "every row of every object of the control plane read bare (SELECT *, every "
+		    "column stepped) on a connection of its own",
+		    0);
+	snprintf(t, sizeof(t), "6 envdb check, per env, %zu envs", B.n);
+	bench_ratio("scale_check", t, "us/env", &B.chk, &A.chk, "at 1k",
+		    "the same check (every ciphertext opened) per environment at 1,000", 0);
+	snprintf(t, sizeof(t), "6 envdb reconcile (dry), per env, %zu envs", A.n);
+	bench_ratio("scale_reconcile_small", t, "us/env", &A.rec, &A.rec_floor, "floor",
+		    "the same rows read bare as check's floor, plus the adapter's listing done "
+		    "bare: readdir of its base_dir, each env_*.db's marker read (readlinkat)",
+		    0);
+	snprintf(t, sizeof(t), "6 envdb reconcile (dry), per env, %zu envs", B.n);
+	bench_ratio("scale_reconcile", t, "us/env", &B.rec, &A.rec, "at 1k",
+		    "the same dry run per environment at 1,000 (phase 4 lists the adapter's "
+		    "databases and joins them with the rows)",
+		    0);
+	snprintf(t, sizeof(t), "6 (check's floor, %zu vs %zu)", B.n, A.n);
+	bench_ratio("scale_check_floor", t, "us/env", &B.chk_floor, &A.chk_floor, "at 1k",
+		    "the floor per environment at 1,000", 0);
+	snprintf(t, sizeof(t), "6 (reconcile's floor, %zu vs %zu)", B.n, A.n);
+	bench_ratio("scale_reconcile_floor", t, "us/env", &B.rec_floor, &A.rec_floor, "at 1k",
+		    "the floor per environment at 1,000", 0);
+	{
+		/* Per-row growth with the memory system's (the floor's) taken
+		 * out: ~1.0 when linear. */
+		double gc =
+			(B.chk2.median / B.chk_reads.median) / (A.chk2.median / A.chk_reads.median);
+		double gr =
+			(B.rec2.median / B.rec_reads.median) / (A.rec2.median / A.rec_reads.median);
+		bench_stats sc = {gc, gc, gc, 1}, sr = {gr, gr, gr, 1};
+
+		bench_note("check's store reads: %.2f us/env at %zu, %.2f at %zu (%.2fx); "
+			   "reconcile's: %.2f at %zu, %.2f at %zu (%.2fx): the growth per row of "
+			   "both commands is the store's reading of the rows into records",
+			   A.chk_reads.median, A.n, B.chk_reads.median, B.n,
+			   B.chk_reads.median / A.chk_reads.median, A.rec_reads.median, A.n,
+			   B.rec_reads.median, B.n, B.rec_reads.median / A.rec_reads.median);
+
+		snprintf(t, sizeof(t), "6 check/its store reads, %zu vs %zu", B.n, A.n);
+		bench_value(
+			"scale_check_over_reads", t, "x", &sc, BENCH_AT_MOST, 1.2,
+			"(check / the store reads it makes: every object's rows into records, "
+			"the duplicate and dangling searches) per environment at the large size, "
+			"divided by the same at 1,000, measured interleaved: 1.0 is linear");
+		snprintf(t, sizeof(t), "6 reconcile/its reads, %zu vs %zu", B.n, A.n);
+		bench_value(
+			"scale_reconcile_over_reads", t, "x", &sr, BENCH_AT_MOST, 1.2,
+			"(reconcile dry run / the reads it makes: its five filtered lists, the "
+			"environments and databases before and after the adapter's listing, the "
+			"listing) per environment at the large size, divided by the same at "
+			"1,000, measured interleaved: 1.0 is linear");
+	}
 
 	snprintf(t, sizeof(t), "6 resolve cached, 1,000 hot of %zu cached", A.n);
 	bench_ratio("scale_resolve_small", t, "ns", &A.hot, &A.hot_floor, "floor",

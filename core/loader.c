@@ -133,6 +133,28 @@ const char *envdbi_plugin_dir(const envdbi_manifest *m)
 	return ENVDB_PLUGIN_DIR;
 }
 
+/* An absolute path without empty, "." or ".." components and without a
+ * trailing '/' (realpath() returns such a path unchanged when no component
+ * is a symbolic link). */
+static bool path_is_normal(const char *p)
+{
+	const char *c = p;
+
+	if (p[0] != '/' || p[1] == '\0')
+		return false;
+	while (*c == '/') {
+		const char *end = strchr(c + 1, '/');
+		size_t n = end ? (size_t)(end - c - 1) : strlen(c + 1);
+
+		if (n == 0 || (n == 1 && c[1] == '.') || (n == 2 && c[1] == '.' && c[2] == '.'))
+			return false;
+		if (end == NULL)
+			return true;
+		c = end;
+	}
+	return false;
+}
+
 static char *path_join(const char *dir, const char *file)
 {
 	size_t n = strlen(dir) + strlen(file) + 2;
@@ -293,25 +315,42 @@ static void close_module(envdbi_plugin *p)
  * Without /proc, the resolved path is loaded after a last check that it
  * still names the checked inode: a residual gap that only someone able to
  * write the (checked) directories could use. */
-static int open_checked(envdbi_plugin *p, char *load_path, size_t cap)
+static int open_checked(envdbi_plugin *p, char *load_path, size_t cap, char **memo)
 {
 	char why[1024], *dir = NULL, *real = NULL, *file = NULL, *slash;
 	struct stat st, again;
+	bool checked;
 	int rc = ENVDB_OK, e;
 
 	if ((dir = strdup(p->path)) == NULL)
 		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "plugin %s: out of memory", p->name);
 	slash = strrchr(dir, '/'); /* p->path is absolute */
 	*slash = '\0';
-	real = realpath(dir[0] ? dir : "/", NULL);
-	if (real == NULL) {
+	/* A normal path whose every component is a trusted directory (no
+	 * symbolic link: envdbi_trusted_dirs refuses them) is its own real
+	 * path: realpath() would only repeat the walk with a readlink() per
+	 * component.  Anything else is resolved first, then checked. */
+	/* *memo: the directory the previous plugin of this load was found
+	 * trusted in (the plugins of a manifest usually share one), not
+	 * walked again. */
+	checked = dir[0] != '\0' && path_is_normal(dir) &&
+		  ((*memo != NULL && strcmp(*memo, dir) == 0) ||
+		   envdbi_trusted_dirs(dir, why, sizeof(why)));
+	if (checked) {
+		real = dir; /* slash + 1 still points into it */
+		dir = NULL;
+	} else if ((real = realpath(dir[0] ? dir : "/", NULL)) == NULL) {
 		e = errno;
 		goto missing;
 	}
-	if (!envdbi_trusted_dirs(real, why, sizeof(why))) {
+	if (!checked && !envdbi_trusted_dirs(real, why, sizeof(why))) {
 		rc = envdbi_error(ENVDB_ERR_CONFIG, NULL, "plugin %s (%s): refused: %s", p->name,
 				  p->path, why);
 		goto done;
+	}
+	if (*memo == NULL || strcmp(*memo, real) != 0) {
+		free(*memo);
+		*memo = strdup(real); /* NULL (out of memory): no memo */
 	}
 	if ((file = path_join(real, slash + 1)) == NULL) {
 		rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "plugin %s: out of memory", p->name);
@@ -1137,7 +1176,8 @@ static int plugin_search(envdbi_plugin *p, const envdbi_manifest *m, const char 
 	return ENVDB_OK;
 }
 
-static int plugin_load(envdbi_plugin **out, const envdbi_manifest *m, size_t idx, unsigned flags)
+static int plugin_load(envdbi_plugin **out, const envdbi_manifest *m, size_t idx, unsigned flags,
+		       char **memo)
 {
 	const envdbi_plugin_spec *spec = &m->plugins[idx];
 	const envdb_plugin_descriptor *d;
@@ -1172,7 +1212,7 @@ static int plugin_load(envdbi_plugin **out, const envdbi_manifest *m, size_t idx
 	p->kind = spec->kind;
 	p->call_timeout_ms = spec->call_timeout_ms;
 
-	if ((rc = open_checked(p, load_path, sizeof(load_path))) != ENVDB_OK)
+	if ((rc = open_checked(p, load_path, sizeof(load_path), memo)) != ENVDB_OK)
 		goto fail;
 	pthread_mutex_lock(&ltdl_lock);
 	rc = open_module(p, load_path, &entry);
@@ -1216,6 +1256,7 @@ fail:
 int envdbi_plugins_load_ex(envdbi_plugins **out, const envdbi_manifest *m, unsigned flags)
 {
 	envdbi_plugins *set;
+	char *memo = NULL; /* the last plugin directory found trusted */
 	size_t i;
 	int rc;
 
@@ -1241,18 +1282,20 @@ int envdbi_plugins_load_ex(envdbi_plugins **out, const envdbi_manifest *m, unsig
 	set->search[set->n_search++] = set->dir;
 	for (i = 0; i < m->n_plugins; i++) {
 		envdbi_plugin *p = NULL;
-		rc = plugin_load(&p, m, i, flags);
+		rc = plugin_load(&p, m, i, flags, &memo);
 		if (rc == ENVDB_OK) {
 			set->v[set->n++] = p;
 			continue;
 		}
 		if (m->plugins[i].critical) {
+			free(memo);
 			envdbi_plugins_free(set);
 			return rc;
 		}
 		envdbi_log(ENVDB_LOG_WARNING, "%s; skipped (the plugin is not critical)",
 			   envdb_error_last()->message);
 	}
+	free(memo);
 	*out = set;
 	return ENVDB_OK;
 }

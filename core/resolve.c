@@ -321,12 +321,93 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static uint64_t load64_le(const unsigned char *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, sizeof(v));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
+	return v;
+}
+
+#define SIP_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIP_ROUND                                                                                  \
+	do {                                                                                       \
+		v0 += v1;                                                                          \
+		v1 = SIP_ROTL(v1, 13);                                                             \
+		v1 ^= v0;                                                                          \
+		v0 = SIP_ROTL(v0, 32);                                                             \
+		v2 += v3;                                                                          \
+		v3 = SIP_ROTL(v3, 16);                                                             \
+		v3 ^= v2;                                                                          \
+		v0 += v3;                                                                          \
+		v3 = SIP_ROTL(v3, 21);                                                             \
+		v3 ^= v0;                                                                          \
+		v2 += v1;                                                                          \
+		v1 = SIP_ROTL(v1, 17);                                                             \
+		v1 ^= v2;                                                                          \
+		v2 = SIP_ROTL(v2, 32);                                                             \
+	} while (0)
+
+static inline uint64_t siphash_rounds(const unsigned char k[16], const void *p, size_t n, int c,
+				      int d)
+{
+	const unsigned char *in = p, *end = in + (n & ~(size_t)7);
+	uint64_t k0 = load64_le(k), k1 = load64_le(k + 8), m, b = (uint64_t)n << 56;
+	uint64_t v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1;
+	uint64_t v2 = 0x6c7967656e657261ULL ^ k0, v3 = 0x7465646279746573ULL ^ k1;
+	int i;
+
+	for (; in != end; in += 8) {
+		m = load64_le(in);
+		v3 ^= m;
+		for (i = 0; i < c; i++)
+			SIP_ROUND;
+		v0 ^= m;
+	}
+	switch (n & 7) {
+	case 7:
+		b |= (uint64_t)in[6] << 48; /* fall through */
+	case 6:
+		b |= (uint64_t)in[5] << 40; /* fall through */
+	case 5:
+		b |= (uint64_t)in[4] << 32; /* fall through */
+	case 4:
+		b |= (uint64_t)in[3] << 24; /* fall through */
+	case 3:
+		b |= (uint64_t)in[2] << 16; /* fall through */
+	case 2:
+		b |= (uint64_t)in[1] << 8; /* fall through */
+	case 1:
+		b |= (uint64_t)in[0];
+		break;
+	default:
+		break;
+	}
+	v3 ^= b;
+	for (i = 0; i < c; i++)
+		SIP_ROUND;
+	v0 ^= b;
+	v2 ^= 0xff;
+	for (i = 0; i < d; i++)
+		SIP_ROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+uint64_t envdbi_siphash(const unsigned char k[16], const void *p, size_t n, int c, int d)
+{
+	return siphash_rounds(k, p, n, c, d);
+}
+
+_Static_assert(crypto_shorthash_KEYBYTES == 16, "SipHash keys are 16 bytes");
+
+/* The bucket of a key: keyed (the key is the caller's input, so its
+ * buckets must not be predictable: hash flooding), SipHash-1-3 inlined. */
 static uint64_t hash_of(const envdbi_cache *c, const void *p, size_t n)
 {
-	uint64_t h;
-
-	crypto_shorthash((unsigned char *)&h, p, n, c->hash_key);
-	return h;
+	return siphash_rounds(c->hash_key, p, n, 1, 3);
 }
 
 int envdbi_cache_new(envdbi_cache **out, envdbi_store *store, int64_t capacity, int64_t ttl_ms)

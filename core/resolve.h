@@ -70,4 +70,11 @@ int envdbi_cache_flush_touches(envdbi_cache *c);
  * waited `interval_ms` (defaults ENVDBI_TOUCH_BATCH, ENVDBI_TOUCH_FLUSH_MS). */
 void envdbi_cache_set_flush(envdbi_cache *c, size_t batch, int64_t interval_ms);
 
+/** SipHash with `c` compression and `d` finalization rounds of the `n`
+ * bytes at `p` under the 16-byte key `k` (the cache's keys use SipHash-1-3,
+ * the variant Rust's HashMap uses against hash flooding: a fifth of a
+ * cached resolve was libsodium's SipHash-2-4; tests check the 2-4 variant
+ * against crypto_shorthash, which pins the construction). */
+uint64_t envdbi_siphash(const unsigned char k[16], const void *p, size_t n, int c, int d);
+
 #endif /* ENVDB_RESOLVE_H */

@@ -43,8 +43,12 @@ bool envdbi_trusted(const char *path, const struct stat *st, char *why, size_t c
 	char owner[160];
 	const char *kind = S_ISDIR(st->st_mode) ? "directory" : "file";
 
-	owner_text(owner, sizeof(owner), st->st_uid);
+	/* The owner's name only for a refusal: getpwuid_r reads the user
+	 * database (an open, read and close of /etc/passwd each time), which
+	 * was most of the system calls of a plugin load, for every directory
+	 * on every path checked. */
 	if (st->st_uid != 0 && st->st_uid != me) {
+		owner_text(owner, sizeof(owner), st->st_uid);
 		snprintf(why, cap,
 			 "%s %s is owned by %s (mode %04o), neither root nor the current user "
 			 "(uid %u)",
@@ -53,6 +57,7 @@ bool envdbi_trusted(const char *path, const struct stat *st, char *why, size_t c
 	}
 	if ((st->st_mode & (S_IWGRP | S_IWOTH)) != 0 &&
 	    !(S_ISDIR(st->st_mode) && (st->st_mode & S_ISVTX))) {
+		owner_text(owner, sizeof(owner), st->st_uid);
 		snprintf(why, cap,
 			 "%s %s is writable by group or others (mode %04o, owner %s); make it "
 			 "writable by its owner only (chmod go-w)",

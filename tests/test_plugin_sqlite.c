@@ -488,19 +488,30 @@ static const char *listed(void)
 START_TEST(test_deployment_marker)
 {
 	char path[PATH_MAX], marker[PATH_MAX], line[256];
-	FILE *f;
+	sync_counts before, after;
+	struct stat st;
+	ssize_t len;
 
 	ck_assert(envdbi_plugin_capabilities(P) & ENVDB_ADAPTER_CAP_DEPLOYMENT);
 	snprintf(marker, sizeof(marker), "%s/%s.envdb", dbdir, NAME_A);
 	db_path(path, sizeof(path), dbdir, NAME_A, "");
 
 	envdbi_plugin_set_deployment(P, DEP_1);
+	sync_count_get(&before);
 	ck_assert_int_eq(create(ENV_A, NULL, NULL), ENVDB_OK);
-	f = fopen(marker, "r");
-	ck_assert_ptr_nonnull(f);
-	ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
-	fclose(f);
-	ck_assert_str_eq(line, "envdb:" ENV_A " deployment:" DEP_1 "\n");
+	sync_count_get(&after);
+	/* The marker costs no sync of its own (issue 18): a symbolic link,
+	 * durable, text included, with the directory's one fsync. */
+	ck_assert_uint_eq(after.total - before.total, 2);
+	ck_assert_uint_eq(after.files - before.files, 1);
+	ck_assert_uint_eq(after.dirs - before.dirs, 1);
+	ck_assert_int_eq(lstat(marker, &st), 0);
+	ck_assert(S_ISLNK(st.st_mode));
+	len = readlink(marker, line, sizeof(line) - 1);
+	ck_assert_int_gt(len, 0);
+	line[len] = '\0';
+	ck_assert_str_eq(line, "envdb:deployment:" DEP_1);
+	ck_assert_int_eq(count_entries(dbdir), 2); /* no temporary name left */
 	ck_assert_str_eq(listed(), NAME_A);
 
 	/* The other deployment: not listed, not dropped, by name or by id. */
@@ -537,11 +548,44 @@ START_TEST(test_deployment_marker)
 
 	/* A marker left by a create that crashed before the file: harmless,
 	 * replaced by the next create. */
-	write_text(marker, "envdb:" ENV_A " deployment:" DEP_1 "\n");
+	ck_assert_int_eq(symlink("envdb:deployment:" DEP_1, marker), 0);
 	ck_assert_str_eq(listed(), "");
 	ck_assert_int_eq(create(ENV_A, NULL, NULL), ENVDB_OK);
 	ck_assert_str_eq(listed(), NAME_A);
 	ck_assert_int_eq(drop(ENV_A, NULL), ENVDB_OK);
+	ck_assert_int_eq(count_entries(dbdir), 0);
+
+	/* An earlier version's marker, a regular file with one line: still
+	 * read (whose it is), replaced by a symbolic link on create. */
+	envdbi_plugin_set_deployment(P, NULL);
+	ck_assert_int_eq(create(ENV_A, NULL, NULL), ENVDB_OK);
+	write_text(marker, "envdb:" ENV_A " deployment:" DEP_1 "\n");
+	envdbi_plugin_set_deployment(P, DEP_1);
+	ck_assert_str_eq(listed(), NAME_A);
+	envdbi_plugin_set_deployment(P, DEP_2);
+	ck_assert_str_eq(listed(), "");
+	ck_assert_int_eq(drop(ENV_A, NAME_A), ENVDB_ERR_STATE);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "belongs to deployment " DEP_1));
+	envdbi_plugin_set_deployment(P, DEP_1);
+	ck_assert_int_eq(drop(NULL, NAME_A), ENVDB_OK);
+	ck_assert_int_eq(count_entries(dbdir), 0);
+	write_text(marker, "envdb:" ENV_A " deployment:" DEP_2 "\n"); /* a crash's */
+	ck_assert_int_eq(create(ENV_A, NULL, NULL), ENVDB_OK);
+	ck_assert_int_eq(lstat(marker, &st), 0);
+	ck_assert(S_ISLNK(st.st_mode));
+	ck_assert_str_eq(listed(), NAME_A);
+	ck_assert_int_eq(drop(ENV_A, NULL), ENVDB_OK);
+	ck_assert_int_eq(count_entries(dbdir), 0);
+
+	/* A link whose text is not a marker's: it names nobody. */
+	envdbi_plugin_set_deployment(P, NULL);
+	ck_assert_int_eq(create(ENV_A, NULL, NULL), ENVDB_OK);
+	ck_assert_int_eq(symlink("envdb:deployment:not-a-uuid", marker), 0);
+	envdbi_plugin_set_deployment(P, DEP_1);
+	ck_assert_str_eq(listed(), "");
+	ck_assert_int_eq(drop(NULL, NAME_A), ENVDB_ERR_STATE);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "no deployment marker"));
+	ck_assert_int_eq(drop(ENV_A, NAME_A), ENVDB_OK);
 	ck_assert_int_eq(count_entries(dbdir), 0);
 	envdbi_plugin_set_deployment(P, NULL);
 }

@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "internal.h"
 #include "resolve.h"
 #include "sync_count.h"
@@ -71,6 +73,34 @@ static void expect_auth(envdb_ctx *ctx, const char *slug, const char *user, cons
 	ck_assert_str_eq(auth, want);
 	free(auth);
 }
+
+/* The cache's SipHash: with 2 and 4 rounds it is libsodium's
+ * crypto_shorthash (SipHash-2-4) for every length across the block
+ * boundaries, so the 1-3 variant the cache uses is the same construction
+ * with fewer rounds; 1-3 differs from 2-4 and depends on the key. */
+START_TEST(test_siphash)
+{
+	unsigned char k[crypto_shorthash_KEYBYTES], msg[80], want[8];
+	uint64_t got, a, b;
+	size_t n;
+
+	ck_assert_int_ge(sodium_init(), 0);
+	for (n = 0; n < sizeof(k); n++)
+		k[n] = (unsigned char)n;
+	for (n = 0; n < sizeof(msg); n++)
+		msg[n] = (unsigned char)(n * 7 + 3);
+	for (n = 0; n <= sizeof(msg); n++) {
+		crypto_shorthash(want, msg, n, k);
+		got = envdbi_siphash(k, msg, n, 2, 4);
+		ck_assert_msg(memcmp(&got, want, 8) == 0, "SipHash-2-4 of %zu bytes", n);
+		ck_assert(envdbi_siphash(k, msg, n, 1, 3) != got);
+	}
+	a = envdbi_siphash(k, msg, 45, 1, 3);
+	k[0] ^= 1;
+	b = envdbi_siphash(k, msg, 45, 1, 3);
+	ck_assert(a != b);
+}
+END_TEST
 
 START_TEST(test_connection_fields)
 {
@@ -828,6 +858,7 @@ static Suite *resolve_suite(void)
 	tcase_add_test(tc, test_cache_bounded);
 	tcase_add_test(tc, test_cache_many_environments);
 	tcase_add_test(tc, test_last_accessed_coalesced);
+	tcase_add_test(tc, test_siphash);
 	tcase_add_test(tc, test_resolve_does_not_sync);
 	tcase_add_test(tc, test_last_accessed_flusher);
 	tcase_add_test(tc, test_concurrent_resolves);

@@ -367,10 +367,18 @@ int kms_ring_current(kms_key **out, kms *k, const char *op)
 	return rc;
 }
 
-int kms_ring_refresh(kms *k, const char *op)
+static int is_tmp_name(const char *name);
+static void stale_tmp_entry(kms *k, const char *op, const char *name, int64_t now);
+
+/* Load the keys of the directory not in the ring yet; `current` (KMS_ID_MAX
+ * + 1 bytes) receives the id `current` names ("" for none).  With
+ * clean_tmp, the same pass removes the stale temporary files
+ * (stale_tmp_entry): one read of the directory when the keyring is opened. */
+static int ring_scan(kms *k, const char *op, char *current, int clean_tmp)
 {
-	char id[KMS_ID_MAX + 1], current[KMS_ID_MAX + 1] = "", why[PATH_MAX + 160];
+	char id[KMS_ID_MAX + 1], why[PATH_MAX + 160];
 	const size_t slen = strlen(KMS_KEY_SUFFIX);
+	int64_t now = clean_tmp ? k->host->wall_s(k->host->ctx) : 0;
 	struct dirent *de;
 	kms_key *key;
 	DIR *dir;
@@ -378,6 +386,7 @@ int kms_ring_refresh(kms *k, const char *op)
 	int fd, rc = ENVDB_OK;
 
 	/* The current key must be whole; any other may be skipped. */
+	current[0] = '\0';
 	if ((rc = kms_ring_current_id(current, k, op)) < 0)
 		return rc;
 	rc = ENVDB_OK;
@@ -398,6 +407,10 @@ int kms_ring_refresh(kms *k, const char *op)
 						    "%s: cannot read keyring %s: %s", op, k->dir,
 						    strerror(errno));
 			break;
+		}
+		if (clean_tmp && is_tmp_name(de->d_name)) {
+			stale_tmp_entry(k, op, de->d_name, now);
+			continue;
 		}
 		len = strlen(de->d_name);
 		if (len <= slen || strcmp(de->d_name + len - slen, KMS_KEY_SUFFIX) != 0)
@@ -430,6 +443,13 @@ int kms_ring_refresh(kms *k, const char *op)
 	return rc;
 }
 
+int kms_ring_refresh(kms *k, const char *op)
+{
+	char current[KMS_ID_MAX + 1];
+
+	return ring_scan(k, op, current, 0);
+}
+
 /* A temporary file of ours: .current.<random>.tmp or .<id>.key.tmp. */
 static int is_tmp_name(const char *name)
 {
@@ -450,46 +470,32 @@ static int is_tmp_name(const char *name)
  * until it is renamed, so one nobody holds (and not brand new: the lock
  * is taken just after the O_EXCL create) is garbage.  Best effort: a
  * failure is logged, never fatal (the files are ignored when loading). */
-static void remove_stale_tmp(kms *k, const char *op)
+static void stale_tmp_entry(kms *k, const char *op, const char *name, int64_t now)
 {
-	int64_t now = k->host->wall_s(k->host->ctx);
-	struct dirent *de;
 	struct stat st;
-	DIR *dir;
-	int dfd, fd;
+	int fd;
 
-	dfd = openat(k->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || (dir = fdopendir(dfd)) == NULL) {
-		if (dfd >= 0)
-			close(dfd);
+	fd = openat(k->dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
 		return;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (int64_t)st.st_mtime + KMS_TMP_STALE_S <= now && flock(fd, LOCK_EX | LOCK_NB) == 0) {
+		if (unlinkat(k->dir_fd, name, 0) == 0)
+			k->host->log(k->host->ctx, ENVDB_LOG_WARNING,
+				     "%s: removed %s/%s, a temporary file left by an "
+				     "interrupted key generate",
+				     op, k->dir, name);
+		else
+			k->host->log(k->host->ctx, ENVDB_LOG_WARNING,
+				     "%s: cannot remove stale temporary file %s/%s: %s", op, k->dir,
+				     name, strerror(errno));
 	}
-	while ((de = readdir(dir)) != NULL) {
-		if (!is_tmp_name(de->d_name))
-			continue;
-		fd = openat(k->dir_fd, de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-		    (int64_t)st.st_mtime + KMS_TMP_STALE_S <= now &&
-		    flock(fd, LOCK_EX | LOCK_NB) == 0) {
-			if (unlinkat(k->dir_fd, de->d_name, 0) == 0)
-				k->host->log(k->host->ctx, ENVDB_LOG_WARNING,
-					     "%s: removed %s/%s, a temporary file left by an "
-					     "interrupted key generate",
-					     op, k->dir, de->d_name);
-			else
-				k->host->log(k->host->ctx, ENVDB_LOG_WARNING,
-					     "%s: cannot remove stale temporary file %s/%s: %s", op,
-					     k->dir, de->d_name, strerror(errno));
-		}
-		close(fd); /* drops the lock */
-	}
-	closedir(dir);
+	close(fd); /* drops the lock */
 }
 
 int kms_ring_open(kms *k, const char *dir)
 {
+	char current[KMS_ID_MAX + 1];
 	kms_key *cur;
 	struct stat st;
 	int rc;
@@ -517,18 +523,21 @@ int kms_ring_open(kms *k, const char *dir)
 				      "keyring %s is owned by uid %u, neither root nor the "
 				      "current user (uid %u): refused",
 				      dir, (unsigned)st.st_uid, (unsigned)geteuid());
-	rc = kms_ring_refresh(k, "load keyring");
+	/* One pass: the keys, and the stale temporary files removed. */
+	rc = ring_scan(k, "load keyring", current, 1);
 	if (rc != ENVDB_OK)
 		return rc;
-	remove_stale_tmp(k, "load keyring");
 	/* An empty keyring is fine (`envdb init` generates the first key);
-	 * a `current` file naming a missing key is not. */
-	rc = kms_ring_current_id((char[KMS_ID_MAX + 1]){0}, k, "load keyring");
-	if (rc < 0)
-		return rc;
-	if (rc == 1)
-		return kms_ring_current(&cur, k, "load keyring");
-	return ENVDB_OK;
+	 * a `current` file naming a missing key is not (the id the scan
+	 * read: `current` is read once, not three times). */
+	if (current[0] == '\0')
+		return ENVDB_OK;
+	rc = kms_ring_get(&cur, k, current, "load keyring");
+	if (rc == ENVDB_ERR_NOT_FOUND)
+		return k->host->error(k->host->ctx, ENVDB_ERR_CONFIG, NULL,
+				      "load keyring: current key %s of keyring %s has no key file",
+				      current, k->dir);
+	return rc;
 }
 
 void kms_ring_close(kms *k)
@@ -565,7 +574,7 @@ static int write_all(int fd, const void *buf, size_t len)
 }
 
 /* Give `data` the name `name` in the keyring atomically: temporary file
- * `tmp` (O_EXCL, 0600, flock'd so that remove_stale_tmp() leaves it alone),
+ * `tmp` (O_EXCL, 0600, flock'd so that stale_tmp_entry() leaves it alone),
  * write, fsync, then rename over `name` (replace) or link to it (!replace:
  * ENVDB_ERR_EXISTS when `name` exists), and fsync the directory.  A crash
  * at any point leaves `name` as it was or whole, never partial; at worst a

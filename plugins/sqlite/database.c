@@ -280,7 +280,9 @@ int sqla_create(void *instance, const envdb_create_request *req, envdb_buffer *u
 	}
 
 	/* The marker goes first (marker.c), so the database must not exist
-	 * yet: never re-mark someone's file. */
+	 * yet: never re-mark someone's file.  It costs no sync of its own: a
+	 * symbolic link, made durable, text included, by the fsync of
+	 * base_dir below. */
 	rc = file_exists(&st, a, &t, t.file, "create database");
 	if (rc < 0)
 		return rc;
@@ -327,8 +329,8 @@ int sqla_create(void *instance, const envdb_create_request *req, envdb_buffer *u
 	if (rc != ENVDB_OK)
 		goto fail;
 	/*
-	 * Two syncs make the new file durable: fdatasync of the file, then
-	 * fsync of its directory.  On an empty file, "journal_mode=WAL"
+	 * Two syncs make the new file (and its marker) durable: fdatasync of
+	 * the file, then fsync of its directory.  On an empty file, "journal_mode=WAL"
 	 * writes page 1 (file format 2, so WAL mode persists) in an ordinary
 	 * transaction of the current journal mode; through the default
 	 * rollback journal under synchronous=FULL that is five syncs

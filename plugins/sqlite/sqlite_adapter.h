@@ -135,8 +135,9 @@ const char *sqla_deployment(const sqla *a, const char *given);
 /** The same from a db_ref (its deployment_id when its size covers it). */
 const char *sqla_ref_deployment(const sqla *a, const envdb_db_ref *db);
 
-/** Write the marker of database `name` atomically (temporary file, fsync,
- * rename; the caller syncs base_dir). */
+/** Write the marker of database `name` atomically (a symbolic link made
+ * under a temporary name, renamed; nothing synced: the caller's fsync of
+ * base_dir makes it durable, text included). */
 int sqla_marker_write(const sqla *a, const char *name, const char *environment_id,
 		      const char *deployment_id);
 
