@@ -417,7 +417,8 @@ static int sq_select(sq *b, const envdbi_object_def *o, envdbi_query q, const en
 	if (!query_has_filters(q) && (unsigned)q < ENVDBI_Q__N && k < SK_OBJECTS &&
 	    b->query_sql[q][k] != NULL) {
 		text = b->query_sql[q][k];
-		memcpy(used, v, nv * sizeof *v);
+		if (nv > 0)
+			memcpy(used, v, nv * sizeof *v);
 		nused = nv;
 	} else {
 		if ((rc = envdbi_sql_query(&sql, &envdbi_sql_dialect_sqlite, o, q, v, nv, used,

@@ -669,10 +669,11 @@ START_TEST(error_without_manifest)
 
 	snprintf(prog, sizeof(prog), "%s/core/envdb", getenv("ENVDB_TEST_BUILDDIR"));
 	ck_assert_int_eq(ENVDB("--manifest", "/nonexistent/envdb.yaml", "env", "list"), 78);
-	json_decref(doc_of("no manifest"));
-	ck_assert_str_eq(json_string_value(json_object_get(
-				 json_object_get(json_loads(out, 0, NULL), "error"), "code")),
+	json_t *doc = doc_of("no manifest");
+
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(doc, "error"), "code")),
 			 "config");
+	json_decref(doc);
 }
 END_TEST
 
