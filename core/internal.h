@@ -82,6 +82,10 @@ typedef struct envdbi_secret {
 /** Copy `len` bytes into a new secret; NULL on failure. */
 envdbi_secret *envdbi_secret_new(const void *data, size_t len);
 void envdbi_secret_free(envdbi_secret *s);
+/** Read a secret file (a regular file neither group nor others may access,
+ * one trailing newline dropped) into secure memory.  On failure `why`
+ * says why (no secret in it) and the status is returned unreported. */
+int envdbi_read_secret_file(envdbi_secret **out, const char *path, char *why, size_t why_cap);
 /** sodium_init() once per process; ENVDB_ERR_GENERIC (reported) on failure.
  * Every file using libsodium calls this before its first use. */
 int envdbi_sodium_init(void);
@@ -113,7 +117,13 @@ typedef struct envdbi_plugin_spec {
 typedef struct envdbi_manifest {
 	char *path;              /* the manifest file, absolute */
 	char *dir;               /* its directory, absolute */
-	char *control_plane;     /* absolute path of the control-plane file */
+	/* control_plane: a scalar (an SQLite file) or a mapping {driver: sqlite,
+	 * path} / {driver: postgresql, conninfo_file | conninfo_env, schema} */
+	char *control_plane;     /* sqlite: absolute path of the file; else NULL */
+	char *control_plane_driver;        /* "sqlite" (default) or "postgresql" */
+	char *control_plane_conninfo_file; /* postgresql: absolute path, or NULL */
+	char *control_plane_conninfo_env;  /* postgresql: variable name, or NULL */
+	char *control_plane_schema;        /* postgresql: schema (default "envdb") */
 	char *plugin_dir;        /* absolute, or NULL for the compiled-in one */
 	/* plugin_path: directories searched, in order, before the plugin
 	 * directory for a plugin named by a relative path; absolute. */

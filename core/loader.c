@@ -740,7 +740,7 @@ static int config_error(const envdbi_manifest *m, size_t idx, const envdbi_plugi
 
 /* Read a secret file into secure memory.  It must be a regular file that
  * neither group nor others may access. */
-static int read_secret_file(envdbi_secret **out, const char *path, char *why, size_t why_cap)
+int envdbi_read_secret_file(envdbi_secret **out, const char *path, char *why, size_t why_cap)
 {
 	struct stat st;
 	char *buf = NULL;
@@ -848,7 +848,7 @@ int envdbi_plugin_secret_read(const envdbi_plugin *p, const char *key, envdbi_se
 				    "plugin %s: the manifest gives no secret %s (%s_file or %s_env)",
 				    p->name, key, key, key);
 	if (src->is_file) {
-		rc = read_secret_file(out, src->source, why, sizeof(why));
+		rc = envdbi_read_secret_file(out, src->source, why, sizeof(why));
 		if (rc != ENVDB_OK)
 			return envdbi_error(rc, NULL, "plugin %s: secret %s: %s", p->name, key, why);
 		return ENVDB_OK;
@@ -937,7 +937,7 @@ static int build_config(plugin_config *out, const envdbi_manifest *m, size_t idx
 						  p->name);
 				goto fail;
 			}
-			rc = read_secret_file(&sec, fpath, why, sizeof(why));
+			rc = envdbi_read_secret_file(&sec, fpath, why, sizeof(why));
 			if (rc == ENVDB_OK)
 				secret_source_add(p, k->name, true, fpath);
 			else

@@ -1,8 +1,9 @@
 /*
  * core/schema.c — the control-plane object definitions (one static table)
- * and everything generated from it: validation of the table itself, record
- * validation, the DDL of store migration 1, and the `envdb schema` renderings.
- * See schema.h.
+ * and the data-level helpers over it: validation of the table itself, the
+ * value validators of the field types, record validation, and the `envdb
+ * schema` renderings.  No SQL: each store backend generates its DDL from
+ * the table (core/store_sql.c for the SQL backends).  See schema.h.
  */
 #include "config.h"
 
@@ -15,8 +16,8 @@
 
 #include <jansson.h>
 
+#include "legacy_rows.h"
 #include "schema.h"
-#include "store.h"
 
 /* ------------------------------------------------------------------------ */
 /* The table                                                                 */
@@ -265,6 +266,65 @@ const envdbi_object_def envdbi_schema_objects[] = {
 	 package_indexes, N(package_indexes), sizeof(envdbi_package_row), true},
 };
 const size_t envdbi_schema_n_objects = N(envdbi_schema_objects);
+
+/* ------------------------------------------------------------------------ */
+/* Value validators of the field types                                       */
+/* ------------------------------------------------------------------------ */
+
+bool envdbi_uuid_valid(const char *s)
+{
+	/* 1: a lowercase hex digit; '-' only at the four dash positions */
+	static const unsigned char hex[256] = {
+		['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,
+		['7'] = 1, ['8'] = 1, ['9'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1,
+		['e'] = 1, ['f'] = 1,
+	};
+	if (s == NULL)
+		return false;
+	for (size_t i = 0; i < 36; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return false;
+		} else if (!hex[(unsigned char)s[i]]) {
+			return false; /* the terminating NUL of a short id too */
+		}
+	}
+	return s[36] == '\0';
+}
+
+bool envdbi_slug_valid(const char *slug)
+{
+	if (slug == NULL)
+		return false;
+	size_t n = strlen(slug);
+	if (n < 1 || n > 63)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = slug[i];
+		bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+		if (!alnum && !(i > 0 && c == '-'))
+			return false;
+	}
+	return true;
+}
+
+bool envdbi_ciphertext_plausible(const char *ct)
+{
+	if (ct == NULL)
+		return false;
+	size_t n = strlen(ct);
+	bool sep = false;
+	if (n < 24)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)ct[i];
+		if (c <= 0x20 || c >= 0x7f)
+			return false;
+		if (c == ':' || c == '.' || c == '$')
+			sep = true;
+	}
+	return sep;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Lookup and accessors                                                      */
@@ -792,109 +852,6 @@ int envdbi_schema_check_record(const envdbi_object_def *o, const void *record, c
 }
 
 /* ------------------------------------------------------------------------ */
-/* DDL                                                                       */
-/* ------------------------------------------------------------------------ */
-
-static void sql_quote(envdbi_strbuf *b, const char *s)
-{
-	envdbi_strbuf_putc(b, '\'');
-	for (; *s; s++) {
-		if (*s == '\'')
-			envdbi_strbuf_putc(b, '\'');
-		envdbi_strbuf_putc(b, *s);
-	}
-	envdbi_strbuf_putc(b, '\'');
-}
-
-int envdbi_schema_field_check_sql(char **out, const envdbi_field_def *f)
-{
-	envdbi_strbuf b = ENVDBI_STRBUF_INIT;
-	const char *n = f->name;
-	*out = NULL;
-	switch (f->type) {
-	case ENVDBI_FT_UUID:
-	case ENVDBI_FT_REF:
-		/* One anchored GLOB, position by position: what envdbi_uuid_valid()
-		 * accepts (36 characters, lowercase hex, the four dashes in place).
-		 * Evaluated for every id of every insert, it costs half the
-		 * length, replace, substr and unanchored GLOB it replaces. */
-		envdbi_strbuf_printf(&b, "typeof(\"%s\") = 'text' AND \"%s\" GLOB '", n, n);
-		for (size_t i = 0; i < 36; i++)
-			envdbi_strbuf_puts(&b, (i == 8 || i == 13 || i == 18 || i == 23) ? "-"
-											   : "[0-9a-f]");
-		envdbi_strbuf_putc(&b, '\'');
-		break;
-	case ENVDBI_FT_SLUG:
-		envdbi_strbuf_printf(&b,
-				     "typeof(\"%s\") = 'text' AND length(\"%s\") BETWEEN 1 AND 63 AND "
-				     "\"%s\" GLOB '[a-z0-9]*' AND \"%s\" NOT GLOB '*[^a-z0-9-]*'",
-				     n, n, n, n);
-		break;
-	case ENVDBI_FT_ENUM:
-		/* Comparisons, not "x IN (list)": SQLite builds an ephemeral
-		 * b-tree for a constant list of more than two values each time the
-		 * statement runs, so every insert built one per enum column (8 per
-		 * migrated row, a fifth of the migration's instructions).  The
-		 * same truth table, NULL included. */
-		envdbi_strbuf_putc(&b, '(');
-		for (const char *const *e = f->enum_values; *e; e++) {
-			envdbi_strbuf_printf(&b, "%s\"%s\" = ", e != f->enum_values ? " OR " : "", n);
-			sql_quote(&b, *e);
-		}
-		envdbi_strbuf_putc(&b, ')');
-		break;
-	case ENVDBI_FT_BOOL:
-		envdbi_strbuf_printf(&b, "\"%s\" IN (0, 1)", n);
-		break;
-	case ENVDBI_FT_INT:
-		envdbi_strbuf_printf(&b, "typeof(\"%s\") = 'integer'", n);
-		if (f->flags & ENVDBI_FF_POSITIVE)
-			envdbi_strbuf_printf(&b, " AND \"%s\" > 0", n);
-		break;
-	case ENVDBI_FT_TIME:
-		envdbi_strbuf_printf(&b, "typeof(\"%s\") = 'integer' AND \"%s\" > 0", n, n);
-		break;
-	case ENVDBI_FT_JSON:
-		envdbi_strbuf_printf(&b, "typeof(\"%s\") = 'text' AND substr(\"%s\", 1, 1) = '{'", n, n);
-		break;
-	case ENVDBI_FT_CIPHERTEXT:
-		/* no whitespace: instr() is a memchr, NOT GLOB '*[ \t\r\n]*'
-		 * matched a class at every position of a 150-byte value */
-		envdbi_strbuf_printf(&b,
-				     "typeof(\"%s\") = 'text' AND length(\"%s\") >= 24 AND "
-				     "instr(\"%s\", ' ') = 0 AND instr(\"%s\", char(9)) = 0 AND "
-				     "instr(\"%s\", char(10)) = 0 AND instr(\"%s\", char(13)) = 0",
-				     n, n, n, n, n, n);
-		break;
-	case ENVDBI_FT_TEXT:
-		if (!f->required)
-			return 0;
-		envdbi_strbuf_printf(&b, "typeof(\"%s\") = 'text'", n);
-		break;
-	default:
-		return envdbi_error(ENVDB_ERR_CONFIG, NULL, "field %s: unknown type", n);
-	}
-	if (b.failed) {
-		envdbi_strbuf_free(&b);
-		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "schema: out of memory");
-	}
-	if (!f->required) {
-		/* NULL is "absent" and allowed; typeof() of NULL would fail the check */
-		envdbi_strbuf w = ENVDBI_STRBUF_INIT;
-		envdbi_strbuf_printf(&w, "\"%s\" IS NULL OR (%s)", n, b.data);
-		envdbi_strbuf_free(&b);
-		if (w.failed) {
-			envdbi_strbuf_free(&w);
-			return envdbi_error(ENVDB_ERR_NOMEM, NULL, "schema: out of memory");
-		}
-		*out = w.data;
-		return 0;
-	}
-	*out = b.data;
-	return 0;
-}
-
-/* ------------------------------------------------------------------------ */
 /* strbuf                                                                    */
 /* ------------------------------------------------------------------------ */
 
@@ -958,118 +915,6 @@ void envdbi_strbuf_free(envdbi_strbuf *b)
 	b->data = NULL;
 	b->len = b->cap = 0;
 	b->failed = false;
-}
-
-/* The column definition of field f of o (what CREATE TABLE and ALTER
- * TABLE ADD COLUMN take). */
-static int column_ddl(envdbi_strbuf *b, const envdbi_object_def *o, const envdbi_field_def *f)
-{
-	char *check = NULL;
-	int rc;
-
-	envdbi_strbuf_printf(b, "\"%s\" %s", f->name,
-			     envdbi_ftype_is_text(f->type) ? "TEXT" : "INTEGER");
-	if (f->required)
-		envdbi_strbuf_puts(b, " NOT NULL");
-	if (f->flags & ENVDBI_FF_PRIMARY)
-		envdbi_strbuf_puts(b, " PRIMARY KEY");
-	if (f->default_value != NULL) {
-		envdbi_strbuf_puts(b, " DEFAULT ");
-		if (envdbi_ftype_is_text(f->type))
-			sql_quote(b, f->default_value);
-		else
-			envdbi_strbuf_puts(b, f->default_value);
-	}
-	if (f->type == ENVDBI_FT_REF)
-		envdbi_strbuf_printf(b, " REFERENCES \"%s\"(\"id\")%s", f->ref,
-				     (f->flags & ENVDBI_FF_CASCADE) ? " ON DELETE CASCADE" : "");
-	if ((rc = envdbi_schema_field_check_sql(&check, f)) != 0)
-		return rc;
-	if (check != NULL) {
-		envdbi_strbuf_printf(b, "\n    CONSTRAINT \"%s_%s_check\" CHECK (%s)", o->name,
-				     f->name, check);
-		free(check);
-	}
-	return 0;
-}
-
-int envdbi_schema_add_column_ddl(char **out, const envdbi_object_def *o,
-				 const envdbi_field_def *f)
-{
-	envdbi_strbuf b = ENVDBI_STRBUF_INIT;
-	int rc;
-
-	*out = NULL;
-	envdbi_strbuf_printf(&b, "ALTER TABLE \"%s\" ADD COLUMN ", o->name);
-	if ((rc = column_ddl(&b, o, f)) != 0) {
-		envdbi_strbuf_free(&b);
-		return rc;
-	}
-	if (b.failed) {
-		envdbi_strbuf_free(&b);
-		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "schema %s: out of memory", o->name);
-	}
-	*out = b.data;
-	return 0;
-}
-
-int envdbi_schema_ddl(char **out, const envdbi_object_def *o)
-{
-	envdbi_strbuf b = ENVDBI_STRBUF_INIT;
-	int rc = 0;
-	*out = NULL;
-	envdbi_strbuf_printf(&b, "CREATE TABLE IF NOT EXISTS \"%s\" (\n", o->name);
-	for (size_t i = 0; i < o->n_fields; i++) {
-		envdbi_strbuf_puts(&b, "  ");
-		if ((rc = column_ddl(&b, o, &o->fields[i])) != 0)
-			goto out;
-		envdbi_strbuf_puts(&b, i + 1 < o->n_fields ? ",\n" : "\n");
-	}
-	envdbi_strbuf_puts(&b, ");\n");
-	for (size_t i = 0; i < o->n_indexes; i++) {
-		const envdbi_index_def *ix = &o->indexes[i];
-		envdbi_strbuf_printf(&b, "CREATE %sINDEX IF NOT EXISTS \"%s\" ON \"%s\" (",
-				     ix->unique ? "UNIQUE " : "", ix->name, o->name);
-		for (size_t c = 0; c < ENVDBI_MAX_INDEX_COLUMNS && ix->columns[c]; c++)
-			envdbi_strbuf_printf(&b, "%s\"%s\"", c ? ", " : "", ix->columns[c]);
-		envdbi_strbuf_putc(&b, ')');
-		if (ix->where != NULL)
-			envdbi_strbuf_printf(&b, " WHERE %s", ix->where);
-		envdbi_strbuf_puts(&b, ";\n");
-	}
-	/* immutable fields: one trigger per object */
-	bool any = false;
-	for (size_t i = 0; i < o->n_fields; i++)
-		if (o->fields[i].flags & ENVDBI_FF_IMMUTABLE)
-			any = true;
-	if (any) {
-		envdbi_strbuf_printf(&b,
-				     "CREATE TRIGGER IF NOT EXISTS \"%s_immutable\" BEFORE UPDATE ON "
-				     "\"%s\" FOR EACH ROW WHEN ",
-				     o->name, o->name);
-		bool first = true;
-		for (size_t i = 0; i < o->n_fields; i++) {
-			const envdbi_field_def *f = &o->fields[i];
-			if (!(f->flags & ENVDBI_FF_IMMUTABLE))
-				continue;
-			envdbi_strbuf_printf(&b, "%sNEW.\"%s\" IS NOT OLD.\"%s\"",
-					     first ? "" : " OR ", f->name, f->name);
-			first = false;
-		}
-		envdbi_strbuf_printf(&b,
-				     " BEGIN SELECT RAISE(ABORT, '%s: immutable field changed'); "
-				     "END;\n",
-				     o->name);
-	}
-	if (b.failed) {
-		rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "schema %s: out of memory", o->name);
-		goto out;
-	}
-	*out = b.data;
-	b.data = NULL;
-out:
-	envdbi_strbuf_free(&b);
-	return rc;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -2,9 +2,11 @@
  * core/schema.h — the control-plane object definitions as data.
  *
  * One static table (schema.c) describes every object, field and index.  The
- * DDL of the store (store migration 1), `envdb schema` (text and JSON), the
- * row validation of the store and the invariant checker are all generated
- * from it, so they cannot disagree.  Each field also records where its
+ * DDL of each store backend (core/store_sql.c for the SQL ones), `envdb
+ * schema` (text and JSON), the row validation of the store and the
+ * invariant checker are all generated from it, so they cannot disagree.
+ * This is the bottom of the house: pure data and data-level helpers, no
+ * SQL, nothing of the store (store.h).  Each field also records where its
  * value lives in the object's record struct (offset), so the store reads and
  * writes rows generically.
  *
@@ -19,6 +21,13 @@
 #define ENVDB_SCHEMA_H
 
 #include "internal.h"
+
+/** Schema version of the object definitions, as every store records it
+ * (SQLite: PRAGMA user_version).  Version 1 creates every table, index and
+ * trigger from the object definitions; version 2 adds the columns defined
+ * since (sys_database_credential.aad_version, 1 for the rows that exist);
+ * version 3 adds the deployment id (one row of the store's own). */
+#define ENVDBI_STORE_VERSION 3
 
 /** Field types.  The C representation in the record struct follows the
  * type: text types are `char *`, BOOL is `int`, INT and TIME are
@@ -63,7 +72,11 @@ typedef struct envdbi_index_def {
 	const char *name;
 	const char *columns[ENVDBI_MAX_INDEX_COLUMNS + 1]; /**< NULL-terminated */
 	bool unique;
-	const char *where;       /**< partial index predicate (SQL), or NULL */
+	/** partial index predicate, or NULL: a boolean expression over the
+	 * object's column names with = AND OR NOT IN IS NULL and
+	 * quoted text / integer literals only, the subset every SQL backend
+	 * reads alike (a non-SQL backend evaluates the same subset) */
+	const char *where;
 	const char *description; /**< the rule it enforces */
 	const char *invariant;   /**< unique only: the invariant name envdb check
 				      reports ("unique_slug", ...) */
@@ -117,6 +130,20 @@ void envdbi_field_set_int(const envdbi_field_def *f, void *record, int64_t v);
 /** True for the types stored as `char *`. */
 bool envdbi_ftype_is_text(envdbi_ftype t);
 
+/* The value rules of the field types (what envdbi_schema_check_record and
+ * envdb check apply). */
+/** True when `s` is a lowercase canonical UUID text. */
+bool envdbi_uuid_valid(const char *s);
+/** True when `slug` matches ^[a-z0-9][a-z0-9-]{0,62}$. */
+bool envdbi_slug_valid(const char *slug);
+/** True when `ct` plausibly is encryptor output rather than a plaintext
+ * secret: at least 24 chars of printable ASCII without whitespace, with at
+ * least one ':', '.' or '$' separator (encryptor.h: ciphertexts are
+ * self-describing and carry a format version and a key id, e.g.
+ * "v1:KEYID:BASE64").  Used by the insert check and by envdb check; kept
+ * deliberately loose. */
+bool envdbi_ciphertext_plausible(const char *ct);
+
 /**
  * Validate one record against its definition: required fields, enum
  * values, slug and UUID format, positive integers, JSON objects, plausible
@@ -132,18 +159,6 @@ bool envdbi_json_object_fast(const char *s);
 void envdbi_record_free(const envdbi_object_def *o, void *record);
 /** Deep copy; NULL on ENOMEM or a NULL record. */
 void *envdbi_record_dup(const envdbi_object_def *o, const void *record);
-
-/** CREATE TABLE/INDEX/TRIGGER statements of one object, generated from its
- * definition; *out malloc'd (free()).  Used by store migration 1. */
-int envdbi_schema_ddl(char **out, const envdbi_object_def *o);
-/** ALTER TABLE ADD COLUMN of field `f` of `o`, the same column definition
- * as in envdbi_schema_ddl(); *out malloc'd (free()).  Used by the store
- * migrations that add a field. */
-int envdbi_schema_add_column_ddl(char **out, const envdbi_object_def *o,
-				 const envdbi_field_def *f);
-/** The SQL CHECK expression of a field (enum, slug, positive, bool), or NULL
- * in *out when the field has none; *out malloc'd. */
-int envdbi_schema_field_check_sql(char **out, const envdbi_field_def *f);
 
 /** JSON/text rendering of the table (every object when include_legacy). */
 int envdbi_schema_render_json(char **out, bool include_legacy);

@@ -2,24 +2,34 @@
  * core/store.h — the control-plane store: the ONE internal interface through
  * which the rest of libenvdb reads and writes control-plane objects
  * (environments, databases, credentials, members, and the legacy v4 shim
- * objects).  store.c implements it on a local SQLite file; a future
- * PostgreSQL store replaces store.c and nothing else.  No SQL leaves this
- * interface.
+ * objects).  No SQL leaves this interface.
+ *
+ * The seam: store.c implements this interface once, backend-neutrally
+ * (validation, defaults, record labels, messages, compare-and-set, the
+ * store's lock and transaction depth), on top of a store backend: an
+ * operations table (core/store_backend.h) that the SQLite backend
+ * (core/store_sqlite.c, the default: the control plane is a local file) and
+ * the PostgreSQL backend implement.  The manifest's control_plane selects
+ * the backend.  Only the backend files contain SQL or include a driver
+ * header (tests/test_seam.sh).
  *
  * Records: the public record structs of <envdb/envdb.h> (envdb_environment,
  * envdb_database, envdb_credential, envdb_member) are the rows; the legacy
- * objects have internal rows declared here.  Every returned row is malloc'd,
- * owned by the caller and released with its free function (envdb_*_free,
- * envdbi_*_free).  Every row passed in is borrowed for the call.
- * Conventions of the values are those documented in envdb.h (UUID text ids,
- * lowercase enum text, integer epoch seconds with 0 = none, int booleans).
+ * objects have internal rows (legacy_rows.h).  Every returned row is
+ * malloc'd, owned by the caller and released with its free function
+ * (envdb_*_free, envdbi_*_free).  Every row passed in is borrowed for the
+ * call.  Conventions of the values are those documented in envdb.h (UUID
+ * text ids, lowercase enum text, integer epoch seconds with 0 = none, int
+ * booleans).
  *
  * Validation: every insert/update validates the row against the object
- * definitions (schema.h) in C before any SQL — required fields, enum values,
- * slug pattern, positive storage limit, immutable fields — and returns
- * ENVDB_ERR_INVALID naming the object, the field and the cause.  The SQL
- * constraints (CHECK, UNIQUE, partial UNIQUE, FOREIGN KEY, immutability
- * triggers) are the safety net that also holds against other processes.
+ * definitions (schema.h) in C before it reaches the backend — required
+ * fields, enum values, slug pattern, positive storage limit, immutable
+ * fields — and returns ENVDB_ERR_INVALID naming the object, the field and
+ * the cause.  The backend's constraints (CHECK, UNIQUE, partial UNIQUE,
+ * FOREIGN KEY, immutability triggers, all generated from the same
+ * definitions) are the safety net that also holds against other processes
+ * and hosts.
  *
  * Status codes of every function (plus the ones named at each function):
  *   ENVDB_ERR_EXISTS     a uniqueness rule would be broken; the message names
@@ -36,8 +46,11 @@
  *   ENVDB_ERR_NOT_FOUND  get/update/delete of a missing row; an insert whose
  *                        foreign key names a missing row
  *   ENVDB_ERR_INVALID    the row breaks a field rule
- *   ENVDB_ERR_BUSY       the file stayed locked beyond the busy timeout
- *   ENVDB_ERR_IO         any other SQLite failure (message carries sqlite's)
+ *   ENVDB_ERR_BUSY       the control plane's write lock stayed taken by
+ *                        another process beyond the busy timeout
+ *   ENVDB_ERR_IO         any other failure of the backend (the message
+ *                        carries the backend's own); a connection lost
+ *                        mid-transaction, which then changed nothing
  *   ENVDB_ERR_NOMEM
  * and set the thread's last error (envdbi_error).
  *
@@ -46,88 +59,86 @@
  * and commit()/rollback() release it, so other threads wait.  Functions
  * called outside a transaction run as one atomic statement under the lock.
  *
- * Transactions nest as savepoints: the outermost begin() is BEGIN
- * IMMEDIATE, an inner begin() opens a SAVEPOINT, an inner commit() releases
- * it and an inner rollback() undoes only the inner part (the outer
- * transaction stays usable).  A failed typed call (EXISTS, INVALID, ...)
- * inside a transaction changes nothing and leaves the transaction usable.
+ * Transactions: begin() takes the control plane's single global write lock
+ * (every process on every host that uses the control plane is serialized
+ * by it: the whole control plane is the unit), waiting at most the busy
+ * timeout; callers rely on it (core/provision.c checks a slug and then
+ * inserts, core/credential.c reads the active credential and swaps it).
+ * Transactions nest: an inner begin() opens a savepoint, an inner commit()
+ * releases it and an inner rollback() undoes only the inner part (the
+ * outer transaction stays usable).  A failed typed call (EXISTS, INVALID,
+ * ...) inside a transaction changes nothing and leaves the transaction
+ * usable.  The contract every backend keeps is in store_backend.h.
  */
 #ifndef ENVDB_STORE_H
 #define ENVDB_STORE_H
 
 #include "internal.h"
+#include "legacy_rows.h"
+#include "schema.h" /* ENVDBI_STORE_VERSION, the value validators */
 
 /* envdbi_store is typedef'd in internal.h. */
-
-/** Current schema version of the store file (PRAGMA user_version).  Version
- * 1 creates every table, index and trigger from the object definitions;
- * version 2 adds the columns defined since (sys_database_credential.
- * aad_version, 1 for the rows that exist); version 3 adds the deployment
- * id (table sys_deployment, one row). */
-#define ENVDBI_STORE_VERSION 3
-/** PRAGMA application_id of every envdb control plane ("envd"). */
-#define ENVDBI_APPLICATION_ID 0x656e7664
 
 /* ------------------------------------------------------------------------ */
 /* Open / close                                                              */
 /* ------------------------------------------------------------------------ */
 
 /**
- * Open the control plane named by the manifest (m->control_plane, busy
- * timeout m->busy_timeout_ms, legacy tables when m->legacy_shim).  `m` is
- * borrowed for the call (nothing of it is kept).  flags: ENVDB_OPEN_CREATE
- * creates the file (and its directory must exist) when missing.
- * Validates the object definitions first (envdbi_schema_validate) and
- * returns ENVDB_ERR_CONFIG when they are broken.  Sets WAL, foreign_keys=ON,
- * synchronous=FULL, busy_timeout, then applies pending store migrations.
- * Returns ENVDB_ERR_NOT_FOUND when the file is missing without CREATE,
- * ENVDB_ERR_NOT_SUPPORTED when the file's schema version is newer than
- * ENVDBI_STORE_VERSION, ENVDB_ERR_INVALID when the file is not an envdb
- * control plane (or not an SQLite database, or damaged), ENVDB_ERR_IO when
- * it cannot be opened for writing (read-only file system, the file or its
- * directory not writable: the message names which).  On success *out is owned by the caller
+ * Open the control plane the manifest names: m->control_plane_driver
+ * ("sqlite", the default: the file m->control_plane; "postgresql": the
+ * conninfo read from m->control_plane_conninfo_file or _env, schema
+ * m->control_plane_schema), busy timeout m->busy_timeout_ms, legacy tables
+ * when m->legacy_shim.  `m` is borrowed for the call (nothing of it is
+ * kept).  flags: ENVDB_OPEN_CREATE creates the control plane when missing
+ * (a file's directory must exist).  Validates the object definitions first
+ * (envdbi_schema_validate) and returns ENVDB_ERR_CONFIG when they are
+ * broken, then applies pending store migrations.  Returns
+ * ENVDB_ERR_NOT_FOUND when the control plane is missing without CREATE,
+ * ENVDB_ERR_NOT_SUPPORTED when its schema version is newer than
+ * ENVDBI_STORE_VERSION or its driver is not compiled in,
+ * ENVDB_ERR_INVALID when it is not an envdb control plane (or damaged),
+ * ENVDB_ERR_IO when it cannot be opened for writing (the message names
+ * why).  SQLite: sets WAL, foreign_keys=ON, synchronous=FULL,
+ * busy_timeout.  On success *out is owned by the caller
  * (envdbi_store_close()).
  */
 int envdbi_store_open(envdbi_store **out, const envdbi_manifest *m, unsigned flags);
 
-/** The same from explicit values (tests, tools).  `path` borrowed. */
+/** The same for an SQLite file from explicit values (tests, tools).  `path`
+ * borrowed. */
 int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_timeout_ms,
 			   bool legacy_shim, unsigned flags);
 
-/** The status an SQLite result code (primary or extended) stands for when
- * opening the control plane: ENVDB_ERR_INVALID only for a file that is not
- * a database or is damaged (NOTADB, CORRUPT, FORMAT); ENVDB_ERR_BUSY for
- * BUSY and LOCKED; ENVDB_ERR_NOMEM; ENVDB_ERR_IO for everything else
- * (READONLY, CANTOPEN, PERM, IOERR, FULL: a read-only file system, a file
- * or directory the process may not write).  envdbi_store_open() reports
- * with it. */
-int envdbi_store_status_of_sqlite(int sqlite_rc);
 /**
- * A private in-memory copy of `src` (everything of its file as this
- * connection sees it), for a dry run on a store that was opened for
- * writing: what is written to the copy never reaches the file.  *out is
- * owned by the caller (envdbi_store_close()).  A store opened with
+ * A private in-memory copy of `src` (everything of it as this connection
+ * sees it), for a dry run on a store that was opened for writing: what is
+ * written to the copy never reaches the control plane.  *out is owned by
+ * the caller (envdbi_store_close()).  A store opened with
  * ENVDB_OPEN_SNAPSHOT (flags of envdbi_store_open) is such a copy from the
- * start, taken without writing to the file, its -wal or its -shm.
+ * start, taken without writing to the control plane (SQLite: not to the
+ * file, its -wal or its -shm).  ENVDB_ERR_NOT_SUPPORTED for a backend
+ * without snapshots.
  */
 int envdbi_store_snapshot(envdbi_store **out, envdbi_store *src);
 /** True for a store that is an in-memory copy (see above). */
 bool envdbi_store_is_snapshot(const envdbi_store *s);
 
 /**
- * Settings for one long bulk writer (the migration): on, a page cache large
- * enough for the pages a big transaction dirties (so they are not spilled
- * into the WAL before the commit) and a WAL that is checkpointed when it
- * reaches `wal_pages` pages instead of the default 1,000 (each checkpoint
- * rewrites the pages into the main file); off, the defaults again.
+ * Settings for one long bulk writer (the migration).  SQLite: on, a page
+ * cache large enough for the pages a big transaction dirties (so they are
+ * not spilled into the WAL before the commit) and a WAL that is
+ * checkpointed when it reaches `wal_pages` pages instead of the default
+ * 1,000; off, the defaults again.  A no-op for a backend without such
+ * settings.
  */
 int envdbi_store_bulk(envdbi_store *s, bool on, int64_t cache_kib, int64_t wal_pages);
 
 /** Close; NULL allowed.  A transaction still open is rolled back. */
 void envdbi_store_close(envdbi_store *s);
 
-/** The schema version of the open file, and whether the legacy objects are
- * registered (their tables exist and the typed legacy functions work). */
+/** The schema version of the open control plane, and whether the legacy
+ * objects are registered (their tables exist and the typed legacy
+ * functions work). */
 int envdbi_store_version(const envdbi_store *s);
 bool envdbi_store_legacy(const envdbi_store *s);
 
@@ -141,29 +152,25 @@ const char *envdbi_store_deployment_id(const envdbi_store *s);
  * may carry an ownership marker without it (made by an earlier envdb). */
 int64_t envdbi_store_deployment_created_at(const envdbi_store *s);
 
-/** Path of the control-plane file (owned by the store). */
-const char *envdbi_store_path(const envdbi_store *s);
-
-/** The store's SQLite connection with the store's lock held, for
- * core/store_backup.c; envdbi_store_sqlite_unlock() releases it. */
-struct sqlite3 *envdbi_store_sqlite_lock(envdbi_store *s);
-void envdbi_store_sqlite_unlock(envdbi_store *s);
-/** Record that this process has the control plane `path` open in `s`
- * (open) or no longer (!open, path unused): envdb_restore() refuses to
- * replace a file the process uses (core/store_backup.c). */
-void envdbi_store_track(const envdbi_store *s, const char *path, bool open);
+/** How messages name the control plane: the path of an SQLite file, or
+ * the PostgreSQL server, database and schema (never a password).  Owned
+ * by the store. */
+const char *envdbi_store_describe(const envdbi_store *s);
+/** The backend's driver name ("sqlite", "postgresql"). */
+const char *envdbi_store_driver(const envdbi_store *s);
 
 /* ------------------------------------------------------------------------ */
 /* Transactions                                                              */
 /* ------------------------------------------------------------------------ */
 
-/** BEGIN IMMEDIATE (write lock taken now), retrying SQLITE_BUSY until the
- * busy timeout; ENVDB_ERR_BUSY after it.  Nests (see above). */
+/** Begin: the outermost takes the control plane's global write lock now,
+ * waiting (with retries) at most the busy timeout; ENVDB_ERR_BUSY after
+ * it.  Nests (see above). */
 int envdbi_store_begin(envdbi_store *s);
-/** COMMIT (outermost) with the same busy retry.  On failure the transaction
- * is rolled back and the lock released. */
+/** Commit (the outermost: durably) with the same bounded retry.  On
+ * failure that level is rolled back and the lock released. */
 int envdbi_store_commit(envdbi_store *s);
-/** ROLLBACK; never fails; safe to call when a commit failed. */
+/** Roll back; never fails; safe to call when a commit failed. */
 void envdbi_store_rollback(envdbi_store *s);
 /** True when the calling thread has a transaction open on s. */
 bool envdbi_store_in_transaction(envdbi_store *s);
@@ -175,10 +182,8 @@ bool envdbi_store_in_transaction(envdbi_store *s);
 /** A new time-ordered UUID v7 (Unix milliseconds, then 74 bits from libsodium
  * randombytes) as 36 lowercase chars + NUL. */
 void envdbi_uuid_new(char out[37]);
-/** True when `s` is a lowercase canonical UUID text. */
-bool envdbi_uuid_valid(const char *s);
-/** True when `slug` matches ^[a-z0-9][a-z0-9-]{0,62}$. */
-bool envdbi_slug_valid(const char *slug);
+/* envdbi_uuid_valid(), envdbi_slug_valid(), envdbi_ciphertext_plausible():
+ * the value rules of the field types, in schema.h. */
 /** Current time in epoch seconds (time(NULL); overridable in tests with the
  * environment variable ENVDB_TEST_NOW, in processes whose environment had
  * ENVDB_TEST_CLOCK or ENVDB_TEST_NOW set when this was first called). */
@@ -311,7 +316,7 @@ int envdbi_store_cred_set_status(envdbi_store *s, const char *id, const char *fr
 				 const char *to);
 
 /** The authorization a member's role resolves to — the one statement of the
- * rule, expanded into the resolve statement's SQL (core/store.c) and into
+ * rule, expanded into the resolve statement's SQL (core/store_sql.c) and into
  * core/resolve.c's check of what it read: X(ROLE, AUTHORIZATION) per role. */
 #define ENVDBI_ROLE_AUTHORIZATIONS(X)                                               \
 	X("owner", "full_access") X("admin", "full_access") X("maker", "full_access") \
@@ -343,13 +348,6 @@ typedef struct envdbi_resolve_row {
 int envdbi_store_resolve_get(envdbi_store *s, envdbi_resolve_row **out, const char *org,
 			     const char *slug, const char *user, int64_t now);
 
-/** True when `ct` plausibly is encryptor output rather than a plaintext
- * secret: at least 24 chars of printable ASCII without whitespace, with at
- * least one ':', '.' or '$' separator (encryptor.h: ciphertexts are
- * self-describing and carry a format version and a key id, e.g.
- * "v1:KEYID:BASE64").  Used by the insert check and by envdb check; kept
- * deliberately loose. */
-bool envdbi_ciphertext_plausible(const char *ct);
 
 /* ------------------------------------------------------------------------ */
 /* sys_environment_member                                                    */
@@ -372,33 +370,6 @@ int envdbi_store_member_delete(envdbi_store *s, const char *environment_id, cons
 /* Legacy v4 shim: sys_tenant_database, sys_package_installation             */
 /* Only when envdbi_store_legacy(s); otherwise ENVDB_ERR_NOT_SUPPORTED.      */
 /* ------------------------------------------------------------------------ */
-
-typedef struct envdbi_tenant_db_row {
-	char *id;
-	char *organization_id;
-	char *database_name;    /**< unique */
-	char *database_url;
-	char *auth_token;       /**< legacy-encrypted token (ciphertext), or NULL */
-	char *status;           /**< active, suspended, archived, failed */
-	char *region;
-	char *plan;             /**< free, starter, pro, enterprise, custom */
-	int64_t storage_limit_mb;
-	char *driver;           /**< adapter plugin name, or NULL (manifest default) */
-	char *migrated_environment_id; /**< set when migrated to v5, else NULL */
-	int64_t created_at;
-	int64_t updated_at;
-} envdbi_tenant_db_row;
-
-typedef struct envdbi_package_row {
-	char *id;
-	char *tenant_id;        /**< legacy tenant (sys_tenant_database.id) or, after
-				     migration, an environment id; not a foreign key */
-	char *package_id;
-	char *version;
-	char *status;           /**< installed, installing, failed, uninstalled */
-	int64_t created_at;
-	int64_t updated_at;
-} envdbi_package_row;
 
 void envdbi_tenant_db_free(envdbi_tenant_db_row *r);
 void envdbi_tenant_db_list_free(envdbi_tenant_db_row **v, size_t n);
@@ -438,10 +409,6 @@ int envdbi_store_package_repoint(envdbi_store *s, const char *from_tenant, const
 /* ------------------------------------------------------------------------ */
 /* Generic, definition-driven access (used by envdb check)                   */
 /* ------------------------------------------------------------------------ */
-
-struct envdbi_object_def;
-struct envdbi_field_def;
-struct envdbi_index_def;
 
 /** Receives one row of an object as its record struct (borrowed for the
  * call; fields may break every rule: NULL where required, bad enums).

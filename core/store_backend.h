@@ -278,12 +278,12 @@ typedef struct envdbi_store_backend_ops {
 	/** Run statement `s`; *changes (may be NULL) = rows changed. */
 	int (*exec)(envdbi_store_backend *b, envdbi_stmt s, const envdbi_bind *v, size_t nv,
 		    int64_t *changes, envdbi_store_fail *fail);
-	/** One row of `ncols` integers. */
+	/** One row of `ncols` integers; `what` names the look-up in a message. */
 	int (*ints)(envdbi_store_backend *b, envdbi_ints q, const envdbi_bind *v, size_t nv,
-		    int64_t *out, size_t ncols);
+		    int64_t *out, size_t ncols, const char *what);
 	/** A list of strings (free with envdbi_store_strings_free()). */
 	int (*strings)(envdbi_store_backend *b, envdbi_strings q, const envdbi_bind *v, size_t nv,
-		       char ***out, size_t *n);
+		       char ***out, size_t *n, const char *what);
 
 	/** After a UNIQUE/PRIMARY failure: the stored row, other than rec's
 	 * own id, that shares rec's key in unique index `ix` (only when rec
@@ -329,10 +329,19 @@ const envdbi_store_backend_ops *envdbi_store_backend_find(const char *driver);
 
 /** core/store_sqlite.c */
 extern const envdbi_store_backend_ops envdbi_store_backend_sqlite;
+#ifdef HAVE_STORE_PG
+/** core/store_pg.c (configure --with-libpq defines HAVE_STORE_PG) */
+extern const envdbi_store_backend_ops envdbi_store_backend_pg;
+#endif
 
-/** The backend of an open store and its state (tests, tools). */
+/** The backend of an open store and its state (tests, tools, a backend's
+ * own extra entry points). */
 const envdbi_store_backend_ops *envdbi_store_ops(const envdbi_store *s);
 envdbi_store_backend *envdbi_store_state(const envdbi_store *s);
+/** Take / release the store's lock (recursive) around a direct use of the
+ * backend state outside the operations table. */
+void envdbi_store_lock(envdbi_store *s);
+void envdbi_store_unlock(envdbi_store *s);
 
 /* ------------------------------------------------------------------------ */
 /* Shared SQL text of the SQL backends (core/store_sql.c)                    */
@@ -349,8 +358,8 @@ typedef struct envdbi_sql_dialect {
 	const char *int_type;    /**< "INTEGER" / "bigint" */
 	const char *is;          /**< null-safe equality: "IS" / "IS NOT DISTINCT FROM" */
 	const char *is_not;      /**< "IS NOT" / "IS DISTINCT FROM" */
-	const char *group_concat; /**< printf format of one argument joining ids with
-				      ',': "group_concat(%s, ',')" / "string_agg(%s, ',')" */
+	const char *group_concat; /**< the aggregate F(text, ',') joining text:
+				      "group_concat" / "string_agg" */
 	/** The CHECK expression of field f (enum, slug, uuid, bool, positive,
 	 * time, json, ciphertext) appended to b; false when f has none (then
 	 * nothing is appended).  NULL is allowed by the caller's wrapping. */

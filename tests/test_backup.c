@@ -1,6 +1,6 @@
 /*
  * tests/test_backup.c — envdb_backup() and envdb_restore()
- * (core/store_backup.c) on a real deployment (tests/testdeploy.h): backups
+ * (core/store_sqlite_backup.c) on a real deployment (tests/testdeploy.h): backups
  * taken while another process keeps provisioning and rotating are each a
  * consistent control plane (restored, `envdb check` finds no violation);
  * a backup never overwrites, is 0600 and leaves no temporary file; restore

@@ -16,6 +16,7 @@
 
 #include "schema.h"
 #include "store.h"
+#include "store_backend.h"
 
 /* ---- the built-in table ------------------------------------------------- */
 
@@ -313,7 +314,7 @@ static sqlite3 *ddl_db(void)
 	sqlite3_exec(db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
 	for (size_t i = 0; i < envdbi_schema_n_objects; i++) {
 		char *ddl = NULL, *err = NULL;
-		ck_assert_int_eq(envdbi_schema_ddl(&ddl, &envdbi_schema_objects[i]), 0);
+		ck_assert_int_eq(envdbi_sql_ddl(&ddl, &envdbi_sql_dialect_sqlite, &envdbi_schema_objects[i]), 0);
 		int rc = sqlite3_exec(db, ddl, NULL, NULL, &err);
 		ck_assert_msg(rc == SQLITE_OK, "%s: %s", envdbi_schema_objects[i].name, err);
 		free(ddl);
@@ -436,7 +437,7 @@ START_TEST(ddl_checks_agree_with_validators)
 			    : pass == 1 ? sizeof cts / sizeof *cts
 					: sizeof statuses / sizeof *statuses;
 		sqlite3_stmt *st = NULL;
-		ck_assert_int_eq(envdbi_schema_field_check_sql(&expr, f), 0);
+		ck_assert_int_eq(envdbi_sql_field_check(&expr, &envdbi_sql_dialect_sqlite, f), 0);
 		snprintf(sql, sizeof sql, "SELECT coalesce((%s), 0) FROM (SELECT ?1 AS \"%s\")", expr,
 			 f->name);
 		free(expr);

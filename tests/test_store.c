@@ -21,6 +21,7 @@
 
 #include "schema.h"
 #include "store.h"
+#include "store_sqlite.h"
 
 #define CT "v1:k1:c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2Vj"
 
@@ -110,7 +111,7 @@ START_TEST(open_create_and_versions)
 	s = open_store(false);
 	ck_assert_int_eq(envdbi_store_version(s), ENVDBI_STORE_VERSION);
 	ck_assert(!envdbi_store_legacy(s));
-	ck_assert_str_eq(envdbi_store_path(s), path);
+	ck_assert_str_eq(envdbi_store_describe(s), path);
 	envdbi_store_close(s);
 
 	/* reopen without CREATE; WAL and the version are persistent */

@@ -386,7 +386,7 @@ ENVDB_EXPORT int envdb_schema_json(char **out, const envdb_ctx *ctx);
 ENVDB_EXPORT int envdb_schema_text(char **out, const envdb_ctx *ctx);
 
 /* ------------------------------------------------------------------------ */
-/* Backup and restore of the control plane (core/store_backup.c)             */
+/* Backup and restore of the control plane (core/store_sqlite_backup.c)             */
 /* ------------------------------------------------------------------------ */
 
 /**

@@ -1,7 +1,8 @@
 /*
- * core/store_backup.c — envdb_backup() and envdb_restore(): a consistent
- * copy of the control plane through SQLite's online backup API, and putting
- * one back in place.
+ * core/store_sqlite_backup.c — the backup and restore operations of the
+ * SQLite store backend (envdb_backup() and envdb_restore() in store.c call
+ * them): a consistent copy of the control-plane file through SQLite's
+ * online backup API, and putting one back in place.
  *
  * Why not `cp`: a copy of the file and its -wal taken while a writer
  * commits can be torn.  sqlite3_backup_step(-1) copies every page inside
@@ -21,7 +22,7 @@
  * see SQLITE_BUSY) while the files are swapped.  POSIX locks do not
  * conflict within one process, and closing any descriptor of a file drops
  * every lock the process holds on it: so the stores this process has open
- * are tracked here (envdbi_store_track), and a restore over one of them is
+ * are tracked here (envdbi_sqlite_track), and a restore over one of them is
  * refused before the file is even opened.  A restore must not run while
  * another thread of the process opens the same control plane.
  */
@@ -40,7 +41,7 @@
 #include <sqlite3.h>
 
 #include "internal.h"
-#include "store.h"
+#include "store_sqlite.h"
 
 #define SQLITE_PENDING_BYTE 0x40000000 /* os_unix.c: PENDING, RESERVED, SHARED */
 #define SQLITE_LOCK_BYTES 512
@@ -50,9 +51,9 @@ static const char *const envdb_tables[] = {"sys_environment", "sys_environment_d
 					   "sys_database_credential", "sys_environment_member",
 					   NULL};
 
-/* The control planes this process has open: store, device, inode. */
+/* The control planes this process has open: backend state, device, inode. */
 typedef struct tracked {
-	const envdbi_store *s;
+	const void *s;
 	dev_t dev;
 	ino_t ino;
 } tracked;
@@ -61,7 +62,7 @@ static pthread_mutex_t tracked_lock = PTHREAD_MUTEX_INITIALIZER;
 static tracked *tracked_v;
 static size_t tracked_n, tracked_cap;
 
-void envdbi_store_track(const envdbi_store *s, const char *path, bool open)
+void envdbi_sqlite_track(const void *s, const char *path, bool open)
 {
 	struct stat st;
 	size_t i;
@@ -223,19 +224,13 @@ done:
 	return rc;
 }
 
-int envdb_backup(envdb_ctx *ctx, const char *path)
+int envdbi_sqlite_backup(sqlite3 *db, const char *src_name, const char *path)
 {
 	static const char what[] = "backup";
 	char *tmp = NULL, *dir = NULL;
 	struct stat st;
-	sqlite3 *db;
 	int rc;
 
-	if (ctx == NULL || path == NULL || path[0] == '\0')
-		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "backup: no context or no file given");
-	if (ctx->store == NULL)
-		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
-				    "backup: the context has no control plane open");
 	if (lstat(path, &st) == 0)
 		return envdbi_error(ENVDB_ERR_EXISTS, NULL,
 				    "backup %s: the file exists; a backup never overwrites one "
@@ -245,9 +240,7 @@ int envdb_backup(envdb_ctx *ctx, const char *path)
 		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "backup: out of memory");
 	if ((rc = make_temp(&tmp, what, path)) != ENVDB_OK)
 		goto done;
-	db = envdbi_store_sqlite_lock(ctx->store);
-	rc = write_copy(what, tmp, db, envdbi_store_path(ctx->store));
-	envdbi_store_sqlite_unlock(ctx->store);
+	rc = write_copy(what, tmp, db, src_name);
 	if (rc != ENVDB_OK)
 		goto done;
 	if (link(tmp, path) != 0) {
@@ -378,7 +371,7 @@ static int remove_companions(const char *target)
 	return ENVDB_OK;
 }
 
-int envdb_restore(envdb_ctx *ctx, const char *backup_path, unsigned flags)
+int envdbi_sqlite_restore(const envdbi_store_config *cfg, const char *backup_path, unsigned flags)
 {
 	static const char what[] = "restore";
 	const char *target;
@@ -389,17 +382,7 @@ int envdb_restore(envdb_ctx *ctx, const char *backup_path, unsigned flags)
 	bool exists;
 	int rc, lock_fd = -1;
 
-	if (ctx == NULL || ctx->manifest == NULL || backup_path == NULL || backup_path[0] == '\0')
-		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
-				    "restore: no context or no backup file given");
-	if (flags & ~(unsigned)ENVDB_RESTORE_FORCE)
-		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "restore: unknown flags 0x%x",
-				    flags & ~(unsigned)ENVDB_RESTORE_FORCE);
-	if (ctx->store != NULL)
-		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
-				    "restore: the context has the control plane open; open it "
-				    "with ENVDB_OPEN_NO_STORE");
-	target = ctx->manifest->control_plane;
+	target = cfg->path;
 	if (target == NULL || strcmp(target, ":memory:") == 0)
 		return envdbi_error(ENVDB_ERR_CONFIG, NULL,
 				    "restore: the manifest names no control-plane file");
@@ -447,8 +430,7 @@ int envdb_restore(envdb_ctx *ctx, const char *backup_path, unsigned flags)
 		lock_fd = -1;
 	}
 	/* Open it as every command will: modes, schema version, migrations. */
-	rc = envdbi_store_open_path(&s, target, ctx->manifest->busy_timeout_ms,
-				    ctx->manifest->legacy_shim, 0);
+	rc = envdbi_store_open_path(&s, target, cfg->busy_timeout_ms, cfg->legacy, 0);
 	if (rc != ENVDB_OK)
 		envdbi_error_prefix("restore: the restored control plane does not open: ");
 	envdbi_store_close(s);
