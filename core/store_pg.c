@@ -61,7 +61,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -86,7 +88,8 @@
 
 /* The version table: one row (application_id, version). */
 #define PG_VERSION_TABLE "envdb_store_version"
-/* PRAGMA application_id's analogue: "envd". */
+/* PRAGMA application_id's analogue ("envd", the SQLite store's value). */
+#define PG_APPLICATION_ID 0x656e7664
 #define PG_SCHEMA_MAX 63 /* NAMEDATALEN - 1 */
 
 /* Type OIDs of bound parameters (pg_type.h; stable since PostgreSQL 7). */
@@ -1525,11 +1528,64 @@ static const char immutable_fn[] =
 	"$envdbi$ BEGIN RAISE EXCEPTION USING ERRCODE = '" PG_STATE_IMMUTABLE "', "
 	"MESSAGE = TG_TABLE_NAME || ': immutable field changed'; END $envdbi$";
 
-/* Migration 1: every non-legacy object from the definitions. */
+/*
+ * Cross-host invalidation of resolve caches: triggers that NOTIFY the
+ * control plane's channel (pgs_channel()) with the environment id of every
+ * committed change a resolve result depends on — an environment's status
+ * or slug, its database's address, any credential, any membership, and
+ * rows appearing or going away.  NOTIFY is transactional: delivered at
+ * COMMIT, never for a rolled-back change, once per (channel, id) per
+ * transaction.  The last_accessed_at writes of resolves notify nothing
+ * (the WHEN of the database trigger).  A host with a resolve cache
+ * LISTENs (envdbi_store_watch_start()).
+ */
+static const char notify_ddl[] =
+	"CREATE OR REPLACE FUNCTION \"envdbi_notify\"() RETURNS trigger LANGUAGE plpgsql AS "
+	"$envdbi$ DECLARE env text; BEGIN "
+	"IF TG_TABLE_NAME = 'sys_environment' THEN "
+	"IF TG_OP = 'DELETE' THEN env := OLD.\"id\"; ELSE env := NEW.\"id\"; END IF; "
+	"ELSIF TG_TABLE_NAME = 'sys_database_credential' THEN "
+	"IF TG_OP = 'DELETE' THEN SELECT d.\"environment_id\" INTO env FROM "
+	"\"sys_environment_database\" d WHERE d.\"id\" = OLD.\"environment_database_id\"; "
+	"ELSE SELECT d.\"environment_id\" INTO env FROM \"sys_environment_database\" d "
+	"WHERE d.\"id\" = NEW.\"environment_database_id\"; END IF; "
+	"ELSE IF TG_OP = 'DELETE' THEN env := OLD.\"environment_id\"; "
+	"ELSE env := NEW.\"environment_id\"; END IF; END IF; "
+	"IF env IS NOT NULL THEN PERFORM pg_notify(left('envdb_' || TG_TABLE_SCHEMA, 63), env); "
+	"END IF; RETURN NULL; END $envdbi$;\n"
+	"DROP TRIGGER IF EXISTS \"sys_environment_notify\" ON \"sys_environment\";\n"
+	"CREATE TRIGGER \"sys_environment_notify\" AFTER INSERT OR DELETE ON \"sys_environment\" "
+	"FOR EACH ROW EXECUTE FUNCTION \"envdbi_notify\"();\n"
+	"DROP TRIGGER IF EXISTS \"sys_environment_notify_update\" ON \"sys_environment\";\n"
+	"CREATE TRIGGER \"sys_environment_notify_update\" AFTER UPDATE ON \"sys_environment\" "
+	"FOR EACH ROW WHEN (OLD.\"status\" IS DISTINCT FROM NEW.\"status\" OR "
+	"OLD.\"slug\" IS DISTINCT FROM NEW.\"slug\") EXECUTE FUNCTION \"envdbi_notify\"();\n"
+	"DROP TRIGGER IF EXISTS \"sys_environment_database_notify\" ON "
+	"\"sys_environment_database\";\n"
+	"CREATE TRIGGER \"sys_environment_database_notify\" AFTER INSERT OR DELETE ON "
+	"\"sys_environment_database\" FOR EACH ROW EXECUTE FUNCTION \"envdbi_notify\"();\n"
+	"DROP TRIGGER IF EXISTS \"sys_environment_database_notify_update\" ON "
+	"\"sys_environment_database\";\n"
+	"CREATE TRIGGER \"sys_environment_database_notify_update\" AFTER UPDATE ON "
+	"\"sys_environment_database\" FOR EACH ROW WHEN (OLD.\"database_url\" IS DISTINCT FROM "
+	"NEW.\"database_url\" OR OLD.\"driver\" IS DISTINCT FROM NEW.\"driver\") "
+	"EXECUTE FUNCTION \"envdbi_notify\"();\n"
+	"DROP TRIGGER IF EXISTS \"sys_database_credential_notify\" ON "
+	"\"sys_database_credential\";\n"
+	"CREATE TRIGGER \"sys_database_credential_notify\" AFTER INSERT OR UPDATE OR DELETE ON "
+	"\"sys_database_credential\" FOR EACH ROW EXECUTE FUNCTION \"envdbi_notify\"();\n"
+	"DROP TRIGGER IF EXISTS \"sys_environment_member_notify\" ON \"sys_environment_member\";\n"
+	"CREATE TRIGGER \"sys_environment_member_notify\" AFTER INSERT OR UPDATE OR DELETE ON "
+	"\"sys_environment_member\" FOR EACH ROW EXECUTE FUNCTION \"envdbi_notify\"()";
+
+/* Migration 1: every non-legacy object from the definitions, and the
+ * notification triggers on them. */
 static int migration_1(envdbi_store_backend *b)
 {
 	int rc = ddl(b, immutable_fn, "create the immutability function");
-	return rc ? rc : create_objects(b, false);
+	if (rc == 0)
+		rc = create_objects(b, false);
+	return rc ? rc : ddl(b, notify_ddl, "create the notification triggers");
 }
 
 /* Migration 2: the columns defined since (aad_version); a control plane
@@ -1659,7 +1715,7 @@ static int check_state(envdbi_store_backend *b, const schema_state *st, unsigned
 				    "control plane %s: refused: schema %s is owned by %s, not by the "
 				    "connecting role %s",
 				    b->desc, b->schema, st->owner, st->me);
-	if (st->has_version && st->app != ENVDBI_APPLICATION_ID)
+	if (st->has_version && st->app != PG_APPLICATION_ID)
 		return envdbi_error(ENVDB_ERR_INVALID, NULL,
 				    "control plane %s: not an envdb control plane (application id "
 				    "%#" PRIx64 ")",
@@ -1718,7 +1774,7 @@ static int migrate(envdbi_store_backend *b, unsigned flags, int *version)
 			goto out;
 		}
 	}
-	params_add_int(&p, ENVDBI_APPLICATION_ID);
+	params_add_int(&p, PG_APPLICATION_ID);
 	params_add_int(&p, ENVDBI_STORE_VERSION);
 	if ((rc = stmt(b,
 		       "INSERT INTO \"" PG_VERSION_TABLE "\" (\"singleton\", \"application_id\", "
@@ -1955,3 +2011,201 @@ const envdbi_store_backend_ops envdbi_store_backend_pg = {
 	.backup = NULL,
 	.restore = NULL,
 };
+
+/* ------------------------------------------------------------------------ */
+/* Watching other processes' changes (LISTEN)                                */
+/* ------------------------------------------------------------------------ */
+
+struct envdbi_store_watch {
+	PGconn *conn;
+	envdbi_secret *conninfo;
+	char *desc;
+	char channel[PG_SCHEMA_MAX + 8]; /* left('envdb_' || schema, 63), as the triggers */
+	int64_t busy_timeout_ms;
+	envdbi_store_change_cb cb;
+	void *cb_ctx;
+	int wake[2]; /* written by stop */
+	pthread_t thread;
+	bool started;
+	bool warned; /* the fallback to the TTL was logged */
+};
+
+/* Connect and LISTEN; 0 or -1 with the cause in `why`. */
+static int watch_connect(envdbi_store_watch *w, char *why, size_t cap)
+{
+	char ct[24], sql[PG_SCHEMA_MAX * 2 + 32];
+	int64_t secs = (w->busy_timeout_ms + 999) / 1000;
+	const char *const keys[] = {"application_name", "connect_timeout", "keepalives",
+				    "keepalives_idle", "keepalives_interval", "keepalives_count",
+				    "dbname", NULL};
+	const char *vals[8] = {"envdb listen", ct, "1", "10", "5", "3", w->conninfo->data, NULL};
+	char *q;
+	PGresult *r;
+
+	snprintf(ct, sizeof ct, "%" PRId64, secs < 2 ? 2 : secs);
+	if (w->conn != NULL)
+		PQfinish(w->conn);
+	w->conn = PQconnectdbParams(keys, vals, 1);
+	if (w->conn == NULL || PQstatus(w->conn) != CONNECTION_OK) {
+		const char *m = w->conn ? PQerrorMessage(w->conn) : "out of memory";
+		snprintf(why, cap, "%.*s", (int)strcspn(m, "\n"), m);
+		return -1;
+	}
+	PQsetNoticeProcessor(w->conn, quiet_notice, NULL);
+	if ((q = PQescapeIdentifier(w->conn, w->channel, strlen(w->channel))) == NULL) {
+		snprintf(why, cap, "out of memory");
+		return -1;
+	}
+	snprintf(sql, sizeof sql, "LISTEN %s", q);
+	PQfreemem(q);
+	r = PQexec(w->conn, sql);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+		snprintf(why, cap, "LISTEN: %s", m ? m : "failed");
+		PQclear(r);
+		return -1;
+	}
+	PQclear(r);
+	return 0;
+}
+
+static void watch_fallback(envdbi_store_watch *w, const char *why)
+{
+	if (w->warned)
+		return;
+	w->warned = true;
+	envdbi_log(ENVDB_LOG_WARNING,
+		   "control plane %s: no cross-host resolve-cache invalidation (%s): changes made "
+		   "by other hosts are seen when a cached result's TTL ends; retrying",
+		   w->desc, why);
+}
+
+/* Wait up to ms for the stop pipe; true when stopping. */
+static bool watch_sleep(envdbi_store_watch *w, int ms)
+{
+	struct pollfd pf = {.fd = w->wake[0], .events = POLLIN};
+	return poll(&pf, 1, ms) > 0;
+}
+
+static void *watch_main(void *arg)
+{
+	envdbi_store_watch *w = arg;
+	char why[256];
+	int backoff = 100;
+
+	for (;;) {
+		if (w->conn == NULL || PQstatus(w->conn) != CONNECTION_OK) {
+			if (watch_connect(w, why, sizeof why) != 0) {
+				watch_fallback(w, why);
+				if (watch_sleep(w, backoff))
+					break;
+				backoff = backoff < 5000 ? backoff * 2 : 5000;
+				continue;
+			}
+			backoff = 100;
+			w->cb(w->cb_ctx, NULL); /* what was missed meanwhile */
+			if (w->warned)
+				envdbi_log(ENVDB_LOG_WARNING,
+					   "control plane %s: cross-host resolve-cache invalidation "
+					   "restored",
+					   w->desc);
+			w->warned = false;
+		}
+		struct pollfd pf[2] = {{.fd = PQsocket(w->conn), .events = POLLIN},
+				       {.fd = w->wake[0], .events = POLLIN}};
+		if (poll(pf, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pf[1].revents)
+			break;
+		if (!PQconsumeInput(w->conn)) {
+			snprintf(why, sizeof why, "the listening connection broke");
+			PQfinish(w->conn);
+			w->conn = NULL;
+			w->cb(w->cb_ctx, NULL);
+			watch_fallback(w, why);
+			continue;
+		}
+		PGnotify *n;
+		while ((n = PQnotifies(w->conn)) != NULL) {
+			if (n->extra != NULL && n->extra[0] != '\0')
+				w->cb(w->cb_ctx, n->extra);
+			PQfreemem(n);
+		}
+	}
+	return NULL;
+}
+
+static void watch_free(envdbi_store_watch *w)
+{
+	if (w->conn != NULL)
+		PQfinish(w->conn);
+	envdbi_secret_free(w->conninfo);
+	free(w->desc);
+	if (w->wake[0] >= 0)
+		close(w->wake[0]);
+	if (w->wake[1] >= 0)
+		close(w->wake[1]);
+	free(w);
+}
+
+int envdbi_store_watch_start(envdbi_store_watch **out, envdbi_store *s, envdbi_store_change_cb cb,
+			     void *cb_ctx)
+{
+	envdbi_store_backend *b;
+	envdbi_store_watch *w;
+	char why[256];
+
+	*out = NULL;
+	if (s == NULL || cb == NULL || envdbi_store_ops(s) != &envdbi_store_backend_pg)
+		return ENVDB_ERR_NOT_SUPPORTED;
+	envdbi_store_lock(s);
+	b = envdbi_store_state(s);
+	if ((w = calloc(1, sizeof *w)) == NULL ||
+	    (w->conninfo = envdbi_secret_new(b->conninfo->data, b->conninfo->len)) == NULL ||
+	    (w->desc = strdup(b->desc)) == NULL) {
+		envdbi_store_unlock(s);
+		if (w != NULL) {
+			envdbi_secret_free(w->conninfo);
+			free(w);
+		}
+		return nomem();
+	}
+	snprintf(w->channel, sizeof w->channel, "envdb_%.*s", PG_SCHEMA_MAX - 6, b->schema);
+	w->busy_timeout_ms = b->busy_timeout_ms;
+	envdbi_store_unlock(s);
+	w->cb = cb;
+	w->cb_ctx = cb_ctx;
+	w->wake[0] = w->wake[1] = -1;
+	if (pipe2(w->wake, O_CLOEXEC) != 0) {
+		watch_free(w);
+		return envdbi_error(ENVDB_ERR_IO, NULL, "control plane: watch: pipe: %s",
+				    strerror(errno));
+	}
+	/* Listening before this returns: a result cached from now on is
+	 * invalidated by any later commit.  Retried by the thread if not. */
+	if (watch_connect(w, why, sizeof why) != 0)
+		watch_fallback(w, why);
+	if (pthread_create(&w->thread, NULL, watch_main, w) != 0) {
+		watch_fallback(w, "cannot start its thread");
+		watch_free(w);
+		return ENVDB_ERR_NOT_SUPPORTED;
+	}
+	w->started = true;
+	*out = w;
+	return 0;
+}
+
+void envdbi_store_watch_stop(envdbi_store_watch *w)
+{
+	if (w == NULL)
+		return;
+	if (w->started) {
+		ssize_t rc = write(w->wake[1], "x", 1);
+		(void)rc;
+		pthread_join(w->thread, NULL);
+	}
+	watch_free(w);
+}

@@ -13,7 +13,7 @@
 
 #include "store_matrix.h"
 
-#ifdef ENVDB_HAVE_PG_STORE
+#ifdef HAVE_STORE_PG
 #include <libpq-fe.h>
 
 #include "pg_harness.h"
@@ -28,7 +28,7 @@ static char cp_conninfo[1024]; /* the owner's conninfo (PostgreSQL) */
 static char cp_conninfo_file[512];
 static unsigned fresh_seq;
 
-#ifdef ENVDB_HAVE_PG_STORE
+#ifdef HAVE_STORE_PG
 static pg_harness *cluster;
 static char role_password[40];
 #endif
@@ -88,7 +88,7 @@ void sm_manifest_control_plane(FILE *f)
 			cp_conninfo_file, cp_name);
 }
 
-#ifdef ENVDB_HAVE_PG_STORE
+#ifdef HAVE_STORE_PG
 static void quiet(void *arg, const char *msg)
 {
 	(void)arg;
@@ -245,7 +245,7 @@ int sm_run(Suite *(*make)(void))
 		srunner_free(sr);
 	}
 	if (want_pg) {
-#ifdef ENVDB_HAVE_PG_STORE
+#ifdef HAVE_STORE_PG
 		int rc = pg_start();
 		if (rc < 0)
 			return failed + 1;
