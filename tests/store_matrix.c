@@ -237,8 +237,9 @@ int sm_run(Suite *(*make)(void))
 		return 1;
 	}
 	if (want_sqlite) {
-		SRunner *sr = srunner_create(make());
+		SRunner *sr;
 		pass_pg = false;
+		sr = srunner_create(make());
 		fprintf(stderr, "store_matrix: store sqlite\n");
 		srunner_run_all(sr, CK_ENV);
 		failed += srunner_ntests_failed(sr);
@@ -250,8 +251,9 @@ int sm_run(Suite *(*make)(void))
 		if (rc < 0)
 			return failed + 1;
 		if (rc == 0) {
-			SRunner *sr = srunner_create(make());
+			SRunner *sr;
 			pass_pg = true;
+			sr = srunner_create(make());
 			fprintf(stderr, "store_matrix: store postgresql (port %d)\n",
 				pg_harness_port(cluster));
 			srunner_run_all(sr, CK_ENV);
