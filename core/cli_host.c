@@ -276,7 +276,7 @@ int envdb_cli_init(envdb_cli *cli, int argc, char **argv)
 	char *dir = NULL, *plugin_dir = NULL, *key_id = NULL;
 	char manifest[PATH_MAX], keyring[PATH_MAX], envs[PATH_MAX], control[PATH_MAX];
 	bool dir_created, keyring_created = false, envs_created = false, manifest_created = false;
-	bool cp_created, key_created = false;
+	bool cp_created, cp_file, key_created = false;
 	/* `envdb --manifest FILE init` (no DIR): set up the deployment that an
 	 * existing manifest describes -- the packaged system-wide one -- i.e.
 	 * its control plane and a first key; the plugins make their own
@@ -336,15 +336,18 @@ int envdb_cli_init(envdb_cli *cli, int argc, char **argv)
 		rc = envdb_cli_fail(cli, rc);
 		goto done;
 	}
-	snprintf(control, sizeof(control), "%s", envdb_control_plane_path(ctx));
+	/* A file control plane: whether init creates it is whether the file
+	 * appears; a server's (PostgreSQL) is described, never stat()ed. */
+	cp_file = envdb_control_plane_path(ctx) != NULL;
+	snprintf(control, sizeof(control), "%s", envdb_control_plane_describe(ctx));
 	envdb_close(ctx);
 	ctx = NULL;
-	st_rc = stat(control, &st);
+	st_rc = cp_file ? stat(control, &st) : 0;
 	if ((rc = envdb_open(&ctx, manifest, ENVDB_OPEN_CREATE)) != ENVDB_OK) {
 		rc = envdb_cli_fail(cli, rc);
 		goto done;
 	}
-	cp_created = st_rc != 0 && stat(control, &st) == 0;
+	cp_created = cp_file && st_rc != 0 && stat(control, &st) == 0;
 
 	/* A first key, unless the keyring has one. */
 	keys.keys = json_array();

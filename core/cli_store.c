@@ -50,10 +50,10 @@ int envdb_cli_backup(envdb_cli *cli, int argc, char **argv)
 		rc = envdb_cli_fail(cli, rc);
 	} else if (cli->json) {
 		rc = envdb_cli_json_print(cli, json_pack("{s:s, s:s}", "control_plane",
-							 envdb_control_plane_path(ctx), "backup",
+							 envdb_control_plane_describe(ctx), "backup",
 							 pos.v[0]));
 	} else {
-		envdb_cli_print(cli, "backup of %s written to %s\n", envdb_control_plane_path(ctx),
+		envdb_cli_print(cli, "backup of %s written to %s\n", envdb_control_plane_describe(ctx),
 				pos.v[0]);
 		rc = EX_OK;
 	}
@@ -78,11 +78,11 @@ int envdb_cli_restore(envdb_cli *cli, int argc, char **argv)
 		rc = envdb_cli_fail(cli, rc);
 	} else if (cli->json) {
 		rc = envdb_cli_json_print(cli, json_pack("{s:s, s:s}", "control_plane",
-							 envdb_control_plane_path(ctx), "restored_from",
+							 envdb_control_plane_describe(ctx), "restored_from",
 							 pos.v[0]));
 	} else {
 		envdb_cli_print(cli, "control plane %s restored from %s (run envdb check)\n",
-				envdb_control_plane_path(ctx), pos.v[0]);
+				envdb_control_plane_describe(ctx), pos.v[0]);
 		rc = EX_OK;
 	}
 	envdb_close(ctx);

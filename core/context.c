@@ -139,3 +139,15 @@ const char *envdb_control_plane_path(const envdb_ctx *ctx)
 {
 	return ctx && ctx->manifest ? ctx->manifest->control_plane : NULL;
 }
+
+const char *envdb_control_plane_describe(const envdb_ctx *ctx)
+{
+	if (ctx == NULL)
+		return NULL;
+	if (ctx->store != NULL)
+		return envdbi_store_describe(ctx->store);
+	if (ctx->manifest == NULL)
+		return NULL;
+	return ctx->manifest->control_plane ? ctx->manifest->control_plane
+					    : ctx->manifest->control_plane_desc;
+}

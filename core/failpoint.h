@@ -39,7 +39,7 @@
 	X("provision.after_mint", "credential(s) minted")                                \
 	X("provision.encrypt", "instead of sealing a secret: the encryptor fails")      \
 	X("provision.after_encrypt", "secrets sealed, final transaction not begun")     \
-	X("provision.commit", "inside the final transaction, before COMMIT")           \
+	X("provision.commit", "inside the final transaction, before the commit")           \
 	X("provision.after_commit", "environment active")                               \
 	X("provision.compensate", "the compensating drop after a failure")              \
 	X("provision.after_compensate", "compensating drop done, intent row not deleted") \
@@ -49,7 +49,7 @@
 	/* credential.c: rotation */                                                   \
 	X("rotate.after_mint", "new credentials minted at the backend")                 \
 	X("rotate.encrypt", "instead of sealing a secret: the encryptor fails")         \
-	X("rotate.commit", "inside the rotation transaction, before COMMIT")            \
+	X("rotate.commit", "inside the rotation transaction, before the commit")            \
 	X("rotate.after_commit", "new credentials active, previous ones rotating")      \
 	/* credential.c: completion and revocation */                                  \
 	X("complete.after_revoke", "revoked at the backend, row not yet revoked")       \
@@ -73,7 +73,7 @@
 	X("migrate.member", "owner inserted")                                           \
 	X("migrate.packages", "package installations repointed")                        \
 	X("migrate.archive", "legacy row archived")                                     \
-	X("migrate.commit", "batch complete, before COMMIT")                            \
+	X("migrate.commit", "batch complete, before the commit")                            \
 	X("migrate.after_commit", "batch committed")
 
 /** Every failpoint name, NULL-terminated.  Static. */

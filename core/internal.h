@@ -124,6 +124,8 @@ typedef struct envdbi_manifest {
 	char *control_plane_conninfo_file; /* postgresql: absolute path, or NULL */
 	char *control_plane_conninfo_env;  /* postgresql: variable name, or NULL */
 	char *control_plane_schema;        /* postgresql: schema (default "envdb") */
+	char *control_plane_desc;          /* postgresql: how messages name it before
+					      it is open (no secret) */
 	char *plugin_dir;        /* absolute, or NULL for the compiled-in one */
 	/* plugin_path: directories searched, in order, before the plugin
 	 * directory for a plugin named by a relative path; absolute. */

@@ -9,7 +9,10 @@
  * and aliases are refused (no "billion laughs").
  *
  *   version: 1                          required
- *   control_plane: control.db           default control.db
+ *   control_plane: control.db           default control.db (an SQLite file), or
+ *   control_plane: {driver: sqlite, path: FILE}
+ *   control_plane: {driver: postgresql, conninfo_file: FILE | conninfo_env: VAR,
+ *                   schema: NAME}      (never an inline conninfo or password)
  *   plugin_dir: DIR                     optional (replaces the system directory)
  *   plugin_path: [DIR, ...]             optional, searched before plugin_dir
  *   defaults: {driver, region, plan, storage_limit_mb, encryptor}
@@ -716,6 +719,123 @@ static int load_plugin_path(const mctx *c, const ynode *v)
 	return ENVDB_OK;
 }
 
+/* The PostgreSQL schema name: [a-z_][a-z0-9_]{0,62}. */
+static bool schema_name_valid(const char *s)
+{
+	return s != NULL && !(s[0] >= '0' && s[0] <= '9') && word_valid(s, NULL, 63);
+}
+
+/* control_plane: a scalar (the SQLite file, as always) or a mapping naming
+ * the store backend.  A connection string can carry a password, so it is
+ * never taken inline: only from a file or an environment variable. */
+static int load_control_plane(const mctx *c, const ynode *root)
+{
+	static const char *const keys[] = {"driver", "path", "conninfo_file", "conninfo_env",
+					   "schema", NULL};
+	static const char *const drivers[] = {"sqlite", "postgresql", NULL};
+	static const char *const secrets[] = {"conninfo", "password", "passwd", "dsn", "url",
+					      NULL};
+	envdbi_manifest *m = c->m;
+	const ynode *v = map_get(root, "control_plane", NULL), *at = NULL;
+	char kp[MANIFEST_PATH_MAX], *tmp = NULL;
+	int rc;
+
+	if (v == NULL || ynode_is_null(v) || v->type == YN_SCALAR) {
+		if ((rc = get_str(c, root, "", "control_plane", false, &tmp, NULL)) != ENVDB_OK)
+			return rc;
+		rc = resolve_path(c, &m->control_plane, tmp ? tmp : "control.db");
+		free(tmp);
+		if (rc == ENVDB_OK && (m->control_plane_driver = strdup("sqlite")) == NULL)
+			rc = envdbi_error(ENVDB_ERR_NOMEM, NULL, "%s: out of memory", c->file);
+		return rc;
+	}
+	if (v->type != YN_MAP)
+		return node_error(c, v, "control_plane",
+				  "expected a file name or a mapping, found %s", ynode_type_name(v));
+	for (size_t i = 0; i + 1 < v->n; i += 2) {
+		const ynode *k = v->items[i];
+		if (k->type == YN_SCALAR && in_list(k->value, secrets)) {
+			path_join(kp, sizeof(kp), "control_plane", k->value);
+			return node_error(c, k, kp,
+					  "inline secret refused: give conninfo_file (a file readable "
+					  "only by its owner) or conninfo_env (an environment "
+					  "variable)");
+		}
+	}
+	if ((rc = check_map(c, v, "control_plane", keys)) != ENVDB_OK)
+		return rc;
+	if ((rc = get_str(c, v, "control_plane", "driver", true, &m->control_plane_driver,
+			  &at)) != ENVDB_OK)
+		return rc;
+	if (!in_list(m->control_plane_driver, drivers))
+		return node_error(c, at, "control_plane.driver",
+				  "'%s' is not a control-plane driver (sqlite, postgresql)",
+				  m->control_plane_driver);
+	if (strcmp(m->control_plane_driver, "sqlite") == 0) {
+		static const char *const pg_only[] = {"conninfo_file", "conninfo_env", "schema",
+						      NULL};
+		for (size_t i = 0; pg_only[i] != NULL; i++) {
+			const ynode *k = NULL;
+			if (map_get(v, pg_only[i], &k) != NULL) {
+				path_join(kp, sizeof(kp), "control_plane", pg_only[i]);
+				return node_error(c, k, kp, "only for driver postgresql");
+			}
+		}
+		if ((rc = get_str(c, v, "control_plane", "path", false, &tmp, NULL)) != ENVDB_OK)
+			return rc;
+		rc = resolve_path(c, &m->control_plane, tmp ? tmp : "control.db");
+		free(tmp);
+		return rc;
+	}
+	/* postgresql */
+	{
+		const ynode *k = NULL, *fv = map_get(v, "conninfo_file", NULL),
+			    *ev = map_get(v, "conninfo_env", NULL);
+		if (map_get(v, "path", &k) != NULL)
+			return node_error(c, k, "control_plane.path",
+					  "only for driver sqlite (postgresql: conninfo_file or "
+					  "conninfo_env)");
+		if ((fv == NULL) == (ev == NULL))
+			return node_error(c, fv ? fv : ev ? ev : v, "control_plane",
+					  "driver postgresql: give exactly one of conninfo_file, "
+					  "conninfo_env");
+	}
+	if ((rc = get_str(c, v, "control_plane", "conninfo_file", false, &tmp, NULL)) != ENVDB_OK)
+		return rc;
+	if (tmp != NULL) {
+		rc = resolve_path(c, &m->control_plane_conninfo_file, tmp);
+		free(tmp);
+		tmp = NULL;
+		if (rc != ENVDB_OK)
+			return rc;
+	}
+	if ((rc = get_str(c, v, "control_plane", "conninfo_env", false,
+			  &m->control_plane_conninfo_env, &at)) != ENVDB_OK)
+		return rc;
+	if (m->control_plane_conninfo_env != NULL && !env_name_valid(m->control_plane_conninfo_env))
+		return node_error(c, at, "control_plane.conninfo_env",
+				  "'%s' is not an environment variable name", m->control_plane_conninfo_env);
+	if ((rc = get_str(c, v, "control_plane", "schema", false, &m->control_plane_schema,
+			  &at)) != ENVDB_OK)
+		return rc;
+	if (m->control_plane_schema == NULL) {
+		if ((m->control_plane_schema = strdup("envdb")) == NULL)
+			return envdbi_error(ENVDB_ERR_NOMEM, NULL, "%s: out of memory", c->file);
+	} else if (!schema_name_valid(m->control_plane_schema)) {
+		return node_error(c, at, "control_plane.schema",
+				  "'%s' is not a schema name ([a-z_][a-z0-9_]*, at most 63)",
+				  m->control_plane_schema);
+	}
+	if (asprintf(&m->control_plane_desc, "postgresql schema %s (conninfo from %s%s)",
+		     m->control_plane_schema,
+		     m->control_plane_conninfo_file ? m->control_plane_conninfo_file : "$",
+		     m->control_plane_conninfo_file ? "" : m->control_plane_conninfo_env) < 0) {
+		m->control_plane_desc = NULL;
+		return envdbi_error(ENVDB_ERR_NOMEM, NULL, "%s: out of memory", c->file);
+	}
+	return ENVDB_OK;
+}
+
 static int load_tree(const mctx *c, const ynode *root)
 {
 	static const char *const top[] = {
@@ -751,12 +871,8 @@ static int load_tree(const mctx *c, const ynode *root)
 				  (long long)version);
 
 	/* control_plane, plugin_dir */
-	if ((rc = get_str(c, root, "", "control_plane", false, &tmp, NULL)) != ENVDB_OK)
+	if ((rc = load_control_plane(c, root)) != ENVDB_OK)
 		goto done;
-	if ((rc = resolve_path(c, &m->control_plane, tmp ? tmp : "control.db")) != ENVDB_OK)
-		goto done;
-	free(tmp);
-	tmp = NULL;
 	if ((rc = get_str(c, root, "", "plugin_dir", false, &tmp, NULL)) != ENVDB_OK)
 		goto done;
 	if (tmp != NULL && (rc = resolve_path(c, &m->plugin_dir, tmp)) != ENVDB_OK)
@@ -958,6 +1074,11 @@ void envdbi_manifest_free(envdbi_manifest *m)
 	free(m->path);
 	free(m->dir);
 	free(m->control_plane);
+	free(m->control_plane_driver);
+	free(m->control_plane_conninfo_file);
+	free(m->control_plane_conninfo_env);
+	free(m->control_plane_schema);
+	free(m->control_plane_desc);
 	free(m->plugin_dir);
 	for (i = 0; i < m->n_plugin_path; i++)
 		free(m->plugin_path[i]);

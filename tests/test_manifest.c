@@ -248,10 +248,92 @@ START_TEST(wrong_values)
 		     "2:25: legacy.register_shim: expected true or false, found 'maybe'");
 	expect_error("version: 1\ndefaults: [a, b]\n",
 		     "2:11: defaults: expected a mapping, found a list");
-	expect_error("version: 1\ncontrol_plane: {a: b}\n",
-		     "2:16: control_plane: expected a scalar, found a mapping");
+	expect_error("version: 1\ncontrol_plane: {a: b}\n", "2:17: control_plane.a: unknown key");
+	expect_error("version: 1\ncontrol_plane: [a]\n",
+		     "2:16: control_plane: expected a file name or a mapping, found a list");
 	expect_error("version: 1\ncontrol_plane: ''\n", "2:16: control_plane: value is empty");
 	expect_error("version: 1\nversion: 1\n", "2:1: version: duplicate key (first at line 1)");
+}
+END_TEST
+
+/* control_plane: the scalar is an SQLite file as always; the mapping names
+ * the store backend. */
+START_TEST(control_plane_forms)
+{
+	char want[PATH_MAX];
+
+	ck_assert_int_eq(load_text("version: 1\ncontrol_plane: cp.db\n"), ENVDB_OK);
+	tu_path(want, sizeof(want), "cp.db");
+	ck_assert_str_eq(m->control_plane, want);
+	ck_assert_str_eq(m->control_plane_driver, "sqlite");
+	ck_assert_ptr_null(m->control_plane_conninfo_file);
+
+	ck_assert_int_eq(load_text("version: 1\ncontrol_plane: {driver: sqlite, path: s/cp.db}\n"),
+			 ENVDB_OK);
+	tu_path(want, sizeof(want), "s/cp.db");
+	ck_assert_str_eq(m->control_plane, want);
+	ck_assert_str_eq(m->control_plane_driver, "sqlite");
+
+	ck_assert_int_eq(load_text("version: 1\ncontrol_plane: {driver: sqlite}\n"), ENVDB_OK);
+	tu_path(want, sizeof(want), "control.db");
+	ck_assert_str_eq(m->control_plane, want);
+
+	ck_assert_int_eq(load_text("version: 1\n"
+				   "control_plane:\n"
+				   "  driver: postgresql\n"
+				   "  conninfo_file: secrets/pg.conninfo\n"),
+			 ENVDB_OK);
+	tu_path(want, sizeof(want), "secrets/pg.conninfo");
+	ck_assert_str_eq(m->control_plane_driver, "postgresql");
+	ck_assert_str_eq(m->control_plane_conninfo_file, want);
+	ck_assert_ptr_null(m->control_plane_conninfo_env);
+	ck_assert_str_eq(m->control_plane_schema, "envdb");
+	ck_assert_ptr_null(m->control_plane); /* not a file */
+	tu_assert_contains(m->control_plane_desc, "postgresql schema envdb");
+
+	ck_assert_int_eq(load_text("version: 1\n"
+				   "control_plane: {driver: postgresql, conninfo_env: ENVDB_PG,\n"
+				   "                schema: tenant_registry}\n"),
+			 ENVDB_OK);
+	ck_assert_ptr_null(m->control_plane_conninfo_file);
+	ck_assert_str_eq(m->control_plane_conninfo_env, "ENVDB_PG");
+	ck_assert_str_eq(m->control_plane_schema, "tenant_registry");
+}
+END_TEST
+
+START_TEST(control_plane_mistakes)
+{
+	/* a connection string may carry a password: never inline */
+	expect_error("version: 1\ncontrol_plane: {driver: postgresql, conninfo: 'host=db password=x'}\n",
+		     "2:37: control_plane.conninfo: inline secret refused: give conninfo_file");
+	expect_no_echo("version: 1\ncontrol_plane: {driver: postgresql, conninfo: 'password=hunter2'}\n",
+		       "hunter2");
+	expect_error("version: 1\ncontrol_plane:\n  driver: postgresql\n  conninfo_env: PG\n"
+		     "  password: hunter2\n",
+		     "5:3: control_plane.password: inline secret refused");
+	expect_no_echo("version: 1\ncontrol_plane:\n  driver: postgresql\n  password: hunter2\n",
+		       "hunter2");
+	expect_error("version: 1\ncontrol_plane: {path: x.db}\n",
+		     "2:16: control_plane.driver: missing required key");
+	expect_error("version: 1\ncontrol_plane: {driver: mysql}\n",
+		     "2:25: control_plane.driver: 'mysql' is not a control-plane driver");
+	expect_error("version: 1\ncontrol_plane: {driver: postgresql}\n",
+		     "2:16: control_plane: driver postgresql: give exactly one of conninfo_file, "
+		     "conninfo_env");
+	expect_error("version: 1\ncontrol_plane: {driver: postgresql, conninfo_file: f, "
+		     "conninfo_env: V}\n",
+		     "2:52: control_plane: driver postgresql: give exactly one of");
+	expect_error("version: 1\ncontrol_plane: {driver: postgresql, conninfo_env: V, path: x}\n",
+		     "2:54: control_plane.path: only for driver sqlite");
+	expect_error("version: 1\ncontrol_plane: {driver: sqlite, schema: s}\n",
+		     "2:33: control_plane.schema: only for driver postgresql");
+	expect_error("version: 1\ncontrol_plane: {driver: postgresql, conninfo_env: V, "
+		     "schema: Bad-Name}\n",
+		     "2:62: control_plane.schema: 'Bad-Name' is not a schema name");
+	expect_error("version: 1\ncontrol_plane: {driver: postgresql, conninfo_env: 'A B'}\n",
+		     "2:51: control_plane.conninfo_env: 'A B' is not an environment variable name");
+	expect_error("version: 1\ncontrol_plane: {driver: postgresql, conninfo_env: V, host: h}\n",
+		     "2:54: control_plane.host: unknown key");
 }
 END_TEST
 
@@ -481,6 +563,8 @@ static Suite *manifest_suite(void)
 	tcase_add_test(tc, plugin_path_list);
 	tcase_add_test(tc, unknown_keys_everywhere);
 	tcase_add_test(tc, wrong_values);
+	tcase_add_test(tc, control_plane_forms);
+	tcase_add_test(tc, control_plane_mistakes);
 	tcase_add_test(tc, plugin_entries);
 	tcase_add_test(tc, plugin_call_timeout);
 	tcase_add_test(tc, plugin_references);

@@ -1279,6 +1279,51 @@ START_TEST(pg_connection_lost_mid_transaction)
 }
 END_TEST
 
+/* The manifest selects the backend: the mapping form of the SQLite file
+ * opens it like the scalar; a driver this build lacks is
+ * ENVDB_ERR_NOT_SUPPORTED and says which, and nothing is created. */
+START_TEST(manifest_selects_backend)
+{
+	char mpath[600];
+	envdbi_manifest *m = NULL;
+	envdbi_store *s = NULL;
+	struct stat st;
+	FILE *f;
+
+	snprintf(mpath, sizeof mpath, "%s/envdb.yaml", dir);
+	ck_assert_ptr_nonnull(f = fopen(mpath, "w"));
+	fputs("version: 1\ncontrol_plane: {driver: sqlite, path: control.db}\n", f);
+	fclose(f);
+	chmod(mpath, 0600);
+	ck_assert_int_eq(envdbi_manifest_load(&m, mpath), 0);
+	ck_assert_int_eq(envdbi_store_open(&s, m, ENVDB_OPEN_CREATE), 0);
+	ck_assert_str_eq(envdbi_store_driver(s), "sqlite");
+	ck_assert_str_eq(envdbi_store_describe(s), path);
+	envdbi_store_close(s);
+	envdbi_manifest_free(m);
+	m = NULL;
+
+	ck_assert_ptr_nonnull(f = fopen(mpath, "w"));
+	fputs("version: 1\ncontrol_plane: {driver: postgresql, conninfo_env: ENVDB_TEST_NO_PG, "
+	      "schema: other}\n",
+	      f);
+	fclose(f);
+	ck_assert_int_eq(envdbi_manifest_load(&m, mpath), 0);
+	ck_assert_ptr_null(m->control_plane);
+	s = NULL;
+#ifdef HAVE_STORE_PG
+	ck_assert_int_ne(envdbi_store_open(&s, m, ENVDB_OPEN_CREATE), 0); /* variable unset */
+#else
+	ck_assert_int_eq(envdbi_store_open(&s, m, ENVDB_OPEN_CREATE), ENVDB_ERR_NOT_SUPPORTED);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message,
+				     "built without the postgresql store backend"));
+#endif
+	ck_assert_ptr_null(s);
+	envdbi_manifest_free(m);
+	ck_assert_int_eq(stat(path, &st), 0); /* the SQLite file is untouched, still there */
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("store");
@@ -1289,6 +1334,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, deployment_id_migrated_from_version_1);
 	if (!sm_pg()) {
 		/* the file: its mode, page size, SQLite's codes */
+		tcase_add_test(tc, manifest_selects_backend);
 		tcase_add_test(tc, open_create_owner_only);
 		tcase_add_test(tc, open_create_layout);
 		tcase_add_test(tc, open_refuses_foreign_files);

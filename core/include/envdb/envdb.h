@@ -129,8 +129,14 @@ ENVDB_EXPORT int envdb_plugin_get(envdb_plugin_info *info, const envdb_ctx *ctx,
 ENVDB_EXPORT const char *envdb_manifest_path(const envdb_ctx *ctx);
 ENVDB_EXPORT const char *envdb_plugin_dir(const envdb_ctx *ctx);
 /** Path of the control-plane file the manifest names (absolute; whether or
- * not the context opened it).  Owned by the context. */
+ * not the context opened it), or NULL when the control plane is not a file
+ * (manifest control_plane: {driver: postgresql, ...}).  Owned by the
+ * context. */
 ENVDB_EXPORT const char *envdb_control_plane_path(const envdb_ctx *ctx);
+/** How messages name the control plane, for any store: the file path, or
+ * the PostgreSQL server, database and schema (never a password; before the
+ * context opened it, what the manifest says).  Owned by the context. */
+ENVDB_EXPORT const char *envdb_control_plane_describe(const envdb_ctx *ctx);
 /** The deployment id of the open control plane: a lowercase UUID made when
  * the control plane was created (or first opened by an envdb that has
  * deployment ids), never changed.  Adapters with
