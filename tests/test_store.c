@@ -25,7 +25,7 @@
 
 #include "schema.h"
 #include "store.h"
-#include "store_matrix.h"
+#include "store_matrix_cp.h"
 #include "store_sqlite.h"
 
 #define CT "v1:k1:c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2Vj"
@@ -55,29 +55,6 @@ static void teardown(void)
 	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
-/* Open control plane `name` (a file, or a schema of the PostgreSQL pass
- * reached through the conninfo file) as a manifest names it. */
-static int cp_open_named(envdbi_store **s, const char *name, int64_t busy, bool legacy,
-			 unsigned flags)
-{
-	envdbi_manifest m = {0};
-
-	if (!sm_pg())
-		return envdbi_store_open_path(s, name, busy, legacy, flags);
-	m.control_plane_driver = (char *)"postgresql";
-	m.control_plane_conninfo_file = (char *)sm_conninfo_file();
-	m.control_plane_schema = (char *)name;
-	m.busy_timeout_ms = busy;
-	m.legacy_shim = legacy;
-	return envdbi_store_open(s, &m, flags);
-}
-
-/* The current test's control plane. */
-static int cp_open(envdbi_store **s, int64_t busy, bool legacy, unsigned flags)
-{
-	return cp_open_named(s, path, busy, legacy, flags);
-}
-
 /* Another control plane next to it (a file, or a schema). */
 static void other_name(char *out, size_t cap)
 {
@@ -87,23 +64,9 @@ static void other_name(char *out, size_t cap)
 		snprintf(out, cap, "%s/other.db", dir);
 }
 
-/* Run SQL directly on the current control plane, as another process
- * would: sqlite3 on the file, or a libpq session of the schema's owner.
- * Returns 0 when the statements succeeded. */
 static int raw_exec(const char *sql)
 {
-	sqlite3 *raw = NULL;
-	int rc;
-
-	if (sm_pg())
-		return sm_pg_exec(sql, NULL, 0);
-	ck_assert_int_eq(sqlite3_open(path, &raw), SQLITE_OK);
-	/* as every envdb process does (SQLite enforces references per
-	 * connection that asks for it) */
-	ck_assert_int_eq(sqlite3_exec(raw, "PRAGMA foreign_keys = ON", NULL, NULL, NULL), SQLITE_OK);
-	rc = sqlite3_exec(raw, sql, NULL, NULL, NULL);
-	sqlite3_close(raw);
-	return rc == SQLITE_OK ? 0 : -1;
+	return cp_raw_exec(sql, NULL, 0);
 }
 
 static envdbi_store *open_store(bool legacy)
@@ -1123,9 +1086,21 @@ START_TEST(constraints_hold_for_other_processes)
 				  "'01890000-0000-7000-8000-0000000000f2', 'u', 'owner', 1, 1)"),
 			 0);
 	ck_assert_int_ne(raw_exec("INSERT INTO sys_database_credential (id, environment_database_id, "
-				  "secret_ciphertext, encryption_key_id, authorization, status, "
+				  "secret_ciphertext, encryption_key_id, \"authorization\", status, "
 				  "created_at, aad_version) SELECT "
 				  "'01890000-0000-7000-8000-0000000000f3', id, 'hunter2', 'k', "
+				  "'full_access', 'active', 1, 1 FROM sys_environment_database"),
+			 0);
+	/* the same two statements with valid values go in */
+	ck_assert_int_eq(raw_exec("INSERT INTO sys_environment_member (id, environment_id, user_id, "
+				  "role, created_at, updated_at) SELECT "
+				  "'01890000-0000-7000-8000-0000000000f1', id, 'u', 'owner', 1, 1 "
+				  "FROM sys_environment WHERE slug = 'prod'"),
+			 0);
+	ck_assert_int_eq(raw_exec("INSERT INTO sys_database_credential (id, environment_database_id, "
+				  "secret_ciphertext, encryption_key_id, \"authorization\", status, "
+				  "created_at, aad_version) SELECT "
+				  "'01890000-0000-7000-8000-0000000000f3', id, '" CT "', 'k', "
 				  "'full_access', 'active', 1, 1 FROM sys_environment_database"),
 			 0);
 	/* and what went in is what the store reads */
