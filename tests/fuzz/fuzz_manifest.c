@@ -38,7 +38,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rc = envdbi_manifest_load(&m, path);
 	if (rc == ENVDB_OK) {
 		/* what a loaded manifest promises */
-		if (m == NULL || m->control_plane == NULL || m->control_plane[0] != '/')
+		/* a file control plane is an absolute path; a server one has none */
+		if (m == NULL || m->control_plane_driver == NULL ||
+		    (strcmp(m->control_plane_driver, "sqlite") == 0
+			     ? m->control_plane == NULL || m->control_plane[0] != '/'
+			     : m->control_plane != NULL || m->control_plane_schema == NULL ||
+				       (m->control_plane_conninfo_file == NULL) ==
+					       (m->control_plane_conninfo_env == NULL)))
 			abort();
 		envdbi_manifest_free(m);
 	} else {

@@ -75,7 +75,8 @@ ENVDB_EXPORT const char *envdb_loader_plugin_path(const envdb_loader *l);
 ENVDB_EXPORT const char *envdb_loader_base_dir(const envdb_loader *l);
 
 /** The manifest's control-plane file (absolute), or NULL for a plugin
- * opened with envdb_loader_open_file(). */
+ * opened with envdb_loader_open_file() and for a control plane that is not
+ * a file (control_plane: {driver: postgresql, ...}). */
 ENVDB_EXPORT const char *envdb_loader_control_plane(const envdb_loader *l);
 
 /** The configuration entries as written (secret keys by reference: KEY_file
