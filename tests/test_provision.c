@@ -568,11 +568,5 @@ static Suite *provision_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(provision_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return sm_run(provision_suite) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

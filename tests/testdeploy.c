@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "store_matrix.h"
 #include "testdeploy.h"
 
 static void path_set(char *out, const char *dir, const char *name)
@@ -46,7 +47,10 @@ void td_setup(td *t, const td_opts *o)
 	ck_assert_msg(mkdtemp(tmpl) != NULL, "mkdtemp: %s", strerror(errno));
 	snprintf(t->dir, sizeof(t->dir), "%s", tmpl);
 	path_set(t->manifest, t->dir, "envdb.yaml");
-	path_set(t->control, t->dir, "control.db");
+	/* the control plane of the store pass (tests/store_matrix.h): the
+	 * file control.db, or a fresh PostgreSQL schema */
+	sm_fresh(t->dir);
+	snprintf(t->control, sizeof(t->control), "%s", sm_name());
 	path_set(t->sqlite_dir, t->dir, "environments");
 	path_set(t->faulty_dir, t->dir, "faulty");
 	path_set(t->noro_dir, t->dir, "faulty_noro");
@@ -56,9 +60,9 @@ void td_setup(td *t, const td_opts *o)
 
 	f = fopen(t->manifest, "w");
 	ck_assert_msg(f != NULL, "cannot write %s", t->manifest);
+	fprintf(f, "version: 1\n");
+	sm_manifest_control_plane(f);
 	fprintf(f,
-		"version: 1\n"
-		"control_plane: control.db\n"
 		"defaults:\n"
 		"  driver: %s\n"
 		"  encryptor: kms\n"

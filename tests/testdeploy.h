@@ -17,6 +17,8 @@
 
 #include <envdb/envdb.h>
 
+#include "store_matrix.h"
+
 typedef struct td_opts {
 	const char *driver;         /**< defaults.driver (default "faulty") */
 	int64_t cache_size;         /**< resolve.cache_size (default 100) */
@@ -31,7 +33,7 @@ typedef struct td_opts {
 typedef struct td {
 	char dir[PATH_MAX];        /* the deployment */
 	char manifest[PATH_MAX];
-	char control[PATH_MAX];    /* control-plane file */
+	char control[PATH_MAX];    /* control-plane file, or PostgreSQL schema (sm_pg()) */
 	char sqlite_dir[PATH_MAX]; /* sqlite adapter's base_dir */
 	char faulty_dir[PATH_MAX]; /* faulty adapter's files */
 	char noro_dir[PATH_MAX];   /* faulty_noro adapter's files */
