@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "store_matrix.h"
 
 #ifdef HAVE_STORE_PG
@@ -221,6 +223,35 @@ int sm_pg_port(void)
 	return 0;
 }
 #endif
+
+int sm_exec(const char *name, const char *sql, char *err, size_t cap)
+{
+	sqlite3 *raw = NULL;
+	char *msg = NULL;
+	int rc;
+
+	if (pass_pg) {
+#ifdef HAVE_STORE_PG
+		char e[512];
+		return exec_on(cp_conninfo, name, sql, err ? err : e, err ? cap : sizeof e);
+#else
+		return -1;
+#endif
+	}
+	if (sqlite3_open(name, &raw) != SQLITE_OK) {
+		sqlite3_close(raw);
+		return -1;
+	}
+	sqlite3_busy_timeout(raw, 5000);
+	rc = sqlite3_exec(raw, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(raw, sql, NULL, NULL, &msg);
+	if (rc != SQLITE_OK && err != NULL)
+		snprintf(err, cap, "%s", msg ? msg : sqlite3_errstr(rc));
+	sqlite3_free(msg);
+	sqlite3_close(raw);
+	return rc == SQLITE_OK ? 0 : -1;
+}
 
 int sm_run(Suite *(*make)(void))
 {

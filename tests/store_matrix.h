@@ -45,6 +45,13 @@ const char *sm_conninfo_file(void);
  * (a line for SQLite, a mapping for PostgreSQL) at top level. */
 void sm_manifest_control_plane(FILE *f);
 
+/** Run `sql` (statements) directly on control plane `name` (sm_name() of
+ * when it was made: a file, or a schema), as another process would:
+ * sqlite3 on the file with foreign keys on (as every envdb process has
+ * them), or a libpq session of the schema's owner with the schema as its
+ * search path.  0, or -1 with the error in err (may be NULL). */
+int sm_exec(const char *name, const char *sql, char *err, size_t cap);
+
 /** PostgreSQL pass: run `sql` (statements) as the owner of the current
  * control plane, with its schema as the search path.  Returns 0, or -1
  * with the server's message in err. */

@@ -6,8 +6,6 @@
 #ifndef ENVDB_STORE_MATRIX_CP_H
 #define ENVDB_STORE_MATRIX_CP_H
 
-#include <sqlite3.h>
-
 #include "store.h"
 #include "store_matrix.h"
 
@@ -34,32 +32,10 @@ static inline int cp_open(envdbi_store **s, int64_t busy, bool legacy, unsigned 
 	return cp_open_named(s, sm_name(), busy, legacy, flags);
 }
 
-/* Run SQL directly on the current control plane, as another process
- * would: sqlite3 on the file (with foreign keys on, as every envdb process
- * has them: SQLite enforces references per connection that asks), or a
- * libpq session of the schema's owner.  0 when the statements succeeded;
- * the error in err (may be NULL). */
+/* Run SQL directly on the current control plane (sm_exec()). */
 static inline int cp_raw_exec(const char *sql, char *err, size_t cap)
 {
-	sqlite3 *raw = NULL;
-	char *msg = NULL;
-	int rc;
-
-	if (sm_pg())
-		return sm_pg_exec(sql, err, cap);
-	if (sqlite3_open(sm_name(), &raw) != SQLITE_OK) {
-		sqlite3_close(raw);
-		return -1;
-	}
-	sqlite3_busy_timeout(raw, 5000);
-	rc = sqlite3_exec(raw, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_exec(raw, sql, NULL, NULL, &msg);
-	if (rc != SQLITE_OK && err != NULL)
-		snprintf(err, cap, "%s", msg ? msg : sqlite3_errstr(rc));
-	sqlite3_free(msg);
-	sqlite3_close(raw);
-	return rc == SQLITE_OK ? 0 : -1;
+	return sm_exec(sm_name(), sql, err, cap);
 }
 
 #endif /* ENVDB_STORE_MATRIX_CP_H */
