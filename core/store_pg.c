@@ -2099,7 +2099,7 @@ static void *watch_main(void *arg)
 				watch_fallback(w, why);
 				if (watch_sleep(w, backoff))
 					break;
-				backoff = backoff < 5000 ? backoff * 2 : 5000;
+				backoff = backoff < 1000 ? backoff * 2 : 2000;
 				continue;
 			}
 			backoff = 100;
