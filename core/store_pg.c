@@ -78,6 +78,7 @@
 #include "schema.h"
 #include "store.h"
 #include "store_backend.h"
+#include "store_copy.h"
 #include "store_pg.h"
 
 /* SQLSTATEs raised by the control plane's own triggers (class "ED" is not
@@ -2208,4 +2209,47 @@ void envdbi_store_watch_stop(envdbi_store_watch *w)
 		pthread_join(w->thread, NULL);
 	}
 	watch_free(w);
+}
+
+/* ------------------------------------------------------------------------ */
+/* envdb store copy: the deployment id of the source (store_copy.h)          */
+/* ------------------------------------------------------------------------ */
+
+int envdbi_store_pg_adopt_deployment(envdbi_store *s, const char *id, int64_t created_at)
+{
+	envdbi_store_backend *b;
+	envdbi_store_fail f = {0};
+	pg_params p = {.n = 0};
+	PGresult *r = NULL;
+	int rc = 0;
+
+	if (envdbi_store_ops(s) != &envdbi_store_backend_pg)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
+				    "control plane: adopt a deployment id: not a PostgreSQL store");
+	envdbi_store_lock(s);
+	b = envdbi_store_state(s);
+	if (!in_tx(b)) {
+		envdbi_store_unlock(s);
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL,
+				    "control plane %s: adopt a deployment id: no transaction",
+				    b->desc);
+	}
+	params_add_text(&p, id, PG_OID_TEXT);
+	params_add_int(&p, created_at);
+	/* the trigger that keeps the id, off for this one statement of this
+	 * transaction (ALTER TABLE is transactional: nobody else sees it off) */
+	if (run_write(b, "ALTER TABLE \"sys_deployment\" DISABLE TRIGGER \"sys_deployment_kept\"",
+		      &(pg_params){.n = 0}, &r, &f) != 0 ||
+	    (PQclear(r), r = NULL,
+	     run_write(b,
+		       "UPDATE \"sys_deployment\" SET \"id\" = $1, \"created_at\" = $2 WHERE "
+		       "\"singleton\" = 1",
+		       &p, &r, &f)) != 0 ||
+	    (PQclear(r), r = NULL,
+	     run_write(b, "ALTER TABLE \"sys_deployment\" ENABLE TRIGGER \"sys_deployment_kept\"",
+		       &(pg_params){.n = 0}, &r, &f)) != 0)
+		rc = report(b, &f, "set the deployment id");
+	PQclear(r);
+	envdbi_store_unlock(s);
+	return rc;
 }
