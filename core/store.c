@@ -803,12 +803,14 @@ static int store_new(envdbi_store **out, const envdbi_store_backend_ops *ops,
 	return 0;
 }
 
-static int store_open_config(envdbi_store **out, const envdbi_store_config *cfg, unsigned flags)
+int envdbi_store_open_config(envdbi_store **out, const envdbi_store_config *cfg, unsigned flags)
 {
 	const envdbi_store_backend_ops *ops;
 	envdbi_store *s = NULL;
 	int rc;
 
+	if (out == NULL || cfg == NULL)
+		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "control plane: open: no configuration");
 	*out = NULL;
 	if ((rc = envdbi_schema_validate(envdbi_schema_objects, envdbi_schema_n_objects)) != 0)
 		return rc;
@@ -838,7 +840,7 @@ int envdbi_store_open_path(envdbi_store **out, const char *path, int64_t busy_ti
 
 	if (out == NULL || path == NULL)
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "control plane: open: no path");
-	return store_open_config(out, &cfg, flags);
+	return envdbi_store_open_config(out, &cfg, flags);
 }
 
 /* The store configuration of manifest m; the conninfo of a PostgreSQL
@@ -893,7 +895,7 @@ int envdbi_store_open(envdbi_store **out, const envdbi_manifest *m, unsigned fla
 		return envdbi_error(ENVDB_ERR_MISUSE, NULL, "control plane: open: no manifest");
 	*out = NULL;
 	if ((rc = manifest_config(&cfg, &secret, m)) == 0)
-		rc = store_open_config(out, &cfg, flags);
+		rc = envdbi_store_open_config(out, &cfg, flags);
 	envdbi_secret_free(secret);
 	return rc;
 }

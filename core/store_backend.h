@@ -169,7 +169,9 @@ int envdbi_store_backend_error(const char *desc, int64_t busy_timeout_ms,
 
 /** Row queries of select(): the rows of one object, as records.  Binds in
  * the order listed.  In the *_LIST queries a text bind NULL, or an integer
- * bind 0, does not filter. */
+ * bind 0, does not filter.  Every order is by byte value (SQLite's BINARY
+ * collation; a PostgreSQL backend declares its text columns COLLATE "C"):
+ * callers such as envdb check merge lists sorted with strcmp. */
 typedef enum envdbi_query {
 	ENVDBI_Q_BY_ID = 0,     /**< any object: id = ?1 (0 or 1 row) */
 	ENVDBI_Q_ALL,           /**< any object: every row, by id */
@@ -324,6 +326,10 @@ typedef struct envdbi_store_backend_ops {
 /** The compiled-in backends, NULL-terminated (core/store.c).  A backend
  * registers with one line there (under its configure conditional). */
 extern const envdbi_store_backend_ops *const envdbi_store_backends[];
+/** Open a store of any backend from explicit configuration (what
+ * envdbi_store_open() does after reading the manifest; tests that run
+ * against every backend).  cfg is borrowed for the call. */
+int envdbi_store_open_config(envdbi_store **out, const envdbi_store_config *cfg, unsigned flags);
 /** The backend named `driver` (NULL: "sqlite"), or NULL. */
 const envdbi_store_backend_ops *envdbi_store_backend_find(const char *driver);
 
@@ -350,7 +356,10 @@ void envdbi_store_unlock(envdbi_store *s);
 /** What differs between SQL dialects.  Every builder below writes
  * placeholders as `param` followed by the 1-based number (?1 / $1) and
  * leaves table names unqualified (a backend that needs a schema sets its
- * search path). */
+ * search path).  Some parameters stand where SQL cannot infer a type
+ * (matches_where's SELECT p1 AS "id", ...): a backend that needs parameter
+ * types takes them from the binds (text or int8) or from the field types
+ * (envdbi_ftype_is_text()). */
 typedef struct envdbi_sql_dialect {
 	const char *name;
 	char param;              /**< '?' (SQLite) or '$' (PostgreSQL) */
