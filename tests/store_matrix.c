@@ -169,6 +169,16 @@ int sm_pg_port(void)
 	return cluster ? pg_harness_port(cluster) : 0;
 }
 
+const char *sm_pg_bindir(void)
+{
+	return cluster ? pg_harness_bindir(cluster) : "";
+}
+
+void sm_pg_conninfo_db(char *out, size_t cap, const char *dbname)
+{
+	pg_harness_conninfo(out, cap, cluster, SM_ROLE, role_password, dbname);
+}
+
 /* The cluster, the role and the database of the PostgreSQL pass. */
 static int pg_start(void)
 {
@@ -221,6 +231,18 @@ int sm_pg_query1(const char *sql, char *out, size_t cap)
 int sm_pg_port(void)
 {
 	return 0;
+}
+
+const char *sm_pg_bindir(void)
+{
+	return "";
+}
+
+void sm_pg_conninfo_db(char *out, size_t cap, const char *dbname)
+{
+	(void)dbname;
+	if (cap > 0)
+		out[0] = '\0';
 }
 #endif
 

@@ -64,5 +64,9 @@ int sm_pg_query1(const char *sql, char *out, size_t cap);
 const char *sm_pg_conninfo(void);
 /** The cluster's TCP port. */
 int sm_pg_port(void);
+/** The directory of the server's binaries (pg_dump, pg_restore, psql). */
+const char *sm_pg_bindir(void);
+/** The owner role's conninfo to database `dbname` into out. */
+void sm_pg_conninfo_db(char *out, size_t cap, const char *dbname);
 
 #endif /* ENVDB_STORE_MATRIX_H */

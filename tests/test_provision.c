@@ -523,31 +523,6 @@ START_TEST(test_race_default_environment)
 }
 END_TEST
 
-/* The manifest of T with another control plane (the lines `cp`). */
-static void manifest_with_control_plane(const char *out, const char *cp)
-{
-	char line[4096];
-	bool skipping = false;
-	FILE *in = fopen(T.manifest, "r"), *o = fopen(out, "w");
-
-	ck_assert_ptr_nonnull(in);
-	ck_assert_ptr_nonnull(o);
-	while (fgets(line, sizeof line, in) != NULL) {
-		if (strncmp(line, "control_plane:", 14) == 0) {
-			skipping = true;
-			fputs(cp, o);
-			continue;
-		}
-		if (skipping && strncmp(line, "  ", 2) == 0)
-			continue;
-		skipping = false;
-		fputs(line, o);
-	}
-	fclose(in);
-	ck_assert_int_eq(fclose(o), 0);
-	ck_assert_int_eq(chmod(out, 0600), 0);
-}
-
 /* Everything a deployment has, in its copy: the same environments, the
  * same deployment id, secrets that still open, check clean. */
 static void expect_copy_of(const char *manifest, const char *dep_id, const char *secret)
@@ -589,7 +564,7 @@ START_TEST(test_store_copy)
 
 	snprintf(file_m, sizeof file_m, "%s/copy-file.yaml", T.dir);
 	snprintf(cp, sizeof cp, "control_plane: %s/copy.db\n", T.dir);
-	manifest_with_control_plane(file_m, cp);
+	td_manifest_variant(&T, file_m, cp);
 	ck_assert_msg(envdb_store_copy(&r, ctx, file_m) == ENVDB_OK, "copy: %s",
 		      envdb_error_last()->message);
 	ck_assert_uint_eq(r.environments, 2);
@@ -610,7 +585,7 @@ START_TEST(test_store_copy)
 	snprintf(cp, sizeof cp,
 		 "control_plane:\n  driver: postgresql\n  conninfo_file: %s\n  schema: %s_c\n",
 		 sm_conninfo_file(), T.control);
-	manifest_with_control_plane(pg_m, cp);
+	td_manifest_variant(&T, pg_m, cp);
 #ifdef ENVDB_FAILPOINTS
 	{
 		/* killed after writing everything, before the commit */

@@ -113,6 +113,30 @@ void td_setup(td *t, const td_opts *o)
 	envdb_close(ctx);
 }
 
+void td_manifest_variant(const td *t, const char *out, const char *cp)
+{
+	char line[4096];
+	bool skipping = false;
+	FILE *in = fopen(t->manifest, "r"), *o = fopen(out, "w");
+
+	ck_assert_ptr_nonnull(in);
+	ck_assert_ptr_nonnull(o);
+	while (fgets(line, sizeof line, in) != NULL) {
+		if (strncmp(line, "control_plane:", 14) == 0) {
+			skipping = true; /* and its indented lines */
+			fputs(cp, o);
+			continue;
+		}
+		if (skipping && strncmp(line, "  ", 2) == 0)
+			continue;
+		skipping = false;
+		fputs(line, o);
+	}
+	fclose(in);
+	ck_assert_int_eq(fclose(o), 0);
+	ck_assert_int_eq(chmod(out, 0600), 0);
+}
+
 static void rm_rf(const char *path)
 {
 	struct stat st;

@@ -40,6 +40,11 @@ typedef struct td {
 	char fail_file[PATH_MAX];  /* what the faulty adapters fail at */
 } td;
 
+/** Write to `out` the manifest of `t` with another control plane: the
+ * manifest text `cp` (a control_plane line or mapping) in place of its
+ * own.  The rest (plugins, keyring) is the same. */
+void td_manifest_variant(const td *t, const char *out, const char *cp);
+
 /** Create the deployment (aborts the test on failure) and a current key. */
 void td_setup(td *t, const td_opts *o);
 /** Remove the deployment directory. */
