@@ -174,6 +174,12 @@ const char *sm_pg_bindir(void)
 	return cluster ? pg_harness_bindir(cluster) : "";
 }
 
+void sm_pg_restart(void)
+{
+	char err[2048];
+	ck_assert_msg(pg_harness_restart(cluster, err, sizeof err) == 0, "%s", err);
+}
+
 void sm_pg_conninfo_db(char *out, size_t cap, const char *dbname)
 {
 	pg_harness_conninfo(out, cap, cluster, SM_ROLE, role_password, dbname);
@@ -236,6 +242,11 @@ int sm_pg_port(void)
 const char *sm_pg_bindir(void)
 {
 	return "";
+}
+
+void sm_pg_restart(void)
+{
+	ck_abort_msg("no PostgreSQL store in this build");
 }
 
 void sm_pg_conninfo_db(char *out, size_t cap, const char *dbname)

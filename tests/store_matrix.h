@@ -64,6 +64,8 @@ int sm_pg_query1(const char *sql, char *out, size_t cap);
 const char *sm_pg_conninfo(void);
 /** The cluster's TCP port. */
 int sm_pg_port(void);
+/** Restart the cluster's server (every session ends); asserts success. */
+void sm_pg_restart(void);
 /** The directory of the server's binaries (pg_dump, pg_restore, psql). */
 const char *sm_pg_bindir(void);
 /** The owner role's conninfo to database `dbname` into out. */

@@ -22,6 +22,7 @@
 
 #include "internal.h"
 #include "resolve.h"
+#include "store.h"
 #include "sync_count.h"
 #include "testdeploy.h"
 
@@ -557,6 +558,50 @@ static int cmp_i64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* PostgreSQL: the server restarts under a running deployment.  A
+ * transaction open across the restart fails clearly and leaves nothing;
+ * the next calls reconnect; the resolve cache's watch comes back by
+ * itself (it dropped everything it held, as it may have missed changes)
+ * and another process's change invalidates at once again. */
+START_TEST(test_server_restart)
+{
+	envdb_ctx *ctx = td_open(&T), *other;
+	envdbi_cache_stats st;
+	int rc = ENVDB_OK;
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	add_member(ctx, "dev", "bob", "maker");
+	add_member(ctx, "dev", "carol", "maker");
+	expect_auth(ctx, "dev", "bob", "full_access");
+	ck_assert_int_eq(envdbi_store_begin(ctx->store), ENVDB_OK);
+	sm_pg_restart();
+	ck_assert_int_ne(envdb_member_add(ctx, "acme", "dev", "dave", "reader", NULL), ENVDB_OK);
+	ck_assert_int_eq(envdbi_store_commit(ctx->store), ENVDB_ERR_IO);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "connection lost"));
+	/* reconnected: the calls work, dave was never added */
+	ck_assert_int_eq(resolve(ctx, "dev", "dave", NULL, NULL), ENVDB_ERR_PERMISSION);
+	ck_assert_int_eq(td_provision(ctx, "acme", "after", NULL, "alice"), ENVDB_OK);
+	/* the watch is back: everything it held was dropped, and a change of
+	 * another process invalidates at once */
+	for (int i = 0; i < 100; i++) {
+		envdbi_cache_get_stats(&st, ctx->cache);
+		if (st.size == 0)
+			break;
+		usleep(50 * 1000);
+	}
+	usleep(2500 * 1000); /* the watch reconnects within its 2 s back-off */
+	expect_auth(ctx, "dev", "carol", "full_access");
+	other = td_open(&T);
+	ck_assert_int_eq(envdb_member_remove(other, "acme", "dev", "carol"), ENVDB_OK);
+	envdb_close(other);
+	for (int i = 0; i < 500 && (rc = resolve(ctx, "dev", "carol", NULL, NULL)) == ENVDB_OK; i++)
+		usleep(1000);
+	ck_assert_int_eq(rc, ENVDB_ERR_PERMISSION);
+	ck_assert_uint_eq(td_check(ctx), 0);
+	envdb_close(ctx);
+}
+END_TEST
+
 #define LATENCY_ROUNDS 200
 
 /* PostgreSQL: the bound of cross-host invalidation.  Another process (its
@@ -971,6 +1016,7 @@ static Suite *resolve_suite(void)
 	if (sm_pg()) {
 		tcase_add_test(tc, test_cache_ttl_without_notifications);
 		tcase_add_test(tc, test_cross_host_invalidation_latency);
+		tcase_add_test(tc, test_server_restart);
 	}
 	tcase_add_test(tc, test_cache_bounded);
 	tcase_add_test(tc, test_cache_many_environments);
