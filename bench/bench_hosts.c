@@ -440,7 +440,8 @@ typedef struct level {
 	enum store_kind kind;
 	const char *cp_lib, *cp_floor; /* control planes (schema or file stem) */
 	int hosts, n;
-	uint64_t syncs, ops; /* of the hosts, over every run */
+	uint64_t syncs, ops;   /* of the hosts, over every run */
+	uint64_t server_syncs; /* PostgreSQL: pg_stat_wal.wal_sync, over every run */
 	bool floor;
 } level;
 
@@ -512,6 +513,29 @@ static void host_main(const level *L, int h, int run, int ready_fd, int go_fd)
 	_exit(ok ? 0 : 1);
 }
 
+/* PostgreSQL: the server's WAL syncs so far (pg_stat_wal.wal_sync), once
+ * every session of the bench database has ended (a backend flushes its
+ * statistics before it leaves pg_stat_activity).  -1 on failure. */
+static long long server_wal_syncs(void)
+{
+	char v[64];
+	int i;
+
+	for (i = 0; i < 2500; i++) {
+		if (pg_harness_query1(
+			    H, NULL,
+			    "SELECT count(*) FROM pg_stat_activity WHERE datname = '" BENCH_DB "'",
+			    v, sizeof v) != 1)
+			return -1;
+		if (strcmp(v, "0") == 0)
+			break;
+		usleep(2000);
+	}
+	if (pg_harness_query1(H, NULL, "SELECT wal_sync FROM pg_stat_wal", v, sizeof v) != 1)
+		return -1;
+	return atoll(v);
+}
+
 /* One run: L->hosts processes, released at once; ms per environment of
  * the wall time from the release to the last end. */
 static double level_once(void *arg, int run)
@@ -520,9 +544,12 @@ static double level_once(void *arg, int run)
 	int ready[MAX_HOSTS][2], go[MAX_HOSTS][2], h, st, failed = 0;
 	pid_t pid[MAX_HOSTS];
 	host_result res;
+	long long w0 = 0, w1;
 	double t0, t1;
 	char c;
 
+	if (L->kind == STORE_PG && (w0 = server_wal_syncs()) < 0)
+		return -1;
 	fflush(NULL);
 	for (h = 0; h < L->hosts; h++) {
 		if (pipe(ready[h]) != 0 || pipe(go[h]) != 0)
@@ -561,6 +588,11 @@ static double level_once(void *arg, int run)
 		fprintf(stderr, "bench_hosts: a host failed (%s, %d hosts)\n",
 			L->floor ? "floor" : "library", L->hosts);
 		return -1;
+	}
+	if (L->kind == STORE_PG) {
+		if ((w1 = server_wal_syncs()) < 0)
+			return -1;
+		L->server_syncs += (uint64_t)(w1 - w0);
 	}
 	L->ops += (uint64_t)(L->hosts * L->n);
 	return (t1 - t0) * 1e3 / (L->hosts * L->n);
@@ -649,10 +681,20 @@ static int throughput(enum store_kind k, int n, int runs)
 				  "rows, COMMIT; WAL, synchronous=FULL, busy timeout 5 s) on a "
 				  "shared control-plane file created by envdb",
 			0);
-		bench_syncs((double)L.syncs / (double)L.ops, (double)F.syncs / (double)F.ops);
+		bench_syncs((double)(L.syncs + L.server_syncs) / (double)L.ops,
+			    (double)(F.syncs + F.server_syncs) / (double)F.ops);
 		bench_note("provision, %d host(s), %s store: %.0f environments/s (floor %.0f/s), "
 			   "hosts released at once, wall time from release to the last host's end",
 			   levels[i], sname, 1e3 / m.median, 1e3 / f.median);
+		if (k == STORE_PG)
+			bench_note(
+				"provision, %d host(s), syncs per environment: library %.2f in "
+				"the hosts + %.2f WAL syncs of the server (pg_stat_wal.wal_sync); "
+				"floor %.2f + %.2f",
+				levels[i], (double)L.syncs / (double)L.ops,
+				(double)L.server_syncs / (double)L.ops,
+				(double)F.syncs / (double)F.ops,
+				(double)F.server_syncs / (double)F.ops);
 	}
 	count_rows(r1, sizeof r1, k, "cp_lib");
 	count_rows(r2, sizeof r2, k, "cp_floor");
