@@ -410,6 +410,10 @@ static int report(const envdbi_store_backend *b, const envdbi_store_fail *f, con
 	if (strcmp(f->native, "42501") == 0)
 		return envdbi_error(ENVDB_ERR_PERMISSION, f->native, "control plane %s: %s: %s",
 				    b->desc, what, f->message);
+	if (strcmp(f->native, "08001") == 0)
+		return envdbi_error(ENVDB_ERR_UNAVAILABLE, f->native,
+				    "control plane %s: %s: cannot reconnect: %s", b->desc, what,
+				    f->message);
 	return envdbi_store_backend_error(b->desc, b->busy_timeout_ms, f, what);
 }
 
@@ -518,6 +522,15 @@ static int pgs_connect(envdbi_store_backend *b)
 	return 0;
 }
 
+/* The failure of a reconnection, for report(): UNAVAILABLE with libpq's
+ * cause (the server is down or unreachable, as at open). */
+static void reconnect_failed(const envdbi_store_backend *b, envdbi_store_fail *f)
+{
+	char msg[256];
+	conn_message(b, msg, sizeof msg);
+	envdbi_store_fail_set(f, ENVDBI_FAIL_IO, "08001", msg[0] ? msg : "cannot connect");
+}
+
 /* At depth 0: a connection that broke (the server restarted, a network
  * cut) is made again; nothing of a transaction is lost, none is open. */
 static int pgs_ensure(envdbi_store_backend *b)
@@ -623,7 +636,7 @@ static int tx_begin(envdbi_store_backend *b, envdbi_store_fail *f)
 	params_add_text(&p, b->lock_key, PG_OID_INT8);
 	for (int attempt = 0;; attempt++) {
 		if (pgs_ensure(b) != 0) {
-			envdbi_store_fail_set(f, ENVDBI_FAIL_IO, "08001", envdb_error_last()->message);
+			reconnect_failed(b, f);
 			return -1;
 		}
 		if (simple(b, "BEGIN ISOLATION LEVEL READ COMMITTED", f) != 0) {
@@ -678,8 +691,18 @@ static int run_write(envdbi_store_backend *b, const char *sql, const pg_params *
 					b->lost = true;
 				return -1;
 			}
-			if (run_once(b, sql, p, res, f) == 0)
-				return simple(b, "RELEASE SAVEPOINT envdbi_stmt", &g) == 0 ? 0 : 0;
+			if (run_once(b, sql, p, res, f) == 0) {
+				if (simple(b, "RELEASE SAVEPOINT envdbi_stmt", f) == 0)
+					return 0;
+				/* the write happened, but the transaction is gone */
+				PQclear(*res);
+				*res = NULL;
+				if (f->kind == ENVDBI_FAIL_CONNECTION_LOST)
+					b->lost = true;
+				else
+					b->aborted = true;
+				return -1;
+			}
 			if (f->kind == ENVDBI_FAIL_CONNECTION_LOST) {
 				b->lost = true;
 				return -1;
@@ -739,7 +762,7 @@ static int run_read(envdbi_store_backend *b, const char *sql, const pg_params *p
 			return -1;
 		}
 		if (!in_tx(b) && pgs_ensure(b) != 0) {
-			envdbi_store_fail_set(f, ENVDBI_FAIL_IO, "08001", envdb_error_last()->message);
+			reconnect_failed(b, f);
 			return -1;
 		}
 		if (run_once(b, sql, p, res, f) == 0)
