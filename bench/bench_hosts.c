@@ -258,11 +258,11 @@ static int floor_open(host_floor *F, enum store_kind k, const char *man, const c
 		char path[1300];
 		snprintf(path, sizeof path, "%s/%s.db", dir, cp);
 		if (sqlite3_open_v2(path, &F->cp, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
+		    sqlite3_busy_timeout(F->cp, 5000) != SQLITE_OK ||
 		    sq_exec(F->cp, "PRAGMA foreign_keys = ON") != 0 ||
 		    sq_exec(F->cp, "PRAGMA journal_mode = WAL") != 0 ||
 		    sq_exec(F->cp, "PRAGMA synchronous = FULL") != 0)
 			return -1;
-		sqlite3_busy_timeout(F->cp, 5000);
 		for (i = 0; i < 4; i++)
 			if (sqlite3_prepare_v3(F->cp, floor_ins_sqlite[i], -1,
 					       SQLITE_PREPARE_PERSISTENT, &F->ins[i],
