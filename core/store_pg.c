@@ -75,6 +75,12 @@
 #include <libpq-fe.h>
 #include <sodium.h>
 
+/* -DENVDB_PG_NO_PIPELINE: one round trip per statement even with a libpq
+ * that pipelines (to compare; bench/bench_pg_store). */
+#ifdef ENVDB_PG_NO_PIPELINE
+#undef LIBPQ_HAS_PIPELINING
+#endif
+
 #include "schema.h"
 #include "store.h"
 #include "store_backend.h"
@@ -375,8 +381,11 @@ static void classify(const envdbi_store_backend *b, const PGresult *r, envdbi_st
 		conn_message(b, buf, sizeof buf);
 		msg = buf[0] ? buf : "no result from the server";
 	}
-	if (conn_lost(b) && (state == NULL || strncmp(state, "08", 2) == 0 ||
-			     strncmp(state, "57P", 3) == 0))
+	/* 08: connection exceptions; 57P01-03: the server ended the session
+	 * (terminated, shutting down; FATAL: the connection goes with it, even
+	 * before libpq has seen it close) */
+	if ((state == NULL && conn_lost(b)) ||
+	    (state != NULL && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)))
 		kind = ENVDBI_FAIL_CONNECTION_LOST;
 	else if (state_is(state, "23505")) {
 		size_t n = cons ? strlen(cons) : 0;
@@ -635,7 +644,8 @@ static int tx_begin(envdbi_store_backend *b, envdbi_store_fail *f)
 
 	params_add_text(&p, b->lock_key, PG_OID_INT8);
 	for (int attempt = 0;; attempt++) {
-		if (pgs_ensure(b) != 0) {
+		/* the second time: libpq may not have seen the close yet */
+		if ((attempt > 0 ? pgs_connect(b) : pgs_ensure(b)) != 0) {
 			reconnect_failed(b, f);
 			return -1;
 		}
@@ -665,21 +675,203 @@ static void tx_end(envdbi_store_backend *b, bool commit, envdbi_store_fail *f)
 	(void)simple(b, commit ? "COMMIT" : "ROLLBACK", f ? f : &g);
 }
 
+#ifdef LIBPQ_HAS_PIPELINING
+/* One step of a pipeline: a statement without parameters (sql), or the
+ * caller's statement (p; its prepared name, or its text). */
+typedef struct pipe_step {
+	const char *sql;
+	const char *name;
+	const pg_params *p;
+} pipe_step;
+
+/*
+ * Send `n` steps in one round trip (libpq's pipeline mode) and read their
+ * results.  Returns the index of the first step that failed (*f set; the
+ * server skipped the rest), or n when all succeeded; the result of step
+ * `keep` (the caller's statement) goes to *res when it succeeded.  The
+ * statements of a pipeline run in the transaction the steps open or the
+ * one open already, exactly as sent one by one.
+ */
+static int pipeline(envdbi_store_backend *b, const pipe_step *st, int n, int keep,
+		    PGresult **res, envdbi_store_fail *f)
+{
+	int failed = n, sent = 0;
+	PGresult *r;
+
+	*res = NULL;
+	if (!PQenterPipelineMode(b->conn)) {
+		classify(b, NULL, f);
+		return 0;
+	}
+	for (; sent < n; sent++) {
+		int ok = st[sent].p == NULL
+				 ? PQsendQueryParams(b->conn, st[sent].sql, 0, NULL, NULL, NULL, NULL, 0)
+			 : st[sent].name != NULL
+				 ? PQsendQueryPrepared(b->conn, st[sent].name, st[sent].p->n,
+						       st[sent].p->v, NULL, NULL, 0)
+				 : PQsendQueryParams(b->conn, st[sent].sql, st[sent].p->n,
+						     st[sent].p->t, st[sent].p->v, NULL, NULL, 0);
+		if (!ok)
+			break;
+	}
+	if (sent < n || !PQpipelineSync(b->conn)) {
+		classify(b, NULL, f);
+		failed = sent < n ? sent : 0;
+		/* what was sent is lost with the connection (or will be read below) */
+		if (conn_lost(b))
+			return failed;
+		(void)PQpipelineSync(b->conn);
+		n = sent;
+	}
+	for (int i = 0; i < n; i++) {
+		bool got = false;
+		while ((r = PQgetResult(b->conn)) != NULL) {
+			ExecStatusType es = PQresultStatus(r);
+			got = true;
+			if (es == PGRES_COMMAND_OK || es == PGRES_TUPLES_OK) {
+				if (i == keep && failed == n) {
+					*res = r;
+					continue;
+				}
+			} else if (failed == n || (es != PGRES_PIPELINE_ABORTED && i < failed)) {
+				if (es != PGRES_PIPELINE_ABORTED) {
+					classify(b, r, f);
+					failed = i;
+				}
+			}
+			PQclear(r);
+		}
+		if (!got && failed == n) {
+			classify(b, NULL, f); /* the connection went */
+			failed = i;
+			break;
+		}
+	}
+	/* the Sync's own result */
+	while ((r = PQgetResult(b->conn)) != NULL) {
+		ExecStatusType es = PQresultStatus(r);
+		PQclear(r);
+		if (es == PGRES_PIPELINE_SYNC)
+			break;
+	}
+	if (!PQexitPipelineMode(b->conn) && failed == n) {
+		classify(b, NULL, f);
+		failed = 0;
+	}
+	if (failed < n) {
+		PQclear(*res);
+		*res = NULL;
+	}
+	return failed;
+}
+#endif
+
 /*
  * Run a statement that writes.  Inside a transaction: under a savepoint
  * of its own, rolled back when the statement fails (the transaction stays
  * usable); a transient conflict is reported.  Outside: an implicit
  * transaction with the write lock (as SQLite's implicit write
  * transaction), retried on a transient conflict until the busy timeout.
+ * With libpq's pipeline mode each is one round trip (the savepoint, the
+ * statement and its release; or BEGIN, the lock, the statement and
+ * COMMIT), and a failure costs one more.
  */
 static int run_write(envdbi_store_backend *b, const char *sql, const pg_params *p,
 		     PGresult **res, envdbi_store_fail *f)
 {
 	int64_t deadline = mono_ms() + b->busy_timeout_ms;
 	envdbi_store_fail g = {0};
+	bool reconnected = false;
 
 	*res = NULL;
 	for (;;) {
+#ifdef LIBPQ_HAS_PIPELINING
+		bool failed_prepare = false;
+		const char *name;
+		pg_params lock = {.n = 0};
+		int at;
+
+		if (in_tx(b) && b->lost) {
+			envdbi_store_fail_set(f, ENVDBI_FAIL_CONNECTION_LOST, "08006",
+					      "connection lost");
+			return -1;
+		}
+		if (!in_tx(b) && pgs_ensure(b) != 0) {
+			reconnect_failed(b, f);
+			return -1;
+		}
+		name = prepared_get(b, sql, p, f, &failed_prepare);
+		if (failed_prepare) {
+			if (f->kind == ENVDBI_FAIL_CONNECTION_LOST && in_tx(b)) {
+				b->lost = true;
+			} else if (in_tx(b)) {
+				b->aborted = true;
+			} else if (f->kind == ENVDBI_FAIL_CONNECTION_LOST && !reconnected) {
+				/* nothing is open: make the connection again, once */
+				reconnected = true;
+				if (pgs_connect(b) != 0) {
+					reconnect_failed(b, f);
+					return -1;
+				}
+				continue;
+			}
+			return -1;
+		}
+		if (in_tx(b)) {
+			pipe_step steps[] = {{"SAVEPOINT envdbi_stmt", NULL, NULL},
+					     {sql, name, p},
+					     {"RELEASE SAVEPOINT envdbi_stmt", NULL, NULL}};
+			at = pipeline(b, steps, 3, 1, res, f);
+			if (at == 3)
+				return 0;
+			if (f->kind == ENVDBI_FAIL_CONNECTION_LOST) {
+				b->lost = true;
+				return -1;
+			}
+			if (at == 0) { /* the savepoint itself: the transaction had failed */
+				b->aborted = true;
+				return -1;
+			}
+			if (simple(b, "ROLLBACK TO SAVEPOINT envdbi_stmt", &g) != 0 ||
+			    simple(b, "RELEASE SAVEPOINT envdbi_stmt", &g) != 0) {
+				if (g.kind == ENVDBI_FAIL_CONNECTION_LOST)
+					b->lost = true;
+				else
+					b->aborted = true;
+			}
+			return -1;
+		}
+		params_add_text(&lock, b->lock_key, PG_OID_INT8);
+		{
+			pipe_step steps[] = {{"BEGIN ISOLATION LEVEL READ COMMITTED", NULL, NULL},
+					     {"SELECT pg_advisory_xact_lock($1)", NULL, &lock},
+					     {sql, name, p},
+					     {"COMMIT", NULL, NULL}};
+			at = pipeline(b, steps, 4, 2, res, f);
+		}
+		if (at == 4)
+			return 0;
+		if (f->kind == ENVDBI_FAIL_CONNECTION_LOST) {
+			if (at == 3) {
+				envdbi_store_fail_set(f, ENVDBI_FAIL_CONNECTION_LOST, f->native,
+						      "connection lost during COMMIT: whether the "
+						      "change was committed is unknown");
+				return -1;
+			}
+			/* found broken before the COMMIT: nothing was committed, so
+			 * the whole of it is sent again once, on a new connection */
+			if (!reconnected) {
+				reconnected = true;
+				if (pgs_connect(b) != 0) {
+					reconnect_failed(b, f);
+					return -1;
+				}
+				continue;
+			}
+			return -1;
+		}
+		tx_end(b, false, NULL); /* the failed transaction */
+#else
 		if (in_tx(b)) {
 			if (b->lost) {
 				envdbi_store_fail_set(f, ENVDBI_FAIL_CONNECTION_LOST, "08006",
@@ -733,6 +925,7 @@ static int run_write(envdbi_store_backend *b, const char *sql, const pg_params *
 			return -1;
 		}
 		tx_end(b, false, NULL);
+#endif
 		if (f->kind == ENVDBI_FAIL_BUSY && state_transient(f->native) &&
 		    mono_ms() < deadline) {
 			pause_jitter();
@@ -761,7 +954,7 @@ static int run_read(envdbi_store_backend *b, const char *sql, const pg_params *p
 					      "connection lost");
 			return -1;
 		}
-		if (!in_tx(b) && pgs_ensure(b) != 0) {
+		if (!in_tx(b) && (reconnected ? pgs_connect(b) : pgs_ensure(b)) != 0) {
 			reconnect_failed(b, f);
 			return -1;
 		}
