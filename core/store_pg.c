@@ -50,13 +50,19 @@
  * Nesting: SAVEPOINT envdbi_sp<N>.  Each write inside a transaction runs
  * under a savepoint of its own (envdbi_stmt), so a write refused by a
  * constraint leaves the transaction usable, as in SQLite (PostgreSQL would
- * abort the whole transaction).  Deadlocks (40P01) and serialization
- * failures (40001: only from sessions that are not envdb) are retried
- * outside a transaction with the bound of the busy timeout, and reported
- * inside one.  A lost connection inside a transaction is ENVDB_ERR_IO
+ * abort the whole transaction); with libpq's pipeline mode the savepoint,
+ * the write and its release are one round trip (and a write outside a
+ * transaction, with its BEGIN, lock and COMMIT, one too).
+ *
+ * Deadlocks (40P01) and serialization failures (40001: only from sessions
+ * that are not envdb) are retried outside a transaction with the bound of
+ * the busy timeout, and reported inside one.  A lost connection inside a transaction is ENVDB_ERR_IO
  * "connection lost; the transaction was rolled back" for the rest of that
  * transaction (the server rolled it back: nothing is half-done); the
  * connection is re-established for the next call.
+ *
+ * Other hosts' resolve caches: triggers NOTIFY each committed change a
+ * resolve depends on, and a cache LISTENs (envdbi_store_watch_start()).
  */
 #include "config.h"
 
