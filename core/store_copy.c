@@ -92,6 +92,16 @@ static bool known(envdb_violation *t, envdb_violation **src, size_t n_src)
 	return false;
 }
 
+/* A cheap read on the source between the target's writes: a server-side
+ * source would otherwise end its session, idle in a transaction (the
+ * PostgreSQL store's idle_in_transaction_session_timeout, a minute and
+ * more), while a big target is written. */
+static int keep_alive(envdbi_store *src)
+{
+	int rc = envdbi_store_env_org_exists(src, "-");
+	return rc < 0 ? rc : 0;
+}
+
 /* Copy every object of src into dst; both have a transaction open. */
 static int copy_rows(envdb_store_copy_report *rep, envdbi_store *src, envdbi_store *dst)
 {
@@ -128,10 +138,13 @@ static int copy_rows(envdb_store_copy_report *rep, envdbi_store *src, envdbi_sto
 			continue;
 		if ((rc = envdbi_store_rows(src, o, &v, &n)) != 0)
 			return rc;
-		for (size_t k = 0; k < n && rc == 0; k++)
+		for (size_t k = 0; k < n && rc == 0; k++) {
 			if ((rc = insert_row(dst, o, v[k])) != 0)
 				envdbi_error_prefix("store copy: %s row %zu of %zu: ", o->name, k + 1,
 						    n);
+			else if (k % 1000 == 999)
+				rc = keep_alive(src);
+		}
 		rows_free(o, v, n);
 		if (rc != 0)
 			return rc;
@@ -156,7 +169,7 @@ static int check_target(envdb_store_copy_report *rep, envdbi_store *src, envdbi_
 	int rc;
 
 	if ((rc = envdbi_check_store(&sv, &sn, src)) != 0 ||
-	    (rc = envdbi_check_store(&tv, &tn, dst)) != 0)
+	    (rc = envdbi_check_store(&tv, &tn, dst)) != 0 || (rc = keep_alive(src)) != 0)
 		goto out;
 	rep->source_violations = sn;
 	rep->target_violations = tn;
