@@ -120,10 +120,11 @@ static int copy_rows(envdb_store_copy_report *rep, envdbi_store *src, envdbi_sto
 			return rc;
 		rows_free(o, v, n);
 		if (n > 0)
-			return envdbi_error(ENVDB_ERR_EXISTS, NULL,
-					    "store copy: the target %s is not empty (%zu rows in %s): "
-					    "copy into a new control plane only",
-					    envdbi_store_describe(dst), n, o->name);
+			return envdbi_error(
+				ENVDB_ERR_EXISTS, NULL,
+				"store copy: the target %s is not empty (%zu rows in %s): "
+				"copy into a new control plane only",
+				envdbi_store_describe(dst), n, o->name);
 	}
 	if ((rc = adopt_deployment(dst, envdbi_store_deployment_id(src),
 				   envdbi_store_deployment_created_at(src))) != 0)
@@ -140,8 +141,8 @@ static int copy_rows(envdb_store_copy_report *rep, envdbi_store *src, envdbi_sto
 			return rc;
 		for (size_t k = 0; k < n && rc == 0; k++) {
 			if ((rc = insert_row(dst, o, v[k])) != 0)
-				envdbi_error_prefix("store copy: %s row %zu of %zu: ", o->name, k + 1,
-						    n);
+				envdbi_error_prefix("store copy: %s row %zu of %zu: ", o->name,
+						    k + 1, n);
 			else if (k % 1000 == 999)
 				rc = keep_alive(src);
 		}
@@ -152,9 +153,10 @@ static int copy_rows(envdb_store_copy_report *rep, envdbi_store *src, envdbi_sto
 			return rc;
 		rows_free(o, w, m);
 		if (m != n)
-			return envdbi_error(ENVDB_ERR_INTEGRITY, NULL,
-					    "store copy: %s: %zu rows in the source, %zu in the target",
-					    o->name, n, m);
+			return envdbi_error(
+				ENVDB_ERR_INTEGRITY, NULL,
+				"store copy: %s: %zu rows in the source, %zu in the target",
+				o->name, n, m);
 		*report_slot(rep, o) = n;
 	}
 	return 0;
@@ -217,8 +219,8 @@ int envdb_store_copy(envdb_store_copy_report *rep, envdb_ctx *ctx, const char *t
 	}
 	if (strcmp(envdbi_store_driver(dst), envdbi_store_driver(src)) == 0 &&
 	    strcmp(envdbi_store_describe(dst), envdbi_store_describe(src)) == 0) {
-		rc = envdbi_error(ENVDB_ERR_MISUSE, NULL,
-				  "store copy: the target %s is the source", envdbi_store_describe(src));
+		rc = envdbi_error(ENVDB_ERR_MISUSE, NULL, "store copy: the target %s is the source",
+				  envdbi_store_describe(src));
 		goto out;
 	}
 	if ((rc = envdbi_store_begin(src)) != 0)
