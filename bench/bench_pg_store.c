@@ -126,32 +126,39 @@ static int floor_host(int host, int run, const char *lock_key)
 		return 20;
 	if (!exec_ok(c, PQexec(c, "SET search_path = floor")))
 		return 21;
-	if (!exec_ok(c, PQprepare(c, "lock", "SELECT pg_advisory_xact_lock($1::bigint)", 0, NULL)) ||
-	    !exec_ok(c, PQprepare(c, "env",
-				  "INSERT INTO sys_environment (id, organization_id, slug, "
-				  "display_name, env_type, is_default, plan, status, created_by, "
-				  "created_at, updated_at, metadata, lease_expires_at, "
-				  "pending_database_name, pending_driver) VALUES ($1, $2, 'dev', 'dev', "
-				  "'development', 0, 'free', 'provisioning', 'owner', $3::bigint, $3::bigint, '{}', "
-				  "$3::bigint + 300, $4, 'sqlite')",
-				  0, NULL)) ||
+	if (!exec_ok(c,
+		     PQprepare(c, "lock", "SELECT pg_advisory_xact_lock($1::bigint)", 0, NULL)) ||
+	    !exec_ok(
+		    c,
+		    PQprepare(
+			    c, "env",
+			    "INSERT INTO sys_environment (id, organization_id, slug, "
+			    "display_name, env_type, is_default, plan, status, created_by, "
+			    "created_at, updated_at, metadata, lease_expires_at, "
+			    "pending_database_name, pending_driver) VALUES ($1, $2, 'dev', 'dev', "
+			    "'development', 0, 'free', 'provisioning', 'owner', $3::bigint, $3::bigint, '{}', "
+			    "$3::bigint + 300, $4, 'sqlite')",
+			    0, NULL)) ||
 	    !exec_ok(c, PQprepare(c, "db",
 				  "INSERT INTO sys_environment_database (id, environment_id, "
 				  "database_name, database_url, driver, storage_limit_mb, "
 				  "provisioned_at, metadata) VALUES ($1, $2, $3, 'file:/x.db', "
 				  "'sqlite', 1024, $4, '{}')",
 				  0, NULL)) ||
-	    !exec_ok(c, PQprepare(c, "cred",
-				  "INSERT INTO sys_database_credential (id, environment_database_id, "
-				  "secret_ciphertext, encryption_key_id, handle, \"authorization\", "
-				  "status, created_at, aad_version) VALUES ($1, $2, $3, 'k0', '', "
-				  "'full_access', 'active', $4, 2)",
-				  0, NULL)) ||
-	    !exec_ok(c, PQprepare(c, "mem",
-				  "INSERT INTO sys_environment_member (id, environment_id, user_id, "
-				  "role, created_at, updated_at) VALUES ($1, $2, 'owner', 'owner', $3, "
-				  "$3)",
-				  0, NULL)) ||
+	    !exec_ok(c,
+		     PQprepare(c, "cred",
+			       "INSERT INTO sys_database_credential (id, environment_database_id, "
+			       "secret_ciphertext, encryption_key_id, handle, \"authorization\", "
+			       "status, created_at, aad_version) VALUES ($1, $2, $3, 'k0', '', "
+			       "'full_access', 'active', $4, 2)",
+			       0, NULL)) ||
+	    !exec_ok(
+		    c,
+		    PQprepare(c, "mem",
+			      "INSERT INTO sys_environment_member (id, environment_id, user_id, "
+			      "role, created_at, updated_at) VALUES ($1, $2, 'owner', 'owner', $3, "
+			      "$3)",
+			      0, NULL)) ||
 	    !exec_ok(c, PQprepare(c, "act",
 				  "UPDATE sys_environment SET status = 'active', "
 				  "pending_database_name = NULL, pending_driver = NULL, "
@@ -216,7 +223,8 @@ static double hosts_once(void *arg, int run)
 		if ((pids[h] = fork()) < 0)
 			bench_die("fork");
 		if (pids[h] == 0)
-			_exit(a->floor ? floor_host(h, run * 2 + 1, a->lock_key) : lib_host(h, run * 2));
+			_exit(a->floor ? floor_host(h, run * 2 + 1, a->lock_key)
+				       : lib_host(h, run * 2));
 	}
 	for (int h = 0; h < hosts_now; h++) {
 		int st = 0;
@@ -287,8 +295,9 @@ int main(void)
 		if (bench_pair(&m, &f, 1, runs, hosts_once, &lib, hosts_once, &flo) != 0)
 			bench_die("run");
 		snprintf(id, sizeof id, "pg_provision_%d", hosts_now);
-		snprintf(title, sizeof title, "provisioning, %d concurrent host%s, PostgreSQL store",
-			 hosts_now, hosts_now > 1 ? "s" : "");
+		snprintf(title, sizeof title,
+			 "provisioning, %d concurrent host%s, PostgreSQL store", hosts_now,
+			 hosts_now > 1 ? "s" : "");
 		/* higher is better: compare the time per environment */
 		bench_stats mt = {1e3 / m.median, 1e3 / m.max, 1e3 / m.min, m.n};
 		bench_stats ft = {1e3 / f.median, 1e3 / f.max, 1e3 / f.min, f.n};
