@@ -161,6 +161,11 @@ static const envdb_cli_command commands[] = {
 	 "check the backup FILE and put it in place of the control plane (an existing one only "
 	 "with --force, and only when no process has it open)",
 	 "--force\treplace an existing control plane"},
+	{"store", "copy", envdb_cli_store_copy, "--to MANIFEST",
+	 "copy every object of the control plane into the new, empty control plane MANIFEST "
+	 "names (SQLite to PostgreSQL and back), counts and envdb check verified; an "
+	 "interrupted copy leaves the target empty",
+	 "--to MANIFEST\tthe manifest of the target deployment (its control plane must be empty)"},
 	/* v4 -> v5 migration (cli_migrate.c) */
 	{"migrate", "v4-to-v5", envdb_cli_migrate_v4_to_v5,
 	 "[--dry-run] [--batch N] [--legacy-encryptor NAME|none] [--by USER] [--map-org OLD=NEW]... "

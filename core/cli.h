@@ -312,6 +312,7 @@ int envdb_cli_schema(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_check(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_backup(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_restore(envdb_cli *cli, int argc, char **argv);
+int envdb_cli_store_copy(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_member_add(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_member_remove(envdb_cli *cli, int argc, char **argv);
 int envdb_cli_member_list(envdb_cli *cli, int argc, char **argv);

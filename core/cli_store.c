@@ -1,6 +1,7 @@
 /*
  * core/cli_store.c — the envdb commands of the control-plane store:
- * `schema [--json]`, `check`, `backup`, `restore` and `member add|remove|list`.
+ * `schema [--json]`, `check`, `backup`, `restore`, `store copy` and
+ * `member add|remove|list`.
  * Public API only.
  */
 #include "config.h"
@@ -75,6 +76,71 @@ int envdb_cli_restore(envdb_cli *cli, int argc, char **argv)
 				envdb_control_plane_describe(ctx), pos.v[0]);
 		rc = EX_OK;
 	}
+	envdb_close(ctx);
+	return rc;
+}
+
+/* ---- store copy --------------------------------------------------------- */
+
+int envdb_cli_store_copy(envdb_cli *cli, int argc, char **argv)
+{
+	envdb_store_copy_report r = ENVDB_STORE_COPY_REPORT_INIT;
+	const char *to = NULL;
+	const envdb_cli_opt opts[] = {{"to", ENVDB_CLI_STRING, &to}, {NULL, 0, NULL}};
+	envdb_cli_args pos;
+	envdb_ctx *ctx = NULL, *target = NULL;
+	int rc;
+
+	if ((rc = envdb_cli_parse(cli, argc, argv, opts, &pos, 0, 0)) != EX_OK)
+		return rc;
+	if (to == NULL)
+		return envdb_cli_fail_msg(cli, ENVDB_ERR_MISUSE,
+					  "store copy: --to MANIFEST is required (the manifest "
+					  "of the new control plane)");
+	if ((rc = envdb_cli_open(cli, &ctx, 0)) != EX_OK)
+		return rc;
+	if ((rc = envdb_store_copy(&r, ctx, to)) != ENVDB_OK) {
+		rc = envdb_cli_fail(cli, rc);
+		goto done;
+	}
+	/* say where it went, as that manifest names it */
+	if ((rc = envdb_open(&target, to, 0)) != ENVDB_OK) {
+		rc = envdb_cli_fail(cli, rc);
+		goto done;
+	}
+	if (cli->json) {
+		rc = envdb_cli_json_print(
+			cli, json_pack("{s:s, s:s, s:s, s:{s:I, s:I, s:I, s:I, s:I, s:I}, s:I, s:I}",
+				       "from", envdb_control_plane_describe(ctx), "to",
+				       envdb_control_plane_describe(target), "deployment_id",
+				       envdb_deployment_id(target), "rows", "environments",
+				       (json_int_t)r.environments, "databases",
+				       (json_int_t)r.databases, "credentials",
+				       (json_int_t)r.credentials, "members", (json_int_t)r.members,
+				       "legacy_tenant_databases",
+				       (json_int_t)r.legacy_tenant_databases,
+				       "legacy_package_installations",
+				       (json_int_t)r.legacy_package_installations,
+				       "source_violations", (json_int_t)r.source_violations,
+				       "target_violations", (json_int_t)r.target_violations));
+	} else {
+		envdb_cli_print(cli,
+				"copied %s to %s: %zu environments, %zu databases, %zu "
+				"credentials, %zu members",
+				envdb_control_plane_describe(ctx),
+				envdb_control_plane_describe(target), r.environments, r.databases,
+				r.credentials, r.members);
+		if (r.legacy_tenant_databases + r.legacy_package_installations > 0)
+			envdb_cli_print(cli, ", %zu legacy tenant databases, %zu package installations",
+					r.legacy_tenant_databases, r.legacy_package_installations);
+		envdb_cli_print(cli,
+				"\ndeployment %s; envdb check: %zu violations in the source, %zu in "
+				"the target\nnext: point the manifest of every host at the target\n",
+				envdb_deployment_id(target), r.source_violations, r.target_violations);
+		rc = EX_OK;
+	}
+done:
+	envdb_close(target);
 	envdb_close(ctx);
 	return rc;
 }

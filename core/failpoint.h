@@ -74,7 +74,9 @@
 	X("migrate.packages", "package installations repointed")                        \
 	X("migrate.archive", "legacy row archived")                                     \
 	X("migrate.commit", "batch complete, before the commit")                            \
-	X("migrate.after_commit", "batch committed")
+	X("migrate.after_commit", "batch committed")                                    \
+	/* store_copy.c: envdb store copy */                                            \
+	X("store_copy.commit", "target written and verified, before its commit")
 
 /** Every failpoint name, NULL-terminated.  Static. */
 extern const char *const envdbi_failpoint_names[];

@@ -55,6 +55,7 @@
 #include "internal.h"
 #include "resolve.h"
 #include "store.h"
+#include "store_pg.h"
 
 /* Longest "org\0slug\0user" key that is cached (longer ones bypass it). */
 #define KEY_MAX 512
@@ -303,6 +304,8 @@ struct envdbi_cache {
 	pthread_t flusher;
 	pid_t flusher_pid; /* a forked child has no flusher to join */
 	bool flusher_started, flusher_failed, stopping;
+	envdbi_store_watch *watch; /* other hosts' changes (PostgreSQL), or NULL */
+	pid_t watch_pid;
 	envdbi_cache_stats stats;
 };
 
@@ -410,6 +413,37 @@ static uint64_t hash_of(const envdbi_cache *c, const void *p, size_t n)
 	return siphash_rounds(c->hash_key, p, n, 1, 3);
 }
 
+static void entry_remove(envdbi_cache *c, cache_entry *e);
+
+/* Every cached result goes (another host changed something we may have
+ * missed).  Under the lock. */
+static void cache_drop_all(envdbi_cache *c)
+{
+	c->generation++;
+	while (c->lru_tail != NULL) {
+		c->stats.invalidations++;
+		entry_remove(c, c->lru_tail);
+	}
+}
+
+/* The store watch's callback (its thread): another host committed a
+ * change of environment `id` (NULL: of anything). */
+static void cache_changed(void *ctx, const char *id)
+{
+	envdbi_cache *c = ctx;
+
+	if (id != NULL) {
+		envdbi_cache_invalidate_env(c, id);
+		pthread_mutex_lock(&c->lock);
+		c->stats.remote_invalidations++;
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	pthread_mutex_lock(&c->lock);
+	cache_drop_all(c);
+	pthread_mutex_unlock(&c->lock);
+}
+
 int envdbi_cache_new(envdbi_cache **out, envdbi_store *store, int64_t capacity, int64_t ttl_ms)
 {
 	envdbi_cache *c;
@@ -456,6 +490,12 @@ int envdbi_cache_new(envdbi_cache **out, envdbi_store *store, int64_t capacity, 
 	c->flush_batch = ENVDBI_TOUCH_BATCH;
 	c->flush_interval_ms = ENVDBI_TOUCH_FLUSH_MS;
 	c->stats.capacity = c->capacity;
+	/* Changes committed by other hosts invalidate too, when the store can
+	 * say so (PostgreSQL's LISTEN/NOTIFY); otherwise, and while that
+	 * channel is down (the watch logs it), the TTL bounds staleness. */
+	if (store != NULL && c->capacity > 0 &&
+	    envdbi_store_watch_start(&c->watch, store, cache_changed, c) == ENVDB_OK)
+		c->watch_pid = getpid();
 	*out = c;
 	return ENVDB_OK;
 }
@@ -791,6 +831,10 @@ void envdbi_cache_free(envdbi_cache *c)
 
 	if (c == NULL)
 		return;
+	/* first: its thread calls into the cache (a forked child has none) */
+	if (c->watch_pid == getpid())
+		envdbi_store_watch_stop(c->watch);
+	c->watch = NULL;
 	pthread_mutex_lock(&c->lock);
 	c->stopping = true;
 	pthread_cond_signal(&c->wake);

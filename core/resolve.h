@@ -21,7 +21,11 @@
  * by every change made through this context that affects a resolve result:
  * rotation, completion, revocation and rewrap (credential.c), membership
  * (member.c), archive, delete and status changes (provision.c).  Changes
- * made by other processes are seen when the entry's TTL ends.
+ * made by other processes (other hosts) are seen within milliseconds on a
+ * PostgreSQL control plane, whose triggers NOTIFY them to every cache
+ * (envdbi_store_watch_start(), core/store_pg.h), and otherwise — on SQLite,
+ * or while that channel is down, which is logged — when the entry's TTL
+ * ends.
  *
  * Thread-safe: one mutex guards the cache.  A hit runs no SQL and makes one
  * allocation (the returned connection, in secure memory).
@@ -57,6 +61,7 @@ typedef struct envdbi_cache_stats {
 	uint64_t evictions;     /**< entries dropped for room (CLOCK) */
 	uint64_t touch_writes;  /**< last_accessed_at values written */
 	uint64_t touch_flushes; /**< transactions that wrote them */
+	uint64_t remote_invalidations; /**< changes of other hosts notified (PostgreSQL) */
 	size_t size;            /**< entries held now */
 	size_t capacity;
 } envdbi_cache_stats;

@@ -416,6 +416,26 @@ fail:
 	return -1;
 }
 
+int pg_harness_restart(pg_harness *h, char *err, size_t err_cap)
+{
+	char tool[H_PATH + 16], portopt[32];
+	int rc;
+
+	snprintf(tool, sizeof(tool), "%s/pg_ctl", h->bindir);
+	snprintf(portopt, sizeof(portopt), "-p %d", h->port);
+	{
+		char *argv[] = {tool, "-D",   h->data,  "-l", h->log, "-w",	"-t",
+				"60", "-m",   "fast",	"-o", portopt, "restart", NULL};
+		rc = run(h, argv);
+	}
+	if (rc != 0) {
+		set_err(err, err_cap, "pg_ctl restart failed (exit %d)", rc);
+		append_tail(err, err_cap, h->log);
+		return -1;
+	}
+	return 0;
+}
+
 void pg_harness_stop(pg_harness *h)
 {
 	if (h == NULL)

@@ -36,6 +36,10 @@ typedef struct pg_harness pg_harness;
  */
 int pg_harness_start(pg_harness **out, char *err, size_t err_cap);
 
+/** Restart the server (pg_ctl restart -m fast: every session is ended),
+ * on the same port and data.  0, or -1 with a message in `err`. */
+int pg_harness_restart(pg_harness *h, char *err, size_t err_cap);
+
 /** Stop the server, remove the directory, free `h`.  NULL allowed. */
 void pg_harness_stop(pg_harness *h);
 

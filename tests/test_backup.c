@@ -192,6 +192,92 @@ START_TEST(backups_under_concurrent_writes_restore_clean)
 }
 END_TEST
 
+/* PostgreSQL: the backup path of a control plane on a server is
+ * pg_dump/pg_restore (man envdb(1), store copy).  Dumps taken while
+ * another process keeps provisioning and rotating, each restored into a
+ * database of its own, are each a consistent control plane: envdb opens
+ * it (the deployment id kept) and envdb check finds no violation. */
+START_TEST(pg_dump_under_concurrent_writes_restores_clean)
+{
+	char stop[PATH_MAX], dump[BACKUPS][PATH_MAX], cmd[4096], ci[1024], sql[256];
+	char file[PATH_MAX + 32], manifest[PATH_MAX + 32], cp[PATH_MAX * 3], dep[64];
+	size_t before[BACKUPS], restored[BACKUPS], i;
+	envdb_ctx *ctx;
+	struct timespec pause = {0, 50 * 1000 * 1000};
+	int status;
+	pid_t pid;
+
+	path_in(stop, sizeof(stop), "stop");
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(writer(stop));
+	ctx = td_open(&T);
+	snprintf(dep, sizeof dep, "%s", envdb_deployment_id(ctx));
+	for (i = 0; i < 200 && td_env_count(ctx, NULL, NULL) < 3; i++)
+		nanosleep(&pause, NULL);
+	ck_assert_uint_ge(td_env_count(ctx, NULL, NULL), 3);
+	for (i = 0; i < BACKUPS; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "dump%zu", i);
+		path_in(dump[i], sizeof(dump[i]), name);
+		before[i] = td_env_count(ctx, NULL, NULL);
+		snprintf(cmd, sizeof cmd,
+			 "'%s/pg_dump' -d \"%s\" --schema=%s --format=custom -f '%s' 2>&1",
+			 sm_pg_bindir(), sm_pg_conninfo(), T.control, dump[i]);
+		ck_assert_msg(system(cmd) == 0, "pg_dump %zu failed", i);
+		nanosleep(&pause, NULL);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, WNOHANG), 0);
+	{
+		FILE *f = fopen(stop, "w");
+		ck_assert_ptr_nonnull(f);
+		fclose(f);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "writer status %d", status);
+	printf("pg_dump under writes: %zu environments at the end\n",
+	       td_env_count(ctx, NULL, NULL));
+	envdb_close(ctx);
+
+	for (i = 0; i < BACKUPS; i++) {
+		char db[64];
+		FILE *f;
+
+		snprintf(db, sizeof db, "%s_r%zu", T.control, i);
+		snprintf(sql, sizeof sql, "CREATE DATABASE %s OWNER envdb_cp", db);
+		ck_assert_int_eq(sm_pg_exec_super(sql, NULL, 0), 0);
+		sm_pg_conninfo_db(ci, sizeof ci, db);
+		snprintf(cmd, sizeof cmd,
+			 "'%s/pg_restore' --no-owner --role=envdb_cp -d \"%s\" '%s' 2>&1",
+			 sm_pg_bindir(), ci, dump[i]);
+		ck_assert_msg(system(cmd) == 0, "pg_restore %zu failed", i);
+		/* a deployment whose control plane is the restored schema */
+		snprintf(file, sizeof file, "%s/restored%zu.conninfo", T.dir, i);
+		ck_assert_ptr_nonnull(f = fopen(file, "w"));
+		fputs(ci, f);
+		fclose(f);
+		ck_assert_int_eq(chmod(file, 0600), 0);
+		snprintf(manifest, sizeof manifest, "%s/restored%zu.yaml", T.dir, i);
+		snprintf(cp, sizeof cp,
+			 "control_plane:\n  driver: postgresql\n  conninfo_file: %s\n  schema: %s\n",
+			 file, T.control);
+		td_manifest_variant(&T, manifest, cp);
+		ck_assert_msg(envdb_open(&ctx, manifest, 0) == ENVDB_OK, "open restored %zu: %s", i,
+			      envdb_error_last()->message);
+		ck_assert_str_eq(envdb_deployment_id(ctx), dep);
+		ck_assert_uint_eq(td_check(ctx), 0);
+		restored[i] = td_env_count(ctx, NULL, NULL);
+		envdb_close(ctx);
+		ck_assert_uint_ge(restored[i], before[i]);
+		if (i > 0)
+			ck_assert_uint_ge(restored[i], restored[i - 1]);
+	}
+	ck_assert_uint_gt(restored[BACKUPS - 1], restored[0]);
+}
+END_TEST
+
 START_TEST(restore_refusals)
 {
 	char b[PATH_MAX], junk[PATH_MAX], other[PATH_MAX], wal[PATH_MAX];
@@ -300,20 +386,19 @@ static Suite *backup_suite(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 300);
-	tcase_add_test(tc, backup_is_new_private_and_complete);
-	tcase_add_test(tc, backups_under_concurrent_writes_restore_clean);
-	tcase_add_test(tc, restore_refusals);
+	if (!sm_pg()) {
+		/* envdb backup / restore: the SQLite file's */
+		tcase_add_test(tc, backup_is_new_private_and_complete);
+		tcase_add_test(tc, backups_under_concurrent_writes_restore_clean);
+		tcase_add_test(tc, restore_refusals);
+	} else {
+		tcase_add_test(tc, pg_dump_under_concurrent_writes_restores_clean);
+	}
 	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(backup_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return sm_run(backup_suite) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

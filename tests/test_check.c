@@ -1,9 +1,10 @@
 /*
- * tests/test_check.c — the invariant checker (core/check.c): a consistent
- * control plane has no violation; a store corrupted directly with raw
- * sqlite3 (foreign keys and CHECK constraints off, unique indexes and
- * triggers dropped) has every corruption reported with its invariant and
- * the offending row ids.
+ * tests/test_check.c — the invariant checker (core/check.c) on both stores
+ * (tests/store_matrix.h): a consistent control plane has no violation; a
+ * store corrupted directly (raw sqlite3 with foreign keys and CHECK
+ * constraints off, or a PostgreSQL session that dropped them; unique
+ * indexes and triggers dropped) has every corruption reported with its
+ * invariant and the offending row ids.
  */
 #include "config.h"
 
@@ -18,6 +19,7 @@
 
 #include "schema.h"
 #include "store.h"
+#include "store_matrix_cp.h"
 
 #define CT "v1:k1:c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2Vj"
 #define U(n) "3f0c7a52-1b2c-4d3e-8f40-0000000000" n
@@ -44,8 +46,9 @@ static void setup(void)
 	envdbi_store *s = NULL;
 	snprintf(dir, sizeof dir, "%s/envdb-check-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	ck_assert_ptr_nonnull(mkdtemp(dir));
-	snprintf(path, sizeof path, "%s/control.db", dir);
-	ck_assert_int_eq(envdbi_store_open_path(&s, path, 2000, true, ENVDB_OPEN_CREATE), 0);
+	sm_fresh(dir);
+	snprintf(path, sizeof path, "%s", sm_name());
+	ck_assert_int_eq(cp_open(&s, 2000, true, ENVDB_OPEN_CREATE), 0);
 
 	envdb_environment e = {.organization_id = "acme", .slug = "prod", .is_default = 1,
 			       .status = "active"};
@@ -78,7 +81,7 @@ static void teardown(void)
 static void run_check(envdb_violation ***v, size_t *n)
 {
 	envdbi_store *s = NULL;
-	ck_assert_int_eq(envdbi_store_open_path(&s, path, 2000, true, 0), 0);
+	ck_assert_int_eq(cp_open(&s, 2000, true, 0), 0);
 	int rc = envdbi_check_store(v, n, s);
 	ck_assert_msg(rc == 0, "check: %s", envdb_error_last()->message);
 	envdbi_store_close(s);
@@ -126,11 +129,39 @@ START_TEST(consistent_store_has_no_violation)
 }
 END_TEST
 
-static void raw_exec(sqlite3 *raw, const char *sql)
+/* Run SQL on the control plane as another process with the safety nets
+ * off: SQLite's foreign keys and CHECK constraints, or PostgreSQL's CHECK
+ * and FOREIGN KEY constraints (dropped: a session cannot switch them off).
+ * SQLite's char(N) is PostgreSQL's chr(N). */
+static void raw_exec(const char *sql_in)
 {
-	char *err = NULL;
-	int rc = sqlite3_exec(raw, sql, NULL, NULL, &err);
-	ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, err ? err : "?");
+	static const char pg_off[] =
+		"DO $$ DECLARE r record; BEGIN FOR r IN SELECT c.conrelid::regclass AS t, "
+		"c.conname FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
+		"WHERE n.nspname = current_schema() AND c.contype IN ('c', 'f') LOOP "
+		"EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', r.t, r.conname); END LOOP; "
+		"END $$; ";
+	char sql[8192], err[512] = "";
+	int rc;
+
+	if (sm_pg()) {
+		size_t o = (size_t)snprintf(sql, sizeof sql, "%s", pg_off);
+		for (const char *p = sql_in; *p && o + 4 < sizeof sql; p++) {
+			if (strncmp(p, "char(", 5) == 0) {
+				memcpy(sql + o, "chr(", 4);
+				o += 4;
+				p += 4;
+				continue;
+			}
+			sql[o++] = *p;
+		}
+		sql[o] = '\0';
+	} else {
+		snprintf(sql, sizeof sql,
+			 "PRAGMA foreign_keys = OFF; PRAGMA ignore_check_constraints = ON; %s", sql_in);
+	}
+	rc = sm_pg() ? sm_pg_exec(sql, err, sizeof err) : cp_raw_exec(sql, err, sizeof err);
+	ck_assert_msg(rc == 0, "%s: %s", sql_in, err);
 }
 
 #define ENV(id, org, slug, def, status, lease)                                                  \
@@ -144,7 +175,7 @@ static void raw_exec(sqlite3 *raw, const char *sql)
 	"', 'file:x', 'sqlite', " limit ", 1, '" meta "')"
 #define CRED(id, db, ct, key, auth)                                                             \
 	"INSERT INTO sys_database_credential (id, environment_database_id, secret_ciphertext, "     \
-	"encryption_key_id, authorization, status, created_at) VALUES ('" id "', '" db "', '" ct   \
+	"encryption_key_id, \"authorization\", status, created_at) VALUES ('" id "', '" db "', '" ct   \
 	"', '" key "', '" auth "', 'active', 1)"
 #define MEMBER(id, env, user, role)                                                             \
 	"INSERT INTO sys_environment_member (id, environment_id, user_id, role, created_at, "      \
@@ -152,53 +183,51 @@ static void raw_exec(sqlite3 *raw, const char *sql)
 
 START_TEST(corrupted_store_reports_every_violation)
 {
-	sqlite3 *raw = NULL;
 	char sql[1024];
 	envdb_violation **v = NULL;
 	size_t n = 0;
 
-	ck_assert_int_eq(sqlite3_open(path, &raw), SQLITE_OK);
-	raw_exec(raw, "PRAGMA foreign_keys = OFF; PRAGMA ignore_check_constraints = ON");
-	raw_exec(raw, "DROP INDEX sys_environment_one_default; DROP INDEX sys_environment_org_slug;"
-		      "DROP INDEX sys_environment_database_env; DROP INDEX sys_environment_database_name;"
-		      "DROP INDEX sys_database_credential_one_active;"
-		      "DROP INDEX sys_environment_member_env_user;"
-		      "DROP TRIGGER sys_environment_database_immutable");
+	raw_exec("DROP INDEX sys_environment_one_default; DROP INDEX sys_environment_org_slug;"
+		 "DROP INDEX sys_environment_database_env; DROP INDEX sys_environment_database_name;"
+		 "DROP INDEX sys_database_credential_one_active;"
+		 "DROP INDEX sys_environment_member_env_user;");
+	raw_exec(sm_pg() ? "DROP TRIGGER sys_environment_database_immutable ON "
+			   "sys_environment_database"
+			 : "DROP TRIGGER sys_environment_database_immutable");
 	/* a second default of acme, active without a database */
-	raw_exec(raw, ENV(U("01"), "acme", "prod2", "1", "active", "NULL"));
+	raw_exec(ENV(U("01"), "acme", "prod2", "1", "active", "NULL"));
 	/* a duplicate slug with an unknown status (the seed's picklist bug) */
-	raw_exec(raw, ENV(U("02"), "acme", "prod", "0", "picklist", "NULL"));
+	raw_exec(ENV(U("02"), "acme", "prod", "0", "picklist", "NULL"));
 	/* a slug outside the pattern */
-	raw_exec(raw, ENV(U("03"), "acme", "Bad_Slug", "0", "archived", "NULL"));
+	raw_exec(ENV(U("03"), "acme", "Bad_Slug", "0", "archived", "NULL"));
 	/* provisioning intents past their lease / without one */
-	raw_exec(raw, ENV(U("04"), "beta", "stuck", "0", "provisioning", "100"));
-	raw_exec(raw, ENV(U("05"), "beta", "nolease", "0", "provisioning", "NULL"));
+	raw_exec(ENV(U("04"), "beta", "stuck", "0", "provisioning", "100"));
+	raw_exec(ENV(U("05"), "beta", "nolease", "0", "provisioning", "NULL"));
 	/* active with a database but no credential */
-	raw_exec(raw, ENV(U("06"), "beta", "live", "0", "active", "NULL"));
-	raw_exec(raw, DB(U("16"), U("06"), "envdb_live", "5", "{}"));
+	raw_exec(ENV(U("06"), "beta", "live", "0", "active", "NULL"));
+	raw_exec(DB(U("16"), U("06"), "envdb_live", "5", "{}"));
 	/* an orphan database whose name is taken */
-	raw_exec(raw, DB(U("17"), MISSING, "envdb_prod", "5", "{}"));
+	raw_exec(DB(U("17"), MISSING, "envdb_prod", "5", "{}"));
 	/* a second database of acme/prod, limit 0, metadata not JSON */
 	snprintf(sql, sizeof sql, DB(U("18"), "%s", "envdb_prod_2", "0", "nope"), prod);
-	raw_exec(raw, sql);
+	raw_exec(sql);
 	/* a second active full_access credential of the prod database */
 	snprintf(sql, sizeof sql, CRED(U("19"), "%s", CT, "k1", "full_access"), db);
-	raw_exec(raw, sql);
+	raw_exec(sql);
 	/* a plaintext secret without key id */
-	raw_exec(raw, CRED(U("20"), U("16"), "hunter2", "", "read_only"));
+	raw_exec(CRED(U("20"), U("16"), "hunter2", "", "read_only"));
 	/* a credential of a database that does not exist */
-	raw_exec(raw, CRED(U("21"), MISSING, CT, "k1", "full_access"));
+	raw_exec(CRED(U("21"), MISSING, CT, "k1", "full_access"));
 	/* a duplicate member, an orphan member, an unknown role */
 	snprintf(sql, sizeof sql, MEMBER(U("22"), "%s", "alice", "reader"), prod);
-	raw_exec(raw, sql);
-	raw_exec(raw, MEMBER(U("23"), MISSING, "bob", "reader"));
+	raw_exec(sql);
+	raw_exec(MEMBER(U("23"), MISSING, "bob", "reader"));
 	snprintf(sql, sizeof sql, MEMBER(U("24"), "%s", "carol", "superuser"), prod);
-	raw_exec(raw, sql);
+	raw_exec(sql);
 	/* a legacy row with an unknown status */
-	raw_exec(raw, "INSERT INTO sys_tenant_database (id, organization_id, database_name, "
+	raw_exec("INSERT INTO sys_tenant_database (id, organization_id, database_name, "
 		      "database_url, status, plan, storage_limit_mb, created_at, updated_at) VALUES ('"
 		      U("25") "', 'beta', 'legacy_beta', 'x', 'zombie', 'free', 5, 1, 1)");
-	sqlite3_close(raw);
 
 	run_check(&v, &n);
 	dump(v, n);
@@ -273,23 +302,19 @@ END_TEST
  * report cannot clear the screen or forge a line of its own. */
 START_TEST(hostile_values_escaped)
 {
-	sqlite3 *raw = NULL;
 	envdb_violation **v = NULL;
 	size_t n = 0;
 	const char *msg;
 
-	ck_assert_int_eq(sqlite3_open(path, &raw), SQLITE_OK);
-	raw_exec(raw, "PRAGMA ignore_check_constraints = ON");
-	raw_exec(raw, "INSERT INTO sys_environment (id, organization_id, slug, display_name, "
+	raw_exec("INSERT INTO sys_environment (id, organization_id, slug, display_name, "
 		      "env_type, is_default, plan, status, created_at, updated_at, metadata) VALUES ('"
 		      U("07") "', 'acme', 'evil' || char(27) || '[2J' || char(10) || "
 		      "'VIOLATION fake' || char(127) || char(233), 'x', 'production', 0, "
 		      "'free', 'archived', 1, 1, '{}')");
-	raw_exec(raw, "INSERT INTO sys_environment (id, organization_id, slug, display_name, "
+	raw_exec("INSERT INTO sys_environment (id, organization_id, slug, display_name, "
 		      "env_type, is_default, plan, status, created_at, updated_at, metadata) VALUES ("
 		      "'bad' || char(27) || '[31mid', 'acme', 'fine', 'x', 'production', 0, "
 		      "'free', 'archived', 1, 1, '{}')");
-	sqlite3_close(raw);
 	run_check(&v, &n);
 	dump(v, n);
 	msg = find(v, n, "slug_pattern", U("07"));
@@ -315,11 +340,8 @@ START_TEST(check_skips_unregistered_legacy)
 	envdbi_store *s = NULL;
 	envdb_violation **v = NULL;
 	size_t n = 0;
-	sqlite3 *raw = NULL;
-	ck_assert_int_eq(sqlite3_open(path, &raw), SQLITE_OK);
-	raw_exec(raw, "PRAGMA ignore_check_constraints = ON; UPDATE sys_tenant_database SET status = 'zombie'");
-	sqlite3_close(raw);
-	ck_assert_int_eq(envdbi_store_open_path(&s, path, 2000, false, 0), 0);
+	raw_exec("UPDATE sys_tenant_database SET status = 'zombie'");
+	ck_assert_int_eq(cp_open(&s, 2000, false, 0), 0);
 	ck_assert_int_eq(envdbi_check_store(&v, &n, s), 0);
 	ck_assert_uint_eq(n, 0);
 	envdbi_store_close(s);
@@ -339,7 +361,8 @@ static int run_cli(const char *out)
 	snprintf(manifest, sizeof manifest, "%s/envdb.yaml", dir);
 	f = fopen(manifest, "w");
 	ck_assert_ptr_nonnull(f);
-	fputs("version: 1\ncontrol_plane: control.db\n", f);
+	fputs("version: 1\n", f);
+	sm_manifest_control_plane(f);
 	fclose(f);
 	snprintf(cmd, sizeof cmd, "'%s/core/envdb' --manifest '%s' check > '%s' 2>&1", builddir,
 		 manifest, out);
@@ -351,14 +374,11 @@ static int run_cli(const char *out)
 START_TEST(cli_check_exit_status)
 {
 	char out[600];
-	sqlite3 *raw = NULL;
 	if (getenv("ENVDB_TEST_BUILDDIR") == NULL)
 		return; /* only through make check */
 	snprintf(out, sizeof out, "%s/check.out", dir);
 	ck_assert_int_eq(run_cli(out), 0);
-	ck_assert_int_eq(sqlite3_open(path, &raw), SQLITE_OK);
-	raw_exec(raw, "PRAGMA ignore_check_constraints = ON; UPDATE sys_environment_member SET role = 'root'");
-	sqlite3_close(raw);
+	raw_exec("UPDATE sys_environment_member SET role = 'root'");
 	ck_assert_int_eq(run_cli(out), 65);
 	char text[4096] = "";
 	FILE *f = fopen(out, "r");
@@ -393,9 +413,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return sm_run(suite) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

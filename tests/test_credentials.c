@@ -94,16 +94,13 @@ static char *db_name(envdb_ctx *ctx, const char *slug)
 	return n;
 }
 
-static void sql(const char *path, const char *stmt)
+/* SQL straight on the control plane (the file, or the schema of the
+ * PostgreSQL pass), as another process would write it. */
+static void sql(const char *cp, const char *stmt)
 {
-	sqlite3 *db = NULL;
-	char *err = NULL;
+	char err[512] = "";
 
-	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	ck_assert_msg(sqlite3_exec(db, stmt, NULL, NULL, &err) == SQLITE_OK, "%s: %s", stmt,
-		      err ? err : "");
-	sqlite3_close(db);
+	ck_assert_msg(sm_exec(cp, stmt, err, sizeof err) == 0, "%s: %s", stmt, err);
 }
 
 START_TEST(test_aad_bytes)
@@ -421,9 +418,10 @@ START_TEST(test_old_aad_rows_resolve_and_rewrap)
 		sql(T.control, stmts[i]);
 		free(stmts[i]);
 	}
-	/* and make the file what schema version 1 was */
+	/* and make the control plane what schema version 1 was */
 	sql(T.control, "ALTER TABLE sys_database_credential DROP COLUMN aad_version");
-	sql(T.control, "PRAGMA user_version = 1");
+	sql(T.control, sm_pg() ? "UPDATE envdb_store_version SET version = 1"
+			       : "PRAGMA user_version = 1");
 
 	ctx = td_open(&T);
 	ck_assert_int_eq(envdb_cred_list(&v, &n, ctx, "acme", "dev"), ENVDB_OK);
@@ -525,7 +523,25 @@ START_TEST(test_no_plaintext_in_control_plane)
 	secrets[2] = resolve_secret(ctx, "lite", NULL);
 	ck_assert_ptr_nonnull(secrets[1]);
 	snprintf(wal, sizeof(wal), "%s-wal", T.control);
-	for (i = 0; i < 6; i++) {
+	if (sm_pg()) {
+		/* every row of every table of the schema, as text */
+		static char all[1 << 16];
+		char q[512], *name = db_name(ctx, "dev");
+		snprintf(q, sizeof q,
+			 "SELECT (SELECT coalesce(string_agg(t::text, '|'), '') FROM "
+			 "sys_environment t) || (SELECT coalesce(string_agg(t::text, '|'), '') FROM "
+			 "sys_environment_database t) || (SELECT coalesce(string_agg(t::text, '|'), "
+			 "'') FROM sys_database_credential t) || (SELECT "
+			 "coalesce(string_agg(t::text, '|'), '') FROM sys_environment_member t)");
+		ck_assert_int_eq(sm_pg_query1(q, all, sizeof all), 1);
+		for (i = 0; i < 6; i++)
+			if (secrets[i] != NULL)
+				ck_assert_msg(strstr(all, secrets[i]) == NULL,
+					      "secret %zu found in the control plane", i);
+		ck_assert_ptr_nonnull(strstr(all, name)); /* the search works */
+		free(name);
+	}
+	for (i = 0; i < 6 && !sm_pg(); i++) {
 		if (secrets[i] == NULL)
 			continue;
 		ck_assert_uint_ge(strlen(secrets[i]), 16);
@@ -535,7 +551,7 @@ START_TEST(test_no_plaintext_in_control_plane)
 			      "secret %zu found in the control-plane WAL", i);
 	}
 	/* The search itself works: the database name is in there. */
-	{
+	if (!sm_pg()) {
 		char *name = db_name(ctx, "dev");
 
 		ck_assert(td_file_contains(T.control, name, strlen(name)) ||
@@ -952,12 +968,20 @@ START_TEST(test_rewrap_skips_deleted_meanwhile)
 	ck_assert_int_eq(td_provision(ctx, "acme", "test", NULL, "alice"), ENVDB_OK);
 	ck_assert_int_eq(envdb_key_generate(&key, ctx, NULL, 1), ENVDB_OK);
 	envdb_close(ctx);
-	sql(T.control, "CREATE TRIGGER gone AFTER UPDATE OF secret_ciphertext ON "
-		       "sys_database_credential BEGIN "
-		       "DELETE FROM sys_database_credential WHERE environment_database_id <> "
-		       "NEW.environment_database_id; "
-		       "DELETE FROM sys_environment_database WHERE id <> "
-		       "NEW.environment_database_id; END");
+	sql(T.control,
+	    sm_pg() ? "CREATE FUNCTION gone_fn() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+		      "DELETE FROM sys_database_credential WHERE environment_database_id <> "
+		      "NEW.environment_database_id; "
+		      "DELETE FROM sys_environment_database WHERE id <> "
+		      "NEW.environment_database_id; RETURN NULL; END $$; "
+		      "CREATE TRIGGER gone AFTER UPDATE OF secret_ciphertext ON "
+		      "sys_database_credential FOR EACH ROW EXECUTE FUNCTION gone_fn()"
+		    : "CREATE TRIGGER gone AFTER UPDATE OF secret_ciphertext ON "
+		      "sys_database_credential BEGIN "
+		      "DELETE FROM sys_database_credential WHERE environment_database_id <> "
+		      "NEW.environment_database_id; "
+		      "DELETE FROM sys_environment_database WHERE id <> "
+		      "NEW.environment_database_id; END");
 	ctx = td_open(&T);
 	rc = envdb_key_rewrap(&rep, ctx, 0);
 	ck_assert_msg(rc == ENVDB_OK, "rewrap: %s", envdb_error_last()->message);
@@ -966,7 +990,8 @@ START_TEST(test_rewrap_skips_deleted_meanwhile)
 	ck_assert_uint_ge(rep.rewrapped, 1);
 	ck_assert_uint_eq(rep.rewrapped + rep.already_current, 6);
 	envdb_close(ctx);
-	sql(T.control, "DROP TRIGGER gone");
+	sql(T.control, sm_pg() ? "DROP TRIGGER gone ON sys_database_credential; DROP FUNCTION gone_fn()"
+			       : "DROP TRIGGER gone");
 	/* what is left is under the new key */
 	ctx = td_open(&T);
 	for (i = 0; i < 3; i++) {
@@ -1157,11 +1182,5 @@ static Suite *cred_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(cred_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return sm_run(cred_suite) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

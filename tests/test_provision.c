@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -531,6 +532,102 @@ START_TEST(test_race_default_environment)
 }
 END_TEST
 
+/* Everything a deployment has, in its copy: the same environments, the
+ * same deployment id, secrets that still open, check clean. */
+static void expect_copy_of(const char *manifest, const char *dep_id, const char *secret)
+{
+	envdb_ctx *ctx = NULL;
+	envdb_connection *c = NULL;
+
+	ck_assert_msg(envdb_open(&ctx, manifest, 0) == ENVDB_OK, "open %s: %s", manifest,
+		      envdb_error_last()->message);
+	ck_assert_str_eq(envdb_deployment_id(ctx), dep_id);
+	ck_assert_uint_eq(td_env_count(ctx, "acme", NULL), 2);
+	ck_assert_uint_eq(td_env_count(ctx, "acme", "active"), 2);
+	ck_assert_uint_eq(td_check(ctx), 0);
+	ck_assert_int_eq(envdb_resolve(&c, ctx, "acme", "prod", "bob"), ENVDB_OK);
+	ck_assert_str_eq(c->secret, secret);
+	envdb_connection_free(c);
+	envdb_close(ctx);
+}
+
+/* envdb store copy: to an SQLite file, and — in the PostgreSQL pass —
+ * from the PostgreSQL schema to a file and from that file to a new schema:
+ * everything arrives, the deployment id with it; a non-empty target is
+ * refused; a copy killed before its commit leaves the target empty. */
+START_TEST(test_store_copy)
+{
+	envdb_store_copy_report r = ENVDB_STORE_COPY_REPORT_INIT;
+	envdb_ctx *ctx = td_open(&T);
+	envdb_connection *c = NULL;
+	char file_m[PATH_MAX + 16], pg_m[PATH_MAX + 16], cp[PATH_MAX * 2], dep[64], secret[512];
+
+	ck_assert_int_eq(td_provision(ctx, "acme", "prod", NULL, "alice"), ENVDB_OK);
+	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	ck_assert_int_eq(envdb_member_add(ctx, "acme", "prod", "bob", "reader", NULL), ENVDB_OK);
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "prod", NULL), ENVDB_OK);
+	ck_assert_int_eq(envdb_resolve(&c, ctx, "acme", "prod", "bob"), ENVDB_OK);
+	snprintf(secret, sizeof secret, "%s", c->secret);
+	envdb_connection_free(c);
+	snprintf(dep, sizeof dep, "%s", envdb_deployment_id(ctx));
+
+	snprintf(file_m, sizeof file_m, "%s/copy-file.yaml", T.dir);
+	snprintf(cp, sizeof cp, "control_plane: %s/copy.db\n", T.dir);
+	td_manifest_variant(&T, file_m, cp);
+	ck_assert_msg(envdb_store_copy(&r, ctx, file_m) == ENVDB_OK, "copy: %s",
+		      envdb_error_last()->message);
+	ck_assert_uint_eq(r.environments, 2);
+	ck_assert_uint_eq(r.databases, 2);
+	ck_assert_uint_ge(r.credentials, 3); /* dev's, prod's rotating and active ones */
+	ck_assert_uint_eq(r.members, 3);
+	ck_assert_uint_eq(r.target_violations, 0);
+	/* a second copy: the target is not empty */
+	ck_assert_int_eq(envdb_store_copy(&r, ctx, file_m), ENVDB_ERR_EXISTS);
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "not empty"));
+	envdb_close(ctx);
+	expect_copy_of(file_m, dep, secret);
+	if (!sm_pg())
+		return;
+
+	/* and back into PostgreSQL: from the file to a new schema */
+	snprintf(pg_m, sizeof pg_m, "%s/copy-pg.yaml", T.dir);
+	snprintf(cp, sizeof cp,
+		 "control_plane:\n  driver: postgresql\n  conninfo_file: %s\n  schema: %s_c\n",
+		 sm_conninfo_file(), T.control);
+	td_manifest_variant(&T, pg_m, cp);
+#ifdef ENVDB_FAILPOINTS
+	{
+		/* killed after writing everything, before the commit */
+		envdb_ctx *k = NULL;
+		pid_t pid = fork();
+		int status = 0;
+
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			setenv("ENVDB_FAILPOINTS", "store_copy.commit=kill", 1);
+			if (envdb_open(&k, file_m, 0) != ENVDB_OK)
+				_exit(2);
+			envdb_store_copy(&r, k, pg_m);
+			_exit(3);
+		}
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "status %d",
+			      status);
+		ck_assert_int_eq(envdb_open(&k, pg_m, 0), ENVDB_OK);
+		ck_assert_uint_eq(td_env_count(k, "acme", NULL), 0);
+		ck_assert_str_ne(envdb_deployment_id(k), dep);
+		envdb_close(k);
+	}
+#endif
+	ck_assert_int_eq(envdb_open(&ctx, file_m, 0), ENVDB_OK);
+	ck_assert_msg(envdb_store_copy(&r, ctx, pg_m) == ENVDB_OK, "copy back: %s",
+		      envdb_error_last()->message);
+	ck_assert_uint_eq(r.environments, 2);
+	envdb_close(ctx);
+	expect_copy_of(pg_m, dep, secret);
+}
+END_TEST
+
 START_TEST(test_failpoint_names_listed)
 {
 #define COUNT_POINT(name, what) n++;
@@ -557,6 +654,7 @@ static Suite *provision_suite(void)
 	tcase_add_test(tc, test_provision_mint_read_only_fails);
 	tcase_add_test(tc, test_provision_compensation_fails_then_reconcile);
 	tcase_add_test(tc, test_failpoint_names_listed);
+	tcase_add_test(tc, test_store_copy);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("failpoints");
@@ -577,11 +675,5 @@ static Suite *provision_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(provision_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return sm_run(provision_suite) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -1,8 +1,12 @@
 /*
- * tests/test_store.c — the control-plane store (core/store.c) on real
- * SQLite files: open/create/version refusal, typed insert/get/update/list/
- * delete per object, the constraints and their messages, transactions
- * (nesting, rollback), locking between two connections, the legacy shim.
+ * tests/test_store.c — the control-plane store (core/store.c) on both of
+ * its backends (tests/store_matrix.h: real SQLite files, then schemas on a
+ * real PostgreSQL cluster the test starts): open/create/version refusal,
+ * typed insert/get/update/list/delete per object, the constraints and their
+ * messages, transactions (nesting, rollback), locking between two
+ * connections, the legacy shim; and what is particular to each backend
+ * (file modes and SQLite's codes; PostgreSQL's bad conninfo, a server that
+ * is down, a schema of another role, a connection lost mid-transaction).
  */
 #include "config.h"
 
@@ -21,6 +25,7 @@
 
 #include "schema.h"
 #include "store.h"
+#include "store_matrix_cp.h"
 #include "store_sqlite.h"
 
 #define CT "v1:k1:c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2Vj"
@@ -41,7 +46,8 @@ static void setup(void)
 	const char *tmp = getenv("TMPDIR");
 	snprintf(dir, sizeof dir, "%s/envdb-store-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	ck_assert_ptr_nonnull(mkdtemp(dir));
-	snprintf(path, sizeof path, "%s/control.db", dir);
+	sm_fresh(dir);
+	snprintf(path, sizeof path, "%s", sm_name());
 }
 
 static void teardown(void)
@@ -49,10 +55,24 @@ static void teardown(void)
 	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
+/* Another control plane next to it (a file, or a schema). */
+static void other_name(char *out, size_t cap)
+{
+	if (sm_pg())
+		snprintf(out, cap, "%s_o", path);
+	else
+		snprintf(out, cap, "%s/other.db", dir);
+}
+
+static int raw_exec(const char *sql)
+{
+	return cp_raw_exec(sql, NULL, 0);
+}
+
 static envdbi_store *open_store(bool legacy)
 {
 	envdbi_store *s = NULL;
-	int rc = envdbi_store_open_path(&s, path, 2000, legacy, ENVDB_OPEN_CREATE);
+	int rc = cp_open(&s, 2000, legacy, ENVDB_OPEN_CREATE);
 	ck_assert_msg(rc == 0, "open: %s", envdb_error_last()->message);
 	return s;
 }
@@ -105,18 +125,46 @@ START_TEST(open_create_and_versions)
 	envdbi_store *s = NULL;
 	sqlite3 *raw = NULL;
 	int v = 0;
+	char want[96];
 
-	ck_assert_int_eq(envdbi_store_open_path(&s, path, 1000, false, 0), ENVDB_ERR_NOT_FOUND);
+	ck_assert_int_eq(cp_open(&s, 1000, false, 0), ENVDB_ERR_NOT_FOUND);
 	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "run envdb init"));
 	s = open_store(false);
 	ck_assert_int_eq(envdbi_store_version(s), ENVDBI_STORE_VERSION);
 	ck_assert(!envdbi_store_legacy(s));
-	ck_assert_str_eq(envdbi_store_describe(s), path);
+	ck_assert_str_eq(envdbi_store_driver(s), sm_store_name());
+	if (!sm_pg()) {
+		ck_assert_str_eq(envdbi_store_describe(s), path);
+	} else {
+		/* server, database and schema; never the password */
+		char sch[600];
+		snprintf(sch, sizeof sch, "/envdb_cp schema %s", path);
+		ck_assert_ptr_nonnull(strstr(envdbi_store_describe(s), sch));
+		ck_assert_ptr_nonnull(strstr(envdbi_store_describe(s), "postgresql://127.0.0.1:"));
+	}
 	envdbi_store_close(s);
 
 	/* reopen without CREATE; WAL and the version are persistent */
-	ck_assert_int_eq(envdbi_store_open_path(&s, path, 1000, false, 0), 0);
+	ck_assert_int_eq(cp_open(&s, 1000, false, 0), 0);
 	envdbi_store_close(s);
+	snprintf(want, sizeof want, "schema version 99 is newer than this libenvdb supports (%d)",
+		 ENVDBI_STORE_VERSION);
+	if (sm_pg()) {
+		char got[64];
+		ck_assert_int_eq(sm_pg_query1("SELECT version FROM envdb_store_version", got,
+					      sizeof got),
+				 1);
+		ck_assert_int_eq(atoi(got), ENVDBI_STORE_VERSION);
+		/* a control plane written by a newer envdb is refused, unchanged */
+		ck_assert_int_eq(raw_exec("UPDATE envdb_store_version SET version = 99"), 0);
+		ck_assert_int_eq(cp_open(&s, 1000, false, ENVDB_OPEN_CREATE),
+				 ENVDB_ERR_NOT_SUPPORTED);
+		ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, want));
+		ck_assert_ptr_null(s);
+		sm_pg_query1("SELECT version FROM envdb_store_version", got, sizeof got);
+		ck_assert_str_eq(got, "99");
+		return;
+	}
 	ck_assert_int_eq(sqlite3_open(path, &raw), SQLITE_OK);
 	sqlite3_stmt *st;
 	sqlite3_prepare_v2(raw, "PRAGMA journal_mode", -1, &st, NULL);
@@ -132,21 +180,24 @@ START_TEST(open_create_and_versions)
 	ck_assert_int_eq(sqlite3_exec(raw, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(raw);
 	ck_assert_int_eq(envdbi_store_open_path(&s, path, 1000, false, 0), ENVDB_ERR_NOT_SUPPORTED);
-	char want[96];
-	snprintf(want, sizeof want, "schema version 99 is newer than this libenvdb supports (%d)",
-		 ENVDBI_STORE_VERSION);
 	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, want));
 	ck_assert_ptr_null(s);
 }
 END_TEST
 
-/* Read sys_deployment.id of the file at `p` with plain SQLite ("" if none). */
+/* Read sys_deployment.id of control plane `p` with plain SQLite or libpq
+ * ("" if none). */
 static void raw_deployment_id(const char *p, char out[64])
 {
 	sqlite3 *raw = NULL;
 	sqlite3_stmt *st = NULL;
 
 	out[0] = '\0';
+	if (sm_pg()) {
+		ck_assert_str_eq(p, path);
+		sm_pg_query1("SELECT id FROM sys_deployment", out, 64);
+		return;
+	}
 	ck_assert_int_eq(sqlite3_open(p, &raw), SQLITE_OK);
 	if (sqlite3_prepare_v2(raw, "SELECT id FROM sys_deployment", -1, &st, NULL) == SQLITE_OK &&
 	    sqlite3_step(st) == SQLITE_ROW)
@@ -161,8 +212,7 @@ static void raw_deployment_id(const char *p, char out[64])
 START_TEST(deployment_id_created_and_immutable)
 {
 	envdbi_store *s = open_store(false), *s2 = NULL;
-	char id[37], raw_id[64], other[512];
-	sqlite3 *raw = NULL;
+	char id[37], raw_id[64], other[600];
 
 	ck_assert(envdbi_uuid_valid(envdbi_store_deployment_id(s)));
 	ck_assert_int_gt(envdbi_store_deployment_created_at(s), 0);
@@ -170,24 +220,22 @@ START_TEST(deployment_id_created_and_immutable)
 	envdbi_store_close(s);
 	raw_deployment_id(path, raw_id);
 	ck_assert_str_eq(raw_id, id);
-	ck_assert_int_eq(envdbi_store_open_path(&s, path, 1000, false, 0), 0);
+	ck_assert_int_eq(cp_open(&s, 1000, false, 0), 0);
 	ck_assert_str_eq(envdbi_store_deployment_id(s), id);
 	envdbi_store_close(s);
 
-	snprintf(other, sizeof other, "%s/other.db", dir);
-	ck_assert_int_eq(envdbi_store_open_path(&s2, other, 1000, false, ENVDB_OPEN_CREATE), 0);
+	other_name(other, sizeof other);
+	ck_assert_int_eq(cp_open_named(&s2, other, 1000, false, ENVDB_OPEN_CREATE), 0);
 	ck_assert(envdbi_uuid_valid(envdbi_store_deployment_id(s2)));
 	ck_assert_str_ne(envdbi_store_deployment_id(s2), id);
 	envdbi_store_close(s2);
 
-	ck_assert_int_eq(sqlite3_open(path, &raw), SQLITE_OK);
-	ck_assert_int_ne(sqlite3_exec(raw, "UPDATE sys_deployment SET id = "
-					   "'00000000-0000-4000-8000-000000000000'",
-				      NULL, NULL, NULL),
-			 SQLITE_OK);
-	ck_assert_int_ne(sqlite3_exec(raw, "DELETE FROM sys_deployment", NULL, NULL, NULL),
-			 SQLITE_OK);
-	sqlite3_close(raw);
+	ck_assert_int_ne(raw_exec("UPDATE sys_deployment SET id = "
+				  "'00000000-0000-4000-8000-000000000000'"),
+			 0);
+	ck_assert_int_ne(raw_exec("DELETE FROM sys_deployment"), 0);
+	if (sm_pg())
+		ck_assert_int_ne(raw_exec("TRUNCATE sys_deployment"), 0);
 	raw_deployment_id(path, raw_id);
 	ck_assert_str_eq(raw_id, id);
 }
@@ -200,22 +248,19 @@ START_TEST(deployment_id_migrated_from_version_1)
 	envdbi_store *s = open_store(false);
 	envdb_environment *e = NULL;
 	char env_id[37], id[64], again[64];
-	sqlite3 *raw = NULL;
 
 	mkenv(s, "acme", "prod", 1, "active", env_id);
 	envdbi_store_close(s);
 	/* Make it what envdb 0.1 wrote: version 1, no sys_deployment. */
-	ck_assert_int_eq(sqlite3_open(path, &raw), SQLITE_OK);
-	ck_assert_int_eq(sqlite3_exec(raw,
-				      "DROP TRIGGER sys_deployment_kept; DROP TABLE sys_deployment; "
-				      "PRAGMA user_version = 1",
-				      NULL, NULL, NULL),
-			 SQLITE_OK);
-	sqlite3_close(raw);
+	ck_assert_int_eq(raw_exec(sm_pg() ? "DROP TABLE sys_deployment; UPDATE envdb_store_version "
+					    "SET version = 1"
+					  : "DROP TRIGGER sys_deployment_kept; DROP TABLE "
+					    "sys_deployment; PRAGMA user_version = 1"),
+			 0);
 	raw_deployment_id(path, id);
 	ck_assert_str_eq(id, "");
 
-	ck_assert_int_eq(envdbi_store_open_path(&s, path, 1000, false, 0), 0);
+	ck_assert_int_eq(cp_open(&s, 1000, false, 0), 0);
 	ck_assert_int_eq(envdbi_store_version(s), ENVDBI_STORE_VERSION);
 	ck_assert(envdbi_uuid_valid(envdbi_store_deployment_id(s)));
 	ck_assert_int_eq(envdbi_store_env_get(s, &e, env_id), 0);
@@ -224,7 +269,7 @@ START_TEST(deployment_id_migrated_from_version_1)
 	envdbi_store_close(s);
 	raw_deployment_id(path, id);
 	ck_assert(envdbi_uuid_valid(id));
-	ck_assert_int_eq(envdbi_store_open_path(&s, path, 1000, false, 0), 0);
+	ck_assert_int_eq(cp_open(&s, 1000, false, 0), 0);
 	snprintf(again, sizeof again, "%s", envdbi_store_deployment_id(s));
 	envdbi_store_close(s);
 	ck_assert_str_eq(again, id);
@@ -765,7 +810,7 @@ START_TEST(busy_timeout_between_connections)
 {
 	envdbi_store *a = open_store(false), *b = NULL;
 	struct timespec t0, t1;
-	ck_assert_int_eq(envdbi_store_open_path(&b, path, 300, false, 0), 0);
+	ck_assert_int_eq(cp_open(&b, 300, false, 0), 0);
 	ck_assert_int_eq(envdbi_store_begin(a), 0);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ck_assert_int_eq(envdbi_store_begin(b), ENVDB_ERR_BUSY);
@@ -795,7 +840,7 @@ static void *race(void *arg)
 {
 	racer *r = arg;
 	envdbi_store *s = NULL;
-	r->rc = envdbi_store_open_path(&s, path, 5000, false, 0);
+	r->rc = cp_open(&s, 5000, false, 0);
 	if (r->rc != 0)
 		return NULL;
 	envdb_environment e = {.organization_id = "acme", .slug = (char *)r->slug, .is_default = 1,
@@ -993,6 +1038,273 @@ START_TEST(bulk_savepoint_journal_stays_in_memory)
 }
 END_TEST
 
+/* ---- the constraints hold against other processes ------------------------ */
+
+/* Rows written by SQL of another process, past the store's validation: the
+ * backend's own constraints (generated from the same definitions) refuse
+ * what the store would refuse — on both backends alike. */
+START_TEST(constraints_hold_for_other_processes)
+{
+	envdbi_store *s = open_store(false);
+	char env[37], db[37];
+	envdb_environment *e = NULL;
+#define ENV_ROW(id, slug, def, meta)                                                       \
+	"INSERT INTO sys_environment (id, organization_id, slug, display_name, env_type, "  \
+	"is_default, plan, status, created_at, updated_at, metadata) VALUES ('" id          \
+	"', 'acme', '" slug "', 'x', 'production', " def ", 'free', 'active', 1, 1, '" meta \
+	"')"
+
+	mkenv(s, "acme", "prod", 1, "active", env);
+	mkdb(s, env, "envdb_prod", db);
+	envdbi_store_close(s);
+	/* a valid row goes in (the statement itself is right) */
+	ck_assert_int_eq(raw_exec(ENV_ROW("01890000-0000-7000-8000-00000000000a", "ok", "0", "{}")),
+			 0);
+	/* slug, uuid, JSON object, enum, boolean */
+	ck_assert_int_ne(raw_exec(ENV_ROW("01890000-0000-7000-8000-00000000000b", "Bad Slug", "0",
+					  "{}")),
+			 0);
+	ck_assert_int_ne(raw_exec(ENV_ROW("01890000-0000-7000-8000-00000000000B", "upper", "0",
+					  "{}")),
+			 0);
+	ck_assert_int_ne(raw_exec(ENV_ROW("01890000-0000-7000-8000-00000000000c", "arr", "0", "[]")),
+			 0);
+	ck_assert_int_ne(raw_exec(ENV_ROW("01890000-0000-7000-8000-00000000000d", "two", "2", "{}")),
+			 0);
+	ck_assert_int_ne(raw_exec("UPDATE sys_environment SET status = 'bogus'"), 0);
+	/* one default per organization (partial unique index) */
+	ck_assert_int_ne(raw_exec(ENV_ROW("01890000-0000-7000-8000-00000000000e", "dflt", "1", "{}")),
+			 0);
+	/* immutability trigger */
+	ck_assert_int_ne(raw_exec("UPDATE sys_environment SET organization_id = 'other'"), 0);
+	ck_assert_int_ne(raw_exec("UPDATE sys_environment_database SET database_name = 'x'"), 0);
+	/* positive storage limit; a reference to nothing; plaintext */
+	ck_assert_int_ne(raw_exec("UPDATE sys_environment_database SET storage_limit_mb = 0"), 0);
+	ck_assert_int_ne(raw_exec("INSERT INTO sys_environment_member (id, environment_id, user_id, "
+				  "role, created_at, updated_at) VALUES "
+				  "('01890000-0000-7000-8000-0000000000f1', "
+				  "'01890000-0000-7000-8000-0000000000f2', 'u', 'owner', 1, 1)"),
+			 0);
+	ck_assert_int_ne(raw_exec("INSERT INTO sys_database_credential (id, environment_database_id, "
+				  "secret_ciphertext, encryption_key_id, \"authorization\", status, "
+				  "created_at, aad_version) SELECT "
+				  "'01890000-0000-7000-8000-0000000000f3', id, 'hunter2', 'k', "
+				  "'full_access', 'active', 1, 1 FROM sys_environment_database"),
+			 0);
+	/* the same two statements with valid values go in */
+	ck_assert_int_eq(raw_exec("INSERT INTO sys_environment_member (id, environment_id, user_id, "
+				  "role, created_at, updated_at) SELECT "
+				  "'01890000-0000-7000-8000-0000000000f1', id, 'u', 'owner', 1, 1 "
+				  "FROM sys_environment WHERE slug = 'prod'"),
+			 0);
+	ck_assert_int_eq(raw_exec("INSERT INTO sys_database_credential (id, environment_database_id, "
+				  "secret_ciphertext, encryption_key_id, \"authorization\", status, "
+				  "created_at, aad_version) SELECT "
+				  "'01890000-0000-7000-8000-0000000000f3', id, '" CT "', 'k', "
+				  "'full_access', 'active', 1, 1 FROM sys_environment_database"),
+			 0);
+	/* and what went in is what the store reads */
+	s = open_store(false);
+	ck_assert_int_eq(envdbi_store_env_get_by_slug(s, &e, "acme", "ok"), 0);
+	envdb_environment_free(e);
+	ck_assert_int_eq(envdbi_store_env_get_by_slug(s, &e, "acme", "prod"), 0);
+	ck_assert_str_eq(e->organization_id, "acme");
+	ck_assert_str_eq(e->status, "active");
+	envdb_environment_free(e);
+	envdbi_store_close(s);
+#undef ENV_ROW
+}
+END_TEST
+
+/* ---- snapshots (dry runs) ------------------------------------------------ */
+
+static size_t env_count(envdbi_store *s)
+{
+	envdb_environment **list = NULL;
+	size_t n = 0;
+	ck_assert_int_eq(envdbi_store_env_list(s, &list, &n, NULL), 0);
+	envdb_environment_list_free(list, n);
+	return n;
+}
+
+/* What a dry run writes to a snapshot stays in it: on SQLite an in-memory
+ * copy, on PostgreSQL one transaction that is never committed. */
+START_TEST(snapshot_writes_stay_private)
+{
+	envdbi_store *s = open_store(false), *snap = NULL, *s2 = NULL;
+	char id[37];
+
+	mkenv(s, "acme", "prod", 1, "active", id);
+	ck_assert_int_eq(envdbi_store_snapshot(&snap, s), 0);
+	ck_assert(envdbi_store_is_snapshot(snap));
+	ck_assert_str_eq(envdbi_store_deployment_id(snap), envdbi_store_deployment_id(s));
+	mkenv(snap, "acme", "dry", 0, "active", NULL);
+	ck_assert_int_eq(envdbi_store_begin(snap), 0);
+	mkenv(snap, "acme", "dry2", 0, "active", NULL);
+	ck_assert_int_eq(envdbi_store_commit(snap), 0);
+	ck_assert_int_eq(envdbi_store_begin(snap), 0);
+	mkenv(snap, "acme", "undone", 0, "active", NULL);
+	envdbi_store_rollback(snap);
+	ck_assert_int_eq(envdbi_store_env_set_status(snap, id, "active", "suspended"), 0);
+	ck_assert_uint_eq(env_count(snap), 3);
+	ck_assert_uint_eq(env_count(s), 1);
+	envdbi_store_close(snap);
+	ck_assert_uint_eq(env_count(s), 1);
+	/* opened as a snapshot from the start */
+	ck_assert_int_eq(cp_open(&s2, 1000, false, ENVDB_OPEN_SNAPSHOT), 0);
+	ck_assert(envdbi_store_is_snapshot(s2));
+	mkenv(s2, "acme", "dry3", 0, "active", NULL);
+	ck_assert_uint_eq(env_count(s2), 2);
+	envdbi_store_close(s2);
+	ck_assert_uint_eq(env_count(s), 1);
+	{
+		envdb_environment *e = NULL;
+		ck_assert_int_eq(envdbi_store_env_get(s, &e, id), 0);
+		ck_assert_str_eq(e->status, "active");
+		envdb_environment_free(e);
+	}
+	envdbi_store_close(s);
+}
+END_TEST
+
+/* ---- PostgreSQL only ------------------------------------------------------ */
+
+/* A manifest's control plane with the conninfo `text` in a file of `mode`
+ * (NULL text: conninfo_env ENVDB_TEST_CONNINFO instead), schema `schema`. */
+static int open_conninfo(envdbi_store **s, const char *text, int mode, const char *schema)
+{
+	envdbi_manifest m = {0};
+	char file[600];
+
+	m.control_plane_driver = (char *)"postgresql";
+	m.control_plane_schema = (char *)schema;
+	m.busy_timeout_ms = 2000;
+	if (text != NULL) {
+		FILE *f;
+		snprintf(file, sizeof file, "%s/other.conninfo", dir);
+		ck_assert_ptr_nonnull(f = fopen(file, "w"));
+		fputs(text, f);
+		fclose(f);
+		ck_assert_int_eq(chmod(file, (mode_t)mode), 0);
+		m.control_plane_conninfo_file = file;
+	} else {
+		m.control_plane_conninfo_env = (char *)"ENVDB_TEST_CONNINFO";
+	}
+	return envdbi_store_open(s, &m, ENVDB_OPEN_CREATE);
+}
+
+static void expect_refused(int rc, int status, const char *needle)
+{
+	const char *msg = envdb_error_last()->message;
+	ck_assert_msg(rc == status, "rc %d (want %d): %s", rc, status, msg);
+	ck_assert_msg(strstr(msg, needle) != NULL, "expected \"%s\" in \"%s\"", needle, msg);
+	ck_assert_msg(strstr(msg, "supersecret") == NULL, "the password leaked: %s", msg);
+}
+
+/* Bad input: clear errors, the statuses the command maps to its exit
+ * statuses, no password in any message, and nothing created. */
+START_TEST(pg_open_refusals)
+{
+	envdbi_store *s = NULL;
+	char sql[2048], got[64], ci[1200];
+	int port = sm_pg_port();
+
+	/* a schema that is not an envdb control plane: refused, untouched */
+	snprintf(sql, sizeof sql, "CREATE SCHEMA %s_f; CREATE TABLE %s_f.t (x integer)", path, path);
+	ck_assert_int_eq(sm_pg_exec(sql, NULL, 0), 0);
+	snprintf(sql, sizeof sql, "%s_f", path);
+	expect_refused(cp_open_named(&s, sql, 1000, false, ENVDB_OPEN_CREATE), ENVDB_ERR_INVALID,
+		       "not an envdb control plane");
+	snprintf(sql, sizeof sql,
+		 "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+		 "WHERE n.nspname = '%s_f'",
+		 path);
+	sm_pg_query1(sql, got, sizeof got);
+	ck_assert_str_eq(got, "1");
+	/* a schema owned by another role */
+	snprintf(sql, sizeof sql, "CREATE SCHEMA %s_x AUTHORIZATION envdb_super", path);
+	ck_assert_int_eq(sm_pg_exec_super(sql, NULL, 0), 0);
+	snprintf(sql, sizeof sql, "%s_x", path);
+	expect_refused(cp_open_named(&s, sql, 1000, false, ENVDB_OPEN_CREATE), ENVDB_ERR_CONFIG,
+		       "is owned by envdb_super, not by the connecting role envdb_cp");
+	/* a name PostgreSQL would truncate or fold */
+	expect_refused(cp_open_named(&s, "Envdb", 1000, false, ENVDB_OPEN_CREATE), ENVDB_ERR_CONFIG,
+		       "is not a lowercase identifier");
+	/* a conninfo that does not parse: its text is not echoed */
+	expect_refused(open_conninfo(&s, "host=127.0.0.1 port password supersecret", 0600, path),
+		       ENVDB_ERR_CONFIG, "not a valid libpq connection string");
+	/* a server that is down */
+	snprintf(ci, sizeof ci,
+		 "host=127.0.0.1 port=1 user=envdb_cp password=supersecret dbname=envdb_cp");
+	expect_refused(open_conninfo(&s, ci, 0600, path), ENVDB_ERR_UNAVAILABLE, "cannot connect");
+	/* a wrong password */
+	snprintf(ci, sizeof ci,
+		 "host=127.0.0.1 port=%d user=envdb_cp password=supersecret dbname=envdb_cp", port);
+	expect_refused(open_conninfo(&s, ci, 0600, path), ENVDB_ERR_UNAVAILABLE,
+		       "password authentication failed");
+	/* a conninfo file others may read, a variable that is not set */
+	expect_refused(open_conninfo(&s, sm_pg_conninfo(), 0640, path), ENVDB_ERR_CONFIG,
+		       "accessible by group or others");
+	unsetenv("ENVDB_TEST_CONNINFO");
+	expect_refused(open_conninfo(&s, NULL, 0, path), ENVDB_ERR_CONFIG, "ENVDB_TEST_CONNINFO");
+	ck_assert_ptr_null(s);
+	/* nothing was created by any of them */
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_namespace WHERE nspname = '%s'", path);
+	sm_pg_query1(sql, got, sizeof got);
+	ck_assert_str_eq(got, "0");
+	/* and the variable works */
+	setenv("ENVDB_TEST_CONNINFO", sm_pg_conninfo(), 1);
+	ck_assert_int_eq(open_conninfo(&s, NULL, 0, path), 0);
+	unsetenv("ENVDB_TEST_CONNINFO");
+	envdbi_store_close(s);
+}
+END_TEST
+
+static void kill_sessions(void)
+{
+	char err[256];
+	ck_assert_int_eq(sm_pg_exec_super("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+					  "WHERE usename = 'envdb_cp' AND application_name = 'envdb'",
+					  err, sizeof err),
+			 0);
+}
+
+/* The server ends the session in the middle of a transaction: the
+ * transaction's calls fail clearly, nothing of it stays, and the store
+ * works again at the next transaction (a new connection). */
+START_TEST(pg_connection_lost_mid_transaction)
+{
+	envdbi_store *s = open_store(false);
+	envdb_environment **list = NULL;
+	size_t n = 0;
+
+	mkenv(s, "acme", "before", 0, "active", NULL);
+	ck_assert_int_eq(envdbi_store_begin(s), 0);
+	mkenv(s, "acme", "doomed", 0, "active", NULL);
+	kill_sessions();
+	envdb_environment e = {.organization_id = "acme", .slug = "after-kill"};
+	expect_refused(envdbi_store_env_insert(s, &e, NULL), ENVDB_ERR_IO, "connection lost");
+	expect_refused(envdbi_store_commit(s), ENVDB_ERR_IO,
+		       "connection lost; the transaction was rolled back");
+	ck_assert(!envdbi_store_in_transaction(s));
+	/* nothing half-done; the next calls reconnect */
+	ck_assert_int_eq(envdbi_store_env_list(s, &list, &n, NULL), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(list[0]->slug, "before");
+	envdb_environment_list_free(list, n);
+	/* outside a transaction a broken connection is made again at once */
+	kill_sessions();
+	mkenv(s, "acme", "reconnected", 0, "active", NULL);
+	ck_assert_int_eq(envdbi_store_begin(s), 0);
+	mkenv(s, "acme", "in-tx", 0, "active", NULL);
+	ck_assert_int_eq(envdbi_store_commit(s), 0);
+	ck_assert_int_eq(envdbi_store_env_list(s, &list, &n, NULL), 0);
+	ck_assert_uint_eq(n, 3);
+	envdb_environment_list_free(list, n);
+	envdbi_store_close(s);
+}
+END_TEST
+
 /* The manifest selects the backend: the mapping form of the SQLite file
  * opens it like the scalar; a driver this build lacks is
  * ENVDB_ERR_NOT_SUPPORTED and says which, and nothing is created. */
@@ -1044,14 +1356,23 @@ static Suite *suite(void)
 	TCase *tc = tcase_create("store");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, open_create_and_versions);
-	tcase_add_test(tc, manifest_selects_backend);
 	tcase_add_test(tc, deployment_id_created_and_immutable);
 	tcase_add_test(tc, deployment_id_migrated_from_version_1);
-	tcase_add_test(tc, open_create_owner_only);
-	tcase_add_test(tc, open_create_layout);
-	tcase_add_test(tc, open_refuses_foreign_files);
-	tcase_add_test(tc, open_sqlite_status_mapping);
-	tcase_add_test(tc, open_read_only_reports_the_cause);
+	if (!sm_pg()) {
+		/* the file: its mode, page size, SQLite's codes */
+		tcase_add_test(tc, manifest_selects_backend);
+		tcase_add_test(tc, open_create_owner_only);
+		tcase_add_test(tc, open_create_layout);
+		tcase_add_test(tc, open_refuses_foreign_files);
+		tcase_add_test(tc, open_sqlite_status_mapping);
+		tcase_add_test(tc, open_read_only_reports_the_cause);
+		tcase_add_test(tc, bulk_savepoint_journal_stays_in_memory);
+	} else {
+		tcase_add_test(tc, pg_open_refusals);
+		tcase_add_test(tc, pg_connection_lost_mid_transaction);
+	}
+	tcase_add_test(tc, constraints_hold_for_other_processes);
+	tcase_add_test(tc, snapshot_writes_stay_private);
 	tcase_add_test(tc, environment_crud);
 	tcase_add_test(tc, environment_constraints);
 	tcase_add_test(tc, database_rules);
@@ -1062,16 +1383,11 @@ static Suite *suite(void)
 	tcase_add_test(tc, concurrent_default_creation);
 	tcase_add_test(tc, shared_store_threads);
 	tcase_add_test(tc, legacy_objects);
-	tcase_add_test(tc, bulk_savepoint_journal_stays_in_memory);
 	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return sm_run(suite) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -728,11 +728,5 @@ static Suite *storm_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(storm_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return sm_run(storm_suite) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

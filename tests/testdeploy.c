@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "store_matrix.h"
 #include "testdeploy.h"
 
 static void path_set(char *out, const char *dir, const char *name)
@@ -46,7 +47,10 @@ void td_setup(td *t, const td_opts *o)
 	ck_assert_msg(mkdtemp(tmpl) != NULL, "mkdtemp: %s", strerror(errno));
 	snprintf(t->dir, sizeof(t->dir), "%s", tmpl);
 	path_set(t->manifest, t->dir, "envdb.yaml");
-	path_set(t->control, t->dir, "control.db");
+	/* the control plane of the store pass (tests/store_matrix.h): the
+	 * file control.db, or a fresh PostgreSQL schema */
+	sm_fresh(t->dir);
+	snprintf(t->control, sizeof(t->control), "%s", sm_name());
 	path_set(t->sqlite_dir, t->dir, "environments");
 	path_set(t->faulty_dir, t->dir, "faulty");
 	path_set(t->noro_dir, t->dir, "faulty_noro");
@@ -56,9 +60,9 @@ void td_setup(td *t, const td_opts *o)
 
 	f = fopen(t->manifest, "w");
 	ck_assert_msg(f != NULL, "cannot write %s", t->manifest);
+	fprintf(f, "version: 1\n");
+	sm_manifest_control_plane(f);
 	fprintf(f,
-		"version: 1\n"
-		"control_plane: control.db\n"
 		"defaults:\n"
 		"  driver: %s\n"
 		"  encryptor: kms\n"
@@ -107,6 +111,30 @@ void td_setup(td *t, const td_opts *o)
 	ck_assert_msg(rc == ENVDB_OK, "key generate: %s", envdb_error_last()->message);
 	envdb_free(key);
 	envdb_close(ctx);
+}
+
+void td_manifest_variant(const td *t, const char *out, const char *cp)
+{
+	char line[4096];
+	bool skipping = false;
+	FILE *in = fopen(t->manifest, "r"), *o = fopen(out, "w");
+
+	ck_assert_ptr_nonnull(in);
+	ck_assert_ptr_nonnull(o);
+	while (fgets(line, sizeof line, in) != NULL) {
+		if (strncmp(line, "control_plane:", 14) == 0) {
+			skipping = true; /* and its indented lines */
+			fputs(cp, o);
+			continue;
+		}
+		if (skipping && strncmp(line, "  ", 2) == 0)
+			continue;
+		skipping = false;
+		fputs(line, o);
+	}
+	fclose(in);
+	ck_assert_int_eq(fclose(o), 0);
+	ck_assert_int_eq(chmod(out, 0600), 0);
 }
 
 static void rm_rf(const char *path)

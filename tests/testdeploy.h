@@ -17,6 +17,8 @@
 
 #include <envdb/envdb.h>
 
+#include "store_matrix.h"
+
 typedef struct td_opts {
 	const char *driver;         /**< defaults.driver (default "faulty") */
 	int64_t cache_size;         /**< resolve.cache_size (default 100) */
@@ -31,12 +33,17 @@ typedef struct td_opts {
 typedef struct td {
 	char dir[PATH_MAX];        /* the deployment */
 	char manifest[PATH_MAX];
-	char control[PATH_MAX];    /* control-plane file */
+	char control[PATH_MAX];    /* control-plane file, or PostgreSQL schema (sm_pg()) */
 	char sqlite_dir[PATH_MAX]; /* sqlite adapter's base_dir */
 	char faulty_dir[PATH_MAX]; /* faulty adapter's files */
 	char noro_dir[PATH_MAX];   /* faulty_noro adapter's files */
 	char fail_file[PATH_MAX];  /* what the faulty adapters fail at */
 } td;
+
+/** Write to `out` the manifest of `t` with another control plane: the
+ * manifest text `cp` (a control_plane line or mapping) in place of its
+ * own.  The rest (plugins, keyring) is the same. */
+void td_manifest_variant(const td *t, const char *out, const char *cp);
 
 /** Create the deployment (aborts the test on failure) and a current key. */
 void td_setup(td *t, const td_opts *o);

@@ -430,6 +430,40 @@ enum envdb_restore_flags {
  */
 ENVDB_EXPORT int envdb_restore(envdb_ctx *ctx, const char *backup_path, unsigned flags);
 
+/** What envdb_store_copy() copied: the rows of each object, and what envdb
+ * check found on each side (the target may have no violation the source
+ * does not have). */
+typedef struct envdb_store_copy_report {
+	size_t environments;
+	size_t databases;
+	size_t credentials;
+	size_t members;
+	size_t legacy_tenant_databases;      /**< only when the source registers them */
+	size_t legacy_package_installations;
+	size_t source_violations;
+	size_t target_violations;
+} envdb_store_copy_report;
+#define ENVDB_STORE_COPY_REPORT_INIT { 0, 0, 0, 0, 0, 0, 0, 0 }
+
+/**
+ * Copy every object of the control plane of `ctx` (open) into the control
+ * plane that the manifest `target_manifest` (borrowed) names — of any store
+ * backend: an SQLite file to a PostgreSQL schema, and back — created when
+ * missing and required to be empty (ENVDB_ERR_EXISTS otherwise, nothing
+ * written).  The deployment id moves with the rows (the adapters' ownership
+ * markers carry it).  The source's write lock is held for the whole copy
+ * (its writers wait, at most their busy timeout); the target is written in
+ * one transaction committed only when the row count of every object
+ * matches and envdb check of the target finds no violation the source does
+ * not have (ENVDB_ERR_INTEGRITY otherwise): interrupted at any point, the
+ * target stays empty and the source is unchanged.  Every row is validated
+ * as by any write (ENVDB_ERR_INVALID names a row that breaks a rule).
+ * Then point the manifest of every host at the target.  `rep` may be NULL.
+ * (core/store_copy.c)
+ */
+ENVDB_EXPORT int envdb_store_copy(envdb_store_copy_report *rep, envdb_ctx *ctx,
+				  const char *target_manifest);
+
 /* ---- C2: provisioning, credentials, resolve, reconcile below ------------ */
 
 /* ------------------------------------------------------------------------ */
