@@ -666,13 +666,15 @@ END_TEST
 START_TEST(error_without_manifest)
 {
 	char prog[PATH_MAX];
+	json_t *doc;
 
 	snprintf(prog, sizeof(prog), "%s/core/envdb", getenv("ENVDB_TEST_BUILDDIR"));
 	ck_assert_int_eq(ENVDB("--manifest", "/nonexistent/envdb.yaml", "env", "list"), 78);
+	doc = json_loads(out, 0, NULL);
 	json_decref(doc_of("no manifest"));
-	ck_assert_str_eq(json_string_value(json_object_get(
-				 json_object_get(json_loads(out, 0, NULL), "error"), "code")),
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(doc, "error"), "code")),
 			 "config");
+	json_decref(doc);
 }
 END_TEST
 
