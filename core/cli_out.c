@@ -314,9 +314,18 @@ size_t envdb_cli_table_rows(const envdb_cli_table *t)
 	return t != NULL && t->nrows > 0 ? t->nrows - 1 : 0;
 }
 
+/* True when s starts a C1 control character in UTF-8 (U+0080..U+009F,
+ * bytes C2 80..C2 9F): a terminal reads U+009B as CSI and U+009D as OSC,
+ * as it reads ESC [ and ESC ]. */
+static bool is_c1(const unsigned char *s)
+{
+	return s[0] == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f;
+}
+
 /* `s` with tab, newline, carriage return, backslash and other control
- * bytes escaped (\t \n \r \\ \xNN): one cell stays one field on one line,
- * and nothing reaches a terminal as a control sequence. */
+ * bytes (C0, DEL, and the two bytes of a C1 character) escaped (\t \n \r
+ * \\ \xNN): one cell stays one field on one line, and nothing reaches a
+ * terminal as a control sequence. */
 static void put_cell(FILE *f, const char *s, int pad)
 {
 	int w = 0;
@@ -334,7 +343,10 @@ static void put_cell(FILE *f, const char *s, int pad)
 			w += fprintf(f, "\\\\");
 		else if (c < 0x20 || c == 0x7f)
 			w += fprintf(f, "\\x%02x", c);
-		else {
+		else if (is_c1((const unsigned char *)s)) {
+			w += fprintf(f, "\\x%02x\\x%02x", c, (unsigned char)s[1]);
+			s++;
+		} else {
 			fputc(c, f);
 			w++;
 		}
@@ -354,7 +366,10 @@ static size_t cell_width(const char *s)
 			w += 2;
 		else if (c < 0x20 || c == 0x7f)
 			w += 4;
-		else if ((c & 0xc0) != 0x80) /* one column per UTF-8 character */
+		else if (is_c1((const unsigned char *)s)) {
+			w += 8;
+			s++;
+		} else if ((c & 0xc0) != 0x80) /* one column per UTF-8 character */
 			w++;
 	}
 	return w;
