@@ -36,9 +36,10 @@ const char *envdb_cli_time_text(char *buf, size_t cap, int64_t t)
 	struct tm tm;
 	time_t tt = (time_t)t;
 
-	if (t <= 0 || gmtime_r(&tt, &tm) == NULL ||
-	    strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+	if (t <= 0)
 		snprintf(buf, cap, "-");
+	else if (gmtime_r(&tt, &tm) == NULL || strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, cap, "%lld", (long long)t); /* a time, never "-" (unset) */
 	return buf;
 }
 
