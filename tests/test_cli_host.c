@@ -801,6 +801,10 @@ START_TEST(did_you_mean)
 	tu_assert_contains(err, "(did you mean --overlap?)");
 	ck_assert_int_eq(RUN("check", "--jsno"), 64);
 	tu_assert_contains(err, "(did you mean --json?)");
+	ck_assert_int_eq(RUN("env", "list", "--outptu", "tsv"), 64);
+	tu_assert_contains(err, "(did you mean --output?)");
+	ck_assert_int_eq(RUN("env", "list", "--quite"), 64);
+	tu_assert_contains(err, "(did you mean --quiet?)");
 	ck_assert_int_eq(RUN("check", "--frobnicate"), 64);
 	ck_assert_ptr_null(strstr(err, "did you mean"));
 	ck_assert_str_eq(out, "");
