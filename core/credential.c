@@ -24,6 +24,7 @@
 
 #include <sodium.h>
 
+#include "duration.h"
 #include "failpoint.h"
 #include "internal.h"
 #include "resolve.h"
@@ -32,10 +33,6 @@
 
 #define AAD_TAG "envdb-credential-v1"
 #define AAD_TAG_V2 "envdb-credential-v2"
-/* The longest credential lifetime or rotation overlap, in seconds (100
- * years): now plus it neither overflows int64 nor leaves what gmtime and
- * an ISO 8601 time of four-digit year can show (envdb_cli_time_text). */
-#define CRED_SECONDS_MAX ((int64_t)100 * 366 * 86400)
 
 /* ------------------------------------------------------------------------ */
 /* Lookup helpers                                                            */
@@ -522,10 +519,10 @@ int envdb_cred_rotate(envdb_ctx *ctx, const char *organization_id, const char *s
 				    slug);
 	/* now + the duration must stay a time (no int64 overflow) that the
 	 * output can print (gmtime: an ISO 8601 year of four digits). */
-	if (o.expires_in_seconds > CRED_SECONDS_MAX || o.overlap_seconds > CRED_SECONDS_MAX)
+	if (o.expires_in_seconds > ENVDBI_DURATION_MAX_S || o.overlap_seconds > ENVDBI_DURATION_MAX_S)
 		return envdbi_error(ENVDB_ERR_INVALID, NULL,
 				    "rotate %s/%s: %s longer than 100 years", organization_id, slug,
-				    o.expires_in_seconds > CRED_SECONDS_MAX ? "credential lifetime"
+				    o.expires_in_seconds > ENVDBI_DURATION_MAX_S ? "credential lifetime"
 									    : "overlap");
 	if (o.authorization != NULL && strcmp(o.authorization, "full_access") != 0 &&
 	    strcmp(o.authorization, "read_only") != 0)
@@ -702,7 +699,7 @@ int envdb_cred_mint(char credential_id[37], envdb_ctx *ctx, const char *organiza
 		return rc;
 	if (authorization == NULL || (strcmp(authorization, "full_access") != 0 &&
 				      strcmp(authorization, "read_only") != 0) ||
-	    expires_in_seconds < 0 || expires_in_seconds > CRED_SECONDS_MAX)
+	    expires_in_seconds < 0 || expires_in_seconds > ENVDBI_DURATION_MAX_S)
 		return envdbi_error(ENVDB_ERR_INVALID, NULL,
 				    "mint credential %s/%s: the authorization must be full_access or "
 				    "read_only, the lifetime not negative nor longer than 100 years",

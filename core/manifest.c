@@ -461,6 +461,9 @@ static int get_seconds(const mctx *c, const ynode *map, const char *path, const 
 	if (val < min)
 		return node_error(c, v, kp, "%lld is out of range (at least %lld)", (long long)val,
 				  (long long)min);
+	if (val > ENVDBI_DURATION_MAX_S) /* added to now: lease, grace, overlap, horizon */
+		return node_error(c, v, kp, "%lld is out of range (at most 100 years)",
+				  (long long)val);
 	*out = val;
 	return ENVDB_OK;
 }

@@ -275,6 +275,9 @@ START_TEST(durations)
 		     "2:41: credentials.rotation_overlap_seconds: '30m1h': not a duration");
 	expect_error("version: 1\nprovisioning: {lease_seconds: 0s}\n",
 		     "2:31: provisioning.lease_seconds: 0 is out of range (at least 1)");
+	expect_error("version: 1\nprovisioning: {delete_grace_seconds: 9223372036854775807}\n",
+		     "2:38: provisioning.delete_grace_seconds: 9223372036854775807 is out of "
+		     "range (at most 100 years)");
 	expect_error(
 		"version: 1\nprovisioning: {lease_seconds: '5m'}\n",
 		"2:31: provisioning.lease_seconds: expected a duration, found a quoted string");
