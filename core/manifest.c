@@ -843,8 +843,10 @@ static int load_control_plane(const mctx *c, const ynode *root)
 			  &m->control_plane_conninfo_env, &at)) != ENVDB_OK)
 		return rc;
 	if (m->control_plane_conninfo_env != NULL && !env_name_valid(m->control_plane_conninfo_env))
+		/* Not echoed, as a plugin's *_env (load_config): a value that is
+		 * no name may be the conninfo itself, password included. */
 		return node_error(c, at, "control_plane.conninfo_env",
-				  "'%s' is not an environment variable name", m->control_plane_conninfo_env);
+				  "not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
 	if ((rc = get_str(c, v, "control_plane", "schema", false, &m->control_plane_schema,
 			  &at)) != ENVDB_OK)
 		return rc;

@@ -359,7 +359,11 @@ START_TEST(control_plane_mistakes)
 		     "schema: Bad-Name}\n",
 		     "2:62: control_plane.schema: 'Bad-Name' is not a schema name");
 	expect_error("version: 1\ncontrol_plane: {driver: postgresql, conninfo_env: 'A B'}\n",
-		     "2:51: control_plane.conninfo_env: 'A B' is not an environment variable name");
+		     "2:51: control_plane.conninfo_env: not an environment variable name");
+	/* a conninfo written where the variable's name goes is not echoed */
+	expect_no_echo("version: 1\ncontrol_plane: {driver: postgresql,\n"
+		       "  conninfo_env: 'host=db password=hunter2'}\n",
+		       "hunter2");
 	expect_error("version: 1\ncontrol_plane: {driver: postgresql, conninfo_env: V, host: h}\n",
 		     "2:54: control_plane.host: unknown key");
 }
