@@ -259,6 +259,7 @@ struct envdb_cli_table {
 	size_t id_col; /* what --quiet prints */
 	char **cells;  /* rows * ncols, the first row the headers */
 	size_t nrows, cap;
+	bool failed; /* a row or a cell could not be stored: never printed short */
 };
 
 envdb_cli_table *envdb_cli_table_new(size_t id_col, const char *const *headers)
@@ -284,14 +285,19 @@ void envdb_cli_table_row(envdb_cli_table *t, const char *const *cells)
 		size_t cap = t->cap ? t->cap * 2 : 16;
 		char **nc = realloc(t->cells, cap * t->ncols * sizeof(*nc));
 
-		if (nc == NULL)
+		if (nc == NULL) {
+			t->failed = true;
 			return;
+		}
 		t->cells = nc;
 		t->cap = cap;
 	}
-	for (i = 0; i < t->ncols; i++)
-		t->cells[t->nrows * t->ncols + i] =
-			strdup(cells[i] != NULL && cells[i][0] != '\0' ? cells[i] : "-");
+	for (i = 0; i < t->ncols; i++) {
+		char *c = strdup(cells[i] != NULL && cells[i][0] != '\0' ? cells[i] : "-");
+
+		t->failed = t->failed || c == NULL;
+		t->cells[t->nrows * t->ncols + i] = c;
+	}
 	t->nrows++;
 }
 
@@ -301,8 +307,12 @@ void envdb_cli_table_rowf(envdb_cli_table *t, ...)
 	va_list ap;
 	size_t i;
 
-	if (t == NULL || t->ncols > 32)
+	if (t == NULL)
 		return;
+	if (t->ncols > 32) {
+		t->failed = true;
+		return;
+	}
 	va_start(ap, t);
 	for (i = 0; i < t->ncols; i++)
 		cells[i] = va_arg(ap, const char *);
@@ -380,7 +390,9 @@ int envdb_cli_table_print(envdb_cli *cli, envdb_cli_table *t)
 {
 	size_t r, c, *width;
 
-	if (t == NULL) {
+	if (t == NULL || t->failed) {
+		/* a row left out would be a listing that says something untrue */
+		envdb_cli_table_free(t);
 		envdb_cli_error(cli, "out of memory building the output");
 		return EX_OSERR;
 	}
