@@ -1235,6 +1235,14 @@ START_TEST(durations_compound)
 	ck_assert_int_eq(RUN("--manifest", m, "cred", "mint", "acme/dev", "--authorization",
 			     "read_only", "--expires", "1w"),
 			 65); /* one read_only credential is active already */
+	/* sqlite checks no credential: the warning for one revoked there says
+	 * so, not that it works "until it expires" (nothing expires it) */
+	ck_assert_int_eq(RUN("--manifest", m, "cred", "rotate", "acme/dev", "--authorization",
+			     "read_only", "--overlap", "0"),
+			 0);
+	tu_assert_contains(err, "the sqlite adapter checks no credential, so it never limited "
+				"access to the database");
+	ck_assert_ptr_null(strstr(err, "until it expires"));
 }
 END_TEST
 
