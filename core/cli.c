@@ -459,6 +459,8 @@ int envdb_cli_parse(envdb_cli *cli, int argc, char **argv, const envdb_cli_opt *
 				for (const envdb_cli_opt *q = opts; q && q->name && k < 64; q++)
 					names[k++] = q->name;
 				names[k++] = "json";
+				names[k++] = "output";
+				names[k++] = "quiet";
 				names[k++] = "manifest";
 				names[k++] = "help";
 				names[k] = NULL;

@@ -692,10 +692,9 @@ static int print_creds(envdb_cli *cli, envdb_ctx *ctx, const envdb_cli_env_ref *
 	return rc;
 }
 
-/* Can the adapter plugin `driver` revoke one credential at its backend
- * (ENVDB_ADAPTER_CAP_REVOKE)?  Unknown drivers count as able: nothing to
- * warn about that the loader did not already say. */
-static bool driver_revokes(envdb_ctx *ctx, const char *driver)
+/* The capabilities of the adapter plugin `driver`; `unknown` when no
+ * loaded adapter has that name. */
+static uint64_t driver_caps(envdb_ctx *ctx, const char *driver, uint64_t unknown)
 {
 	size_t i, n = envdb_plugin_count(ctx);
 
@@ -704,24 +703,41 @@ static bool driver_revokes(envdb_ctx *ctx, const char *driver)
 
 		if (envdb_plugin_get(&pi, ctx, i) == ENVDB_OK && pi.kind == ENVDB_PLUGIN_ADAPTER &&
 		    strcmp(pi.name, driver) == 0)
-			return (pi.capabilities & ENVDB_ADAPTER_CAP_REVOKE) != 0;
+			return pi.capabilities;
 	}
-	return true;
+	return unknown;
+}
+
+/* Can the adapter plugin `driver` revoke one credential at its backend
+ * (ENVDB_ADAPTER_CAP_REVOKE)?  Unknown drivers count as able: nothing to
+ * warn about that the loader did not already say. */
+static bool driver_revokes(envdb_ctx *ctx, const char *driver)
+{
+	return (driver_caps(ctx, driver, ENVDB_ADAPTER_CAP_REVOKE) & ENVDB_ADAPTER_CAP_REVOKE) != 0;
 }
 
 /* The warning for a credential envdb marked revoked that its backend still
- * accepts (Turso: revocation is group-wide there, so the plugin never
- * does it). */
-static void warn_not_revoked(envdb_cli *cli, json_t *warnings, const char *cred_id,
-			     const char *driver)
+ * accepts: Turso revokes group-wide only, so the plugin never does it;
+ * sqlite checks no token at all (no ENVDB_ADAPTER_CAP_AUTHENTICATES), so
+ * nothing expires or invalidates it there. */
+static void warn_not_revoked(envdb_cli *cli, envdb_ctx *ctx, json_t *warnings,
+			     const char *cred_id, const char *driver)
 {
 	char msg[512];
 
-	snprintf(msg, sizeof(msg),
-		 "credential %s is marked revoked in envdb but the %s adapter cannot revoke a "
-		 "single token: it keeps working until it expires or the group's tokens are "
-		 "invalidated",
-		 cred_id, driver);
+	if (!(driver_caps(ctx, driver, ENVDB_ADAPTER_CAP_AUTHENTICATES) &
+	      ENVDB_ADAPTER_CAP_AUTHENTICATES))
+		snprintf(msg, sizeof(msg),
+			 "credential %s is marked revoked in envdb; the %s adapter checks no "
+			 "credential, so it never limited access to the database and revoking it "
+			 "changes nothing there",
+			 cred_id, driver);
+	else
+		snprintf(msg, sizeof(msg),
+			 "credential %s is marked revoked in envdb but the %s adapter cannot revoke "
+			 "a single token: it keeps working until it expires or the group's tokens "
+			 "are invalidated",
+			 cred_id, driver);
 	envdb_cli_error(cli, "warning: %s", msg);
 	if (warnings != NULL)
 		json_array_append_new(warnings, json_string(msg));
@@ -769,7 +785,7 @@ static void report_local_revocations(envdb_cli *cli, envdb_ctx *ctx,
 			continue;
 		for (k = 0; before[k] != NULL; k++)
 			if (strcmp(before[k], v[i]->id) == 0)
-				warn_not_revoked(cli, warnings, v[i]->id, db->driver);
+				warn_not_revoked(cli, ctx, warnings, v[i]->id, db->driver);
 	}
 out:
 	if (doc != NULL && json_array_size(warnings) > 0)
@@ -1199,7 +1215,7 @@ int envdb_cli_reconcile(envdb_cli *cli, int argc, char **argv)
 
 		if (strcmp(it->kind, "rotation") == 0 && it->status == ENVDB_OK && r->applied &&
 		    !driver_revokes(ctx, it->driver))
-			warn_not_revoked(cli, NULL, it->object_id, it->driver);
+			warn_not_revoked(cli, ctx, NULL, it->object_id, it->driver);
 	}
 	if (!cli->json) {
 		if (r->n_items == n_unverified)

@@ -36,9 +36,10 @@ const char *envdb_cli_time_text(char *buf, size_t cap, int64_t t)
 	struct tm tm;
 	time_t tt = (time_t)t;
 
-	if (t <= 0 || gmtime_r(&tt, &tm) == NULL ||
-	    strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+	if (t <= 0)
 		snprintf(buf, cap, "-");
+	else if (gmtime_r(&tt, &tm) == NULL || strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, cap, "%lld", (long long)t); /* a time, never "-" (unset) */
 	return buf;
 }
 
@@ -258,6 +259,7 @@ struct envdb_cli_table {
 	size_t id_col; /* what --quiet prints */
 	char **cells;  /* rows * ncols, the first row the headers */
 	size_t nrows, cap;
+	bool failed; /* a row or a cell could not be stored: never printed short */
 };
 
 envdb_cli_table *envdb_cli_table_new(size_t id_col, const char *const *headers)
@@ -283,14 +285,19 @@ void envdb_cli_table_row(envdb_cli_table *t, const char *const *cells)
 		size_t cap = t->cap ? t->cap * 2 : 16;
 		char **nc = realloc(t->cells, cap * t->ncols * sizeof(*nc));
 
-		if (nc == NULL)
+		if (nc == NULL) {
+			t->failed = true;
 			return;
+		}
 		t->cells = nc;
 		t->cap = cap;
 	}
-	for (i = 0; i < t->ncols; i++)
-		t->cells[t->nrows * t->ncols + i] =
-			strdup(cells[i] != NULL && cells[i][0] != '\0' ? cells[i] : "-");
+	for (i = 0; i < t->ncols; i++) {
+		char *c = strdup(cells[i] != NULL && cells[i][0] != '\0' ? cells[i] : "-");
+
+		t->failed = t->failed || c == NULL;
+		t->cells[t->nrows * t->ncols + i] = c;
+	}
 	t->nrows++;
 }
 
@@ -300,8 +307,12 @@ void envdb_cli_table_rowf(envdb_cli_table *t, ...)
 	va_list ap;
 	size_t i;
 
-	if (t == NULL || t->ncols > 32)
+	if (t == NULL)
 		return;
+	if (t->ncols > 32) {
+		t->failed = true;
+		return;
+	}
 	va_start(ap, t);
 	for (i = 0; i < t->ncols; i++)
 		cells[i] = va_arg(ap, const char *);
@@ -314,9 +325,18 @@ size_t envdb_cli_table_rows(const envdb_cli_table *t)
 	return t != NULL && t->nrows > 0 ? t->nrows - 1 : 0;
 }
 
+/* True when s starts a C1 control character in UTF-8 (U+0080..U+009F,
+ * bytes C2 80..C2 9F): a terminal reads U+009B as CSI and U+009D as OSC,
+ * as it reads ESC [ and ESC ]. */
+static bool is_c1(const unsigned char *s)
+{
+	return s[0] == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f;
+}
+
 /* `s` with tab, newline, carriage return, backslash and other control
- * bytes escaped (\t \n \r \\ \xNN): one cell stays one field on one line,
- * and nothing reaches a terminal as a control sequence. */
+ * bytes (C0, DEL, and the two bytes of a C1 character) escaped (\t \n \r
+ * \\ \xNN): one cell stays one field on one line, and nothing reaches a
+ * terminal as a control sequence. */
 static void put_cell(FILE *f, const char *s, int pad)
 {
 	int w = 0;
@@ -334,7 +354,10 @@ static void put_cell(FILE *f, const char *s, int pad)
 			w += fprintf(f, "\\\\");
 		else if (c < 0x20 || c == 0x7f)
 			w += fprintf(f, "\\x%02x", c);
-		else {
+		else if (is_c1((const unsigned char *)s)) {
+			w += fprintf(f, "\\x%02x\\x%02x", c, (unsigned char)s[1]);
+			s++;
+		} else {
 			fputc(c, f);
 			w++;
 		}
@@ -354,7 +377,10 @@ static size_t cell_width(const char *s)
 			w += 2;
 		else if (c < 0x20 || c == 0x7f)
 			w += 4;
-		else if ((c & 0xc0) != 0x80) /* one column per UTF-8 character */
+		else if (is_c1((const unsigned char *)s)) {
+			w += 8;
+			s++;
+		} else if ((c & 0xc0) != 0x80) /* one column per UTF-8 character */
 			w++;
 	}
 	return w;
@@ -364,7 +390,9 @@ int envdb_cli_table_print(envdb_cli *cli, envdb_cli_table *t)
 {
 	size_t r, c, *width;
 
-	if (t == NULL) {
+	if (t == NULL || t->failed) {
+		/* a row left out would be a listing that says something untrue */
+		envdb_cli_table_free(t);
 		envdb_cli_error(cli, "out of memory building the output");
 		return EX_OSERR;
 	}

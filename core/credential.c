@@ -24,6 +24,7 @@
 
 #include <sodium.h>
 
+#include "duration.h"
 #include "failpoint.h"
 #include "internal.h"
 #include "resolve.h"
@@ -516,6 +517,13 @@ int envdb_cred_rotate(envdb_ctx *ctx, const char *organization_id, const char *s
 		return envdbi_error(ENVDB_ERR_INVALID, NULL,
 				    "rotate %s/%s: negative credential lifetime", organization_id,
 				    slug);
+	/* now + the duration must stay a time (no int64 overflow) that the
+	 * output can print (gmtime: an ISO 8601 year of four digits). */
+	if (o.expires_in_seconds > ENVDBI_DURATION_MAX_S || o.overlap_seconds > ENVDBI_DURATION_MAX_S)
+		return envdbi_error(ENVDB_ERR_INVALID, NULL,
+				    "rotate %s/%s: %s longer than 100 years", organization_id, slug,
+				    o.expires_in_seconds > ENVDBI_DURATION_MAX_S ? "credential lifetime"
+									    : "overlap");
 	if (o.authorization != NULL && strcmp(o.authorization, "full_access") != 0 &&
 	    strcmp(o.authorization, "read_only") != 0)
 		return envdbi_error(ENVDB_ERR_INVALID, NULL,
@@ -691,10 +699,10 @@ int envdb_cred_mint(char credential_id[37], envdb_ctx *ctx, const char *organiza
 		return rc;
 	if (authorization == NULL || (strcmp(authorization, "full_access") != 0 &&
 				      strcmp(authorization, "read_only") != 0) ||
-	    expires_in_seconds < 0)
+	    expires_in_seconds < 0 || expires_in_seconds > ENVDBI_DURATION_MAX_S)
 		return envdbi_error(ENVDB_ERR_INVALID, NULL,
 				    "mint credential %s/%s: the authorization must be full_access or "
-				    "read_only, the lifetime not negative",
+				    "read_only, the lifetime not negative nor longer than 100 years",
 				    organization_id, slug);
 	if ((rc = env_and_db(&env, &db, ctx, organization_id, slug, true, "mint credential")) != 0)
 		return rc;

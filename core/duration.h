@@ -15,6 +15,12 @@
 
 #include <stdint.h>
 
+/** The longest duration a lifetime, overlap, lease or grace period may be
+ * (100 years): now + it neither overflows int64 nor passes year 9999, the
+ * last an ISO 8601 time of the output can show.  The grammar itself takes
+ * any int64; the callers that add a duration to now bound it by this. */
+#define ENVDBI_DURATION_MAX_S ((int64_t)100 * 366 * 86400)
+
 /** The examples error messages name. */
 #define ENVDBI_DURATION_EXAMPLES "90s, 15m, 1h30m, 7d"
 

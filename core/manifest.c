@@ -461,6 +461,9 @@ static int get_seconds(const mctx *c, const ynode *map, const char *path, const 
 	if (val < min)
 		return node_error(c, v, kp, "%lld is out of range (at least %lld)", (long long)val,
 				  (long long)min);
+	if (val > ENVDBI_DURATION_MAX_S) /* added to now: lease, grace, overlap, horizon */
+		return node_error(c, v, kp, "%lld is out of range (at most 100 years)",
+				  (long long)val);
 	*out = val;
 	return ENVDB_OK;
 }
@@ -840,8 +843,10 @@ static int load_control_plane(const mctx *c, const ynode *root)
 			  &m->control_plane_conninfo_env, &at)) != ENVDB_OK)
 		return rc;
 	if (m->control_plane_conninfo_env != NULL && !env_name_valid(m->control_plane_conninfo_env))
+		/* Not echoed, as a plugin's *_env (load_config): a value that is
+		 * no name may be the conninfo itself, password included. */
 		return node_error(c, at, "control_plane.conninfo_env",
-				  "'%s' is not an environment variable name", m->control_plane_conninfo_env);
+				  "not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
 	if ((rc = get_str(c, v, "control_plane", "schema", false, &m->control_plane_schema,
 			  &at)) != ENVDB_OK)
 		return rc;

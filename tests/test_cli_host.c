@@ -801,6 +801,10 @@ START_TEST(did_you_mean)
 	tu_assert_contains(err, "(did you mean --overlap?)");
 	ck_assert_int_eq(RUN("check", "--jsno"), 64);
 	tu_assert_contains(err, "(did you mean --json?)");
+	ck_assert_int_eq(RUN("env", "list", "--outptu", "tsv"), 64);
+	tu_assert_contains(err, "(did you mean --output?)");
+	ck_assert_int_eq(RUN("env", "list", "--quite"), 64);
+	tu_assert_contains(err, "(did you mean --quiet?)");
 	ck_assert_int_eq(RUN("check", "--frobnicate"), 64);
 	ck_assert_ptr_null(strstr(err, "did you mean"));
 	ck_assert_str_eq(out, "");
@@ -1231,6 +1235,14 @@ START_TEST(durations_compound)
 	ck_assert_int_eq(RUN("--manifest", m, "cred", "mint", "acme/dev", "--authorization",
 			     "read_only", "--expires", "1w"),
 			 65); /* one read_only credential is active already */
+	/* sqlite checks no credential: the warning for one revoked there says
+	 * so, not that it works "until it expires" (nothing expires it) */
+	ck_assert_int_eq(RUN("--manifest", m, "cred", "rotate", "acme/dev", "--authorization",
+			     "read_only", "--overlap", "0"),
+			 0);
+	tu_assert_contains(err, "the sqlite adapter checks no credential, so it never limited "
+				"access to the database");
+	ck_assert_ptr_null(strstr(err, "until it expires"));
 }
 END_TEST
 

@@ -719,9 +719,19 @@ START_TEST(test_expiry)
 	envdb_rotate_opts ro = ENVDB_ROTATE_OPTS_INIT;
 	envdb_connection *c = NULL;
 	envdb_ctx *ctx = td_open(&T);
-	char *s;
+	char *s, id[37];
 
 	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
+	/* A lifetime or overlap past 100 years is refused: now + INT64_MAX
+	 * overflowed, and a time past year 9999 printed as "-" (never). */
+	ro.overlap_seconds = 0;
+	ro.expires_in_seconds = INT64_MAX;
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "dev", &ro), ENVDB_ERR_INVALID);
+	ro.expires_in_seconds = 0;
+	ro.overlap_seconds = INT64_MAX;
+	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "dev", &ro), ENVDB_ERR_INVALID);
+	ck_assert_int_eq(envdb_cred_mint(id, ctx, "acme", "dev", "read_only", INT64_MAX),
+			 ENVDB_ERR_INVALID);
 	ro.overlap_seconds = 0;
 	ro.expires_in_seconds = 300;
 	ck_assert_int_eq(envdb_cred_rotate(ctx, "acme", "dev", &ro), ENVDB_OK);

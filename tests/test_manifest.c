@@ -275,6 +275,9 @@ START_TEST(durations)
 		     "2:41: credentials.rotation_overlap_seconds: '30m1h': not a duration");
 	expect_error("version: 1\nprovisioning: {lease_seconds: 0s}\n",
 		     "2:31: provisioning.lease_seconds: 0 is out of range (at least 1)");
+	expect_error("version: 1\nprovisioning: {delete_grace_seconds: 9223372036854775807}\n",
+		     "2:38: provisioning.delete_grace_seconds: 9223372036854775807 is out of "
+		     "range (at most 100 years)");
 	expect_error(
 		"version: 1\nprovisioning: {lease_seconds: '5m'}\n",
 		"2:31: provisioning.lease_seconds: expected a duration, found a quoted string");
@@ -356,7 +359,11 @@ START_TEST(control_plane_mistakes)
 		     "schema: Bad-Name}\n",
 		     "2:62: control_plane.schema: 'Bad-Name' is not a schema name");
 	expect_error("version: 1\ncontrol_plane: {driver: postgresql, conninfo_env: 'A B'}\n",
-		     "2:51: control_plane.conninfo_env: 'A B' is not an environment variable name");
+		     "2:51: control_plane.conninfo_env: not an environment variable name");
+	/* a conninfo written where the variable's name goes is not echoed */
+	expect_no_echo("version: 1\ncontrol_plane: {driver: postgresql,\n"
+		       "  conninfo_env: 'host=db password=hunter2'}\n",
+		       "hunter2");
 	expect_error("version: 1\ncontrol_plane: {driver: postgresql, conninfo_env: V, host: h}\n",
 		     "2:54: control_plane.host: unknown key");
 }
