@@ -92,6 +92,16 @@ static bool known(envdb_violation *t, envdb_violation **src, size_t n_src)
 	return false;
 }
 
+/* A cheap read on the source between the target's writes: a server-side
+ * source would otherwise end its session, idle in a transaction (the
+ * PostgreSQL store's idle_in_transaction_session_timeout, a minute and
+ * more), while a big target is written. */
+static int keep_alive(envdbi_store *src)
+{
+	int rc = envdbi_store_env_org_exists(src, "-");
+	return rc < 0 ? rc : 0;
+}
+
 /* Copy every object of src into dst; both have a transaction open. */
 static int copy_rows(envdb_store_copy_report *rep, envdbi_store *src, envdbi_store *dst)
 {
@@ -110,10 +120,11 @@ static int copy_rows(envdb_store_copy_report *rep, envdbi_store *src, envdbi_sto
 			return rc;
 		rows_free(o, v, n);
 		if (n > 0)
-			return envdbi_error(ENVDB_ERR_EXISTS, NULL,
-					    "store copy: the target %s is not empty (%zu rows in %s): "
-					    "copy into a new control plane only",
-					    envdbi_store_describe(dst), n, o->name);
+			return envdbi_error(
+				ENVDB_ERR_EXISTS, NULL,
+				"store copy: the target %s is not empty (%zu rows in %s): "
+				"copy into a new control plane only",
+				envdbi_store_describe(dst), n, o->name);
 	}
 	if ((rc = adopt_deployment(dst, envdbi_store_deployment_id(src),
 				   envdbi_store_deployment_created_at(src))) != 0)
@@ -128,10 +139,13 @@ static int copy_rows(envdb_store_copy_report *rep, envdbi_store *src, envdbi_sto
 			continue;
 		if ((rc = envdbi_store_rows(src, o, &v, &n)) != 0)
 			return rc;
-		for (size_t k = 0; k < n && rc == 0; k++)
+		for (size_t k = 0; k < n && rc == 0; k++) {
 			if ((rc = insert_row(dst, o, v[k])) != 0)
-				envdbi_error_prefix("store copy: %s row %zu of %zu: ", o->name, k + 1,
-						    n);
+				envdbi_error_prefix("store copy: %s row %zu of %zu: ", o->name,
+						    k + 1, n);
+			else if (k % 1000 == 999)
+				rc = keep_alive(src);
+		}
 		rows_free(o, v, n);
 		if (rc != 0)
 			return rc;
@@ -139,9 +153,10 @@ static int copy_rows(envdb_store_copy_report *rep, envdbi_store *src, envdbi_sto
 			return rc;
 		rows_free(o, w, m);
 		if (m != n)
-			return envdbi_error(ENVDB_ERR_INTEGRITY, NULL,
-					    "store copy: %s: %zu rows in the source, %zu in the target",
-					    o->name, n, m);
+			return envdbi_error(
+				ENVDB_ERR_INTEGRITY, NULL,
+				"store copy: %s: %zu rows in the source, %zu in the target",
+				o->name, n, m);
 		*report_slot(rep, o) = n;
 	}
 	return 0;
@@ -156,7 +171,7 @@ static int check_target(envdb_store_copy_report *rep, envdbi_store *src, envdbi_
 	int rc;
 
 	if ((rc = envdbi_check_store(&sv, &sn, src)) != 0 ||
-	    (rc = envdbi_check_store(&tv, &tn, dst)) != 0)
+	    (rc = envdbi_check_store(&tv, &tn, dst)) != 0 || (rc = keep_alive(src)) != 0)
 		goto out;
 	rep->source_violations = sn;
 	rep->target_violations = tn;
@@ -204,8 +219,8 @@ int envdb_store_copy(envdb_store_copy_report *rep, envdb_ctx *ctx, const char *t
 	}
 	if (strcmp(envdbi_store_driver(dst), envdbi_store_driver(src)) == 0 &&
 	    strcmp(envdbi_store_describe(dst), envdbi_store_describe(src)) == 0) {
-		rc = envdbi_error(ENVDB_ERR_MISUSE, NULL,
-				  "store copy: the target %s is the source", envdbi_store_describe(src));
+		rc = envdbi_error(ENVDB_ERR_MISUSE, NULL, "store copy: the target %s is the source",
+				  envdbi_store_describe(src));
 		goto out;
 	}
 	if ((rc = envdbi_store_begin(src)) != 0)

@@ -50,13 +50,19 @@
  * Nesting: SAVEPOINT envdbi_sp<N>.  Each write inside a transaction runs
  * under a savepoint of its own (envdbi_stmt), so a write refused by a
  * constraint leaves the transaction usable, as in SQLite (PostgreSQL would
- * abort the whole transaction).  Deadlocks (40P01) and serialization
- * failures (40001: only from sessions that are not envdb) are retried
- * outside a transaction with the bound of the busy timeout, and reported
- * inside one.  A lost connection inside a transaction is ENVDB_ERR_IO
+ * abort the whole transaction); with libpq's pipeline mode the savepoint,
+ * the write and its release are one round trip (and a write outside a
+ * transaction, with its BEGIN, lock and COMMIT, one too).
+ *
+ * Deadlocks (40P01) and serialization failures (40001: only from sessions
+ * that are not envdb) are retried outside a transaction with the bound of
+ * the busy timeout, and reported inside one.  A lost connection inside a transaction is ENVDB_ERR_IO
  * "connection lost; the transaction was rolled back" for the rest of that
  * transaction (the server rolled it back: nothing is half-done); the
  * connection is re-established for the next call.
+ *
+ * Other hosts' resolve caches: triggers NOTIFY each committed change a
+ * resolve depends on, and a cache LISTENs (envdbi_store_watch_start()).
  */
 #include "config.h"
 
@@ -74,6 +80,12 @@
 
 #include <libpq-fe.h>
 #include <sodium.h>
+
+/* -DENVDB_PG_NO_PIPELINE: one round trip per statement even with a libpq
+ * that pipelines (to compare; bench/bench_pg_store). */
+#ifdef ENVDB_PG_NO_PIPELINE
+#undef LIBPQ_HAS_PIPELINING
+#endif
 
 #include "schema.h"
 #include "store.h"
@@ -114,12 +126,12 @@ struct envdbi_store_backend {
 	char lock_key[24];       /* the advisory lock's key, as bound text */
 	int64_t busy_timeout_ms;
 	bool legacy;
-	bool snapshot;           /* everything inside one transaction never committed */
-	int depth;               /* transaction levels open */
-	bool lost;               /* the connection broke inside the open transaction */
-	bool aborted;            /* a statement failed outside a savepoint: the server
+	bool snapshot;     /* everything inside one transaction never committed */
+	int depth;         /* transaction levels open */
+	bool lost;         /* the connection broke inside the open transaction */
+	bool aborted;      /* a statement failed outside a savepoint: the server
 				    has aborted the open transaction */
-	unsigned stmt_seq;       /* names of prepared statements */
+	unsigned stmt_seq; /* names of prepared statements */
 	pg_prepared prepared[PG_PREPARED];
 };
 
@@ -224,11 +236,12 @@ static bool pg_field_check(envdbi_strbuf *b, const envdbi_field_def *f)
 		return true;
 	case ENVDBI_FT_CIPHERTEXT:
 		/* envdbi_ciphertext_plausible()'s floor, as the SQLite CHECK */
-		envdbi_strbuf_printf(b,
-				     "length(\"%s\") >= 24 AND strpos(\"%s\", ' ') = 0 AND "
-				     "strpos(\"%s\", chr(9)) = 0 AND strpos(\"%s\", chr(10)) = 0 AND "
-				     "strpos(\"%s\", chr(13)) = 0",
-				     n, n, n, n, n);
+		envdbi_strbuf_printf(
+			b,
+			"length(\"%s\") >= 24 AND strpos(\"%s\", ' ') = 0 AND "
+			"strpos(\"%s\", chr(9)) = 0 AND strpos(\"%s\", chr(10)) = 0 AND "
+			"strpos(\"%s\", chr(13)) = 0",
+			n, n, n, n, n);
 		return true;
 	default:
 		return false; /* TEXT: the column type and NOT NULL are the rule */
@@ -375,8 +388,11 @@ static void classify(const envdbi_store_backend *b, const PGresult *r, envdbi_st
 		conn_message(b, buf, sizeof buf);
 		msg = buf[0] ? buf : "no result from the server";
 	}
-	if (conn_lost(b) && (state == NULL || strncmp(state, "08", 2) == 0 ||
-			     strncmp(state, "57P", 3) == 0))
+	/* 08: connection exceptions; 57P01-03: the server ended the session
+	 * (terminated, shutting down; FATAL: the connection goes with it, even
+	 * before libpq has seen it close) */
+	if ((state == NULL && conn_lost(b)) ||
+	    (state != NULL && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)))
 		kind = ENVDBI_FAIL_CONNECTION_LOST;
 	else if (state_is(state, "23505")) {
 		size_t n = cons ? strlen(cons) : 0;
@@ -410,14 +426,19 @@ static int report(const envdbi_store_backend *b, const envdbi_store_fail *f, con
 	if (strcmp(f->native, "42501") == 0)
 		return envdbi_error(ENVDB_ERR_PERMISSION, f->native, "control plane %s: %s: %s",
 				    b->desc, what, f->message);
+	if (strcmp(f->native, "08001") == 0)
+		return envdbi_error(ENVDB_ERR_UNAVAILABLE, f->native,
+				    "control plane %s: %s: cannot reconnect: %s", b->desc, what,
+				    f->message);
 	return envdbi_store_backend_error(b->desc, b->busy_timeout_ms, f, what);
 }
 
 static int lost_error(const envdbi_store_backend *b, const char *what)
 {
-	return envdbi_error(ENVDB_ERR_IO, "08006",
-			    "control plane %s: %s: connection lost; the transaction was rolled back",
-			    b->desc, what);
+	return envdbi_error(
+		ENVDB_ERR_IO, "08006",
+		"control plane %s: %s: connection lost; the transaction was rolled back", b->desc,
+		what);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -483,9 +504,9 @@ static int pgs_connect(envdbi_store_backend *b)
 	envdbi_store_fail f = {0};
 
 	snprintf(ct, sizeof ct, "%" PRId64, secs < 2 ? 2 : secs);
-	const char *const keys[] = {"application_name", "connect_timeout", "keepalives",
-				    "keepalives_idle", "keepalives_interval", "keepalives_count",
-				    "dbname", NULL};
+	const char *const keys[] = {
+		"application_name",    "connect_timeout",  "keepalives", "keepalives_idle",
+		"keepalives_interval", "keepalives_count", "dbname",     NULL};
 	const char *const vals[] = {"envdb", ct, "1", "10", "5", "3", b->conninfo->data, NULL};
 	if (b->conn != NULL)
 		PQfinish(b->conn);
@@ -516,6 +537,15 @@ static int pgs_connect(envdbi_store_backend *b)
 	if (pgs_session(b, &f) != 0)
 		return report(b, &f, "set up the session");
 	return 0;
+}
+
+/* The failure of a reconnection, for report(): UNAVAILABLE with libpq's
+ * cause (the server is down or unreachable, as at open). */
+static void reconnect_failed(const envdbi_store_backend *b, envdbi_store_fail *f)
+{
+	char msg[256];
+	conn_message(b, msg, sizeof msg);
+	envdbi_store_fail_set(f, ENVDBI_FAIL_IO, "08001", msg[0] ? msg : "cannot connect");
 }
 
 /* At depth 0: a connection that broke (the server restarted, a network
@@ -569,8 +599,8 @@ static const char *prepared_get(envdbi_store_backend *b, const char *sql, const 
 }
 
 /* Run `sql` once.  0 with *res (PQclear it), or non-zero with *f set. */
-static int run_once(envdbi_store_backend *b, const char *sql, const pg_params *p,
-		    PGresult **res, envdbi_store_fail *f)
+static int run_once(envdbi_store_backend *b, const char *sql, const pg_params *p, PGresult **res,
+		    envdbi_store_fail *f)
 {
 	bool failed = false;
 	const char *name = prepared_get(b, sql, p, f, &failed);
@@ -622,8 +652,9 @@ static int tx_begin(envdbi_store_backend *b, envdbi_store_fail *f)
 
 	params_add_text(&p, b->lock_key, PG_OID_INT8);
 	for (int attempt = 0;; attempt++) {
-		if (pgs_ensure(b) != 0) {
-			envdbi_store_fail_set(f, ENVDBI_FAIL_IO, "08001", envdb_error_last()->message);
+		/* the second time: libpq may not have seen the close yet */
+		if ((attempt > 0 ? pgs_connect(b) : pgs_ensure(b)) != 0) {
+			reconnect_failed(b, f);
 			return -1;
 		}
 		if (simple(b, "BEGIN ISOLATION LEVEL READ COMMITTED", f) != 0) {
@@ -652,21 +683,203 @@ static void tx_end(envdbi_store_backend *b, bool commit, envdbi_store_fail *f)
 	(void)simple(b, commit ? "COMMIT" : "ROLLBACK", f ? f : &g);
 }
 
+#ifdef LIBPQ_HAS_PIPELINING
+/* One step of a pipeline: a statement without parameters (sql), or the
+ * caller's statement (p; its prepared name, or its text). */
+typedef struct pipe_step {
+	const char *sql;
+	const char *name;
+	const pg_params *p;
+} pipe_step;
+
+/*
+ * Send `n` steps in one round trip (libpq's pipeline mode) and read their
+ * results.  Returns the index of the first step that failed (*f set; the
+ * server skipped the rest), or n when all succeeded; the result of step
+ * `keep` (the caller's statement) goes to *res when it succeeded.  The
+ * statements of a pipeline run in the transaction the steps open or the
+ * one open already, exactly as sent one by one.
+ */
+static int pipeline(envdbi_store_backend *b, const pipe_step *st, int n, int keep, PGresult **res,
+		    envdbi_store_fail *f)
+{
+	int failed = n, sent = 0;
+	PGresult *r;
+
+	*res = NULL;
+	if (!PQenterPipelineMode(b->conn)) {
+		classify(b, NULL, f);
+		return 0;
+	}
+	for (; sent < n; sent++) {
+		int ok = st[sent].p == NULL ? PQsendQueryParams(b->conn, st[sent].sql, 0, NULL,
+								NULL, NULL, NULL, 0)
+			 : st[sent].name != NULL
+				 ? PQsendQueryPrepared(b->conn, st[sent].name, st[sent].p->n,
+						       st[sent].p->v, NULL, NULL, 0)
+				 : PQsendQueryParams(b->conn, st[sent].sql, st[sent].p->n,
+						     st[sent].p->t, st[sent].p->v, NULL, NULL, 0);
+		if (!ok)
+			break;
+	}
+	if (sent < n || !PQpipelineSync(b->conn)) {
+		classify(b, NULL, f);
+		failed = sent < n ? sent : 0;
+		/* what was sent is lost with the connection (or will be read below) */
+		if (conn_lost(b))
+			return failed;
+		(void)PQpipelineSync(b->conn);
+		n = sent;
+	}
+	for (int i = 0; i < n; i++) {
+		bool got = false;
+		while ((r = PQgetResult(b->conn)) != NULL) {
+			ExecStatusType es = PQresultStatus(r);
+			got = true;
+			if (es == PGRES_COMMAND_OK || es == PGRES_TUPLES_OK) {
+				if (i == keep && failed == n) {
+					*res = r;
+					continue;
+				}
+			} else if (failed == n || (es != PGRES_PIPELINE_ABORTED && i < failed)) {
+				if (es != PGRES_PIPELINE_ABORTED) {
+					classify(b, r, f);
+					failed = i;
+				}
+			}
+			PQclear(r);
+		}
+		if (!got && failed == n) {
+			classify(b, NULL, f); /* the connection went */
+			failed = i;
+			break;
+		}
+	}
+	/* the Sync's own result */
+	while ((r = PQgetResult(b->conn)) != NULL) {
+		ExecStatusType es = PQresultStatus(r);
+		PQclear(r);
+		if (es == PGRES_PIPELINE_SYNC)
+			break;
+	}
+	if (!PQexitPipelineMode(b->conn) && failed == n) {
+		classify(b, NULL, f);
+		failed = 0;
+	}
+	if (failed < n) {
+		PQclear(*res);
+		*res = NULL;
+	}
+	return failed;
+}
+#endif
+
 /*
  * Run a statement that writes.  Inside a transaction: under a savepoint
  * of its own, rolled back when the statement fails (the transaction stays
  * usable); a transient conflict is reported.  Outside: an implicit
  * transaction with the write lock (as SQLite's implicit write
  * transaction), retried on a transient conflict until the busy timeout.
+ * With libpq's pipeline mode each is one round trip (the savepoint, the
+ * statement and its release; or BEGIN, the lock, the statement and
+ * COMMIT), and a failure costs one more.
  */
-static int run_write(envdbi_store_backend *b, const char *sql, const pg_params *p,
-		     PGresult **res, envdbi_store_fail *f)
+static int run_write(envdbi_store_backend *b, const char *sql, const pg_params *p, PGresult **res,
+		     envdbi_store_fail *f)
 {
 	int64_t deadline = mono_ms() + b->busy_timeout_ms;
 	envdbi_store_fail g = {0};
+	bool reconnected = false;
 
 	*res = NULL;
 	for (;;) {
+#ifdef LIBPQ_HAS_PIPELINING
+		bool failed_prepare = false;
+		const char *name;
+		pg_params lock = {.n = 0};
+		int at;
+
+		if (in_tx(b) && b->lost) {
+			envdbi_store_fail_set(f, ENVDBI_FAIL_CONNECTION_LOST, "08006",
+					      "connection lost");
+			return -1;
+		}
+		if (!in_tx(b) && pgs_ensure(b) != 0) {
+			reconnect_failed(b, f);
+			return -1;
+		}
+		name = prepared_get(b, sql, p, f, &failed_prepare);
+		if (failed_prepare) {
+			if (f->kind == ENVDBI_FAIL_CONNECTION_LOST && in_tx(b)) {
+				b->lost = true;
+			} else if (in_tx(b)) {
+				b->aborted = true;
+			} else if (f->kind == ENVDBI_FAIL_CONNECTION_LOST && !reconnected) {
+				/* nothing is open: make the connection again, once */
+				reconnected = true;
+				if (pgs_connect(b) != 0) {
+					reconnect_failed(b, f);
+					return -1;
+				}
+				continue;
+			}
+			return -1;
+		}
+		if (in_tx(b)) {
+			pipe_step steps[] = {{"SAVEPOINT envdbi_stmt", NULL, NULL},
+					     {sql, name, p},
+					     {"RELEASE SAVEPOINT envdbi_stmt", NULL, NULL}};
+			at = pipeline(b, steps, 3, 1, res, f);
+			if (at == 3)
+				return 0;
+			if (f->kind == ENVDBI_FAIL_CONNECTION_LOST) {
+				b->lost = true;
+				return -1;
+			}
+			if (at == 0) { /* the savepoint itself: the transaction had failed */
+				b->aborted = true;
+				return -1;
+			}
+			if (simple(b, "ROLLBACK TO SAVEPOINT envdbi_stmt", &g) != 0 ||
+			    simple(b, "RELEASE SAVEPOINT envdbi_stmt", &g) != 0) {
+				if (g.kind == ENVDBI_FAIL_CONNECTION_LOST)
+					b->lost = true;
+				else
+					b->aborted = true;
+			}
+			return -1;
+		}
+		params_add_text(&lock, b->lock_key, PG_OID_INT8);
+		{
+			pipe_step steps[] = {{"BEGIN ISOLATION LEVEL READ COMMITTED", NULL, NULL},
+					     {"SELECT pg_advisory_xact_lock($1)", NULL, &lock},
+					     {sql, name, p},
+					     {"COMMIT", NULL, NULL}};
+			at = pipeline(b, steps, 4, 2, res, f);
+		}
+		if (at == 4)
+			return 0;
+		if (f->kind == ENVDBI_FAIL_CONNECTION_LOST) {
+			if (at == 3) {
+				envdbi_store_fail_set(f, ENVDBI_FAIL_CONNECTION_LOST, f->native,
+						      "connection lost during COMMIT: whether the "
+						      "change was committed is unknown");
+				return -1;
+			}
+			/* found broken before the COMMIT: nothing was committed, so
+			 * the whole of it is sent again once, on a new connection */
+			if (!reconnected) {
+				reconnected = true;
+				if (pgs_connect(b) != 0) {
+					reconnect_failed(b, f);
+					return -1;
+				}
+				continue;
+			}
+			return -1;
+		}
+		tx_end(b, false, NULL); /* the failed transaction */
+#else
 		if (in_tx(b)) {
 			if (b->lost) {
 				envdbi_store_fail_set(f, ENVDBI_FAIL_CONNECTION_LOST, "08006",
@@ -678,8 +891,18 @@ static int run_write(envdbi_store_backend *b, const char *sql, const pg_params *
 					b->lost = true;
 				return -1;
 			}
-			if (run_once(b, sql, p, res, f) == 0)
-				return simple(b, "RELEASE SAVEPOINT envdbi_stmt", &g) == 0 ? 0 : 0;
+			if (run_once(b, sql, p, res, f) == 0) {
+				if (simple(b, "RELEASE SAVEPOINT envdbi_stmt", f) == 0)
+					return 0;
+				/* the write happened, but the transaction is gone */
+				PQclear(*res);
+				*res = NULL;
+				if (f->kind == ENVDBI_FAIL_CONNECTION_LOST)
+					b->lost = true;
+				else
+					b->aborted = true;
+				return -1;
+			}
 			if (f->kind == ENVDBI_FAIL_CONNECTION_LOST) {
 				b->lost = true;
 				return -1;
@@ -710,6 +933,7 @@ static int run_write(envdbi_store_backend *b, const char *sql, const pg_params *
 			return -1;
 		}
 		tx_end(b, false, NULL);
+#endif
 		if (f->kind == ENVDBI_FAIL_BUSY && state_transient(f->native) &&
 		    mono_ms() < deadline) {
 			pause_jitter();
@@ -725,8 +949,8 @@ static int run_write(envdbi_store_backend *b, const char *sql, const pg_params *
  * transient conflict is retried until the busy timeout, and a connection
  * found broken is made again once (a read can be repeated).
  */
-static int run_read(envdbi_store_backend *b, const char *sql, const pg_params *p,
-		    PGresult **res, envdbi_store_fail *f)
+static int run_read(envdbi_store_backend *b, const char *sql, const pg_params *p, PGresult **res,
+		    envdbi_store_fail *f)
 {
 	int64_t deadline = mono_ms() + b->busy_timeout_ms;
 	bool reconnected = false;
@@ -738,8 +962,8 @@ static int run_read(envdbi_store_backend *b, const char *sql, const pg_params *p
 					      "connection lost");
 			return -1;
 		}
-		if (!in_tx(b) && pgs_ensure(b) != 0) {
-			envdbi_store_fail_set(f, ENVDBI_FAIL_IO, "08001", envdb_error_last()->message);
+		if (!in_tx(b) && (reconnected ? pgs_connect(b) : pgs_ensure(b)) != 0) {
+			reconnect_failed(b, f);
 			return -1;
 		}
 		if (run_once(b, sql, p, res, f) == 0)
@@ -804,8 +1028,7 @@ static int64_t cell_int(const PGresult *r, int row, int col)
 }
 
 /* Row `row` of r (columns in definition order from `col0`) as a record. */
-static int read_record(void **out, const envdbi_object_def *o, const PGresult *r, int row,
-		       int col0)
+static int read_record(void **out, const envdbi_object_def *o, const PGresult *r, int row, int col0)
 {
 	void *rec = calloc(1, o->record_size);
 	if (rec == NULL)
@@ -921,19 +1144,21 @@ static int pg_commit(envdbi_store_backend *b, int depth)
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 			classify(b, r, &f);
 			if (f.kind == ENVDBI_FAIL_CONNECTION_LOST)
-				rc = envdbi_error(ENVDB_ERR_IO, f.native,
-						  "control plane %s: commit: connection lost during "
-						  "COMMIT: whether the transaction was committed is "
-						  "unknown",
-						  b->desc);
+				rc = envdbi_error(
+					ENVDB_ERR_IO, f.native,
+					"control plane %s: commit: connection lost during "
+					"COMMIT: whether the transaction was committed is "
+					"unknown",
+					b->desc);
 			else
 				rc = report(b, &f, "commit");
 		} else if (strcmp(PQcmdStatus(r), "ROLLBACK") == 0) {
 			/* an earlier statement failed and aborted it */
-			rc = envdbi_error(ENVDB_ERR_IO, NULL,
-					  "control plane %s: commit: a statement of the transaction "
-					  "failed, so it was rolled back",
-					  b->desc);
+			rc = envdbi_error(
+				ENVDB_ERR_IO, NULL,
+				"control plane %s: commit: a statement of the transaction "
+				"failed, so it was rolled back",
+				b->desc);
 		}
 		PQclear(r);
 		b->aborted = false;
@@ -1250,8 +1475,27 @@ static void resolve_init(void)
 static int pg_resolve_get(envdbi_store_backend *b, envdbi_resolve_row **out, const char *org,
 			  const char *slug, const char *user, int64_t now)
 {
-	enum { C_ENV, C_STATUS, C_ROLE, C_DB, C_DRIVER, C_DBNAME, C_URL, C_AUTH, C_CRED, C_CT,
-	       C_HANDLE, C_EXP, C_PREV, C_PCT, C_PHANDLE, C_PEXP, C_AADV, C_PAADV, C__N };
+	enum {
+		C_ENV,
+		C_STATUS,
+		C_ROLE,
+		C_DB,
+		C_DRIVER,
+		C_DBNAME,
+		C_URL,
+		C_AUTH,
+		C_CRED,
+		C_CT,
+		C_HANDLE,
+		C_EXP,
+		C_PREV,
+		C_PCT,
+		C_PHANDLE,
+		C_PEXP,
+		C_AADV,
+		C_PAADV,
+		C__N
+	};
 	size_t len[C__N], total = 0;
 	pg_params p = {.n = 0};
 	envdbi_resolve_row *row;
@@ -1280,7 +1524,8 @@ static int pg_resolve_get(envdbi_store_backend *b, envdbi_resolve_row **out, con
 	}
 	for (int i = 0; i < C__N; i++) {
 		len[i] = 0;
-		if (i == C_EXP || i == C_PEXP || i == C_AADV || i == C_PAADV || PQgetisnull(r, 0, i))
+		if (i == C_EXP || i == C_PEXP || i == C_AADV || i == C_PAADV ||
+		    PQgetisnull(r, 0, i))
 			continue;
 		len[i] = (size_t)PQgetlength(r, 0, i) + 1;
 		total += len[i];
@@ -1289,11 +1534,24 @@ static int pg_resolve_get(envdbi_store_backend *b, envdbi_resolve_row **out, con
 		PQclear(r);
 		return nomem();
 	}
-	const char **field[C__N] = {&row->env_id, &row->env_status, &row->role, &row->db_id,
-				    &row->driver, &row->database_name, &row->database_url,
-				    &row->authorization, &row->cred_id, &row->cred_ciphertext,
-				    &row->cred_handle, NULL, &row->prev_id, &row->prev_ciphertext,
-				    &row->prev_handle, NULL, NULL, NULL};
+	const char **field[C__N] = {&row->env_id,
+				    &row->env_status,
+				    &row->role,
+				    &row->db_id,
+				    &row->driver,
+				    &row->database_name,
+				    &row->database_url,
+				    &row->authorization,
+				    &row->cred_id,
+				    &row->cred_ciphertext,
+				    &row->cred_handle,
+				    NULL,
+				    &row->prev_id,
+				    &row->prev_ciphertext,
+				    &row->prev_handle,
+				    NULL,
+				    NULL,
+				    NULL};
 	at = row->buf;
 	for (int i = 0; i < C__N; i++) {
 		if (len[i] == 0)
@@ -1337,9 +1595,10 @@ static int pg_find_duplicates(envdbi_store_backend *b, const envdbi_object_def *
 		pg_params p = {.n = 0};
 		PGresult *r = NULL;
 		for (size_t c = 0; c < nc; c++)
-			params_add_text(&p, PQgetisnull(g, row, (int)c + 1)
-						    ? NULL
-						    : PQgetvalue(g, row, (int)c + 1),
+			params_add_text(&p,
+					PQgetisnull(g, row, (int)c + 1)
+						? NULL
+						: PQgetvalue(g, row, (int)c + 1),
 					0);
 		if ((rc = query(b, ids.data, &p, &r, o->name)) == 0 && PQntuples(r) > 0)
 			cb(cb_ctx, o, ix, PQgetvalue(g, row, 0), PQgetvalue(r, 0, 0));
@@ -1395,26 +1654,26 @@ static int catalog_count(envdbi_store_backend *b, const char *sql, const char *x
 	return rc;
 }
 
-#define CAT_TABLE                                                                           \
-	"SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON "     \
-	"n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND "               \
+#define CAT_TABLE                                                                                  \
+	"SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON "            \
+	"n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND "                      \
 	"c.relkind IN ('r', 'p')"
-#define CAT_COLUMN                                                                          \
-	"SELECT count(*) FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON "     \
-	"c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "      \
-	"WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3 AND a.attnum > 0 AND "  \
+#define CAT_COLUMN                                                                                 \
+	"SELECT count(*) FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON "            \
+	"c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "             \
+	"WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3 AND a.attnum > 0 AND "         \
 	"NOT a.attisdropped"
 /* 0: missing; 1: a non-unique index; 2: a unique one */
-#define CAT_INDEX                                                                           \
-	"SELECT coalesce(max(CASE WHEN i.indisunique THEN 2 ELSE 1 END), 0) FROM "          \
-	"pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid "       \
-	"JOIN pg_catalog.pg_class t ON t.oid = i.indrelid JOIN pg_catalog.pg_namespace n "  \
-	"ON n.oid = t.relnamespace WHERE n.nspname = $1 AND t.relname = $2 AND "            \
+#define CAT_INDEX                                                                                  \
+	"SELECT coalesce(max(CASE WHEN i.indisunique THEN 2 ELSE 1 END), 0) FROM "                 \
+	"pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid "              \
+	"JOIN pg_catalog.pg_class t ON t.oid = i.indrelid JOIN pg_catalog.pg_namespace n "         \
+	"ON n.oid = t.relnamespace WHERE n.nspname = $1 AND t.relname = $2 AND "                   \
 	"ic.relname = $3"
-#define CAT_TRIGGER                                                                         \
-	"SELECT count(*) FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class t ON "       \
-	"t.oid = g.tgrelid JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace WHERE " \
-	"n.nspname = $1 AND t.relname = $2 AND g.tgname = $3 AND NOT g.tgisinternal AND "   \
+#define CAT_TRIGGER                                                                                \
+	"SELECT count(*) FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class t ON "              \
+	"t.oid = g.tgrelid JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace WHERE "        \
+	"n.nspname = $1 AND t.relname = $2 AND g.tgname = $3 AND NOT g.tgisinternal AND "          \
 	"g.tgenabled <> 'D'"
 
 /* The physical schema against the definitions, from the catalog of this
@@ -1442,7 +1701,8 @@ static int pg_verify_schema(envdbi_store_backend *b, bool legacy, envdbi_schema_
 			rc = catalog_count(b, CAT_COLUMN, b->schema, o->name, o->fields[k].name,
 					   &found);
 			if (rc == 0 && !found) {
-				snprintf(msg, sizeof msg, "column %s is missing", o->fields[k].name);
+				snprintf(msg, sizeof msg, "column %s is missing",
+					 o->fields[k].name);
 				cb(cb_ctx, o->name, o->fields[k].name, msg);
 			}
 			if (o->fields[k].flags & ENVDBI_FF_IMMUTABLE)
@@ -1458,8 +1718,8 @@ static int pg_verify_schema(envdbi_store_backend *b, bool legacy, envdbi_schema_
 					 ix->unique ? "unique " : "", ix->name, ix->description);
 				cb(cb_ctx, o->name, ix->name, msg);
 			} else if ((found == 2) != ix->unique) {
-				snprintf(msg, sizeof msg, "index %s should %sbe unique (%s)", ix->name,
-					 ix->unique ? "" : "not ", ix->description);
+				snprintf(msg, sizeof msg, "index %s should %sbe unique (%s)",
+					 ix->name, ix->unique ? "" : "not ", ix->description);
 				cb(cb_ctx, o->name, ix->name, msg);
 			}
 		}
@@ -1469,7 +1729,8 @@ static int pg_verify_schema(envdbi_store_backend *b, bool legacy, envdbi_schema_
 			rc = catalog_count(b, CAT_TRIGGER, b->schema, o->name, trig, &found);
 			if (rc == 0 && !found) {
 				snprintf(msg, sizeof msg,
-					 "trigger %s is missing or disabled (immutable fields)", trig);
+					 "trigger %s is missing or disabled (immutable fields)",
+					 trig);
 				cb(cb_ctx, o->name, trig, msg);
 			}
 		}
@@ -1600,8 +1861,8 @@ static int migration_2(envdbi_store_backend *b)
 		for (size_t k = 0; k < o->n_fields; k++) {
 			int64_t found = 0;
 			char *sql = NULL;
-			int rc = catalog_count(b, CAT_COLUMN, b->schema, o->name,
-					       o->fields[k].name, &found);
+			int rc = catalog_count(b, CAT_COLUMN, b->schema, o->name, o->fields[k].name,
+					       &found);
 			if (rc != 0)
 				return rc;
 			if (found)
@@ -1656,12 +1917,12 @@ static int (*const migrations[ENVDBI_STORE_VERSION])(envdbi_store_backend *) = {
 	migration_1, migration_2, migration_3};
 
 typedef struct schema_state {
-	bool exists;         /* the schema */
-	bool owned;          /* by the connecting role */
+	bool exists; /* the schema */
+	bool owned;  /* by the connecting role */
 	char owner[128], me[128];
-	bool has_version;    /* the version table exists */
+	bool has_version; /* the version table exists */
 	int64_t app, version;
-	int64_t tables;      /* relations in the schema */
+	int64_t tables; /* relations in the schema */
 } schema_state;
 
 static int read_state(envdbi_store_backend *b, schema_state *st)
@@ -1712,10 +1973,11 @@ static int read_state(envdbi_store_backend *b, schema_state *st)
 static int check_state(envdbi_store_backend *b, const schema_state *st, unsigned flags)
 {
 	if (st->exists && !st->owned)
-		return envdbi_error(ENVDB_ERR_CONFIG, NULL,
-				    "control plane %s: refused: schema %s is owned by %s, not by the "
-				    "connecting role %s",
-				    b->desc, b->schema, st->owner, st->me);
+		return envdbi_error(
+			ENVDB_ERR_CONFIG, NULL,
+			"control plane %s: refused: schema %s is owned by %s, not by the "
+			"connecting role %s",
+			b->desc, b->schema, st->owner, st->me);
 	if (st->has_version && st->app != PG_APPLICATION_ID)
 		return envdbi_error(ENVDB_ERR_INVALID, NULL,
 				    "control plane %s: not an envdb control plane (application id "
@@ -1788,8 +2050,9 @@ static int migrate(envdbi_store_backend *b, unsigned flags, int *version)
 	if (rc == 0) {
 		*version = ENVDBI_STORE_VERSION;
 		if (from > 0)
-			envdbi_log(ENVDB_LOG_INFO, "control plane %s: migrated from version %d to %d",
-				   b->desc, from, ENVDBI_STORE_VERSION);
+			envdbi_log(ENVDB_LOG_INFO,
+				   "control plane %s: migrated from version %d to %d", b->desc,
+				   from, ENVDBI_STORE_VERSION);
 	}
 	return rc;
 out:
@@ -1877,10 +2140,11 @@ static int open_conn(envdbi_store_backend **out, const char *conninfo, const cha
 
 	*out = NULL;
 	if (!schema_name_ok(schema))
-		return envdbi_error(ENVDB_ERR_CONFIG, NULL,
-				    "control plane postgresql: schema name \"%s\" is not a lowercase "
-				    "identifier of at most %d bytes ([a-z_][a-z0-9_]*, not pg_...)",
-				    schema, PG_SCHEMA_MAX);
+		return envdbi_error(
+			ENVDB_ERR_CONFIG, NULL,
+			"control plane postgresql: schema name \"%s\" is not a lowercase "
+			"identifier of at most %d bytes ([a-z_][a-z0-9_]*, not pg_...)",
+			schema, PG_SCHEMA_MAX);
 	if (conninfo == NULL || conninfo[0] == '\0')
 		return envdbi_error(ENVDB_ERR_CONFIG, NULL,
 				    "control plane postgresql (schema %s): no conninfo "
@@ -1940,8 +2204,8 @@ static int pg_open(envdbi_store_backend **out, const envdbi_store_config *cfg, u
 
 	*out = NULL;
 	memset(info, 0, sizeof *info);
-	rc = open_conn(&b, cfg->conninfo, cfg->schema ? cfg->schema : "envdb",
-		       cfg->busy_timeout_ms, cfg->legacy);
+	rc = open_conn(&b, cfg->conninfo, cfg->schema ? cfg->schema : "envdb", cfg->busy_timeout_ms,
+		       cfg->legacy);
 	if (rc != 0)
 		return rc;
 	if (flags & ENVDB_OPEN_SNAPSHOT) {
@@ -2036,9 +2300,9 @@ static int watch_connect(envdbi_store_watch *w, char *why, size_t cap)
 {
 	char ct[24], sql[PG_SCHEMA_MAX * 2 + 32];
 	int64_t secs = (w->busy_timeout_ms + 999) / 1000;
-	const char *const keys[] = {"application_name", "connect_timeout", "keepalives",
-				    "keepalives_idle", "keepalives_interval", "keepalives_count",
-				    "dbname", NULL};
+	const char *const keys[] = {
+		"application_name",    "connect_timeout",  "keepalives", "keepalives_idle",
+		"keepalives_interval", "keepalives_count", "dbname",     NULL};
 	const char *vals[8] = {"envdb listen", ct, "1", "10", "5", "3", w->conninfo->data, NULL};
 	char *q;
 	PGresult *r;
@@ -2106,10 +2370,11 @@ static void *watch_main(void *arg)
 			backoff = 100;
 			w->cb(w->cb_ctx, NULL); /* what was missed meanwhile */
 			if (w->warned)
-				envdbi_log(ENVDB_LOG_WARNING,
-					   "control plane %s: cross-host resolve-cache invalidation "
-					   "restored",
-					   w->desc);
+				envdbi_log(
+					ENVDB_LOG_WARNING,
+					"control plane %s: cross-host resolve-cache invalidation "
+					"restored",
+					w->desc);
 			w->warned = false;
 		}
 		struct pollfd pf[2] = {{.fd = PQsocket(w->conn), .events = POLLIN},

@@ -35,8 +35,7 @@ int envdbi_store_sqlite_adopt_deployment(envdbi_store *s, const char *id, int64_
 		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_OK)
-		rc = envdbi_error(ENVDB_ERR_IO, NULL,
-				  "control plane %s: set the deployment id: %s",
+		rc = envdbi_error(ENVDB_ERR_IO, NULL, "control plane %s: set the deployment id: %s",
 				  envdbi_store_describe(s), sqlite3_errmsg(db));
 	envdbi_store_sqlite_unlock(s);
 	return rc;

@@ -112,8 +112,8 @@ static int exec_on(const char *conninfo, const char *search_path, const char *sq
 	PQsetNoticeProcessor(c, quiet, NULL);
 	if (search_path != NULL) {
 		const char *v[1] = {search_path};
-		r = PQexecParams(c, "SELECT set_config('search_path', $1, false)", 1, NULL, v,
-				 NULL, NULL, 0);
+		r = PQexecParams(c, "SELECT set_config('search_path', $1, false)", 1, NULL, v, NULL,
+				 NULL, 0);
 		PQclear(r);
 	}
 	r = PQexec(c, sql);
@@ -150,8 +150,8 @@ int sm_pg_query1(const char *sql, char *out, size_t cap)
 		PQfinish(c);
 		return -1;
 	}
-	r = PQexecParams(c, "SELECT set_config('search_path', $1, false)", 1, NULL, v, NULL,
-			 NULL, 0);
+	r = PQexecParams(c, "SELECT set_config('search_path', $1, false)", 1, NULL, v, NULL, NULL,
+			 0);
 	PQclear(r);
 	r = PQexec(c, sql);
 	if (PQresultStatus(r) == PGRES_TUPLES_OK) {

@@ -767,6 +767,15 @@ static int matrix_child(void *arg)
 	/* migrate.*: the legacy registry */
 	if (matrix_migrate(ctx, point, NULL))
 		seen = true;
+	/* store_copy.*: into a new control plane (an SQLite file) of its own */
+	{
+		char m[PATH_MAX + 32], cp[PATH_MAX + 64];
+
+		snprintf(m, sizeof(m), "%s/copy-%ld.yaml", T.dir, (long)getpid());
+		snprintf(cp, sizeof(cp), "control_plane: %s/copy-%ld.db\n", T.dir, (long)getpid());
+		td_manifest_variant(&T, m, cp);
+		STEP(envdb_store_copy(NULL, ctx, m));
+	}
 	envdb_close(ctx);
 #undef STEP
 	return seen ? 0 : 3;

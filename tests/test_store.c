@@ -1116,6 +1116,57 @@ START_TEST(constraints_hold_for_other_processes)
 }
 END_TEST
 
+/* ---- snapshots (dry runs) ------------------------------------------------ */
+
+static size_t env_count(envdbi_store *s)
+{
+	envdb_environment **list = NULL;
+	size_t n = 0;
+	ck_assert_int_eq(envdbi_store_env_list(s, &list, &n, NULL), 0);
+	envdb_environment_list_free(list, n);
+	return n;
+}
+
+/* What a dry run writes to a snapshot stays in it: on SQLite an in-memory
+ * copy, on PostgreSQL one transaction that is never committed. */
+START_TEST(snapshot_writes_stay_private)
+{
+	envdbi_store *s = open_store(false), *snap = NULL, *s2 = NULL;
+	char id[37];
+
+	mkenv(s, "acme", "prod", 1, "active", id);
+	ck_assert_int_eq(envdbi_store_snapshot(&snap, s), 0);
+	ck_assert(envdbi_store_is_snapshot(snap));
+	ck_assert_str_eq(envdbi_store_deployment_id(snap), envdbi_store_deployment_id(s));
+	mkenv(snap, "acme", "dry", 0, "active", NULL);
+	ck_assert_int_eq(envdbi_store_begin(snap), 0);
+	mkenv(snap, "acme", "dry2", 0, "active", NULL);
+	ck_assert_int_eq(envdbi_store_commit(snap), 0);
+	ck_assert_int_eq(envdbi_store_begin(snap), 0);
+	mkenv(snap, "acme", "undone", 0, "active", NULL);
+	envdbi_store_rollback(snap);
+	ck_assert_int_eq(envdbi_store_env_set_status(snap, id, "active", "suspended"), 0);
+	ck_assert_uint_eq(env_count(snap), 3);
+	ck_assert_uint_eq(env_count(s), 1);
+	envdbi_store_close(snap);
+	ck_assert_uint_eq(env_count(s), 1);
+	/* opened as a snapshot from the start */
+	ck_assert_int_eq(cp_open(&s2, 1000, false, ENVDB_OPEN_SNAPSHOT), 0);
+	ck_assert(envdbi_store_is_snapshot(s2));
+	mkenv(s2, "acme", "dry3", 0, "active", NULL);
+	ck_assert_uint_eq(env_count(s2), 2);
+	envdbi_store_close(s2);
+	ck_assert_uint_eq(env_count(s), 1);
+	{
+		envdb_environment *e = NULL;
+		ck_assert_int_eq(envdbi_store_env_get(s, &e, id), 0);
+		ck_assert_str_eq(e->status, "active");
+		envdb_environment_free(e);
+	}
+	envdbi_store_close(s);
+}
+END_TEST
+
 /* ---- PostgreSQL only ------------------------------------------------------ */
 
 /* A manifest's control plane with the conninfo `text` in a file of `mode`
@@ -1321,6 +1372,7 @@ static Suite *suite(void)
 		tcase_add_test(tc, pg_connection_lost_mid_transaction);
 	}
 	tcase_add_test(tc, constraints_hold_for_other_processes);
+	tcase_add_test(tc, snapshot_writes_stay_private);
 	tcase_add_test(tc, environment_crud);
 	tcase_add_test(tc, environment_constraints);
 	tcase_add_test(tc, database_rules);
