@@ -15,7 +15,7 @@
  * rotate (overlap 0 or 1 h) and complete, resolve, member add/remove, env
  * archive/unarchive/delete (grace or --now), reconcile --apply.  A
  * supervisor sends SIGKILL to the process group of the host running about
- * KILL_PERCENT of the operations, at a random moment of the operation, and
+ * a quarter of the operations, at a random moment of the operation, and
  * starts the host again; once, mid-run, it restarts the PostgreSQL server
  * (pg_ctl restart -m fast: every session ends).
  *
