@@ -5,7 +5,10 @@
  *
  *   intent    a provisioning whose lease expired (the process died or hung),
  *             or a failed one whose compensating drop did not happen:
- *             claimed, its pending database dropped, its row deleted;
+ *             claimed, its pending database dropped, its row deleted.  The
+ *             claim is a compare-and-set, so of two reconciles (two hosts)
+ *             exactly one acts; the other skips it silently, and skips a
+ *             failed intent another claimed less than a lease ago;
  *   deletion  an archived environment whose delete_after passed: its
  *             database dropped, its rows deleted;
  *   rotation  a rotating credential whose window ended: revoked at the
