@@ -345,8 +345,12 @@ int envdbi_env_delete_finish(envdb_ctx *ctx, const envdb_environment *env,
 
 /** Roll back a provisioning intent: claim it (provisioning → failed unless
  * already failed), drop its pending database, delete its row.  `failpoint`
- * names the failpoint between the drop and the row deletion. */
+ * names the failpoint between the drop and the row deletion.  When the
+ * claim fails because another process claimed it, rolled it back, or its
+ * provisioner finished (a provisioning row no longer provisioning; a
+ * failed row changed or gone since `env` was read), *claim_lost (may be
+ * NULL) is set and an error returned, nothing done. */
 int envdbi_env_rollback_intent(envdb_ctx *ctx, const envdb_environment *env,
-			       const char *failpoint);
+			       const char *failpoint, bool *claim_lost);
 
 #endif /* ENVDB_INTERNAL_H */

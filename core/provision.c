@@ -828,37 +828,113 @@ out:
 /* Intent rollback (reconcile)                                               */
 /* ------------------------------------------------------------------------ */
 
-int envdbi_env_rollback_intent(envdb_ctx *ctx, const envdb_environment *env,
-			       const char *failpoint)
+/* Claim a failed intent as listed in `env`: a compare-and-set of its
+ * (updated_at, lease_expires_at) to (now, now), which marks it as claimed
+ * by a reconcile (reconcile.c: claimed_by_another()).  ENVDB_ERR_STATE and
+ * *lost when another process changed or removed it since (the claim is
+ * lost; it is not a failure). */
+static int claim_failed(envdb_ctx *ctx, const envdb_environment *env, bool *lost)
 {
-	envdbi_plugin *adapter;
-	envdb_db_ref ref;
+	envdb_environment *cur = NULL;
 	int rc;
 
+	if ((rc = envdbi_store_begin(ctx->store)) != ENVDB_OK)
+		return rc;
+	rc = envdbi_store_env_get(ctx->store, &cur, env->id);
+	if (rc == ENVDB_ERR_NOT_FOUND ||
+	    (rc == ENVDB_OK && (strcmp(cur->status, "failed") != 0 ||
+				cur->updated_at != env->updated_at ||
+				cur->lease_expires_at != env->lease_expires_at))) {
+		*lost = true;
+		rc = envdbi_error(ENVDB_ERR_STATE, NULL,
+				  "environment %s/%s: the failed intent was claimed by another "
+				  "process",
+				  env->organization_id, env->slug);
+	}
+	if (rc == ENVDB_OK) {
+		cur->lease_expires_at = envdbi_now();
+		rc = envdbi_store_env_update(ctx->store, cur);
+	}
+	if (rc == ENVDB_OK)
+		rc = envdbi_store_commit(ctx->store);
+	else
+		envdbi_store_rollback(ctx->store);
+	envdb_environment_free(cur);
+	return rc;
+}
+
+/* Give back the claim of failed intent `id` after this process failed to
+ * roll it back: lease 0, so the next reconcile retries it at once instead
+ * of honouring the claim for a lease.  Best effort (a claim not given back
+ * is honoured for its lease, as that of a process that died). */
+static void release_claim(envdb_ctx *ctx, const char *id, int failed)
+{
+	envdb_environment *cur = NULL;
+	saved_error err;
+	int rc;
+
+	error_save(&err, failed);
+	if (envdbi_store_begin(ctx->store) == ENVDB_OK) {
+		rc = envdbi_store_env_get(ctx->store, &cur, id);
+		if (rc == ENVDB_OK && strcmp(cur->status, "failed") == 0) {
+			cur->lease_expires_at = 0;
+			rc = envdbi_store_env_update(ctx->store, cur);
+		}
+		if (rc == ENVDB_OK)
+			envdbi_store_commit(ctx->store);
+		else
+			envdbi_store_rollback(ctx->store);
+		envdb_environment_free(cur);
+	}
+	error_restore(&err, NULL);
+}
+
+int envdbi_env_rollback_intent(envdb_ctx *ctx, const envdb_environment *env,
+			       const char *failpoint, bool *claim_lost)
+{
+	bool lost = false;
+	envdbi_plugin *adapter;
+	envdb_db_ref ref;
+	int rc = ENVDB_OK;
+
 	/* Claim it first, so a provisioner that is merely slow cannot
-	 * activate an environment whose database is being dropped. */
+	 * activate an environment whose database is being dropped, and so
+	 * that two reconciles never both act on it. */
 	if (strcmp(env->status, "provisioning") == 0) {
 		rc = envdbi_store_env_set_status(ctx->store, env->id, "provisioning", "failed");
-		if (rc != ENVDB_OK)
-			return rc;
-		if ((rc = ENVDB_FAILPOINT("reconcile.after_claim")) != ENVDB_OK)
-			return rc;
+		lost = rc == ENVDB_ERR_STATE || rc == ENVDB_ERR_NOT_FOUND; /* taken, or gone */
+		if (rc == ENVDB_OK)
+			rc = ENVDB_FAILPOINT("reconcile.after_claim");
+	} else if (strcmp(env->status, "failed") == 0) {
+		rc = claim_failed(ctx, env, &lost);
 	}
+	if (claim_lost != NULL)
+		*claim_lost = lost;
+	if (lost)
+		return rc;
+	if (rc != ENVDB_OK)
+		goto release;
 	if (env->pending_database_name != NULL) {
 		if ((rc = envdbi_adapter_find(&adapter, ctx, env->pending_driver)) != ENVDB_OK)
-			return rc;
+			goto release;
 		memset(&ref, 0, sizeof(ref));
 		ref.struct_size = sizeof(ref);
 		ref.environment_id = env->id;
 		ref.database_name = env->pending_database_name;
-		if ((rc = envdbi_adapter_drop(adapter, &ref)) != ENVDB_OK)
-			return envdbi_error_prefix("drop database %s: ", env->pending_database_name);
+		if ((rc = envdbi_adapter_drop(adapter, &ref)) != ENVDB_OK) {
+			envdbi_error_prefix("drop database %s: ", env->pending_database_name);
+			goto release;
+		}
 	}
 	if ((rc = ENVDB_FAILPOINT(failpoint)) != ENVDB_OK)
-		return rc;
+		goto release;
 	rc = envdbi_store_env_delete(ctx->store, env->id);
 	if (rc == ENVDB_ERR_NOT_FOUND)
 		rc = ENVDB_OK;
 	envdbi_cache_invalidate_env(ctx->cache, env->id);
+	if (rc == ENVDB_OK)
+		return rc;
+release:
+	release_claim(ctx, env->id, rc);
 	return rc;
 }

@@ -5,7 +5,10 @@
  *
  *   intent    a provisioning whose lease expired (the process died or hung),
  *             or a failed one whose compensating drop did not happen:
- *             claimed, its pending database dropped, its row deleted;
+ *             claimed, its pending database dropped, its row deleted.  The
+ *             claim is a compare-and-set, so of two reconciles (two hosts)
+ *             exactly one acts; the other skips it silently, and skips a
+ *             failed intent another claimed less than a lease ago;
  *   deletion  an archived environment whose delete_after passed: its
  *             database dropped, its rows deleted;
  *   rotation  a rotating credential whose window ended: revoked at the
@@ -112,6 +115,21 @@ static void env_label(char *buf, size_t cap, const envdb_environment *e)
 	snprintf(buf, cap, "%s/%s", e->organization_id, e->slug);
 }
 
+/* A failed intent another reconcile claimed less than a lease ago: that
+ * process may still be dropping its database, so it is left to it (two
+ * reconciles never both act on one intent); if it died, the intent is
+ * rolled back once the lease has passed, as a provisioning one is.  A
+ * reconcile's claim is the only way a row becomes failed after its lease
+ * expired (the provisioner's own compensation marks it failed within its
+ * lease, and that row is rolled back at once). */
+static bool claimed_by_another(const envdb_ctx *ctx, const envdb_environment *e, int64_t now)
+{
+	int64_t lease = ctx->manifest->lease_seconds > 0 ? ctx->manifest->lease_seconds : 300;
+
+	return e->lease_expires_at > 0 && e->lease_expires_at <= e->updated_at &&
+	       now < e->updated_at + lease;
+}
+
 /* Phase 1: provisioning intents past their lease, and failed intents that
  * still name a database. */
 static int phase_intents(report_builder *b, envdb_ctx *ctx, bool apply, int64_t now)
@@ -129,14 +147,23 @@ static int phase_intents(report_builder *b, envdb_ctx *ctx, bool apply, int64_t 
 			return rc;
 		for (i = 0; i < n; i++) {
 			const envdb_environment *e = v[i];
+			bool lost = false;
 			int st = ENVDB_OK;
 
 			if (pass == 1 && e->pending_database_name == NULL)
 				continue; /* a failed row without anything to drop */
+			if (pass == 1 && claimed_by_another(ctx, e, now))
+				continue;
 			env_label(label, sizeof(label), e);
 			if (apply)
 				st = envdbi_env_rollback_intent(
-				    ctx, e, ENVDBI_FP("reconcile.after_intent_drop"));
+				    ctx, e, ENVDBI_FP("reconcile.after_intent_drop"), &lost);
+			if (lost) {
+				/* another reconcile claimed it since the listing (or
+				 * its provisioner finished): not ours, not a failure */
+				envdb_error_clear();
+				continue;
+			}
 			add_item(b, "intent", e->pending_driver, e->pending_database_name, e->id, label,
 				 !apply ? "would roll back" : st ? "failed" : "rolled back", st);
 		}

@@ -854,11 +854,12 @@ static void matrix_run(const char *point, const char *action)
 			      "%s=error: the point was never reached or its error was lost "
 			      "(status 0x%x)",
 			      point, st);
-	/* Recovery: reconcile --apply past every deadline, re-run the
+	/* Recovery: reconcile --apply past every deadline (also the lease of
+	 * the claim a reconcile killed at 30 days on left), re-run the
 	 * migration. */
 	td_fail_at(&T, NULL);
 	ctx = td_open(&T);
-	ck_assert_uint_eq(td_reconcile_apply(ctx, 30 * 86400), 0);
+	ck_assert_uint_eq(td_reconcile_apply(ctx, 30 * 86400 + 3600), 0);
 	(void)matrix_migrate(ctx, NULL, &mrc);
 	ck_assert_msg(mrc == 0, "%s=%s: the migration re-run failed (%d): %s", point, action, mrc,
 		      envdb_error_last()->message);
