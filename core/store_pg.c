@@ -82,7 +82,7 @@
 #include <sodium.h>
 
 /* -DENVDB_PG_NO_PIPELINE: one round trip per statement even with a libpq
- * that pipelines (to compare; bench/bench_pg_store). */
+ * that pipelines (to compare with bench/bench_hosts). */
 #ifdef ENVDB_PG_NO_PIPELINE
 #undef LIBPQ_HAS_PIPELINING
 #endif
