@@ -1151,8 +1151,8 @@ START_TEST(global_option_as_value)
 	tu_assert_contains(out, "already has a default environment");
 	ck_assert_int_eq(RUN("--manifest", m, "env", "show", "acme/qa", "-j"), 0);
 	ck_assert_msg(out[0] == '{', "-j after the arguments: not JSON: %s", out);
-	ck_assert_int_eq(RUN("--manifest", m, "env", "provision", "acme", "qa3", "--type",
-			     "test", "--display-name", "x", "-j"),
+	ck_assert_int_eq(RUN("--manifest", m, "env", "provision", "acme", "qa3", "--type", "test",
+			     "--display-name", "x", "-j"),
 			 0);
 	ck_assert_msg(out[0] == '{', "-j after an option's value: not JSON: %s", out);
 	/* --name=VALUE carries its value itself: the next word is free */

@@ -35,9 +35,9 @@
 #include "failpoint.h"
 #include "internal.h"
 #include "legacy_seed.h"
-#include "store_matrix.h"
 #include "migrate.h"
 #include "store.h"
+#include "store_matrix.h"
 
 /* ------------------------------------------------------------------------ */
 /* Fixture: a deployment directory with a manifest, two keyrings, a store    */
@@ -74,29 +74,29 @@ static void write_manifest(fx *f, bool shim)
 	fputs("version: 1\n", fp);
 	sm_manifest_control_plane(fp);
 	fprintf(fp,
-		 "defaults:\n"
-		 "  driver: sqlite\n"
-		 "  encryptor: kms\n"
-		 "  plan: free\n"
-		 "  storage_limit_mb: 2048\n"
-		 "legacy:\n"
-		 "  register_shim: %s\n"
-		 "  encryptor: legacy_kms\n"
-		 "plugins:\n"
-		 "  - name: sqlite\n"
-		 "    kind: adapter\n"
-		 "    config:\n"
-		 "      base_dir: environments\n"
-		 "  - name: kms\n"
-		 "    kind: encryptor\n"
-		 "    config:\n"
-		 "      keyring_dir: keyring\n"
-		 "  - name: legacy_kms\n"
-		 "    kind: encryptor\n"
-		 "    path: kms.so\n"
-		 "    config:\n"
-		 "      keyring_dir: legacy-keyring\n",
-		 shim ? "true" : "false");
+		"defaults:\n"
+		"  driver: sqlite\n"
+		"  encryptor: kms\n"
+		"  plan: free\n"
+		"  storage_limit_mb: 2048\n"
+		"legacy:\n"
+		"  register_shim: %s\n"
+		"  encryptor: legacy_kms\n"
+		"plugins:\n"
+		"  - name: sqlite\n"
+		"    kind: adapter\n"
+		"    config:\n"
+		"      base_dir: environments\n"
+		"  - name: kms\n"
+		"    kind: encryptor\n"
+		"    config:\n"
+		"      keyring_dir: keyring\n"
+		"  - name: legacy_kms\n"
+		"    kind: encryptor\n"
+		"    path: kms.so\n"
+		"    config:\n"
+		"      keyring_dir: legacy-keyring\n",
+		shim ? "true" : "false");
 	ck_assert_int_eq(fclose(fp), 0);
 }
 
@@ -203,8 +203,8 @@ static void pg_copy_schema(const char *from, const char *to, bool create)
 		 "t.tablename, '%s', t.tablename); END LOOP; END $$",
 		 create ? "true" : "false", to, to, from, create ? "true" : "false", to, from, to,
 		 to, from);
-	ck_assert_msg(sm_pg_exec_super(sql, err, sizeof err) == 0, "copy schema %s -> %s: %s",
-		      from, to, err);
+	ck_assert_msg(sm_pg_exec_super(sql, err, sizeof err) == 0, "copy schema %s -> %s: %s", from,
+		      to, err);
 }
 #endif
 
