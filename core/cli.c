@@ -878,13 +878,52 @@ static int set_output(envdb_cli *cli, const char *v)
 	return EX_OK;
 }
 
+/* The row of command words `name` [`sub`] (sub may be NULL), as main()
+ * picks it; NULL when there is none (yet). */
+static const envdb_cli_command *row_of(const char *name, const char *sub)
+{
+	const envdb_cli_command *row = NULL;
+	size_t i;
+
+	for (i = 0; i < N_COMMANDS; i++) {
+		if (strcmp(commands[i].name, name) != 0)
+			continue;
+		if (commands[i].sub != NULL && sub != NULL && strcmp(commands[i].sub, sub) == 0)
+			return &commands[i];
+		if (commands[i].sub == NULL && row == NULL)
+			row = &commands[i];
+	}
+	return row;
+}
+
+/* Whether command `row` has option `a` ("--name", no "=") taking a value:
+ * its flags line reads "--name VALUE<TAB>...". */
+static bool takes_value(const envdb_cli_command *row, const char *a)
+{
+	const char *p = row != NULL ? row->flags : NULL;
+	size_t n = strlen(a);
+
+	while (p != NULL && *p != '\0') {
+		if (strncmp(p, a, n) == 0 && p[n] == ' ')
+			return true;
+		p = strchr(p, '\n');
+		if (p != NULL)
+			p++;
+	}
+	return false;
+}
+
 /* Take --json/-j, --output FORMAT, --quiet/-q, --manifest FILE /
- * --manifest=FILE and --help out of argv (up to "--"), wherever they are.
- * Returns 0 or EX_USAGE. */
+ * --manifest=FILE and --help out of argv (up to "--"), wherever an option
+ * may start: not the value of the command's option before it (`env provision
+ * acme/x --display-name -j` names the environment "-j"), which the command
+ * table tells (takes_value).  Returns 0 or EX_USAGE. */
 static int take_global_options(envdb_cli *cli, int *argc, char **argv, bool *help)
 {
-	int i, out = 0, rc;
+	int i, out = 0, rc, words = 0;
 	bool options = true;
+	const char *word[2] = {NULL, NULL};
+	const envdb_cli_command *row = NULL;
 
 	for (i = 0; i < *argc; i++) {
 		char *a = argv[i];
@@ -892,6 +931,14 @@ static int take_global_options(envdb_cli *cli, int *argc, char **argv, bool *hel
 			options = false;
 		if (!options) {
 			argv[out++] = a;
+			continue;
+		}
+		if (row != NULL && strncmp(a, "--", 2) == 0 && strchr(a, '=') == NULL &&
+		    takes_value(row, a)) {
+			/* the command's option and its value, whatever it looks like */
+			argv[out++] = a;
+			if (i + 1 < *argc)
+				argv[out++] = argv[++i];
 			continue;
 		}
 		if (strcmp(a, "--json") == 0 || strcmp(a, "-j") == 0) {
@@ -922,6 +969,11 @@ static int take_global_options(envdb_cli *cli, int *argc, char **argv, bool *hel
 			cli->manifest_opt = a + 11;
 		} else {
 			argv[out++] = a;
+			/* the command words name the row whose options count */
+			if (a[0] != '-' && words < 2) {
+				word[words++] = a;
+				row = row_of(word[0], word[1]);
+			}
 		}
 	}
 	*argc = out;

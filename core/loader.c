@@ -777,25 +777,85 @@ static int config_error(const envdbi_manifest *m, size_t idx, const envdbi_plugi
 			    p->path);
 }
 
-/* Read a secret file into secure memory.  It must be a regular file that
- * neither group nor others may access. */
+/* Whether the directories on the path to file `path` are trusted
+ * (envdbi_trusted_dirs): a relative path is taken from the working
+ * directory. */
+static bool secret_dirs_trusted(const char *path, char *why, size_t why_cap)
+{
+	char dir[PATH_MAX], cwd[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	size_t n;
+	int w;
+
+	if (path[0] == '/') {
+		n = slash == path ? 1 : (size_t)(slash - path);
+		if (n >= sizeof dir) {
+			snprintf(why, why_cap, "secret file %s: path too long", path);
+			return false;
+		}
+		memcpy(dir, path, n);
+		dir[n] = '\0';
+	} else {
+		if (getcwd(cwd, sizeof cwd) == NULL) {
+			int e = errno;
+			snprintf(why, why_cap,
+				 "secret file %s: cannot find the working directory: %s", path,
+				 strerror(e));
+			return false;
+		}
+		n = slash != NULL ? (size_t)(slash - path) : 0;
+		w = snprintf(dir, sizeof dir, "%s%s%.*s", cwd,
+			     n > 0 && strcmp(cwd, "/") != 0 ? "/" : "", (int)n, path);
+		if (w < 0 || (size_t)w >= sizeof dir) {
+			snprintf(why, why_cap, "secret file %s: path too long", path);
+			return false;
+		}
+	}
+	return envdbi_trusted_dirs(dir, why, why_cap);
+}
+
+/* Read a secret file into secure memory.  The rules of every trusted file
+ * (core/trust.c: owned by the effective user or root, directories on its
+ * path writable by nobody else), and more: a regular file, not a symbolic
+ * link, that neither group nor others may access at all.  Opened without
+ * blocking, so a FIFO planted there is refused instead of hanging the
+ * process. */
 int envdbi_read_secret_file(envdbi_secret **out, const char *path, char *why, size_t why_cap)
 {
 	struct stat st;
 	char *buf = NULL;
 	size_t len = 0;
 	ssize_t got;
-	int fd, rc = ENVDB_ERR_CONFIG;
+	int fd, e, rc = ENVDB_ERR_CONFIG;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0) {
-		snprintf(why, why_cap, "cannot open secret file %s: %s", path, strerror(errno));
-		return errno == ENOENT ? ENVDB_ERR_CONFIG : ENVDB_ERR_IO;
+		e = errno;
+		if (e == ELOOP) {
+			snprintf(why, why_cap,
+				 "secret file %s is a symbolic link (name the file itself)", path);
+			return ENVDB_ERR_CONFIG;
+		}
+		snprintf(why, why_cap, "cannot open secret file %s: %s", path, strerror(e));
+		return e == ENOENT ? ENVDB_ERR_CONFIG : ENVDB_ERR_IO;
 	}
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		snprintf(why, why_cap, "secret file %s is not a regular file", path);
+	if (fstat(fd, &st) != 0) {
+		e = errno;
+		snprintf(why, why_cap, "cannot check secret file %s: %s", path, strerror(e));
+		rc = ENVDB_ERR_IO;
 		goto done;
 	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(why, why_cap, "secret file %s is not a regular file (%s)", path,
+			 S_ISFIFO(st.st_mode)                         ? "a FIFO"
+			 : S_ISDIR(st.st_mode)                        ? "a directory"
+			 : S_ISSOCK(st.st_mode)                       ? "a socket"
+			 : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+								      : "not a file");
+		goto done;
+	}
+	if (!envdbi_trusted(path, &st, why, why_cap) || !secret_dirs_trusted(path, why, why_cap))
+		goto done;
 	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
 		snprintf(why, why_cap,
 			 "secret file %s is accessible by group or others (mode %04o); "
@@ -816,10 +876,10 @@ int envdbi_read_secret_file(envdbi_secret **out, const char *path, char *why, si
 	}
 	while (len < SECRET_FILE_MAX && (got = read(fd, buf + len, SECRET_FILE_MAX - len)) != 0) {
 		if (got < 0) {
-			if (errno == EINTR)
+			e = errno;
+			if (e == EINTR)
 				continue;
-			snprintf(why, why_cap, "cannot read secret file %s: %s", path,
-				 strerror(errno));
+			snprintf(why, why_cap, "cannot read secret file %s: %s", path, strerror(e));
 			rc = ENVDB_ERR_IO;
 			goto done;
 		}

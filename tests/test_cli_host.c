@@ -1123,6 +1123,46 @@ START_TEST(org_list_and_show)
 }
 END_TEST
 
+/* A global option (-j, --json, --output, -q) is one only where an option
+ * may start: as the value of a command option that takes one, it is that
+ * value. */
+START_TEST(global_option_as_value)
+{
+	char m[PATH_MAX];
+
+	acme_site(m, sizeof(m));
+	ck_assert_int_eq(RUN("--manifest", m, "env", "provision", "acme", "qa", "--type", "test",
+			     "--display-name", "-j", "--by", "alice"),
+			 0);
+	ck_assert_msg(out[0] != '{', "-j was taken as --json: %s", out);
+	ck_assert_int_eq(RUN("--manifest", m, "env", "show", "acme/qa"), 0);
+	tu_assert_contains(out, " -j\n");
+	ck_assert_int_eq(RUN("--manifest", m, "env", "provision", "acme", "qa1", "--display-name",
+			     "--output", "--type", "test"),
+			 0);
+	ck_assert_int_eq(RUN("--manifest", m, "env", "show", "acme/qa1"), 0);
+	tu_assert_contains(out, " --output\n");
+	/* where an option may start, they are still global: after a flag,
+	 * after a command option's value, before the command words */
+	ck_assert_int_eq(RUN("--manifest", m, "env", "provision", "acme", "qa2", "--type", "test",
+			     "--default", "-j"),
+			 65); /* acme has its default: the error as a JSON document */
+	ck_assert_msg(out[0] == '{', "-j after a flag: not JSON: %s", out);
+	tu_assert_contains(out, "already has a default environment");
+	ck_assert_int_eq(RUN("--manifest", m, "env", "show", "acme/qa", "-j"), 0);
+	ck_assert_msg(out[0] == '{', "-j after the arguments: not JSON: %s", out);
+	ck_assert_int_eq(RUN("--manifest", m, "env", "provision", "acme", "qa3", "--type", "test",
+			     "--display-name", "x", "-j"),
+			 0);
+	ck_assert_msg(out[0] == '{', "-j after an option's value: not JSON: %s", out);
+	/* --name=VALUE carries its value itself: the next word is free */
+	ck_assert_int_eq(RUN("--manifest", m, "env", "provision", "acme", "qa4", "--type=test",
+			     "--display-name=-q", "-j"),
+			 0);
+	ck_assert_msg(out[0] == '{', "-j after --name=VALUE: not JSON: %s", out);
+}
+END_TEST
+
 /* The README's example on the default (sqlite) deployment: a reader
  * resolves to a read-only credential, whose URL SQLite opens read-only:
  * it reads and cannot write.  The owner's URL writes. */
@@ -1295,6 +1335,7 @@ static Suite *cli_suite(void)
 		tcase_add_test(e2e, reconcile_dry_run_exit_status);
 		tcase_add_test(e2e, destructive_commands_confirm);
 		tcase_add_test(e2e, org_list_and_show);
+		tcase_add_test(e2e, global_option_as_value);
 		tcase_add_test(e2e, reader_resolves_on_sqlite);
 		tcase_add_test(e2e, durations_compound);
 		tcase_add_test(e2e, rewrap_progress_on_a_terminal);

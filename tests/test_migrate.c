@@ -37,6 +37,7 @@
 #include "legacy_seed.h"
 #include "migrate.h"
 #include "store.h"
+#include "store_matrix.h"
 
 /* ------------------------------------------------------------------------ */
 /* Fixture: a deployment directory with a manifest, two keyrings, a store    */
@@ -67,35 +68,36 @@ static void write_file(const char *path, const char *text)
 
 static void write_manifest(fx *f, bool shim)
 {
-	char text[2048];
+	FILE *fp = fopen(f->manifest, "w");
 
-	snprintf(text, sizeof(text),
-		 "version: 1\n"
-		 "control_plane: control.db\n"
-		 "defaults:\n"
-		 "  driver: sqlite\n"
-		 "  encryptor: kms\n"
-		 "  plan: free\n"
-		 "  storage_limit_mb: 2048\n"
-		 "legacy:\n"
-		 "  register_shim: %s\n"
-		 "  encryptor: legacy_kms\n"
-		 "plugins:\n"
-		 "  - name: sqlite\n"
-		 "    kind: adapter\n"
-		 "    config:\n"
-		 "      base_dir: environments\n"
-		 "  - name: kms\n"
-		 "    kind: encryptor\n"
-		 "    config:\n"
-		 "      keyring_dir: keyring\n"
-		 "  - name: legacy_kms\n"
-		 "    kind: encryptor\n"
-		 "    path: kms.so\n"
-		 "    config:\n"
-		 "      keyring_dir: legacy-keyring\n",
-		 shim ? "true" : "false");
-	write_file(f->manifest, text);
+	ck_assert_msg(fp != NULL, "cannot write %s: %s", f->manifest, strerror(errno));
+	fputs("version: 1\n", fp);
+	sm_manifest_control_plane(fp);
+	fprintf(fp,
+		"defaults:\n"
+		"  driver: sqlite\n"
+		"  encryptor: kms\n"
+		"  plan: free\n"
+		"  storage_limit_mb: 2048\n"
+		"legacy:\n"
+		"  register_shim: %s\n"
+		"  encryptor: legacy_kms\n"
+		"plugins:\n"
+		"  - name: sqlite\n"
+		"    kind: adapter\n"
+		"    config:\n"
+		"      base_dir: environments\n"
+		"  - name: kms\n"
+		"    kind: encryptor\n"
+		"    config:\n"
+		"      keyring_dir: keyring\n"
+		"  - name: legacy_kms\n"
+		"    kind: encryptor\n"
+		"    path: kms.so\n"
+		"    config:\n"
+		"      keyring_dir: legacy-keyring\n",
+		shim ? "true" : "false");
+	ck_assert_int_eq(fclose(fp), 0);
 }
 
 static envdb_ctx *fx_open(fx *f)
@@ -117,7 +119,8 @@ static void fx_init(fx *f, bool shim)
 	snprintf(f->dir, sizeof(f->dir), "%s/envdb-migrate-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	ck_assert_ptr_nonnull(mkdtemp(f->dir));
 	snprintf(f->manifest, sizeof(f->manifest), "%s/envdb.yaml", f->dir);
-	snprintf(f->control, sizeof(f->control), "%s/control.db", f->dir);
+	sm_fresh(f->dir);
+	snprintf(f->control, sizeof(f->control), "%s", sm_name());
 	snprintf(f->pristine, sizeof(f->pristine), "%s/pristine.db", f->dir);
 	snprintf(f->legacy_dir, sizeof(f->legacy_dir), "%s/v4-databases", f->dir);
 	ck_assert_int_eq(mkdir(f->legacy_dir, 0700), 0);
@@ -180,10 +183,59 @@ static void copy_file(const char *from, const char *to)
 	free(buf);
 }
 
+#ifdef HAVE_STORE_PG
+/* PostgreSQL: run a PL/pgSQL block as the cluster's superuser that copies
+ * every table of schema `from` into schema `to` (made, or emptied, first),
+ * with triggers and foreign keys off while it copies (replica role). */
+static void pg_copy_schema(const char *from, const char *to, bool create)
+{
+	char sql[2048], err[512];
+
+	snprintf(sql, sizeof sql,
+		 "SET session_replication_role = replica; DO $$ DECLARE t record; BEGIN "
+		 "IF %s THEN EXECUTE format('DROP SCHEMA IF EXISTS %%I CASCADE', '%s'); "
+		 "EXECUTE format('CREATE SCHEMA %%I', '%s'); END IF; "
+		 "FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = '%s' LOOP "
+		 "IF %s THEN EXECUTE format('CREATE TABLE %%I.%%I (LIKE %%I.%%I)', "
+		 "'%s', t.tablename, '%s', t.tablename); "
+		 "ELSE EXECUTE format('DELETE FROM %%I.%%I', '%s', t.tablename); END IF; "
+		 "EXECUTE format('INSERT INTO %%I.%%I SELECT * FROM %%I.%%I', '%s', "
+		 "t.tablename, '%s', t.tablename); END LOOP; END $$",
+		 create ? "true" : "false", to, to, from, create ? "true" : "false", to, from, to,
+		 to, from);
+	ck_assert_msg(sm_pg_exec_super(sql, err, sizeof err) == 0, "copy schema %s -> %s: %s", from,
+		      to, err);
+}
+#endif
+
+/* Keep a copy of the seeded control plane (no context may be open): the
+ * file, or (PostgreSQL) every table of the schema in a sibling schema. */
+static void fx_snapshot(fx *f)
+{
+	if (sm_pg()) {
+#ifdef HAVE_STORE_PG
+		char to[400];
+
+		snprintf(to, sizeof to, "%s_pristine", f->control);
+		pg_copy_schema(f->control, to, true);
+#endif
+		return;
+	}
+	copy_file(f->control, f->pristine);
+}
+
 /* Put the seeded control plane back (no context may be open). */
 static void fx_restore(fx *f)
 {
 	char side[400];
+
+	if (sm_pg()) {
+#ifdef HAVE_STORE_PG
+		snprintf(side, sizeof side, "%s_pristine", f->control);
+		pg_copy_schema(side, f->control, false);
+#endif
+		return;
+	}
 
 	snprintf(side, sizeof(side), "%s-wal", f->control);
 	unlink(side);
@@ -209,7 +261,7 @@ static void fx_seed(fx *f, size_t n_orgs, void (*extra)(fx *f, envdb_ctx *ctx))
 	if (extra != NULL)
 		extra(f, ctx);
 	envdb_close(ctx);
-	copy_file(f->control, f->pristine);
+	fx_snapshot(f);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -676,7 +728,7 @@ START_TEST(test_mixed)
 	envdbi_tenant_db_row **tdb = NULL;
 	size_t npk = 0, ntdb = 0, i, k, packages = 0;
 	envdb_ctx *ctx;
-	char *dump1, *dump2, *bytes1, *bytes2;
+	char *dump1, *dump2, *bytes1, *bytes2 = NULL;
 	size_t len1, len2;
 
 	fx_init(&f, true);
@@ -809,7 +861,8 @@ START_TEST(test_mixed)
 
 	/* A second run: nothing to do, nothing changed (byte for byte). */
 	dump1 = fx_dump(&f);
-	bytes1 = slurp(f.control, &len1);
+	/* SQLite: the file itself, byte for byte (PostgreSQL: the dump) */
+	bytes1 = sm_pg() ? NULL : slurp(f.control, &len1);
 	again = run_migrate(&f, 0, 0, "alice");
 	ck_assert_uint_eq(again->migrated, 0);
 	ck_assert_uint_eq(again->already, rep->migrated);
@@ -817,9 +870,11 @@ START_TEST(test_mixed)
 	ck_assert_uint_eq(again->conflicts, rep->conflicts);
 	ck_assert_uint_eq(again->rows_migrated, 0);
 	ck_assert_uint_eq(again->packages_repointed, 0);
-	bytes2 = slurp(f.control, &len2);
-	ck_assert_uint_eq(len1, len2);
-	ck_assert_msg(memcmp(bytes1, bytes2, len1) == 0, "a second run changed the file");
+	if (!sm_pg()) {
+		bytes2 = slurp(f.control, &len2);
+		ck_assert_uint_eq(len1, len2);
+		ck_assert_msg(memcmp(bytes1, bytes2, len1) == 0, "a second run changed the file");
+	}
 	dump2 = fx_dump(&f);
 	assert_same_dump(dump1, dump2, "second run");
 	free(dump1);
@@ -878,13 +933,9 @@ END_TEST
 
 static void exec_sql(fx *f, const char *sql)
 {
-	sqlite3 *db = NULL;
-	char *err = NULL;
+	char err[512] = "";
 
-	ck_assert_int_eq(sqlite3_open(f->control, &db), SQLITE_OK);
-	ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &err) == SQLITE_OK, "%s: %s", sql,
-		      err ? err : "?");
-	sqlite3_close(db);
+	ck_assert_msg(sm_exec(f->control, sql, err, sizeof err) == 0, "%s: %s", sql, err);
 }
 
 START_TEST(test_write_failure)
@@ -904,9 +955,19 @@ START_TEST(test_write_failure)
 	fx_restore(&f);
 	/* the store refuses the database row of org-000005, after its
 	 * environment row was written in the same batch transaction */
-	exec_sql(&f, "CREATE TRIGGER test_refuse BEFORE INSERT ON sys_environment_database "
-		     "WHEN NEW.database_name = 'tenant_000005_0' "
-		     "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END");
+	/* (SQLite's RAISE(ABORT) is a constraint error: the same class on
+	 * PostgreSQL is a check_violation) */
+	if (sm_pg())
+		exec_sql(&f, "CREATE FUNCTION test_refuse_fn() RETURNS trigger LANGUAGE plpgsql AS "
+			     "$$ BEGIN RAISE EXCEPTION 'refused by the test' "
+			     "USING ERRCODE = 'check_violation'; END $$; "
+			     "CREATE TRIGGER test_refuse BEFORE INSERT ON sys_environment_database "
+			     "FOR EACH ROW WHEN (NEW.database_name = 'tenant_000005_0') "
+			     "EXECUTE FUNCTION test_refuse_fn()");
+	else
+		exec_sql(&f, "CREATE TRIGGER test_refuse BEFORE INSERT ON sys_environment_database "
+			     "WHEN NEW.database_name = 'tenant_000005_0' "
+			     "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END");
 	rep = run_migrate(&f, 0, 64, "alice");
 	o = find_org(rep, "org-000005");
 	ck_assert_int_eq(o->outcome, ENVDB_MIGRATE_FAILED);
@@ -921,7 +982,9 @@ START_TEST(test_write_failure)
 	envdb_close(ctx);
 	envdb_migrate_report_free(rep);
 
-	exec_sql(&f, "DROP TRIGGER test_refuse");
+	exec_sql(&f, sm_pg() ? "DROP TRIGGER test_refuse ON sys_environment_database; "
+			       "DROP FUNCTION test_refuse_fn()"
+			     : "DROP TRIGGER test_refuse");
 	rep = run_migrate(&f, 0, 64, "alice");
 	ck_assert_uint_eq(rep->migrated, 1);
 	envdb_migrate_report_free(rep);
@@ -948,11 +1011,20 @@ START_TEST(test_dry_run)
 
 	fx_init(&f, true);
 	fx_seed(&f, MIX_ORGS, add_v5_data);
-	before = slurp(f.control, &lb);
-	dry = run_migrate(&f, 1, 5, "alice");
-	after = slurp(f.control, &la);
-	ck_assert_uint_eq(lb, la);
-	ck_assert_msg(memcmp(before, after, lb) == 0, "a dry run changed the control plane");
+	/* SQLite: the file byte for byte; PostgreSQL: every row (the dump) */
+	if (sm_pg()) {
+		before = fx_dump(&f);
+		dry = run_migrate(&f, 1, 5, "alice");
+		after = fx_dump(&f);
+		assert_same_dump(before, after, "a dry run");
+	} else {
+		before = slurp(f.control, &lb);
+		dry = run_migrate(&f, 1, 5, "alice");
+		after = slurp(f.control, &la);
+		ck_assert_uint_eq(lb, la);
+		ck_assert_msg(memcmp(before, after, lb) == 0,
+			      "a dry run changed the control plane");
+	}
 	ck_assert_int_eq(dry->dry_run, 1);
 	ck_assert_uint_gt(dry->migrated, 0);
 
@@ -1716,7 +1788,7 @@ START_TEST(test_plaintext_tokens)
 		seed_one(ctx, org, (int)i, tok, LEGACY_TOKEN_PLAINTEXT);
 	}
 	envdb_close(ctx);
-	copy_file(f.control, f.pristine);
+	fx_snapshot(&f);
 
 	/* the legacy encryptor of the manifest refuses them, as before */
 	rep = run_migrate(&f, 0, 0, "alice");
@@ -1800,7 +1872,7 @@ START_TEST(test_unaddressable_orgs)
 	}
 	seed_one(ctx, "fine-org", 99, "tok-fine", LEGACY_TOKEN_GOOD);
 	envdb_close(ctx);
-	copy_file(f.control, f.pristine);
+	fx_snapshot(&f);
 
 	rep = run_migrate(&f, 0, 0, "alice");
 	ck_assert_uint_eq(rep->migrated, 1);
@@ -1949,6 +2021,11 @@ START_TEST(test_dry_run_read_only)
 	pid_t pid;
 	char c;
 
+	/* About the SQLite file only: its main, -wal and -shm bytes under
+	 * another process's connection (PostgreSQL has no file; its dry run
+	 * is checked row by row in test_dry_run). */
+	if (sm_pg())
+		return;
 	fx_init(&f, true);
 	fx_seed(&f, MIX_ORGS, NULL);
 
@@ -2242,11 +2319,5 @@ static Suite *migrate_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(migrate_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return sm_run(migrate_suite) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

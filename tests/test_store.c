@@ -1260,6 +1260,68 @@ START_TEST(pg_open_refusals)
 }
 END_TEST
 
+/* The conninfo file is a secret file (core/loader.c
+ * envdbi_read_secret_file): a FIFO is refused at once (not read: it would
+ * block), a symbolic link and a file others may read are refused, and no
+ * message shows the conninfo. */
+START_TEST(pg_conninfo_file_refusals)
+{
+	envdbi_manifest m = {0};
+	envdbi_store *s = NULL;
+	char file[600], link[640], sub[600];
+	FILE *f;
+
+	m.control_plane_driver = (char *)"postgresql";
+	m.control_plane_schema = path;
+	m.busy_timeout_ms = 2000;
+	m.control_plane_conninfo_file = file;
+
+	/* a FIFO nobody writes to: refused without blocking */
+	snprintf(file, sizeof file, "%s/fifo.conninfo", dir);
+	ck_assert_int_eq(mkfifo(file, 0600), 0);
+	alarm(20); /* a hang fails the test instead of stalling the suite */
+	expect_refused(envdbi_store_open(&s, &m, ENVDB_OPEN_CREATE), ENVDB_ERR_CONFIG,
+		       "is not a regular file (a FIFO)");
+	alarm(0);
+
+	/* a real conninfo file (with the password), then its variants */
+	snprintf(file, sizeof file, "%s/real.conninfo", dir);
+	ck_assert_ptr_nonnull(f = fopen(file, "w"));
+	fputs("host=127.0.0.1 port=1 user=envdb_cp password=supersecret dbname=envdb_cp\n", f);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(chmod(file, 0640), 0);
+	expect_refused(envdbi_store_open(&s, &m, ENVDB_OPEN_CREATE), ENVDB_ERR_CONFIG,
+		       "accessible by group or others (mode 0640)");
+	ck_assert_int_eq(chmod(file, 0620), 0);
+	expect_refused(envdbi_store_open(&s, &m, ENVDB_OPEN_CREATE), ENVDB_ERR_CONFIG,
+		       "is writable by group or others");
+	ck_assert_int_eq(chmod(file, 0600), 0);
+
+	/* a symbolic link to it */
+	snprintf(link, sizeof link, "%s/link.conninfo", dir);
+	ck_assert_int_eq(symlink(file, link), 0);
+	m.control_plane_conninfo_file = link;
+	expect_refused(envdbi_store_open(&s, &m, ENVDB_OPEN_CREATE), ENVDB_ERR_CONFIG,
+		       "is a symbolic link");
+
+	/* in a directory others may write to (and rename it in) */
+	snprintf(sub, sizeof sub, "%s/shared", dir);
+	ck_assert_int_eq(mkdir(sub, 0700), 0);
+	ck_assert_int_eq(chmod(sub, 0777), 0);
+	snprintf(link, sizeof link, "%s/shared/c.conninfo", dir);
+	ck_assert_int_eq(rename(file, link), 0);
+	expect_refused(envdbi_store_open(&s, &m, ENVDB_OPEN_CREATE), ENVDB_ERR_CONFIG,
+		       "is writable by group or others");
+	ck_assert_ptr_nonnull(strstr(envdb_error_last()->message, "directory"));
+	ck_assert_int_eq(chmod(sub, 0700), 0);
+	/* the same file there, now trusted: read, and the (closed) server
+	 * port is what fails */
+	expect_refused(envdbi_store_open(&s, &m, ENVDB_OPEN_CREATE), ENVDB_ERR_UNAVAILABLE,
+		       "cannot connect");
+	ck_assert_ptr_null(s);
+}
+END_TEST
+
 static void kill_sessions(void)
 {
 	char err[256];
@@ -1369,6 +1431,7 @@ static Suite *suite(void)
 		tcase_add_test(tc, bulk_savepoint_journal_stays_in_memory);
 	} else {
 		tcase_add_test(tc, pg_open_refusals);
+		tcase_add_test(tc, pg_conninfo_file_refusals);
 		tcase_add_test(tc, pg_connection_lost_mid_transaction);
 	}
 	tcase_add_test(tc, constraints_hold_for_other_processes);
