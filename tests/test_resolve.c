@@ -551,8 +551,12 @@ START_TEST(test_cache_ttl_without_notifications)
 	FILE *f;
 	size_t len;
 
+	/* The TTL must outlast the steps between the cache's fill and the
+	 * stale read below, also under valgrind and on a loaded machine. */
+	int64_t ttl_ms = getenv("ENVDB_VALGRIND") != NULL ? 6000 : 1500;
+
 	td_teardown(&T);
-	o.cache_ttl_ms = 300;
+	o.cache_ttl_ms = ttl_ms;
 	td_setup(&T, &o);
 	ctx = td_open(&T);
 	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
@@ -580,7 +584,7 @@ START_TEST(test_cache_ttl_without_notifications)
 		 "DELETE FROM %s.sys_environment_member WHERE user_id = 'bob'", T.control);
 	ck_assert_int_eq(sm_pg_exec_super(sql, NULL, 0), 0);
 	expect_auth(ctx, "dev", "bob", "full_access");
-	usleep(400 * 1000);
+	usleep((useconds_t)(ttl_ms + 200) * 1000);
 	ck_assert_int_eq(resolve(ctx, "dev", "bob", NULL, NULL), ENVDB_ERR_PERMISSION);
 	/* the channel works again: the watch reconnects by itself */
 	ck_assert_int_eq(sm_pg_exec_super("ALTER ROLE envdb_cp CONNECTION LIMIT -1", NULL, 0), 0);
@@ -601,7 +605,7 @@ START_TEST(test_cache_ttl_without_notifications)
 		 "DELETE FROM %s.sys_environment_member WHERE user_id = 'carol'", T.control);
 	ck_assert_int_eq(sm_pg_exec_super(sql, NULL, 0), 0);
 	for (int i = 0; i < 200 && (rc = resolve(ctx, "dev", "carol", NULL, NULL)) == ENVDB_OK; i++)
-		usleep(1000); /* well inside the 300 ms TTL */
+		usleep(1000); /* well inside the TTL */
 	ck_assert_int_eq(rc, ENVDB_ERR_PERMISSION);
 	envdb_close(ctx);
 }
@@ -674,11 +678,19 @@ END_TEST
  * here is the notification's. */
 START_TEST(test_cross_host_invalidation_latency)
 {
-	envdb_ctx *ctx = td_open(&T);
+	envdb_ctx *ctx;
 	envdbi_cache_stats st;
 	int go[2], done[2];
 	int64_t lat[LATENCY_ROUNDS];
 	pid_t pid;
+
+	/* A figure, meaningless under valgrind, where the forked writer (a
+	 * copy of this process, its context included) would also count the
+	 * copy it never frees as lost at its _exit.  The watch itself is
+	 * checked under valgrind by the other PostgreSQL cases. */
+	if (getenv("ENVDB_VALGRIND") != NULL)
+		return;
+	ctx = td_open(&T);
 
 	ck_assert_int_eq(td_provision(ctx, "acme", "dev", NULL, "alice"), ENVDB_OK);
 	add_member(ctx, "dev", "bob", "maker");
